@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# Both create (or reuse) the virtual environment in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck bench clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/callhome-sim demo
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy modem_drivers
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.virtual_line
+
+clean:
+	rm -rf $(VENV) *.egg-info

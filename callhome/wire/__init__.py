@@ -1,0 +1,1 @@
+"""The call-home protocol (sans-IO): framing, Noise IK handshake, reliable transfer, messages."""

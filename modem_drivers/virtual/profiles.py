@@ -1,0 +1,239 @@
+"""Personalities of the virtual modem.
+
+A real modem fleet is never uniform: numeric result tables differ by vendor, so do
+spellings, CONNECT suffixes, caller-ID layout and quirks such as echo that survives
+`E0`. Each `ModemProfile` bundles one such personality so that a driver tested against
+all three has met the traps it will meet in the field (see
+`shared/reference/hayes-field-notes.md` §1.2-1.8 for the sources of each difference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+ConnectStyle = Literal["rate", "usr", "dte"]
+ProgressStyle = Literal["hayes", "v250"]
+
+BASIC_CODES: dict[str, int] = {
+    "OK": 0,
+    "CONNECT": 1,
+    "RING": 2,
+    "NO CARRIER": 3,
+    "ERROR": 4,
+    "NO DIALTONE": 6,
+    "BUSY": 7,
+    "NO ANSWER": 8,
+}
+
+MODULATION_BY_RATE: tuple[tuple[int, str], ...] = (
+    (300, "V21"),
+    (1200, "V22"),
+    (2400, "V22B"),
+    (9600, "V32"),
+    (14400, "V32B"),
+    (33600, "V34"),
+)
+
+STANDARD_RATES: tuple[int, ...] = (
+    300, 1200, 2400, 4800, 7200, 9600, 12000, 14400, 16800, 19200,
+    21600, 24000, 26400, 28800, 31200, 33600,
+)
+
+
+def modulation_for(rate: int) -> str:
+    for limit, name in MODULATION_BY_RATE:
+        if rate <= limit:
+            return name
+    return "V34"
+
+
+@dataclass(frozen=True)
+class FactorySettings:
+    echo: bool = True
+    verbose: bool = True
+    quiet: bool = False
+    x_level: int = 4
+    dcd_mode: int = 1  # &C
+    dtr_mode: int = 2  # &D
+    flow_control: int = 3  # &K
+    progress_reports: int = 0  # W
+    vcid: int = 0
+    report_modulation: int = 0  # +MR
+    report_error_control: int = 0  # +ER
+    report_compression: int = 0  # +DR
+    s_registers: MappingProxyType[int, int] = field(
+        default_factory=lambda: MappingProxyType(
+            {
+                0: 0, 1: 0, 2: 43, 3: 13, 4: 10, 5: 8, 6: 2, 7: 50, 8: 2,
+                10: 14, 12: 50, 25: 5,
+            }
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ModemProfile:
+    name: str
+    description: str
+    identity: MappingProxyType[int, tuple[str, ...]]
+    connect_rate_codes: MappingProxyType[int, int]
+    delayed_code: int
+    blacklisted_code: int
+    no_dialtone_text: str = "NO DIALTONE"
+    # What a low X level sends in place of DELAYED / BLACKLISTED (vendors disagree).
+    blacklist_substitute: str = "NO CARRIER"
+    connect_style: ConnectStyle = "rate"
+    progress_styles: frozenset[ProgressStyle] = frozenset({"v250"})
+    echo_ignores_e0: bool = False
+    cid_spaces: bool = True
+    cid_before_first_ring: bool = False
+    etsi_blacklist: bool = False
+    max_command_length: int = 40
+    max_rate: int = 33600
+    dte_rate: int = 115200
+    gmi: str = "callhome"
+    gmm: str = "virtual V.250 modem"
+    gmr: str = "1.0"
+    gcap: str = "+GCAP: +MS,+ES,+DS"
+    factory: FactorySettings = field(default_factory=FactorySettings)
+
+    def numeric_code(self, text: str) -> int | None:
+        """The V0 code of a result text, or None for texts that have no numeric form."""
+        if text in BASIC_CODES and text != "NO DIALTONE":
+            return BASIC_CODES[text]
+        if text == self.no_dialtone_text:
+            return BASIC_CODES["NO DIALTONE"]
+        if text == "DELAYED":
+            return self.delayed_code
+        if text == "BLACKLISTED":
+            return self.blacklisted_code
+        if text.startswith("CONNECT "):
+            rate_text = text[len("CONNECT ") :].split("/", 1)[0]
+            if rate_text.isdigit():
+                return self.connect_rate_codes.get(int(rate_text), BASIC_CODES["CONNECT"])
+            return BASIC_CODES["CONNECT"]
+        return None
+
+
+def _frozen(mapping: dict[int, Any]) -> MappingProxyType[int, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+GENERIC = ModemProfile(
+    name="generic",
+    description="a plain ITU-T V.250 modem: CONNECT <line rate>, +MR/+ER/+DR reports",
+    identity=_frozen(
+        {
+            0: ("V250",),
+            1: ("000",),
+            2: ("OK",),
+            3: ("callhome virtual V.250 modem 1.0",),
+            4: ("generic",),
+            5: ("000",),
+            6: ("no link diagnostics",),
+            7: ("V.34 33600, V.42, V.42bis",),
+        }
+    ),
+    connect_rate_codes=_frozen(
+        {
+            1200: 5, 2400: 10, 4800: 11, 9600: 12, 14400: 13, 19200: 14, 7200: 24,
+            12000: 25, 16800: 86, 21600: 55, 24000: 56, 26400: 57, 28800: 58,
+            31200: 59, 33600: 60,
+        }
+    ),
+    delayed_code=88,
+    blacklisted_code=89,
+    max_command_length=40,
+)
+
+USR = ModemProfile(
+    name="usr",
+    description="a USRobotics-like modem: CONNECT 33600/ARQ/V34/LAPM/V42BIS, "
+    "'NO DIAL TONE', caller ID without spaces, Courier-style numeric table",
+    identity=_frozen(
+        {
+            0: ("5601",),
+            1: ("4D4C",),
+            2: ("OK",),
+            3: ("U.S. Robotics 56K FAX EXT V1.2.23",),
+            4: ("U.S. Robotics 56K FAX EXT Settings...", "   B0  E1  F1  M1  Q0  V1  X4"),
+            5: ("U.S. Robotics 56K FAX EXT NVRAM Settings...",),
+            6: ("U.S. Robotics 56K FAX EXT Link Diagnostics...",),
+            7: ("Product type           US/Canada External",),
+        }
+    ),
+    connect_rate_codes=_frozen(
+        {
+            1200: 5, 2400: 10, 4800: 18, 7200: 20, 9600: 13, 12000: 21, 14400: 25,
+            16800: 43, 19200: 85, 21600: 91, 24000: 99, 26400: 103, 28800: 107,
+            31200: 151, 33600: 155,
+        }
+    ),
+    delayed_code=24,
+    blacklisted_code=32,
+    no_dialtone_text="NO DIAL TONE",
+    connect_style="usr",
+    progress_styles=frozenset({"hayes"}),
+    cid_spaces=False,
+    max_command_length=56,
+    gmi="U.S. Robotics",
+    gmm="56K FAX EXT",
+    gmr="1.2.23",
+    factory=FactorySettings(
+        s_registers=MappingProxyType(
+            {0: 0, 1: 0, 2: 43, 3: 13, 4: 10, 5: 8, 6: 2, 7: 60, 8: 2, 10: 7, 12: 50, 25: 5}
+        )
+    ),
+)
+
+CONEXANT = ModemProfile(
+    name="conexant",
+    description="a Conexant-like soft modem: CONNECT <DTE rate>, echo that survives E0, "
+    "ETSI blacklisting, caller ID before the first RING",
+    identity=_frozen(
+        {
+            0: ("56000",),
+            1: ("OK",),
+            2: ("OK",),
+            3: ("CX93001-EIS_V0.2002-V92",),
+            4: ("OK",),
+            5: ("022",),
+            6: ("OK",),
+            7: ("OK",),
+        }
+    ),
+    connect_rate_codes=_frozen(
+        {
+            1200: 5, 2400: 10, 4800: 11, 7200: 24, 9600: 12, 12000: 25, 14400: 15,
+            16800: 86, 19200: 16, 21600: 55, 24000: 56, 26400: 57, 28800: 58,
+            31200: 59, 33600: 155, 115200: 150,
+        }
+    ),
+    delayed_code=13,
+    blacklisted_code=14,
+    blacklist_substitute="ERROR",
+    connect_style="dte",
+    progress_styles=frozenset({"hayes", "v250"}),
+    echo_ignores_e0=True,
+    cid_before_first_ring=True,
+    etsi_blacklist=True,
+    max_command_length=60,
+    gmi="Conexant",
+    gmm="CX93001",
+    gmr="V0.2002-V92",
+)
+
+PROFILES: MappingProxyType[str, ModemProfile] = MappingProxyType(
+    {p.name: p for p in (GENERIC, USR, CONEXANT)}
+)
+
+
+def get_profile(name: str) -> ModemProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown modem profile {name!r} (known: {', '.join(sorted(PROFILES))})"
+        ) from None

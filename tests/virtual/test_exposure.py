@@ -1,0 +1,354 @@
+"""The virtual modems through real pyserial URLs: pty, socket://, rfc2217://, inproc://."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+import serial
+
+from modem_drivers import inproc
+from modem_drivers.virtual import NetworkTiming, PhoneNetwork
+from modem_drivers.virtual.runner import NetworkRunner
+
+SCALE = 0.02  # one network second is 20 ms
+
+
+async def in_thread(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def read_until(port: serial.Serial, token: bytes, timeout: float = 5.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = port.read(4096)
+        seen += chunk
+        if token in seen:
+            return seen
+        if not chunk:
+            time.sleep(0.005)
+    raise AssertionError(f"{token!r} not seen; got {seen!r}")
+
+
+def command(port: serial.Serial, text: str, token: bytes = b"OK\r\n") -> bytes:
+    port.reset_input_buffer()
+    port.write(text.encode() + b"\r")
+    return read_until(port, token)
+
+
+@pytest.fixture
+async def runner(tmp_path):
+    network = PhoneNetwork()
+    network.add_modem("a", "generic", number="100")
+    network.add_modem("b", "usr", number="200")
+    runner = NetworkRunner(network, time_scale=SCALE)
+    await runner.start()
+    runner.tmp = tmp_path
+    yield runner
+    await runner.stop()
+
+
+async def expose(runner: NetworkRunner, name: str, kind: str) -> str:
+    exposure = await runner.expose(name, kind, path=str(runner.tmp / name))
+    return exposure.url
+
+
+def open_port(url: str) -> serial.Serial:
+    return serial.serial_for_url(url, timeout=0)
+
+
+@pytest.mark.parametrize("kind", ["pty", "tcp", "rfc2217"])
+async def test_call_between_two_ports_of_each_kind(runner, kind):
+    url_a = await expose(runner, "a", kind)
+    url_b = await expose(runner, "b", "pty")
+
+    def script() -> None:
+        a, b = open_port(url_a), open_port(url_b)
+        try:
+            assert command(a, "ATE0V1X4").endswith(b"OK\r\n")
+            command(b, "ATE0S0=1")
+            a.write(b"ATDT200\r")
+            read_until(a, b"CONNECT 33600\r\n")
+            read_until(b, b"CONNECT 33600/ARQ/V34/LAPM/V42BIS\r\n")
+            payload = bytes(range(256)) * 8  # every byte value, 0xff included
+            a.write(payload)
+            got = b""
+            deadline = time.monotonic() + 5
+            while len(got) < len(payload) and time.monotonic() < deadline:
+                got += b.read(4096)
+                time.sleep(0.005)
+            assert got == payload
+            time.sleep(1.2 * 50 * SCALE)
+            a.write(b"+++")
+            read_until(a, b"OK\r\n")
+            command(a, "ATH0")
+            read_until(b, b"NO CARRIER\r\n")
+        finally:
+            a.close()
+            b.close()
+
+    await in_thread(script)
+    record = runner.network.history[-1]
+    assert record.outcome == "hung up by a" and record.bytes_caller_to_callee >= 2048
+
+
+async def test_pty_open_and_close_act_as_dtr(runner):
+    url_a = await expose(runner, "a", "pty")
+    url_b = await expose(runner, "b", "pty")
+    network = runner.network
+    assert os.path.islink(url_a)
+
+    def script() -> None:
+        a, b = open_port(url_a), open_port(url_b)
+        command(a, "ATE0&D2")
+        command(b, "ATE0S0=1")
+        a.write(b"ATD200\r")
+        read_until(a, b"CONNECT")
+        read_until(b, b"CONNECT")
+        a.close()  # the DTE goes away mid-call: DTR drops, &D2 hangs up
+        read_until(b, b"NO CARRIER")
+        b.close()
+
+    await in_thread(script)
+    await asyncio.sleep(0.2)
+    assert not network.modem("a").dtr
+    assert network.history[-1].outcome == "hung up by a"
+
+
+async def test_pty_has_no_modem_control_lines(runner):
+    url = await expose(runner, "a", "pty")
+
+    def script() -> None:
+        port = open_port(url)
+        try:
+            with pytest.raises(OSError):
+                port.dtr = False
+            with pytest.raises(OSError):
+                _ = port.cd
+        finally:
+            port.close()
+
+    await in_thread(script)
+
+
+async def test_rfc2217_carries_dtr_dcd_and_ri(runner):
+    url_a = await expose(runner, "a", "pty")
+    url_b = await expose(runner, "b", "rfc2217")
+    network = runner.network
+    network.timing = NetworkTiming(ring_on=20.0)  # 0.4 s of real time to see RI high
+
+    def script() -> None:
+        a = open_port(url_a)
+        b = serial.serial_for_url(url_b, timeout=0)
+        try:
+            command(a, "ATE0")
+            command(b, "ATE0&C1&D2")
+            assert not b.cd
+            a.write(b"ATD200\r")
+            read_until(b, b"RING")
+            time.sleep(0.05)
+            assert b.ri
+            b.write(b"ATA\r")
+            read_until(b, b"CONNECT")
+            time.sleep(0.1)
+            assert b.cd and not b.ri
+            b.dtr = False  # the terminal server drops DTR: &D2 hangs up
+            read_until(a, b"NO CARRIER")
+            time.sleep(0.1)
+            assert not b.cd
+            b.dtr = True
+            assert command(b, "AT").endswith(b"OK\r\n")
+        finally:
+            a.close()
+            b.close()
+
+    await in_thread(script)
+    assert network.history[-1].outcome == "hung up by b"
+
+
+async def test_tcp_port_takes_one_client_at_a_time(runner):
+    url = await expose(runner, "a", "tcp")
+
+    def script() -> None:
+        first = open_port(url)
+        second = open_port(url)
+        try:
+            command(first, "AT")
+            with pytest.raises(serial.SerialException):  # the port closes on the second client
+                for _ in range(50):
+                    second.write(b"AT\r")
+                    time.sleep(0.01)
+                    second.read(10)
+        finally:
+            first.close()
+            second.close()
+
+    await in_thread(script)
+
+
+async def test_pty_flow_control_loses_nothing_at_a_slow_rate(runner):
+    runner.network.set_line("a", rate=9600)
+    url_a = await expose(runner, "a", "pty")
+    url_b = await expose(runner, "b", "pty")
+
+    def script() -> None:
+        a, b = open_port(url_a), open_port(url_b)
+        try:
+            command(a, "ATE0&K3")
+            command(b, "ATE0S0=1")
+            a.write(b"ATD200\r")
+            read_until(a, b"CONNECT")
+            read_until(b, b"CONNECT")
+            payload = os.urandom(12_000)  # far more than the modem's buffer
+            a.write(payload)
+            got = b""
+            deadline = time.monotonic() + 20
+            while len(got) < len(payload) and time.monotonic() < deadline:
+                got += b.read(8192)
+                time.sleep(0.01)
+            assert got == payload
+        finally:
+            a.close()
+            b.close()
+
+    await in_thread(script)
+
+
+@pytest.mark.parametrize("kind", ["pty", "tcp", "rfc2217", "inproc"])
+async def test_port_vanishes_and_comes_back(runner, kind):
+    url = await expose(runner, "a", kind)
+    if kind == "inproc":
+        await _inproc_vanish(runner, url)
+        return
+
+    def first_life() -> serial.Serial:
+        port = open_port(url)
+        command(port, "AT")
+        return port
+
+    port = await in_thread(first_life)
+    await runner.vanish("a")
+
+    def broken() -> None:
+        with pytest.raises((serial.SerialException, OSError)):
+            for _ in range(100):
+                port.write(b"AT\r")
+                port.read(100)
+                time.sleep(0.01)
+        port.close()
+        with pytest.raises((serial.SerialException, OSError)):
+            open_port(url).close()
+
+    await in_thread(broken)
+    await runner.reappear("a")
+    url = runner.exposures["a"].url
+
+    def second_life() -> None:
+        again = open_port(url)
+        try:
+            assert command(again, "AT").endswith(b"OK\r\n")
+        finally:
+            again.close()
+
+    await in_thread(second_life)
+
+
+class _Collector(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.data = b""
+        self.lost: Exception | bool | None = False
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
+
+
+async def _inproc_vanish(runner: NetworkRunner, url: str) -> None:
+    protocol = _Collector()
+    transport, lines = inproc.connect(url, protocol)
+    transport.write(b"AT\r")
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if b"OK" in protocol.data:
+            break
+    assert b"OK" in protocol.data
+    await runner.vanish("a")
+    await asyncio.sleep(0.01)
+    assert isinstance(protocol.lost, OSError)
+    with pytest.raises(FileNotFoundError):
+        inproc.connect(url, _Collector())
+    await runner.reappear("a")
+    again = _Collector()
+    transport, lines = inproc.connect(url, again)
+    transport.write(b"ATE0\r")
+    await asyncio.sleep(0.05)
+    assert again.data.endswith(b"OK\r\n")
+    assert lines.dsr and not lines.cd
+    transport.close()
+
+
+async def test_inproc_control_lines(runner):
+    url_a = await expose(runner, "a", "inproc")
+    url_b = await expose(runner, "b", "inproc")
+    pa, pb = _Collector(), _Collector()
+    ta, la = inproc.connect(url_a, pa)
+    tb, lb = inproc.connect(url_b, pb)
+    ta.write(b"ATE0&D2\r")
+    tb.write(b"ATE0S0=1\r")
+    await asyncio.sleep(0.05)
+    ta.write(b"ATD200\r")
+    for _ in range(300):
+        await asyncio.sleep(0.01)
+        if b"CONNECT" in pa.data:
+            break
+    assert la.cd and lb.cd
+    la.set_dtr(False)
+    for _ in range(300):
+        await asyncio.sleep(0.01)
+        if b"NO CARRIER" in pb.data:
+            break
+    assert not lb.cd
+    ta.close()
+    tb.close()
+
+
+async def test_scripted_faults_through_the_runner(runner):
+    url = await expose(runner, "a", "pty")
+    network = runner.network
+
+    def script() -> None:
+        port = open_port(url)
+        try:
+            command(port, "ATE0")
+            runner_loop.call_soon_threadsafe(runner.apply_fault, "garbage", "a")
+            runner_loop.call_soon_threadsafe(runner.apply_fault, "nuls", "a")
+            time.sleep(0.1)
+            junk = port.read(100)
+            assert len(junk) >= 16 and b"\x00" * 16 in junk
+            runner_loop.call_soon_threadsafe(runner.apply_fault, "unresponsive", "a")
+            time.sleep(0.05)
+            port.write(b"AT\r")
+            time.sleep(0.3)
+            assert port.read(100) == b""
+            runner_loop.call_soon_threadsafe(
+                lambda: runner.apply_fault("reply-delay", "a", seconds=5))
+            runner_loop.call_soon_threadsafe(
+                lambda: setattr(network.modem("a"), "unresponsive", False))
+            time.sleep(0.05)
+            port.write(b"AT\r")
+            time.sleep(2 * SCALE)
+            assert port.read(100) == b""
+            read_until(port, b"OK")
+            runner_loop.call_soon_threadsafe(runner.apply_fault, "reset", "a")
+            time.sleep(0.05)
+            assert command(port, "AT").startswith(b"AT\r")  # echo is back on after reset
+        finally:
+            port.close()
+
+    runner_loop = asyncio.get_running_loop()
+    await in_thread(script)
