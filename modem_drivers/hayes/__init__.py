@@ -1,0 +1,1 @@
+"""The Hayes/V.250 modem driver (sans-IO core and asyncio `HayesModem`)."""
