@@ -20,7 +20,7 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy modem_drivers
+	$(BIN)/mypy modem_drivers callhome
 
 test: lint typecheck
 	$(BIN)/pytest -q

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ..vendors import CONEXANT as CONEXANT_CODES
+from ..vendors import HAYES, USROBOTICS, VendorCodes
+
 ConnectStyle = Literal["rate", "usr", "dte"]
 ProgressStyle = Literal["hayes", "v250"]
 
@@ -78,9 +81,7 @@ class ModemProfile:
     name: str
     description: str
     identity: MappingProxyType[int, tuple[str, ...]]
-    connect_rate_codes: MappingProxyType[int, int]
-    delayed_code: int
-    blacklisted_code: int
+    codes: VendorCodes
     no_dialtone_text: str = "NO DIALTONE"
     # What a low X level sends in place of DELAYED / BLACKLISTED (vendors disagree).
     blacklist_substitute: str = "NO CARRIER"
@@ -106,13 +107,13 @@ class ModemProfile:
         if text == self.no_dialtone_text:
             return BASIC_CODES["NO DIALTONE"]
         if text == "DELAYED":
-            return self.delayed_code
+            return self.codes.delayed
         if text == "BLACKLISTED":
-            return self.blacklisted_code
+            return self.codes.blacklisted
         if text.startswith("CONNECT "):
             rate_text = text[len("CONNECT ") :].split("/", 1)[0]
             if rate_text.isdigit():
-                return self.connect_rate_codes.get(int(rate_text), BASIC_CODES["CONNECT"])
+                return self.codes.connect_rates.get(int(rate_text), BASIC_CODES["CONNECT"])
             return BASIC_CODES["CONNECT"]
         return None
 
@@ -136,15 +137,7 @@ GENERIC = ModemProfile(
             7: ("V.34 33600, V.42, V.42bis",),
         }
     ),
-    connect_rate_codes=_frozen(
-        {
-            1200: 5, 2400: 10, 4800: 11, 9600: 12, 14400: 13, 19200: 14, 7200: 24,
-            12000: 25, 16800: 86, 21600: 55, 24000: 56, 26400: 57, 28800: 58,
-            31200: 59, 33600: 60,
-        }
-    ),
-    delayed_code=88,
-    blacklisted_code=89,
+    codes=HAYES,
     max_command_length=40,
 )
 
@@ -164,15 +157,7 @@ USR = ModemProfile(
             7: ("Product type           US/Canada External",),
         }
     ),
-    connect_rate_codes=_frozen(
-        {
-            1200: 5, 2400: 10, 4800: 18, 7200: 20, 9600: 13, 12000: 21, 14400: 25,
-            16800: 43, 19200: 85, 21600: 91, 24000: 99, 26400: 103, 28800: 107,
-            31200: 151, 33600: 155,
-        }
-    ),
-    delayed_code=24,
-    blacklisted_code=32,
+    codes=USROBOTICS,
     no_dialtone_text="NO DIAL TONE",
     connect_style="usr",
     progress_styles=frozenset({"hayes"}),
@@ -204,15 +189,7 @@ CONEXANT = ModemProfile(
             7: ("OK",),
         }
     ),
-    connect_rate_codes=_frozen(
-        {
-            1200: 5, 2400: 10, 4800: 11, 7200: 24, 9600: 12, 12000: 25, 14400: 15,
-            16800: 86, 19200: 16, 21600: 55, 24000: 56, 26400: 57, 28800: 58,
-            31200: 59, 33600: 155, 115200: 150,
-        }
-    ),
-    delayed_code=13,
-    blacklisted_code=14,
+    codes=CONEXANT_CODES,
     blacklist_substitute="ERROR",
     connect_style="dte",
     progress_styles=frozenset({"hayes", "v250"}),

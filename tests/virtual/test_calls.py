@@ -435,14 +435,14 @@ def test_numeric_result_codes_per_profile(profile):
     assert numeric("ATD300", 5) == b"7\r"
     connect = numeric("ATD200", 30)
     dte_style = p.connect_style == "dte"
-    assert connect == f"{p.connect_rate_codes[115200 if dte_style else 14400]}\r".encode()
-    assert p.connect_rate_codes[14400] != 1
+    assert connect == f"{p.codes.connect_rates[115200 if dte_style else 14400]}\r".encode()
+    assert p.codes.connect_rates[14400] != 1
 
 
 def test_numeric_tables_differ_between_profiles():
-    codes = {name: p.connect_rate_codes[14400] for name, p in PROFILES.items()}
+    codes = {name: p.codes.connect_rates[14400] for name, p in PROFILES.items()}
     assert len(set(codes.values())) == 3
-    delayed = {p.delayed_code for p in PROFILES.values()}
+    delayed = {p.codes.delayed for p in PROFILES.values()}
     assert len(delayed) == 3
 
 

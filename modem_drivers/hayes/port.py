@@ -1,0 +1,292 @@
+"""Opening a modem by pyserial URL and reaching its control lines, the same way for all.
+
+- `/dev/ttyS0`, `/dev/ttyUSB0`, a pty: serial_asyncio_fast (fd-based); DTR, DCD and RI
+  by ioctl (a pty has none of them);
+- `socket://host:port`: an asyncio TCP connection; no control lines;
+- `rfc2217://host:port`: pyserial's RFC 2217 client, which reads in a thread of its own
+  (it has no fd to watch), bridged to asyncio; DTR by SET_CONTROL, DCD and RI from
+  NOTIFY_MODEMSTATE;
+- `inproc://name`: `modem_drivers.inproc`; all lines.
+
+Every failure to open is a `PortOpenError`; losing the port later reaches the protocol
+as `connection_lost(exc)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from typing import Any
+
+import serial
+import serial_asyncio_fast
+
+from .. import inproc
+from .errors import PortOpenError
+
+WRITE_BUFFER_HIGH = 4096
+"""Keep the local write buffer shallow: bytes queued here are bytes in flight that a
+protocol cannot take back or reorder (retransmissions would queue behind stale data)."""
+
+
+class SerialPort:
+    """An open port: write bytes, read control lines, drop DTR where the port can."""
+
+    kind = "?"
+
+    def __init__(self, url: str, transport: asyncio.Transport) -> None:
+        self.url = url
+        self.transport = transport
+        self.has_dtr = False
+        self.has_dcd = False
+        self.has_ri = False
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    async def set_dtr(self, level: bool) -> None:
+        raise NotImplementedError
+
+    def dcd(self) -> bool | None:
+        return None
+
+    def ri(self) -> bool | None:
+        return None
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    async def close(self) -> None:
+        self.transport.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"url": self.url, "kind": self.kind, "dtr": self.has_dtr,
+                "dcd": self.has_dcd, "ri": self.has_ri}
+
+
+class _PyserialPort(SerialPort):
+    """A tty or pty through serial_asyncio_fast; control lines by ioctl."""
+
+    kind = "tty"
+
+    def __init__(self, url: str, transport: asyncio.Transport) -> None:
+        super().__init__(url, transport)
+        self.serial: serial.Serial = transport.serial  # type: ignore[attr-defined]
+        self.has_dtr = _works(lambda: setattr(self.serial, "dtr", True))
+        self.has_dcd = _works(lambda: self.serial.cd)
+        self.has_ri = _works(lambda: self.serial.ri)
+        self.kind = "tty" if self.has_dtr else "pty"
+
+    async def set_dtr(self, level: bool) -> None:
+        if self.has_dtr:
+            self.serial.dtr = level
+
+    def dcd(self) -> bool | None:
+        return _read(lambda: self.serial.cd) if self.has_dcd else None
+
+    def ri(self) -> bool | None:
+        return _read(lambda: self.serial.ri) if self.has_ri else None
+
+
+class _SocketPort(SerialPort):
+    kind = "socket"
+
+    async def set_dtr(self, level: bool) -> None:
+        return None
+
+
+class _InprocPort(SerialPort):
+    kind = "inproc"
+
+    def __init__(self, url: str, transport: asyncio.Transport, lines: inproc.ModemLines):
+        super().__init__(url, transport)
+        self.lines = lines
+        self.has_dtr = self.has_dcd = self.has_ri = True
+
+    async def set_dtr(self, level: bool) -> None:
+        self.lines.set_dtr(level)
+
+    def dcd(self) -> bool | None:
+        return self.lines.cd
+
+    def ri(self) -> bool | None:
+        return self.lines.ri
+
+
+class _Rfc2217Transport(asyncio.Transport):
+    """pyserial's RFC 2217 client reads in a thread of its own; bridge it to asyncio."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, port: serial.Serial,
+                 protocol: asyncio.Protocol) -> None:
+        super().__init__()
+        self._loop = loop
+        self.serial = port
+        self._protocol = protocol
+        self._closing = False
+        self._lost = False
+        self._paused = threading.Event()
+        self._paused.set()  # set = reading allowed
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "rfc2217-writer")
+        self._pending_writes = 0
+        self._reader = threading.Thread(target=self._read_loop, daemon=True,
+                                        name=f"rfc2217-reader {port.port}")
+        loop.call_soon(protocol.connection_made, self)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        try:
+            while not self._closing:
+                self._paused.wait(0.1)
+                # read(n) waits for all n bytes or the timeout: take one, then what is
+                # already there, or every reply would arrive a timeout late
+                data = self.serial.read(1)
+                if data and self.serial.in_waiting:
+                    data += self.serial.read(self.serial.in_waiting)
+                if data:
+                    self._loop.call_soon_threadsafe(self._deliver, data)
+                if not self.serial.is_open:
+                    break
+        except Exception as exc:  # the socket died: report it once, on the loop
+            if not self._closing:
+                self._loop.call_soon_threadsafe(self._connection_lost, exc)
+                return
+        if not self._closing:
+            self._loop.call_soon_threadsafe(
+                self._connection_lost, ConnectionResetError("RFC 2217 connection closed"))
+
+    def _deliver(self, data: bytes) -> None:
+        if not self._closing:
+            self._protocol.data_received(data)
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._protocol.connection_lost(exc)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            return
+        count = len(data)
+        self._pending_writes += count
+        future = self._writer.submit(self.serial.write, bytes(data))
+        future.add_done_callback(lambda f: self._written(f, count))
+
+    def _written(self, future: concurrent.futures.Future[Any], count: int) -> None:
+        def done() -> None:
+            self._pending_writes -= count
+            if future.exception() is not None:
+                self._connection_lost(future.exception())  # type: ignore[arg-type]
+
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to tell
+            self._loop.call_soon_threadsafe(done)
+
+    def get_write_buffer_size(self) -> int:
+        return self._pending_writes
+
+    def pause_reading(self) -> None:
+        self._paused.clear()
+
+    def resume_reading(self) -> None:
+        self._paused.set()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing and self._lost:
+            return
+        self._closing = True
+        self._writer.shutdown(wait=False)
+        port = self.serial
+
+        def shut() -> None:
+            with contextlib.suppress(Exception):
+                port.close()
+
+        threading.Thread(target=shut, daemon=True).start()
+        if not self._lost:
+            self._lost = True
+            self._loop.call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+
+class _Rfc2217Port(SerialPort):
+    kind = "rfc2217"
+
+    def __init__(self, url: str, transport: _Rfc2217Transport) -> None:
+        super().__init__(url, transport)
+        self.serial = transport.serial
+        # a terminal server carries all three; until its first NOTIFY_MODEMSTATE
+        # arrives the lines read as unknown (None)
+        self.has_dtr = self.has_dcd = self.has_ri = True
+
+    async def set_dtr(self, level: bool) -> None:
+        # pyserial waits for the server's acknowledgement: not on the event loop
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, setattr, self.serial, "dtr", level)
+
+    def dcd(self) -> bool | None:
+        return _read(lambda: self.serial.cd)
+
+    def ri(self) -> bool | None:
+        return _read(lambda: self.serial.ri)
+
+
+async def open_port(
+    url: str, protocol: asyncio.Protocol, *, baudrate: int = 115200, rtscts: bool = True
+) -> SerialPort:
+    loop = asyncio.get_running_loop()
+    try:
+        if url.startswith(inproc.SCHEME):
+            transport, lines = inproc.connect(url, protocol)
+            return _InprocPort(url, transport, lines)
+        if url.startswith("rfc2217://"):
+            serial_port = await loop.run_in_executor(
+                None, lambda: serial.serial_for_url(url, baudrate=baudrate, timeout=0.1))
+            return _Rfc2217Port(url, _Rfc2217Transport(loop, serial_port, protocol))
+        if url.startswith("socket://"):
+            transport, _ = await serial_asyncio_fast.create_serial_connection(
+                loop, lambda: protocol, url)
+            return _SocketPort(url, transport)
+        kwargs: dict[str, Any] = {"baudrate": baudrate, "rtscts": rtscts}
+        if "://" not in url:
+            kwargs["exclusive"] = True
+        transport, _ = await serial_asyncio_fast.create_serial_connection(
+            loop, lambda: protocol, url, **kwargs)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        return _PyserialPort(url, transport)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise PortOpenError(f"cannot open {url}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _works(probe: Any) -> bool:
+    try:
+        probe()
+    except (OSError, serial.SerialException, ValueError, TypeError):
+        return False
+    return True
+
+
+def _read(probe: Any) -> bool | None:
+    try:
+        return bool(probe())
+    except (OSError, serial.SerialException, ValueError, TypeError):
+        return None
