@@ -26,6 +26,7 @@ test: lint typecheck
 	$(BIN)/pytest -q
 
 bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.wire_budget
 	$(BIN)/python -m benchmarks.virtual_line
 
 clean:

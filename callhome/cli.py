@@ -25,6 +25,7 @@ from modem_drivers.logs import configure_logging
 from modem_drivers.text import escape_bytes
 
 from . import exitcodes
+from .keys import KeyFileError, encode_key, load_private_key, public_of, write_private_key
 
 T = TypeVar("T")
 
@@ -99,6 +100,30 @@ def _scaled_timings(scale: float) -> Timings:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The callhome client: calls the support centre over a modem."""
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+def keygen(path: str) -> None:
+    """Create a new X25519 private key in PATH (mode 0600) and print its public key."""
+    try:
+        private = write_private_key(path)
+    except KeyFileError as exc:
+        click.echo(f"callhome: {exc}", err=True)
+        sys.exit(exitcodes.USAGE)
+    click.echo(encode_key(public_of(private)))
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+def pubkey(path: str) -> None:
+    """Print the public key of the private key in PATH."""
+    try:
+        private = load_private_key(path)
+    except KeyFileError as exc:
+        click.echo(f"callhome: {exc}", err=True)
+        sys.exit(exitcodes.USAGE)
+    click.echo(encode_key(public_of(private)))
 
 
 @main.group()

@@ -1,0 +1,309 @@
+"""Selective repeat over a serial line: what to resend, when, and how big to make frames.
+
+A modem line does not reorder, so when an ACK covers a frame that left after frame k
+and k is still unacknowledged, k was lost: it is resent at once (and again only if a
+frame that left after the resend is acknowledged while k still is not). Everything
+else is caught by the retransmission timer, set from measured round trips (RFC 6298,
+with Karn's rule: never time a frame that was sent twice). Round trips are measured
+from the moment a frame finished leaving, estimated from the line rate, so a 4-second
+frame at 2,400 bit/s does not inflate the estimate.
+
+Frame size follows the observed loss: the loss rate at the current size gives an
+estimate of the bit error rate, and the size that maximises
+    L / (L + h) * (1 - p) ** (10 * (L + h))
+(transport-field-notes §2.7) is chosen among 64..1024 bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .records import MAX_WINDOW, AckInfo
+
+P = TypeVar("P")
+
+FRAME_SIZES = (64, 128, 256, 512, 1024)
+FRAME_OVERHEAD = 25
+"""Header, tag, flags, CRC, COBS and delimiter around a DATA payload, approximately."""
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    line_rate: int = 2400
+    """The line (DCE) rate in bit/s, from the modem's connect record."""
+    flight_seconds: float = 4.0
+    """Bytes in flight are bounded to this much line time (but at least two frames)."""
+    min_rto: float = 1.0
+    max_rto: float = 30.0
+    initial_rto: float = 3.0
+    ack_delay: float = 0.05
+    idle_timeout: float = 90.0
+    """No frame from the peer for this long ends the call (modems retrain for up to a
+    minute; at least 60 s)."""
+    handshake_retry: float = 3.0
+    handshake_retry_max: float = 10.0
+    handshake_attempts: int = 8
+    close_linger: float = 5.0
+    """After the exchange is complete, how long to stay for a lost last frame."""
+    initial_frame: int = 1024
+
+    def scaled(self, factor: float) -> TransferConfig:
+        """Every duration times `factor` (rates and sizes unchanged)."""
+        return dataclasses.replace(self, **{
+            f.name: getattr(self, f.name) * factor
+            for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), float)
+        })
+
+
+class LineClock:
+    """When the bytes handed to the modem will have left, at the line rate."""
+
+    def __init__(self, rate: int) -> None:
+        self.seconds_per_byte = 10.0 / max(rate, 300)
+        self.free_at = 0.0
+
+    def depart(self, nbytes: int, now: float) -> float:
+        self.free_at = max(self.free_at, now) + nbytes * self.seconds_per_byte
+        return self.free_at
+
+    def reset(self, now: float) -> None:
+        self.free_at = min(self.free_at, now)
+
+
+class RttEstimator:
+    def __init__(self, config: TransferConfig) -> None:
+        self.config = config
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.backoff = 1
+        self.samples = 0
+        self._backed_off_at = float("-inf")
+
+    def sample(self, rtt: float) -> None:
+        rtt = max(rtt, 0.001)
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.backoff = 1
+        self.samples += 1
+
+    @property
+    def rto(self) -> float:
+        config = self.config
+        base = (config.initial_rto if self.srtt is None
+                else max(config.min_rto, self.srtt + 4 * self.rttvar))
+        return min(config.max_rto, base * self.backoff)
+
+    def timed_out(self, now: float) -> None:
+        """Back off once per timeout episode, not once per frame that timed out."""
+        if now >= self._backed_off_at + self.rto:
+            self.backoff = min(self.backoff * 2, 64)
+            self._backed_off_at = now
+
+    def overdue(self) -> float:
+        """How long after a frame left its ACK is overdue (time-based loss detection)."""
+        if self.srtt is None:
+            return self.rto
+        return self.srtt + 2 * self.rttvar + self.config.ack_delay
+
+
+@dataclass
+class SentFrame:
+    seq: int
+    wire: bytes
+    fin: bool
+    transmission: int
+    departs: float
+    retransmitted: bool = False
+    lost: bool = False
+
+
+class SendWindow:
+    """The sender's side of one direction: frames in flight, acks, resends."""
+
+    def __init__(self, config: TransferConfig) -> None:
+        self.config = config
+        self.clock = LineClock(config.line_rate)
+        self.rtt = RttEstimator(config)
+        self.sizer = FrameSizer(config.initial_frame)
+        self.next_seq = 0
+        self.frames: dict[int, SentFrame] = {}
+        self._transmissions = 0
+        self.retransmissions = 0
+        self.frames_sent = 0
+        self.bytes_sent = 0
+
+    def in_flight(self) -> int:
+        return sum(len(frame.wire) for frame in self.frames.values())
+
+    def room_for(self, wire_bytes: int) -> bool:
+        """Bytes in flight stay within `flight_seconds` of line time, but two frames are
+        always allowed: with one, the line idles while each ACK comes back."""
+        oldest = min(self.frames, default=self.next_seq)
+        if self.next_seq - oldest >= MAX_WINDOW:
+            return False  # the span, not the count: the receiver's window is a span
+        if len(self.frames) < 2:
+            return True
+        limit = self.config.line_rate / 10 * self.config.flight_seconds
+        return self.in_flight() + wire_bytes <= limit
+
+    def sent(self, seq: int, wire: bytes, fin: bool, now: float) -> None:
+        self._transmissions += 1
+        self.frames[seq] = SentFrame(seq, wire, fin, self._transmissions,
+                                     self.clock.depart(len(wire), now))
+        self.frames_sent += 1
+        self.bytes_sent += len(wire)
+
+    def resent(self, frame: SentFrame, now: float) -> None:
+        self._transmissions += 1
+        frame.transmission = self._transmissions
+        frame.departs = self.clock.depart(len(frame.wire), now)
+        frame.retransmitted = True
+        frame.lost = False
+        self.retransmissions += 1
+        self.bytes_sent += len(frame.wire)
+
+    def on_ack(self, ack: AckInfo, now: float) -> list[SentFrame]:
+        """Apply an ACK; returns the frames it newly acknowledged."""
+        acked: list[SentFrame] = []
+        for seq in list(self.frames):
+            if seq < ack.cumulative or (
+                seq > ack.cumulative and ack.sack >> (seq - ack.cumulative - 1) & 1
+            ):
+                acked.append(self.frames.pop(seq))
+        # Only a frame sent once says for sure which transmission arrived (Karn again):
+        # an ACK for a resent frame may be for its first copy, and frames queued
+        # before the resend have not been lost just because of it.
+        latest = max((frame.transmission for frame in acked if not frame.retransmitted),
+                     default=0)
+        for frame in acked:
+            if not frame.retransmitted:
+                self.rtt.sample(now - frame.departs)  # Karn: only frames sent once
+            self.sizer.record(len(frame.wire), lost=False)
+        overdue = self.rtt.overdue()
+        for frame in self.frames.values():
+            if frame.lost:
+                continue
+            # A line does not reorder: if something that left later arrived, this did
+            # not; and an ACK that should long have covered it did not (this catches a
+            # lost retransmission without waiting for the timer).
+            if frame.transmission < latest or now > frame.departs + overdue:
+                frame.lost = True
+                self.sizer.record(len(frame.wire), lost=True)
+        return acked
+
+    def due(self, now: float) -> list[SentFrame]:
+        """Frames to send again now: known lost, or past their retransmission timeout."""
+        rto = self.rtt.rto
+        due = [frame for frame in self.frames.values()
+               if frame.lost or now >= frame.departs + rto]
+        if any(not frame.lost for frame in due):
+            self.rtt.timed_out(now)
+            for frame in due:
+                if not frame.lost:
+                    self.sizer.record(len(frame.wire), lost=True)
+        return sorted(due, key=lambda frame: frame.seq)
+
+    def next_deadline(self) -> float | None:
+        if not self.frames:
+            return None
+        rto = self.rtt.rto
+        return min(frame.departs + rto for frame in self.frames.values())
+
+    @property
+    def all_acked(self) -> bool:
+        return not self.frames
+
+
+class FrameSizer:
+    """Chooses the DATA payload size from the bit error rate the losses imply.
+
+    Each frame that arrived or was lost is an observation at its own size; the error
+    rate that makes the recent observations most likely (a grid search over a log
+    scale) gives the best size. Frames of different sizes mix correctly, which a plain
+    loss ratio would not (a lost 1 KiB frame says less about a 128-byte one)."""
+
+    WINDOW = 64
+    GRID = tuple(10 ** (-7 + i * 0.125) for i in range(41))  # 1e-7 .. 1e-2
+
+    def __init__(self, initial: int = 1024) -> None:
+        self.size = min(FRAME_SIZES, key=lambda size: abs(size - initial))
+        self._observations: list[tuple[int, bool]] = []
+        self._count = 0
+        self.ber_estimate = 0.0
+
+    def record(self, wire_bytes: int, *, lost: bool) -> None:
+        self._observations.append((10 * wire_bytes, lost))
+        if len(self._observations) > self.WINDOW:
+            del self._observations[0]
+        self._count += 1
+        if lost or self._count % 8 == 0:
+            self._choose()
+
+    def _choose(self) -> None:
+        if not any(lost for _, lost in self._observations):
+            self.ber_estimate = 0.0
+        else:
+            self.ber_estimate = max(self.GRID, key=self._likelihood)
+        best = max(FRAME_SIZES, key=lambda size: _efficiency(size, self.ber_estimate))
+        index = FRAME_SIZES.index(self.size)
+        target = FRAME_SIZES.index(best)
+        if target < index:
+            self.size = best  # shrink at once: big frames on a bad line mostly die
+        elif target > index:
+            self.size = FRAME_SIZES[index + 1]  # grow a step at a time
+
+    def _likelihood(self, ber: float) -> float:
+        log_ok = math.log1p(-ber)
+        total = 0.0
+        for bits, lost in self._observations:
+            survive = bits * log_ok
+            total += math.log(max(-math.expm1(survive), 1e-300)) if lost else survive
+        return total
+
+
+def _efficiency(size: int, ber: float) -> float:
+    return size / (size + FRAME_OVERHEAD) * math.pow(1 - ber, 10 * (size + FRAME_OVERHEAD))
+
+
+class ReceiveWindow(Generic[P]):
+    """The receiver's side: in-order delivery, duplicates, and what to ACK."""
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self._held: dict[int, P] = {}
+        self.duplicates = 0
+
+    def in_window(self, seq: int) -> bool:
+        return seq - self.expected < MAX_WINDOW
+
+    def accept(self, seq: int, plaintext: P) -> tuple[bool, list[P]]:
+        """(new?, plaintexts now deliverable in order)."""
+        if seq < self.expected or seq in self._held:
+            self.duplicates += 1
+            return False, []
+        if not self.in_window(seq):
+            return False, []  # beyond what any honest sender has in flight
+        self._held[seq] = plaintext
+        ready = []
+        while self.expected in self._held:
+            ready.append(self._held.pop(self.expected))
+            self.expected += 1
+        return True, ready
+
+    @property
+    def has_gap(self) -> bool:
+        return bool(self._held)
+
+    def ack_info(self) -> AckInfo:
+        sack = 0
+        for seq in self._held:
+            sack |= 1 << (seq - self.expected - 1)
+        sack_bytes = (sack.bit_length() + 7) // 8
+        return AckInfo(self.expected, sack, sack_bytes)

@@ -1,0 +1,312 @@
+"""ClientSession and ServerSession: handshake, the acknowledgement contract, bad input."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from benchmarks.linesim import Centre, Device
+from callhome.wire.errors import HandshakeFailed, Refused, SessionTimeout
+from callhome.wire.framing import cobs_decode, encode_frame, unstuff
+from callhome.wire.messages import Kind, encode_message, load_dictionary
+from callhome.wire.records import DATA, RefusalReason
+from callhome.wire.session import (
+    ClientSession,
+    Closed,
+    Failed,
+    HandshakeComplete,
+    HandshakeRequested,
+    MessageAcknowledged,
+    MessageReceived,
+    Phase,
+    ServerSession,
+)
+from callhome.wire.transfer import TransferConfig
+
+from .framesim import deliver, frame_type, run_call, split_frames
+
+DICTIONARY = load_dictionary(1)
+
+
+def report(size: int = 300, seed: int = 0) -> object:
+    rng = random.Random(seed)
+    return encode_message(Kind.REPORT, {"severity": "warning", "component": "fan2",
+                                        "data": rng.randbytes(size).hex()}, DICTIONARY)
+
+
+def pair(*messages) -> tuple[Device, Centre]:
+    centre, device = Centre(), Device()
+    centre.enroll(device.public, "device")
+    for seq, message in enumerate(messages, start=1):
+        device.add(seq, message)
+    return device, centre
+
+
+# -- handshake ---------------------------------------------------------------------------
+
+
+def test_a_whole_call_stores_and_acknowledges():
+    device, centre = pair(report(100), report(5000, 1), report(20, 2))
+    outcome = run_call(device, centre)
+    assert outcome.closed and outcome.failure is None
+    assert centre.store_count == 3
+    assert all(device.acknowledged.get(seq) for seq in (1, 2, 3))
+    complete = next(e for e in outcome.client_events if isinstance(e, HandshakeComplete))
+    assert complete.server_clock_ms >= 0 and complete.round_trip > 0
+    request = next(e for e in outcome.server_events if isinstance(e, HandshakeRequested))
+    assert request.device_key == device.public and request.call_counter == 1
+    assert request.epoch == device.epoch and request.dictionary_id == 1
+
+
+def test_the_centre_learns_the_device_and_the_client_authenticates_the_centre():
+    device, centre = pair(report())
+    impostor = Centre()
+    impostor.enroll(device.public, "device")  # knows the device, lacks the centre's key
+    client = ClientSession(static_private=device.static_private, server_public=centre.public,
+                           call_counter=1, epoch=1, config=TransferConfig(line_rate=9600))
+    client.start(0.0)
+    server = ServerSession(static_private=impostor.static_private)
+    server.start(0.0)
+    events = server.receive_data(client.data_to_send(), 0.1)
+    assert isinstance(events[0], Failed) and isinstance(events[0].error, HandshakeFailed)
+    notice = server.data_to_send()
+    events = client.receive_data(notice, 0.2)
+    assert isinstance(events[0], Failed)
+    assert "wrong centre public key" in str(events[0].error)
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ("unknown", RefusalReason.UNKNOWN_DEVICE),
+        ("stale", RefusalReason.STALE_COUNTER),
+        ("revoked", RefusalReason.REVOKED),
+    ],
+)
+def test_refusals_reach_the_client_authenticated(setup, reason):
+    device, centre = pair(report())
+    if setup == "unknown":
+        centre.devices.clear()
+    elif setup == "stale":
+        centre.counters[device.public] = 10  # a clone, or a replay of an old handshake
+    else:
+        centre.refuse_all = RefusalReason.REVOKED
+    outcome = run_call(device, centre)
+    assert isinstance(outcome.failure, Refused) and outcome.failure.reason == reason.text
+    assert centre.store_count == 0 and not device.acknowledged
+
+
+def test_lost_answer_to_the_handshake_gets_the_same_answer_again():
+    device, centre = pair(report())
+    dropped = []
+
+    def lose_first_hs2(frame: bytes):
+        if not dropped:
+            dropped.append(frame)
+            return []
+        return [(0.0, frame)]
+
+    outcome = run_call(device, centre, down=lose_first_hs2)
+    assert outcome.closed and centre.store_count == 1
+    hs1_copies = [f for f in outcome.wire_up if f == outcome.wire_up[0]]
+    assert len(hs1_copies) == 2  # resent identically ...
+    assert centre.counters[device.public] == 1  # ... and not taken for a replay
+
+
+def test_no_answer_to_the_handshake_fails_after_the_attempts():
+    device, centre = pair(report())
+    outcome = run_call(device, centre, up=lambda frame: [])
+    assert isinstance(outcome.failure, HandshakeFailed)
+    assert len(outcome.wire_up) == TransferConfig().handshake_attempts
+
+
+# -- the acknowledgement contract --------------------------------------------------------
+
+
+def test_no_stored_answer_before_the_centre_says_so():
+    device, _ = pair(report(50))
+    centre = Centre()
+    centre.enroll(device.public, "device")
+    client = ClientSession(static_private=device.static_private, server_public=centre.public,
+                           call_counter=1, epoch=5, config=TransferConfig(line_rate=9600))
+    client.queue(1, device.queue[1])
+    client.finish()
+    server = ServerSession(static_private=centre.static_private,
+                           config=TransferConfig(line_rate=9600))
+    client.start(0.0)
+    server.start(0.0)
+    request = server.receive_data(client.data_to_send(), 0.1)[0]
+    assert isinstance(request, HandshakeRequested)
+    server.accept(0.1, clock_ms=1)
+    client.receive_data(server.data_to_send(), 0.2)
+    events = server.receive_data(client.data_to_send(), 0.3)
+    received = [e for e in events if isinstance(e, MessageReceived)]
+    assert len(received) == 1
+    for moment in (0.4, 1.0, 5.0):
+        server.handle_timer(moment)
+        back = client.receive_data(server.data_to_send(), moment)
+        assert not any(isinstance(e, MessageAcknowledged) for e in back)
+    server.message_stored(1, 6.0)
+    back = client.receive_data(server.data_to_send(), 6.1)
+    assert MessageAcknowledged(1, False) in back and any(isinstance(e, Closed) for e in back)
+
+
+def test_a_duplicate_is_acknowledged_as_such_and_stored_once():
+    device, centre = pair(report(3000))
+    lose_answers = run_call(device, centre, down=lambda frame: [] if frame_type(frame) == DATA
+                            else [(0.0, frame)])
+    # the call above stored the message but every answer was lost
+    assert isinstance(lose_answers.failure, SessionTimeout)
+    assert centre.store_count == 1 and not device.acknowledged
+    outcome = run_call(device, centre, start=1000.0)
+    assert outcome.closed
+    assert centre.store_count == 1
+    acks = [e for e in outcome.client_events if isinstance(e, MessageAcknowledged)]
+    assert acks == [MessageAcknowledged(1, True)]
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+def test_byte_for_byte_replay_of_a_recorded_call_delivers_nothing():
+    device, centre = pair(report(400), report(2000, 3))
+    recorded = run_call(device, centre)
+    assert recorded.closed and centre.store_count == 2
+    before = dict(centre.stored)
+    # 1. the counter check refuses the replayed handshake
+    replay = run_call(device, centre, replay=recorded.wire_up, start=2000.0)
+    assert not any(isinstance(e, MessageReceived) for e in replay.server_events)
+    assert replay.server is not None and replay.server.phase is Phase.CLOSED
+    # 2. even a centre that forgot the counter cannot be fed the old data frames
+    centre.counters.clear()
+    replay = run_call(device, centre, replay=recorded.wire_up, start=3000.0)
+    assert not any(isinstance(e, MessageReceived) for e in replay.server_events)
+    assert replay.server is not None and replay.server.stats.auth_failures > 0
+    assert centre.stored == before
+
+
+def test_forged_data_frames_are_counted_not_trusted():
+    device, centre = pair(report(200))
+    forged = []
+
+    def forge(frame: bytes):
+        if frame_type(frame) == DATA and not forged:
+            forged.append(frame)
+            # a valid CRC around made-up ciphertext: an attack, not line noise
+            body = bytearray(cobs_decode(unstuff(frame.strip(b"\x00")))[:-2])
+            body[5] ^= 0xFF
+            return [(0.0, encode_frame(bytes(body))), (0.1, frame)]
+        return [(0.0, frame)]
+
+    outcome = run_call(device, centre, up=forge)
+    assert outcome.closed and centre.store_count == 1
+    assert outcome.server is not None
+    assert outcome.server.stats.auth_failures == 1
+    assert outcome.server.decoder.stats.crc_failures == 0
+
+
+def test_garbage_oversized_and_truncated_frames_end_in_nothing_worse_than_noise():
+    device, centre = pair(report(500))
+    junk = [os.urandom(5000), b"\x00" * 10, b"\x01\x02\x03", os.urandom(300) + b"\x00"]
+
+    def noisy(frame: bytes):
+        return [(0.0, junk[len(frame) % len(junk)]), (0.01, frame[: len(frame) // 2]),
+                (0.02, frame)]
+
+    outcome = run_call(device, centre, up=noisy, down=noisy)
+    assert outcome.closed and centre.store_count == 1
+
+
+def test_silence_ends_the_call_after_the_idle_timeout():
+    device, centre = pair(report())
+    state = {"n": 0}
+
+    def cut_after_handshake(frame: bytes):
+        state["n"] += 1
+        return [(0.0, frame)] if state["n"] <= 1 else []
+
+    outcome = run_call(device, centre, down=cut_after_handshake,
+                       config=TransferConfig(line_rate=9600, idle_timeout=60.0))
+    assert isinstance(outcome.failure, SessionTimeout)
+    assert not device.acknowledged
+
+
+# -- properties --------------------------------------------------------------------------
+
+
+@st.composite
+def line_faults(draw):
+    """A per-frame fate drawn from a script: deliver, drop, duplicate, corrupt, delay."""
+    script = draw(st.lists(st.sampled_from(["ok", "ok", "ok", "drop", "dup", "flip",
+                                            "late", "cut"]), min_size=1, max_size=30))
+    seed = draw(st.integers(0, 2**16))
+    rng = random.Random(seed)
+    position = {"i": 0}
+
+    def fate(frame: bytes):
+        action = script[position["i"] % len(script)]
+        position["i"] += 1
+        if action == "drop":
+            return []
+        if action == "dup":
+            return [(0.0, frame), (0.2, frame)]
+        if action == "flip":
+            damaged = bytearray(frame)
+            damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+            return [(0.0, bytes(damaged))]
+        if action == "late":
+            return [(0.4, frame)]  # overtaken by later frames: reordered
+        if action == "cut":
+            return [(0.0, frame[: len(frame) // 2])]
+        return [(0.0, frame)]
+
+    return fate
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(up=line_faults(), down=line_faults(), sizes=st.lists(st.integers(1, 4000),
+                                                             min_size=1, max_size=4))
+def test_every_message_is_delivered_exactly_once_or_reported_undelivered(up, down, sizes):
+    messages = [report(size, seed) for seed, size in enumerate(sizes)]
+    device, centre = pair(*messages)
+    config = TransferConfig(line_rate=9600, idle_timeout=60.0, handshake_attempts=4)
+    outcome = run_call(device, centre, up=up, down=down, config=config)
+    # exactly once: nothing stored twice, nothing stored that was not sent
+    assert centre.store_count == len(centre.stored) <= len(messages)
+    sent = {bytes(m.body) for m in messages}
+    assert all(seq in range(1, len(messages) + 1) for (_, _, seq) in centre.stored)
+    # acknowledged implies stored; the rest is reported undelivered
+    assert outcome.client is not None
+    undelivered = set(outcome.client.undelivered())
+    for seq in range(1, len(messages) + 1):
+        if device.acknowledged.get(seq):
+            assert (device.public, device.epoch, seq) in centre.stored
+            assert seq not in undelivered
+        else:
+            assert seq in undelivered
+    # and a clean second call delivers what is left, still exactly once
+    outcome = run_call(device, centre, config=config, start=5000.0)
+    assert outcome.closed
+    assert centre.store_count == len(centre.stored) == len(messages)
+    assert all(device.acknowledged.get(seq) for seq in range(1, len(messages) + 1))
+    del sent
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=2000), min_size=1, max_size=3))
+def test_the_wire_never_carries_plus_plus_plus(payloads):
+    messages = [encode_message(Kind.REPORT, {"b": p}, None) for p in payloads]
+    device, centre = pair(*messages)
+    outcome = run_call(device, centre)
+    assert outcome.closed
+    assert outcome.client is not None and outcome.server is not None
+    assert all(b"+++" not in frame for frame in outcome.wire_up)
+
+
+def test_split_frames_helper():
+    assert split_frames(b"\x00ab\x00\x00cd\x00") == [b"\x00ab\x00", b"\x00cd\x00"]
+    assert deliver(b"x") == [(0.0, b"x")]
