@@ -13,14 +13,14 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/callhome-sim demo
+	$(BIN)/callhome demo
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy modem_drivers callhome
+	$(BIN)/mypy modem_drivers callhome receiver
 
 test: lint typecheck
 	$(BIN)/pytest -q

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -25,7 +28,20 @@ from modem_drivers.logs import configure_logging
 from modem_drivers.text import escape_bytes
 
 from . import exitcodes
-from .keys import KeyFileError, encode_key, load_private_key, public_of, write_private_key
+from .config import DEFAULT_PATH, ClientConfig, load_client_config
+from .dialer import CallReport, call_centre, line_test_content
+from .keys import (
+    KeyFileError,
+    encode_key,
+    load_private_key,
+    parse_public_key,
+    public_of,
+    write_private_key,
+)
+from .link import modem_timings
+from .spool import Spool, SpoolError
+from .tomlio import ConfigError, parse_duration
+from .wire.messages import Kind
 
 T = TypeVar("T")
 
@@ -39,8 +55,20 @@ class UserError(Exception):
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return reporting_errors(lambda: asyncio.run(coro))
+
+
+def reporting_errors(function: Callable[[], T]) -> T:
+    """Run `function`; an error a user can meet becomes one line on stderr and its exit
+    code (see exitcodes), never a traceback."""
     try:
-        return asyncio.run(coro)
+        return function()
+    except (ConfigError, KeyFileError) as exc:
+        click.echo(f"callhome: {exc}", err=True)
+        sys.exit(exitcodes.USAGE)
+    except SpoolError as exc:
+        click.echo(f"callhome: spool: {exc}", err=True)
+        sys.exit(exitcodes.STORAGE)
     except UserError as exc:
         click.echo(f"callhome: {exc}", err=True)
         sys.exit(exc.code)
@@ -79,38 +107,274 @@ def modem_options(function: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, profile: str, time_scale: float, **kwargs: Any) -> Any:
         if time_scale <= 0:
             raise click.BadParameter("must be positive", param_hint="--time-scale")
-        timings = Timings() if time_scale == 1.0 else _scaled_timings(time_scale)
+        timings = modem_timings(time_scale)
         return function(*args, profile=profile, timings=timings, **kwargs)
 
     return wrapper
 
 
-def _scaled_timings(scale: float) -> Timings:
-    """Modem-side waits follow the network's scale; round trips keep a real floor."""
-    scaled = Timings().scaled(scale)
-    return dataclasses.replace(
-        scaled,
-        command_timeout=max(scaled.command_timeout, 2.0),
-        init_timeout=max(scaled.init_timeout, 2.0),
-        reset_timeout=max(scaled.reset_timeout, 2.0),
-        hangup_step=max(scaled.hangup_step, 2.0),
-    )
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              envvar="CALLHOME_CONFIG", default=str(DEFAULT_PATH), show_default=True,
+              help="The client's config file (for init, send, queue, line-test).")
+@click.pass_context
+def main(ctx: click.Context, config_path: str) -> None:
     """The callhome client: calls the support centre over a modem."""
+    ctx.obj = Path(config_path)
+
+
+def _client(config_path: Path) -> tuple[ClientConfig, Spool]:
+    config = load_client_config(config_path)
+    return config, Spool(config.spool)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--name", required=True, help="This device's name, as the centre enrols it.")
+@click.option("--centre-key", required=True, help="The centre's public key.")
+@click.option("--number", "numbers", multiple=True, required=True,
+              help="A number of the centre (repeatable; tried in order).")
+@click.option("--port", "ports", multiple=True, required=True,
+              help="A modem URL (repeatable; tried in order).")
+@click.option("--profile", default="auto", show_default=True)
+@click.option("--attempts", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Rounds of dialling (all numbers on all modems) per call.")
+@click.option("--retry-delay", default="60s", show_default=True,
+              help="Wait before the next round; doubles each time.")
+@click.option("--time-scale", type=float, default=1.0, hidden=True)
+def init(directory: str, name: str, centre_key: str, numbers: tuple[str, ...],
+         ports: tuple[str, ...], profile: str, attempts: int, retry_delay: str,
+         time_scale: float) -> None:
+    """Set up this device in DIRECTORY: key pair, config and spool. Never overwrites."""
+    folder = Path(directory)
+    try:
+        delay = parse_duration(retry_delay)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--retry-delay") from None
+    config = ClientConfig(path=folder / "client.toml", name=name, key=Path("device.key"),
+                          spool=Path("spool.db"), numbers=list(numbers), ports=list(ports),
+                          profile=profile, time_scale=time_scale, attempts=attempts,
+                          retry_delay=delay)
+    try:
+        config.centre_key = parse_public_key(centre_key)
+    except KeyFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--centre-key") from None
+    for existing in (config.path, folder / "device.key", folder / "spool.db"):
+        if existing.exists():
+            click.echo(f"callhome: {existing} already exists: refusing to overwrite", err=True)
+            sys.exit(exitcodes.USAGE)
+    folder.mkdir(parents=True, exist_ok=True)
+    private = reporting_errors(lambda: write_private_key(folder / "device.key"))
+    reporting_errors(lambda: Spool(folder / "spool.db", create=True).close())
+    config.path.write_text(config.dump(centre_key.strip()))
+    public = encode_key(public_of(private))
+    click.echo(f"device {name} set up in {folder}")
+    click.echo(f"device public key: {public}")
+    click.echo(f"at the centre: callhome-receiver enroll {name} --pubkey {public}")
+
+
+class _Narrator:
+    """Prints each step of a call as it starts (to stderr when stdout carries JSON)."""
+
+    def __init__(self, to_stderr: bool) -> None:
+        self.started = time.monotonic()
+        self.to_stderr = to_stderr
+
+    def __call__(self, step: str, **fields: Any) -> None:
+        text = {
+            "opening": "opening {port}",
+            "modem failed": "modem {port} failed: {error}",
+            "dialling": "dialling {number} via {port} ({profile})",
+            "dial failed": "{number}: {result}",
+            "connected": "connected: {connect}",
+            "handshake": "handshake",
+            "transfer": "transfer: {messages} message(s)",
+            "hanging up": "hanging up",
+            "waiting": "every line failed; trying again in {seconds:g} s",
+        }.get(step, step)
+        if step == "dialling":
+            text += " ... ringing, training"
+        click.echo(f"[{time.monotonic() - self.started:6.1f} s] " + text.format(**fields),
+                   err=self.to_stderr)
+
+
+@main.command()
+@click.option("--file", "report_file", type=click.File("r"),
+              help="A JSON file with the report (an object).")
+@click.option("--severity", type=click.Choice(["info", "notice", "warning", "error",
+                                               "critical"]))
+@click.option("--component")
+@click.option("--state")
+@click.option("--message")
+@click.option("--kind", type=click.Choice(["report", "inventory"]), default="report",
+              show_default=True)
+@click.option("--no-call", is_flag=True, help="Only queue it; the next call carries it.")
+@click.option("--json", "as_json", is_flag=True)
+@logging_options
+@click.pass_obj
+def send(config_path: Path, report_file: Any, severity: str | None, component: str | None,
+         state: str | None, message: str | None, kind: str, no_call: bool,
+         as_json: bool) -> None:
+    """Queue a report, then call the centre with everything queued."""
+    content: dict[str, Any] = {}
+    if report_file is not None:
+        try:
+            content = json.load(report_file)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--file") from None
+        if not isinstance(content, dict):
+            raise click.BadParameter("the report must be a JSON object", param_hint="--file")
+    for key, value in (("severity", severity), ("component", component), ("state", state),
+                       ("message", message)):
+        if value is not None:
+            content[key] = value
+    if not content:
+        raise click.UsageError("give a report: --file, or --severity/--component/--state/"
+                               "--message")
+    content.setdefault("time", int(time.time()))
+    report = run_async(_send(config_path, Kind.from_label(kind), content, no_call, as_json))
+    if report is None:
+        return
+    _print_call(report, as_json, title="send")
+    sys.exit(report.exit_code)
+
+
+async def _send(config_path: Path, kind: Kind, content: dict[str, Any], no_call: bool,
+                as_json: bool) -> CallReport | None:
+    config, spool = _client(config_path)
+    try:
+        summary = " ".join(str(content[k]) for k in ("severity", "component", "state")
+                           if k in content) or None
+        seq = spool.enqueue(kind, content, summary)
+        click.echo(f"queued as message {seq}", err=as_json)
+        if no_call:
+            return None
+        private = load_private_key(config.key)
+        return await call_centre(config, spool, private, progress=_Narrator(as_json))
+    finally:
+        spool.close()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def queue(config_path: Path, as_json: bool) -> None:
+    """What waits in the spool for the next call."""
+    def read() -> list[Any]:
+        _config, spool = _client(config_path)
+        try:
+            return spool.queued(include_rejected=True)
+        finally:
+            spool.close()
+
+    messages = reporting_errors(read)
+    items = [{"seq": m.seq, "kind": m.kind.label, "created": _iso(m.created),
+              "attempts": m.attempts, "status": m.status, "detail": m.detail,
+              "summary": m.summary, "bytes": len(m.body)} for m in messages]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        click.echo("the spool is empty")
+        return
+    click.echo(f"{'seq':>5} {'kind':<10} {'created':<20} {'tries':>5} {'bytes':>6}  status")
+    for item in items:
+        status = item["status"] + (f" ({item['detail']})" if item["detail"] else "")
+        click.echo(f"{item['seq']:>5} {item['kind']:<10} {item['created']:<20} "
+                   f"{item['attempts']:>5} {item['bytes']:>6}  {status}  {item['summary'] or ''}")
+
+
+@main.command(name="line-test")
+@click.option("--json", "as_json", is_flag=True)
+@logging_options
+@click.pass_obj
+def line_test(config_path: Path, as_json: bool) -> None:
+    """Call the centre with a test message and report how the call went."""
+    report, seq = run_async(_line_test(config_path, as_json))
+    acknowledged = seq in report.acknowledged or seq in report.duplicates
+    if report.result == "ok" and not acknowledged:
+        report.result = "protocol"
+        report.detail = "the centre did not acknowledge the test"
+    _print_call(report, as_json, title="line test")
+    sys.exit(report.exit_code)
+
+
+async def _line_test(config_path: Path, as_json: bool) -> tuple[CallReport, int]:
+    config, spool = _client(config_path)
+    try:
+        seq = spool.enqueue(Kind.LINE_TEST, line_test_content(spool), "line test")
+        private = load_private_key(config.key)
+        report = await call_centre(config, spool, private, progress=_Narrator(as_json))
+        return report, seq
+    finally:
+        spool.close()
+
+
+def _load_extensions() -> None:
+    """Commands other packages add to `callhome` (the demo comes from the receiver
+    package, which the client itself never imports)."""
+    for entry in entry_points(group="callhome.commands"):
+        try:
+            main.add_command(entry.load(), entry.name)
+        except Exception as exc:  # a broken extension must not break the client
+            click.echo(f"callhome: extension {entry.name!r} not loaded: {exc}", err=True)
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_call(report: CallReport, as_json: bool, *, title: str) -> None:
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+        return
+    verdict = {
+        "ok": "acknowledged by the centre",
+        "refused": f"refused by the centre ({report.detail})",
+        "dropped": "the call was cut before the centre answered everything",
+    }.get(report.result, f"failed: {report.result}" + (f" ({report.detail})"
+                                                        if report.detail else ""))
+    click.echo(f"\n{title}: {verdict}")
+    rows: list[tuple[str, str]] = []
+    if report.number:
+        rows.append(("number", f"{report.number} via {report.port} ({report.profile})"))
+    if report.connect_seconds is not None:
+        rows.append(("time to CONNECT", f"{report.connect_seconds:.1f} s"))
+    if report.connect:
+        connect = report.connect
+        parts = [f"{connect.get('dce_rate') or '?'} bit/s"]
+        parts += [str(connect[k]) for k in ("modulation", "error_correction", "compression")
+                  if connect.get(k)]
+        rows.append(("line", ", ".join(parts) + f"  ({connect['connect']})"))
+    if report.handshake_seconds is not None:
+        rows.append(("handshake", f"{report.handshake_seconds:.2f} s round trip"))
+    if report.connect:
+        rows.append(("bytes", f"{report.bytes_sent} sent, {report.bytes_received} received"))
+    if report.transfer_seconds is not None:
+        rows.append(("data phase", f"{report.transfer_seconds:.2f} s"))
+    if report.line_seconds is not None:
+        rows.append(("on the line", f"{report.line_seconds:.1f} s"))
+    if report.skew_ms is not None:
+        rows.append(("clock skew", f"{report.skew_ms:+d} ms against the centre"))
+    delivered = len(report.acknowledged) + len(report.duplicates)
+    if report.sent:
+        rows.append(("messages", f"{delivered} of {len(report.sent)} acknowledged"
+                     + (f" ({len(report.duplicates)} already held)" if report.duplicates
+                        else "")))
+    if report.rejected:
+        rows.append(("rejected", ", ".join(f"{s}: {r}" for s, r in report.rejected.items())))
+    if report.undelivered:
+        rows.append(("still queued", ", ".join(map(str, report.undelivered))))
+    rows.append(("result", report.result))
+    for label, value in rows:
+        click.echo(f"  {label:<16} {value}")
 
 
 @main.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 def keygen(path: str) -> None:
     """Create a new X25519 private key in PATH (mode 0600) and print its public key."""
-    try:
-        private = write_private_key(path)
-    except KeyFileError as exc:
-        click.echo(f"callhome: {exc}", err=True)
-        sys.exit(exitcodes.USAGE)
+    private = reporting_errors(lambda: write_private_key(path))
     click.echo(encode_key(public_of(private)))
 
 
@@ -118,11 +382,7 @@ def keygen(path: str) -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 def pubkey(path: str) -> None:
     """Print the public key of the private key in PATH."""
-    try:
-        private = load_private_key(path)
-    except KeyFileError as exc:
-        click.echo(f"callhome: {exc}", err=True)
-        sys.exit(exitcodes.USAGE)
+    private = reporting_errors(lambda: load_private_key(path))
     click.echo(encode_key(public_of(private)))
 
 
@@ -246,3 +506,6 @@ async def _dial(url: str, number: str, hold: float, profile: str,
             result["hangup"] = report.method
             result["bytes_received"] = outcome.call.bytes_in
         return result
+
+
+_load_extensions()

@@ -15,13 +15,15 @@ BUSY = 4
 NO_ANSWER = 5
 NO_DIALTONE = 6
 NO_CARRIER = 7
-"""The far end answered but no connection came up (or the dial timed out)."""
+"""No connection came up (or the dial timed out), or it was lost mid-call."""
 DIAL_REFUSED = 8
 """The modem refused to dial: DELAYED or BLACKLISTED (ETSI redial rules)."""
 REFUSED = 9
 """The centre refused the call: unknown or revoked device, stale call counter."""
 PROTOCOL = 10
 """The call connected but the call-home protocol failed (handshake, line errors)."""
+STORAGE = 11
+"""The spool (or the centre's store) cannot be used: locked, read-only, full, damaged."""
 
 DIAL_OUTCOMES = {
     Outcome.CONNECTED: OK,
@@ -44,8 +46,9 @@ TABLE = (
     (BUSY, "busy"),
     (NO_ANSWER, "no answer"),
     (NO_DIALTONE, "no dial tone"),
-    (NO_CARRIER, "no carrier / no connection"),
+    (NO_CARRIER, "no carrier: no connection, or it was lost mid-call"),
     (DIAL_REFUSED, "the modem refused to dial (DELAYED / BLACKLISTED)"),
     (REFUSED, "refused by the centre"),
     (PROTOCOL, "protocol failure after connecting"),
+    (STORAGE, "the spool cannot be used (locked, read-only, full, damaged)"),
 )

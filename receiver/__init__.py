@@ -1,0 +1,1 @@
+"""The centre: the modem bank, the store and `callhome-receiver`."""

@@ -209,6 +209,8 @@ class SessionStats:
 class _Outgoing:
     seq: int
     message: EncodedMessage
+    plain: EncodedMessage | None = None
+    """The same content uncompressed, for a centre without our dictionary."""
     offset: int = 0
     headed: bool = False
     done_sending: bool = False
@@ -283,6 +285,11 @@ class _Session:
     @property
     def line_errors(self) -> int:
         return self.decoder.stats.line_errors
+
+    def abort(self, reason: str) -> None:
+        """End the session now, from this side (e.g. the store failed)."""
+        self._fail(ProtocolError(reason))
+        self._events.clear()
 
     # -- to be provided by each end ------------------------------------------------------
 
@@ -511,14 +518,17 @@ class ClientSession(_Session):
         self.dictionary_accepted = False
         self.refusal: RefusalReason | None = None
 
-    def queue(self, seq: int, message: EncodedMessage) -> None:
+    def queue(self, seq: int, message: EncodedMessage,
+              plain: EncodedMessage | None = None) -> None:
+        """Send `message` (number `seq`) in this call; `plain` is its uncompressed form,
+        sent instead if the centre does not have the dictionary."""
         if self._fin_wanted:
             raise ValueError("finish() was called: no more messages in this call")
         if seq in self._messages:
             raise ValueError(f"message {seq} is already queued")
         if len(message.body) > MAX_MESSAGE:
             raise MessageError("message too large")
-        self._messages[seq] = _Outgoing(seq, message)
+        self._messages[seq] = _Outgoing(seq, message, plain)
         self._order.append(seq)
 
     def finish(self) -> None:
@@ -580,9 +590,8 @@ class ClientSession(_Session):
             reason = reader.byte()
             self.refusal = (RefusalReason(reason) if reason in RefusalReason._value2member_map_
                             else None)
-            self.phase = Phase.CLOSED
             text = self.refusal.text if self.refusal else f"reason {reason}"
-            self._events.append(Failed(Refused(text)))
+            self._fail(Refused(text))
             return
         self.dictionary_accepted = bool(flags & 0x02)
         clock = reader.uleb()
@@ -592,11 +601,15 @@ class ClientSession(_Session):
             resume[seq] = reader.uleb()
         self._install_keys(self._handshake.keys())
         self.phase = Phase.ESTABLISHED
+        if not self.dictionary_accepted:
+            for waiting in self._messages.values():
+                if waiting.message.compressed and waiting.plain is not None:
+                    waiting.message = waiting.plain
         for seq, stored in resume.items():
-            outgoing = self._messages.get(seq)
-            if (outgoing is not None and len(outgoing.message.body) > DIGEST_THRESHOLD
-                    and 0 < stored < len(outgoing.message.body)):
-                outgoing.offset = stored
+            resumed = self._messages.get(seq)
+            if (resumed is not None and len(resumed.message.body) > DIGEST_THRESHOLD
+                    and 0 < stored < len(resumed.message.body)):
+                resumed.offset = stored
         self._events.append(HandshakeComplete(clock, resume, now - self._hs1_sent_at))
 
     def _fill(self, budget: int) -> list[bytes]:
@@ -885,4 +898,11 @@ class ServerSession(_Session):
 
     def pending_answers(self) -> int:
         return sum(1 for answered in self._announced.values() if not answered)
+
+    @property
+    def complete(self) -> bool:
+        """Everything the device sent is answered and our FIN is out: the exchange is
+        done even if the device hangs up before we report Closed."""
+        return (self.peer_finished and self._fin_sent and not self._answers
+                and all(self._announced.values()))
 

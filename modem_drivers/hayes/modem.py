@@ -65,6 +65,7 @@ log = structlog.get_logger("callhome.modem")
 DIAL_CHARACTERS = re.compile(r"[0-9*#ABCDabcdTtPpWw,!@;]+")
 _DIAL_IGNORED = str.maketrans("", "", " -().")
 READ_BUFFER_LIMIT = 256 * 1024
+HELD_WRITES_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ class HayesModem:
         self._writable = asyncio.Event()
         self._writable.set()
         self._call: DataCall | None = None
+        self._held_writes = bytearray()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_rx = 0.0
         self._lost: BaseException | None = None
@@ -739,6 +741,7 @@ class HayesModem:
     # -- data mode -----------------------------------------------------------------------
 
     def _start_call(self, event: Connected) -> DataCall:
+        self._held_writes.clear()
         call = DataCall(self, event.record, incoming=event.incoming)
         self._call = call
         if event.data:
@@ -757,33 +760,58 @@ class HayesModem:
                 return
 
     async def _verify_carrier(self) -> None:
-        """`NO CARRIER` closed the data: believe DCD if we have it, else probe with +++."""
+        """`NO CARRIER` closed the data and nothing followed: find out."""
+        if self._busy:
+            return
+        with contextlib.suppress(ModemError):
+            await self.verify_carrier()
+
+    async def verify_carrier(self) -> bool:
+        """Is the call still up? DCD where it can be trusted; otherwise a guarded escape:
+        OK means alive (ATO resumes the call), silence means the modem is in command
+        mode and the call is gone. Meanwhile our writes are held, not lost."""
+        call = self._call
+        if call is None or not call.open:
+            return False
         port = self._port
         if self.dcd_trusted and port is not None:
             if port.dcd() is False:
                 self._dispatch(self._core.carrier_dropped(self._now()))
-            else:
-                self._dispatch(self._core.release_held())
-            return
-        if self._busy:
-            return
+                return False
+            self._dispatch(self._core.release_held())
+            self._release_writes()
+            return True
         async with self._operation(internal=True):
-            if await self._escape():
+            if self._core.state is State.ONLINE_DATA and await self._escape():
                 event = await self._exchange(b"ATO", CommandKind.ONLINE,
                                              self.timings.online_timeout)
                 if isinstance(event, Connected):
                     self._dispatch(self._core.release_held())
-                    return
+                    self._release_writes()
+                    return True
             if self._core.in_call:
                 self._dispatch(self._core.assume_command_mode())
             with contextlib.suppress(ModemError):
                 await self._on_hook()
+            return False
 
     def _write_data(self, data: bytes) -> None:
-        if self._core.state is not State.ONLINE_DATA:
-            return  # escaping or gone: the bytes are lost, as on a line being dropped
-        self._core.note_data_written(self._now())
-        self._write(data)
+        core = self._core
+        if core.state is State.ONLINE_DATA and not core.suspecting and not self._held_writes:
+            core.note_data_written(self._now())
+            self._write(data)
+        elif core.in_call:
+            # Carrier loss suspected, or escaped to check: a modem in command mode would
+            # take these bytes for commands (`A/` redials). Hold them until we know.
+            room = HELD_WRITES_LIMIT - len(self._held_writes)
+            self._held_writes += data[:max(0, room)]
+
+    def _release_writes(self) -> None:
+        core = self._core
+        if self._held_writes and core.state is State.ONLINE_DATA and not core.suspecting:
+            data, self._held_writes = bytes(self._held_writes), bytearray()
+            core.note_data_written(self._now())
+            self._write(data)
 
     async def _drain(self) -> None:
         port = self._port
@@ -810,6 +838,7 @@ class HayesModem:
         if self._transcript:
             self._log.debug("modem.rx", data=escape_bytes(data, 300))
         self._dispatch(self._core.receive(data, self._last_rx))
+        self._release_writes()  # a suspected NO CARRIER turned out to be data
         self._reschedule()
 
     def _on_lost(self, exc: BaseException | None) -> None:
@@ -855,6 +884,7 @@ class HayesModem:
                                **_brief(event.record))
                 del call
             elif isinstance(event, CarrierLost):
+                self._held_writes.clear()
                 if self._call is not None:
                     self._call._end(event.reason)
                 if self._op_events is not None:

@@ -10,6 +10,14 @@
 
 Every failure to open is a `PortOpenError`; losing the port later reaches the protocol
 as `connection_lost(exc)`.
+
+serial_asyncio_fast 0.16 has two bugs in its write path (home-assistant-libs/
+pyserial-asyncio-fast#36, open at the time of writing): once a write had to be buffered,
+the writer callback stays registered after the buffer drains and the next callback dies
+on `assert data`; and a direct write into a full port spins inside pyserial, whose
+non-blocking `write()` retries EAGAIN forever, stalling the event loop. Both show up as
+soon as a modem applies flow control. `_SerialTransport` fixes them; drop it when a
+release has the fix.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
+from functools import partial
 from typing import Any
 
 import serial
@@ -94,6 +104,35 @@ class _PyserialPort(SerialPort):
 
     def ri(self) -> bool | None:
         return _read(lambda: self.serial.ri) if self.has_ri else None
+
+
+class _SerialTransport(serial_asyncio_fast.SerialTransport):
+    """serial_asyncio_fast's transport with its write path fixed (see the module doc)."""
+
+    def _write_data(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            written = os.write(self._serial.fileno(), data)  # the fd is non-blocking
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            self._fatal_error(serial.SerialException(f"write failed: {exc}"),
+                              "Fatal write error on serial transport")
+            return
+        if written == len(data):
+            if not self._write_buffer:
+                self._remove_writer()
+            if self._closing:
+                self._close()
+            return
+        self._write_buffer.append(data[written:])
+        self._maybe_pause_protocol()
+        self._ensure_writer()
+
+    def _write_ready(self) -> None:
+        if not self._write_buffer:
+            self._remove_writer()
+            return
+        super()._write_ready()
 
 
 class _SocketPort(SerialPort):
@@ -263,8 +302,9 @@ async def open_port(
         kwargs: dict[str, Any] = {"baudrate": baudrate, "rtscts": rtscts}
         if "://" not in url:
             kwargs["exclusive"] = True
-        transport, _ = await serial_asyncio_fast.create_serial_connection(
-            loop, lambda: protocol, url, **kwargs)
+        serial_port = await loop.run_in_executor(
+            None, partial(serial.serial_for_url, url, **kwargs))
+        transport = _SerialTransport(loop, protocol, serial_port)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         return _PyserialPort(url, transport)
     except (serial.SerialException, OSError, ValueError) as exc:

@@ -590,6 +590,14 @@ class ModemCore:
         if not data:
             return
         buffer = self._held + data
+        if self.suspecting:
+            if _only_results(buffer[len(NO_CARRIER_TEXT):]):
+                # The modem talks on after its NO CARRIER (answers to bytes we wrote
+                # before we stopped writing): still a carrier loss, most likely.
+                self._held = buffer
+                self._suspect_deadline = now + self.timings.nocarrier_quiet
+                return
+            self._held = b""  # real data followed: it was all data
         keep = _partial_suffix(buffer, NO_CARRIER_TEXT)
         self._held = buffer[len(buffer) - keep :] if keep else b""
         deliver = buffer[: len(buffer) - keep]
@@ -605,6 +613,12 @@ class ModemCore:
                                        connected.resumed)
             else:
                 events.append(DataReceived(deliver))
+
+    @property
+    def suspecting(self) -> bool:
+        """A whole `\r\nNO CARRIER\r\n` ended the data: the call may be gone, and what
+        we write now may reach a modem in command mode (the driver holds it back)."""
+        return self.state is State.ONLINE_DATA and self._held.startswith(NO_CARRIER_TEXT)
 
     def release_held(self) -> list[Event]:
         """The suspected `NO CARRIER` was data after all (the call is still up)."""
@@ -656,7 +670,7 @@ class ModemCore:
             self._release_deadline = None
         if self._suspect_deadline is not None and now >= self._suspect_deadline:
             self._suspect_deadline = None
-            if self.state is State.ONLINE_DATA and self._held == NO_CARRIER_TEXT:
+            if self.suspecting:
                 events.append(CarrierSuspect())
         if self._escape_deadline is not None and now >= self._escape_deadline:
             self._escape_deadline = None
@@ -715,6 +729,25 @@ class ModemCore:
     def in_call(self) -> bool:
         return self.state in (State.ONLINE_DATA, State.ESCAPING, State.ONLINE_COMMAND,
                               State.RESUMING)
+
+
+_RESULT_TEXTS = (b"OK", b"ERROR", b"NO CARRIER", b"CONNECT", b"RING", b"BUSY",
+                 b"NO DIALTONE", b"NO DIAL TONE", b"NO ANSWER", b"DELAYED", b"BLACKLISTED")
+
+
+def _only_results(data: bytes) -> bool:
+    """True if `data` is nothing but (the start of) CR/LF-framed result codes."""
+    parts = data.replace(b"\r", b"\n").split(b"\n")
+    for index, part in enumerate(parts):
+        if not part:
+            continue
+        last = index == len(parts) - 1
+        if any(part == text or part.startswith(text + b" ") for text in _RESULT_TEXTS):
+            continue
+        if last and any(text.startswith(part) for text in _RESULT_TEXTS):
+            continue  # the beginning of a result still arriving
+        return False
+    return True
 
 
 def _partial_suffix(buffer: bytes, pattern: bytes) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 
 import pytest
 
@@ -310,3 +311,24 @@ async def test_auto_answer_by_the_modem(site):
         if type(event).__name__ == "Connected":
             break
     assert event.incoming and centre.state is State.ONLINE_DATA
+
+
+async def test_flow_controlled_pty_writes_do_not_trip_the_transport(site):
+    """A port that fills (the modem holds CTS low) must not break or stall the writer:
+    the two write-path bugs of serial_asyncio_fast 0.16 (see port.py)."""
+    network = site.network
+    network.add_modem("client", "generic", number="5550001", line={"rate": 2400})
+    network.add_modem("centre", "generic", number="5550100")
+    client = await site.driver("client", "pty")
+    centre = await site.driver("centre")
+    dial = asyncio.ensure_future(client.dial("5550100"))
+    _, answered = await answer_one(centre)
+    outcome = await dial
+    payload = os.urandom(40_000)  # 40 KB at 2400 bit/s into a pty: the port fills
+    for start in range(0, len(payload), 4096):
+        outcome.call.write(payload[start : start + 4096])
+        await outcome.call.drain()
+    got = b""
+    while len(got) < len(payload):
+        got += await asyncio.wait_for(answered.call.read(), 30)
+    assert got == payload

@@ -1,0 +1,278 @@
+"""Placing a call to the centre: modems, numbers, retries, and one session per call.
+
+The numbers are tried in order on the first modem, then on the next modem (BUSY, NO
+ANSWER, NO DIALTONE, NO CARRIER and a refused dial move on; a modem that fails moves to
+the next modem); when every line was busy or unanswered the whole round is retried after
+`retry_delay`, doubling. A connected call carries every queued message; each leaves the
+spool only when the centre acknowledges it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from modem_drivers.hayes import (
+    DataCall,
+    HangupFailed,
+    HayesModem,
+    InitialisationError,
+    ModemError,
+    ModemNotResponding,
+    ModemTimeout,
+    Outcome,
+    PortGone,
+    PortOpenError,
+)
+
+from . import exitcodes
+from .config import ClientConfig
+from .link import modem_timings, run_session, transfer_config
+from .spool import Spool
+from .wire.errors import Refused
+from .wire.session import (
+    ClientSession,
+    Closed,
+    Event,
+    Failed,
+    HandshakeComplete,
+    MessageAcknowledged,
+    MessageRejected,
+)
+
+log = structlog.get_logger("callhome.dialer")
+Progress = Callable[..., None]
+
+_DIAL_RESULTS = {
+    Outcome.BUSY: "busy",
+    Outcome.NO_ANSWER: "no answer",
+    Outcome.NO_DIALTONE: "no dial tone",
+    Outcome.NO_CARRIER: "no carrier",
+    Outcome.TIMEOUT: "no carrier",
+    Outcome.DELAYED: "dial refused",
+    Outcome.BLACKLISTED: "dial refused",
+    Outcome.ERROR: "modem",
+    Outcome.ABORTED: "modem",
+}
+_EXIT = {
+    "ok": exitcodes.OK,
+    "busy": exitcodes.BUSY,
+    "no answer": exitcodes.NO_ANSWER,
+    "no dial tone": exitcodes.NO_DIALTONE,
+    "no carrier": exitcodes.NO_CARRIER,
+    "dropped": exitcodes.NO_CARRIER,
+    "dial refused": exitcodes.DIAL_REFUSED,
+    "refused": exitcodes.REFUSED,
+    "protocol": exitcodes.PROTOCOL,
+    "modem": exitcodes.MODEM,
+}
+# when several numbers and modems failed differently, report the most telling
+_SIGNIFICANCE = ["refused", "protocol", "dropped", "busy", "no answer", "no carrier",
+                 "dial refused", "no dial tone", "modem"]
+
+
+@dataclass
+class CallReport:
+    result: str = "modem"
+    detail: str = ""
+    port: str | None = None
+    profile: str | None = None
+    number: str | None = None
+    connect: dict[str, Any] | None = None
+    connect_seconds: float | None = None
+    handshake_seconds: float | None = None
+    transfer_seconds: float | None = None
+    line_seconds: float | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    skew_ms: int | None = None
+    sent: list[int] = field(default_factory=list)
+    acknowledged: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)
+    undelivered: list[int] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return _EXIT.get(self.result, exitcodes.FAILURE)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in vars(self).items()} | {"exit_code": self.exit_code}
+
+
+def _noop(step: str, **fields: Any) -> None:
+    return None
+
+
+async def call_centre(
+    config: ClientConfig,
+    spool: Spool,
+    private_key: bytes,
+    *,
+    progress: Progress = _noop,
+) -> CallReport:
+    """One call carrying every queued message (with retries as configured)."""
+    failures: list[str] = []
+    details: dict[str, str] = {}
+    delay = config.retry_delay * config.time_scale
+    timings = modem_timings(config.time_scale)
+    attempts: list[dict[str, Any]] = []
+    for attempt in range(1, config.attempts + 1):
+        for port in config.ports:
+            progress("opening", port=port)
+            modem = HayesModem(port, profile=config.profile, timings=timings, name=port)
+            try:
+                await modem.connect()
+                info = await modem.initialize()
+            except (PortOpenError, PortGone, ModemNotResponding, InitialisationError,
+                    ModemTimeout) as exc:
+                failures.append("modem")
+                details["modem"] = str(exc)
+                attempts.append({"port": port, "result": "modem", "detail": str(exc)})
+                progress("modem failed", port=port, error=str(exc))
+                with contextlib.suppress(ModemError, OSError):
+                    await modem.close()
+                continue
+            try:
+                for number in config.numbers:
+                    counter = spool.next_call_counter()
+                    progress("dialling", number=number, port=port, profile=info.profile)
+                    started = time.monotonic()
+                    try:
+                        outcome = await modem.dial(number)
+                    except ModemError as exc:
+                        failures.append("modem")
+                        details["modem"] = str(exc)
+                        attempts.append({"port": port, "number": number, "result": "modem",
+                                         "detail": str(exc)})
+                        break
+                    if outcome.connected and outcome.call is not None:
+                        report = await _converse(config, spool, private_key, modem,
+                                                 outcome.call, counter, progress)
+                        report.port, report.profile, report.number = port, info.profile, number
+                        report.connect_seconds = outcome.seconds
+                        report.line_seconds = time.monotonic() - started
+                        report.attempts = [*attempts, {"port": port, "number": number,
+                                                       "result": "connected"}]
+                        _remember(spool, report)
+                        return report
+                    result = _DIAL_RESULTS[outcome.outcome]
+                    failures.append(result)
+                    details[result] = (outcome.result_line or b"").decode("latin-1")
+                    attempts.append({"port": port, "number": number, "result": result})
+                    progress("dial failed", number=number, port=port, result=result)
+                    if result == "modem":
+                        break
+            finally:
+                with contextlib.suppress(ModemError, OSError):
+                    await modem.close()
+        if attempt < config.attempts:
+            progress("waiting", seconds=delay, attempt=attempt)
+            await asyncio.sleep(delay)
+            delay *= 2
+    result = min(failures, key=_SIGNIFICANCE.index) if failures else "modem"
+    report = CallReport(result=result, detail=details.get(result, ""), attempts=attempts,
+                        undelivered=[m.seq for m in spool.queued()])
+    _remember(spool, report)
+    return report
+
+
+async def _converse(
+    config: ClientConfig,
+    spool: Spool,
+    private_key: bytes,
+    modem: HayesModem,
+    call: DataCall,
+    counter: int,
+    progress: Progress,
+) -> CallReport:
+    report = CallReport(result="protocol", connect=call.record.as_dict())
+    progress("connected", connect=call.record.connect_line.decode("latin-1"),
+             rate=call.record.rate)
+    loop = asyncio.get_running_loop()
+    queued = spool.queued()
+    session = ClientSession(static_private=private_key, server_public=config.centre_key,
+                            call_counter=counter, epoch=spool.epoch,
+                            config=transfer_config(call.record.rate, config.time_scale))
+    for message in queued:
+        session.queue(message.seq, message.encoded(), message.uncompressed())
+    session.finish()
+    report.sent = [message.seq for message in queued]
+    spool.attempted(report.sent)
+    session.start(loop.time())
+    progress("handshake")
+    handshake_done: list[float] = []
+    failure: list[Exception] = []
+
+    async def handle(event: Event) -> None:
+        if isinstance(event, HandshakeComplete):
+            handshake_done.append(loop.time())
+            report.handshake_seconds = event.round_trip
+            # the centre's clock, read half a round trip ago
+            report.skew_ms = int(event.server_clock_ms + event.round_trip * 500
+                                 - time.time() * 1000)
+            progress("transfer", messages=len(queued), round_trip=event.round_trip)
+        elif isinstance(event, MessageAcknowledged):
+            spool.acknowledged(event.seq)
+            (report.duplicates if event.duplicate else report.acknowledged).append(event.seq)
+        elif isinstance(event, MessageRejected):
+            spool.rejected(event.seq, event.reason.name.lower())
+            report.rejected[event.seq] = event.reason.name.lower()
+        elif isinstance(event, Failed):
+            failure.append(event.error)
+        elif isinstance(event, Closed):
+            pass
+
+    ended = await run_session(call, session, handle)
+    if handshake_done:
+        report.transfer_seconds = loop.time() - handshake_done[0]
+    report.bytes_sent = session.stats.bytes_out
+    report.bytes_received = session.stats.bytes_in
+    report.undelivered = session.undelivered()
+    if failure and isinstance(failure[0], Refused):
+        report.result = "refused"
+        report.detail = failure[0].reason
+    elif failure:
+        report.result = "protocol"
+        report.detail = str(failure[0])
+    elif ended == "closed":
+        report.result = "ok"
+    else:
+        report.result = "dropped"
+        report.detail = "the connection was lost before the centre answered everything"
+    progress("hanging up")
+    with contextlib.suppress(HangupFailed, ModemError):
+        await modem.hangup()
+    log.info("call.done", result=report.result, sent=len(report.sent),
+             acknowledged=len(report.acknowledged) + len(report.duplicates),
+             bytes_sent=report.bytes_sent, bytes_received=report.bytes_received)
+    return report
+
+
+def _remember(spool: Spool, report: CallReport) -> None:
+    """What the next line test tells the centre about this call."""
+    spool.remember_call({
+        "result": report.result,
+        "connect_ms": None if report.connect_seconds is None
+        else int(report.connect_seconds * 1000),
+        "total_ms": None if report.line_seconds is None else int(report.line_seconds * 1000),
+        "rate": (report.connect or {}).get("dce_rate"),
+        "skew_ms": report.skew_ms,
+    })
+
+
+def line_test_content(spool: Spool) -> dict[str, Any]:
+    previous = spool.last_call() or {}
+    return {
+        "time": int(time.time()),
+        "skew_ms": previous.get("skew_ms"),
+        "previous": {key: previous.get(key)
+                     for key in ("result", "connect_ms", "total_ms", "rate")},
+    }

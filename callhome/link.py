@@ -1,0 +1,104 @@
+"""Run a sans-IO protocol session over a modem's data call: the one loop both ends use.
+
+It writes what the session wants sent, waits for bytes from the line or the session's
+next deadline, feeds either to the session and hands every event to the caller's
+handler (which may call back into the session, e.g. `message_stored`). It ends when the
+session closes or fails, when the call ends (carrier lost), or when told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from modem_drivers.hayes import CallEnded, DataCall, Timings
+
+from .wire.session import ClientSession, Event, Phase, ServerSession
+from .wire.transfer import TransferConfig
+
+Session = ClientSession | ServerSession
+
+
+def modem_timings(scale: float = 1.0) -> Timings:
+    """The driver's waits for a line running `scale` times real time (a virtual network
+    run faster); waits on a local reply keep a real floor, since I/O does not scale."""
+    if scale == 1.0:
+        return Timings()
+    scaled = Timings().scaled(scale)
+    return dataclasses.replace(
+        scaled,
+        command_timeout=max(scaled.command_timeout, 2.0),
+        init_timeout=max(scaled.init_timeout, 2.0),
+        reset_timeout=max(scaled.reset_timeout, 2.0),
+        hangup_step=max(scaled.hangup_step, 2.0),
+    )
+
+
+def transfer_config(rate: int | None, scale: float = 1.0) -> TransferConfig:
+    """Protocol timers for a call at `rate` bit/s (2,400 when the modem did not say);
+    on a scaled line the bytes fly faster too."""
+    nominal = rate or 2400
+    config = TransferConfig(line_rate=max(300, int(nominal / scale)))
+    return config if scale == 1.0 else config.scaled(scale)
+
+
+async def run_session(
+    call: DataCall,
+    session: Session,
+    handle: Callable[[Event], Awaitable[None]],
+    *,
+    stop: asyncio.Event | None = None,
+) -> str:
+    """Returns why it ended: "closed", "failed", "carrier lost" or "stopped"."""
+    loop = asyncio.get_running_loop()
+    reader: asyncio.Task[bytes] | None = None
+    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    try:
+        await _flush(call, session)
+        while True:
+            if session.phase is Phase.CLOSED:
+                return "closed"
+            if session.phase is Phase.FAILED:
+                return "failed"
+            if reader is None:
+                reader = asyncio.ensure_future(call.read())
+            deadline = session.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            waiting = {reader} | ({stopper} if stopper is not None else set())
+            done, _ = await asyncio.wait(waiting, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if stopper is not None and stopper in done:
+                return "stopped"
+            now = loop.time()
+            if reader in done:
+                data = reader.result()
+                reader = None
+                if not data:
+                    return "carrier lost"
+                events = session.receive_data(data, now)
+            else:
+                events = session.handle_timer(now)
+            for event in events:
+                await handle(event)
+            if not await _flush(call, session):
+                return "carrier lost"
+    finally:
+        for task in (reader, stopper):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def _flush(call: DataCall, session: Session) -> bool:
+    data = session.data_to_send()
+    if not data:
+        return call.open
+    try:
+        call.write(data)
+    except CallEnded:
+        return False
+    await call.drain()
+    return True

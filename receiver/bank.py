@@ -1,0 +1,339 @@
+"""The modem bank: one worker per port, each answering calls, all sharing the store.
+
+A worker initialises its modem, waits for RING (and caller ID), answers, runs a
+`ServerSession` over the call, stores what arrives and acknowledges it only after the
+commit, hangs up, and waits again. A port whose modem stops answering is reopened with
+backoff and reported; the other ports keep serving. On stop, calls in progress are
+given time to finish, then hung up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import structlog
+
+from callhome.link import modem_timings, run_session, transfer_config
+from callhome.wire.records import RefusalReason
+from callhome.wire.session import (
+    Closed,
+    Event,
+    Failed,
+    HandshakeRequested,
+    MessageFailed,
+    MessageProgress,
+    MessageReceived,
+    MessageStarted,
+    ServerSession,
+)
+from modem_drivers.hayes import (
+    DataCall,
+    HangupFailed,
+    HayesModem,
+    IncomingCall,
+    InitialisationError,
+    ModemError,
+)
+
+from .store import AsyncStore, Device, StoreUnavailable
+
+log = structlog.get_logger("callhome.receiver")
+
+
+def summarise(content: bytes) -> dict[str, str | None]:
+    """The few fields of a report the store indexes (never logged above debug)."""
+    try:
+        data = cbor2.loads(content)
+    except Exception:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {key: str(data[key])[:200] if data.get(key) is not None else None
+            for key in ("severity", "component", "state")}
+
+
+@dataclass
+class CallState:
+    call_id: int
+    port: str
+    caller: str | None
+    device: Device | None = None
+    epoch: int = 0
+    outcome: str | None = None
+    """Set by what happened in the session (refused, store unavailable); otherwise
+    derived from how the session ended."""
+    error: str | None = None
+    messages: int = 0
+
+
+class PortWorker:
+    def __init__(self, bank: Bank, url: str, index: int) -> None:
+        self.bank = bank
+        self.url = url
+        self.name = f"bank{index}"
+        self.state = "starting"
+        self.in_call = False
+        self._log = log.bind(port=self.name, url=url)
+
+    async def run(self) -> None:
+        bank = self.bank
+        backoff = 1.0 * bank.scale
+        while not bank.stopping.is_set():
+            modem = HayesModem(self.url, profile=bank.profile, timings=bank.timings,
+                               name=self.name)
+            try:
+                await modem.connect()
+                await modem.initialize()
+                self.state = "ready"
+                self._log.info("port.up", profile=modem.profile.name if modem.profile else None)
+                backoff = 1.0 * bank.scale
+                while not bank.stopping.is_set():
+                    incoming = await self._wait_for_call(modem)
+                    if incoming is None:
+                        break
+                    await self._take_call(modem, incoming)
+            except (ModemError, OSError) as exc:
+                self.state = "down"
+                self._log.error("port.down", error=str(exc), retry_in=round(backoff, 3))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(bank.stopping.wait(), backoff)
+                backoff = min(backoff * 2, 60.0 * bank.scale)
+            finally:
+                with contextlib.suppress(ModemError, OSError):
+                    await modem.close()
+        self.state = "stopped"
+
+    async def _wait_for_call(self, modem: HayesModem) -> IncomingCall | None:
+        waiter = asyncio.ensure_future(modem.wait_for_call(rings=self.bank.rings))
+        stopper = asyncio.ensure_future(self.bank.stopping.wait())
+        try:
+            done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, stopper):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ModemError):
+                        await task
+        if waiter in done:
+            return waiter.result()
+        return None
+
+    async def _take_call(self, modem: HayesModem, incoming: IncomingCall) -> None:
+        bank = self.bank
+        caller = incoming.caller_id.number if incoming.caller_id else None
+        self._log.info("call.ringing", caller=caller, rings=incoming.rings)
+        self.in_call = True
+        try:
+            outcome = await modem.answer()
+            if not outcome.connected or outcome.call is None:
+                self._log.info("call.not_connected", outcome=outcome.outcome.value)
+                return
+            started = time.time()
+            bank.notify("answered", port=self.name, caller=caller,
+                        connect=outcome.call.record.connect_line.decode("latin-1"))
+            call_id = await bank.store.run(bank.store.store.start_call, self.name, caller,
+                                           started)
+            state = CallState(call_id, self.name, caller)
+            try:
+                await self._serve(outcome.call, state)
+            except (ModemError, OSError):
+                raise
+            except StoreUnavailable as exc:
+                # nothing acknowledged that is not committed: the device will call again
+                state.outcome = "store unavailable"
+                state.error = str(exc)
+                self._log.error("call.store_unavailable", error=str(exc))
+            except Exception as exc:
+                # a bug must cost this call, never the port or the process
+                state.outcome = "failed"
+                state.error = f"internal error: {type(exc).__name__}: {exc}"
+                self._log.exception("call.internal_error")
+            finally:
+                with contextlib.suppress(HangupFailed, ModemError):
+                    if modem.state.value != "idle" or outcome.call.open:
+                        await modem.hangup()
+                await self._record(outcome.call, state)
+        finally:
+            self.in_call = False
+
+    async def _serve(self, call: DataCall, state: CallState) -> None:
+        bank = self.bank
+        loop = asyncio.get_running_loop()
+        config = transfer_config(call.record.rate, bank.scale)
+        session = ServerSession(static_private=bank.static_private, config=config)
+        session.start(loop.time())
+
+        async def handle(event: Event) -> None:
+            await self._event(session, event, state)
+
+        ended = await run_session(call, session, handle, stop=bank.hard_stop)
+        if state.outcome is None:
+            if ended == "closed" or session.complete:
+                state.outcome = "completed"
+            elif ended == "carrier lost":
+                state.outcome = "dropped"
+                state.error = state.error or "carrier lost before the exchange was complete"
+            elif ended == "stopped":
+                state.outcome = "stopped"
+            else:
+                state.outcome = "failed"
+        if state.outcome.startswith("refused"):
+            # let the refusal leave the modem and the caller hang up
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(call.ended.wait(), 5.0 * bank.scale + 1.0)
+
+    async def _event(self, session: ServerSession, event: Event, state: CallState) -> None:
+        bank = self.bank
+        store = bank.store
+        loop = asyncio.get_running_loop()
+        if isinstance(event, HandshakeRequested):
+            device = await store.run(store.store.device_by_key, event.device_key)
+            if device is None:
+                reason = RefusalReason.UNKNOWN_DEVICE
+            elif device.revoked:
+                reason = RefusalReason.REVOKED
+            elif not await store.run(store.store.advance_counter, device.id,
+                                     event.call_counter, time.time()):
+                reason = RefusalReason.STALE_COUNTER
+            else:
+                state.device = device
+                state.epoch = event.epoch
+                partial = await store.run(store.store.partials, device.id, event.epoch)
+                session.accept(loop.time(), clock_ms=int(time.time() * 1000), resume=partial)
+                self._log.info("call.accepted", device=device.name, counter=event.call_counter,
+                               resume=len(partial))
+                bank.notify("accepted", port=self.name, device=device.name,
+                            resume={seq: len(data) for seq, data in partial.items()})
+                return
+            state.device = device if reason is not RefusalReason.UNKNOWN_DEVICE else None
+            state.outcome = f"refused: {reason.text}"
+            session.refuse(loop.time(), reason)
+            bank.notify("refused", port=self.name, reason=reason.text,
+                        device=device.name if device else None)
+            self._log.warning("call.refused", reason=reason.text,
+                              device=device.name if device else None,
+                              key=event.device_key.hex()[:16], counter=event.call_counter)
+        elif isinstance(event, MessageStarted):
+            device = state.device
+            if device is not None and await store.run(store.store.has_message, device.id,
+                                                      state.epoch, event.seq):
+                session.message_stored(event.seq, loop.time(), duplicate=True)
+                self._log.info("message.duplicate", device=device.name, seq=event.seq)
+        elif isinstance(event, MessageProgress):
+            device = state.device
+            assert device is not None
+            await store.run(store.store.append_partial, device.id, state.epoch, event.seq,
+                            event.offset, event.data)
+        elif isinstance(event, MessageReceived):
+            await self._store(session, event, state)
+        elif isinstance(event, MessageFailed):
+            self._log.warning("message.failed", seq=event.seq, reason=event.reason.name)
+        elif isinstance(event, Failed):
+            state.error = str(event.error)
+            self._log.warning("call.protocol_error", error=str(event.error))
+        elif isinstance(event, Closed):
+            pass  # the outcome follows from how run_session ends
+
+    async def _store(self, session: ServerSession, event: MessageReceived,
+                     state: CallState) -> None:
+        store = self.bank.store
+        device = state.device
+        assert device is not None
+        try:
+            stored = await store.run(
+                store.store.store_message, device.id, state.epoch, event.seq,
+                event.kind.label, event.content, summarise(event.content), state.call_id,
+                time.time())
+        except StoreUnavailable as exc:
+            # no acknowledgement: the device keeps the message and calls again
+            state.error = str(exc)
+            state.outcome = "store unavailable"
+            self._log.error("message.not_stored", device=device.name, seq=event.seq,
+                            error=str(exc))
+            session.abort(str(exc))
+            return
+        loop = asyncio.get_running_loop()
+        session.message_stored(event.seq, loop.time(), duplicate=not stored)
+        state.messages += 1
+        self._log.info("message.stored" if stored else "message.duplicate",
+                       device=device.name, kind=event.kind.label, seq=event.seq,
+                       size=event.body_size)
+        self._log.debug("message.content", content=event.content.hex())
+        self.bank.notify("stored", device=device.name, message_kind=event.kind.label,
+                         seq=event.seq, duplicate=not stored)
+
+    async def _record(self, call: DataCall, state: CallState) -> None:
+        record = call.record
+        try:
+            await self.bank.store.run(
+                self.bank.store.store.finish_call, state.call_id, ended=time.time(),
+                outcome=state.outcome or "failed",
+                device_id=state.device.id if state.device else None,
+                rate=record.rate, modulation=record.modulation,
+                error_correction=record.error_correction, bytes_in=call.bytes_in,
+                bytes_out=call.bytes_out, messages=state.messages, error=state.error)
+        except StoreUnavailable as exc:
+            self._log.error("call.not_recorded", error=str(exc))
+        outcome = state.outcome or "failed"
+        self._log.info("call.ended", outcome=outcome,
+                       device=state.device.name if state.device else None,
+                       messages=state.messages, error=state.error)
+        self.bank.notify("call", outcome=outcome,
+                         device=state.device.name if state.device else None,
+                         caller=state.caller, port=self.name)
+
+
+class Bank:
+    def __init__(
+        self,
+        ports: list[str],
+        store: AsyncStore,
+        static_private: bytes,
+        *,
+        profile: str = "auto",
+        rings: int = 1,
+        scale: float = 1.0,
+        drain_timeout: float = 30.0,
+        notify: Callable[..., None] | None = None,
+    ) -> None:
+        if not ports:
+            raise InitialisationError("no modem ports configured ([bank] ports)")
+        self.store = store
+        self.static_private = static_private
+        self.profile = profile
+        self.rings = rings
+        self.scale = scale
+        self.timings = modem_timings(scale)
+        self.drain_timeout = drain_timeout
+        self.stopping = asyncio.Event()
+        self.hard_stop = asyncio.Event()
+        self.workers = [PortWorker(self, url, index) for index, url in enumerate(ports)]
+        self._notify = notify or (lambda what, **fields: None)
+
+    def notify(self, what: str, **fields: Any) -> None:
+        """Tell an interested party (the demo's narrator) what just happened."""
+        self._notify(what, **fields)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.ensure_future(worker.run()) for worker in self.workers]
+        log.info("bank.started", ports=len(self.workers))
+        await stop.wait()
+        log.info("bank.stopping", calls_in_progress=sum(w.in_call for w in self.workers))
+        self.stopping.set()
+        done, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+        if pending:
+            self.hard_stop.set()  # calls still up: hang them up now
+            done, pending = await asyncio.wait(pending, timeout=10.0)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("bank.worker_failed", error=repr(task.exception()))
+        log.info("bank.stopped")
+

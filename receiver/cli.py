@@ -1,0 +1,300 @@
+"""`callhome-receiver`: the centre's command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cbor2
+import click
+
+from callhome.keys import (
+    KeyFileError,
+    encode_key,
+    load_private_key,
+    parse_public_key,
+    public_of,
+    write_private_key,
+)
+from callhome.tomlio import ConfigError, parse_duration
+from modem_drivers.logs import configure_logging
+
+from .bank import Bank
+from .config import DEFAULT_PATH, CentreConfig, load_centre_config
+from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, StoreUnavailable
+
+T = TypeVar("T")
+USAGE = 2
+STORE = 3
+
+
+def fail(message: str, code: int = USAGE) -> None:
+    click.echo(f"callhome-receiver: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(function: Callable[[], T]) -> T:
+    try:
+        return function()
+    except (ConfigError, KeyFileError) as exc:
+        fail(str(exc))
+    except StoreUnavailable as exc:
+        fail(str(exc), STORE)
+    except (AlreadyExists, NotFound) as exc:
+        fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+class Context:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+
+    def config(self) -> CentreConfig:
+        return guarded(lambda: load_centre_config(self.config_path))
+
+    def store(self) -> SQLiteStore:
+        config = self.config()
+        # a person is waiting: do not sit on a locked store as long as the bank does
+        return guarded(lambda: SQLiteStore(config.store, busy_timeout=3.0))
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              envvar="CALLHOME_RECEIVER_CONFIG", default=str(DEFAULT_PATH), show_default=True,
+              help="The centre's config file.")
+@click.pass_context
+def main(ctx: click.Context, config_path: str) -> None:
+    """The callhome centre: answers the devices' calls on a modem bank."""
+    ctx.obj = Context(Path(config_path))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--name", default="centre", show_default=True)
+@click.option("--port", "ports", multiple=True, help="A modem URL of the bank (repeatable).")
+@click.option("--profile", default="auto", show_default=True)
+@click.option("--time-scale", type=float, default=1.0, hidden=True)
+def init(directory: str, name: str, ports: tuple[str, ...], profile: str,
+         time_scale: float) -> None:
+    """Create a centre in DIRECTORY: key pair, config and store. Never overwrites."""
+    folder = Path(directory)
+    config = CentreConfig(path=folder / "centre.toml", name=name, key=Path("centre.key"),
+                          store=Path("centre.db"), ports=list(ports), profile=profile,
+                          time_scale=time_scale)
+    for existing in (config.path, folder / "centre.key", folder / "centre.db"):
+        if existing.exists():
+            fail(f"{existing} already exists: refusing to overwrite a centre")
+    folder.mkdir(parents=True, exist_ok=True)
+    guarded(lambda: SQLiteStore(folder / "centre.db", create=True)).close()
+    private = guarded(lambda: write_private_key(folder / "centre.key"))
+    config.path.write_text(config.dump())
+    click.echo(f"centre created in {folder}")
+    click.echo(f"centre public key: {encode_key(public_of(private))}")
+    click.echo("give this key to every device (callhome init --centre-key ...)")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--pubkey", required=True, help="The device's public key (callhome pubkey).")
+@click.option("--test-interval", default=None, help="How often it line-tests (e.g. 24h).")
+@click.option("--grace", default=None, help="How late a test may be (e.g. 15m).")
+@click.option("--site", default=None, help="Where the device is (for routing alerts).")
+@pass_context
+def enroll(ctx: Context, name: str, pubkey: str, test_interval: str | None,
+           grace: str | None, site: str | None) -> None:
+    """Enrol a device by NAME and public key."""
+    config = ctx.config()
+    key = guarded(lambda: parse_public_key(pubkey))
+    try:
+        interval = parse_duration(test_interval) if test_interval else config.test_interval
+        late = parse_duration(grace) if grace else config.grace
+    except ValueError as exc:
+        fail(str(exc))
+    store = ctx.store()
+    device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late,
+                                          site=site))
+    store.close()
+    click.echo(f"enrolled {device.name} (tests every {interval:g} s, grace {late:g} s)")
+
+
+@main.command()
+@click.argument("name")
+@pass_context
+def revoke(ctx: Context, name: str) -> None:
+    """Revoke a device: its calls are refused from now on."""
+    store = ctx.store()
+    device = guarded(lambda: store.revoke(name, time.time()))
+    store.close()
+    click.echo(f"revoked {device.name}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def devices(ctx: Context, as_json: bool) -> None:
+    """List enrolled devices."""
+    store = ctx.store()
+    rows = guarded(store.devices)
+    store.close()
+    items = [{"name": d.name, "public_key": encode_key(d.public_key),
+              "enrolled": _when(d.enrolled_at), "revoked": _when(d.revoked_at),
+              "test_interval": d.test_interval, "grace": d.grace, "site": d.site,
+              "last_counter": d.last_counter, "last_seen": _when(d.last_seen)} for d in rows]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    click.echo(f"{'name':<16} {'state':<8} {'last seen':<20} {'site':<10} public key")
+    for item in items:
+        state = "revoked" if item["revoked"] else "active"
+        click.echo(f"{item['name']:<16} {state:<8} {item['last_seen'] or '-':<20} "
+                   f"{item['site'] or '-':<10} {item['public_key']}")
+
+
+@main.command()
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+@click.option("--json-logs/--console-logs", default=None)
+@pass_context
+def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
+    """Answer calls on every configured port until SIGTERM or Ctrl-C."""
+    configure_logging(log_level, json=json_logs)
+    config = ctx.config()
+    private = guarded(lambda: load_private_key(config.key))
+    store = guarded(lambda: SQLiteStore(config.store))
+    sys.exit(asyncio.run(_run(config, private, store)))
+
+
+async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
+    async_store = AsyncStore(store)
+    try:
+        bank = Bank(config.ports, async_store, private, profile=config.profile,
+                    rings=config.rings, scale=config.time_scale)
+    except Exception as exc:
+        fail(str(exc))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await bank.run(stop)
+    finally:
+        async_store.close()
+    return 0
+
+
+def _since(value: str | None) -> float | None:
+    """An ISO date/time, or a duration meaning "that long ago" (2h, 7d)."""
+    if value is None:
+        return None
+    try:
+        return time.time() - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use an ISO date/time or a duration") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _when(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@main.command()
+@click.option("--device", default=None)
+@click.option("--since", default=None, help="ISO date/time or a duration ago (2h, 7d).")
+@click.option("--until", default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def calls(ctx: Context, device: str | None, since: str | None, until: str | None,
+          limit: int, as_json: bool) -> None:
+    """The most recent calls, newest first."""
+    store = ctx.store()
+    rows = guarded(lambda: store.calls(device=device, since=_since(since),
+                                       until=_since(until), limit=limit))
+    store.close()
+    items = [{"id": c.id, "port": c.port, "caller_id": c.caller_id, "device": c.device,
+              "started": _when(c.started), "ended": _when(c.ended),
+              "seconds": None if c.ended is None else round(c.ended - c.started, 3),
+              "outcome": c.outcome, "rate": c.rate, "modulation": c.modulation,
+              "error_correction": c.error_correction, "bytes_in": c.bytes_in,
+              "bytes_out": c.bytes_out, "messages": c.messages, "error": c.error}
+             for c in rows]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    click.echo(f"{'started':<20} {'port':<7} {'device':<12} {'caller':<12} {'rate':>6} "
+               f"{'in':>7} {'out':>6} {'msgs':>4}  outcome")
+    for item in items:
+        click.echo(f"{item['started']:<20} {item['port']:<7} {item['device'] or '-':<12} "
+                   f"{item['caller_id'] or '-':<12} {item['rate'] or '-':>6} "
+                   f"{item['bytes_in']:>7} {item['bytes_out']:>6} {item['messages']:>4}  "
+                   f"{item['outcome']}")
+
+
+@main.command()
+@click.option("--device", default=None)
+@click.option("--since", default=None, help="ISO date/time or a duration ago (2h, 7d).")
+@click.option("--until", default=None)
+@click.option("--severity", default=None)
+@click.option("--kind", type=click.Choice(["report", "line-test", "inventory"]), default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Include each message's content.")
+@pass_context
+def reports(ctx: Context, device: str | None, since: str | None, until: str | None,
+            severity: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+    """Stored messages (reports, line tests, inventories), newest first."""
+    store = ctx.store()
+    rows = guarded(lambda: store.messages(device=device, since=_since(since),
+                                          until=_since(until), severity=severity, kind=kind,
+                                          limit=limit))
+    store.close()
+    if as_json:
+        click.echo(json.dumps([{"id": m.id, "device": m.device, "message_id":
+                                f"{m.epoch:08x}-{m.seq}", "kind": m.kind,
+                                "severity": m.severity, "component": m.component,
+                                "state": m.state, "received": _when(m.received_at),
+                                "call_id": m.call_id, "content": _jsonable(m.content)}
+                               for m in rows], indent=2))
+        return
+    click.echo(f"{'received':<20} {'device':<12} {'kind':<10} {'severity':<9} "
+               f"{'component':<14} state")
+    for m in rows:
+        click.echo(f"{_when(m.received_at):<20} {m.device:<12} {m.kind:<10} "
+                   f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-'}")
+
+
+def _jsonable(content: bytes) -> Any:
+    try:
+        value = cbor2.loads(content)
+    except Exception:
+        return {"undecodable": content.hex()}
+
+    def convert(item: Any) -> Any:
+        if isinstance(item, bytes):
+            return {"hex": item.hex()} if len(item) <= 256 else {"bytes": len(item)}
+        if isinstance(item, dict):
+            return {str(k): convert(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [convert(v) for v in item]
+        if isinstance(item, str | int | float | bool) or item is None:
+            return item
+        return str(item)
+
+    return convert(value)

@@ -1,0 +1,282 @@
+"""`callhome demo`: a support centre and its client systems on the virtual phone network.
+
+One process runs it all, through the real code paths: the virtual network exposes every
+modem as a pty; the centre's bank and each client drive their modems with the Hayes
+driver; calls run the call-home protocol; the centre stores into SQLite. A short story:
+every client line-tests (at once: the hunt group spreads them over the bank), one sends
+a degraded-component report, one long report is cut mid-call and delivered, exactly
+once, on the next call, and an unknown system is refused. Then a summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from callhome.config import ClientConfig
+from callhome.dialer import CallReport, call_centre, line_test_content
+from callhome.keys import encode_key, public_of, write_private_key
+from callhome.spool import Spool
+from callhome.wire.messages import Kind
+from modem_drivers.logs import configure_logging
+from modem_drivers.virtual import PhoneNetwork
+from modem_drivers.virtual.network import NetworkTiming
+from modem_drivers.virtual.runner import NetworkRunner
+
+from .bank import Bank
+from .config import CentreConfig
+from .store import AsyncStore, SQLiteStore
+
+CENTRE_NUMBER = "5550100"
+BANK = (("bank0", "usr"), ("bank1", "conexant"), ("bank2", "generic"))
+CLIENTS = (
+    # name, profile, number, line rate
+    ("plant-a", "generic", "5550001", 9600),
+    ("plant-b", "usr", "5550002", 33600),
+    ("plant-c", "conexant", "5550003", 14400),
+)
+ROGUE = ("rogue", "generic", "5550666", 2400)
+
+
+class Narrator:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def say(self, who: str, text: str) -> None:
+        click.echo(f"[{time.monotonic() - self.started:5.1f} s] {who:<8} {text}")
+        sys.stdout.flush()
+
+    def client(self, who: str) -> Any:
+        def progress(step: str, **fields: Any) -> None:
+            text = {
+                "dialling": "dialling {number} ({profile} modem)",
+                "connected": "connected: {connect}",
+                "transfer": "handshake done in {round_trip:.2f} s; sending {messages}",
+                "dial failed": "{number}: {result}",
+                "waiting": "no line free; trying again in {seconds:.1f} s",
+            }.get(step)
+            if text is not None:
+                self.say(who, text.format(**fields))
+        return progress
+
+    def centre(self, what: str, **fields: Any) -> None:
+        if what == "answered":
+            self.say("centre", f"{fields['port']} answered {fields['caller'] or 'a caller'}: "
+                               f"{fields['connect']}")
+        elif what == "accepted":
+            resume = fields["resume"]
+            extra = (f", resuming message(s) {', '.join(map(str, resume))} from byte "
+                     f"{', '.join(map(str, resume.values()))}" if resume else "")
+            self.say("centre", f"{fields['port']}: {fields['device']} authenticated{extra}")
+        elif what == "refused":
+            self.say("centre", f"{fields['port']}: refused ({fields['reason']})")
+        elif what == "stored":
+            kind = "already held: " if fields["duplicate"] else "stored "
+            self.say("centre", f"{kind}{fields['message_kind']} {fields['seq']} "
+                               f"from {fields['device']}")
+
+
+@click.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="Keep everything here (default: a temporary folder, removed after).")
+@click.option("--time-scale", type=float, default=0.1, show_default=True,
+              help="Real seconds per network second (1.0: real modem timing).")
+def demo(directory: str | None, time_scale: float) -> None:
+    """A support centre and three client systems on the virtual phone network."""
+    if time_scale <= 0:
+        raise click.BadParameter("must be positive", param_hint="--time-scale")
+    if directory:
+        folder = Path(directory)
+        if folder.exists() and any(folder.iterdir()):
+            click.echo(f"callhome: {folder} is not empty", err=True)
+            sys.exit(2)
+        folder.mkdir(parents=True, exist_ok=True)
+        sys.exit(_run(folder, time_scale))
+    with tempfile.TemporaryDirectory(prefix="callhome-demo-") as tmp:
+        sys.exit(_run(Path(tmp), time_scale))
+
+
+def _run(folder: Path, time_scale: float) -> int:
+    try:
+        return asyncio.run(_demo(folder, time_scale))
+    except KeyboardInterrupt:
+        click.echo("callhome: demo interrupted", err=True)
+        return 1
+    except Exception as exc:  # the demo reports, it does not crash
+        click.echo(f"callhome: the demo failed: {type(exc).__name__}: {exc} "
+                   f"(details in {folder / 'demo.log'})", err=True)
+        return 1
+
+
+class _Client:
+    def __init__(self, folder: Path, name: str, profile: str, number: str, rate: int,
+                 centre_public: bytes, url: str, scale: float) -> None:
+        self.name = name
+        self.folder = folder / name
+        self.private = write_private_key(self.folder / "device.key")
+        self.spool = Spool(self.folder / "spool.db", create=True)
+        self.config = ClientConfig(
+            path=self.folder / "client.toml", name=name, key=self.folder / "device.key",
+            spool=self.folder / "spool.db", centre_key=centre_public,
+            numbers=[CENTRE_NUMBER], ports=[url], profile="auto", time_scale=scale,
+            attempts=3, retry_delay=5.0)
+        self.config.path.write_text(self.config.dump(encode_key(centre_public)))
+        self.profile, self.number, self.rate = profile, number, rate
+
+    @property
+    def public(self) -> bytes:
+        return public_of(self.private)
+
+
+async def _demo(folder: Path, scale: float) -> int:
+    configure_logging("info", json=True, stream=(folder / "demo.log").open("a"))
+    say = Narrator()
+    network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
+    for name, profile in BANK:
+        network.add_modem(name, profile)
+    network.add_hunt_group(CENTRE_NUMBER, [name for name, _ in BANK])
+    for name, profile, number, rate in (*CLIENTS, ROGUE):
+        network.add_modem(name, profile, number=number, line={"rate": rate})
+    runner = NetworkRunner(network, time_scale=scale)
+    await runner.start()
+    ports = folder / "ports"
+    urls = {}
+    for name in network.lines:
+        urls[name] = (await runner.expose(name, "pty", path=str(ports / name))).url
+
+    centre_folder = folder / "centre"
+    store = SQLiteStore(centre_folder / "centre.db", create=True)
+    centre_private = write_private_key(centre_folder / "centre.key")
+    centre_config = CentreConfig(path=centre_folder / "centre.toml",
+                                 ports=[urls[name] for name, _ in BANK], time_scale=scale)
+    centre_config.path.write_text(centre_config.dump())
+    clients = {name: _Client(folder, name, profile, number, rate, public_of(centre_private),
+                             urls[name], scale)
+               for name, profile, number, rate in (*CLIENTS, ROGUE)}
+    for name, _, _, _ in CLIENTS:
+        store.enroll(name, clients[name].public, test_interval=86400, grace=900, site=None)
+
+    click.echo(f"callhome demo in {folder}")
+    click.echo(f"  centre: {len(BANK)} modems ({', '.join(p for _, p in BANK)}) on "
+               f"{CENTRE_NUMBER}; enrolled: {', '.join(name for name, *_ in CLIENTS)}")
+    click.echo(f"  time runs {1 / scale:g}x faster than on a real line\n")
+
+    async_store = AsyncStore(store)
+    bank = Bank(centre_config.ports, async_store, centre_private, scale=scale,
+                notify=say.centre)
+    stop = asyncio.Event()
+    bank_task = asyncio.ensure_future(bank.run(stop))
+    failures: list[str] = []
+    try:
+        while not all(worker.state == "ready" for worker in bank.workers):
+            if bank_task.done():
+                raise RuntimeError("the bank stopped")
+            await asyncio.sleep(0.05)
+        say.say("centre", f"bank ready: {len(bank.workers)} lines answer {CENTRE_NUMBER}")
+        await _story(say, network, runner, clients, failures)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await bank_task
+        async_store.close()
+        for client in clients.values():
+            client.spool.close()
+        await runner.stop()
+    _summary(folder / "centre" / "centre.db")
+    if failures:
+        click.echo("\nthe story did not go as written:\n  " + "\n  ".join(failures))
+        return 1
+    click.echo(f"\neverything as expected. The log of every call is in {folder / 'demo.log'}"
+               if not str(folder).startswith(tempfile.gettempdir()) else
+               "\neverything as expected.")
+    return 0
+
+
+async def _call(say: Narrator, client: _Client, purpose: str) -> CallReport:
+    say.say(client.name, purpose)
+    report = await call_centre(client.config, client.spool, client.private,
+                               progress=say.client(client.name))
+    if report.result == "ok":
+        held = f", {len(report.duplicates)} already held" if report.duplicates else ""
+        say.say(client.name, f"acknowledged: {len(report.acknowledged)} message(s){held}; "
+                             f"{report.bytes_sent} bytes sent, {report.bytes_received} "
+                             f"received, {report.line_seconds:.1f} s on the line")
+    elif report.result == "refused":
+        say.say(client.name, f"refused by the centre ({report.detail})")
+    else:
+        queued = len(client.spool.queued())
+        say.say(client.name, f"call failed: {report.result}; {queued} message(s) stay queued")
+    return report
+
+
+async def _story(say: Narrator, network: PhoneNetwork, runner: NetworkRunner,
+                 clients: dict[str, _Client], failures: list[str]) -> None:
+    def expect(condition: bool, text: str) -> None:
+        if not condition:
+            failures.append(text)
+
+    click.echo("\n1. every system line-tests, all at once\n")
+    for name, *_ in CLIENTS:
+        clients[name].spool.enqueue(Kind.LINE_TEST, line_test_content(clients[name].spool),
+                                    "line test")
+    reports = await asyncio.gather(*(_call(say, clients[name], "line test")
+                                     for name, *_ in CLIENTS))
+    expect(all(r.result == "ok" for r in reports), "a line test failed")
+
+    click.echo("\n2. plant-b: a power supply degrades\n")
+    b = clients["plant-b"]
+    b.spool.enqueue(Kind.REPORT, {"severity": "warning", "component": "psu2",
+                                  "state": "degraded", "message": "psu2 input 182 V",
+                                  "time": int(time.time()), "data": {"psu2": {"volts": 182}}},
+                    "warning psu2 degraded")
+    report = await _call(say, b, "report: psu2 degraded")
+    expect(report.result == "ok", "plant-b's report was not acknowledged")
+
+    click.echo("\n3. plant-c: a long report, and the line is cut halfway\n")
+    c = clients["plant-c"]
+    log_lines = [f"kernel: md0: disk{i % 4} read error, sector {i * 9973}" for i in range(400)]
+    c.spool.enqueue(Kind.REPORT, {"severity": "error", "component": "raid0",
+                                  "state": "failed", "time": int(time.time()),
+                                  "log": log_lines, "dump": os.urandom(12_000)},
+                    "error raid0 failed")
+    network.set_next_call("plant-c", drop_after_bytes=4000)
+    report = await _call(say, c, "report: raid0 failed (with a log and a dump)")
+    expect(report.result != "ok", "the cut call succeeded")
+    report = await _call(say, c, "calls again")
+    expect(report.result == "ok" and not c.spool.queued(),
+           "plant-c's report was not delivered on the second call")
+
+    click.echo("\n4. a system nobody enrolled calls in\n")
+    rogue = clients["rogue"]
+    rogue.spool.enqueue(Kind.LINE_TEST, line_test_content(rogue.spool), "line test")
+    report = await _call(say, rogue, "line test")
+    expect(report.result == "refused", "the rogue system was not refused")
+    await asyncio.sleep(2.0 * runner.time_scale + 0.5)  # the centre records its calls
+
+
+def _summary(database: Path) -> None:
+    store = SQLiteStore(database)
+    try:
+        calls = list(reversed(store.calls(limit=100)))
+        messages = list(reversed(store.messages(limit=100)))
+    finally:
+        store.close()
+    click.echo(f"\ncalls at the centre ({len(calls)})")
+    click.echo(f"  {'port':<6} {'caller':<9} {'device':<9} {'rate':>6} {'in':>6} {'out':>5} "
+               f"{'msgs':>4}  outcome")
+    for call in calls:
+        click.echo(f"  {call.port:<6} {call.caller_id or '-':<9} {call.device or '-':<9} "
+                   f"{call.rate or '-':>6} {call.bytes_in:>6} {call.bytes_out:>5} "
+                   f"{call.messages:>4}  {call.outcome}")
+    click.echo(f"\nmessages stored ({len(messages)})")
+    for message in messages:
+        click.echo(f"  {message.device:<9} {message.kind:<10} {message.severity or '':<8} "
+                   f"{message.component or '':<6} {message.state or ''}")

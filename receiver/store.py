@@ -1,0 +1,439 @@
+"""The centre's durable state: devices, calls, messages, partial messages.
+
+`Store` is the interface; `SQLiteStore` implements it on one SQLite file in WAL mode
+with `synchronous=FULL`, so a committed message survives power loss before its STORED
+goes out. A PostgreSQL store for several banks and sites is a second implementation of
+the same interface. Everything that can fail for reasons outside the program (locked,
+read-only, full, corrupt) raises `StoreUnavailable` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from callhome.database import connect, explain, write_transaction
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be used right now (locked, read-only, full, corrupt)."""
+
+
+class NotFound(Exception):
+    pass
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Device:
+    id: int
+    name: str
+    public_key: bytes
+    enrolled_at: float
+    revoked_at: float | None
+    test_interval: float
+    grace: float
+    site: str | None
+    last_counter: int
+    last_seen: float | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    id: int
+    port: str
+    caller_id: str | None
+    device: str | None
+    started: float
+    ended: float | None
+    outcome: str
+    rate: int | None
+    modulation: str | None
+    error_correction: str | None
+    bytes_in: int
+    bytes_out: int
+    messages: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    device: str
+    epoch: int
+    seq: int
+    kind: str
+    severity: str | None
+    component: str | None
+    state: str | None
+    received_at: float
+    call_id: int | None
+    content: bytes
+
+
+class Store(abc.ABC):
+    """What the bank and the CLI need from the centre's storage."""
+
+    # devices
+    @abc.abstractmethod
+    def enroll(self, name: str, public_key: bytes, *, test_interval: float, grace: float,
+               site: str | None) -> Device: ...
+
+    @abc.abstractmethod
+    def revoke(self, name: str, when: float) -> Device: ...
+
+    @abc.abstractmethod
+    def devices(self) -> list[Device]: ...
+
+    @abc.abstractmethod
+    def device_by_key(self, public_key: bytes) -> Device | None: ...
+
+    @abc.abstractmethod
+    def advance_counter(self, device_id: int, counter: int, when: float) -> bool:
+        """Record a call counter if it is greater than the last; False if not."""
+
+    # calls
+    @abc.abstractmethod
+    def start_call(self, port: str, caller_id: str | None, started: float) -> int: ...
+
+    @abc.abstractmethod
+    def finish_call(self, call_id: int, *, ended: float, outcome: str, device_id: int | None,
+                    rate: int | None, modulation: str | None, error_correction: str | None,
+                    bytes_in: int, bytes_out: int, messages: int, error: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def calls(self, *, device: str | None = None, since: float | None = None,
+              until: float | None = None, limit: int = 100) -> list[CallRecord]: ...
+
+    # messages
+    @abc.abstractmethod
+    def has_message(self, device_id: int, epoch: int, seq: int) -> bool: ...
+
+    @abc.abstractmethod
+    def store_message(self, device_id: int, epoch: int, seq: int, kind: str,
+                      content: bytes, summary: dict[str, str | None], call_id: int | None,
+                      received_at: float) -> bool:
+        """Commit a message; False (and nothing written) if it was already stored."""
+
+    @abc.abstractmethod
+    def partials(self, device_id: int, epoch: int) -> dict[int, bytes]: ...
+
+    @abc.abstractmethod
+    def append_partial(self, device_id: int, epoch: int, seq: int, offset: int,
+                       data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def drop_partial(self, device_id: int, epoch: int, seq: int) -> None: ...
+
+    @abc.abstractmethod
+    def messages(self, *, device: str | None = None, since: float | None = None,
+                 until: float | None = None, severity: str | None = None,
+                 kind: str | None = None, limit: int = 100) -> list[StoredMessage]: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    public_key BLOB NOT NULL UNIQUE,
+    enrolled_at REAL NOT NULL,
+    revoked_at REAL,
+    test_interval REAL NOT NULL,
+    grace REAL NOT NULL,
+    site TEXT,
+    last_counter INTEGER NOT NULL DEFAULT -1,
+    last_seen REAL
+);
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY,
+    port TEXT NOT NULL,
+    caller_id TEXT,
+    device_id INTEGER REFERENCES devices(id),
+    started REAL NOT NULL,
+    ended REAL,
+    outcome TEXT NOT NULL DEFAULT 'in progress',
+    rate INTEGER,
+    modulation TEXT,
+    error_correction TEXT,
+    bytes_in INTEGER NOT NULL DEFAULT 0,
+    bytes_out INTEGER NOT NULL DEFAULT 0,
+    messages INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS calls_started ON calls(started);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    severity TEXT,
+    component TEXT,
+    state TEXT,
+    received_at REAL NOT NULL,
+    call_id INTEGER REFERENCES calls(id),
+    content BLOB NOT NULL,
+    UNIQUE (device_id, epoch, seq)
+);
+CREATE INDEX IF NOT EXISTS messages_received ON messages(received_at);
+CREATE TABLE IF NOT EXISTS partial_chunks (
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    stored_at REAL NOT NULL,
+    PRIMARY KEY (device_id, epoch, seq, offset)
+);
+"""
+
+_DEVICE_COLUMNS = ("id, name, public_key, enrolled_at, revoked_at, test_interval, grace, "
+                   "site, last_counter, last_seen")
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path, *, create: bool = False,
+                 busy_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise StoreUnavailable(f"{self.path}: no such store (run `callhome-receiver init`)")
+        try:
+            # AsyncStore runs every call on its one worker thread, never two at once
+            self._db = connect(self.path, create=create, busy_timeout=busy_timeout,
+                               check_same_thread=False)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                # executescript commits on its own; the statements are idempotent
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise StoreUnavailable(f"{self.path}: made by a newer callhome (schema "
+                                       f"{version}); upgrade this one")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {_why(exc)}") from None
+
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._failed)
+
+    def _failed(self, exc: sqlite3.Error) -> StoreUnavailable:
+        return StoreUnavailable(f"{self.path}: {_why(exc)}")
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {_why(exc)}") from None
+
+    # -- devices -------------------------------------------------------------------------
+
+    def enroll(self, name: str, public_key: bytes, *, test_interval: float, grace: float,
+               site: str | None) -> Device:
+        now = time.time()
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO devices (name, public_key, enrolled_at, test_interval, grace, "
+                    "site) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, public_key, now, test_interval, grace, site))
+        except StoreUnavailable as exc:
+            if "UNIQUE constraint failed: devices.name" in str(exc):
+                raise AlreadyExists(f"a device named {name!r} is already enrolled") from None
+            if "UNIQUE constraint failed: devices.public_key" in str(exc):
+                raise AlreadyExists("a device with this public key is already enrolled") from None
+            raise
+        device = self._device("name = ?", (name,))
+        assert device is not None
+        return device
+
+    def revoke(self, name: str, when: float) -> Device:
+        with self._write() as db:
+            changed = db.execute("UPDATE devices SET revoked_at = ? WHERE name = ? AND "
+                                 "revoked_at IS NULL", (when, name)).rowcount
+        device = self._device("name = ?", (name,))
+        if device is None:
+            raise NotFound(f"no device named {name!r}")
+        if not changed:
+            raise AlreadyExists(f"{name!r} was already revoked")
+        return device
+
+    def devices(self) -> list[Device]:
+        return [Device(*row) for row in self._read(
+            f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY name")]
+
+    def device_by_key(self, public_key: bytes) -> Device | None:
+        return self._device("public_key = ?", (public_key,))
+
+    def _device(self, where: str, args: tuple[Any, ...]) -> Device | None:
+        rows = self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE {where}", args)
+        return Device(*rows[0]) if rows else None
+
+    def advance_counter(self, device_id: int, counter: int, when: float) -> bool:
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE devices SET last_counter = ?, last_seen = ? "
+                "WHERE id = ? AND last_counter < ?", (counter, when, device_id, counter)).rowcount
+        return bool(changed)
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def start_call(self, port: str, caller_id: str | None, started: float) -> int:
+        with self._write() as db:
+            cursor = db.execute("INSERT INTO calls (port, caller_id, started) VALUES (?, ?, ?)",
+                                (port, caller_id, started))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_call(self, call_id: int, *, ended: float, outcome: str, device_id: int | None,
+                    rate: int | None, modulation: str | None, error_correction: str | None,
+                    bytes_in: int, bytes_out: int, messages: int, error: str | None) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE calls SET ended = ?, outcome = ?, device_id = ?, rate = ?, "
+                "modulation = ?, error_correction = ?, bytes_in = ?, bytes_out = ?, "
+                "messages = ?, error = ? WHERE id = ?",
+                (ended, outcome, device_id, rate, modulation, error_correction, bytes_in,
+                 bytes_out, messages, error, call_id))
+
+    def calls(self, *, device: str | None = None, since: float | None = None,
+              until: float | None = None, limit: int = 100) -> list[CallRecord]:
+        where, args = _filters(device=device, since=since, until=until,
+                               time_column="c.started")
+        rows = self._read(
+            "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
+            "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error "
+            f"FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            "ORDER BY c.started DESC, c.id DESC LIMIT ?", (*args, limit))
+        return [CallRecord(*row) for row in rows]
+
+    # -- messages ------------------------------------------------------------------------
+
+    def has_message(self, device_id: int, epoch: int, seq: int) -> bool:
+        return bool(self._read("SELECT 1 FROM messages WHERE device_id = ? AND epoch = ? "
+                               "AND seq = ?", (device_id, epoch, seq)))
+
+    def store_message(self, device_id: int, epoch: int, seq: int, kind: str,
+                      content: bytes, summary: dict[str, str | None], call_id: int | None,
+                      received_at: float) -> bool:
+        with self._write() as db:
+            changed = db.execute(
+                "INSERT OR IGNORE INTO messages (device_id, epoch, seq, kind, severity, "
+                "component, state, received_at, call_id, content) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (device_id, epoch, seq, kind, summary.get("severity"),
+                 summary.get("component"), summary.get("state"), received_at, call_id,
+                 content)).rowcount
+            db.execute("DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND "
+                       "seq = ?", (device_id, epoch, seq))
+        return bool(changed)
+
+    def partials(self, device_id: int, epoch: int) -> dict[int, bytes]:
+        held: dict[int, bytearray] = {}
+        for seq, offset, data in self._read(
+                "SELECT seq, offset, data FROM partial_chunks WHERE device_id = ? AND "
+                "epoch = ? ORDER BY seq, offset", (device_id, epoch)):
+            buffer = held.setdefault(seq, bytearray())
+            if offset == len(buffer):  # contiguous prefixes only
+                buffer += data
+        return {seq: bytes(buffer) for seq, buffer in held.items()}
+
+    def append_partial(self, device_id: int, epoch: int, seq: int, offset: int,
+                       data: bytes) -> None:
+        """Add a chunk of a long message; only what continues the held prefix is kept."""
+        with self._write() as db:
+            if offset == 0:
+                db.execute("DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND "
+                           "seq = ?", (device_id, epoch, seq))
+            have = db.execute(
+                "SELECT coalesce(sum(length(data)), 0) FROM partial_chunks WHERE "
+                "device_id = ? AND epoch = ? AND seq = ?", (device_id, epoch, seq)).fetchone()[0]
+            if offset == have and data:
+                db.execute("INSERT INTO partial_chunks (device_id, epoch, seq, offset, data, "
+                           "stored_at) VALUES (?, ?, ?, ?, ?, ?)",
+                           (device_id, epoch, seq, offset, data, time.time()))
+
+    def drop_partial(self, device_id: int, epoch: int, seq: int) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND "
+                       "seq = ?", (device_id, epoch, seq))
+
+    def messages(self, *, device: str | None = None, since: float | None = None,
+                 until: float | None = None, severity: str | None = None,
+                 kind: str | None = None, limit: int = 100) -> list[StoredMessage]:
+        where, args = _filters(device=device, since=since, until=until,
+                               time_column="m.received_at", severity=severity, kind=kind)
+        rows = self._read(
+            "SELECT m.id, d.name, m.epoch, m.seq, m.kind, m.severity, m.component, m.state, "
+            "m.received_at, m.call_id, m.content FROM messages m "
+            f"JOIN devices d ON d.id = m.device_id {where} "
+            "ORDER BY m.received_at DESC, m.id DESC LIMIT ?", (*args, limit))
+        return [StoredMessage(*row) for row in rows]
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+
+def _filters(*, device: str | None, since: float | None, until: float | None,
+             time_column: str, severity: str | None = None,
+             kind: str | None = None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if device is not None:
+        clauses.append("d.name = ?")
+        args.append(device)
+    if since is not None:
+        clauses.append(f"{time_column} >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append(f"{time_column} < ?")
+        args.append(until)
+    if severity is not None:
+        clauses.append("m.severity = ?")
+        args.append(severity)
+    if kind is not None:
+        clauses.append("m.kind = ?")
+        args.append(kind)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(args)
+
+
+def _why(exc: sqlite3.Error) -> str:
+    return explain(exc, "the store")
+
+
+class AsyncStore:
+    """Runs a store's calls on one thread of its own: a locked or slow disk must not
+    stall the event loop that serves every port of the bank."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "callhome-store")
+
+    async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor,
+                                          lambda: function(*args, **kwargs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.store.close()
