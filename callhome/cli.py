@@ -41,7 +41,8 @@ from .keys import (
 from .link import modem_timings
 from .spool import Spool, SpoolError
 from .tomlio import ConfigError, parse_duration
-from .wire.messages import Kind
+from .wire.errors import MessageError
+from .wire.messages import SEVERITIES, Kind
 
 T = TypeVar("T")
 
@@ -72,6 +73,9 @@ def reporting_errors(function: Callable[[], T]) -> T:
     except UserError as exc:
         click.echo(f"callhome: {exc}", err=True)
         sys.exit(exc.code)
+    except MessageError as exc:
+        click.echo(f"callhome: cannot send this report: {exc}", err=True)
+        sys.exit(exitcodes.USAGE)
     except (PortOpenError, ModemNotResponding, InitialisationError) as exc:
         click.echo(f"callhome: {exc}", err=True)
         sys.exit(exitcodes.MODEM)
@@ -201,8 +205,7 @@ class _Narrator:
 @main.command()
 @click.option("--file", "report_file", type=click.File("r"),
               help="A JSON file with the report (an object).")
-@click.option("--severity", type=click.Choice(["info", "notice", "warning", "error",
-                                               "critical"]))
+@click.option("--severity", type=click.Choice(SEVERITIES))
 @click.option("--component")
 @click.option("--state")
 @click.option("--message")
@@ -224,6 +227,9 @@ def send(config_path: Path, report_file: Any, severity: str | None, component: s
             raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--file") from None
         if not isinstance(content, dict):
             raise click.BadParameter("the report must be a JSON object", param_hint="--file")
+        if content.get("severity") is not None and content["severity"] not in SEVERITIES:
+            raise click.BadParameter(f"severity {content['severity']!r} is not one of "
+                                     f"{', '.join(SEVERITIES)}", param_hint="--file")
     for key, value in (("severity", severity), ("component", component), ("state", state),
                        ("message", message)):
         if value is not None:

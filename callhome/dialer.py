@@ -1,10 +1,11 @@
 """Placing a call to the centre: modems, numbers, retries, and one session per call.
 
-The numbers are tried in order on the first modem, then on the next modem (BUSY, NO
-ANSWER, NO DIALTONE, NO CARRIER and a refused dial move on; a modem that fails moves to
-the next modem); when every line was busy or unanswered the whole round is retried after
-`retry_delay`, doubling. A connected call carries every queued message; each leaves the
-spool only when the centre acknowledges it.
+The numbers are tried in order on the first modem, then on the next modem. BUSY, NO
+ANSWER, NO CARRIER and a refused dial move on to the next number; NO DIALTONE and a modem
+that fails move on to the next modem, since every number would fail alike. When every
+line was busy or unanswered the whole round is retried after `retry_delay`, doubling.
+A connected call carries every queued message; each leaves the spool only when the
+centre acknowledges it.
 """
 
 from __future__ import annotations
@@ -168,8 +169,8 @@ async def call_centre(
                     details[result] = (outcome.result_line or b"").decode("latin-1")
                     attempts.append({"port": port, "number": number, "result": result})
                     progress("dial failed", number=number, port=port, result=result)
-                    if result == "modem":
-                        break
+                    if result in ("modem", "no dial tone"):
+                        break  # this modem's line is dead: every number would fail alike
             finally:
                 with contextlib.suppress(ModemError, OSError):
                     await modem.close()

@@ -39,6 +39,8 @@ from modem_drivers.hayes import (
     IncomingCall,
     InitialisationError,
     ModemError,
+    ModemTimeout,
+    State,
 )
 
 from .store import AsyncStore, Device, StoreUnavailable
@@ -110,19 +112,40 @@ class PortWorker:
         self.state = "stopped"
 
     async def _wait_for_call(self, modem: HayesModem) -> IncomingCall | None:
+        """The next call, or None when the bank stops. While idle the modem is asked `AT`
+        every `health_check`: a modem that died between calls would otherwise only be
+        noticed by the caller it failed to answer."""
         waiter = asyncio.ensure_future(modem.wait_for_call(rings=self.bank.rings))
         stopper = asyncio.ensure_future(self.bank.stopping.wait())
         try:
-            done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                done, _ = await asyncio.wait({waiter, stopper},
+                                             timeout=self.bank.health_check,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if waiter in done:
+                    return waiter.result()
+                if stopper in done:
+                    return None
+                if modem.state is State.IDLE:  # not while a call is ringing in
+                    await self._check_alive(modem)
         finally:
             for task in (waiter, stopper):
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, ModemError):
                         await task
-        if waiter in done:
-            return waiter.result()
-        return None
+
+    async def _check_alive(self, modem: HayesModem) -> None:
+        """Raises ModemError when the modem does not answer `AT` twice in a row (once
+        may be a reply lost to a RING starting at the same moment)."""
+        for attempt in (1, 2):
+            try:
+                await modem.command("AT", check=True)
+                return
+            except ModemTimeout:
+                if attempt == 2:
+                    raise
+                self._log.warning("port.health_check_missed", attempt=attempt)
 
     async def _take_call(self, modem: HayesModem, incoming: IncomingCall) -> None:
         bank = self.bank
@@ -298,6 +321,7 @@ class Bank:
         *,
         profile: str = "auto",
         rings: int = 1,
+        health_check: float = 300.0,
         scale: float = 1.0,
         drain_timeout: float = 30.0,
         notify: Callable[..., None] | None = None,
@@ -308,6 +332,8 @@ class Bank:
         self.static_private = static_private
         self.profile = profile
         self.rings = rings
+        self.health_check = health_check * scale
+        """Real seconds of silence on an idle port before its modem is asked `AT`."""
         self.scale = scale
         self.timings = modem_timings(scale)
         self.drain_timeout = drain_timeout
@@ -320,16 +346,30 @@ class Bank:
         """Tell an interested party (the demo's narrator) what just happened."""
         self._notify(what, **fields)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, hang_up_now: asyncio.Event | None = None) -> None:
+        """Serve until `stop`; then let calls in progress finish for up to
+        `drain_timeout` (or until `hang_up_now`), hang up what is left, and return."""
         tasks = [asyncio.ensure_future(worker.run()) for worker in self.workers]
         log.info("bank.started", ports=len(self.workers))
         await stop.wait()
-        log.info("bank.stopping", calls_in_progress=sum(w.in_call for w in self.workers))
+        log.info("bank.stopping", calls_in_progress=sum(w.in_call for w in self.workers),
+                 drain_seconds=self.drain_timeout)
         self.stopping.set()
-        done, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_timeout
+        impatient = asyncio.ensure_future((hang_up_now or asyncio.Event()).wait())
+        pending = set(tasks)
+        while pending and not impatient.done() and loop.time() < deadline:
+            await asyncio.wait({*pending, impatient}, timeout=deadline - loop.time(),
+                               return_when=asyncio.FIRST_COMPLETED)
+            pending = {task for task in tasks if not task.done()}
+        impatient.cancel()
         if pending:
+            log.warning("bank.hanging_up", calls=sum(w.in_call for w in self.workers))
             self.hard_stop.set()  # calls still up: hang them up now
-            done, pending = await asyncio.wait(pending, timeout=10.0)
+            await asyncio.wait(pending, timeout=10.0)
+        done = {task for task in tasks if task.done()}
+        pending = {task for task in tasks if not task.done()}
         for task in pending:
             task.cancel()
         for task in done:

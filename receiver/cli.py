@@ -24,6 +24,7 @@ from callhome.keys import (
     write_private_key,
 )
 from callhome.tomlio import ConfigError, parse_duration
+from callhome.wire.messages import SEVERITIES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
@@ -139,6 +140,22 @@ def revoke(ctx: Context, name: str) -> None:
 
 
 @main.command()
+@click.argument("name")
+@click.option("--pubkey", required=True, help="The device's new public key.")
+@pass_context
+def rekey(ctx: Context, name: str, pubkey: str) -> None:
+    """Give an enrolled device a new key (a rebuilt or re-initialised system).
+
+    Its call counter starts again and a revocation is lifted; its calls and messages
+    stay. The old key is refused from now on."""
+    key = guarded(lambda: parse_public_key(pubkey))
+    store = ctx.store()
+    device = guarded(lambda: store.rekey(name, key, time.time()))
+    store.close()
+    click.echo(f"{device.name} now has key {encode_key(device.public_key)}")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 def devices(ctx: Context, as_json: bool) -> None:
@@ -166,7 +183,10 @@ def devices(ctx: Context, as_json: bool) -> None:
 @click.option("--json-logs/--console-logs", default=None)
 @pass_context
 def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
-    """Answer calls on every configured port until SIGTERM or Ctrl-C."""
+    """Answer calls on every configured port until SIGTERM or Ctrl-C.
+
+    On the first signal, calls in progress may finish (up to [bank] drain); a second
+    signal hangs them up at once."""
     configure_logging(log_level, json=json_logs)
     config = ctx.config()
     private = guarded(lambda: load_private_key(config.key))
@@ -178,15 +198,21 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
     async_store = AsyncStore(store)
     try:
         bank = Bank(config.ports, async_store, private, profile=config.profile,
-                    rings=config.rings, scale=config.time_scale)
+                    rings=config.rings, health_check=config.health_check,
+                    scale=config.time_scale, drain_timeout=config.drain * config.time_scale)
     except Exception as exc:
         fail(str(exc))
-    stop = asyncio.Event()
+    stop, hang_up_now = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        # the first signal lets calls in progress finish; a second one hangs them up
+        (hang_up_now if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
-        await bank.run(stop)
+        await bank.run(stop, hang_up_now)
     finally:
         async_store.close()
     return 0
@@ -252,17 +278,25 @@ def calls(ctx: Context, device: str | None, since: str | None, until: str | None
 @click.option("--device", default=None)
 @click.option("--since", default=None, help="ISO date/time or a duration ago (2h, 7d).")
 @click.option("--until", default=None)
-@click.option("--severity", default=None)
+@click.option("--severity", type=click.Choice(SEVERITIES), default=None,
+              help="Only this severity.")
+@click.option("--min-severity", type=click.Choice(SEVERITIES), default=None,
+              help="This severity and worse.")
 @click.option("--kind", type=click.Choice(["report", "line-test", "inventory"]), default=None)
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Include each message's content.")
 @pass_context
 def reports(ctx: Context, device: str | None, since: str | None, until: str | None,
-            severity: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+            severity: str | None, min_severity: str | None, kind: str | None, limit: int,
+            as_json: bool) -> None:
     """Stored messages (reports, line tests, inventories), newest first."""
+    if severity and min_severity:
+        raise click.UsageError("give --severity or --min-severity, not both")
+    wanted = ([severity] if severity else
+              SEVERITIES[SEVERITIES.index(min_severity):] if min_severity else None)
     store = ctx.store()
     rows = guarded(lambda: store.messages(device=device, since=_since(since),
-                                          until=_since(until), severity=severity, kind=kind,
+                                          until=_since(until), severity=wanted, kind=kind,
                                           limit=limit))
     store.close()
     if as_json:

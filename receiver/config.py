@@ -20,6 +20,8 @@ class CentreConfig:
     ports: list[str] = field(default_factory=list)
     profile: str = "auto"
     rings: int = 1
+    health_check: float = 300.0
+    drain: float = 60.0
     time_scale: float = 1.0
     test_interval: float = 86400.0
     grace: float = 900.0
@@ -29,6 +31,8 @@ class CentreConfig:
             {
                 "centre": {"name": self.name, "key": str(self.key), "store": str(self.store)},
                 "bank": {"ports": self.ports, "profile": self.profile, "rings": self.rings,
+                         "health_check": format_duration(self.health_check),
+                         "drain": format_duration(self.drain),
                          "time_scale": self.time_scale},
                 "devices": {"test_interval": format_duration(self.test_interval),
                             "grace": format_duration(self.grace)},
@@ -58,6 +62,10 @@ def load_centre_config(path: str | Path) -> CentreConfig:
     config.rings = bank.get("rings", int, 1)
     if not 1 <= config.rings <= 10:
         raise bank.error("rings", "must be between 1 and 10")
+    config.health_check = bank.duration("health_check", "5m")
+    if config.health_check < 1:
+        raise bank.error("health_check", "must be at least 1s")
+    config.drain = bank.duration("drain", "60s")
     config.time_scale = bank.get("time_scale", float, 1.0)
     if config.time_scale <= 0:
         raise bank.error("time_scale", "must be positive")

@@ -15,7 +15,7 @@ import concurrent.futures
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,6 +101,11 @@ class Store(abc.ABC):
     def revoke(self, name: str, when: float) -> Device: ...
 
     @abc.abstractmethod
+    def rekey(self, name: str, public_key: bytes, when: float) -> Device:
+        """Give a device a new key (a rebuilt system): its call counter starts again,
+        a revocation is lifted, its history stays."""
+
+    @abc.abstractmethod
     def devices(self) -> list[Device]: ...
 
     @abc.abstractmethod
@@ -145,7 +150,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def messages(self, *, device: str | None = None, since: float | None = None,
-                 until: float | None = None, severity: str | None = None,
+                 until: float | None = None, severity: Collection[str] | None = None,
                  kind: str | None = None, limit: int = 100) -> list[StoredMessage]: ...
 
     @abc.abstractmethod
@@ -266,6 +271,22 @@ class SQLiteStore(Store):
         assert device is not None
         return device
 
+    def rekey(self, name: str, public_key: bytes, when: float) -> Device:
+        try:
+            with self._write() as db:
+                changed = db.execute(
+                    "UPDATE devices SET public_key = ?, last_counter = -1, revoked_at = NULL, "
+                    "enrolled_at = ? WHERE name = ?", (public_key, when, name)).rowcount
+        except StoreUnavailable as exc:
+            if "UNIQUE constraint failed: devices.public_key" in str(exc):
+                raise AlreadyExists("a device with this public key is already enrolled") from None
+            raise
+        if not changed:
+            raise NotFound(f"no device named {name!r}")
+        device = self._device("name = ?", (name,))
+        assert device is not None
+        return device
+
     def revoke(self, name: str, when: float) -> Device:
         with self._write() as db:
             changed = db.execute("UPDATE devices SET revoked_at = ? WHERE name = ? AND "
@@ -378,7 +399,7 @@ class SQLiteStore(Store):
                        "seq = ?", (device_id, epoch, seq))
 
     def messages(self, *, device: str | None = None, since: float | None = None,
-                 until: float | None = None, severity: str | None = None,
+                 until: float | None = None, severity: Collection[str] | None = None,
                  kind: str | None = None, limit: int = 100) -> list[StoredMessage]:
         where, args = _filters(device=device, since=since, until=until,
                                time_column="m.received_at", severity=severity, kind=kind)
@@ -395,7 +416,7 @@ class SQLiteStore(Store):
 
 
 def _filters(*, device: str | None, since: float | None, until: float | None,
-             time_column: str, severity: str | None = None,
+             time_column: str, severity: Collection[str] | None = None,
              kind: str | None = None) -> tuple[str, tuple[Any, ...]]:
     clauses: list[str] = []
     args: list[Any] = []
@@ -409,8 +430,8 @@ def _filters(*, device: str | None, since: float | None, until: float | None,
         clauses.append(f"{time_column} < ?")
         args.append(until)
     if severity is not None:
-        clauses.append("m.severity = ?")
-        args.append(severity)
+        clauses.append(f"m.severity IN ({', '.join('?' * len(severity))})")
+        args.extend(severity)
     if kind is not None:
         clauses.append("m.kind = ?")
         args.append(kind)

@@ -26,6 +26,8 @@ MAX_CONTENT = 4 << 20
 """Largest decoded content: a bound on what a decompression bomb can cost."""
 DIGEST_SIZE = 16
 CURRENT_DICTIONARY = 1
+SEVERITIES = ("info", "notice", "warning", "error", "critical")
+"""A report's severity, least to most severe."""
 
 
 class Kind(enum.IntEnum):

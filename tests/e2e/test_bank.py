@@ -1,0 +1,133 @@
+"""The bank under trouble, and the client's way round trouble: a modem that dies while
+idle, stopping with calls in progress, and moving on to the next number or modem."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import pytest
+
+from callhome import exitcodes
+
+from .system import CENTRE_NUMBER, System
+
+
+@pytest.fixture
+async def system(tmp_path):
+    system = System(tmp_path)
+    await system.start()
+    config = system.centre_config.read_text()
+    system.centre_config.write_text(config.replace('health_check = "5m"',
+                                                   'health_check = "20s"')
+                                          .replace('drain = "1m"', 'drain = "2m"'))
+    await system.start_receiver()
+    yield system
+    await system.stop()
+
+
+async def test_a_modem_that_dies_while_idle_is_reported_retried_and_the_rest_serve(system):
+    client = await system.add_client("plant-a", "5550001")
+    before = len(system.events())
+    # bank1 is the second line of the hunt group; calls reach bank0 first
+    system.runner.apply_fault("unresponsive", "bank1")
+    first = await system.wait_for("port.down", after=before, port="bank1", timeout=30)
+    second = await system.wait_for("port.down", after=before, port="bank1", count=2,
+                                   timeout=30)
+    assert second["retry_in"] > first["retry_in"]  # backing off
+    result = await client.cli("line-test")
+    assert result.code == 0, result
+    await system.wait_for("call.ended")
+    assert [c["port"] for c in await system.calls()] == ["bank0"]
+    # the modem comes back: the port is up again and takes calls
+    recovered = len(system.events())
+    system.runner.apply_fault("responsive", "bank1")
+    await system.wait_for("port.up", after=recovered, port="bank1", timeout=30)
+    system.network.line("bank0").off_hook = True  # bank0 busy: the hunt group moves on
+    result = await client.cli("line-test")
+    assert result.code == 0, result
+    await system.wait_for("call.ended", count=2)
+    assert [c["port"] for c in await system.calls()] == ["bank1", "bank0"]
+
+
+async def test_sigterm_lets_the_call_in_progress_finish(system):
+    client = await system.add_client("plant-b", "5550002")
+    system.network.set_next_call("plant-b", rate=1200)
+    before = len(system.events())
+    sending = asyncio.ensure_future(client.cli(
+        "send", "--severity", "error", "--component", "disk3", "--state", "failing",
+        "--message", os.urandom(600).hex()))
+    await system.wait_for("call.accepted", after=before, device="plant-b")
+    code = await system.stop_receiver(signal.SIGTERM)
+    result = await sending
+    assert code == 0
+    assert result.code == 0, result
+    assert await client.queue() == []
+    await system.start_receiver()  # the store holds it, as acknowledged
+    (stored,) = await system.reports("--kind", "report")
+    assert stored["component"] == "disk3"
+    events = [e["event"] for e in system.events()]
+    assert "bank.hanging_up" not in events
+
+
+async def test_a_second_sigterm_hangs_up_at_once_and_loses_nothing(system):
+    client = await system.add_client("plant-c", "5550003")
+    system.network.set_next_call("plant-c", rate=300)
+    before = len(system.events())
+    sending = asyncio.ensure_future(client.cli(
+        "send", "--severity", "error", "--component", "disk4", "--state", "failing",
+        "--message", os.urandom(3000).hex()))
+    await system.wait_for("call.accepted", after=before, device="plant-c")
+    process = system.receiver
+    assert process is not None
+    process.send_signal(signal.SIGTERM)
+    await system.wait_for("bank.stopping", after=before)
+    process.send_signal(signal.SIGTERM)
+    code = await system.stop_receiver(signal.SIGTERM)
+    result = await sending
+    assert code == 0
+    assert result.code == exitcodes.NO_CARRIER, result
+    assert len(await client.queue()) == 1  # still queued, for the next call
+    await system.start_receiver()
+    calls = await system.calls()
+    assert calls[0]["outcome"] == "stopped"
+    assert await system.reports("--kind", "report") == []
+    assert (await client.cli("line-test")).code == 0  # delivered on the next call
+    assert len(await system.reports("--kind", "report")) == 1
+
+
+async def test_the_client_moves_on_to_the_next_number_then_the_next_modem(system, tmp_path):
+    client = await system.add_client("plant-d", "5550004")
+    # a second modem for the same system, on a line of its own
+    system.network.add_modem("plant-d-2", "usr", number="5550044")
+    second_port = str(system.ports / "plant-d-2")
+    await system.runner.expose("plant-d-2", "pty", path=second_port)
+    config = client.config.read_text()
+    config = config.replace(f'numbers = ["{CENTRE_NUMBER}"]',
+                            f'numbers = ["5550999", "{CENTRE_NUMBER}"]')
+    first_port = str(system.ports / "plant-d")
+    config = config.replace(f'ports = ["{first_port}"]',
+                            f'ports = ["{first_port}", "{second_port}"]')
+    assert "5550999" in config and second_port in config
+    client.config.write_text(config)
+
+    # the first number leads nowhere: the second number on the same modem gets through
+    result = await client.cli("line-test", "--json")
+    assert result.code == 0, result
+    report = json.loads(result.out)
+    assert [(a["port"], a["number"], a["result"]) for a in report["attempts"]] == [
+        (first_port, "5550999", "busy"), (first_port, CENTRE_NUMBER, "connected")]
+
+    # the first modem's line is dead: no number is tried twice on it; the second modem
+    system.network.unplug("plant-d")
+    result = await client.cli("line-test", "--json")
+    assert result.code == 0, result
+    report = json.loads(result.out)
+    assert [(a["port"], a["number"], a["result"]) for a in report["attempts"]] == [
+        (first_port, "5550999", "no dial tone"), (second_port, "5550999", "busy"),
+        (second_port, CENTRE_NUMBER, "connected")]
+    await system.wait_for("call.ended", count=2)  # the centre records after hanging up
+    calls = await system.calls("--device", "plant-d")
+    assert [c["caller_id"] for c in calls] == ["5550044", "5550004"]

@@ -1,0 +1,107 @@
+"""`callhome-receiver` administration commands (run is covered end to end in tests/e2e)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+
+import cbor2
+import pytest
+from click.testing import CliRunner
+
+from receiver.cli import main
+from receiver.store import SQLiteStore
+
+
+def key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+def centre(tmp_path):
+    folder = tmp_path / "centre"
+    result = CliRunner().invoke(main, ["init", str(folder), "--port", "/dev/ttyS0"])
+    assert result.exit_code == 0, result.output
+    assert "centre public key: " in result.output
+    return folder / "centre.toml"
+
+
+def cli(config, *args):
+    return CliRunner().invoke(main, ["-c", str(config), *args])
+
+
+def test_init_creates_a_private_key_and_refuses_to_overwrite(centre):
+    folder = centre.parent
+    assert oct((folder / "centre.key").stat().st_mode & 0o777) == "0o600"
+    before = (folder / "centre.key").read_bytes()
+    again = CliRunner().invoke(main, ["init", str(folder)])
+    assert again.exit_code == 2 and "refusing to overwrite" in again.output
+    assert (folder / "centre.key").read_bytes() == before
+
+
+def test_enroll_list_and_revoke(centre):
+    public = key()
+    result = cli(centre, "enroll", "plant-a", "--pubkey", public, "--test-interval", "6h",
+                 "--grace", "10m", "--site", "lyon")
+    assert result.exit_code == 0, result.output
+    (device,) = json.loads(cli(centre, "devices", "--json").output)
+    assert (device["name"], device["public_key"], device["test_interval"], device["grace"],
+            device["site"], device["revoked"]) == ("plant-a", public, 21600, 600, "lyon", None)
+    assert "plant-a" in cli(centre, "devices").output
+    assert cli(centre, "enroll", "plant-a", "--pubkey", key()).exit_code == 2
+    again = cli(centre, "enroll", "plant-b", "--pubkey", public)
+    assert again.exit_code == 2 and "already enrolled" in again.output
+    bad = cli(centre, "enroll", "plant-c", "--pubkey", "not-a-key")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert cli(centre, "enroll", "plant-c", "--pubkey", key(), "--grace", "soon").exit_code == 2
+    assert cli(centre, "revoke", "plant-a").exit_code == 0
+    (device,) = json.loads(cli(centre, "devices", "--json").output)
+    assert device["revoked"] is not None
+    fresh = key()
+    rekeyed = cli(centre, "rekey", "plant-a", "--pubkey", fresh)
+    assert rekeyed.exit_code == 0 and fresh in rekeyed.output
+    (device,) = json.loads(cli(centre, "devices", "--json").output)
+    assert device["public_key"] == fresh and device["revoked"] is None
+    assert cli(centre, "rekey", "nobody", "--pubkey", key()).exit_code == 2
+    missing = cli(centre, "revoke", "nobody")
+    assert missing.exit_code == 2 and "no device named" in missing.output
+
+
+def test_reports_and_calls_filters(centre):
+    assert cli(centre, "enroll", "plant-a", "--pubkey", key()).exit_code == 0
+    store = SQLiteStore(centre.parent / "centre.db")
+    (device,) = store.devices()
+    now = time.time()
+    for age, severity in [(7200, "info"), (3000, "warning"), (60, "critical")]:
+        store.store_message(device.id, 1, age, "report", cbor2.dumps({"note": b"\xff\x00"}),
+                            {"severity": severity, "component": "psu", "state": "x"},
+                            None, now - age)
+    call = store.start_call("bank0", "5550001", now - 50)
+    store.finish_call(call, ended=now - 40, outcome="completed", device_id=device.id,
+                      rate=9600, modulation=None, error_correction=None, bytes_in=10,
+                      bytes_out=5, messages=1, error=None)
+    store.close()
+
+    def severities(*args):
+        result = cli(centre, "reports", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return [item["severity"] for item in json.loads(result.output)]
+
+    assert severities() == ["critical", "warning", "info"]
+    assert severities("--since", "1h") == ["critical", "warning"]
+    assert severities("--until", "1h") == ["info"]
+    assert severities("--severity", "warning") == ["warning"]
+    assert severities("--min-severity", "warning") == ["critical", "warning"]
+    assert severities("--device", "nobody") == []
+    (first, *_) = json.loads(cli(centre, "reports", "--json").output)
+    assert first["content"] == {"note": {"hex": "ff00"}}
+    assert cli(centre, "reports", "--since", "yesterday-ish").exit_code == 2
+    assert cli(centre, "reports", "--severity", "info", "--min-severity", "info").exit_code == 2
+    table = cli(centre, "reports").output
+    assert "critical" in table and "psu" in table
+    calls = json.loads(cli(centre, "calls", "--json", "--device", "plant-a").output)
+    assert [(c["port"], c["outcome"], c["seconds"]) for c in calls] == [
+        ("bank0", "completed", 10.0)]
+    assert "bank0" in cli(centre, "calls").output

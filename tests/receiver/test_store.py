@@ -1,0 +1,176 @@
+"""The centre's SQLite store: what it promises the bank, across restarts."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from receiver.store import AlreadyExists, NotFound, SQLiteStore, StoreUnavailable
+
+KEY_A, KEY_B = os.urandom(32), os.urandom(32)
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "centre.db"
+
+
+@pytest.fixture
+def store(path):
+    store = SQLiteStore(path, create=True)
+    yield store
+    store.close()
+
+
+def enroll(store, name="plant-a", key=KEY_A):
+    return store.enroll(name, key, test_interval=86400, grace=900, site="eu")
+
+
+def test_enrolment_names_and_keys_are_unique(store):
+    device = enroll(store)
+    assert (device.name, device.site, device.last_counter) == ("plant-a", "eu", -1)
+    with pytest.raises(AlreadyExists, match="plant-a"):
+        enroll(store, key=KEY_B)
+    with pytest.raises(AlreadyExists, match="public key"):
+        enroll(store, name="plant-b")
+    assert store.device_by_key(KEY_A) == device
+    assert store.device_by_key(KEY_B) is None
+
+
+def test_revocation(store):
+    enroll(store)
+    with pytest.raises(NotFound):
+        store.revoke("nobody", 1.0)
+    assert store.revoke("plant-a", 5.0).revoked_at == 5.0
+    with pytest.raises(AlreadyExists, match="already revoked"):
+        store.revoke("plant-a", 6.0)
+    assert store.device_by_key(KEY_A).revoked
+
+
+def test_call_counters_only_go_up_and_survive_a_restart(store, path):
+    device = enroll(store)
+    assert store.advance_counter(device.id, 1, 10.0)
+    assert store.advance_counter(device.id, 5, 11.0)
+    assert not store.advance_counter(device.id, 5, 12.0)  # a replay of the same call
+    assert not store.advance_counter(device.id, 3, 13.0)
+    store.close()
+    reopened = SQLiteStore(path)
+    try:
+        assert not reopened.advance_counter(device.id, 5, 14.0)
+        assert reopened.device_by_key(KEY_A).last_counter == 5
+        assert reopened.device_by_key(KEY_A).last_seen == 11.0
+    finally:
+        reopened.close()
+
+
+def test_a_message_is_stored_once_across_restarts(store, path):
+    device = enroll(store)
+    summary = {"severity": "error", "component": "fan", "state": "failed"}
+    assert store.store_message(device.id, 7, 1, "report", b"x", summary, None, 1.0)
+    assert not store.store_message(device.id, 7, 1, "report", b"y", summary, None, 2.0)
+    assert store.store_message(device.id, 8, 1, "report", b"z", summary, None, 3.0)  # new epoch
+    store.close()
+    reopened = SQLiteStore(path)
+    try:
+        assert reopened.has_message(device.id, 7, 1)
+        assert not reopened.store_message(device.id, 7, 1, "report", b"w", summary, None, 4.0)
+        assert [m.content for m in reopened.messages()] == [b"z", b"x"]
+    finally:
+        reopened.close()
+
+
+def test_storing_a_message_drops_its_partial_copy(store):
+    device = enroll(store)
+    store.append_partial(device.id, 7, 1, 0, b"abc")
+    assert store.partials(device.id, 7) == {1: b"abc"}
+    store.store_message(device.id, 7, 1, "report", b"abcdef", {}, None, 1.0)
+    assert store.partials(device.id, 7) == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(message=st.binary(min_size=1, max_size=300),
+       cuts=st.lists(st.tuples(st.integers(0, 300), st.integers(1, 80)), max_size=25))
+def test_a_partial_copy_is_always_a_prefix_of_the_message(tmp_path_factory, message, cuts):
+    """Chunks arrive in any order, repeated or overlapping (resends, resumed calls);
+    what the store holds is always the longest prefix it was given, never a gap."""
+    store = SQLiteStore(tmp_path_factory.mktemp("p") / "c.db", create=True)
+    try:
+        device = enroll(store)
+        held = 0
+        for offset, size in cuts:
+            offset = min(offset, len(message) - 1)
+            chunk = message[offset:offset + size]
+            if offset == 0:
+                held = 0  # a message sent again from its start replaces the old copy
+            store.append_partial(device.id, 1, 1, offset, chunk)
+            if offset == held:
+                held += len(chunk)
+            assert store.partials(device.id, 1).get(1, b"") == message[:held]
+    finally:
+        store.close()
+
+
+def test_filters(store):
+    a = enroll(store)
+    b = enroll(store, "plant-b", KEY_B)
+    for when, device, severity, kind in [(10.0, a, "info", "report"),
+                                         (20.0, a, "critical", "report"),
+                                         (30.0, b, "warning", "report"),
+                                         (40.0, b, None, "line-test")]:
+        store.store_message(device.id, 1, int(when), kind, b"", {"severity": severity},
+                            None, when)
+    def names(**filters):
+        return [(m.device, m.received_at) for m in store.messages(**filters)]
+    assert names() == [("plant-b", 40.0), ("plant-b", 30.0), ("plant-a", 20.0),
+                       ("plant-a", 10.0)]
+    assert names(device="plant-a") == [("plant-a", 20.0), ("plant-a", 10.0)]
+    assert names(since=20.0, until=40.0) == [("plant-b", 30.0), ("plant-a", 20.0)]
+    assert names(severity=["warning", "error", "critical"]) == [("plant-b", 30.0),
+                                                                ("plant-a", 20.0)]
+    assert names(kind="line-test") == [("plant-b", 40.0)]
+    assert names(limit=1) == [("plant-b", 40.0)]
+    first = store.start_call("bank0", "5550001", 100.0)
+    store.start_call("bank1", None, 200.0)
+    store.finish_call(first, ended=110.0, outcome="completed", device_id=a.id, rate=9600,
+                      modulation="V32B", error_correction="LAPM", bytes_in=300, bytes_out=90,
+                      messages=1, error=None)
+    calls = store.calls()
+    assert [(c.port, c.outcome, c.device) for c in calls] == [
+        ("bank1", "in progress", None), ("bank0", "completed", "plant-a")]
+    assert [c.port for c in store.calls(device="plant-a")] == ["bank0"]
+
+
+def test_unusable_files_give_a_sentence_not_a_traceback(tmp_path):
+    with pytest.raises(StoreUnavailable, match="no such store"):
+        SQLiteStore(tmp_path / "missing.db")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(StoreUnavailable, match="damaged or not a callhome file"):
+        SQLiteStore(junk)
+    newer = tmp_path / "newer.db"
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreUnavailable, match="newer callhome"):
+        SQLiteStore(newer)
+
+
+def test_rekey_restarts_the_counter_lifts_a_revocation_and_keeps_history(store):
+    device = enroll(store)
+    store.advance_counter(device.id, 40, 1.0)
+    store.store_message(device.id, 7, 1, "report", b"x", {}, None, 1.0)
+    store.revoke("plant-a", 2.0)
+    enroll(store, "plant-b", KEY_B)
+    with pytest.raises(AlreadyExists):
+        store.rekey("plant-a", KEY_B, 3.0)
+    with pytest.raises(NotFound):
+        store.rekey("nobody", os.urandom(32), 3.0)
+    new_key = os.urandom(32)
+    rekeyed = store.rekey("plant-a", new_key, 3.0)
+    assert (rekeyed.id, rekeyed.revoked, rekeyed.last_counter) == (device.id, False, -1)
+    assert store.device_by_key(KEY_A) is None
+    assert store.advance_counter(device.id, 1, 4.0)
+    assert [m.device for m in store.messages()] == ["plant-a"]
