@@ -59,7 +59,7 @@ class Narrator:
             text = {
                 "dialling": "dialling {number} ({profile} modem)",
                 "connected": "connected: {connect}",
-                "transfer": "handshake done in {round_trip:.2f} s; sending {messages}",
+                "transfer": "handshake done in {round_trip:.2f} s; sending {messages} message(s)",
                 "dial failed": "{number}: {result}",
                 "waiting": "no line free; trying again in {seconds:.1f} s",
             }.get(step)
