@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from modem_drivers.configfile import ConfigError, parse_duration
 from modem_drivers.hayes import (
     DRIVER_PROFILES,
     HayesModem,
@@ -23,12 +24,13 @@ from modem_drivers.hayes import (
     ModemNotResponding,
     PortOpenError,
     Timings,
+    dial_string,
 )
 from modem_drivers.logs import configure_logging
 from modem_drivers.text import escape_bytes
 
 from . import exitcodes
-from .config import DEFAULT_PATH, ClientConfig, load_client_config
+from .config import DEFAULT_PATH, ClientConfig, SetupError, create_files, load_client_config
 from .dialer import CallReport, call_centre, line_test_content
 from .keys import (
     KeyFileError,
@@ -40,7 +42,6 @@ from .keys import (
 )
 from .link import modem_timings
 from .spool import Spool, SpoolError
-from .tomlio import ConfigError, parse_duration
 from .wire.errors import MessageError
 from .wire.messages import SEVERITIES, Kind
 
@@ -64,7 +65,7 @@ def reporting_errors(function: Callable[[], T]) -> T:
     code (see exitcodes), never a traceback."""
     try:
         return function()
-    except (ConfigError, KeyFileError) as exc:
+    except (ConfigError, KeyFileError, SetupError) as exc:
         click.echo(f"callhome: {exc}", err=True)
         sys.exit(exitcodes.USAGE)
     except SpoolError as exc:
@@ -117,7 +118,9 @@ def modem_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nExit codes:\n" + "\n".join(f"  {code:>2}  {meaning}"
+                                                    for code, meaning in exitcodes.TABLE))
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
               envvar="CALLHOME_CONFIG", default=str(DEFAULT_PATH), show_default=True,
               help="The client's config file (for init, send, queue, line-test).")
@@ -140,7 +143,8 @@ def _client(config_path: Path) -> tuple[ClientConfig, Spool]:
               help="A number of the centre (repeatable; tried in order).")
 @click.option("--port", "ports", multiple=True, required=True,
               help="A modem URL (repeatable; tried in order).")
-@click.option("--profile", default="auto", show_default=True)
+@click.option("--profile", default="auto", show_default=True,
+              type=click.Choice(["auto", *DRIVER_PROFILES]))
 @click.option("--attempts", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Rounds of dialling (all numbers on all modems) per call.")
 @click.option("--retry-delay", default="60s", show_default=True,
@@ -163,14 +167,18 @@ def init(directory: str, name: str, centre_key: str, numbers: tuple[str, ...],
         config.centre_key = parse_public_key(centre_key)
     except KeyFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--centre-key") from None
-    for existing in (config.path, folder / "device.key", folder / "spool.db"):
-        if existing.exists():
-            click.echo(f"callhome: {existing} already exists: refusing to overwrite", err=True)
-            sys.exit(exitcodes.USAGE)
-    folder.mkdir(parents=True, exist_ok=True)
-    private = reporting_errors(lambda: write_private_key(folder / "device.key"))
-    reporting_errors(lambda: Spool(folder / "spool.db", create=True).close())
-    config.path.write_text(config.dump(centre_key.strip()))
+    for number in numbers:
+        try:
+            dial_string(number)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--number") from None
+    key_file = folder / "device.key"
+    made = reporting_errors(lambda: create_files({
+        folder / "spool.db": lambda path: Spool(path, create=True).close(),
+        key_file: write_private_key,
+        config.path: lambda path: path.write_text(config.dump(centre_key.strip())),
+    }))
+    private = made[key_file]
     public = encode_key(public_of(private))
     click.echo(f"device {name} set up in {folder}")
     click.echo(f"device public key: {public}")
@@ -502,7 +510,7 @@ async def _dial(url: str, number: str, hold: float, profile: str,
             "outcome": outcome.outcome.value,
             "seconds": outcome.seconds,
             "result": escape_bytes(outcome.result_line) if outcome.result_line else None,
-            "exit_code": exitcodes.DIAL_OUTCOMES[outcome.outcome],
+            "exit_code": exitcodes.for_dial(outcome.outcome),
         }
         if outcome.call is not None:
             result["connect"] = outcome.call.record.as_dict()

@@ -11,6 +11,7 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 
 def connect(path: Path, *, create: bool, busy_timeout: float = 10.0,
@@ -65,3 +66,52 @@ def explain(exc: sqlite3.Error, what: str) -> str:
     if "unable to open" in text:
         return f"cannot open {what} file (missing folder or no permission)"
     return text
+
+
+class Database:
+    """Base of the spool and the store: opens (or creates) the file, applies the schema,
+    refuses a file made by a newer version, and turns every SQLite error into the
+    subclass's `error` type with a sentence from `explain`."""
+
+    what: ClassVar[str]
+    """How an operator calls it: "the spool"."""
+    error: ClassVar[type[Exception]]
+    schema: ClassVar[str]
+    """`CREATE ... IF NOT EXISTS` statements: run again on every upgrade."""
+    schema_version: ClassVar[int] = 1
+    created_by: ClassVar[str]
+    """The command that creates one: "callhome init"."""
+
+    def __init__(self, path: str | Path, *, create: bool = False, busy_timeout: float = 10.0,
+                 check_same_thread: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise self.error(f"{self.path}: {self.what} does not exist (run `{self.created_by}`)")
+        try:
+            self._db = connect(self.path, create=create, busy_timeout=busy_timeout,
+                               check_same_thread=check_same_thread)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > self.schema_version:
+                raise self.error(f"{self.path}: made by a newer callhome (schema {version}); "
+                                 "upgrade this one")
+            if version < self.schema_version:
+                self._db.executescript(self.schema)  # commits on its own; idempotent
+                self._db.execute(f"PRAGMA user_version = {self.schema_version}")
+        except sqlite3.Error as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: sqlite3.Error) -> Exception:
+        return self.error(f"{self.path}: {explain(exc, self.what)}")
+
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._failure)
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._failure(exc) from None
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()

@@ -27,7 +27,6 @@ from modem_drivers.hayes import (
     ModemError,
     ModemNotResponding,
     ModemTimeout,
-    Outcome,
     PortGone,
     PortOpenError,
 )
@@ -39,7 +38,6 @@ from .spool import Spool
 from .wire.errors import Refused
 from .wire.session import (
     ClientSession,
-    Closed,
     Event,
     Failed,
     HandshakeComplete,
@@ -50,32 +48,9 @@ from .wire.session import (
 log = structlog.get_logger("callhome.dialer")
 Progress = Callable[..., None]
 
-_DIAL_RESULTS = {
-    Outcome.BUSY: "busy",
-    Outcome.NO_ANSWER: "no answer",
-    Outcome.NO_DIALTONE: "no dial tone",
-    Outcome.NO_CARRIER: "no carrier",
-    Outcome.TIMEOUT: "no carrier",
-    Outcome.DELAYED: "dial refused",
-    Outcome.BLACKLISTED: "dial refused",
-    Outcome.ERROR: "modem",
-    Outcome.ABORTED: "modem",
-}
-_EXIT = {
-    "ok": exitcodes.OK,
-    "busy": exitcodes.BUSY,
-    "no answer": exitcodes.NO_ANSWER,
-    "no dial tone": exitcodes.NO_DIALTONE,
-    "no carrier": exitcodes.NO_CARRIER,
-    "dropped": exitcodes.NO_CARRIER,
-    "dial refused": exitcodes.DIAL_REFUSED,
-    "refused": exitcodes.REFUSED,
-    "protocol": exitcodes.PROTOCOL,
-    "modem": exitcodes.MODEM,
-}
 # when several numbers and modems failed differently, report the most telling
 _SIGNIFICANCE = ["refused", "protocol", "dropped", "busy", "no answer", "no carrier",
-                 "dial refused", "no dial tone", "modem"]
+                 "dial refused", "no dial tone", "modem", "aborted"]
 
 
 @dataclass
@@ -102,7 +77,7 @@ class CallReport:
 
     @property
     def exit_code(self) -> int:
-        return _EXIT.get(self.result, exitcodes.FAILURE)
+        return exitcodes.for_result(self.result)
 
     def as_dict(self) -> dict[str, Any]:
         return {key: value for key, value in vars(self).items()} | {"exit_code": self.exit_code}
@@ -164,7 +139,7 @@ async def call_centre(
                                                        "result": "connected"}]
                         _remember(spool, report)
                         return report
-                    result = _DIAL_RESULTS[outcome.outcome]
+                    result = exitcodes.DIAL_RESULTS[outcome.outcome]
                     failures.append(result)
                     details[result] = (outcome.result_line or b"").decode("latin-1")
                     attempts.append({"port": port, "number": number, "result": result})
@@ -228,8 +203,6 @@ async def _converse(
             report.rejected[event.seq] = event.reason.name.lower()
         elif isinstance(event, Failed):
             failure.append(event.error)
-        elif isinstance(event, Closed):
-            pass
 
     ended = await run_session(call, session, handle)
     if handshake_done:

@@ -25,17 +25,32 @@ PROTOCOL = 10
 STORAGE = 11
 """The spool (or the centre's store) cannot be used: locked, read-only, full, damaged."""
 
-DIAL_OUTCOMES = {
-    Outcome.CONNECTED: OK,
-    Outcome.BUSY: BUSY,
-    Outcome.NO_ANSWER: NO_ANSWER,
-    Outcome.NO_DIALTONE: NO_DIALTONE,
-    Outcome.NO_CARRIER: NO_CARRIER,
-    Outcome.TIMEOUT: NO_CARRIER,
-    Outcome.DELAYED: DIAL_REFUSED,
-    Outcome.BLACKLISTED: DIAL_REFUSED,
-    Outcome.ERROR: MODEM,
-    Outcome.ABORTED: FAILURE,
+CALL_RESULTS = {
+    "ok": OK,
+    "busy": BUSY,
+    "no answer": NO_ANSWER,
+    "no dial tone": NO_DIALTONE,
+    "no carrier": NO_CARRIER,
+    "dropped": NO_CARRIER,
+    "dial refused": DIAL_REFUSED,
+    "refused": REFUSED,
+    "protocol": PROTOCOL,
+    "modem": MODEM,
+    "aborted": FAILURE,
+}
+"""What a call (or one dial of it) came to, as `line-test` and `send` report it."""
+
+DIAL_RESULTS = {
+    Outcome.CONNECTED: "ok",
+    Outcome.BUSY: "busy",
+    Outcome.NO_ANSWER: "no answer",
+    Outcome.NO_DIALTONE: "no dial tone",
+    Outcome.NO_CARRIER: "no carrier",
+    Outcome.TIMEOUT: "no carrier",
+    Outcome.DELAYED: "dial refused",
+    Outcome.BLACKLISTED: "dial refused",
+    Outcome.ERROR: "modem",
+    Outcome.ABORTED: "aborted",
 }
 
 TABLE = (
@@ -52,3 +67,12 @@ TABLE = (
     (PROTOCOL, "protocol failure after connecting"),
     (STORAGE, "the spool cannot be used (locked, read-only, full, damaged)"),
 )
+"""Every code with its meaning, as `callhome --help` lists them."""
+
+
+def for_result(result: str) -> int:
+    return CALL_RESULTS.get(result, FAILURE)
+
+
+def for_dial(outcome: Outcome) -> int:
+    return for_result(DIAL_RESULTS[outcome])

@@ -9,23 +9,21 @@ cannot make the device reuse one (the centre would refuse it as a replay).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .database import connect, explain, write_transaction
+from .database import Database
 from .wire.messages import (
+    CURRENT_DICTIONARY,
     EncodedMessage,
     Kind,
     encode_content,
-    encode_message,
     load_dictionary,
+    pack_message,
 )
 
 SCHEMA = """
@@ -52,14 +50,6 @@ class SpoolError(Exception):
     """The spool cannot be used (locked, read-only, full, damaged)."""
 
 
-def _why(exc: sqlite3.Error) -> str:
-    return explain(exc, "the spool")
-
-
-def _failed(path: Path) -> Callable[[sqlite3.Error], SpoolError]:
-    return lambda exc: SpoolError(f"{path}: {_why(exc)}")
-
-
 @dataclass(frozen=True)
 class SpooledMessage:
     seq: int
@@ -80,31 +70,23 @@ class SpooledMessage:
         return EncodedMessage(self.kind, self.plain, False, len(self.plain))
 
 
-class Spool:
-    def __init__(self, path: str | Path, *, create: bool = False) -> None:
-        self.path = Path(path)
-        if not create and not self.path.exists():
-            raise SpoolError(f"{self.path}: no such spool (run `callhome init`)")
-        try:
-            self._db = connect(self.path, create=create)
-            self._db.executescript(SCHEMA)
-            if self._get("epoch") is None:
-                with self._write() as db:
-                    db.execute("INSERT OR IGNORE INTO state VALUES ('epoch', ?)",
-                               (str(secrets.randbits(32)),))
-                    db.execute("INSERT OR IGNORE INTO state VALUES ('call_counter', '0')")
-        except sqlite3.Error as exc:
-            raise SpoolError(f"{self.path}: {_why(exc)}") from None
+class Spool(Database):
+    what = "the spool"
+    error = SpoolError
+    schema = SCHEMA
+    created_by = "callhome init"
 
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._db, _failed(self.path))
+    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+        super().__init__(path, create=create)
+        if self._get("epoch") is None:  # new: written once, so a read-only spool still reads
+            with self._write() as db:
+                db.execute("INSERT OR IGNORE INTO state VALUES ('epoch', ?)",
+                           (str(secrets.randbits(32)),))
+                db.execute("INSERT OR IGNORE INTO state VALUES ('call_counter', '0')")
 
     def _get(self, key: str) -> str | None:
-        try:
-            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        except sqlite3.Error as exc:
-            raise SpoolError(f"{self.path}: {_why(exc)}") from None
-        return row[0] if row else None
+        rows = self._read("SELECT value FROM state WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
 
     @property
     def epoch(self) -> int:
@@ -121,8 +103,10 @@ class Spool:
         return value
 
     def enqueue(self, kind: Kind, content: dict[str, Any], summary: str | None = None) -> int:
-        message = encode_message(kind, content, load_dictionary(1))
+        # both forms are kept byte for byte: a message cut mid-call resumes on the next
+        # call from the same bytes, whatever zlib version compresses by then
         plain = encode_content(content)
+        message = pack_message(kind, plain, load_dictionary(CURRENT_DICTIONARY))
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO messages (kind, body, compressed, plain, created, summary) "
@@ -134,12 +118,9 @@ class Spool:
 
     def queued(self, *, include_rejected: bool = False) -> list[SpooledMessage]:
         where = "" if include_rejected else "WHERE status = 'queued'"
-        try:
-            rows = self._db.execute(
-                "SELECT seq, kind, body, compressed, plain, created, attempts, status, detail, "
-                f"summary FROM messages {where} ORDER BY seq").fetchall()
-        except sqlite3.Error as exc:
-            raise SpoolError(f"{self.path}: {_why(exc)}") from None
+        rows = self._read(
+            "SELECT seq, kind, body, compressed, plain, created, attempts, status, detail, "
+            f"summary FROM messages {where} ORDER BY seq")
         return [SpooledMessage(seq, Kind.from_label(kind), body, bool(compressed), plain,
                                created, attempts, status, detail, summary)
                 for seq, kind, body, compressed, plain, created, attempts, status, detail,
@@ -169,7 +150,3 @@ class Spool:
     def last_call(self) -> dict[str, Any] | None:
         value = self._get("last_call")
         return json.loads(value) if value else None
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.close()

@@ -22,7 +22,6 @@ import structlog
 from callhome.link import modem_timings, run_session, transfer_config
 from callhome.wire.records import RefusalReason
 from callhome.wire.session import (
-    Closed,
     Event,
     Failed,
     HandshakeRequested,
@@ -62,9 +61,10 @@ def summarise(content: bytes) -> dict[str, str | None]:
 
 @dataclass
 class CallState:
-    call_id: int
     port: str
     caller: str | None
+    call_id: int | None = None
+    """The call's row in the store (None: the store could not even record the call)."""
     device: Device | None = None
     epoch: int = 0
     outcome: str | None = None
@@ -100,9 +100,12 @@ class PortWorker:
                     if incoming is None:
                         break
                     await self._take_call(modem, incoming)
-            except (ModemError, OSError) as exc:
+            except Exception as exc:
                 self.state = "down"
-                self._log.error("port.down", error=str(exc), retry_in=round(backoff, 3))
+                if isinstance(exc, ModemError | OSError):
+                    self._log.error("port.down", error=str(exc), retry_in=round(backoff, 3))
+                else:  # a bug: it must cost this port a restart, never the bank
+                    self._log.exception("port.internal_error", retry_in=round(backoff, 3))
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(bank.stopping.wait(), backoff)
                 backoff = min(backoff * 2, 60.0 * bank.scale)
@@ -157,13 +160,12 @@ class PortWorker:
             if not outcome.connected or outcome.call is None:
                 self._log.info("call.not_connected", outcome=outcome.outcome.value)
                 return
-            started = time.time()
             bank.notify("answered", port=self.name, caller=caller,
                         connect=outcome.call.record.connect_line.decode("latin-1"))
-            call_id = await bank.store.run(bank.store.store.start_call, self.name, caller,
-                                           started)
-            state = CallState(call_id, self.name, caller)
+            state = CallState(self.name, caller)
             try:
+                state.call_id = await bank.store.run(bank.store.store.start_call, self.name,
+                                                     caller, time.time())
                 await self._serve(outcome.call, state)
             except (ModemError, OSError):
                 raise
@@ -179,7 +181,7 @@ class PortWorker:
                 self._log.exception("call.internal_error")
             finally:
                 with contextlib.suppress(HangupFailed, ModemError):
-                    if modem.state.value != "idle" or outcome.call.open:
+                    if modem.state is not State.IDLE or outcome.call.open:
                         await modem.hangup()
                 await self._record(outcome.call, state)
         finally:
@@ -260,8 +262,7 @@ class PortWorker:
         elif isinstance(event, Failed):
             state.error = str(event.error)
             self._log.warning("call.protocol_error", error=str(event.error))
-        elif isinstance(event, Closed):
-            pass  # the outcome follows from how run_session ends
+        # Closed: the outcome follows from how run_session ends
 
     async def _store(self, session: ServerSession, event: MessageReceived,
                      state: CallState) -> None:
@@ -293,17 +294,17 @@ class PortWorker:
 
     async def _record(self, call: DataCall, state: CallState) -> None:
         record = call.record
-        try:
-            await self.bank.store.run(
-                self.bank.store.store.finish_call, state.call_id, ended=time.time(),
-                outcome=state.outcome or "failed",
-                device_id=state.device.id if state.device else None,
-                rate=record.rate, modulation=record.modulation,
-                error_correction=record.error_correction, bytes_in=call.bytes_in,
-                bytes_out=call.bytes_out, messages=state.messages, error=state.error)
-        except StoreUnavailable as exc:
-            self._log.error("call.not_recorded", error=str(exc))
         outcome = state.outcome or "failed"
+        if state.call_id is not None:
+            try:
+                await self.bank.store.run(
+                    self.bank.store.store.finish_call, state.call_id, ended=time.time(),
+                    outcome=outcome, device_id=state.device.id if state.device else None,
+                    rate=record.rate, modulation=record.modulation,
+                    error_correction=record.error_correction, bytes_in=call.bytes_in,
+                    bytes_out=call.bytes_out, messages=state.messages, error=state.error)
+            except StoreUnavailable as exc:
+                self._log.error("call.not_recorded", error=str(exc))
         self._log.info("call.ended", outcome=outcome,
                        device=state.device.name if state.device else None,
                        messages=state.messages, error=state.error)

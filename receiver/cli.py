@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import cbor2
 import click
 
+from callhome.config import SetupError, create_files
 from callhome.keys import (
     KeyFileError,
     encode_key,
@@ -23,8 +24,9 @@ from callhome.keys import (
     public_of,
     write_private_key,
 )
-from callhome.tomlio import ConfigError, parse_duration
 from callhome.wire.messages import SEVERITIES
+from modem_drivers.configfile import ConfigError, parse_duration
+from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
@@ -36,21 +38,19 @@ USAGE = 2
 STORE = 3
 
 
-def fail(message: str, code: int = USAGE) -> None:
+def fail(message: str, code: int = USAGE) -> NoReturn:
     click.echo(f"callhome-receiver: {message}", err=True)
     sys.exit(code)
 
 
 def guarded(function: Callable[[], T]) -> T:
+    """Run `function`; an error a user can meet becomes one line and an exit code."""
     try:
         return function()
-    except (ConfigError, KeyFileError) as exc:
+    except (ConfigError, KeyFileError, SetupError, AlreadyExists, NotFound) as exc:
         fail(str(exc))
     except StoreUnavailable as exc:
         fail(str(exc), STORE)
-    except (AlreadyExists, NotFound) as exc:
-        fail(str(exc))
-    raise AssertionError("unreachable")
 
 
 class Context:
@@ -83,7 +83,8 @@ def main(ctx: click.Context, config_path: str) -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--name", default="centre", show_default=True)
 @click.option("--port", "ports", multiple=True, help="A modem URL of the bank (repeatable).")
-@click.option("--profile", default="auto", show_default=True)
+@click.option("--profile", default="auto", show_default=True,
+              type=click.Choice(["auto", *DRIVER_PROFILES]))
 @click.option("--time-scale", type=float, default=1.0, hidden=True)
 def init(directory: str, name: str, ports: tuple[str, ...], profile: str,
          time_scale: float) -> None:
@@ -92,13 +93,13 @@ def init(directory: str, name: str, ports: tuple[str, ...], profile: str,
     config = CentreConfig(path=folder / "centre.toml", name=name, key=Path("centre.key"),
                           store=Path("centre.db"), ports=list(ports), profile=profile,
                           time_scale=time_scale)
-    for existing in (config.path, folder / "centre.key", folder / "centre.db"):
-        if existing.exists():
-            fail(f"{existing} already exists: refusing to overwrite a centre")
-    folder.mkdir(parents=True, exist_ok=True)
-    guarded(lambda: SQLiteStore(folder / "centre.db", create=True)).close()
-    private = guarded(lambda: write_private_key(folder / "centre.key"))
-    config.path.write_text(config.dump())
+    key_file = folder / "centre.key"
+    made = guarded(lambda: create_files({
+        folder / "centre.db": lambda path: SQLiteStore(path, create=True).close(),
+        key_file: write_private_key,
+        config.path: lambda path: path.write_text(config.dump()),
+    }))
+    private = made[key_file]
     click.echo(f"centre created in {folder}")
     click.echo(f"centre public key: {encode_key(public_of(private))}")
     click.echo("give this key to every device (callhome init --centre-key ...)")
@@ -189,6 +190,8 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     signal hangs them up at once."""
     configure_logging(log_level, json=json_logs)
     config = ctx.config()
+    if not config.ports:
+        fail(f"{config.path}: bank.ports: no modem ports configured")
     private = guarded(lambda: load_private_key(config.key))
     store = guarded(lambda: SQLiteStore(config.store))
     sys.exit(asyncio.run(_run(config, private, store)))
@@ -196,12 +199,9 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
 
 async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
     async_store = AsyncStore(store)
-    try:
-        bank = Bank(config.ports, async_store, private, profile=config.profile,
-                    rings=config.rings, health_check=config.health_check,
-                    scale=config.time_scale, drain_timeout=config.drain * config.time_scale)
-    except Exception as exc:
-        fail(str(exc))
+    bank = Bank(config.ports, async_store, private, profile=config.profile,
+                rings=config.rings, health_check=config.health_check,
+                scale=config.time_scale, drain_timeout=config.drain * config.time_scale)
     stop, hang_up_now = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from callhome.tomlio import ConfigError, Section, dump_toml, format_duration, load_toml
-from modem_drivers.hayes import DRIVER_PROFILES
+from callhome.config import modem_settings
+from modem_drivers.configfile import Table, dump_toml, format_duration, load_toml
 
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
 
@@ -44,21 +44,16 @@ class CentreConfig:
 
 def load_centre_config(path: str | Path) -> CentreConfig:
     path = Path(path)
-    raw = load_toml(path)
-    unknown = set(raw) - {"centre", "bank", "devices"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown table [{sorted(unknown)[0]}]")
+    root = Table(load_toml(path), "", path)
     config = CentreConfig(path=path)
-    centre = Section(path, "centre", raw.get("centre", {}))
+    centre = root.table("centre")
     config.name = centre.get("name", str, "centre")
     config.key = centre.path_value("key")
     config.store = centre.path_value("store")
     centre.finish()
-    bank = Section(path, "bank", raw.get("bank", {}))
+    bank = root.table("bank")
     config.ports = bank.strings("ports", [])
-    config.profile = bank.get("profile", str, "auto")
-    if config.profile != "auto" and config.profile not in DRIVER_PROFILES:
-        raise bank.error("profile", f"unknown profile (auto, {', '.join(DRIVER_PROFILES)})")
+    config.profile, config.time_scale = modem_settings(bank)
     config.rings = bank.get("rings", int, 1)
     if not 1 <= config.rings <= 10:
         raise bank.error("rings", "must be between 1 and 10")
@@ -66,12 +61,10 @@ def load_centre_config(path: str | Path) -> CentreConfig:
     if config.health_check < 1:
         raise bank.error("health_check", "must be at least 1s")
     config.drain = bank.duration("drain", "60s")
-    config.time_scale = bank.get("time_scale", float, 1.0)
-    if config.time_scale <= 0:
-        raise bank.error("time_scale", "must be positive")
     bank.finish()
-    devices = Section(path, "devices", raw.get("devices", {}))
+    devices = root.table("devices")
     config.test_interval = devices.duration("test_interval", "24h")
     config.grace = devices.duration("grace", "15m")
     devices.finish()
+    root.finish()
     return config

@@ -12,15 +12,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
-import contextlib
-import sqlite3
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from callhome.database import connect, explain, write_transaction
+from callhome.database import Database
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -217,38 +215,18 @@ _DEVICE_COLUMNS = ("id, name, public_key, enrolled_at, revoked_at, test_interval
                    "site, last_counter, last_seen")
 
 
-class SQLiteStore(Store):
+class SQLiteStore(Database, Store):
+    what = "the store"
+    error = StoreUnavailable
+    schema = _SCHEMA
+    schema_version = SCHEMA_VERSION
+    created_by = "callhome-receiver init"
+
     def __init__(self, path: str | Path, *, create: bool = False,
                  busy_timeout: float = 10.0) -> None:
-        self.path = Path(path)
-        if not create and not self.path.exists():
-            raise StoreUnavailable(f"{self.path}: no such store (run `callhome-receiver init`)")
-        try:
-            # AsyncStore runs every call on its one worker thread, never two at once
-            self._db = connect(self.path, create=create, busy_timeout=busy_timeout,
-                               check_same_thread=False)
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                # executescript commits on its own; the statements are idempotent
-                self._db.executescript(_SCHEMA)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise StoreUnavailable(f"{self.path}: made by a newer callhome (schema "
-                                       f"{version}); upgrade this one")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"{self.path}: {_why(exc)}") from None
-
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._db, self._failed)
-
-    def _failed(self, exc: sqlite3.Error) -> StoreUnavailable:
-        return StoreUnavailable(f"{self.path}: {_why(exc)}")
-
-    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"{self.path}: {_why(exc)}") from None
+        # AsyncStore runs every call on its one worker thread, never two at once
+        super().__init__(path, create=create, busy_timeout=busy_timeout,
+                         check_same_thread=False)
 
     # -- devices -------------------------------------------------------------------------
 
@@ -410,10 +388,6 @@ class SQLiteStore(Store):
             "ORDER BY m.received_at DESC, m.id DESC LIMIT ?", (*args, limit))
         return [StoredMessage(*row) for row in rows]
 
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.close()
-
 
 def _filters(*, device: str | None, since: float | None, until: float | None,
              time_column: str, severity: Collection[str] | None = None,
@@ -436,10 +410,6 @@ def _filters(*, device: str | None, since: float | None, until: float | None,
         clauses.append("m.kind = ?")
         args.append(kind)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(args)
-
-
-def _why(exc: sqlite3.Error) -> str:
-    return explain(exc, "the store")
 
 
 class AsyncStore:

@@ -79,3 +79,26 @@ def test_send_refuses_a_report_beyond_the_limit(config, tmp_path):
     assert result.exit_code == exitcodes.USAGE and "limit" in result.output
     assert "Traceback" not in result.output
     assert cli(config, "send").exit_code == exitcodes.USAGE  # nothing to send
+
+
+def test_init_in_a_folder_that_cannot_be_made(tmp_path):
+    result = CliRunner().invoke(main, ["init", "/proc/callhome-nope", "--name", "x",
+                                       "--centre-key", CENTRE_KEY, "--number", "1",
+                                       "--port", "/dev/ttyS0"])
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert "cannot create /proc/callhome-nope" in result.output
+    assert not isinstance(result.exception, OSError)
+    bad_profile = CliRunner().invoke(main, ["init", str(tmp_path / "c"), "--name", "x",
+                                            "--centre-key", CENTRE_KEY, "--number", "1",
+                                            "--port", "/dev/ttyS0", "--profile", "hayes"])
+    assert bad_profile.exit_code == exitcodes.USAGE and not (tmp_path / "c").exists()
+
+
+def test_help_lists_every_exit_code():
+    text = CliRunner().invoke(main, ["--help"]).output
+    codes = {value for name, value in vars(exitcodes).items()
+             if name.isupper() and isinstance(value, int)}
+    assert codes == {code for code, _ in exitcodes.TABLE}
+    for code, meaning in exitcodes.TABLE:
+        assert f"{code:>2}  {meaning}" in text
+    assert set(exitcodes.CALL_RESULTS.values()) <= codes

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from callhome.spool import Spool
+import sqlite3
+
+import pytest
+
+from callhome.spool import Spool, SpoolError
 from callhome.wire.messages import Kind
 
 
@@ -34,3 +38,14 @@ def test_rejected_messages_stay_visible(tmp_path):
     assert spool.queued() == []
     (kept,) = spool.queued(include_rejected=True)
     assert kept.status == "rejected" and kept.detail == "too_large"
+
+
+def test_a_spool_made_by_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "spool.db"
+    Spool(path, create=True).close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 7")
+    with pytest.raises(SpoolError, match="newer callhome"):
+        Spool(path)
+    with pytest.raises(SpoolError, match=r"does not exist .*callhome init"):
+        Spool(tmp_path / "other.db")

@@ -122,7 +122,11 @@ def message_digest(body: bytes) -> bytes:
 def encode_message(
     kind: Kind, content: dict[str, Any], dictionary: Dictionary | None
 ) -> EncodedMessage:
-    raw = encode_content(content)
+    return pack_message(kind, encode_content(content), dictionary)
+
+
+def pack_message(kind: Kind, raw: bytes, dictionary: Dictionary | None) -> EncodedMessage:
+    """A message from its CBOR bytes: compressed when that is smaller, sizes checked."""
     if len(raw) > MAX_CONTENT:
         raise MessageError(f"message content is {len(raw)} bytes; the limit is {MAX_CONTENT}")
     body, compressed = raw, False

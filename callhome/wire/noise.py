@@ -178,9 +178,7 @@ class IKHandshake:
         assert self.remote_static is not None
         e_pub = public_key(self._e)
         state = self._state
-        state.mix_hash(e_pub)
-        if self.psk is not None:
-            state.mix_key(e_pub)
+        self._token_e(e_pub)
         state.mix_key(_dh(self._e, self.remote_static))
         encrypted_s = state.encrypt_and_hash(self._s_pub)
         state.mix_key(_dh(self._s, self.remote_static))
@@ -194,9 +192,7 @@ class IKHandshake:
             raise HandshakeFailed("handshake message 1 too short")
         state = self._state
         re = message[:DHLEN]
-        state.mix_hash(re)
-        if self.psk is not None:
-            state.mix_key(re)
+        self._token_e(re)
         state.mix_key(_dh(self._s, re))
         rs = state.decrypt_and_hash(message[DHLEN : 2 * DHLEN + TAGLEN])
         state.mix_key(_dh(self._s, rs))
@@ -213,9 +209,7 @@ class IKHandshake:
         assert self._re is not None and self.remote_static is not None
         e_pub = public_key(self._e)
         state = self._state
-        state.mix_hash(e_pub)
-        if self.psk is not None:
-            state.mix_key(e_pub)
+        self._token_e(e_pub)
         state.mix_key(_dh(self._e, self._re))
         state.mix_key(_dh(self._e, self.remote_static))
         if self.psk is not None:
@@ -230,9 +224,7 @@ class IKHandshake:
             raise HandshakeFailed("handshake message 2 too short")
         state = self._state
         re = message[:DHLEN]
-        state.mix_hash(re)
-        if self.psk is not None:
-            state.mix_key(re)
+        self._token_e(re)
         state.mix_key(_dh(self._e, re))
         state.mix_key(_dh(self._s, re))
         if self.psk is not None:
@@ -253,6 +245,12 @@ class IKHandshake:
     @property
     def handshake_hash(self) -> bytes:
         return self._state.h
+
+    def _token_e(self, ephemeral_public: bytes) -> None:
+        """The `e` token: hashed, and with a PSK also mixed into the key (Noise §9.2)."""
+        self._state.mix_hash(ephemeral_public)
+        if self.psk is not None:
+            self._state.mix_key(ephemeral_public)
 
     def _expect(self, step: int, *, initiator: bool) -> None:
         if self._step != step or self.initiator != initiator:

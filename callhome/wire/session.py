@@ -856,12 +856,6 @@ class ServerSession(_Session):
         self._answers.append(encode_answer(Answer(kind, seq)))
         self._answer_now(now)
 
-    def message_rejected(self, seq: int, now: float, reason: RejectReason) -> None:
-        """The caller will not take message `seq` (e.g. it cannot store that kind)."""
-        if self.phase is Phase.ESTABLISHED:
-            self._reject(seq, reason)
-            self._answer_now(now)
-
     def _answer_now(self, now: float) -> None:
         try:
             self._check_done(now)
@@ -895,9 +889,6 @@ class ServerSession(_Session):
     def _after_fin(self, now: float) -> None:
         # stay a moment: if our last frame is lost, the client's resend gets it again
         self._close_at = now + self.config.close_linger
-
-    def pending_answers(self) -> int:
-        return sum(1 for answered in self._announced.values() if not answered)
 
     @property
     def complete(self) -> bool:

@@ -69,9 +69,6 @@ class LineClock:
         self.free_at = max(self.free_at, now) + nbytes * self.seconds_per_byte
         return self.free_at
 
-    def reset(self, now: float) -> None:
-        self.free_at = min(self.free_at, now)
-
 
 class RttEstimator:
     def __init__(self, config: TransferConfig) -> None:
@@ -215,10 +212,6 @@ class SendWindow:
             return None
         rto = self.rtt.rto
         return min(frame.departs + rto for frame in self.frames.values())
-
-    @property
-    def all_acked(self) -> bool:
-        return not self.frames
 
 
 class FrameSizer:

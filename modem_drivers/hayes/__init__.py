@@ -31,6 +31,7 @@ from .modem import (
     ModemInfo,
     Outcome,
     Timings,
+    dial_string,
 )
 from .profiles import DRIVER_PROFILES, DriverProfile
 from .state import CoreTimings, ModemCore, State
@@ -64,4 +65,5 @@ __all__ = [
     "ResultKind",
     "State",
     "Timings",
+    "dial_string",
 ]

@@ -64,6 +64,15 @@ log = structlog.get_logger("callhome.modem")
 
 DIAL_CHARACTERS = re.compile(r"[0-9*#ABCDabcdTtPpWw,!@;]+")
 _DIAL_IGNORED = str.maketrans("", "", " -().")
+
+
+def dial_string(number: str) -> str:
+    """`number` as it goes after ATD (spaces, dashes, dots and brackets dropped);
+    ValueError if a modem would not take it. Configs check their numbers with this."""
+    cleaned = number.translate(_DIAL_IGNORED)
+    if not cleaned or not DIAL_CHARACTERS.fullmatch(cleaned) or ";" in cleaned[:-1]:
+        raise ValueError(f"not a dial string: {number!r}")
+    return cleaned
 READ_BUFFER_LIMIT = 256 * 1024
 HELD_WRITES_LIMIT = 64 * 1024
 
@@ -336,10 +345,6 @@ class HayesModem:
     def port(self) -> SerialPort | None:
         return self._port
 
-    @property
-    def busy(self) -> bool:
-        return self._busy
-
     # -- initialisation ------------------------------------------------------------------
 
     async def initialize(self) -> ModemInfo:
@@ -513,10 +518,7 @@ class HayesModem:
 
     async def dial(self, number: str, *, timeout: float | None = None) -> CallOutcome:
         """Dial (`T`, `P`, `W`, `,`, `!`, `@` allowed) and return what happened."""
-        cleaned = number.translate(_DIAL_IGNORED)
-        if not cleaned or not DIAL_CHARACTERS.fullmatch(cleaned) or ";" in cleaned[:-1]:
-            raise ValueError(f"not a dial string: {number!r}")
-        return await self._call_setup(b"ATD" + cleaned.encode(), CommandKind.DIAL,
+        return await self._call_setup(b"ATD" + dial_string(number).encode(), CommandKind.DIAL,
                                       timeout or self.timings.dial_timeout)
 
     async def answer(self, *, timeout: float | None = None) -> CallOutcome:

@@ -10,7 +10,6 @@ anything else is a bug in the caller and raises `ModemStateError`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .callerid import CallerId, CallerIdAssembler
@@ -756,11 +755,3 @@ def _partial_suffix(buffer: bytes, pattern: bytes) -> int:
         if buffer.endswith(pattern[:length]):
             return length
     return 0
-
-
-def feed_all(core: ModemCore, chunks: Iterable[bytes], now: float = 0.0) -> list[Event]:
-    """Feed several chunks at one instant (for tests and scripted replays)."""
-    events: list[Event] = []
-    for chunk in chunks:
-        events.extend(core.receive(chunk, now))
-    return events

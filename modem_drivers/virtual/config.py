@@ -7,11 +7,11 @@ CLI can print one line and exit 2.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..configfile import ConfigError, Table, load_toml
 from .interpreter import BlacklistRule, CallerId
 from .line import LineModel
 from .network import NetworkTiming, PhoneNetwork
@@ -23,10 +23,6 @@ FAULT_KINDS = (
     "vanish", "cut", "unplug", "plug",
 )
 PRESENTATIONS = ("allowed", "private", "unavailable")
-
-
-class ConfigError(Exception):
-    pass
 
 
 @dataclass
@@ -91,60 +87,7 @@ class SimConfig:
         return network
 
 
-class _Table:
-    """A TOML table being read: remembers which keys were used, to reject the rest."""
-
-    def __init__(self, data: dict[str, Any], where: str, source: str) -> None:
-        self.data = data
-        self.where = where
-        self.source = source
-        self.used: set[str] = set()
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        path = f"{self.where}.{key}" if self.where else key
-        return ConfigError(f"{self.source}: {path}: {problem}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.error(key, f"expected {_kind_names(kinds)}, got a boolean")
-        if not isinstance(value, kinds):
-            raise self.error(key, f"expected {_kind_names(kinds)}, got {type(value).__name__}")
-        return value
-
-    def table(self, key: str) -> _Table:
-        value = self.get(key, dict, {})
-        where = f"{self.where}.{key}" if self.where else key
-        return _Table(value, where, self.source)
-
-    def tables(self, key: str) -> list[_Table]:
-        value = self.get(key, list, [])
-        out = []
-        for index, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise self.error(f"{key}[{index}]", "expected a table")
-            out.append(_Table(item, f"{key}[{index}]", self.source))
-        return out
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.error(unknown[0], "unknown key")
-
-
-def _kind_names(kinds: tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-             dict: "a table", list: "a list"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _dataclass_from(table: _Table, cls: type, base: Any) -> Any:
+def _dataclass_from(table: Table, cls: type, base: Any) -> Any:
     values: dict[str, Any] = {}
     hints = {f.name: f for f in dataclasses.fields(cls)}
     for key in list(table.data):
@@ -170,27 +113,17 @@ def _dataclass_from(table: _Table, cls: type, base: Any) -> Any:
         raise ConfigError(f"{table.source}: {table.where}: {exc}") from None
 
 
-def _line_overrides(table: _Table, base: LineModel) -> dict[str, Any]:
+def _line_overrides(table: Table, base: LineModel) -> dict[str, Any]:
     model = _dataclass_from(table, LineModel, base)
     return {key: getattr(model, key) for key in table.data}
 
 
 def load_config(path: str | Path) -> SimConfig:
-    source = str(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
-    return parse_config(raw, source)
+    return parse_config(load_toml(path), str(path))
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> SimConfig:
-    root = _Table(raw, "", source)
+    root = Table(raw, "", source)
     config = SimConfig(source=source)
     config.time_scale = root.get("time_scale", float, 1.0)
     if config.time_scale <= 0:
@@ -274,7 +207,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> SimConfig:
     return config
 
 
-def _blacklist(table: _Table) -> BlacklistRule:
+def _blacklist(table: Table) -> BlacklistRule:
     base = BlacklistRule()
     delays = table.get("delays", list, list(base.delays))
     if not delays or not all(isinstance(d, int | float) and d >= 0 for d in delays):

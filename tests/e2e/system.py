@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -64,7 +65,9 @@ class System:
 
     # -- the network ---------------------------------------------------------------------
 
-    async def start(self, bank: int = 2) -> None:
+    async def start(self, bank: int = 2, **centre_settings: str) -> None:
+        """A bank of `bank` modems on one hunt group, and the centre's config, with
+        `centre_settings` (e.g. health_check="20s") written into its [bank] table."""
         network = self.network
         profiles = ["usr", "conexant", "generic"]
         for index in range(bank):
@@ -80,6 +83,11 @@ class System:
                            "--time-scale", str(SCALE))
         assert result.code == 0, result
         self.centre_key = result.out.split("centre public key: ")[1].split()[0]
+        text = self.centre_config.read_text()
+        for key, value in centre_settings.items():
+            text, count = re.subn(rf"(?m)^{key} = .*$", f'{key} = "{value}"', text)
+            assert count == 1, key
+        self.centre_config.write_text(text)
 
     async def stop(self) -> None:
         await self.stop_receiver()
@@ -179,6 +187,18 @@ class Client:
 
     async def cli(self, *args: str, timeout: float = 120) -> Result:
         return await run("callhome", "-c", str(self.config), *args, timeout=timeout)
+
+    async def send_over_a_slow_line(self, *, rate: int, component: str, size: int,
+                                    severity: str = "error") -> asyncio.Task[Result]:
+        """Start `send` of a report carrying `size` random bytes over a line at `rate`
+        bit/s; returns once the centre has accepted the call, the command still running."""
+        before = len(self.system.events())
+        self.system.network.set_next_call(self.name, rate=rate)
+        sending = asyncio.ensure_future(self.cli(
+            "send", "--severity", severity, "--component", component, "--state", "failing",
+            "--message", os.urandom(size).hex()))
+        await self.system.wait_for("call.accepted", after=before, device=self.name)
+        return sending
 
     async def queue(self) -> list[dict[str, Any]]:
         result = await self.cli("queue", "--json")

@@ -9,20 +9,9 @@ import resource
 import sqlite3
 import sys
 
-import pytest
-
 from callhome import exitcodes
 
-from .system import System, run
-
-
-@pytest.fixture
-async def system(tmp_path):
-    system = System(tmp_path)
-    await system.start()
-    await system.start_receiver()
-    yield system
-    await system.stop()
+from .system import run
 
 
 def one_clear_line(text: str) -> bool:

@@ -3,9 +3,7 @@ idle, stopping with calls in progress, and moving on to the next number or modem
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
 
 import pytest
@@ -18,11 +16,7 @@ from .system import CENTRE_NUMBER, System
 @pytest.fixture
 async def system(tmp_path):
     system = System(tmp_path)
-    await system.start()
-    config = system.centre_config.read_text()
-    system.centre_config.write_text(config.replace('health_check = "5m"',
-                                                   'health_check = "20s"')
-                                          .replace('drain = "1m"', 'drain = "2m"'))
+    await system.start(health_check="20s", drain="2m")
     await system.start_receiver()
     yield system
     await system.stop()
@@ -54,12 +48,7 @@ async def test_a_modem_that_dies_while_idle_is_reported_retried_and_the_rest_ser
 
 async def test_sigterm_lets_the_call_in_progress_finish(system):
     client = await system.add_client("plant-b", "5550002")
-    system.network.set_next_call("plant-b", rate=1200)
-    before = len(system.events())
-    sending = asyncio.ensure_future(client.cli(
-        "send", "--severity", "error", "--component", "disk3", "--state", "failing",
-        "--message", os.urandom(600).hex()))
-    await system.wait_for("call.accepted", after=before, device="plant-b")
+    sending = await client.send_over_a_slow_line(rate=1200, component="disk3", size=600)
     code = await system.stop_receiver(signal.SIGTERM)
     result = await sending
     assert code == 0
@@ -74,12 +63,8 @@ async def test_sigterm_lets_the_call_in_progress_finish(system):
 
 async def test_a_second_sigterm_hangs_up_at_once_and_loses_nothing(system):
     client = await system.add_client("plant-c", "5550003")
-    system.network.set_next_call("plant-c", rate=300)
+    sending = await client.send_over_a_slow_line(rate=300, component="disk4", size=3000)
     before = len(system.events())
-    sending = asyncio.ensure_future(client.cli(
-        "send", "--severity", "error", "--component", "disk4", "--state", "failing",
-        "--message", os.urandom(3000).hex()))
-    await system.wait_for("call.accepted", after=before, device="plant-c")
     process = system.receiver
     assert process is not None
     process.send_signal(signal.SIGTERM)

@@ -8,20 +8,7 @@ import os
 import signal
 import sqlite3
 
-import pytest
-
 from callhome import exitcodes
-
-from .system import System
-
-
-@pytest.fixture
-async def system(tmp_path):
-    system = System(tmp_path)
-    await system.start()
-    await system.start_receiver()
-    yield system
-    await system.stop()
 
 
 async def test_line_test_success(system):
@@ -89,12 +76,8 @@ async def test_receiver_killed_before_commit_then_stored_once(system):
     client = await system.add_client("plant-d", "5550004")
     # a slow line: the report takes a while to arrive after the handshake, time enough
     # to lock the store so the receiver holds the report but cannot commit it
-    system.network.set_next_call("plant-d", rate=300)
+    sending = await client.send_over_a_slow_line(rate=300, component="fan2", size=300)
     before = len(system.events())
-    sending = asyncio.ensure_future(client.cli(
-        "send", "--severity", "critical", "--component", "fan2", "--state", "failed",
-        "--message", os.urandom(300).hex()))
-    await system.wait_for("call.accepted", after=before, device="plant-d")
     lock = sqlite3.connect(system.centre_config.parent / "centre.db", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
     await asyncio.sleep(3.0)  # the report arrives; its commit waits for the lock

@@ -8,11 +8,13 @@ import pytest
 
 from modem_drivers.hayes import (
     HayesModem,
+    InitialisationError,
     ModemBusy,
     ModemNotResponding,
     ModemTimeout,
     Outcome,
     PortGone,
+    PortOpenError,
     ResultKind,
     State,
     Timings,
@@ -235,7 +237,7 @@ async def test_11_reopen_backs_off_while_the_port_is_missing(fake):
     modem = await ready(fake)
     fake.close()
     fake.lose_port()
-    with pytest.raises(Exception) as info:
+    with pytest.raises(PortOpenError) as info:
         await modem.reopen(attempts=2)
     assert "inproc" in str(info.value) or "fake" in str(info.value)
 
@@ -243,7 +245,7 @@ async def test_11_reopen_backs_off_while_the_port_is_missing(fake):
 async def test_initialisation_is_one_verified_setting_per_line(fake):
     fake.replies[b"AT+VCID=1"] = b"\r\nERROR\r\n"
     modem = await HayesModem.open(fake.url, timings=FAST)
-    with pytest.raises(Exception, match=r"AT\+VCID=1 was answered ERROR"):
+    with pytest.raises(InitialisationError, match=r"AT\+VCID=1 was answered ERROR"):
         await modem.initialize()
     lines = fake.written().split(b"\r")
     assert b"ATE0" in lines and b"ATX4" in lines and b"AT&C1" in lines

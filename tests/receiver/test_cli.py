@@ -105,3 +105,18 @@ def test_reports_and_calls_filters(centre):
     assert [(c["port"], c["outcome"], c["seconds"]) for c in calls] == [
         ("bank0", "completed", 10.0)]
     assert "bank0" in cli(centre, "calls").output
+
+
+def test_init_in_a_folder_that_cannot_be_made(tmp_path):
+    result = CliRunner().invoke(main, ["init", "/proc/callhome-nope"])
+    assert result.exit_code == 2 and "cannot create /proc/callhome-nope" in result.output
+    assert not isinstance(result.exception, OSError)
+    bad = CliRunner().invoke(main, ["init", str(tmp_path / "c"), "--profile", "hayes"])
+    assert bad.exit_code == 2 and not (tmp_path / "c").exists()
+
+
+def test_run_without_ports_says_so(tmp_path):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "c")])
+    assert result.exit_code == 0
+    run = cli(tmp_path / "c" / "centre.toml", "run")
+    assert run.exit_code == 2 and "bank.ports: no modem ports configured" in run.output

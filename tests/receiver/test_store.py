@@ -145,7 +145,7 @@ def test_filters(store):
 
 
 def test_unusable_files_give_a_sentence_not_a_traceback(tmp_path):
-    with pytest.raises(StoreUnavailable, match="no such store"):
+    with pytest.raises(StoreUnavailable, match="the store does not exist"):
         SQLiteStore(tmp_path / "missing.db")
     junk = tmp_path / "junk.db"
     junk.write_bytes(os.urandom(4096))

@@ -69,7 +69,7 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "rate must be between" in result.output
     result = CliRunner().invoke(main, ["run", str(tmp_path / "missing.toml")])
-    assert result.exit_code == 2 and "no such file" in result.output
+    assert result.exit_code == 2 and "no such config file" in result.output
 
 
 def test_cli_lists_profiles_and_prints_an_example():

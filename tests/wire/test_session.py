@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from benchmarks.linesim import Centre, Device
 from callhome.wire.errors import HandshakeFailed, Refused, SessionTimeout
 from callhome.wire.framing import cobs_decode, encode_frame, unstuff
-from callhome.wire.messages import Kind, encode_message, load_dictionary
-from callhome.wire.records import DATA, RefusalReason
+from callhome.wire.messages import EncodedMessage, Kind, encode_message, load_dictionary
+from callhome.wire.records import DATA, RefusalReason, RejectReason
 from callhome.wire.session import (
     ClientSession,
     Closed,
@@ -21,6 +21,7 @@ from callhome.wire.session import (
     HandshakeComplete,
     HandshakeRequested,
     MessageAcknowledged,
+    MessageFailed,
     MessageReceived,
     Phase,
     ServerSession,
@@ -310,3 +311,15 @@ def test_the_wire_never_carries_plus_plus_plus(payloads):
 def test_split_frames_helper():
     assert split_frames(b"\x00ab\x00\x00cd\x00") == [b"\x00ab\x00", b"\x00cd\x00"]
     assert deliver(b"x") == [(0.0, b"x")]
+
+
+def test_a_message_the_centre_cannot_decode_is_rejected_for_good_the_rest_delivered():
+    garbage = EncodedMessage(Kind.REPORT, b"\xff\xfe not CBOR at all", False, 20)
+    device, centre = pair(report(100), garbage, report(50, 3))
+    outcome = run_call(device, centre)
+    assert outcome.closed and outcome.failure is None
+    assert device.rejected == {2: RejectReason.UNDECODABLE}
+    assert device.acknowledged.get(1) and device.acknowledged.get(3)
+    assert centre.store_count == 2
+    failed = [e for e in outcome.server_events if isinstance(e, MessageFailed)]
+    assert [(e.seq, e.reason) for e in failed] == [(2, RejectReason.UNDECODABLE)]

@@ -1,8 +1,11 @@
-"""Small pieces shared by the client's and the centre's config files.
+"""Config files (TOML), read and written the same way by every command.
 
-Reading is `tomllib`'s job; writing our own config files needs only flat tables of
-strings, numbers, booleans and lists, which this module writes (TOML basic strings use
-the same escapes as JSON, so `json.dumps` quotes them correctly).
+`callhome-sim`'s network file, the client's and the centre's configs all go through
+`load_toml` and `Table`, so every mistake is one `ConfigError` that names the file and
+the key, and every command can print one line and exit 2. Reading is `tomllib`'s job;
+writing our own config files needs only flat tables of strings, numbers, booleans and
+lists, which `dump_toml` writes (TOML basic strings use the same escapes as JSON, so
+`json.dumps` quotes them correctly).
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from typing import Any
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               dict: "a table", list: "a list"}
+REQUIRED: Any = ...
+"""The default that makes a key mandatory."""
 
 
 class ConfigError(Exception):
@@ -36,10 +43,11 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def format_duration(seconds: float) -> str:
+    """The shortest form `parse_duration` reads back (to the millisecond)."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"  # never an exponent
 
 
 def _value(value: Any) -> str:
@@ -66,7 +74,7 @@ def dump_toml(tables: dict[str, dict[str, Any]], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_toml(path: Path) -> dict[str, Any]:
+def load_toml(path: str | Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
@@ -78,24 +86,28 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-class Section:
-    """One table of a config file: typed access, errors that name file and key."""
+class Table:
+    """One table of a config file being read: typed access, errors that name the file
+    and the key, and `finish()` to reject the keys nobody asked for (typos)."""
 
-    def __init__(self, path: Path, name: str, data: Any) -> None:
-        self.path = path
-        self.name = name
+    def __init__(self, data: Any, where: str, source: str | Path) -> None:
+        self.source = str(source)
+        self.where = where
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: [{name}] must be a table")
-        self.data = data
+            raise ConfigError(f"{self.source}: [{where}] must be a table")
+        self.data: dict[str, Any] = data
         self.used: set[str] = set()
 
     def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {self.name}.{key}: {problem}")
+        path = f"{self.where}.{key}" if self.where else key
+        return ConfigError(f"{self.source}: {path}: {problem}")
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        """The value of `key` if it has one of the types `kind`, else `default`
+        (`REQUIRED`: missing is an error). An integer is accepted as a float."""
         self.used.add(key)
         if key not in self.data:
-            if default is ...:
+            if default is REQUIRED:
                 raise self.error(key, "missing")
             return default
         value = self.data[key]
@@ -103,28 +115,40 @@ class Section:
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise self.error(key, f"expected {names}, got {type(value).__name__}")
+            got = "a boolean" if isinstance(value, bool) else type(value).__name__
+            names = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+            raise self.error(key, f"expected {names}, got {got}")
         return value
 
-    def strings(self, key: str, default: Any = ...) -> list[str]:
+    def table(self, key: str) -> Table:
+        where = f"{self.where}.{key}" if self.where else key
+        return Table(self.get(key, dict, {}), where, self.source)
+
+    def tables(self, key: str) -> list[Table]:
+        out = []
+        for index, item in enumerate(self.get(key, list, [])):
+            if not isinstance(item, dict):
+                raise self.error(f"{key}[{index}]", "expected a table")
+            out.append(Table(item, f"{key}[{index}]", self.source))
+        return out
+
+    def strings(self, key: str, default: Any = REQUIRED) -> list[str]:
         value = self.get(key, list, default)
         if not all(isinstance(item, str) and item for item in value):
             raise self.error(key, "expected a list of strings")
         return list(value)
 
-    def duration(self, key: str, default: Any = ...) -> float:
+    def duration(self, key: str, default: Any = REQUIRED) -> float:
         value = self.get(key, (str, int, float), default)
         try:
             return parse_duration(value)
         except ValueError as exc:
             raise self.error(key, str(exc)) from None
 
-    def path_value(self, key: str, default: Any = ...) -> Path:
+    def path_value(self, key: str, default: Any = REQUIRED) -> Path:
         """A path, relative to the config file's folder."""
-        value = self.get(key, str, default)
-        candidate = Path(value).expanduser()
-        return candidate if candidate.is_absolute() else self.path.parent / candidate
+        candidate = Path(self.get(key, str, default)).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.source).parent / candidate
 
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)

@@ -1,0 +1,68 @@
+"""The bank in-process: a store that fails must cost a call, never the port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from callhome.config import ClientConfig
+from callhome.dialer import call_centre, line_test_content
+from callhome.keys import public_of, write_private_key
+from callhome.spool import Spool
+from callhome.wire.messages import Kind
+from modem_drivers.virtual import PhoneNetwork
+from modem_drivers.virtual.network import NetworkTiming
+from modem_drivers.virtual.runner import NetworkRunner
+from receiver.bank import Bank
+from receiver.store import AsyncStore, SQLiteStore, StoreUnavailable
+
+SCALE = 0.05
+
+
+class FlakyStore(SQLiteStore):
+    """Cannot even record the first call (locked for too long, say)."""
+
+    failures = 1
+
+    def start_call(self, port, caller_id, started):
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("the store is locked by another process")
+        return super().start_call(port, caller_id, started)
+
+
+async def test_a_store_that_cannot_record_a_call_costs_that_call_only(tmp_path):
+    network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
+    network.add_modem("bank0", "usr", number="5550100")
+    network.add_modem("plant", "generic", number="5550001")
+    runner = NetworkRunner(network, time_scale=SCALE)
+    await runner.start()
+    bank_url = (await runner.expose("bank0", "inproc")).url
+    plant_url = (await runner.expose("plant", "inproc")).url
+    store = FlakyStore(tmp_path / "centre.db", create=True)
+    centre_key = write_private_key(tmp_path / "centre.key")
+    device_key = write_private_key(tmp_path / "device.key")
+    store.enroll("plant", public_of(device_key), test_interval=86400, grace=900, site=None)
+    spool = Spool(tmp_path / "spool.db", create=True)
+    config = ClientConfig(path=tmp_path / "client.toml", name="plant", centre_key=public_of(
+        centre_key), numbers=["5550100"], ports=[plant_url], time_scale=SCALE, attempts=1)
+    bank = Bank([bank_url], AsyncStore(store), centre_key, scale=SCALE)
+    stop = asyncio.Event()
+    serving = asyncio.ensure_future(bank.run(stop))
+    try:
+        while bank.workers[0].state != "ready":
+            await asyncio.sleep(0.02)
+        spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
+        first = await call_centre(config, spool, device_key)
+        assert first.result != "ok" and len(spool.queued()) == 1  # nothing lost
+        second = await call_centre(config, spool, device_key)
+        assert second.result == "ok", second
+        assert spool.queued() == [] and len(store.messages()) == 1
+        assert bank.workers[0].state == "ready" and not serving.done()
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await serving
+        spool.close()
+        store.close()
+        await runner.stop()
