@@ -69,8 +69,11 @@ class Centre:
                 session.refuse(now, RefusalReason.STALE_COUNTER)
             else:
                 self.counters[event.device_key] = event.call_counter
-                resume = {seq: bytes(data) for (key, epoch, seq), data in self.partial.items()
-                          if key == event.device_key and epoch == event.epoch}
+                resume = {
+                    seq: bytes(data)
+                    for (key, epoch, seq), data in self.partial.items()
+                    if key == event.device_key and epoch == event.epoch
+                }
                 session.accept(now, clock_ms=int(now * 1000), resume=resume)
             return
         if request is None:
@@ -187,16 +190,26 @@ class LinkSim:
         self.tamper_down: Callable[[bytes], bytes] | None = None
         self.recording_up: list[bytes] = []
 
-    def call(self, device: Device, centre: Centre, *, limit: float = 3600.0,
-             cut_after_up_bytes: int | None = None) -> CallResult:
+    def call(
+        self,
+        device: Device,
+        centre: Centre,
+        *,
+        limit: float = 3600.0,
+        cut_after_up_bytes: int | None = None,
+    ) -> CallResult:
         rng = random.Random(self.seed)
         self.seed += 1
         self.stopped = False
         client_end, server_end = _End(self, "client"), _End(self, "server")
         device.counter += 1
-        client = ClientSession(static_private=device.static_private, server_public=centre.public,
-                               call_counter=device.counter, epoch=device.epoch,
-                               config=self.config)
+        client = ClientSession(
+            static_private=device.static_private,
+            server_public=centre.public,
+            call_counter=device.counter,
+            epoch=device.epoch,
+            config=self.config,
+        )
         for seq, message in device.queue.items():
             if not device.acknowledged.get(seq) and seq not in device.rejected:
                 client.queue(seq, message)
@@ -204,8 +217,13 @@ class LinkSim:
         server = ServerSession(static_private=centre.static_private, config=self.config)
         client_end.session, server_end.session = client, server
         server_end.handler = lambda event, now: centre.handle(server, event, now)
-        state: dict[str, Any] = {"closed": False, "failed": None, "server_failed": None,
-                                 "handshake": None, "end": None}
+        state: dict[str, Any] = {
+            "closed": False,
+            "failed": None,
+            "server_failed": None,
+            "handshake": None,
+            "end": None,
+        }
 
         def on_client(event: Event, now: float) -> None:
             if isinstance(event, HandshakeComplete):
@@ -248,19 +266,36 @@ class LinkSim:
         def departed(direction: str, end: _End) -> Callable[[int], None]:
             def hook(count: int) -> None:
                 counted[direction] += count
-                if (direction == "up" and cut_after_up_bytes is not None
-                        and counted["up"] >= cut_after_up_bytes):
+                if (
+                    direction == "up"
+                    and cut_after_up_bytes is not None
+                    and counted["up"] >= cut_after_up_bytes
+                ):
                     self.stopped = True
                     state["end"] = self.scheduler.now
                 end.push()
+
             return hook
 
         rate = self.model.rate
-        client_end.line = LineDirection(self.scheduler, self.model, rate, rng, up_deliver,
-                                        departed("up", client_end), buffer_size=MODEM_BUFFER)
-        server_end.line = LineDirection(self.scheduler, self.model, rate, rng, down_deliver,
-                                        departed("down", server_end),
-                                        buffer_size=MODEM_BUFFER)
+        client_end.line = LineDirection(
+            self.scheduler,
+            self.model,
+            rate,
+            rng,
+            up_deliver,
+            departed("up", client_end),
+            buffer_size=MODEM_BUFFER,
+        )
+        server_end.line = LineDirection(
+            self.scheduler,
+            self.model,
+            rate,
+            rng,
+            down_deliver,
+            departed("down", server_end),
+            buffer_size=MODEM_BUFFER,
+        )
         start = self.scheduler.now
         server.start(start)
         client.start(start)
@@ -281,7 +316,15 @@ class LinkSim:
         self.scheduler = Scheduler(self.scheduler.now)
         end_time = state["end"] if state["end"] is not None else self.scheduler.now
         return CallResult(
-            client_end.events, server_end.events, counted["up"], counted["down"],
-            end_time - start, state["closed"], state["failed"], state["server_failed"],
-            client, server, None if state["handshake"] is None else state["handshake"] - start,
+            client_end.events,
+            server_end.events,
+            counted["up"],
+            counted["down"],
+            end_time - start,
+            state["closed"],
+            state["failed"],
+            state["server_failed"],
+            client,
+            server,
+            None if state["handshake"] is None else state["handshake"] - start,
         )

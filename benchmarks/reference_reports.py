@@ -10,9 +10,28 @@ from __future__ import annotations
 import random
 from typing import Any
 
-COMPONENTS = ("psu1", "psu2", "fan1", "fan2", "fan3", "disk0", "disk1", "disk2", "raid0",
-              "cpu0", "cpu1", "dimm3", "nic0", "nic1", "ups", "modem", "controller-a",
-              "controller-b", "battery", "temperature")
+COMPONENTS = (
+    "psu1",
+    "psu2",
+    "fan1",
+    "fan2",
+    "fan3",
+    "disk0",
+    "disk1",
+    "disk2",
+    "raid0",
+    "cpu0",
+    "cpu1",
+    "dimm3",
+    "nic0",
+    "nic1",
+    "ups",
+    "modem",
+    "controller-a",
+    "controller-b",
+    "battery",
+    "temperature",
+)
 STATES = ("ok", "degraded", "failed", "missing", "recovering", "rebuilding", "overheat")
 SEVERITIES = ("info", "notice", "warning", "error", "critical")
 MODELS = ("ftServer 6800", "ftServer 4900", "continuum 1200", "vos 2500")
@@ -46,12 +65,19 @@ def log_lines(rng: random.Random, count: int) -> list[str]:
     lines = []
     for _ in range(count):
         template = rng.choice(LOG_TEMPLATES)
-        lines.append(template.format(
-            dev=rng.choice(COMPONENTS), updown=rng.choice(("up", "down")),
-            array=f"md{rng.randrange(4)}", n=rng.randrange(300), v=rng.randrange(90, 260),
-            rpm=rng.randrange(300, 9000), t=rng.randrange(40, 95),
-            svc=rng.choice(SERVICES), ms=rng.randrange(-900, 900),
-        ))
+        lines.append(
+            template.format(
+                dev=rng.choice(COMPONENTS),
+                updown=rng.choice(("up", "down")),
+                array=f"md{rng.randrange(4)}",
+                n=rng.randrange(300),
+                v=rng.randrange(90, 260),
+                rpm=rng.randrange(300, 9000),
+                t=rng.randrange(40, 95),
+                svc=rng.choice(SERVICES),
+                ms=rng.randrange(-900, 900),
+            )
+        )
     return lines
 
 
@@ -95,8 +121,10 @@ def line_test(rng: random.Random) -> dict[str, Any]:
 def inventory(rng: random.Random) -> dict[str, Any]:
     return {
         "system": system(rng),
-        "components": [{"name": name, "state": "ok", "serial": f"C{rng.randrange(10**7)}"}
-                       for name in rng.sample(COMPONENTS, 10)],
+        "components": [
+            {"name": name, "state": "ok", "serial": f"C{rng.randrange(10**7)}"}
+            for name in rng.sample(COMPONENTS, 10)
+        ],
         "software": {svc: f"{rng.randrange(1, 5)}.{rng.randrange(10)}" for svc in SERVICES},
     }
 
@@ -109,7 +137,12 @@ def reference_set(seed: int = 2026) -> dict[str, dict[str, Any]]:
         "small": report(rng, "small"),
         "medium": report(rng, "medium"),
         "large": report(rng, "large"),
-        "64KiB": {"severity": "error", "component": "controller-a", "state": "failed",
-                  "message": "core dump", "blob": blob},
+        "64KiB": {
+            "severity": "error",
+            "component": "controller-a",
+            "state": "failed",
+            "message": "core dump",
+            "blob": blob,
+        },
         "line-test": line_test(rng),
     }

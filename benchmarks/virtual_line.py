@@ -54,8 +54,9 @@ async def _wait_for(protocol: _Counter, token: bytes, timeout: float = 30) -> No
         await asyncio.sleep(0.005)
 
 
-async def _pump(transport: asyncio.Transport, lines: inproc.ModemLines, stop: asyncio.Event,
-                payload: bytes) -> None:
+async def _pump(
+    transport: asyncio.Transport, lines: inproc.ModemLines, stop: asyncio.Event, payload: bytes
+) -> None:
     while not stop.is_set():
         if lines.cts:
             transport.write(payload)
@@ -87,8 +88,12 @@ async def rate_accuracy(seconds: float) -> dict[int, float]:
     network = PhoneNetwork()
     network.timing = type(network.timing)(ring_on=0.2, ring_off=0.2)
     for rate in (2400, 33600):
-        network.add_modem(f"src{rate}", "generic", number=f"1{rate}",
-                          line={"rate": rate, "latency": 0.05, "training_time": 0.2})
+        network.add_modem(
+            f"src{rate}",
+            "generic",
+            number=f"1{rate}",
+            line={"rate": rate, "latency": 0.05, "training_time": 0.2},
+        )
         network.add_modem(f"dst{rate}", "generic", number=f"2{rate}")
     runner = NetworkRunner(network)
     await runner.start()
@@ -115,8 +120,9 @@ async def rate_accuracy(seconds: float) -> dict[int, float]:
             receivers[rate] = counter
         await asyncio.sleep(0.3)
         stop_at = time.monotonic() + seconds + 1.0
-        writers = [loop.run_in_executor(None, _pty_pump, fds[rate], stop_at)
-                   for rate in (2400, 33600)]
+        writers = [
+            loop.run_in_executor(None, _pty_pump, fds[rate], stop_at) for rate in (2400, 33600)
+        ]
         await asyncio.sleep(0.5)  # past the latency and the buffers filling
         start = {rate: r.received for rate, r in receivers.items()}
         await asyncio.sleep(seconds)
@@ -134,19 +140,24 @@ async def capacity(modems: int, seconds: float) -> tuple[float, float, float]:
     network.timing = type(network.timing)(ring_on=0.2, ring_off=0.2)
     pairs = modems // 2
     for i in range(pairs):
-        network.add_modem(f"a{i}", "generic", number=f"1{i:04d}",
-                          line={"rate": 33600, "training_time": 0.5})
+        network.add_modem(
+            f"a{i}", "generic", number=f"1{i:04d}", line={"rate": 33600, "training_time": 0.5}
+        )
         network.add_modem(f"b{i}", "generic", number=f"2{i:04d}")
     runner = NetworkRunner(network)
     await runner.start()
     for name in network.lines:
         await runner.expose(name, "inproc")
     connections = await asyncio.gather(
-        *(_connect_pair(network, f"a{i}", f"b{i}", f"2{i:04d}") for i in range(pairs)))
+        *(_connect_pair(network, f"a{i}", f"b{i}", f"2{i:04d}") for i in range(pairs))
+    )
     stop = asyncio.Event()
     payload = b"\xa5" * CHUNK
-    pumps = [asyncio.ensure_future(_pump(t, lines, stop, payload))
-             for pair in connections for (t, lines, _) in pair]
+    pumps = [
+        asyncio.ensure_future(_pump(t, lines, stop, payload))
+        for pair in connections
+        for (t, lines, _) in pair
+    ]
     await asyncio.sleep(1.0)
     counters = [p for pair in connections for (_, _, p) in pair]
     start = [c.received for c in counters]
@@ -155,8 +166,7 @@ async def capacity(modems: int, seconds: float) -> tuple[float, float, float]:
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    delivered = [(c.received - s) / (3360 * elapsed) for c, s in zip(counters, start,
-                                                                        strict=True)]
+    delivered = [(c.received - s) / (3360 * elapsed) for c, s in zip(counters, start, strict=True)]
     stop.set()
     await asyncio.gather(*pumps)
     await runner.stop()
@@ -173,16 +183,22 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging("error", json=False)
 
-    print(f"rate accuracy: delivered bytes / (R/10 x {args.seconds:g} s), pty writer, "
-          f"{args.runs} runs")
+    print(
+        f"rate accuracy: delivered bytes / (R/10 x {args.seconds:g} s), pty writer, "
+        f"{args.runs} runs"
+    )
     runs = [asyncio.run(rate_accuracy(args.seconds)) for _ in range(args.runs)]
     for rate in (2400, 33600):
         ratios = [run[rate] for run in runs]
-        print(f"  {rate:>6} bit/s: median {statistics.median(ratios):.4f}  "
-              f"(runs: {', '.join(f'{r:.4f}' for r in ratios)})  goal 0.98..1.02")
+        print(
+            f"  {rate:>6} bit/s: median {statistics.median(ratios):.4f}  "
+            f"(runs: {', '.join(f'{r:.4f}' for r in ratios)})  goal 0.98..1.02"
+        )
 
-    print(f"\ncapacity: modems with calls in progress at 33,600 bit/s, both directions "
-          f"streaming, {args.capacity_seconds:g} s each")
+    print(
+        f"\ncapacity: modems with calls in progress at 33,600 bit/s, both directions "
+        f"streaming, {args.capacity_seconds:g} s each"
+    )
     print(f"  {'modems':>6} {'slowest':>8} {'median':>8} {'cpu':>6}  sustained")
     for count in (int(n) for n in args.modems.split(",")):
         slowest, median, cpu = asyncio.run(capacity(count, args.capacity_seconds))

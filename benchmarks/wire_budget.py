@@ -49,30 +49,33 @@ def main() -> int:
         messages[name] = encode_message(kind, content, dictionary)
 
     print("clean line, 2,400 bit/s, 50 ms one way")
-    print(f"{'message':<10} {'CBOR':>7} {'sent N':>7} {'fwd B':>7} {'back B':>7} "
-          f"{'fixed fwd':>9} {'time s':>8} {'10N/R s':>8} {'ratio':>6}")
+    print(
+        f"{'message':<10} {'CBOR':>7} {'sent N':>7} {'fwd B':>7} {'back B':>7} "
+        f"{'fixed fwd':>9} {'time s':>8} {'10N/R s':>8} {'ratio':>6}"
+    )
     results = {}
     for name, message in messages.items():
         result = one_call(message, 2400, 0.0, seed=1)
         results[name] = result
         payload = len(message.body)
         limit = 10 * payload / 2400
-        print(f"{name:<10} {message.content_size:>7} {payload:>7} {result.bytes_up:>7} "
-              f"{result.bytes_down:>7} {result.bytes_up - payload:>9} {result.seconds:>8.2f} "
-              f"{limit:>8.2f} {result.seconds / limit:>6.3f}")
+        print(
+            f"{name:<10} {message.content_size:>7} {payload:>7} {result.bytes_up:>7} "
+            f"{result.bytes_down:>7} {result.bytes_up - payload:>9} {result.seconds:>8.2f} "
+            f"{limit:>8.2f} {result.seconds / limit:>6.3f}"
+        )
 
-    print("\n64 KiB incompressible, time / (10N/R): median over "
-          f"{args.seeds} seeds (min..max)")
-    print(f"{'rate':>6} " + " ".join(f"{label:>22}" for label in ("clean", "BER 1e-5",
-                                                                   "BER 1e-4")))
+    print(f"\n64 KiB incompressible, time / (10N/R): median over {args.seeds} seeds (min..max)")
+    print(f"{'rate':>6} " + " ".join(f"{label:>22}" for label in ("clean", "BER 1e-5", "BER 1e-4")))
     big = messages["64KiB"]
     for rate in (2400, 33600):
         cells = []
         for ber in (0.0, 1e-5, 1e-4):
             seeds = 1 if ber == 0.0 else args.seeds
             limit = 10 * len(big.body) / rate
-            ratios = [one_call(big, rate, ber, seed).seconds / limit
-                      for seed in range(1, seeds + 1)]
+            ratios = [
+                one_call(big, rate, ber, seed).seconds / limit for seed in range(1, seeds + 1)
+            ]
             cells.append(f"{statistics.median(ratios):.3f} ({min(ratios):.2f}..{max(ratios):.2f})")
         print(f"{rate:>6} " + " ".join(f"{cell:>22}" for cell in cells))
 

@@ -29,20 +29,32 @@ def frames(data: bytes) -> list[bytes]:
 
 def show(direction: str, wire: bytes) -> None:
     body = cobs_decode(unstuff(wire.strip(b"\x00")))[:-2]
-    print(f"{direction} {NAMES.get(body[0], '?')}: {len(wire)} bytes on the wire, "
-          f"body {len(body)} bytes")
+    print(
+        f"{direction} {NAMES.get(body[0], '?')}: {len(wire)} bytes on the wire, "
+        f"body {len(body)} bytes"
+    )
     for start in range(0, len(wire), 32):
         print("    " + wire[start : start + 32].hex(" "))
 
 
 def main() -> int:
     config = TransferConfig(line_rate=2400)
-    message = encode_message(Kind.LINE_TEST, {"skew_ms": -120, "previous": {
-        "result": "ok", "connect_ms": 11210, "total_ms": 14870, "rate": 33600}},
-        load_dictionary(1))
-    client = ClientSession(static_private=DEVICE, server_public=public_key(CENTRE),
-                           call_counter=42, epoch=0x1234ABCD, config=config,
-                           ephemeral_private=DEVICE_E)
+    message = encode_message(
+        Kind.LINE_TEST,
+        {
+            "skew_ms": -120,
+            "previous": {"result": "ok", "connect_ms": 11210, "total_ms": 14870, "rate": 33600},
+        },
+        load_dictionary(1),
+    )
+    client = ClientSession(
+        static_private=DEVICE,
+        server_public=public_key(CENTRE),
+        call_counter=42,
+        epoch=0x1234ABCD,
+        config=config,
+        ephemeral_private=DEVICE_E,
+    )
     client.queue(7, message)
     client.finish()
     server = ServerSession(static_private=CENTRE, config=config, ephemeral_private=CENTRE_E)
@@ -51,8 +63,10 @@ def main() -> int:
     up = client.data_to_send()
     for wire in frames(up):
         show("->", wire)
-    print(f"   (payload: version 1, caps 0, dictionary 1, epoch 1234abcd, counter 42; "
-          f"message body {len(message.body)} bytes, compressed)")
+    print(
+        f"   (payload: version 1, caps 0, dictionary 1, epoch 1234abcd, counter 42; "
+        f"message body {len(message.body)} bytes, compressed)"
+    )
     server.receive_data(up, 0.5)
     server.accept(0.5, clock_ms=1_764_144_000_123)
     down = server.data_to_send()

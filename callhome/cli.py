@@ -89,10 +89,14 @@ def reporting_errors(function: Callable[[], T]) -> T:
 
 
 def logging_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    @click.option("-v", "--verbose", count=True,
-                  help="-v: progress, -vv: every byte to and from the modem.")
-    @click.option("--json-logs/--console-logs", default=None,
-                  help="Log format on stderr (default: JSON unless a terminal).")
+    @click.option(
+        "-v", "--verbose", count=True, help="-v: progress, -vv: every byte to and from the modem."
+    )
+    @click.option(
+        "--json-logs/--console-logs",
+        default=None,
+        help="Log format on stderr (default: JSON unless a terminal).",
+    )
     @functools.wraps(function)
     def wrapper(*args: Any, verbose: int, json_logs: bool | None, **kwargs: Any) -> Any:
         level = {0: "warning", 1: "info"}.get(verbose, "debug")
@@ -103,11 +107,20 @@ def logging_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def modem_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    @click.option("--profile", default="auto", show_default=True,
-                  type=click.Choice(["auto", *DRIVER_PROFILES]),
-                  help="Modem family (auto: detected from ATI0/ATI3).")
-    @click.option("--time-scale", type=float, default=1.0, show_default=True,
-                  help="Shrink every wait by this factor (for a scaled virtual network).")
+    @click.option(
+        "--profile",
+        default="auto",
+        show_default=True,
+        type=click.Choice(["auto", *DRIVER_PROFILES]),
+        help="Modem family (auto: detected from ATI0/ATI3).",
+    )
+    @click.option(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        show_default=True,
+        help="Shrink every wait by this factor (for a scaled virtual network).",
+    )
     @functools.wraps(function)
     def wrapper(*args: Any, profile: str, time_scale: float, **kwargs: Any) -> Any:
         if time_scale <= 0:
@@ -118,12 +131,21 @@ def modem_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             epilog="\b\nExit codes:\n" + "\n".join(f"  {code:>2}  {meaning}"
-                                                    for code, meaning in exitcodes.TABLE))
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
-              envvar="CALLHOME_CONFIG", default=str(DEFAULT_PATH), show_default=True,
-              help="The client's config file (for init, send, queue, line-test).")
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nExit codes:\n"
+    + "\n".join(f"  {code:>2}  {meaning}" for code, meaning in exitcodes.TABLE),
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="CALLHOME_CONFIG",
+    default=str(DEFAULT_PATH),
+    show_default=True,
+    help="The client's config file (for init, send, queue, line-test).",
+)
 @click.pass_context
 def main(ctx: click.Context, config_path: str) -> None:
     """The callhome client: calls the support centre over a modem."""
@@ -139,30 +161,66 @@ def _client(config_path: Path) -> tuple[ClientConfig, Spool]:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--name", required=True, help="This device's name, as the centre enrols it.")
 @click.option("--centre-key", required=True, help="The centre's public key.")
-@click.option("--number", "numbers", multiple=True, required=True,
-              help="A number of the centre (repeatable; tried in order).")
-@click.option("--port", "ports", multiple=True, required=True,
-              help="A modem URL (repeatable; tried in order).")
-@click.option("--profile", default="auto", show_default=True,
-              type=click.Choice(["auto", *DRIVER_PROFILES]))
-@click.option("--attempts", type=click.IntRange(1, 100), default=3, show_default=True,
-              help="Rounds of dialling (all numbers on all modems) per call.")
-@click.option("--retry-delay", default="60s", show_default=True,
-              help="Wait before the next round; doubles each time.")
+@click.option(
+    "--number",
+    "numbers",
+    multiple=True,
+    required=True,
+    help="A number of the centre (repeatable; tried in order).",
+)
+@click.option(
+    "--port",
+    "ports",
+    multiple=True,
+    required=True,
+    help="A modem URL (repeatable; tried in order).",
+)
+@click.option(
+    "--profile", default="auto", show_default=True, type=click.Choice(["auto", *DRIVER_PROFILES])
+)
+@click.option(
+    "--attempts",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="Rounds of dialling (all numbers on all modems) per call.",
+)
+@click.option(
+    "--retry-delay",
+    default="60s",
+    show_default=True,
+    help="Wait before the next round; doubles each time.",
+)
 @click.option("--time-scale", type=float, default=1.0, hidden=True)
-def init(directory: str, name: str, centre_key: str, numbers: tuple[str, ...],
-         ports: tuple[str, ...], profile: str, attempts: int, retry_delay: str,
-         time_scale: float) -> None:
+def init(
+    directory: str,
+    name: str,
+    centre_key: str,
+    numbers: tuple[str, ...],
+    ports: tuple[str, ...],
+    profile: str,
+    attempts: int,
+    retry_delay: str,
+    time_scale: float,
+) -> None:
     """Set up this device in DIRECTORY: key pair, config and spool. Never overwrites."""
     folder = Path(directory)
     try:
         delay = parse_duration(retry_delay)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--retry-delay") from None
-    config = ClientConfig(path=folder / "client.toml", name=name, key=Path("device.key"),
-                          spool=Path("spool.db"), numbers=list(numbers), ports=list(ports),
-                          profile=profile, time_scale=time_scale, attempts=attempts,
-                          retry_delay=delay)
+    config = ClientConfig(
+        path=folder / "client.toml",
+        name=name,
+        key=Path("device.key"),
+        spool=Path("spool.db"),
+        numbers=list(numbers),
+        ports=list(ports),
+        profile=profile,
+        time_scale=time_scale,
+        attempts=attempts,
+        retry_delay=delay,
+    )
     try:
         config.centre_key = parse_public_key(centre_key)
     except KeyFileError as exc:
@@ -173,11 +231,15 @@ def init(directory: str, name: str, centre_key: str, numbers: tuple[str, ...],
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--number") from None
     key_file = folder / "device.key"
-    made = reporting_errors(lambda: create_files({
-        folder / "spool.db": lambda path: Spool(path, create=True).close(),
-        key_file: write_private_key,
-        config.path: lambda path: path.write_text(config.dump(centre_key.strip())),
-    }))
+    made = reporting_errors(
+        lambda: create_files(
+            {
+                folder / "spool.db": lambda path: Spool(path, create=True).close(),
+                key_file: write_private_key,
+                config.path: lambda path: path.write_text(config.dump(centre_key.strip())),
+            }
+        )
+    )
     private = made[key_file]
     public = encode_key(public_of(private))
     click.echo(f"device {name} set up in {folder}")
@@ -206,26 +268,38 @@ class _Narrator:
         }.get(step, step)
         if step == "dialling":
             text += " ... ringing, training"
-        click.echo(f"[{time.monotonic() - self.started:6.1f} s] " + text.format(**fields),
-                   err=self.to_stderr)
+        click.echo(
+            f"[{time.monotonic() - self.started:6.1f} s] " + text.format(**fields),
+            err=self.to_stderr,
+        )
 
 
 @main.command()
-@click.option("--file", "report_file", type=click.File("r"),
-              help="A JSON file with the report (an object).")
+@click.option(
+    "--file", "report_file", type=click.File("r"), help="A JSON file with the report (an object)."
+)
 @click.option("--severity", type=click.Choice(SEVERITIES))
 @click.option("--component")
 @click.option("--state")
 @click.option("--message")
-@click.option("--kind", type=click.Choice(["report", "inventory"]), default="report",
-              show_default=True)
+@click.option(
+    "--kind", type=click.Choice(["report", "inventory"]), default="report", show_default=True
+)
 @click.option("--no-call", is_flag=True, help="Only queue it; the next call carries it.")
 @click.option("--json", "as_json", is_flag=True)
 @logging_options
 @click.pass_obj
-def send(config_path: Path, report_file: Any, severity: str | None, component: str | None,
-         state: str | None, message: str | None, kind: str, no_call: bool,
-         as_json: bool) -> None:
+def send(
+    config_path: Path,
+    report_file: Any,
+    severity: str | None,
+    component: str | None,
+    state: str | None,
+    message: str | None,
+    kind: str,
+    no_call: bool,
+    as_json: bool,
+) -> None:
     """Queue a report, then call the centre with everything queued."""
     content: dict[str, Any] = {}
     if report_file is not None:
@@ -236,15 +310,20 @@ def send(config_path: Path, report_file: Any, severity: str | None, component: s
         if not isinstance(content, dict):
             raise click.BadParameter("the report must be a JSON object", param_hint="--file")
         if content.get("severity") is not None and content["severity"] not in SEVERITIES:
-            raise click.BadParameter(f"severity {content['severity']!r} is not one of "
-                                     f"{', '.join(SEVERITIES)}", param_hint="--file")
-    for key, value in (("severity", severity), ("component", component), ("state", state),
-                       ("message", message)):
+            raise click.BadParameter(
+                f"severity {content['severity']!r} is not one of {', '.join(SEVERITIES)}",
+                param_hint="--file",
+            )
+    for key, value in (
+        ("severity", severity),
+        ("component", component),
+        ("state", state),
+        ("message", message),
+    ):
         if value is not None:
             content[key] = value
     if not content:
-        raise click.UsageError("give a report: --file, or --severity/--component/--state/"
-                               "--message")
+        raise click.UsageError("give a report: --file, or --severity/--component/--state/--message")
     content.setdefault("time", int(time.time()))
     report = run_async(_send(config_path, Kind.from_label(kind), content, no_call, as_json))
     if report is None:
@@ -253,12 +332,15 @@ def send(config_path: Path, report_file: Any, severity: str | None, component: s
     sys.exit(report.exit_code)
 
 
-async def _send(config_path: Path, kind: Kind, content: dict[str, Any], no_call: bool,
-                as_json: bool) -> CallReport | None:
+async def _send(
+    config_path: Path, kind: Kind, content: dict[str, Any], no_call: bool, as_json: bool
+) -> CallReport | None:
     config, spool = _client(config_path)
     try:
-        summary = " ".join(str(content[k]) for k in ("severity", "component", "state")
-                           if k in content) or None
+        summary = (
+            " ".join(str(content[k]) for k in ("severity", "component", "state") if k in content)
+            or None
+        )
         seq = spool.enqueue(kind, content, summary)
         click.echo(f"queued as message {seq}", err=as_json)
         if no_call:
@@ -274,6 +356,7 @@ async def _send(config_path: Path, kind: Kind, content: dict[str, Any], no_call:
 @click.pass_obj
 def queue(config_path: Path, as_json: bool) -> None:
     """What waits in the spool for the next call."""
+
     def read() -> list[Any]:
         _config, spool = _client(config_path)
         try:
@@ -282,9 +365,19 @@ def queue(config_path: Path, as_json: bool) -> None:
             spool.close()
 
     messages = reporting_errors(read)
-    items = [{"seq": m.seq, "kind": m.kind.label, "created": _iso(m.created),
-              "attempts": m.attempts, "status": m.status, "detail": m.detail,
-              "summary": m.summary, "bytes": len(m.body)} for m in messages]
+    items = [
+        {
+            "seq": m.seq,
+            "kind": m.kind.label,
+            "created": _iso(m.created),
+            "attempts": m.attempts,
+            "status": m.status,
+            "detail": m.detail,
+            "summary": m.summary,
+            "bytes": len(m.body),
+        }
+        for m in messages
+    ]
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
@@ -294,8 +387,10 @@ def queue(config_path: Path, as_json: bool) -> None:
     click.echo(f"{'seq':>5} {'kind':<10} {'created':<20} {'tries':>5} {'bytes':>6}  status")
     for item in items:
         status = item["status"] + (f" ({item['detail']})" if item["detail"] else "")
-        click.echo(f"{item['seq']:>5} {item['kind']:<10} {item['created']:<20} "
-                   f"{item['attempts']:>5} {item['bytes']:>6}  {status}  {item['summary'] or ''}")
+        click.echo(
+            f"{item['seq']:>5} {item['kind']:<10} {item['created']:<20} "
+            f"{item['attempts']:>5} {item['bytes']:>6}  {status}  {item['summary'] or ''}"
+        )
 
 
 @main.command(name="line-test")
@@ -346,8 +441,9 @@ def _print_call(report: CallReport, as_json: bool, *, title: str) -> None:
         "ok": "acknowledged by the centre",
         "refused": f"refused by the centre ({report.detail})",
         "dropped": "the call was cut before the centre answered everything",
-    }.get(report.result, f"failed: {report.result}" + (f" ({report.detail})"
-                                                        if report.detail else ""))
+    }.get(
+        report.result, f"failed: {report.result}" + (f" ({report.detail})" if report.detail else "")
+    )
     click.echo(f"\n{title}: {verdict}")
     rows: list[tuple[str, str]] = []
     if report.number:
@@ -357,8 +453,11 @@ def _print_call(report: CallReport, as_json: bool, *, title: str) -> None:
     if report.connect:
         connect = report.connect
         parts = [f"{connect.get('dce_rate') or '?'} bit/s"]
-        parts += [str(connect[k]) for k in ("modulation", "error_correction", "compression")
-                  if connect.get(k)]
+        parts += [
+            str(connect[k])
+            for k in ("modulation", "error_correction", "compression")
+            if connect.get(k)
+        ]
         rows.append(("line", ", ".join(parts) + f"  ({connect['connect']})"))
     if report.handshake_seconds is not None:
         rows.append(("handshake", f"{report.handshake_seconds:.2f} s round trip"))
@@ -372,9 +471,13 @@ def _print_call(report: CallReport, as_json: bool, *, title: str) -> None:
         rows.append(("clock skew", f"{report.skew_ms:+d} ms against the centre"))
     delivered = len(report.acknowledged) + len(report.duplicates)
     if report.sent:
-        rows.append(("messages", f"{delivered} of {len(report.sent)} acknowledged"
-                     + (f" ({len(report.duplicates)} already held)" if report.duplicates
-                        else "")))
+        rows.append(
+            (
+                "messages",
+                f"{delivered} of {len(report.sent)} acknowledged"
+                + (f" ({len(report.duplicates)} already held)" if report.duplicates else ""),
+            )
+        )
     if report.rejected:
         rows.append(("rejected", ", ".join(f"{s}: {r}" for s, r in report.rejected.items())))
     if report.undelivered:
@@ -418,8 +521,12 @@ def probe(url: str, as_json: bool, profile: str, timings: Timings) -> None:
         return
     click.echo(f"port          {result['port']['url']} ({result['port']['kind']})")
     lines = result["port"]
-    click.echo("control lines " + ", ".join(
-        f"{name.upper()} {'yes' if lines[name] else 'no'}" for name in ("dtr", "dcd", "ri")))
+    click.echo(
+        "control lines "
+        + ", ".join(
+            f"{name.upper()} {'yes' if lines[name] else 'no'}" for name in ("dtr", "dcd", "ri")
+        )
+    )
     click.echo(f"carrier watch {'DCD' if result['dcd_trusted'] else 'NO CARRIER text'}")
     click.echo(f"profile       {result['profile']}")
     for key, value in result["identity"].items():
@@ -429,8 +536,10 @@ def probe(url: str, as_json: bool, profile: str, timings: Timings) -> None:
 async def _probe(url: str, profile: str, timings: Timings) -> dict[str, Any]:
     async with await HayesModem.open(url, profile=profile, timings=timings) as modem:
         info = await modem.initialize()
-        identity = {f"ATI{k}": " / ".join(escape_bytes(line) for line in v)
-                    for k, v in info.identity.items()}
+        identity = {
+            f"ATI{k}": " / ".join(escape_bytes(line) for line in v)
+            for k, v in info.identity.items()
+        }
         for command in ("+GMI", "+GMM", "+GMR", "+GCAP"):
             try:
                 response = await modem.command(command)
@@ -438,27 +547,47 @@ async def _probe(url: str, profile: str, timings: Timings) -> dict[str, Any]:
                 continue
             if response.ok and response.info:
                 identity[f"AT{command}"] = " / ".join(escape_bytes(x) for x in response.info)
-        return {"profile": info.profile, "port": info.port, "dcd_trusted": info.dcd_trusted,
-                "identity": identity}
+        return {
+            "profile": info.profile,
+            "port": info.port,
+            "dcd_trusted": info.dcd_trusted,
+            "identity": identity,
+        }
 
 
 @modem.command(name="at")
 @click.argument("url")
 @click.argument("commands", nargs=-1, required=True)
-@click.option("--init/--no-init", default=False, show_default=True,
-              help="Initialise the modem first (reset and the profile's settings).")
+@click.option(
+    "--init/--no-init",
+    default=False,
+    show_default=True,
+    help="Initialise the modem first (reset and the profile's settings).",
+)
 @click.option("--timeout", type=float, default=None, help="Seconds per command.")
 @modem_options
 @logging_options
-def at_command(url: str, commands: tuple[str, ...], init: bool, timeout: float | None,
-               profile: str, timings: Timings) -> None:
+def at_command(
+    url: str,
+    commands: tuple[str, ...],
+    init: bool,
+    timeout: float | None,
+    profile: str,
+    timings: Timings,
+) -> None:
     """Send COMMANDS (e.g. ATI3 'ATS7?') and print the modem's answers."""
     ok = run_async(_at(url, commands, init, timeout, profile, timings))
     sys.exit(exitcodes.OK if ok else exitcodes.MODEM)
 
 
-async def _at(url: str, commands: tuple[str, ...], init: bool, timeout: float | None,
-              profile: str, timings: Timings) -> bool:
+async def _at(
+    url: str,
+    commands: tuple[str, ...],
+    init: bool,
+    timeout: float | None,
+    profile: str,
+    timings: Timings,
+) -> bool:
     all_ok = True
     async with await HayesModem.open(url, profile=profile, timings=timings) as modem:
         if init:
@@ -480,8 +609,7 @@ async def _at(url: str, commands: tuple[str, ...], init: bool, timeout: float | 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @modem_options
 @logging_options
-def dial(url: str, number: str, hold: float, as_json: bool, profile: str,
-         timings: Timings) -> None:
+def dial(url: str, number: str, hold: float, as_json: bool, profile: str, timings: Timings) -> None:
     """Dial NUMBER, report the connect record, hang up. The exit code says what happened."""
     result = run_async(_dial(url, number, hold, profile, timings))
     if as_json:
@@ -498,8 +626,9 @@ def dial(url: str, number: str, hold: float, as_json: bool, profile: str,
     sys.exit(result["exit_code"])
 
 
-async def _dial(url: str, number: str, hold: float, profile: str,
-                timings: Timings) -> dict[str, Any]:
+async def _dial(
+    url: str, number: str, hold: float, profile: str, timings: Timings
+) -> dict[str, Any]:
     async with await HayesModem.open(url, profile=profile, timings=timings) as modem:
         await modem.initialize()
         try:

@@ -35,10 +35,15 @@ class ClientConfig:
             {
                 "device": {"name": self.name, "key": str(self.key), "spool": str(self.spool)},
                 "centre": {"public_key": centre_key_text, "numbers": self.numbers},
-                "modem": {"ports": self.ports, "profile": self.profile,
-                          "time_scale": self.time_scale},
-                "calls": {"attempts": self.attempts,
-                          "retry_delay": format_duration(self.retry_delay)},
+                "modem": {
+                    "ports": self.ports,
+                    "profile": self.profile,
+                    "time_scale": self.time_scale,
+                },
+                "calls": {
+                    "attempts": self.attempts,
+                    "retry_delay": format_duration(self.retry_delay),
+                },
             },
             header="callhome client configuration\npaths are relative to this file's folder",
         )
@@ -121,8 +126,11 @@ def create_files(makers: dict[Path, Callable[[Path], Any]]) -> dict[Path, Any]:
                 raise SetupError(f"cannot write {path}: {exc.strerror}") from None
     except BaseException:
         for path in made:
-            for leftover in (path, path.with_name(path.name + "-wal"),
-                             path.with_name(path.name + "-shm")):
+            for leftover in (
+                path,
+                path.with_name(path.name + "-wal"),
+                path.with_name(path.name + "-shm"),
+            ):
                 with contextlib.suppress(OSError):
                     leftover.unlink(missing_ok=True)
         raise

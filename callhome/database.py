@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 
-def connect(path: Path, *, create: bool, busy_timeout: float = 10.0,
-            check_same_thread: bool = True) -> sqlite3.Connection:
+def connect(
+    path: Path, *, create: bool, busy_timeout: float = 10.0, check_same_thread: bool = True
+) -> sqlite3.Connection:
     """Open `path` in autocommit mode (transactions are explicit) with WAL and FULL sync.
 
     Raises sqlite3.Error; callers wrap it in their own error type with `explain`."""
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout,
-                         check_same_thread=check_same_thread)
+    db = sqlite3.connect(
+        path, isolation_level=None, timeout=busy_timeout, check_same_thread=check_same_thread
+    )
     db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     db.execute("PRAGMA journal_mode = WAL")
     # FULL: a commit survives power loss, which is what an acknowledgement promises.
@@ -32,8 +34,9 @@ def connect(path: Path, *, create: bool, busy_timeout: float = 10.0,
 
 
 @contextlib.contextmanager
-def write_transaction(db: sqlite3.Connection,
-                      fail: Callable[[sqlite3.Error], Exception]) -> Iterator[sqlite3.Connection]:
+def write_transaction(
+    db: sqlite3.Connection, fail: Callable[[sqlite3.Error], Exception]
+) -> Iterator[sqlite3.Connection]:
     """`BEGIN IMMEDIATE` ... `COMMIT`; rolled back on any exception; a SQLite error
     (also one raised by COMMIT itself, e.g. a full disk) becomes `fail(error)`."""
     try:
@@ -82,18 +85,29 @@ class Database:
     created_by: ClassVar[str]
     """The command that creates one: "callhome init"."""
 
-    def __init__(self, path: str | Path, *, create: bool = False, busy_timeout: float = 10.0,
-                 check_same_thread: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = False,
+        busy_timeout: float = 10.0,
+        check_same_thread: bool = True,
+    ) -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise self.error(f"{self.path}: {self.what} does not exist (run `{self.created_by}`)")
         try:
-            self._db = connect(self.path, create=create, busy_timeout=busy_timeout,
-                               check_same_thread=check_same_thread)
+            self._db = connect(
+                self.path,
+                create=create,
+                busy_timeout=busy_timeout,
+                check_same_thread=check_same_thread,
+            )
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > self.schema_version:
-                raise self.error(f"{self.path}: made by a newer callhome (schema {version}); "
-                                 "upgrade this one")
+                raise self.error(
+                    f"{self.path}: made by a newer callhome (schema {version}); upgrade this one"
+                )
             if version < self.schema_version:
                 self._db.executescript(self.schema)  # commits on its own; idempotent
                 self._db.execute(f"PRAGMA user_version = {self.schema_version}")

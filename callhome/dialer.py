@@ -49,8 +49,18 @@ log = structlog.get_logger("callhome.dialer")
 Progress = Callable[..., None]
 
 # when several numbers and modems failed differently, report the most telling
-_SIGNIFICANCE = ["refused", "protocol", "dropped", "busy", "no answer", "no carrier",
-                 "dial refused", "no dial tone", "modem", "aborted"]
+_SIGNIFICANCE = [
+    "refused",
+    "protocol",
+    "dropped",
+    "busy",
+    "no answer",
+    "no carrier",
+    "dial refused",
+    "no dial tone",
+    "modem",
+    "aborted",
+]
 
 
 @dataclass
@@ -107,8 +117,13 @@ async def call_centre(
             try:
                 await modem.connect()
                 info = await modem.initialize()
-            except (PortOpenError, PortGone, ModemNotResponding, InitialisationError,
-                    ModemTimeout) as exc:
+            except (
+                PortOpenError,
+                PortGone,
+                ModemNotResponding,
+                InitialisationError,
+                ModemTimeout,
+            ) as exc:
                 failures.append("modem")
                 details["modem"] = str(exc)
                 attempts.append({"port": port, "result": "modem", "detail": str(exc)})
@@ -126,17 +141,21 @@ async def call_centre(
                     except ModemError as exc:
                         failures.append("modem")
                         details["modem"] = str(exc)
-                        attempts.append({"port": port, "number": number, "result": "modem",
-                                         "detail": str(exc)})
+                        attempts.append(
+                            {"port": port, "number": number, "result": "modem", "detail": str(exc)}
+                        )
                         break
                     if outcome.connected and outcome.call is not None:
-                        report = await _converse(config, spool, private_key, modem,
-                                                 outcome.call, counter, progress)
+                        report = await _converse(
+                            config, spool, private_key, modem, outcome.call, counter, progress
+                        )
                         report.port, report.profile, report.number = port, info.profile, number
                         report.connect_seconds = outcome.seconds
                         report.line_seconds = time.monotonic() - started
-                        report.attempts = [*attempts, {"port": port, "number": number,
-                                                       "result": "connected"}]
+                        report.attempts = [
+                            *attempts,
+                            {"port": port, "number": number, "result": "connected"},
+                        ]
                         _remember(spool, report)
                         return report
                     result = exitcodes.DIAL_RESULTS[outcome.outcome]
@@ -154,8 +173,12 @@ async def call_centre(
             await asyncio.sleep(delay)
             delay *= 2
     result = min(failures, key=_SIGNIFICANCE.index) if failures else "modem"
-    report = CallReport(result=result, detail=details.get(result, ""), attempts=attempts,
-                        undelivered=[m.seq for m in spool.queued()])
+    report = CallReport(
+        result=result,
+        detail=details.get(result, ""),
+        attempts=attempts,
+        undelivered=[m.seq for m in spool.queued()],
+    )
     _remember(spool, report)
     return report
 
@@ -170,13 +193,16 @@ async def _converse(
     progress: Progress,
 ) -> CallReport:
     report = CallReport(result="protocol", connect=call.record.as_dict())
-    progress("connected", connect=call.record.connect_line.decode("latin-1"),
-             rate=call.record.rate)
+    progress("connected", connect=call.record.connect_line.decode("latin-1"), rate=call.record.rate)
     loop = asyncio.get_running_loop()
     queued = spool.queued()
-    session = ClientSession(static_private=private_key, server_public=config.centre_key,
-                            call_counter=counter, epoch=spool.epoch,
-                            config=transfer_config(call.record.rate, config.time_scale))
+    session = ClientSession(
+        static_private=private_key,
+        server_public=config.centre_key,
+        call_counter=counter,
+        epoch=spool.epoch,
+        config=transfer_config(call.record.rate, config.time_scale),
+    )
     for message in queued:
         session.queue(message.seq, message.encoded(), message.uncompressed())
     session.finish()
@@ -192,8 +218,9 @@ async def _converse(
             handshake_done.append(loop.time())
             report.handshake_seconds = event.round_trip
             # the centre's clock, read half a round trip ago
-            report.skew_ms = int(event.server_clock_ms + event.round_trip * 500
-                                 - time.time() * 1000)
+            report.skew_ms = int(
+                event.server_clock_ms + event.round_trip * 500 - time.time() * 1000
+            )
             progress("transfer", messages=len(queued), round_trip=event.round_trip)
         elif isinstance(event, MessageAcknowledged):
             spool.acknowledged(event.seq)
@@ -224,22 +251,30 @@ async def _converse(
     progress("hanging up")
     with contextlib.suppress(HangupFailed, ModemError):
         await modem.hangup()
-    log.info("call.done", result=report.result, sent=len(report.sent),
-             acknowledged=len(report.acknowledged) + len(report.duplicates),
-             bytes_sent=report.bytes_sent, bytes_received=report.bytes_received)
+    log.info(
+        "call.done",
+        result=report.result,
+        sent=len(report.sent),
+        acknowledged=len(report.acknowledged) + len(report.duplicates),
+        bytes_sent=report.bytes_sent,
+        bytes_received=report.bytes_received,
+    )
     return report
 
 
 def _remember(spool: Spool, report: CallReport) -> None:
     """What the next line test tells the centre about this call."""
-    spool.remember_call({
-        "result": report.result,
-        "connect_ms": None if report.connect_seconds is None
-        else int(report.connect_seconds * 1000),
-        "total_ms": None if report.line_seconds is None else int(report.line_seconds * 1000),
-        "rate": (report.connect or {}).get("dce_rate"),
-        "skew_ms": report.skew_ms,
-    })
+    spool.remember_call(
+        {
+            "result": report.result,
+            "connect_ms": None
+            if report.connect_seconds is None
+            else int(report.connect_seconds * 1000),
+            "total_ms": None if report.line_seconds is None else int(report.line_seconds * 1000),
+            "rate": (report.connect or {}).get("dce_rate"),
+            "skew_ms": report.skew_ms,
+        }
+    )
 
 
 def line_test_content(spool: Spool) -> dict[str, Any]:
@@ -247,6 +282,7 @@ def line_test_content(spool: Spool) -> dict[str, Any]:
     return {
         "time": int(time.time()),
         "skew_ms": previous.get("skew_ms"),
-        "previous": {key: previous.get(key)
-                     for key in ("result", "connect_ms", "total_ms", "rate")},
+        "previous": {
+            key: previous.get(key) for key in ("result", "connect_ms", "total_ms", "rate")
+        },
     }

@@ -30,8 +30,7 @@ def encode_key(key: bytes) -> str:
 def parse_public_key(text: str) -> bytes:
     value = text.strip()
     try:
-        key = bytes.fromhex(value) if len(value) == 64 else base64.b64decode(value,
-                                                                              validate=True)
+        key = bytes.fromhex(value) if len(value) == 64 else base64.b64decode(value, validate=True)
     except (ValueError, binascii.Error):
         raise KeyFileError(f"not a public key: {value[:60]!r}") from None
     if len(key) != 32:
@@ -68,11 +67,13 @@ def load_private_key(path: str | Path) -> bytes:
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
             f"{path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o}); "
-            f"run: chmod 600 {path}")
+            f"run: chmod 600 {path}"
+        )
     if info.st_uid != os.getuid():
         raise KeyFileError(f"{path} belongs to another user (uid {info.st_uid})")
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    ]
     if len(lines) != 1:
         raise KeyFileError(f"{path}: not a callhome private key file")
     try:

@@ -67,8 +67,9 @@ async def run_session(
             deadline = session.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             waiting = {reader} | ({stopper} if stopper is not None else set())
-            done, _ = await asyncio.wait(waiting, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             if stopper is not None and stopper in done:
                 return "stopped"
             now = loop.time()

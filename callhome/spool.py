@@ -80,8 +80,9 @@ class Spool(Database):
         super().__init__(path, create=create)
         if self._get("epoch") is None:  # new: written once, so a read-only spool still reads
             with self._write() as db:
-                db.execute("INSERT OR IGNORE INTO state VALUES ('epoch', ?)",
-                           (str(secrets.randbits(32)),))
+                db.execute(
+                    "INSERT OR IGNORE INTO state VALUES ('epoch', ?)", (str(secrets.randbits(32)),)
+                )
                 db.execute("INSERT OR IGNORE INTO state VALUES ('call_counter', '0')")
 
     def _get(self, key: str) -> str | None:
@@ -97,8 +98,10 @@ class Spool(Database):
     def next_call_counter(self) -> int:
         """Increment and commit the call counter; use the value for one dial."""
         with self._write() as db:
-            value = int(db.execute("SELECT value FROM state WHERE key = 'call_counter'")
-                        .fetchone()[0]) + 1
+            value = (
+                int(db.execute("SELECT value FROM state WHERE key = 'call_counter'").fetchone()[0])
+                + 1
+            )
             db.execute("UPDATE state SET value = ? WHERE key = 'call_counter'", (str(value),))
         return value
 
@@ -111,8 +114,8 @@ class Spool(Database):
             cursor = db.execute(
                 "INSERT INTO messages (kind, body, compressed, plain, created, summary) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (kind.label, message.body, int(message.compressed), plain, time.time(),
-                 summary))
+                (kind.label, message.body, int(message.compressed), plain, time.time(), summary),
+            )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -120,16 +123,19 @@ class Spool(Database):
         where = "" if include_rejected else "WHERE status = 'queued'"
         rows = self._read(
             "SELECT seq, kind, body, compressed, plain, created, attempts, status, detail, "
-            f"summary FROM messages {where} ORDER BY seq")
-        return [SpooledMessage(seq, Kind.from_label(kind), body, bool(compressed), plain,
-                               created, attempts, status, detail, summary)
-                for seq, kind, body, compressed, plain, created, attempts, status, detail,
-                summary in rows]
+            f"summary FROM messages {where} ORDER BY seq"
+        )
+        return [
+            SpooledMessage(seq, Kind.from_label(kind), body, bool(compressed), *rest)
+            for seq, kind, body, compressed, *rest in rows
+        ]
 
     def attempted(self, seqs: list[int]) -> None:
         with self._write() as db:
-            db.executemany("UPDATE messages SET attempts = attempts + 1 WHERE seq = ?",
-                           [(seq,) for seq in seqs])
+            db.executemany(
+                "UPDATE messages SET attempts = attempts + 1 WHERE seq = ?",
+                [(seq,) for seq in seqs],
+            )
 
     def acknowledged(self, seq: int) -> None:
         """The centre holds it durably: it leaves the spool."""
@@ -139,13 +145,13 @@ class Spool(Database):
     def rejected(self, seq: int, reason: str) -> None:
         """The centre will never take it: kept, marked, for the operator to see."""
         with self._write() as db:
-            db.execute("UPDATE messages SET status = 'rejected', detail = ? WHERE seq = ?",
-                       (reason, seq))
+            db.execute(
+                "UPDATE messages SET status = 'rejected', detail = ? WHERE seq = ?", (reason, seq)
+            )
 
     def remember_call(self, stats: dict[str, Any]) -> None:
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO state VALUES ('last_call', ?)",
-                       (json.dumps(stats),))
+            db.execute("INSERT OR REPLACE INTO state VALUES ('last_call', ?)", (json.dumps(stats),))
 
     def last_call(self) -> dict[str, Any] | None:
         value = self._get("last_call")

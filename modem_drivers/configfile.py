@@ -18,8 +18,14 @@ from typing import Any
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-               dict: "a table", list: "a list"}
+_KIND_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    dict: "a table",
+    list: "a list",
+}
 REQUIRED: Any = ...
 """The default that makes a key mandatory."""
 

@@ -47,7 +47,7 @@ def unregister(name: str) -> None:
 
 
 def connect(url: str, protocol: asyncio.Protocol) -> tuple[asyncio.Transport, ModemLines]:
-    name = url[len(SCHEME):] if url.startswith(SCHEME) else url
+    name = url[len(SCHEME) :] if url.startswith(SCHEME) else url
     try:
         connector = _endpoints[name]
     except KeyError:

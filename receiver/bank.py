@@ -55,8 +55,10 @@ def summarise(content: bytes) -> dict[str, str | None]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {key: str(data[key])[:200] if data.get(key) is not None else None
-            for key in ("severity", "component", "state")}
+    return {
+        key: str(data[key])[:200] if data.get(key) is not None else None
+        for key in ("severity", "component", "state")
+    }
 
 
 @dataclass
@@ -87,8 +89,7 @@ class PortWorker:
         bank = self.bank
         backoff = 1.0 * bank.scale
         while not bank.stopping.is_set():
-            modem = HayesModem(self.url, profile=bank.profile, timings=bank.timings,
-                               name=self.name)
+            modem = HayesModem(self.url, profile=bank.profile, timings=bank.timings, name=self.name)
             try:
                 await modem.connect()
                 await modem.initialize()
@@ -122,9 +123,11 @@ class PortWorker:
         stopper = asyncio.ensure_future(self.bank.stopping.wait())
         try:
             while True:
-                done, _ = await asyncio.wait({waiter, stopper},
-                                             timeout=self.bank.health_check,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {waiter, stopper},
+                    timeout=self.bank.health_check,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 if waiter in done:
                     return waiter.result()
                 if stopper in done:
@@ -160,12 +163,17 @@ class PortWorker:
             if not outcome.connected or outcome.call is None:
                 self._log.info("call.not_connected", outcome=outcome.outcome.value)
                 return
-            bank.notify("answered", port=self.name, caller=caller,
-                        connect=outcome.call.record.connect_line.decode("latin-1"))
+            bank.notify(
+                "answered",
+                port=self.name,
+                caller=caller,
+                connect=outcome.call.record.connect_line.decode("latin-1"),
+            )
             state = CallState(self.name, caller)
             try:
-                state.call_id = await bank.store.run(bank.store.store.start_call, self.name,
-                                                     caller, time.time())
+                state.call_id = await bank.store.run(
+                    bank.store.store.start_call, self.name, caller, time.time()
+                )
                 await self._serve(outcome.call, state)
             except (ModemError, OSError):
                 raise
@@ -223,38 +231,62 @@ class PortWorker:
                 reason = RefusalReason.UNKNOWN_DEVICE
             elif device.revoked:
                 reason = RefusalReason.REVOKED
-            elif not await store.run(store.store.advance_counter, device.id,
-                                     event.call_counter, time.time()):
+            elif not await store.run(
+                store.store.advance_counter, device.id, event.call_counter, time.time()
+            ):
                 reason = RefusalReason.STALE_COUNTER
             else:
                 state.device = device
                 state.epoch = event.epoch
                 partial = await store.run(store.store.partials, device.id, event.epoch)
                 session.accept(loop.time(), clock_ms=int(time.time() * 1000), resume=partial)
-                self._log.info("call.accepted", device=device.name, counter=event.call_counter,
-                               resume=len(partial))
-                bank.notify("accepted", port=self.name, device=device.name,
-                            resume={seq: len(data) for seq, data in partial.items()})
+                self._log.info(
+                    "call.accepted",
+                    device=device.name,
+                    counter=event.call_counter,
+                    resume=len(partial),
+                )
+                bank.notify(
+                    "accepted",
+                    port=self.name,
+                    device=device.name,
+                    resume={seq: len(data) for seq, data in partial.items()},
+                )
                 return
             state.device = device if reason is not RefusalReason.UNKNOWN_DEVICE else None
             state.outcome = f"refused: {reason.text}"
             session.refuse(loop.time(), reason)
-            bank.notify("refused", port=self.name, reason=reason.text,
-                        device=device.name if device else None)
-            self._log.warning("call.refused", reason=reason.text,
-                              device=device.name if device else None,
-                              key=event.device_key.hex()[:16], counter=event.call_counter)
+            bank.notify(
+                "refused",
+                port=self.name,
+                reason=reason.text,
+                device=device.name if device else None,
+            )
+            self._log.warning(
+                "call.refused",
+                reason=reason.text,
+                device=device.name if device else None,
+                key=event.device_key.hex()[:16],
+                counter=event.call_counter,
+            )
         elif isinstance(event, MessageStarted):
             device = state.device
-            if device is not None and await store.run(store.store.has_message, device.id,
-                                                      state.epoch, event.seq):
+            if device is not None and await store.run(
+                store.store.has_message, device.id, state.epoch, event.seq
+            ):
                 session.message_stored(event.seq, loop.time(), duplicate=True)
                 self._log.info("message.duplicate", device=device.name, seq=event.seq)
         elif isinstance(event, MessageProgress):
             device = state.device
             assert device is not None
-            await store.run(store.store.append_partial, device.id, state.epoch, event.seq,
-                            event.offset, event.data)
+            await store.run(
+                store.store.append_partial,
+                device.id,
+                state.epoch,
+                event.seq,
+                event.offset,
+                event.data,
+            )
         elif isinstance(event, MessageReceived):
             await self._store(session, event, state)
         elif isinstance(event, MessageFailed):
@@ -264,33 +296,49 @@ class PortWorker:
             self._log.warning("call.protocol_error", error=str(event.error))
         # Closed: the outcome follows from how run_session ends
 
-    async def _store(self, session: ServerSession, event: MessageReceived,
-                     state: CallState) -> None:
+    async def _store(
+        self, session: ServerSession, event: MessageReceived, state: CallState
+    ) -> None:
         store = self.bank.store
         device = state.device
         assert device is not None
         try:
             stored = await store.run(
-                store.store.store_message, device.id, state.epoch, event.seq,
-                event.kind.label, event.content, summarise(event.content), state.call_id,
-                time.time())
+                store.store.store_message,
+                device.id,
+                state.epoch,
+                event.seq,
+                event.kind.label,
+                event.content,
+                summarise(event.content),
+                state.call_id,
+                time.time(),
+            )
         except StoreUnavailable as exc:
             # no acknowledgement: the device keeps the message and calls again
             state.error = str(exc)
             state.outcome = "store unavailable"
-            self._log.error("message.not_stored", device=device.name, seq=event.seq,
-                            error=str(exc))
+            self._log.error("message.not_stored", device=device.name, seq=event.seq, error=str(exc))
             session.abort(str(exc))
             return
         loop = asyncio.get_running_loop()
         session.message_stored(event.seq, loop.time(), duplicate=not stored)
         state.messages += 1
-        self._log.info("message.stored" if stored else "message.duplicate",
-                       device=device.name, kind=event.kind.label, seq=event.seq,
-                       size=event.body_size)
+        self._log.info(
+            "message.stored" if stored else "message.duplicate",
+            device=device.name,
+            kind=event.kind.label,
+            seq=event.seq,
+            size=event.body_size,
+        )
         self._log.debug("message.content", content=event.content.hex())
-        self.bank.notify("stored", device=device.name, message_kind=event.kind.label,
-                         seq=event.seq, duplicate=not stored)
+        self.bank.notify(
+            "stored",
+            device=device.name,
+            message_kind=event.kind.label,
+            seq=event.seq,
+            duplicate=not stored,
+        )
 
     async def _record(self, call: DataCall, state: CallState) -> None:
         record = call.record
@@ -298,19 +346,35 @@ class PortWorker:
         if state.call_id is not None:
             try:
                 await self.bank.store.run(
-                    self.bank.store.store.finish_call, state.call_id, ended=time.time(),
-                    outcome=outcome, device_id=state.device.id if state.device else None,
-                    rate=record.rate, modulation=record.modulation,
-                    error_correction=record.error_correction, bytes_in=call.bytes_in,
-                    bytes_out=call.bytes_out, messages=state.messages, error=state.error)
+                    self.bank.store.store.finish_call,
+                    state.call_id,
+                    ended=time.time(),
+                    outcome=outcome,
+                    device_id=state.device.id if state.device else None,
+                    rate=record.rate,
+                    modulation=record.modulation,
+                    error_correction=record.error_correction,
+                    bytes_in=call.bytes_in,
+                    bytes_out=call.bytes_out,
+                    messages=state.messages,
+                    error=state.error,
+                )
             except StoreUnavailable as exc:
                 self._log.error("call.not_recorded", error=str(exc))
-        self._log.info("call.ended", outcome=outcome,
-                       device=state.device.name if state.device else None,
-                       messages=state.messages, error=state.error)
-        self.bank.notify("call", outcome=outcome,
-                         device=state.device.name if state.device else None,
-                         caller=state.caller, port=self.name)
+        self._log.info(
+            "call.ended",
+            outcome=outcome,
+            device=state.device.name if state.device else None,
+            messages=state.messages,
+            error=state.error,
+        )
+        self.bank.notify(
+            "call",
+            outcome=outcome,
+            device=state.device.name if state.device else None,
+            caller=state.caller,
+            port=self.name,
+        )
 
 
 class Bank:
@@ -353,16 +417,22 @@ class Bank:
         tasks = [asyncio.ensure_future(worker.run()) for worker in self.workers]
         log.info("bank.started", ports=len(self.workers))
         await stop.wait()
-        log.info("bank.stopping", calls_in_progress=sum(w.in_call for w in self.workers),
-                 drain_seconds=self.drain_timeout)
+        log.info(
+            "bank.stopping",
+            calls_in_progress=sum(w.in_call for w in self.workers),
+            drain_seconds=self.drain_timeout,
+        )
         self.stopping.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.drain_timeout
         impatient = asyncio.ensure_future((hang_up_now or asyncio.Event()).wait())
         pending = set(tasks)
         while pending and not impatient.done() and loop.time() < deadline:
-            await asyncio.wait({*pending, impatient}, timeout=deadline - loop.time(),
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {*pending, impatient},
+                timeout=deadline - loop.time(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             pending = {task for task in tasks if not task.done()}
         impatient.cancel()
         if pending:
@@ -377,4 +447,3 @@ class Bank:
             if not task.cancelled() and task.exception() is not None:
                 log.error("bank.worker_failed", error=repr(task.exception()))
         log.info("bank.stopped")
-

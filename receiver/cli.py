@@ -70,9 +70,16 @@ pass_context = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
-              envvar="CALLHOME_RECEIVER_CONFIG", default=str(DEFAULT_PATH), show_default=True,
-              help="The centre's config file.")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="CALLHOME_RECEIVER_CONFIG",
+    default=str(DEFAULT_PATH),
+    show_default=True,
+    help="The centre's config file.",
+)
 @click.pass_context
 def main(ctx: click.Context, config_path: str) -> None:
     """The callhome centre: answers the devices' calls on a modem bank."""
@@ -83,22 +90,34 @@ def main(ctx: click.Context, config_path: str) -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--name", default="centre", show_default=True)
 @click.option("--port", "ports", multiple=True, help="A modem URL of the bank (repeatable).")
-@click.option("--profile", default="auto", show_default=True,
-              type=click.Choice(["auto", *DRIVER_PROFILES]))
+@click.option(
+    "--profile", default="auto", show_default=True, type=click.Choice(["auto", *DRIVER_PROFILES])
+)
 @click.option("--time-scale", type=float, default=1.0, hidden=True)
-def init(directory: str, name: str, ports: tuple[str, ...], profile: str,
-         time_scale: float) -> None:
+def init(
+    directory: str, name: str, ports: tuple[str, ...], profile: str, time_scale: float
+) -> None:
     """Create a centre in DIRECTORY: key pair, config and store. Never overwrites."""
     folder = Path(directory)
-    config = CentreConfig(path=folder / "centre.toml", name=name, key=Path("centre.key"),
-                          store=Path("centre.db"), ports=list(ports), profile=profile,
-                          time_scale=time_scale)
+    config = CentreConfig(
+        path=folder / "centre.toml",
+        name=name,
+        key=Path("centre.key"),
+        store=Path("centre.db"),
+        ports=list(ports),
+        profile=profile,
+        time_scale=time_scale,
+    )
     key_file = folder / "centre.key"
-    made = guarded(lambda: create_files({
-        folder / "centre.db": lambda path: SQLiteStore(path, create=True).close(),
-        key_file: write_private_key,
-        config.path: lambda path: path.write_text(config.dump()),
-    }))
+    made = guarded(
+        lambda: create_files(
+            {
+                folder / "centre.db": lambda path: SQLiteStore(path, create=True).close(),
+                key_file: write_private_key,
+                config.path: lambda path: path.write_text(config.dump()),
+            }
+        )
+    )
     private = made[key_file]
     click.echo(f"centre created in {folder}")
     click.echo(f"centre public key: {encode_key(public_of(private))}")
@@ -112,8 +131,14 @@ def init(directory: str, name: str, ports: tuple[str, ...], profile: str,
 @click.option("--grace", default=None, help="How late a test may be (e.g. 15m).")
 @click.option("--site", default=None, help="Where the device is (for routing alerts).")
 @pass_context
-def enroll(ctx: Context, name: str, pubkey: str, test_interval: str | None,
-           grace: str | None, site: str | None) -> None:
+def enroll(
+    ctx: Context,
+    name: str,
+    pubkey: str,
+    test_interval: str | None,
+    grace: str | None,
+    site: str | None,
+) -> None:
     """Enrol a device by NAME and public key."""
     config = ctx.config()
     key = guarded(lambda: parse_public_key(pubkey))
@@ -123,8 +148,7 @@ def enroll(ctx: Context, name: str, pubkey: str, test_interval: str | None,
     except ValueError as exc:
         fail(str(exc))
     store = ctx.store()
-    device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late,
-                                          site=site))
+    device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late, site=site))
     store.close()
     click.echo(f"enrolled {device.name} (tests every {interval:g} s, grace {late:g} s)")
 
@@ -164,23 +188,39 @@ def devices(ctx: Context, as_json: bool) -> None:
     store = ctx.store()
     rows = guarded(store.devices)
     store.close()
-    items = [{"name": d.name, "public_key": encode_key(d.public_key),
-              "enrolled": _when(d.enrolled_at), "revoked": _when(d.revoked_at),
-              "test_interval": d.test_interval, "grace": d.grace, "site": d.site,
-              "last_counter": d.last_counter, "last_seen": _when(d.last_seen)} for d in rows]
+    items = [
+        {
+            "name": d.name,
+            "public_key": encode_key(d.public_key),
+            "enrolled": _when(d.enrolled_at),
+            "revoked": _when(d.revoked_at),
+            "test_interval": d.test_interval,
+            "grace": d.grace,
+            "site": d.site,
+            "last_counter": d.last_counter,
+            "last_seen": _when(d.last_seen),
+        }
+        for d in rows
+    ]
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
     click.echo(f"{'name':<16} {'state':<8} {'last seen':<20} {'site':<10} public key")
     for item in items:
         state = "revoked" if item["revoked"] else "active"
-        click.echo(f"{item['name']:<16} {state:<8} {item['last_seen'] or '-':<20} "
-                   f"{item['site'] or '-':<10} {item['public_key']}")
+        click.echo(
+            f"{item['name']:<16} {state:<8} {item['last_seen'] or '-':<20} "
+            f"{item['site'] or '-':<10} {item['public_key']}"
+        )
 
 
 @main.command()
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
 @click.option("--json-logs/--console-logs", default=None)
 @pass_context
 def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
@@ -199,9 +239,16 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
 
 async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
     async_store = AsyncStore(store)
-    bank = Bank(config.ports, async_store, private, profile=config.profile,
-                rings=config.rings, health_check=config.health_check,
-                scale=config.time_scale, drain_timeout=config.drain * config.time_scale)
+    bank = Bank(
+        config.ports,
+        async_store,
+        private,
+        profile=config.profile,
+        rings=config.rings,
+        health_check=config.health_check,
+        scale=config.time_scale,
+        drain_timeout=config.drain * config.time_scale,
+    )
     stop, hang_up_now = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:
@@ -248,70 +295,131 @@ def _when(value: float | None) -> str | None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def calls(ctx: Context, device: str | None, since: str | None, until: str | None,
-          limit: int, as_json: bool) -> None:
+def calls(
+    ctx: Context,
+    device: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """The most recent calls, newest first."""
     store = ctx.store()
-    rows = guarded(lambda: store.calls(device=device, since=_since(since),
-                                       until=_since(until), limit=limit))
+    rows = guarded(
+        lambda: store.calls(device=device, since=_since(since), until=_since(until), limit=limit)
+    )
     store.close()
-    items = [{"id": c.id, "port": c.port, "caller_id": c.caller_id, "device": c.device,
-              "started": _when(c.started), "ended": _when(c.ended),
-              "seconds": None if c.ended is None else round(c.ended - c.started, 3),
-              "outcome": c.outcome, "rate": c.rate, "modulation": c.modulation,
-              "error_correction": c.error_correction, "bytes_in": c.bytes_in,
-              "bytes_out": c.bytes_out, "messages": c.messages, "error": c.error}
-             for c in rows]
+    items = [
+        {
+            "id": c.id,
+            "port": c.port,
+            "caller_id": c.caller_id,
+            "device": c.device,
+            "started": _when(c.started),
+            "ended": _when(c.ended),
+            "seconds": None if c.ended is None else round(c.ended - c.started, 3),
+            "outcome": c.outcome,
+            "rate": c.rate,
+            "modulation": c.modulation,
+            "error_correction": c.error_correction,
+            "bytes_in": c.bytes_in,
+            "bytes_out": c.bytes_out,
+            "messages": c.messages,
+            "error": c.error,
+        }
+        for c in rows
+    ]
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
-    click.echo(f"{'started':<20} {'port':<7} {'device':<12} {'caller':<12} {'rate':>6} "
-               f"{'in':>7} {'out':>6} {'msgs':>4}  outcome")
+    click.echo(
+        f"{'started':<20} {'port':<7} {'device':<12} {'caller':<12} {'rate':>6} "
+        f"{'in':>7} {'out':>6} {'msgs':>4}  outcome"
+    )
     for item in items:
-        click.echo(f"{item['started']:<20} {item['port']:<7} {item['device'] or '-':<12} "
-                   f"{item['caller_id'] or '-':<12} {item['rate'] or '-':>6} "
-                   f"{item['bytes_in']:>7} {item['bytes_out']:>6} {item['messages']:>4}  "
-                   f"{item['outcome']}")
+        click.echo(
+            f"{item['started']:<20} {item['port']:<7} {item['device'] or '-':<12} "
+            f"{item['caller_id'] or '-':<12} {item['rate'] or '-':>6} "
+            f"{item['bytes_in']:>7} {item['bytes_out']:>6} {item['messages']:>4}  "
+            f"{item['outcome']}"
+        )
 
 
 @main.command()
 @click.option("--device", default=None)
 @click.option("--since", default=None, help="ISO date/time or a duration ago (2h, 7d).")
 @click.option("--until", default=None)
-@click.option("--severity", type=click.Choice(SEVERITIES), default=None,
-              help="Only this severity.")
-@click.option("--min-severity", type=click.Choice(SEVERITIES), default=None,
-              help="This severity and worse.")
+@click.option("--severity", type=click.Choice(SEVERITIES), default=None, help="Only this severity.")
+@click.option(
+    "--min-severity", type=click.Choice(SEVERITIES), default=None, help="This severity and worse."
+)
 @click.option("--kind", type=click.Choice(["report", "line-test", "inventory"]), default=None)
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Include each message's content.")
 @pass_context
-def reports(ctx: Context, device: str | None, since: str | None, until: str | None,
-            severity: str | None, min_severity: str | None, kind: str | None, limit: int,
-            as_json: bool) -> None:
+def reports(
+    ctx: Context,
+    device: str | None,
+    since: str | None,
+    until: str | None,
+    severity: str | None,
+    min_severity: str | None,
+    kind: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Stored messages (reports, line tests, inventories), newest first."""
     if severity and min_severity:
         raise click.UsageError("give --severity or --min-severity, not both")
-    wanted = ([severity] if severity else
-              SEVERITIES[SEVERITIES.index(min_severity):] if min_severity else None)
+    wanted = (
+        [severity]
+        if severity
+        else SEVERITIES[SEVERITIES.index(min_severity) :]
+        if min_severity
+        else None
+    )
     store = ctx.store()
-    rows = guarded(lambda: store.messages(device=device, since=_since(since),
-                                          until=_since(until), severity=wanted, kind=kind,
-                                          limit=limit))
+    rows = guarded(
+        lambda: store.messages(
+            device=device,
+            since=_since(since),
+            until=_since(until),
+            severity=wanted,
+            kind=kind,
+            limit=limit,
+        )
+    )
     store.close()
     if as_json:
-        click.echo(json.dumps([{"id": m.id, "device": m.device, "message_id":
-                                f"{m.epoch:08x}-{m.seq}", "kind": m.kind,
-                                "severity": m.severity, "component": m.component,
-                                "state": m.state, "received": _when(m.received_at),
-                                "call_id": m.call_id, "content": _jsonable(m.content)}
-                               for m in rows], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": m.id,
+                        "device": m.device,
+                        "message_id": f"{m.epoch:08x}-{m.seq}",
+                        "kind": m.kind,
+                        "severity": m.severity,
+                        "component": m.component,
+                        "state": m.state,
+                        "received": _when(m.received_at),
+                        "call_id": m.call_id,
+                        "content": _jsonable(m.content),
+                    }
+                    for m in rows
+                ],
+                indent=2,
+            )
+        )
         return
-    click.echo(f"{'received':<20} {'device':<12} {'kind':<10} {'severity':<9} "
-               f"{'component':<14} state")
+    click.echo(
+        f"{'received':<20} {'device':<12} {'kind':<10} {'severity':<9} {'component':<14} state"
+    )
     for m in rows:
-        click.echo(f"{_when(m.received_at):<20} {m.device:<12} {m.kind:<10} "
-                   f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-'}")
+        click.echo(
+            f"{_when(m.received_at):<20} {m.device:<12} {m.kind:<10} "
+            f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-'}"
+        )
 
 
 def _jsonable(content: bytes) -> Any:

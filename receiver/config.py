@@ -30,15 +30,21 @@ class CentreConfig:
         return dump_toml(
             {
                 "centre": {"name": self.name, "key": str(self.key), "store": str(self.store)},
-                "bank": {"ports": self.ports, "profile": self.profile, "rings": self.rings,
-                         "health_check": format_duration(self.health_check),
-                         "drain": format_duration(self.drain),
-                         "time_scale": self.time_scale},
-                "devices": {"test_interval": format_duration(self.test_interval),
-                            "grace": format_duration(self.grace)},
+                "bank": {
+                    "ports": self.ports,
+                    "profile": self.profile,
+                    "rings": self.rings,
+                    "health_check": format_duration(self.health_check),
+                    "drain": format_duration(self.drain),
+                    "time_scale": self.time_scale,
+                },
+                "devices": {
+                    "test_interval": format_duration(self.test_interval),
+                    "grace": format_duration(self.grace),
+                },
             },
             header="callhome centre configuration (callhome-receiver)\n"
-                   "paths are relative to this file's folder",
+            "paths are relative to this file's folder",
         )
 
 

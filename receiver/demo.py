@@ -65,30 +65,47 @@ class Narrator:
             }.get(step)
             if text is not None:
                 self.say(who, text.format(**fields))
+
         return progress
 
     def centre(self, what: str, **fields: Any) -> None:
         if what == "answered":
-            self.say("centre", f"{fields['port']} answered {fields['caller'] or 'a caller'}: "
-                               f"{fields['connect']}")
+            self.say(
+                "centre",
+                f"{fields['port']} answered {fields['caller'] or 'a caller'}: {fields['connect']}",
+            )
         elif what == "accepted":
             resume = fields["resume"]
-            extra = (f", resuming message(s) {', '.join(map(str, resume))} from byte "
-                     f"{', '.join(map(str, resume.values()))}" if resume else "")
+            extra = (
+                f", resuming message(s) {', '.join(map(str, resume))} from byte "
+                f"{', '.join(map(str, resume.values()))}"
+                if resume
+                else ""
+            )
             self.say("centre", f"{fields['port']}: {fields['device']} authenticated{extra}")
         elif what == "refused":
             self.say("centre", f"{fields['port']}: refused ({fields['reason']})")
         elif what == "stored":
             kind = "already held: " if fields["duplicate"] else "stored "
-            self.say("centre", f"{kind}{fields['message_kind']} {fields['seq']} "
-                               f"from {fields['device']}")
+            self.say(
+                "centre", f"{kind}{fields['message_kind']} {fields['seq']} from {fields['device']}"
+            )
 
 
 @click.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False),
-              help="Keep everything here (default: a temporary folder, removed after).")
-@click.option("--time-scale", type=float, default=0.1, show_default=True,
-              help="Real seconds per network second (1.0: real modem timing).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Keep everything here (default: a temporary folder, removed after).",
+)
+@click.option(
+    "--time-scale",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Real seconds per network second (1.0: real modem timing).",
+)
 def demo(directory: str | None, time_scale: float) -> None:
     """A support centre and three client systems on the virtual phone network."""
     if time_scale <= 0:
@@ -111,23 +128,43 @@ def _run(folder: Path, time_scale: float) -> int:
         click.echo("callhome: demo interrupted", err=True)
         return 1
     except Exception as exc:  # the demo reports, it does not crash
-        click.echo(f"callhome: the demo failed: {type(exc).__name__}: {exc} "
-                   f"(details in {folder / 'demo.log'})", err=True)
+        click.echo(
+            f"callhome: the demo failed: {type(exc).__name__}: {exc} "
+            f"(details in {folder / 'demo.log'})",
+            err=True,
+        )
         return 1
 
 
 class _Client:
-    def __init__(self, folder: Path, name: str, profile: str, number: str, rate: int,
-                 centre_public: bytes, url: str, scale: float) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        profile: str,
+        number: str,
+        rate: int,
+        centre_public: bytes,
+        url: str,
+        scale: float,
+    ) -> None:
         self.name = name
         self.folder = folder / name
         self.private = write_private_key(self.folder / "device.key")
         self.spool = Spool(self.folder / "spool.db", create=True)
         self.config = ClientConfig(
-            path=self.folder / "client.toml", name=name, key=self.folder / "device.key",
-            spool=self.folder / "spool.db", centre_key=centre_public,
-            numbers=[CENTRE_NUMBER], ports=[url], profile="auto", time_scale=scale,
-            attempts=3, retry_delay=5.0)
+            path=self.folder / "client.toml",
+            name=name,
+            key=self.folder / "device.key",
+            spool=self.folder / "spool.db",
+            centre_key=centre_public,
+            numbers=[CENTRE_NUMBER],
+            ports=[url],
+            profile="auto",
+            time_scale=scale,
+            attempts=3,
+            retry_delay=5.0,
+        )
         self.config.path.write_text(self.config.dump(encode_key(centre_public)))
         self.profile, self.number, self.rate = profile, number, rate
 
@@ -155,23 +192,28 @@ async def _demo(folder: Path, scale: float) -> int:
     centre_folder = folder / "centre"
     store = SQLiteStore(centre_folder / "centre.db", create=True)
     centre_private = write_private_key(centre_folder / "centre.key")
-    centre_config = CentreConfig(path=centre_folder / "centre.toml",
-                                 ports=[urls[name] for name, _ in BANK], time_scale=scale)
+    centre_config = CentreConfig(
+        path=centre_folder / "centre.toml", ports=[urls[name] for name, _ in BANK], time_scale=scale
+    )
     centre_config.path.write_text(centre_config.dump())
-    clients = {name: _Client(folder, name, profile, number, rate, public_of(centre_private),
-                             urls[name], scale)
-               for name, profile, number, rate in (*CLIENTS, ROGUE)}
+    clients = {
+        name: _Client(
+            folder, name, profile, number, rate, public_of(centre_private), urls[name], scale
+        )
+        for name, profile, number, rate in (*CLIENTS, ROGUE)
+    }
     for name, _, _, _ in CLIENTS:
         store.enroll(name, clients[name].public, test_interval=86400, grace=900, site=None)
 
     click.echo(f"callhome demo in {folder}")
-    click.echo(f"  centre: {len(BANK)} modems ({', '.join(p for _, p in BANK)}) on "
-               f"{CENTRE_NUMBER}; enrolled: {', '.join(name for name, *_ in CLIENTS)}")
+    click.echo(
+        f"  centre: {len(BANK)} modems ({', '.join(p for _, p in BANK)}) on "
+        f"{CENTRE_NUMBER}; enrolled: {', '.join(name for name, *_ in CLIENTS)}"
+    )
     click.echo(f"  time runs {1 / scale:g}x faster than on a real line\n")
 
     async_store = AsyncStore(store)
-    bank = Bank(centre_config.ports, async_store, centre_private, scale=scale,
-                notify=say.centre)
+    bank = Bank(centre_config.ports, async_store, centre_private, scale=scale, notify=say.centre)
     stop = asyncio.Event()
     bank_task = asyncio.ensure_future(bank.run(stop))
     failures: list[str] = []
@@ -194,21 +236,27 @@ async def _demo(folder: Path, scale: float) -> int:
     if failures:
         click.echo("\nthe story did not go as written:\n  " + "\n  ".join(failures))
         return 1
-    click.echo(f"\neverything as expected. The log of every call is in {folder / 'demo.log'}"
-               if not str(folder).startswith(tempfile.gettempdir()) else
-               "\neverything as expected.")
+    click.echo(
+        f"\neverything as expected. The log of every call is in {folder / 'demo.log'}"
+        if not str(folder).startswith(tempfile.gettempdir())
+        else "\neverything as expected."
+    )
     return 0
 
 
 async def _call(say: Narrator, client: _Client, purpose: str) -> CallReport:
     say.say(client.name, purpose)
-    report = await call_centre(client.config, client.spool, client.private,
-                               progress=say.client(client.name))
+    report = await call_centre(
+        client.config, client.spool, client.private, progress=say.client(client.name)
+    )
     if report.result == "ok":
         held = f", {len(report.duplicates)} already held" if report.duplicates else ""
-        say.say(client.name, f"acknowledged: {len(report.acknowledged)} message(s){held}; "
-                             f"{report.bytes_sent} bytes sent, {report.bytes_received} "
-                             f"received, {report.line_seconds:.1f} s on the line")
+        say.say(
+            client.name,
+            f"acknowledged: {len(report.acknowledged)} message(s){held}; "
+            f"{report.bytes_sent} bytes sent, {report.bytes_received} "
+            f"received, {report.line_seconds:.1f} s on the line",
+        )
     elif report.result == "refused":
         say.say(client.name, f"refused by the centre ({report.detail})")
     else:
@@ -217,42 +265,67 @@ async def _call(say: Narrator, client: _Client, purpose: str) -> CallReport:
     return report
 
 
-async def _story(say: Narrator, network: PhoneNetwork, runner: NetworkRunner,
-                 clients: dict[str, _Client], failures: list[str]) -> None:
+async def _story(
+    say: Narrator,
+    network: PhoneNetwork,
+    runner: NetworkRunner,
+    clients: dict[str, _Client],
+    failures: list[str],
+) -> None:
     def expect(condition: bool, text: str) -> None:
         if not condition:
             failures.append(text)
 
     click.echo("\n1. every system line-tests, all at once\n")
     for name, *_ in CLIENTS:
-        clients[name].spool.enqueue(Kind.LINE_TEST, line_test_content(clients[name].spool),
-                                    "line test")
-    reports = await asyncio.gather(*(_call(say, clients[name], "line test")
-                                     for name, *_ in CLIENTS))
+        clients[name].spool.enqueue(
+            Kind.LINE_TEST, line_test_content(clients[name].spool), "line test"
+        )
+    reports = await asyncio.gather(
+        *(_call(say, clients[name], "line test") for name, *_ in CLIENTS)
+    )
     expect(all(r.result == "ok" for r in reports), "a line test failed")
 
     click.echo("\n2. plant-b: a power supply degrades\n")
     b = clients["plant-b"]
-    b.spool.enqueue(Kind.REPORT, {"severity": "warning", "component": "psu2",
-                                  "state": "degraded", "message": "psu2 input 182 V",
-                                  "time": int(time.time()), "data": {"psu2": {"volts": 182}}},
-                    "warning psu2 degraded")
+    b.spool.enqueue(
+        Kind.REPORT,
+        {
+            "severity": "warning",
+            "component": "psu2",
+            "state": "degraded",
+            "message": "psu2 input 182 V",
+            "time": int(time.time()),
+            "data": {"psu2": {"volts": 182}},
+        },
+        "warning psu2 degraded",
+    )
     report = await _call(say, b, "report: psu2 degraded")
     expect(report.result == "ok", "plant-b's report was not acknowledged")
 
     click.echo("\n3. plant-c: a long report, and the line is cut halfway\n")
     c = clients["plant-c"]
     log_lines = [f"kernel: md0: disk{i % 4} read error, sector {i * 9973}" for i in range(400)]
-    c.spool.enqueue(Kind.REPORT, {"severity": "error", "component": "raid0",
-                                  "state": "failed", "time": int(time.time()),
-                                  "log": log_lines, "dump": os.urandom(12_000)},
-                    "error raid0 failed")
+    c.spool.enqueue(
+        Kind.REPORT,
+        {
+            "severity": "error",
+            "component": "raid0",
+            "state": "failed",
+            "time": int(time.time()),
+            "log": log_lines,
+            "dump": os.urandom(12_000),
+        },
+        "error raid0 failed",
+    )
     network.set_next_call("plant-c", drop_after_bytes=4000)
     report = await _call(say, c, "report: raid0 failed (with a log and a dump)")
     expect(report.result != "ok", "the cut call succeeded")
     report = await _call(say, c, "calls again")
-    expect(report.result == "ok" and not c.spool.queued(),
-           "plant-c's report was not delivered on the second call")
+    expect(
+        report.result == "ok" and not c.spool.queued(),
+        "plant-c's report was not delivered on the second call",
+    )
 
     click.echo("\n4. a system nobody enrolled calls in\n")
     rogue = clients["rogue"]
@@ -270,13 +343,19 @@ def _summary(database: Path) -> None:
     finally:
         store.close()
     click.echo(f"\ncalls at the centre ({len(calls)})")
-    click.echo(f"  {'port':<6} {'caller':<9} {'device':<9} {'rate':>6} {'in':>6} {'out':>5} "
-               f"{'msgs':>4}  outcome")
+    click.echo(
+        f"  {'port':<6} {'caller':<9} {'device':<9} {'rate':>6} {'in':>6} {'out':>5} "
+        f"{'msgs':>4}  outcome"
+    )
     for call in calls:
-        click.echo(f"  {call.port:<6} {call.caller_id or '-':<9} {call.device or '-':<9} "
-                   f"{call.rate or '-':>6} {call.bytes_in:>6} {call.bytes_out:>5} "
-                   f"{call.messages:>4}  {call.outcome}")
+        click.echo(
+            f"  {call.port:<6} {call.caller_id or '-':<9} {call.device or '-':<9} "
+            f"{call.rate or '-':>6} {call.bytes_in:>6} {call.bytes_out:>5} "
+            f"{call.messages:>4}  {call.outcome}"
+        )
     click.echo(f"\nmessages stored ({len(messages)})")
     for message in messages:
-        click.echo(f"  {message.device:<9} {message.kind:<10} {message.severity or '':<8} "
-                   f"{message.component or '':<6} {message.state or ''}")
+        click.echo(
+            f"  {message.device:<9} {message.kind:<10} {message.severity or '':<8} "
+            f"{message.component or '':<6} {message.state or ''}"
+        )

@@ -92,8 +92,9 @@ class Store(abc.ABC):
 
     # devices
     @abc.abstractmethod
-    def enroll(self, name: str, public_key: bytes, *, test_interval: float, grace: float,
-               site: str | None) -> Device: ...
+    def enroll(
+        self, name: str, public_key: bytes, *, test_interval: float, grace: float, site: str | None
+    ) -> Device: ...
 
     @abc.abstractmethod
     def revoke(self, name: str, when: float) -> Device: ...
@@ -118,38 +119,72 @@ class Store(abc.ABC):
     def start_call(self, port: str, caller_id: str | None, started: float) -> int: ...
 
     @abc.abstractmethod
-    def finish_call(self, call_id: int, *, ended: float, outcome: str, device_id: int | None,
-                    rate: int | None, modulation: str | None, error_correction: str | None,
-                    bytes_in: int, bytes_out: int, messages: int, error: str | None) -> None: ...
+    def finish_call(
+        self,
+        call_id: int,
+        *,
+        ended: float,
+        outcome: str,
+        device_id: int | None,
+        rate: int | None,
+        modulation: str | None,
+        error_correction: str | None,
+        bytes_in: int,
+        bytes_out: int,
+        messages: int,
+        error: str | None,
+    ) -> None: ...
 
     @abc.abstractmethod
-    def calls(self, *, device: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int = 100) -> list[CallRecord]: ...
+    def calls(
+        self,
+        *,
+        device: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[CallRecord]: ...
 
     # messages
     @abc.abstractmethod
     def has_message(self, device_id: int, epoch: int, seq: int) -> bool: ...
 
     @abc.abstractmethod
-    def store_message(self, device_id: int, epoch: int, seq: int, kind: str,
-                      content: bytes, summary: dict[str, str | None], call_id: int | None,
-                      received_at: float) -> bool:
+    def store_message(
+        self,
+        device_id: int,
+        epoch: int,
+        seq: int,
+        kind: str,
+        content: bytes,
+        summary: dict[str, str | None],
+        call_id: int | None,
+        received_at: float,
+    ) -> bool:
         """Commit a message; False (and nothing written) if it was already stored."""
 
     @abc.abstractmethod
     def partials(self, device_id: int, epoch: int) -> dict[int, bytes]: ...
 
     @abc.abstractmethod
-    def append_partial(self, device_id: int, epoch: int, seq: int, offset: int,
-                       data: bytes) -> None: ...
+    def append_partial(
+        self, device_id: int, epoch: int, seq: int, offset: int, data: bytes
+    ) -> None: ...
 
     @abc.abstractmethod
     def drop_partial(self, device_id: int, epoch: int, seq: int) -> None: ...
 
     @abc.abstractmethod
-    def messages(self, *, device: str | None = None, since: float | None = None,
-                 until: float | None = None, severity: Collection[str] | None = None,
-                 kind: str | None = None, limit: int = 100) -> list[StoredMessage]: ...
+    def messages(
+        self,
+        *,
+        device: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        severity: Collection[str] | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+    ) -> list[StoredMessage]: ...
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -211,8 +246,10 @@ CREATE TABLE IF NOT EXISTS partial_chunks (
 );
 """
 
-_DEVICE_COLUMNS = ("id, name, public_key, enrolled_at, revoked_at, test_interval, grace, "
-                   "site, last_counter, last_seen")
+_DEVICE_COLUMNS = (
+    "id, name, public_key, enrolled_at, revoked_at, test_interval, grace, "
+    "site, last_counter, last_seen"
+)
 
 
 class SQLiteStore(Database, Store):
@@ -222,23 +259,25 @@ class SQLiteStore(Database, Store):
     schema_version = SCHEMA_VERSION
     created_by = "callhome-receiver init"
 
-    def __init__(self, path: str | Path, *, create: bool = False,
-                 busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str | Path, *, create: bool = False, busy_timeout: float = 10.0
+    ) -> None:
         # AsyncStore runs every call on its one worker thread, never two at once
-        super().__init__(path, create=create, busy_timeout=busy_timeout,
-                         check_same_thread=False)
+        super().__init__(path, create=create, busy_timeout=busy_timeout, check_same_thread=False)
 
     # -- devices -------------------------------------------------------------------------
 
-    def enroll(self, name: str, public_key: bytes, *, test_interval: float, grace: float,
-               site: str | None) -> Device:
+    def enroll(
+        self, name: str, public_key: bytes, *, test_interval: float, grace: float, site: str | None
+    ) -> Device:
         now = time.time()
         try:
             with self._write() as db:
                 db.execute(
                     "INSERT INTO devices (name, public_key, enrolled_at, test_interval, grace, "
                     "site) VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, public_key, now, test_interval, grace, site))
+                    (name, public_key, now, test_interval, grace, site),
+                )
         except StoreUnavailable as exc:
             if "UNIQUE constraint failed: devices.name" in str(exc):
                 raise AlreadyExists(f"a device named {name!r} is already enrolled") from None
@@ -254,7 +293,9 @@ class SQLiteStore(Database, Store):
             with self._write() as db:
                 changed = db.execute(
                     "UPDATE devices SET public_key = ?, last_counter = -1, revoked_at = NULL, "
-                    "enrolled_at = ? WHERE name = ?", (public_key, when, name)).rowcount
+                    "enrolled_at = ? WHERE name = ?",
+                    (public_key, when, name),
+                ).rowcount
         except StoreUnavailable as exc:
             if "UNIQUE constraint failed: devices.public_key" in str(exc):
                 raise AlreadyExists("a device with this public key is already enrolled") from None
@@ -267,8 +308,10 @@ class SQLiteStore(Database, Store):
 
     def revoke(self, name: str, when: float) -> Device:
         with self._write() as db:
-            changed = db.execute("UPDATE devices SET revoked_at = ? WHERE name = ? AND "
-                                 "revoked_at IS NULL", (when, name)).rowcount
+            changed = db.execute(
+                "UPDATE devices SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                (when, name),
+            ).rowcount
         device = self._device("name = ?", (name,))
         if device is None:
             raise NotFound(f"no device named {name!r}")
@@ -277,8 +320,10 @@ class SQLiteStore(Database, Store):
         return device
 
     def devices(self) -> list[Device]:
-        return [Device(*row) for row in self._read(
-            f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY name")]
+        return [
+            Device(*row)
+            for row in self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY name")
+        ]
 
     def device_by_key(self, public_key: bytes) -> Device | None:
         return self._device("public_key = ?", (public_key,))
@@ -291,107 +336,198 @@ class SQLiteStore(Database, Store):
         with self._write() as db:
             changed = db.execute(
                 "UPDATE devices SET last_counter = ?, last_seen = ? "
-                "WHERE id = ? AND last_counter < ?", (counter, when, device_id, counter)).rowcount
+                "WHERE id = ? AND last_counter < ?",
+                (counter, when, device_id, counter),
+            ).rowcount
         return bool(changed)
 
     # -- calls ---------------------------------------------------------------------------
 
     def start_call(self, port: str, caller_id: str | None, started: float) -> int:
         with self._write() as db:
-            cursor = db.execute("INSERT INTO calls (port, caller_id, started) VALUES (?, ?, ?)",
-                                (port, caller_id, started))
+            cursor = db.execute(
+                "INSERT INTO calls (port, caller_id, started) VALUES (?, ?, ?)",
+                (port, caller_id, started),
+            )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def finish_call(self, call_id: int, *, ended: float, outcome: str, device_id: int | None,
-                    rate: int | None, modulation: str | None, error_correction: str | None,
-                    bytes_in: int, bytes_out: int, messages: int, error: str | None) -> None:
+    def finish_call(
+        self,
+        call_id: int,
+        *,
+        ended: float,
+        outcome: str,
+        device_id: int | None,
+        rate: int | None,
+        modulation: str | None,
+        error_correction: str | None,
+        bytes_in: int,
+        bytes_out: int,
+        messages: int,
+        error: str | None,
+    ) -> None:
         with self._write() as db:
             db.execute(
                 "UPDATE calls SET ended = ?, outcome = ?, device_id = ?, rate = ?, "
                 "modulation = ?, error_correction = ?, bytes_in = ?, bytes_out = ?, "
                 "messages = ?, error = ? WHERE id = ?",
-                (ended, outcome, device_id, rate, modulation, error_correction, bytes_in,
-                 bytes_out, messages, error, call_id))
+                (
+                    ended,
+                    outcome,
+                    device_id,
+                    rate,
+                    modulation,
+                    error_correction,
+                    bytes_in,
+                    bytes_out,
+                    messages,
+                    error,
+                    call_id,
+                ),
+            )
 
-    def calls(self, *, device: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int = 100) -> list[CallRecord]:
-        where, args = _filters(device=device, since=since, until=until,
-                               time_column="c.started")
+    def calls(
+        self,
+        *,
+        device: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[CallRecord]:
+        where, args = _filters(device=device, since=since, until=until, time_column="c.started")
         rows = self._read(
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
             "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error "
             f"FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
-            "ORDER BY c.started DESC, c.id DESC LIMIT ?", (*args, limit))
+            "ORDER BY c.started DESC, c.id DESC LIMIT ?",
+            (*args, limit),
+        )
         return [CallRecord(*row) for row in rows]
 
     # -- messages ------------------------------------------------------------------------
 
     def has_message(self, device_id: int, epoch: int, seq: int) -> bool:
-        return bool(self._read("SELECT 1 FROM messages WHERE device_id = ? AND epoch = ? "
-                               "AND seq = ?", (device_id, epoch, seq)))
+        return bool(
+            self._read(
+                "SELECT 1 FROM messages WHERE device_id = ? AND epoch = ? AND seq = ?",
+                (device_id, epoch, seq),
+            )
+        )
 
-    def store_message(self, device_id: int, epoch: int, seq: int, kind: str,
-                      content: bytes, summary: dict[str, str | None], call_id: int | None,
-                      received_at: float) -> bool:
+    def store_message(
+        self,
+        device_id: int,
+        epoch: int,
+        seq: int,
+        kind: str,
+        content: bytes,
+        summary: dict[str, str | None],
+        call_id: int | None,
+        received_at: float,
+    ) -> bool:
         with self._write() as db:
             changed = db.execute(
                 "INSERT OR IGNORE INTO messages (device_id, epoch, seq, kind, severity, "
                 "component, state, received_at, call_id, content) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (device_id, epoch, seq, kind, summary.get("severity"),
-                 summary.get("component"), summary.get("state"), received_at, call_id,
-                 content)).rowcount
-            db.execute("DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND "
-                       "seq = ?", (device_id, epoch, seq))
+                (
+                    device_id,
+                    epoch,
+                    seq,
+                    kind,
+                    summary.get("severity"),
+                    summary.get("component"),
+                    summary.get("state"),
+                    received_at,
+                    call_id,
+                    content,
+                ),
+            ).rowcount
+            db.execute(
+                "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
+                (device_id, epoch, seq),
+            )
         return bool(changed)
 
     def partials(self, device_id: int, epoch: int) -> dict[int, bytes]:
         held: dict[int, bytearray] = {}
         for seq, offset, data in self._read(
-                "SELECT seq, offset, data FROM partial_chunks WHERE device_id = ? AND "
-                "epoch = ? ORDER BY seq, offset", (device_id, epoch)):
+            "SELECT seq, offset, data FROM partial_chunks WHERE device_id = ? AND "
+            "epoch = ? ORDER BY seq, offset",
+            (device_id, epoch),
+        ):
             buffer = held.setdefault(seq, bytearray())
             if offset == len(buffer):  # contiguous prefixes only
                 buffer += data
         return {seq: bytes(buffer) for seq, buffer in held.items()}
 
-    def append_partial(self, device_id: int, epoch: int, seq: int, offset: int,
-                       data: bytes) -> None:
+    def append_partial(
+        self, device_id: int, epoch: int, seq: int, offset: int, data: bytes
+    ) -> None:
         """Add a chunk of a long message; only what continues the held prefix is kept."""
         with self._write() as db:
             if offset == 0:
-                db.execute("DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND "
-                           "seq = ?", (device_id, epoch, seq))
+                db.execute(
+                    "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
+                    (device_id, epoch, seq),
+                )
             have = db.execute(
                 "SELECT coalesce(sum(length(data)), 0) FROM partial_chunks WHERE "
-                "device_id = ? AND epoch = ? AND seq = ?", (device_id, epoch, seq)).fetchone()[0]
+                "device_id = ? AND epoch = ? AND seq = ?",
+                (device_id, epoch, seq),
+            ).fetchone()[0]
             if offset == have and data:
-                db.execute("INSERT INTO partial_chunks (device_id, epoch, seq, offset, data, "
-                           "stored_at) VALUES (?, ?, ?, ?, ?, ?)",
-                           (device_id, epoch, seq, offset, data, time.time()))
+                db.execute(
+                    "INSERT INTO partial_chunks (device_id, epoch, seq, offset, data, "
+                    "stored_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (device_id, epoch, seq, offset, data, time.time()),
+                )
 
     def drop_partial(self, device_id: int, epoch: int, seq: int) -> None:
         with self._write() as db:
-            db.execute("DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND "
-                       "seq = ?", (device_id, epoch, seq))
+            db.execute(
+                "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
+                (device_id, epoch, seq),
+            )
 
-    def messages(self, *, device: str | None = None, since: float | None = None,
-                 until: float | None = None, severity: Collection[str] | None = None,
-                 kind: str | None = None, limit: int = 100) -> list[StoredMessage]:
-        where, args = _filters(device=device, since=since, until=until,
-                               time_column="m.received_at", severity=severity, kind=kind)
+    def messages(
+        self,
+        *,
+        device: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        severity: Collection[str] | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+    ) -> list[StoredMessage]:
+        where, args = _filters(
+            device=device,
+            since=since,
+            until=until,
+            time_column="m.received_at",
+            severity=severity,
+            kind=kind,
+        )
         rows = self._read(
             "SELECT m.id, d.name, m.epoch, m.seq, m.kind, m.severity, m.component, m.state, "
             "m.received_at, m.call_id, m.content FROM messages m "
             f"JOIN devices d ON d.id = m.device_id {where} "
-            "ORDER BY m.received_at DESC, m.id DESC LIMIT ?", (*args, limit))
+            "ORDER BY m.received_at DESC, m.id DESC LIMIT ?",
+            (*args, limit),
+        )
         return [StoredMessage(*row) for row in rows]
 
 
-def _filters(*, device: str | None, since: float | None, until: float | None,
-             time_column: str, severity: Collection[str] | None = None,
-             kind: str | None = None) -> tuple[str, tuple[Any, ...]]:
+def _filters(
+    *,
+    device: str | None,
+    since: float | None,
+    until: float | None,
+    time_column: str,
+    severity: Collection[str] | None = None,
+    kind: str | None = None,
+) -> tuple[str, tuple[Any, ...]]:
     clauses: list[str] = []
     args: list[Any] = []
     if device is not None:
@@ -422,8 +558,7 @@ class AsyncStore:
 
     async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor,
-                                          lambda: function(*args, **kwargs))
+        return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -29,8 +29,12 @@ def test_init_leaves_nothing_behind_when_a_file_cannot_be_made(tmp_path):
 def test_init_refuses_before_it_writes_anything(tmp_path):
     (tmp_path / "b").write_text("mine")
     with pytest.raises(SetupError, match="already exists"):
-        create_files({tmp_path / "a": lambda path: path.write_text("x"),
-                      tmp_path / "b": lambda path: path.write_text("y")})
+        create_files(
+            {
+                tmp_path / "a": lambda path: path.write_text("x"),
+                tmp_path / "b": lambda path: path.write_text("y"),
+            }
+        )
     assert not (tmp_path / "a").exists() and (tmp_path / "b").read_text() == "mine"
 
 
@@ -55,24 +59,37 @@ def test_a_client_config_with_defaults_and_relative_paths(tmp_path):
     assert config.key == tmp_path / "device.key"
     assert str(config.spool) == "/var/lib/callhome/spool.db"
     assert (config.profile, config.time_scale, config.attempts, config.retry_delay) == (
-        "auto", 1.0, 3, 60.0)
+        "auto",
+        1.0,
+        3,
+        60.0,
+    )
 
 
-@pytest.mark.parametrize("change, complaint", [
-    (("[modem]", "[modem]\nspeed = 9600"), "modem.speed: unknown key"),
-    (("[modem]", "[modme]\n[modem]"), "modme: unknown key"),
-    (('name = "a"\n', ""), "device.name: missing"),
-    (('["5550100"]', "[]"), "centre.numbers: at least one number"),
-    (('["5550100"]', '"5550100"'), "centre.numbers: expected a list, got str"),
-    (('ports = ["/dev/ttyS0"]', 'ports = ["/dev/ttyS0"]\nprofile = "hayes"'),
-     "modem.profile: unknown profile"),
-    (('ports = ["/dev/ttyS0"]', 'ports = ["/dev/ttyS0"]\n[calls]\nretry_delay = "soon"'),
-     "calls.retry_delay: not a duration"),
-    (('ports = ["/dev/ttyS0"]', 'ports = ["/dev/ttyS0"]\n[calls]\nattempts = true'),
-     "calls.attempts: expected an integer, got a boolean"),
-    ((KEY, "short"), "centre.public_key"),
-    (('["5550100"]', '["5550100", "call the centre"]'), "centre.numbers: not a dial string"),
-])
+@pytest.mark.parametrize(
+    "change, complaint",
+    [
+        (("[modem]", "[modem]\nspeed = 9600"), "modem.speed: unknown key"),
+        (("[modem]", "[modme]\n[modem]"), "modme: unknown key"),
+        (('name = "a"\n', ""), "device.name: missing"),
+        (('["5550100"]', "[]"), "centre.numbers: at least one number"),
+        (('["5550100"]', '"5550100"'), "centre.numbers: expected a list, got str"),
+        (
+            ('ports = ["/dev/ttyS0"]', 'ports = ["/dev/ttyS0"]\nprofile = "hayes"'),
+            "modem.profile: unknown profile",
+        ),
+        (
+            ('ports = ["/dev/ttyS0"]', 'ports = ["/dev/ttyS0"]\n[calls]\nretry_delay = "soon"'),
+            "calls.retry_delay: not a duration",
+        ),
+        (
+            ('ports = ["/dev/ttyS0"]', 'ports = ["/dev/ttyS0"]\n[calls]\nattempts = true'),
+            "calls.attempts: expected an integer, got a boolean",
+        ),
+        ((KEY, "short"), "centre.public_key"),
+        (('["5550100"]', '["5550100", "call the centre"]'), "centre.numbers: not a dial string"),
+    ],
+)
 def test_every_mistake_names_the_file_and_the_key(tmp_path, change, complaint):
     path = tmp_path / "client.toml"
     text = CLIENT.format(key=KEY)

@@ -29,9 +29,14 @@ def _without_dac_override() -> None:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                            timeout=60, preexec_fn=_without_dac_override,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_without_dac_override,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode == 99:
         pytest.skip("cannot drop CAP_DAC_OVERRIDE in this environment")
     return result
@@ -55,8 +60,15 @@ def test_a_read_only_store_at_the_centre(tmp_path):
     (folder / "centre.key").chmod(0o600)
     freeze(folder)
     try:
-        result = run("receiver", "-c", str(folder / "centre.toml"), "enroll", "plant-a",
-                     "--pubkey", base64.b64encode(os.urandom(32)).decode())
+        result = run(
+            "receiver",
+            "-c",
+            str(folder / "centre.toml"),
+            "enroll",
+            "plant-a",
+            "--pubkey",
+            base64.b64encode(os.urandom(32)).decode(),
+        )
     finally:
         thaw(folder)
     assert result.returncode == 3, result
@@ -66,14 +78,53 @@ def test_a_read_only_store_at_the_centre(tmp_path):
 def test_a_read_only_spool_at_the_client(tmp_path):
     folder = tmp_path / "client"
     key = base64.b64encode(os.urandom(32)).decode()
-    assert run("callhome", "init", str(folder), "--name", "a", "--centre-key", key,
-               "--number", "1", "--port", "/dev/null").returncode == 0
-    assert run("callhome", "-c", str(folder / "client.toml"), "send", "--no-call",
-               "--severity", "info", "--component", "x", "--state", "y").returncode == 0
+    assert (
+        run(
+            "callhome",
+            "init",
+            str(folder),
+            "--name",
+            "a",
+            "--centre-key",
+            key,
+            "--number",
+            "1",
+            "--port",
+            "/dev/null",
+        ).returncode
+        == 0
+    )
+    assert (
+        run(
+            "callhome",
+            "-c",
+            str(folder / "client.toml"),
+            "send",
+            "--no-call",
+            "--severity",
+            "info",
+            "--component",
+            "x",
+            "--state",
+            "y",
+        ).returncode
+        == 0
+    )
     freeze(folder)
     try:
-        result = run("callhome", "-c", str(folder / "client.toml"), "send", "--no-call",
-                     "--severity", "error", "--component", "x", "--state", "z")
+        result = run(
+            "callhome",
+            "-c",
+            str(folder / "client.toml"),
+            "send",
+            "--no-call",
+            "--severity",
+            "error",
+            "--component",
+            "x",
+            "--state",
+            "z",
+        )
     finally:
         thaw(folder)
     assert result.returncode == exitcodes.STORAGE, result

@@ -53,8 +53,7 @@ class Dictionary:
     data: bytes
 
     def compress(self, data: bytes) -> bytes:
-        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY,
-                                      self.data)
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, self.data)
         return compressor.compress(data) + compressor.flush()
 
     def decompress(self, data: bytes, limit: int = MAX_CONTENT) -> bytes:
@@ -76,8 +75,7 @@ def load_dictionary(dictionary_id: int) -> Dictionary | None:
     if dictionary_id <= 0:
         return None
     try:
-        data = (resources.files(__package__) / "dictionaries" /
-                f"{dictionary_id}.bin").read_bytes()
+        data = (resources.files(__package__) / "dictionaries" / f"{dictionary_id}.bin").read_bytes()
     except (FileNotFoundError, OSError):
         return None
     return Dictionary(dictionary_id, data)

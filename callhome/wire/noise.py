@@ -70,7 +70,8 @@ def generate_private_key() -> bytes:
 def _dh(private: bytes, public: bytes) -> bytes:
     try:
         return X25519PrivateKey.from_private_bytes(private).exchange(
-            X25519PublicKey.from_public_bytes(public))
+            X25519PublicKey.from_public_bytes(public)
+        )
     except ValueError as exc:  # a low-order point: all-zero shared secret
         raise HandshakeFailed("invalid public key") from exc
 

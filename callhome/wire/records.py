@@ -44,8 +44,9 @@ SACK_MASK = 0x0E
 RESERVED_FLAGS = 0xE0
 
 NOTICE_UNDECRYPTABLE = 1
-NOTICE_TEXT = {NOTICE_UNDECRYPTABLE: "the centre could not decrypt our handshake "
-                                     "(wrong centre public key?)"}
+NOTICE_TEXT = {
+    NOTICE_UNDECRYPTABLE: "the centre could not decrypt our handshake (wrong centre public key?)"
+}
 
 
 class SegmentType(enum.IntEnum):
@@ -204,8 +205,9 @@ def encode_flags_and_ack(ack: AckInfo | None, fin: bool) -> bytes:
     if ack is None:
         return bytes([flags])
     flags |= FLAG_ACK | (ack.sack_bytes << SACK_SHIFT)
-    return (bytes([flags, ack.cumulative % SEQ_MODULUS])
-            + ack.sack.to_bytes(ack.sack_bytes, "little"))
+    return bytes([flags, ack.cumulative % SEQ_MODULUS]) + ack.sack.to_bytes(
+        ack.sack_bytes, "little"
+    )
 
 
 def decode_flags_and_ack(reader: Reader, expected_ack: int) -> tuple[AckInfo | None, bool]:
@@ -317,8 +319,17 @@ def decode_segments(reader: Reader) -> list[Segment]:
             chunk = reader.take(reader.uleb(31))
             if offset + len(chunk) > total:
                 raise PeerMisbehaved("message chunk beyond its length")
-            segments.append(MessageHead(seq, Kind(kind_value), bool(flags & _HEAD_COMPRESSED),
-                                        total, offset, digest, chunk))
+            segments.append(
+                MessageHead(
+                    seq,
+                    Kind(kind_value),
+                    bool(flags & _HEAD_COMPRESSED),
+                    total,
+                    offset,
+                    digest,
+                    chunk,
+                )
+            )
         elif code == SegmentType.MSG_DATA:
             segments.append(MessageData(reader.take(reader.uleb(31))))
         elif code in (SegmentType.STORED, SegmentType.DUPLICATE):

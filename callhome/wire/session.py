@@ -176,9 +176,17 @@ class Failed:
 
 
 Event = (
-    HandshakeRequested | HandshakeComplete | MessageStarted | MessageProgress
-    | MessageReceived | MessageFailed | MessageAcknowledged | MessageRejected
-    | PeerFinished | Closed | Failed
+    HandshakeRequested
+    | HandshakeComplete
+    | MessageStarted
+    | MessageProgress
+    | MessageReceived
+    | MessageFailed
+    | MessageAcknowledged
+    | MessageRejected
+    | PeerFinished
+    | Closed
+    | Failed
 )
 
 
@@ -275,8 +283,7 @@ class _Session:
     def next_deadline(self) -> float | None:
         if self.phase in (Phase.CLOSED, Phase.FAILED):
             return None
-        deadlines = [self._idle_deadline(), self._ack_due,
-                     self._close_at, *self._extra_deadlines()]
+        deadlines = [self._idle_deadline(), self._ack_due, self._close_at, *self._extra_deadlines()]
         if self.phase is Phase.ESTABLISHED:
             deadlines.append(self._send.next_deadline())
         present = [d for d in deadlines if d is not None]
@@ -346,7 +353,7 @@ class _Session:
         ack, fin = decode_flags_and_ack(reader, self._send.next_seq)
         if ack is not None:
             self._apply_ack(ack, now)
-        new, ready = self._receive.accept(seq, (plaintext[reader.pos:], fin))
+        new, ready = self._receive.accept(seq, (plaintext[reader.pos :], fin))
         if not new:
             return
         if self._receive.has_gap:
@@ -448,8 +455,9 @@ class _Session:
         self._ack_counter += 1
         header = bytes([ACK, number & 0xFF])
         plaintext = encode_flags_and_ack(self._receive.ack_info(), False)
-        self._write(encode_frame(header + self._sealer.seal(ACK_NONCE_BASE + number,
-                                                            header, plaintext)))
+        self._write(
+            encode_frame(header + self._sealer.seal(ACK_NONCE_BASE + number, header, plaintext))
+        )
         self._ack_due = None
 
     def _install_keys(self, keys: TransportKeys) -> None:
@@ -503,9 +511,13 @@ class ClientSession(_Session):
         super().__init__(config or TransferConfig())
         if not 0 <= epoch < 1 << 32:
             raise ValueError("epoch must fit 32 bits")
-        self._handshake = IKHandshake(initiator=True, static_private=static_private,
-                                      remote_static=server_public, prologue=PROLOGUE,
-                                      ephemeral_private=ephemeral_private)
+        self._handshake = IKHandshake(
+            initiator=True,
+            static_private=static_private,
+            remote_static=server_public,
+            prologue=PROLOGUE,
+            ephemeral_private=ephemeral_private,
+        )
         self.call_counter = call_counter
         self.epoch = epoch
         self.dictionary_id = dictionary_id
@@ -518,8 +530,7 @@ class ClientSession(_Session):
         self.dictionary_accepted = False
         self.refusal: RefusalReason | None = None
 
-    def queue(self, seq: int, message: EncodedMessage,
-              plain: EncodedMessage | None = None) -> None:
+    def queue(self, seq: int, message: EncodedMessage, plain: EncodedMessage | None = None) -> None:
         """Send `message` (number `seq`) in this call; `plain` is its uncompressed form,
         sent instead if the centre does not have the dictionary."""
         if self._fin_wanted:
@@ -536,8 +547,11 @@ class ClientSession(_Session):
         self._fin_wanted = True
 
     def start(self, now: float) -> None:
-        payload = (bytes([PROTOCOL_VERSION, 0, self.dictionary_id])
-                   + self.epoch.to_bytes(4, "big") + uleb(self.call_counter))
+        payload = (
+            bytes([PROTOCOL_VERSION, 0, self.dictionary_id])
+            + self.epoch.to_bytes(4, "big")
+            + uleb(self.call_counter)
+        )
         self._hs1 = encode_frame(bytes([HS1]) + self._handshake.write_message_1(payload))
         self._last_heard = now
         self._send_hs1(now)
@@ -552,8 +566,10 @@ class ClientSession(_Session):
         self._hs1_sent_at = now
         # the HS1 and HS2 must cross the line before an answer can come
         flight = (len(self._hs1) + 80) * 10 / self.config.line_rate
-        backoff = min(self.config.handshake_retry * 1.5 ** (self._attempts - 1),
-                      self.config.handshake_retry_max)
+        backoff = min(
+            self.config.handshake_retry * 1.5 ** (self._attempts - 1),
+            self.config.handshake_retry_max,
+        )
         self._retry_at = now + backoff + flight
 
     def _idle_deadline(self) -> float | None:
@@ -588,8 +604,9 @@ class ClientSession(_Session):
         flags = reader.byte()
         if flags & 0x01:
             reason = reader.byte()
-            self.refusal = (RefusalReason(reason) if reason in RefusalReason._value2member_map_
-                            else None)
+            self.refusal = (
+                RefusalReason(reason) if reason in RefusalReason._value2member_map_ else None
+            )
             text = self.refusal.text if self.refusal else f"reason {reason}"
             self._fail(Refused(text))
             return
@@ -607,8 +624,11 @@ class ClientSession(_Session):
                     waiting.message = waiting.plain
         for seq, stored in resume.items():
             resumed = self._messages.get(seq)
-            if (resumed is not None and len(resumed.message.body) > DIGEST_THRESHOLD
-                    and 0 < stored < len(resumed.message.body)):
+            if (
+                resumed is not None
+                and len(resumed.message.body) > DIGEST_THRESHOLD
+                and 0 < stored < len(resumed.message.body)
+            ):
                 resumed.offset = stored
         self._events.append(HandshakeComplete(clock, resume, now - self._hs1_sent_at))
 
@@ -626,9 +646,19 @@ class ClientSession(_Session):
                 if room < fixed + 1 and pieces:
                     break
                 chunk = body[outgoing.offset : outgoing.offset + max(1, room - fixed)]
-                pieces.append(encode_head(MessageHead(
-                    seq, outgoing.message.kind, outgoing.message.compressed, len(body),
-                    outgoing.offset, digest, chunk)))
+                pieces.append(
+                    encode_head(
+                        MessageHead(
+                            seq,
+                            outgoing.message.kind,
+                            outgoing.message.compressed,
+                            len(body),
+                            outgoing.offset,
+                            digest,
+                            chunk,
+                        )
+                    )
+                )
                 outgoing.headed = True
             else:
                 if room < 8:
@@ -669,12 +699,17 @@ class ClientSession(_Session):
             else:
                 outgoing.answered = True
                 outgoing.done_sending = True
-                self._events.append(MessageAcknowledged(
-                    segment.seq, segment.type is SegmentType.DUPLICATE))
+                self._events.append(
+                    MessageAcknowledged(segment.seq, segment.type is SegmentType.DUPLICATE)
+                )
 
     def _check_done(self, now: float) -> None:
-        if (self.phase is Phase.ESTABLISHED and self._fin_sent and self.peer_finished
-                and all(m.answered for m in self._messages.values())):
+        if (
+            self.phase is Phase.ESTABLISHED
+            and self._fin_sent
+            and self.peer_finished
+            and all(m.answered for m in self._messages.values())
+        ):
             self._close()
 
 
@@ -693,8 +728,13 @@ class _Incoming:
 
 
 class ServerSession(_Session):
-    def __init__(self, *, static_private: bytes, config: TransferConfig | None = None,
-                 ephemeral_private: bytes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        static_private: bytes,
+        config: TransferConfig | None = None,
+        ephemeral_private: bytes | None = None,
+    ) -> None:
         super().__init__(config or TransferConfig())
         self._static = static_private
         self._ephemeral = ephemeral_private  # fixed only for reproducible examples
@@ -722,8 +762,12 @@ class ServerSession(_Session):
             if body == self._hs1 and self._hs2:
                 self._write(self._hs2)  # our answer was lost on the line: again
             return
-        handshake = IKHandshake(initiator=False, static_private=self._static,
-                                prologue=PROLOGUE, ephemeral_private=self._ephemeral)
+        handshake = IKHandshake(
+            initiator=False,
+            static_private=self._static,
+            prologue=PROLOGUE,
+            ephemeral_private=self._ephemeral,
+        )
         try:
             payload = handshake.read_message_1(body[1:])
         except HandshakeFailed as error:
@@ -742,13 +786,15 @@ class ServerSession(_Session):
         self.device_key = handshake.remote_static
         self._heard(now)
         self.phase = Phase.AWAITING_DECISION
-        self.request = HandshakeRequested(handshake.remote_static, counter, epoch,
-                                          dictionary_id, version)
+        self.request = HandshakeRequested(
+            handshake.remote_static, counter, epoch, dictionary_id, version
+        )
         self._dictionary_id = dictionary_id
         self._events.append(self.request)
 
-    def accept(self, now: float, *, clock_ms: int, resume: Mapping[int, bytes] | None = None
-               ) -> None:
+    def accept(
+        self, now: float, *, clock_ms: int, resume: Mapping[int, bytes] | None = None
+    ) -> None:
         """Let the device in; `resume` maps message numbers to what is already stored."""
         if self.phase is not Phase.AWAITING_DECISION or self._handshake is None:
             raise ValueError("nothing to accept")
@@ -793,14 +839,16 @@ class ServerSession(_Session):
         elif head.total > MAX_MESSAGE:
             self._announced.setdefault(head.seq, False)
             self._reject(head.seq, RejectReason.TOO_LARGE)
-        elif head.offset and (head.digest is None
-                              or len(self._resume.get(head.seq, b"")) != head.offset):
+        elif head.offset and (
+            head.digest is None or len(self._resume.get(head.seq, b"")) != head.offset
+        ):
             self._announced.setdefault(head.seq, False)
             self._reject(head.seq, RejectReason.RESTART)
         else:
             self._announced.setdefault(head.seq, False)
-            self._current = _Incoming(head, head.offset,
-                                      prefix=self._resume.get(head.seq, b"")[: head.offset])
+            self._current = _Incoming(
+                head, head.offset, prefix=self._resume.get(head.seq, b"")[: head.offset]
+            )
             self._events.append(MessageStarted(head.seq, head.kind, head.total, head.offset))
         self._more(head.chunk)
 
@@ -894,6 +942,9 @@ class ServerSession(_Session):
     def complete(self) -> bool:
         """Everything the device sent is answered and our FIN is out: the exchange is
         done even if the device hangs up before we report Closed."""
-        return (self.peer_finished and self._fin_sent and not self._answers
-                and all(self._announced.values()))
-
+        return (
+            self.peer_finished
+            and self._fin_sent
+            and not self._answers
+            and all(self._announced.values())
+        )

@@ -52,10 +52,14 @@ class TransferConfig:
 
     def scaled(self, factor: float) -> TransferConfig:
         """Every duration times `factor` (rates and sizes unchanged)."""
-        return dataclasses.replace(self, **{
-            f.name: getattr(self, f.name) * factor
-            for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), float)
-        })
+        return dataclasses.replace(
+            self,
+            **{
+                f.name: getattr(self, f.name) * factor
+                for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), float)
+            },
+        )
 
 
 class LineClock:
@@ -93,8 +97,11 @@ class RttEstimator:
     @property
     def rto(self) -> float:
         config = self.config
-        base = (config.initial_rto if self.srtt is None
-                else max(config.min_rto, self.srtt + 4 * self.rttvar))
+        base = (
+            config.initial_rto
+            if self.srtt is None
+            else max(config.min_rto, self.srtt + 4 * self.rttvar)
+        )
         return min(config.max_rto, base * self.backoff)
 
     def timed_out(self, now: float) -> None:
@@ -152,8 +159,9 @@ class SendWindow:
 
     def sent(self, seq: int, wire: bytes, fin: bool, now: float) -> None:
         self._transmissions += 1
-        self.frames[seq] = SentFrame(seq, wire, fin, self._transmissions,
-                                     self.clock.depart(len(wire), now))
+        self.frames[seq] = SentFrame(
+            seq, wire, fin, self._transmissions, self.clock.depart(len(wire), now)
+        )
         self.frames_sent += 1
         self.bytes_sent += len(wire)
 
@@ -177,8 +185,7 @@ class SendWindow:
         # Only a frame sent once says for sure which transmission arrived (Karn again):
         # an ACK for a resent frame may be for its first copy, and frames queued
         # before the resend have not been lost just because of it.
-        latest = max((frame.transmission for frame in acked if not frame.retransmitted),
-                     default=0)
+        latest = max((frame.transmission for frame in acked if not frame.retransmitted), default=0)
         for frame in acked:
             if not frame.retransmitted:
                 self.rtt.sample(now - frame.departs)  # Karn: only frames sent once
@@ -198,8 +205,7 @@ class SendWindow:
     def due(self, now: float) -> list[SentFrame]:
         """Frames to send again now: known lost, or past their retransmission timeout."""
         rto = self.rtt.rto
-        due = [frame for frame in self.frames.values()
-               if frame.lost or now >= frame.departs + rto]
+        due = [frame for frame in self.frames.values() if frame.lost or now >= frame.departs + rto]
         if any(not frame.lost for frame in due):
             self.rtt.timed_out(now)
             for frame in due:

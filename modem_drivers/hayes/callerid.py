@@ -24,8 +24,7 @@ _ELSA = re.compile(rb"RING;([^;]*);?(.*)$")
 _CLIP = re.compile(rb'\+CLIP:\s*"([^"]*)"(?:,\s*(\d+))?(?:,[^,]*,[^,]*,\s*"([^"]*)")?')
 _RAW_PACKET = re.compile(rb"(80|04)[0-9A-Fa-f]{6,}$")
 
-_NUMBER_TAGS = {b"NMBR", b"NBR", b"CALLER NUMBER", b"CALLERID", b"CALLER ID", b"DDN_NMBR",
-                b"DDN"}
+_NUMBER_TAGS = {b"NMBR", b"NBR", b"CALLER NUMBER", b"CALLERID", b"CALLER ID", b"DDN_NMBR", b"DDN"}
 _PRIVATE = {b"P", b"PRIVATE", b"ANONYMOUS", b"WITHHELD"}
 _UNAVAILABLE = {b"O", b"OUT OF AREA", b"UNAVAILABLE", b"UNKNOWN"}
 
@@ -48,8 +47,11 @@ class CallerId:
 
 def is_caller_id_line(line: bytes) -> bool:
     return bool(
-        _TAGGED.match(line) or _ZYXEL.match(line) or _ELSA.match(line)
-        or _CLIP.match(line) or _is_raw_packet(line)
+        _TAGGED.match(line)
+        or _ZYXEL.match(line)
+        or _ELSA.match(line)
+        or _CLIP.match(line)
+        or _is_raw_packet(line)
     )
 
 

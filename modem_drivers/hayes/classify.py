@@ -40,26 +40,37 @@ class Expecting(enum.Enum):
     HANGUP = "hangup"  # ATH / ATZ: OK or NO CARRIER
 
 
-VERBOSE_RESULTS: Mapping[bytes, ResultKind] = MappingProxyType({
-    b"OK": ResultKind.OK,
-    b"CONNECT": ResultKind.CONNECT,
-    b"RING": ResultKind.RING,
-    b"NO CARRIER": ResultKind.NO_CARRIER,
-    b"ERROR": ResultKind.ERROR,
-    b"NO DIALTONE": ResultKind.NO_DIALTONE,
-    b"NO DIAL TONE": ResultKind.NO_DIALTONE,
-    b"BUSY": ResultKind.BUSY,
-    b"NO ANSWER": ResultKind.NO_ANSWER,
-    b"DELAYED": ResultKind.DELAYED,
-    b"BLACKLISTED": ResultKind.BLACKLISTED,
-    b"BLACKLIST FULL": ResultKind.BLACKLISTED,
-    b"COMMAND NOT SUPPORT": ResultKind.ERROR,
-})
+VERBOSE_RESULTS: Mapping[bytes, ResultKind] = MappingProxyType(
+    {
+        b"OK": ResultKind.OK,
+        b"CONNECT": ResultKind.CONNECT,
+        b"RING": ResultKind.RING,
+        b"NO CARRIER": ResultKind.NO_CARRIER,
+        b"ERROR": ResultKind.ERROR,
+        b"NO DIALTONE": ResultKind.NO_DIALTONE,
+        b"NO DIAL TONE": ResultKind.NO_DIALTONE,
+        b"BUSY": ResultKind.BUSY,
+        b"NO ANSWER": ResultKind.NO_ANSWER,
+        b"DELAYED": ResultKind.DELAYED,
+        b"BLACKLISTED": ResultKind.BLACKLISTED,
+        b"BLACKLIST FULL": ResultKind.BLACKLISTED,
+        b"COMMAND NOT SUPPORT": ResultKind.ERROR,
+    }
+)
 
-BASIC_NUMERIC: Mapping[int, bytes] = MappingProxyType({
-    0: b"OK", 1: b"CONNECT", 2: b"RING", 3: b"NO CARRIER", 4: b"ERROR",
-    5: b"CONNECT 1200", 6: b"NO DIALTONE", 7: b"BUSY", 8: b"NO ANSWER",
-})
+BASIC_NUMERIC: Mapping[int, bytes] = MappingProxyType(
+    {
+        0: b"OK",
+        1: b"CONNECT",
+        2: b"RING",
+        3: b"NO CARRIER",
+        4: b"ERROR",
+        5: b"CONNECT 1200",
+        6: b"NO DIALTONE",
+        7: b"BUSY",
+        8: b"NO ANSWER",
+    }
+)
 
 _PROGRESS = re.compile(
     rb"(CARRIER [0-9]|PROTOCOL:|COMPRESSION:|\+MCR:|\+MRR:|\+ER:|\+DR:|AUTOSTREAM"
@@ -205,15 +216,22 @@ def classify(line: bytes, context: Context) -> Token:
     if result is not None:
         kind, text = result
         if expecting is Expecting.COMMAND and kind in (
-            ResultKind.OK, ResultKind.ERROR, ResultKind.NO_CARRIER,
-            ResultKind.BUSY, ResultKind.NO_DIALTONE, ResultKind.NO_ANSWER,
-            ResultKind.DELAYED, ResultKind.BLACKLISTED,
+            ResultKind.OK,
+            ResultKind.ERROR,
+            ResultKind.NO_CARRIER,
+            ResultKind.BUSY,
+            ResultKind.NO_DIALTONE,
+            ResultKind.NO_ANSWER,
+            ResultKind.DELAYED,
+            ResultKind.BLACKLISTED,
         ):
             return Final(kind, text, line)
         if expecting is Expecting.CALL_SETUP and kind is not ResultKind.RING:
             return Final(kind, text, line)
         if expecting is Expecting.HANGUP and kind in (
-            ResultKind.OK, ResultKind.NO_CARRIER, ResultKind.ERROR,
+            ResultKind.OK,
+            ResultKind.NO_CARRIER,
+            ResultKind.ERROR,
         ):
             return Final(kind, text, line)
         return Stray(line, kind)

@@ -18,13 +18,42 @@ from typing import Any, Literal
 ConnectReports = Literal["dce", "dte"]
 
 _MODULATIONS = {
-    "V21", "V22", "V22B", "V23", "V23C", "V32", "V32B", "V34", "V90", "V92", "K56",
-    "B103", "B212", "VFC", "X2", "V32TERBO",
+    "V21",
+    "V22",
+    "V22B",
+    "V23",
+    "V23C",
+    "V32",
+    "V32B",
+    "V34",
+    "V90",
+    "V92",
+    "K56",
+    "B103",
+    "B212",
+    "VFC",
+    "X2",
+    "V32TERBO",
 }
-_EC = {"LAPM": "LAPM", "V42": "LAPM", "MNP": "MNP", "MNP4": "MNP", "ALT": "MNP", "ARQ": "ARQ",
-       "REL": "ARQ", "REL4": "MNP"}
-_COMPRESSION = {"V42BIS": "V42BIS", "V42B": "V42BIS", "MNP5": "MNP5", "V44": "V44",
-                "CLASS5": "MNP5", "V42BISRD": "V42BIS", "V42BISTD": "V42BIS"}
+_EC = {
+    "LAPM": "LAPM",
+    "V42": "LAPM",
+    "MNP": "MNP",
+    "MNP4": "MNP",
+    "ALT": "MNP",
+    "ARQ": "ARQ",
+    "REL": "ARQ",
+    "REL4": "MNP",
+}
+_COMPRESSION = {
+    "V42BIS": "V42BIS",
+    "V42B": "V42BIS",
+    "MNP5": "MNP5",
+    "V44": "V44",
+    "CLASS5": "MNP5",
+    "V42BISRD": "V42BIS",
+    "V42BISTD": "V42BIS",
+}
 _RATE = re.compile(rb"(\d{3,6})(?:/(\d{2,6}))?")
 
 
@@ -160,7 +189,7 @@ def _compression_name(value: str) -> str:
 
 def _connect_fields(line: bytes, details: dict[str, Any]) -> int | None:
     """Read `CONNECT <rate>[/<rate>][/token...]`; returns the first rate."""
-    rest = line[len(b"CONNECT"):].strip()
+    rest = line[len(b"CONNECT") :].strip()
     if not rest:
         return None
     parts = [part.strip() for part in rest.decode("latin-1").split("/")]

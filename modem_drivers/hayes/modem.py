@@ -73,6 +73,8 @@ def dial_string(number: str) -> str:
     if not cleaned or not DIAL_CHARACTERS.fullmatch(cleaned) or ";" in cleaned[:-1]:
         raise ValueError(f"not a dial string: {number!r}")
     return cleaned
+
+
 READ_BUFFER_LIMIT = 256 * 1024
 HELD_WRITES_LIMIT = 64 * 1024
 
@@ -322,10 +324,16 @@ class HayesModem:
             try:
                 await self.connect()
                 return await self.initialize()
-            except (PortOpenError, PortGone, ModemNotResponding, InitialisationError,
-                    ModemTimeout) as exc:
-                self._log.warning("port.reopen_failed", attempt=attempt, error=str(exc),
-                                  retry_in=round(delay, 3))
+            except (
+                PortOpenError,
+                PortGone,
+                ModemNotResponding,
+                InitialisationError,
+                ModemTimeout,
+            ) as exc:
+                self._log.warning(
+                    "port.reopen_failed", attempt=attempt, error=str(exc), retry_in=round(delay, 3)
+                )
                 if attempts is not None and attempt >= attempts:
                     raise
             await asyncio.sleep(delay)
@@ -365,12 +373,15 @@ class HayesModem:
             await self._apply_settings()
             self.dcd_trusted = self._check_dcd()
             assert self._port is not None and self.profile is not None
-            self.info = ModemInfo(self.profile.name, identity, self._port.describe(),
-                                  self.dcd_trusted)
-            self._log.info("modem.ready", profile=self.profile.name,
-                           identity=" / ".join(escape_bytes(b" ".join(v))
-                                               for v in identity.values() if v),
-                           dcd_trusted=self.dcd_trusted)
+            self.info = ModemInfo(
+                self.profile.name, identity, self._port.describe(), self.dcd_trusted
+            )
+            self._log.info(
+                "modem.ready",
+                profile=self.profile.name,
+                identity=" / ".join(escape_bytes(b" ".join(v)) for v in identity.values() if v),
+                dcd_trusted=self.dcd_trusted,
+            )
             return self.info
 
     async def _wake(self) -> None:
@@ -405,7 +416,8 @@ class HayesModem:
             if not response.ok:
                 raise InitialisationError(
                     f"{self.name}: {setting.decode()} was answered "
-                    f"{response.text.decode('latin-1')}")
+                    f"{response.text.decode('latin-1')}"
+                )
             if setting.upper() == b"ATV1":
                 self._core.set_verbose(VerboseMode.VERBOSE)
 
@@ -418,9 +430,11 @@ class HayesModem:
         if level is None:
             return port.kind == "rfc2217"  # not notified yet; terminal servers do notify
         if level:
-            self._log.warning("modem.dcd_always_on",
-                              hint="&C1 not effective or the cable lacks DCD; "
-                                   "falling back to NO CARRIER detection")
+            self._log.warning(
+                "modem.dcd_always_on",
+                hint="&C1 not effective or the cable lacks DCD; "
+                "falling back to NO CARRIER detection",
+            )
         return not level
 
     # -- commands ------------------------------------------------------------------------
@@ -440,20 +454,28 @@ class HayesModem:
         return response
 
     async def _command(
-        self, line: bytes, timeout: float, *, kind: CommandKind = CommandKind.COMMAND,
+        self,
+        line: bytes,
+        timeout: float,
+        *,
+        kind: CommandKind = CommandKind.COMMAND,
         resync: bool = True,
     ) -> CommandResponse:
         event = await self._exchange(line, kind, timeout, resync=resync)
         if isinstance(event, CommandCompleted):
             return CommandResponse(line, event.result.kind, event.result.text, event.info)
         if isinstance(event, CommandTimedOut):
-            self._log.warning("modem.timeout", command=line.decode("latin-1"),
-                              consecutive=self._core.consecutive_timeouts)
+            self._log.warning(
+                "modem.timeout",
+                command=line.decode("latin-1"),
+                consecutive=self._core.consecutive_timeouts,
+            )
             raise ModemTimeout(f"{self.name}: no answer to {line.decode('latin-1')}")
         raise ModemStateError(f"unexpected {event!r} after {line!r}")
 
-    async def _expect_ok(self, line: bytes, timeout: float,
-                         kind: CommandKind = CommandKind.COMMAND) -> None:
+    async def _expect_ok(
+        self, line: bytes, timeout: float, kind: CommandKind = CommandKind.COMMAND
+    ) -> None:
         response = await self._command(line, timeout, kind=kind)
         if not response.ok:
             raise CommandRejected(line, response.text.decode("latin-1"))
@@ -518,12 +540,16 @@ class HayesModem:
 
     async def dial(self, number: str, *, timeout: float | None = None) -> CallOutcome:
         """Dial (`T`, `P`, `W`, `,`, `!`, `@` allowed) and return what happened."""
-        return await self._call_setup(b"ATD" + dial_string(number).encode(), CommandKind.DIAL,
-                                      timeout or self.timings.dial_timeout)
+        return await self._call_setup(
+            b"ATD" + dial_string(number).encode(),
+            CommandKind.DIAL,
+            timeout or self.timings.dial_timeout,
+        )
 
     async def answer(self, *, timeout: float | None = None) -> CallOutcome:
-        return await self._call_setup(b"ATA", CommandKind.ANSWER,
-                                      timeout or self.timings.answer_timeout)
+        return await self._call_setup(
+            b"ATA", CommandKind.ANSWER, timeout or self.timings.answer_timeout
+        )
 
     async def _call_setup(self, line: bytes, kind: CommandKind, timeout: float) -> CallOutcome:
         started = self._now()
@@ -545,15 +571,23 @@ class HayesModem:
         elapsed = self._now() - started
         if isinstance(event, Connected):
             call = self._start_call(event)
-            self._log.info("call.connected", direction="in" if event.incoming else "out",
-                           **_brief(event.record))
-            return CallOutcome(Outcome.CONNECTED, call, event.record.connect_line,
-                               event.record.lines, elapsed)
+            self._log.info(
+                "call.connected",
+                direction="in" if event.incoming else "out",
+                **_brief(event.record),
+            )
+            return CallOutcome(
+                Outcome.CONNECTED, call, event.record.connect_line, event.record.lines, elapsed
+            )
         if isinstance(event, CallSetupFailed):
-            outcome = (Outcome.ABORTED if event.aborted
-                       else _OUTCOME_OF.get(event.result.kind, Outcome.ERROR))
-            self._log.info("call.failed", outcome=outcome.value,
-                           result=event.result.text.decode("latin-1"))
+            outcome = (
+                Outcome.ABORTED
+                if event.aborted
+                else _OUTCOME_OF.get(event.result.kind, Outcome.ERROR)
+            )
+            self._log.info(
+                "call.failed", outcome=outcome.value, result=event.result.text.decode("latin-1")
+            )
             return CallOutcome(outcome, None, event.result.raw, event.progress, elapsed)
         if isinstance(event, CommandTimedOut):
             return CallOutcome(Outcome.TIMEOUT, seconds=elapsed)
@@ -655,8 +689,9 @@ class HayesModem:
             return "ath"
         with contextlib.suppress(ModemError):
             # no resync first: ATZ resets whatever state the modem is in, and is verified
-            response = await self._command(b"ATZ", self.timings.reset_timeout,
-                                           kind=CommandKind.HANGUP, resync=False)
+            response = await self._command(
+                b"ATZ", self.timings.reset_timeout, kind=CommandKind.HANGUP, resync=False
+            )
             if response.result in (ResultKind.OK, ResultKind.NO_CARRIER):
                 await self._apply_settings()
                 if await self._on_hook():
@@ -690,8 +725,9 @@ class HayesModem:
 
     async def _ath(self) -> bool:
         with contextlib.suppress(ModemTimeout, CommandRejected):
-            response = await self._command(b"ATH0", self.timings.hangup_step,
-                                           kind=CommandKind.HANGUP)
+            response = await self._command(
+                b"ATH0", self.timings.hangup_step, kind=CommandKind.HANGUP
+            )
             if response.result in (ResultKind.OK, ResultKind.NO_CARRIER):
                 return await self._on_hook()
         return False
@@ -785,8 +821,9 @@ class HayesModem:
             return True
         async with self._operation(internal=True):
             if self._core.state is State.ONLINE_DATA and await self._escape():
-                event = await self._exchange(b"ATO", CommandKind.ONLINE,
-                                             self.timings.online_timeout)
+                event = await self._exchange(
+                    b"ATO", CommandKind.ONLINE, self.timings.online_timeout
+                )
                 if isinstance(event, Connected):
                     self._dispatch(self._core.release_held())
                     self._release_writes()
@@ -806,7 +843,7 @@ class HayesModem:
             # Carrier loss suspected, or escaped to check: a modem in command mode would
             # take these bytes for commands (`A/` redials). Hold them until we know.
             room = HELD_WRITES_LIMIT - len(self._held_writes)
-            self._held_writes += data[:max(0, room)]
+            self._held_writes += data[: max(0, room)]
 
     def _release_writes(self) -> None:
         core = self._core
@@ -882,8 +919,9 @@ class HayesModem:
             elif isinstance(event, Connected) and self._op_events is None:
                 call = self._start_call(event)  # the modem answered by itself (S0 > 0)
                 self._post_event(event)
-                self._log.info("call.connected", direction="in", auto_answer=True,
-                               **_brief(event.record))
+                self._log.info(
+                    "call.connected", direction="in", auto_answer=True, **_brief(event.record)
+                )
                 del call
             elif isinstance(event, CarrierLost):
                 self._held_writes.clear()
@@ -894,8 +932,11 @@ class HayesModem:
             elif isinstance(event, CarrierSuspect):
                 self._spawn(self._verify_carrier())
             elif isinstance(event, StrayLine):
-                self._log.info("modem.stray", line=escape_bytes(event.text),
-                               result=event.kind.value if event.kind else None)
+                self._log.info(
+                    "modem.stray",
+                    line=escape_bytes(event.text),
+                    result=event.kind.value if event.kind else None,
+                )
             elif isinstance(event, LineTooLong):
                 self._log.warning("modem.line_too_long", head=escape_bytes(event.head))
             elif self._op_events is not None:
@@ -926,8 +967,9 @@ class HayesModem:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._internal)
         if self._busy:
-            raise ModemBusy(f"{self.name}: another operation is in progress "
-                            f"({self._core.state.value})")
+            raise ModemBusy(
+                f"{self.name}: another operation is in progress ({self._core.state.value})"
+            )
         if self._port is None:
             raise PortGone(f"{self.name}: port lost; reopen() it")
         self._busy = True

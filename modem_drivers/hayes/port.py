@@ -78,8 +78,13 @@ class SerialPort:
         self.transport.close()
 
     def describe(self) -> dict[str, Any]:
-        return {"url": self.url, "kind": self.kind, "dtr": self.has_dtr,
-                "dcd": self.has_dcd, "ri": self.has_ri}
+        return {
+            "url": self.url,
+            "kind": self.kind,
+            "dtr": self.has_dtr,
+            "dcd": self.has_dcd,
+            "ri": self.has_ri,
+        }
 
 
 class _PyserialPort(SerialPort):
@@ -115,8 +120,10 @@ class _SerialTransport(serial_asyncio_fast.SerialTransport):
         except BlockingIOError:
             written = 0
         except OSError as exc:
-            self._fatal_error(serial.SerialException(f"write failed: {exc}"),
-                              "Fatal write error on serial transport")
+            self._fatal_error(
+                serial.SerialException(f"write failed: {exc}"),
+                "Fatal write error on serial transport",
+            )
             return
         if written == len(data):
             if not self._write_buffer:
@@ -163,8 +170,9 @@ class _InprocPort(SerialPort):
 class _Rfc2217Transport(asyncio.Transport):
     """pyserial's RFC 2217 client reads in a thread of its own; bridge it to asyncio."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, port: serial.Serial,
-                 protocol: asyncio.Protocol) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, port: serial.Serial, protocol: asyncio.Protocol
+    ) -> None:
         super().__init__()
         self._loop = loop
         self.serial = port
@@ -175,8 +183,9 @@ class _Rfc2217Transport(asyncio.Transport):
         self._paused.set()  # set = reading allowed
         self._writer = concurrent.futures.ThreadPoolExecutor(1, "rfc2217-writer")
         self._pending_writes = 0
-        self._reader = threading.Thread(target=self._read_loop, daemon=True,
-                                        name=f"rfc2217-reader {port.port}")
+        self._reader = threading.Thread(
+            target=self._read_loop, daemon=True, name=f"rfc2217-reader {port.port}"
+        )
         loop.call_soon(protocol.connection_made, self)
         self._reader.start()
 
@@ -199,7 +208,8 @@ class _Rfc2217Transport(asyncio.Transport):
                 return
         if not self._closing:
             self._loop.call_soon_threadsafe(
-                self._connection_lost, ConnectionResetError("RFC 2217 connection closed"))
+                self._connection_lost, ConnectionResetError("RFC 2217 connection closed")
+            )
 
     def _deliver(self, data: bytes) -> None:
         if not self._closing:
@@ -293,17 +303,20 @@ async def open_port(
             return _InprocPort(url, transport, lines)
         if url.startswith("rfc2217://"):
             serial_port = await loop.run_in_executor(
-                None, lambda: serial.serial_for_url(url, baudrate=baudrate, timeout=0.1))
+                None, lambda: serial.serial_for_url(url, baudrate=baudrate, timeout=0.1)
+            )
             return _Rfc2217Port(url, _Rfc2217Transport(loop, serial_port, protocol))
         if url.startswith("socket://"):
             transport, _ = await serial_asyncio_fast.create_serial_connection(
-                loop, lambda: protocol, url)
+                loop, lambda: protocol, url
+            )
             return _SocketPort(url, transport)
         kwargs: dict[str, Any] = {"baudrate": baudrate, "rtscts": rtscts}
         if "://" not in url:
             kwargs["exclusive"] = True
         serial_port = await loop.run_in_executor(
-            None, partial(serial.serial_for_url, url, **kwargs))
+            None, partial(serial.serial_for_url, url, **kwargs)
+        )
         transport = _SerialTransport(loop, protocol, serial_port)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         return _PyserialPort(url, transport)

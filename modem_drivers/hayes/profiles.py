@@ -75,9 +75,7 @@ CONEXANT_PROFILE = DriverProfile(
     identify=((0, b"56000"), (3, b"CX93"), (3, b"Conexant")),
 )
 
-DRIVER_PROFILES = MappingProxyType(
-    {p.name: p for p in (GENERIC, USR, CONEXANT_PROFILE)}
-)
+DRIVER_PROFILES = MappingProxyType({p.name: p for p in (GENERIC, USR, CONEXANT_PROFILE)})
 
 
 def get_driver_profile(name: str) -> DriverProfile:

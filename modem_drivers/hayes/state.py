@@ -238,9 +238,19 @@ class LineTooLong:
 
 
 Event = (
-    CommandCompleted | CommandTimedOut | CallSetupFailed | Connected | RingReceived
-    | CallerIdReceived | RingingStopped | DataReceived | CarrierLost | CarrierSuspect
-    | EscapeEnded | StrayLine | LineTooLong
+    CommandCompleted
+    | CommandTimedOut
+    | CallSetupFailed
+    | Connected
+    | RingReceived
+    | CallerIdReceived
+    | RingingStopped
+    | DataReceived
+    | CarrierLost
+    | CarrierSuspect
+    | EscapeEnded
+    | StrayLine
+    | LineTooLong
 )
 
 
@@ -351,12 +361,14 @@ class ModemCore:
         S10 (the modem eats commands as data until it has said NO CARRIER)."""
         return max(self.last_result_at + self.timings.pacing, self._trailing_until)
 
-    def start_command(
-        self, command: bytes, kind: CommandKind, now: float, timeout: float
-    ) -> bytes:
+    def start_command(self, command: bytes, kind: CommandKind, now: float, timeout: float) -> bytes:
         """Register a command line; returns the bytes to write (with the CR)."""
-        if self._pending is not None or self.state in (State.DIALING, State.ANSWERING,
-                                                       State.ABORTING, State.ESCAPING):
+        if self._pending is not None or self.state in (
+            State.DIALING,
+            State.ANSWERING,
+            State.ABORTING,
+            State.ESCAPING,
+        ):
             raise ModemBusy(f"the modem is busy ({self.state.value})")
         trigger = _SEND[kind]
         if not self.can(trigger):
@@ -536,14 +548,14 @@ class ModemCore:
             events.append(CommandCompleted(pending.command, result, tuple(pending.info)))
         elif self.state is State.ABORTING:
             self._fire(T.COMPLETED)
-            events.append(CallSetupFailed(pending.command, result, True,
-                                          tuple(pending.progress)))
+            events.append(CallSetupFailed(pending.command, result, True, tuple(pending.progress)))
         elif self.state in (State.DIALING, State.ANSWERING, State.RESUMING):
             self._fire(T.FAILED)
             if result.kind is ResultKind.NO_CARRIER or self.state is State.IDLE:
                 self._reset_call_state()
-            events.append(CallSetupFailed(pending.command, result, pending.aborted,
-                                          tuple(pending.progress)))
+            events.append(
+                CallSetupFailed(pending.command, result, pending.aborted, tuple(pending.progress))
+            )
 
     def _connected(self, result: Final, now: float, events: list[Event]) -> None:
         pending = self._pending
@@ -558,8 +570,9 @@ class ModemCore:
         self._clear_expectation()
         self._rings = 0
         self._ring_deadline = None
-        record = parse_connect(result.text, progress, reports=self.reports,
-                               port_rate=self.port_rate)
+        record = parse_connect(
+            result.text, progress, reports=self.reports, port_rate=self.port_rate
+        )
         if result.raw != result.text:
             record = ConnectRecord(**{**record.__dict__, "lines": (*progress, result.raw)})
         # `CONNECT\r` was the last byte read: in V1 its LF may open the next read
@@ -590,7 +603,7 @@ class ModemCore:
             return
         buffer = self._held + data
         if self.suspecting:
-            if _only_results(buffer[len(NO_CARRIER_TEXT):]):
+            if _only_results(buffer[len(NO_CARRIER_TEXT) :]):
                 # The modem talks on after its NO CARRIER (answers to bytes we wrote
                 # before we stopped writing): still a carrier loss, most likely.
                 self._held = buffer
@@ -608,8 +621,9 @@ class ModemCore:
         if deliver:
             if from_connect and events and isinstance(events[-1], Connected):
                 connected = events[-1]
-                events[-1] = Connected(connected.record, deliver, connected.incoming,
-                                       connected.resumed)
+                events[-1] = Connected(
+                    connected.record, deliver, connected.incoming, connected.resumed
+                )
             else:
                 events.append(DataReceived(deliver))
 
@@ -726,12 +740,27 @@ class ModemCore:
 
     @property
     def in_call(self) -> bool:
-        return self.state in (State.ONLINE_DATA, State.ESCAPING, State.ONLINE_COMMAND,
-                              State.RESUMING)
+        return self.state in (
+            State.ONLINE_DATA,
+            State.ESCAPING,
+            State.ONLINE_COMMAND,
+            State.RESUMING,
+        )
 
 
-_RESULT_TEXTS = (b"OK", b"ERROR", b"NO CARRIER", b"CONNECT", b"RING", b"BUSY",
-                 b"NO DIALTONE", b"NO DIAL TONE", b"NO ANSWER", b"DELAYED", b"BLACKLISTED")
+_RESULT_TEXTS = (
+    b"OK",
+    b"ERROR",
+    b"NO CARRIER",
+    b"CONNECT",
+    b"RING",
+    b"BUSY",
+    b"NO DIALTONE",
+    b"NO DIAL TONE",
+    b"NO ANSWER",
+    b"DELAYED",
+    b"BLACKLISTED",
+)
 
 
 def _only_results(data: bytes) -> bool:

@@ -35,12 +35,21 @@ def main() -> None:
 @click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.option("--time-scale", type=float, help="Real seconds per network second.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--json-logs/--console-logs", default=None,
-              help="Log format (default: JSON unless stderr is a terminal).")
-@click.option("--run-dir", type=click.Path(file_okay=False),
-              help="Where pty links of modems without a path go.")
-@click.option("--ready-file", type=click.Path(dir_okay=False),
-              help="Write the modems' URLs here as JSON once every port is ready.")
+@click.option(
+    "--json-logs/--console-logs",
+    default=None,
+    help="Log format (default: JSON unless stderr is a terminal).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    help="Where pty links of modems without a path go.",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False),
+    help="Write the modems' URLs here as JSON once every port is ready.",
+)
 def run(
     config_file: str,
     time_scale: float | None,
@@ -106,8 +115,9 @@ async def _serve(config: SimConfig, run_dir: Path, ready_file: str | None) -> in
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     calls = list(network.history)
-    click.echo(f"{len(calls)} call(s) ended; "
-               f"{sum(1 for c in calls if c.connected is not None)} connected.")
+    click.echo(
+        f"{len(calls)} call(s) ended; {sum(1 for c in calls if c.connected is not None)} connected."
+    )
     return 0
 
 
@@ -123,8 +133,9 @@ def _print_endpoints(endpoints: list[dict[str, Any]], network: PhoneNetwork) -> 
         number = endpoint.get("number") or hunt.get(endpoint["modem"], "-")
         if endpoint["modem"] in hunt:
             number = f"{hunt[endpoint['modem']]}*"
-        click.echo(f"{endpoint['modem']:<12} {endpoint['profile']:<9} {number:<12} "
-                   f"{endpoint['url']}")
+        click.echo(
+            f"{endpoint['modem']:<12} {endpoint['profile']:<9} {number:<12} {endpoint['url']}"
+        )
     if hunt:
         click.echo("(* hunt group)")
     sys.stdout.flush()
@@ -151,8 +162,13 @@ def example() -> None:
 
 
 @main.command()
-@click.option("--time-scale", type=float, default=0.25, show_default=True,
-              help="Real seconds per network second.")
+@click.option(
+    "--time-scale",
+    type=float,
+    default=0.25,
+    show_default=True,
+    help="Real seconds per network second.",
+)
 def demo(time_scale: float) -> None:
     """A scripted call between two virtual modems over ptys, with its transcript."""
     configure_logging("warning", json=False)

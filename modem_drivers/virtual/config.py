@@ -19,8 +19,16 @@ from .profiles import PROFILES
 from .runner import EXPOSURE_KINDS
 
 FAULT_KINDS = (
-    "unresponsive", "responsive", "reply-delay", "reset", "garbage", "nuls",
-    "vanish", "cut", "unplug", "plug",
+    "unresponsive",
+    "responsive",
+    "reply-delay",
+    "reset",
+    "garbage",
+    "nuls",
+    "vanish",
+    "cut",
+    "unplug",
+    "plug",
 )
 PRESENTATIONS = ("allowed", "private", "unavailable")
 
@@ -64,9 +72,7 @@ class SimConfig:
     faults: list[FaultSpec] = field(default_factory=list)
 
     def build_network(self, **kwargs: Any) -> PhoneNetwork:
-        network = PhoneNetwork(
-            default_line=self.line, timing=self.timing, seed=self.seed, **kwargs
-        )
+        network = PhoneNetwork(default_line=self.line, timing=self.timing, seed=self.seed, **kwargs)
         for spec in self.modems:
             network.add_modem(
                 spec.name,
@@ -74,7 +80,8 @@ class SimConfig:
                 number=spec.number,
                 line=spec.line,
                 caller_id=CallerId(
-                    number=spec.number, name=spec.caller_id_name,
+                    number=spec.number,
+                    name=spec.caller_id_name,
                     presentation=spec.presentation,
                 ),
                 cid_before_first_ring=spec.cid_before_first_ring,

@@ -266,9 +266,7 @@ class _ServerExposure(Exposure):
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _StreamProtocol(self), self.host, self.port
-        )
+        self._server = await loop.create_server(lambda: _StreamProtocol(self), self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         self.present = True
 

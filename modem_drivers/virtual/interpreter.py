@@ -89,9 +89,15 @@ class Settings:
     def factory(cls, profile: ModemProfile) -> Settings:
         f = profile.factory
         return cls(
-            echo=f.echo, verbose=f.verbose, quiet=f.quiet, x_level=f.x_level,
-            dcd_mode=f.dcd_mode, dtr_mode=f.dtr_mode, flow_control=f.flow_control,
-            progress_reports=f.progress_reports, vcid=f.vcid,
+            echo=f.echo,
+            verbose=f.verbose,
+            quiet=f.quiet,
+            x_level=f.x_level,
+            dcd_mode=f.dcd_mode,
+            dtr_mode=f.dtr_mode,
+            flow_control=f.flow_control,
+            progress_reports=f.progress_reports,
+            vcid=f.vcid,
             report_modulation=f.report_modulation,
             report_error_control=f.report_error_control,
             report_compression=f.report_compression,
@@ -143,8 +149,10 @@ class VirtualModem:
         self.profile = profile
         self._scheduler = scheduler
         self._switch = switch
-        self.blacklist = blacklist if blacklist is not None else (
-            BlacklistRule() if profile.etsi_blacklist else None
+        self.blacklist = (
+            blacklist
+            if blacklist is not None
+            else (BlacklistRule() if profile.etsi_blacklist else None)
         )
         self._trace = trace or (lambda event, **kw: None)
         self.on_change: Callable[[VirtualModem], None] = lambda modem: None

@@ -54,8 +54,16 @@ class LineModel:
     def __post_init__(self) -> None:
         if not MIN_RATE <= self.rate <= MAX_RATE:
             raise ValueError(f"rate must be between {MIN_RATE} and {MAX_RATE} bit/s")
-        for name in ("latency", "ber", "burst_rate", "training_time", "drop_rate",
-                     "v42_stall", "stall_rate", "stall_time"):
+        for name in (
+            "latency",
+            "ber",
+            "burst_rate",
+            "training_time",
+            "drop_rate",
+            "v42_stall",
+            "stall_rate",
+            "stall_time",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.ber >= 0.5:

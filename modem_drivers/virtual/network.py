@@ -180,7 +180,11 @@ class PhoneNetwork:
         overrides = dict(line or {})
         self.default_line.replace(**overrides)  # validates the overrides early
         modem = VirtualModem(
-            name, profile, self.scheduler, _SwitchPort(self), blacklist=blacklist,
+            name,
+            profile,
+            self.scheduler,
+            _SwitchPort(self),
+            blacklist=blacklist,
             trace=self.trace,
         )
         modem.on_change = self._mark_dirty
@@ -190,7 +194,8 @@ class PhoneNetwork:
             overrides=overrides,
             caller_id=caller_id or CallerId(number=number),
             cid_before_first_ring=(
-                profile.cid_before_first_ring if cid_before_first_ring is None
+                profile.cid_before_first_ring
+                if cid_before_first_ring is None
                 else cid_before_first_ring
             ),
         )
@@ -310,8 +315,7 @@ class PhoneNetwork:
         call.record.callee = callee.name
         call.state = CallState.RINGING
         call.model = self._model_for(call)
-        self.trace("call.ringing", caller=call.caller.name, callee=callee.name,
-                   number=call.number)
+        self.trace("call.ringing", caller=call.caller.name, callee=callee.name, number=call.number)
         call.later(carrier_wait, lambda: self._carrier_wait_over(call))
         timing = self.timing
         if callee.cid_before_first_ring:
@@ -378,8 +382,9 @@ class PhoneNetwork:
         if call.state is not CallState.TRAINING or call.callee is None:
             return
         model = call.model
-        top = min(model.rate, call.caller.modem.profile.max_rate,
-                  call.callee.modem.profile.max_rate)
+        top = min(
+            model.rate, call.caller.modem.profile.max_rate, call.callee.modem.profile.max_rate
+        )
         rate = max(r for r in STANDARD_RATES if r <= top)
         call.state = CallState.CONNECTED
         call.cancel_timers()
@@ -393,13 +398,22 @@ class PhoneNetwork:
             caller.name: self._direction(call, rate, caller, callee),
             callee.name: self._direction(call, rate, callee, caller),
         }
-        self.trace("call.connected", caller=caller.name, callee=callee.name, rate=rate,
-                   v42=model.v42, ber=model.ber, latency=model.latency)
+        self.trace(
+            "call.connected",
+            caller=caller.name,
+            callee=callee.name,
+            rate=rate,
+            v42=model.v42,
+            ber=model.ber,
+            latency=model.latency,
+        )
         if model.drop_at is not None:
             call.later(model.drop_at, lambda: self._drop(call, "line drop"))
         if model.drop_rate > 0:
-            call.later(call.rng.expovariate(model.drop_rate / 3600),
-                       lambda: self._drop(call, "random drop"))
+            call.later(
+                call.rng.expovariate(model.drop_rate / 3600),
+                lambda: self._drop(call, "random drop"),
+            )
         if model.stall_rate > 0:
             self._schedule_retrain(call)
         caller.modem.connected(rate, model.v42)
@@ -411,8 +425,12 @@ class PhoneNetwork:
             source.modem.tx_space_available()
 
         return LineDirection(
-            self.scheduler, call.model, rate, call.rng,
-            deliver=sink.modem.line_data, on_departed=departed,
+            self.scheduler,
+            call.model,
+            rate,
+            call.rng,
+            deliver=sink.modem.line_data,
+            on_departed=departed,
             tick=self.timing.line_tick,
         )
 
@@ -509,8 +527,7 @@ class PhoneNetwork:
                 line.off_hook = False
         self.active_calls.discard(call)
         self.history.append(record)
-        self.trace("call.ended", **{k: v for k, v in record.as_dict().items()
-                                    if v is not None})
+        self.trace("call.ended", **{k: v for k, v in record.as_dict().items() if v is not None})
 
 
 class _SwitchPort:

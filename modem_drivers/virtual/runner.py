@@ -184,8 +184,7 @@ class NetworkRunner:
                 if output:
                     self.bytes_to_dte += len(output)
                     if self._transcript:
-                        log.debug("dte.tx", modem=modem.name,
-                                  data=escape_bytes(output, 200))
+                        log.debug("dte.tx", modem=modem.name, data=escape_bytes(output, 200))
                     exposure.send_to_dte(output)
                 exposure.lines_changed()
                 if exposure.held:
@@ -214,7 +213,12 @@ class NetworkRunner:
         self._after()
 
     def apply_fault(
-        self, kind: str, name: str, *, seconds: float = 0.0, count: int = 16,
+        self,
+        kind: str,
+        name: str,
+        *,
+        seconds: float = 0.0,
+        count: int = 16,
         data: bytes = b"",
     ) -> None:
         """Inject one of the scriptable faults into a modem, its port or its line now."""

@@ -39,15 +39,21 @@ class Result:
 
 async def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *args, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})})
+        sys.executable,
+        "-m",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
         process.kill()
         out, err = await process.communicate()
-        raise AssertionError(f"{args} did not finish in {timeout} s:\n{err.decode()[-3000:]}"
-                             ) from None
+        raise AssertionError(
+            f"{args} did not finish in {timeout} s:\n{err.decode()[-3000:]}"
+        ) from None
     return Result(process.returncode or 0, out.decode(), err.decode())
 
 
@@ -76,11 +82,16 @@ class System:
         await self.runner.start()
         for index in range(bank):
             await self.runner.expose(f"bank{index}", "pty", path=str(self.ports / f"bank{index}"))
-        result = await run("receiver", "-c", str(self.centre_config), "init",
-                           str(self.centre_config.parent),
-                           *[arg for i in range(bank)
-                             for arg in ("--port", str(self.ports / f"bank{i}"))],
-                           "--time-scale", str(SCALE))
+        result = await run(
+            "receiver",
+            "-c",
+            str(self.centre_config),
+            "init",
+            str(self.centre_config.parent),
+            *[arg for i in range(bank) for arg in ("--port", str(self.ports / f"bank{i}"))],
+            "--time-scale",
+            str(SCALE),
+        )
         assert result.code == 0, result
         self.centre_key = result.out.split("centre public key: ")[1].split()[0]
         text = self.centre_config.read_text()
@@ -107,10 +118,19 @@ class System:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
         self.receiver = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "receiver", "-c", str(self.centre_config), "run",
-            "--json-logs", "--log-level", "info",
-            stdout=self._log_handle, stderr=self._log_handle,
-            preexec_fn=limit if file_size_limit else None)
+            sys.executable,
+            "-m",
+            "receiver",
+            "-c",
+            str(self.centre_config),
+            "run",
+            "--json-logs",
+            "--log-level",
+            "info",
+            stdout=self._log_handle,
+            stderr=self._log_handle,
+            preexec_fn=limit if file_size_limit else None,
+        )
         bank = sum(1 for name in self.network.lines if name.startswith("bank"))
         await self.wait_for("port.up", count=bank, after=before)
 
@@ -131,13 +151,17 @@ class System:
                 events.append(json.loads(line))
         return events
 
-    async def wait_for(self, event: str, *, count: int = 1, after: int = 0,
-                       timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
+    async def wait_for(
+        self, event: str, *, count: int = 1, after: int = 0, timeout: float = 30.0, **fields: Any
+    ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            matches = [e for e in self.events()[after:] if e.get("event") == event
-                       and all(e.get(k) == v for k, v in fields.items())]
+            matches = [
+                e
+                for e in self.events()[after:]
+                if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
+            ]
             if len(matches) >= count:
                 return matches[count - 1]
             if loop.time() > deadline:
@@ -157,18 +181,41 @@ class System:
 
     # -- clients -------------------------------------------------------------------------
 
-    async def add_client(self, name: str, number: str, *, enroll: bool = True,
-                         profile: str = "generic", attempts: int = 2,
-                         retry_delay: str = "5s") -> Client:
+    async def add_client(
+        self,
+        name: str,
+        number: str,
+        *,
+        enroll: bool = True,
+        profile: str = "generic",
+        attempts: int = 2,
+        retry_delay: str = "5s",
+    ) -> Client:
         self.network.add_modem(name, profile, number=number)
         url = str(self.ports / name)
         await self.runner.expose(name, "pty", path=url)
         folder = self.root / name
-        result = await run("callhome", "-c", str(folder / "client.toml"), "init", str(folder),
-                           "--name", name, "--centre-key", self.centre_key,
-                           "--number", CENTRE_NUMBER, "--port", url,
-                           "--attempts", str(attempts), "--retry-delay", retry_delay,
-                           "--time-scale", str(SCALE))
+        result = await run(
+            "callhome",
+            "-c",
+            str(folder / "client.toml"),
+            "init",
+            str(folder),
+            "--name",
+            name,
+            "--centre-key",
+            self.centre_key,
+            "--number",
+            CENTRE_NUMBER,
+            "--port",
+            url,
+            "--attempts",
+            str(attempts),
+            "--retry-delay",
+            retry_delay,
+            "--time-scale",
+            str(SCALE),
+        )
         assert result.code == 0, result
         public = result.out.split("device public key: ")[1].split()[0]
         client = Client(self, name, folder / "client.toml", public)
@@ -188,15 +235,26 @@ class Client:
     async def cli(self, *args: str, timeout: float = 120) -> Result:
         return await run("callhome", "-c", str(self.config), *args, timeout=timeout)
 
-    async def send_over_a_slow_line(self, *, rate: int, component: str, size: int,
-                                    severity: str = "error") -> asyncio.Task[Result]:
+    async def send_over_a_slow_line(
+        self, *, rate: int, component: str, size: int, severity: str = "error"
+    ) -> asyncio.Task[Result]:
         """Start `send` of a report carrying `size` random bytes over a line at `rate`
         bit/s; returns once the centre has accepted the call, the command still running."""
         before = len(self.system.events())
         self.system.network.set_next_call(self.name, rate=rate)
-        sending = asyncio.ensure_future(self.cli(
-            "send", "--severity", severity, "--component", component, "--state", "failing",
-            "--message", os.urandom(size).hex()))
+        sending = asyncio.ensure_future(
+            self.cli(
+                "send",
+                "--severity",
+                severity,
+                "--component",
+                component,
+                "--state",
+                "failing",
+                "--message",
+                os.urandom(size).hex(),
+            )
+        )
         await self.system.wait_for("call.accepted", after=before, device=self.name)
         return sending
 

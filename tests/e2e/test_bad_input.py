@@ -53,8 +53,9 @@ async def test_a_modem_url_that_does_not_exist(system):
     client = await system.add_client("plant-m", "5550011")
     text = client.config.read_text()
     client.config.write_text(text.replace(str(system.ports / "plant-m"), "/dev/ttyNOPE7"))
-    result = await client.cli("send", "--severity", "error", "--component", "disk0",
-                              "--state", "failed")
+    result = await client.cli(
+        "send", "--severity", "error", "--component", "disk0", "--state", "failed"
+    )
     assert result.code == exitcodes.MODEM, result
     assert "failed: modem" in result.out and "/dev/ttyNOPE7" in result.out
     (queued,) = await client.queue()
@@ -65,8 +66,9 @@ async def test_a_locked_store(system):
     lock = sqlite3.connect(system.centre_config.parent / "centre.db", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
     try:
-        result = await system.receiver_cli("enroll", "x", "--pubkey",
-                                           base64.b64encode(os.urandom(32)).decode())
+        result = await system.receiver_cli(
+            "enroll", "x", "--pubkey", base64.b64encode(os.urandom(32)).decode()
+        )
     finally:
         lock.execute("ROLLBACK")
         lock.close()
@@ -80,8 +82,17 @@ async def test_a_full_disk_at_the_centre_acknowledges_nothing_and_loses_nothing(
     database = system.centre_config.parent / "centre.db"
     await system.start_receiver(file_size_limit=database.stat().st_size + 4096)
     blob = os.urandom(20_000).hex()  # a long report: its partial copy needs room
-    result = await client.cli("send", "--severity", "error", "--component", "raid0",
-                              "--state", "failed", "--message", blob)
+    result = await client.cli(
+        "send",
+        "--severity",
+        "error",
+        "--component",
+        "raid0",
+        "--state",
+        "failed",
+        "--message",
+        blob,
+    )
     assert result.code != 0, result
     assert len(await client.queue()) == 1  # not acknowledged, so still queued
     await system.wait_for("call.ended")
@@ -97,8 +108,9 @@ async def test_a_full_disk_at_the_centre_acknowledges_nothing_and_loses_nothing(
 
 async def test_a_full_disk_at_the_client(system):
     client = await system.add_client("plant-y", "5550013")
-    queued = await client.cli("send", "--no-call", "--severity", "info", "--component", "a",
-                              "--state", "b")
+    queued = await client.cli(
+        "send", "--no-call", "--severity", "info", "--component", "a", "--state", "b"
+    )
     assert queued.code == 0
     limit = (client.config.parent / "spool.db").stat().st_size + 1024
 
@@ -106,9 +118,19 @@ async def test_a_full_disk_at_the_client(system):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callhome", "-c", str(client.config), "send", "--no-call",
-        "--message", os.urandom(40_000).hex(), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, preexec_fn=cap)
+        sys.executable,
+        "-m",
+        "callhome",
+        "-c",
+        str(client.config),
+        "send",
+        "--no-call",
+        "--message",
+        os.urandom(40_000).hex(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=cap,
+    )
     _, err = await process.communicate()
     assert process.returncode == exitcodes.STORAGE, err
     assert one_clear_line(err.decode()) and "disk" in err.decode() and "full" in err.decode()

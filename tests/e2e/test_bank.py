@@ -28,8 +28,7 @@ async def test_a_modem_that_dies_while_idle_is_reported_retried_and_the_rest_ser
     # bank1 is the second line of the hunt group; calls reach bank0 first
     system.runner.apply_fault("unresponsive", "bank1")
     first = await system.wait_for("port.down", after=before, port="bank1", timeout=30)
-    second = await system.wait_for("port.down", after=before, port="bank1", count=2,
-                                   timeout=30)
+    second = await system.wait_for("port.down", after=before, port="bank1", count=2, timeout=30)
     assert second["retry_in"] > first["retry_in"]  # backing off
     result = await client.cli("line-test")
     assert result.code == 0, result
@@ -90,11 +89,13 @@ async def test_the_client_moves_on_to_the_next_number_then_the_next_modem(system
     second_port = str(system.ports / "plant-d-2")
     await system.runner.expose("plant-d-2", "pty", path=second_port)
     config = client.config.read_text()
-    config = config.replace(f'numbers = ["{CENTRE_NUMBER}"]',
-                            f'numbers = ["5550999", "{CENTRE_NUMBER}"]')
+    config = config.replace(
+        f'numbers = ["{CENTRE_NUMBER}"]', f'numbers = ["5550999", "{CENTRE_NUMBER}"]'
+    )
     first_port = str(system.ports / "plant-d")
-    config = config.replace(f'ports = ["{first_port}"]',
-                            f'ports = ["{first_port}", "{second_port}"]')
+    config = config.replace(
+        f'ports = ["{first_port}"]', f'ports = ["{first_port}", "{second_port}"]'
+    )
     assert "5550999" in config and second_port in config
     client.config.write_text(config)
 
@@ -103,7 +104,9 @@ async def test_the_client_moves_on_to_the_next_number_then_the_next_modem(system
     assert result.code == 0, result
     report = json.loads(result.out)
     assert [(a["port"], a["number"], a["result"]) for a in report["attempts"]] == [
-        (first_port, "5550999", "busy"), (first_port, CENTRE_NUMBER, "connected")]
+        (first_port, "5550999", "busy"),
+        (first_port, CENTRE_NUMBER, "connected"),
+    ]
 
     # the first modem's line is dead: no number is tried twice on it; the second modem
     system.network.unplug("plant-d")
@@ -111,8 +114,10 @@ async def test_the_client_moves_on_to_the_next_number_then_the_next_modem(system
     assert result.code == 0, result
     report = json.loads(result.out)
     assert [(a["port"], a["number"], a["result"]) for a in report["attempts"]] == [
-        (first_port, "5550999", "no dial tone"), (second_port, "5550999", "busy"),
-        (second_port, CENTRE_NUMBER, "connected")]
+        (first_port, "5550999", "no dial tone"),
+        (second_port, "5550999", "busy"),
+        (second_port, CENTRE_NUMBER, "connected"),
+    ]
     await system.wait_for("call.ended", count=2)  # the centre records after hanging up
     calls = await system.calls("--device", "plant-d")
     assert [c["caller_id"] for c in calls] == ["5550044", "5550004"]

@@ -13,8 +13,12 @@ def test_the_demo_runs_its_story_and_exits_zero(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "callhome", "demo", "--dir", str(folder), "--time-scale", "0.05"],
-        capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "everything as expected" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
@@ -22,19 +26,29 @@ def test_the_demo_runs_its_story_and_exits_zero(tmp_path: Path) -> None:
     with sqlite3.connect(folder / "centre" / "centre.db") as db:
         stored = db.execute(
             "select d.name, m.kind, count(*) from messages m join devices d"
-            " on d.id = m.device_id group by d.name, m.kind").fetchall()
+            " on d.id = m.device_id group by d.name, m.kind"
+        ).fetchall()
         outcomes = [row[0] for row in db.execute("select outcome from calls")]
-    assert sorted(stored) == [("plant-a", "line-test", 1), ("plant-b", "line-test", 1),
-                              ("plant-b", "report", 1), ("plant-c", "line-test", 1),
-                              ("plant-c", "report", 1)]
+    assert sorted(stored) == [
+        ("plant-a", "line-test", 1),
+        ("plant-b", "line-test", 1),
+        ("plant-b", "report", 1),
+        ("plant-c", "line-test", 1),
+        ("plant-c", "report", 1),
+    ]
     assert sum(o.startswith("refused") for o in outcomes) == 1
     assert outcomes.count("completed") == 5
+
 
 def test_the_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     (tmp_path / "something").write_text("mine")
     result = subprocess.run(
         [sys.executable, "-m", "callhome", "demo", "--dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "not empty" in result.stderr
     assert (tmp_path / "something").read_text() == "mine"

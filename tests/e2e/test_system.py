@@ -16,11 +16,24 @@ async def test_line_test_success(system):
     result = await client.cli("line-test")
     assert result.code == 0, result
     out = result.out
-    for step in ("dialling 5550100", "ringing, training", "connected: CONNECT", "handshake",
-                 "transfer"):
+    for step in (
+        "dialling 5550100",
+        "ringing, training",
+        "connected: CONNECT",
+        "handshake",
+        "transfer",
+    ):
         assert step in out, step
-    for row in ("time to CONNECT", "line", "handshake", "bytes", "data phase",
-                "on the line", "clock skew", "result           ok"):
+    for row in (
+        "time to CONNECT",
+        "line",
+        "handshake",
+        "bytes",
+        "data phase",
+        "on the line",
+        "clock skew",
+        "result           ok",
+    ):
         assert row in out, row
     assert "acknowledged by the centre" in out
     stored = await system.reports("--device", "plant-a")
@@ -37,13 +50,26 @@ async def test_line_test_success(system):
 
 async def test_report_delivered(system):
     client = await system.add_client("plant-b", "5550002")
-    result = await client.cli("send", "--severity", "warning", "--component", "psu1",
-                              "--state", "degraded", "--message", "input voltage low")
+    result = await client.cli(
+        "send",
+        "--severity",
+        "warning",
+        "--component",
+        "psu1",
+        "--state",
+        "degraded",
+        "--message",
+        "input voltage low",
+    )
     assert result.code == 0, result
     assert "queued as message 1" in result.out and "1 of 1 acknowledged" in result.out
     (stored,) = await system.reports("--kind", "report")
     assert (stored["device"], stored["severity"], stored["component"], stored["state"]) == (
-        "plant-b", "warning", "psu1", "degraded")
+        "plant-b",
+        "warning",
+        "psu1",
+        "degraded",
+    )
     assert stored["content"]["message"] == "input voltage low"
     assert await client.queue() == []
     assert await system.reports("--severity", "critical") == []
@@ -51,8 +77,12 @@ async def test_report_delivered(system):
 
 async def test_call_cut_mid_transfer_is_delivered_once_on_the_next_call(system, tmp_path):
     client = await system.add_client("plant-c", "5550003")
-    big = {"severity": "error", "component": "raid0", "state": "failed",
-           "log": [f"line {i}: " + os.urandom(32).hex() for i in range(600)]}
+    big = {
+        "severity": "error",
+        "component": "raid0",
+        "state": "failed",
+        "log": [f"line {i}: " + os.urandom(32).hex() for i in range(600)],
+    }
     report_file = tmp_path / "report.json"
     report_file.write_text(json.dumps(big))
     system.network.set_next_call("plant-c", drop_after_bytes=9000)
@@ -103,8 +133,9 @@ async def test_lost_acknowledgement_is_a_duplicate_after_a_receiver_restart(syst
     # its STORED answer is still on the way
     system.network.set_next_call("plant-e", latency=5.0)
     before = len(system.events())
-    sending = asyncio.ensure_future(client.cli("send", "--severity", "info",
-                                               "--component", "probe", "--state", "ko"))
+    sending = asyncio.ensure_future(
+        client.cli("send", "--severity", "info", "--component", "probe", "--state", "ko")
+    )
     await system.wait_for("message.stored", after=before, device="plant-e")
     assert system.network.cut("plant-e")
     system.runner.poke()
@@ -135,8 +166,11 @@ async def test_unknown_and_revoked_devices_are_refused_and_recorded(system):
     assert result.code == exitcodes.REFUSED and "(revoked)" in result.out
     await system.wait_for("call.ended", count=3)  # the centre records after hanging up
     outcomes = [(c["device"], c["outcome"]) for c in await system.calls()]
-    assert outcomes == [("plant-f", "refused: revoked"), ("plant-f", "completed"),
-                        (None, "refused: unknown device")]
+    assert outcomes == [
+        ("plant-f", "refused: revoked"),
+        ("plant-f", "completed"),
+        (None, "refused: unknown device"),
+    ]
     devices = json.loads((await system.receiver_cli("devices", "--json")).out)
     assert [(d["name"], d["revoked"] is not None) for d in devices] == [("plant-f", True)]
 
@@ -145,8 +179,9 @@ async def test_all_bank_lines_busy_the_client_backs_off_and_retries(system):
     client = await system.add_client("plant-g", "5550007", attempts=3, retry_delay="10s")
     for name in ("bank0", "bank1"):
         system.network.line(name).off_hook = True  # every line of the hunt group busy
-    sending = asyncio.ensure_future(client.cli("send", "--severity", "notice",
-                                               "--component", "ups", "--state", "on battery"))
+    sending = asyncio.ensure_future(
+        client.cli("send", "--severity", "notice", "--component", "ups", "--state", "on battery")
+    )
     await asyncio.sleep(1.5)  # the first round fails: busy
     for name in ("bank0", "bank1"):
         system.network.line(name).off_hook = False

@@ -51,6 +51,7 @@ def times_of(fake: FakeModem, data: bytes) -> list[float]:
 
 # 8 -------------------------------------------------------------------------------------
 
+
 async def test_8_hangup_ladder_dtr_then_guarded_escape_then_ath(fake):
     modem = await ready(fake)
     call = await connected(fake, modem)
@@ -94,8 +95,11 @@ async def test_8_ath_accepts_ok_or_no_carrier(fake):
     for answer in (b"\r\nOK\r\n", b"\r\nNO CARRIER\r\n"):
         modem = await ready(fake)
         call = await connected(fake, modem)
-        fake.on_dtr_off = lambda answer=answer: (setattr(fake, "online", False),
-                                                 setattr(fake, "dcd", False), fake.send(answer))
+        fake.on_dtr_off = lambda answer=answer: (
+            setattr(fake, "online", False),
+            setattr(fake, "dcd", False),
+            fake.send(answer),
+        )
         report = await modem.hangup()
         assert report.method == "dtr" and not call.open
         await modem.close()
@@ -134,6 +138,7 @@ async def test_8_plus_plus_plus_inside_data_does_not_escape():
 
 # 9 -------------------------------------------------------------------------------------
 
+
 async def test_9_late_reply_is_not_credited_to_the_next_command(fake):
     modem = await ready(fake)
     fake.replies[b"AT+GCAP"] = None  # silent past the deadline ...
@@ -148,7 +153,7 @@ async def test_9_late_reply_is_not_credited_to_the_next_command(fake):
     fake.send(b"\r\nOK\r\n", 0.01)  # ... then its OK turns up as ATI3 is issued
     response = await modem.command("ATI3")
     assert response.ok and response.info == (b"FW 1.0",)
-    tail = fake.written()[fake.written().index(b"AT+GCAP\r"):]
+    tail = fake.written()[fake.written().index(b"AT+GCAP\r") :]
     assert tail == b"AT+GCAP\rAT\rATI3\r"  # resynchronised with AT first
     assert modem.consecutive_timeouts == 0
 
@@ -164,6 +169,7 @@ async def test_9_consecutive_timeouts_count_as_liveness(fake):
 
 
 # 10 ------------------------------------------------------------------------------------
+
 
 async def test_10_no_writes_during_dial_and_a_deliberate_abort(fake):
     modem = await ready(fake)
@@ -181,7 +187,7 @@ async def test_10_no_writes_during_dial_and_a_deliberate_abort(fake):
     dial_at = times_of(fake, b"ATDT5551234\r")[0]
     abort_at = times_of(fake, b"\r")[0]
     assert abort_at - dial_at >= FAST.core.abort_grace  # 125 ms, scaled with the rest
-    assert [d for _, d in fake.writes[before - 1:]] == [b"ATDT5551234\r", b"\r"]
+    assert [d for _, d in fake.writes[before - 1 :]] == [b"ATDT5551234\r", b"\r"]
 
 
 async def test_10_cancelling_a_dial_aborts_it(fake):
@@ -207,6 +213,7 @@ async def test_10_dial_timeout_aborts_and_reports_timeout(fake):
 
 
 # 11 ------------------------------------------------------------------------------------
+
 
 async def test_11_garbage_and_nuls(fake):
     modem = await ready(fake)

@@ -17,8 +17,12 @@ SCALE = 0.05
 
 async def callhome(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callhome", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "callhome",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode, stdout.decode(), stderr.decode()
@@ -41,8 +45,7 @@ async def sim(tmp_path):
 
 async def test_probe_over_a_pty(sim):
     _, urls = sim
-    code, out, err = await callhome("modem", "probe", urls["client"],
-                                    "--time-scale", str(SCALE))
+    code, out, err = await callhome("modem", "probe", urls["client"], "--time-scale", str(SCALE))
     assert code == 0, err
     assert "profile       usr" in out
     assert "DTR no, DCD no, RI no" in out  # a pty has no control lines
@@ -51,8 +54,9 @@ async def test_probe_over_a_pty(sim):
 
 async def test_probe_over_rfc2217_as_json(sim):
     _, urls = sim
-    code, out, err = await callhome("modem", "probe", urls["centre"], "--json",
-                                    "--time-scale", str(SCALE))
+    code, out, err = await callhome(
+        "modem", "probe", urls["centre"], "--json", "--time-scale", str(SCALE)
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["profile"] == "conexant"
@@ -73,8 +77,9 @@ async def test_dial_reports_the_connect_record_and_hangs_up(sim):
     centre = network.modem("centre")
     centre.settings.s[0] = 1  # auto-answer ...
     centre.settings.dtr_mode = 0  # ... with nobody on its port (&D2 would refuse)
-    code, out, err = await callhome("modem", "dial", urls["client"], "5550100",
-                                    "--time-scale", str(SCALE), "--json")
+    code, out, err = await callhome(
+        "modem", "dial", urls["client"], "5550100", "--time-scale", str(SCALE), "--json"
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["outcome"] == "connected"
@@ -97,8 +102,9 @@ async def test_dial_failures_have_their_own_exit_codes(sim, setup, number, code)
         network.line("busy").off_hook = True
     elif setup == "unplug":
         network.unplug("client")
-    code_seen, out, err = await callhome("modem", "dial", urls["client"], number,
-                                         "--time-scale", str(SCALE))
+    code_seen, out, err = await callhome(
+        "modem", "dial", urls["client"], number, "--time-scale", str(SCALE)
+    )
     assert code_seen == code, out + err
     assert "outcome" in out
 
@@ -112,6 +118,7 @@ async def test_unknown_port_is_one_line_and_exit_3():
 
 async def test_bad_dial_string_is_a_usage_error(sim):
     _, urls = sim
-    code, _, err = await callhome("modem", "dial", urls["client"], "555-CALL-NOW",
-                                  "--time-scale", str(SCALE))
+    code, _, err = await callhome(
+        "modem", "dial", urls["client"], "555-CALL-NOW", "--time-scale", str(SCALE)
+    )
     assert code == exitcodes.USAGE and "not a dial string" in err

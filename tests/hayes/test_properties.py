@@ -14,9 +14,31 @@ from modem_drivers.hayes.state import CommandKind, DataReceived, ModemCore
 from modem_drivers.vendors import USROBOTICS
 
 MODEM_ALPHABET = st.sampled_from(
-    [b"\r", b"\n", b"\x00", b"OK", b"RING", b"NO CARRIER", b"CONNECT", b" 2400", b"/ARQ",
-     b"BUSY", b"ERROR", b"NMBR = ", b"DATE=", b"+MRR: ", b"CARRIER ", b"0", b"10", b"3",
-     b"\xff", b"\xe9", b"MESG = 8012", b"+++", b"ATD1"]
+    [
+        b"\r",
+        b"\n",
+        b"\x00",
+        b"OK",
+        b"RING",
+        b"NO CARRIER",
+        b"CONNECT",
+        b" 2400",
+        b"/ARQ",
+        b"BUSY",
+        b"ERROR",
+        b"NMBR = ",
+        b"DATE=",
+        b"+MRR: ",
+        b"CARRIER ",
+        b"0",
+        b"10",
+        b"3",
+        b"\xff",
+        b"\xe9",
+        b"MESG = 8012",
+        b"+++",
+        b"ATD1",
+    ]
 )
 noise = st.lists(st.one_of(st.binary(max_size=40), MODEM_ALPHABET), max_size=40)
 

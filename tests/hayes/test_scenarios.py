@@ -85,10 +85,12 @@ def run(stream: bytes, *, setup=None, ticks=(), **kwargs):
 def command(line: bytes, kind=CommandKind.COMMAND, timeout=3.0):
     def setup(modem: ModemCore) -> bytes:
         return modem.start_command(line, kind, 0.0, timeout)
+
     return setup
 
 
 # 1 -------------------------------------------------------------------------------------
+
 
 def test_1_ring_between_command_and_ok():
     events, state = run(b"\r\nRING\r\n\r\nOK\r\n", setup=command(b"ATS0=0"))
@@ -108,6 +110,7 @@ def test_1_ring_and_caller_id_between_command_and_ok():
 
 # 2 -------------------------------------------------------------------------------------
 
+
 def test_2_echo_is_discarded():
     events, _ = run(b"ATE0\r\r\nOK\r\n", setup=command(b"ATE0"))
     assert len(events) == 1 and events[0].result.kind is ResultKind.OK
@@ -124,6 +127,7 @@ def test_2_line_equal_to_the_command_only_once():
 
 
 # 3 -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("stream", "kind"),
@@ -160,11 +164,13 @@ def test_3_connecticut_is_not_connect():
 
 # 4 -------------------------------------------------------------------------------------
 
+
 def test_4_connect_with_reports_and_data_in_the_same_read():
-    stream = (b"\r\nCARRIER 33600\r\n\r\nPROTOCOL: LAPM\r\n\r\nCOMPRESSION: V.42BIS\r\n"
-              b"\r\nCONNECT 115200\r\n~\x7d\x23")
-    events, state = run(stream, setup=command(b"ATDT5551234", CommandKind.DIAL, 90),
-                        reports="dte")
+    stream = (
+        b"\r\nCARRIER 33600\r\n\r\nPROTOCOL: LAPM\r\n\r\nCOMPRESSION: V.42BIS\r\n"
+        b"\r\nCONNECT 115200\r\n~\x7d\x23"
+    )
+    events, state = run(stream, setup=command(b"ATDT5551234", CommandKind.DIAL, 90), reports="dte")
     connected, data = events
     record = connected.record
     assert (record.dte_rate, record.dce_rate) == (115200, 33600)
@@ -177,16 +183,28 @@ def test_4_connect_with_reports_and_data_in_the_same_read():
 @pytest.mark.parametrize(
     ("stream", "expect"),
     [
-        (b"\r\n+MCR: V34\r\n\r\n+MRR: 33600,31200\r\n\r\n+ER: LAPM\r\n\r\n+DR: V42B\r\n"
-         b"\r\nCONNECT 33600/ARQ/V34/LAPM/V42BIS\r\n",
-         dict(dce_rate=33600, tx_rate=33600, rx_rate=31200, modulation="V34",
-              error_correction="LAPM", compression="V42BIS")),
-        (b"\r\nCONNECT 38400/V.32bis 14400/V.42bis\r\n",
-         dict(dte_rate=38400, dce_rate=14400, modulation="V32B", compression="V42BIS")),
+        (
+            b"\r\n+MCR: V34\r\n\r\n+MRR: 33600,31200\r\n\r\n+ER: LAPM\r\n\r\n+DR: V42B\r\n"
+            b"\r\nCONNECT 33600/ARQ/V34/LAPM/V42BIS\r\n",
+            dict(
+                dce_rate=33600,
+                tx_rate=33600,
+                rx_rate=31200,
+                modulation="V34",
+                error_correction="LAPM",
+                compression="V42BIS",
+            ),
+        ),
+        (
+            b"\r\nCONNECT 38400/V.32bis 14400/V.42bis\r\n",
+            dict(dte_rate=38400, dce_rate=14400, modulation="V32B", compression="V42BIS"),
+        ),
         (b"\r\nCONNECT\r\n", dict(dce_rate=None, connect_rate=None)),
         (b"\r\nCONNECT 1200/75\r\n", dict(tx_rate=1200, rx_rate=75)),
-        (b"\r\nCONNECT 2400/NONE\r\n",
-         dict(dce_rate=2400, error_correction="NONE", compression="NONE")),
+        (
+            b"\r\nCONNECT 2400/NONE\r\n",
+            dict(dce_rate=2400, error_correction="NONE", compression="NONE"),
+        ),
     ],
 )
 def test_4_connect_variants_keep_the_raw_line(stream, expect):
@@ -207,9 +225,13 @@ def test_4_lf_of_connect_arriving_late_is_not_data():
 
 # 5 -------------------------------------------------------------------------------------
 
+
 def v0(**kwargs):
-    return dict(verbose=VerboseMode.NUMERIC,
-                numeric=NumericTable.with_extra(HAYES.numeric_results()), **kwargs)
+    return dict(
+        verbose=VerboseMode.NUMERIC,
+        numeric=NumericTable.with_extra(HAYES.numeric_results()),
+        **kwargs,
+    )
 
 
 def test_5_numeric_ok():
@@ -238,8 +260,9 @@ def test_5_numeric_ring_while_idle():
 
 def test_5_vendor_table_is_injectable():
     hayes = v0()
-    conexant = dict(verbose=VerboseMode.NUMERIC,
-                    numeric=NumericTable.with_extra(CONEXANT.numeric_results()))
+    conexant = dict(
+        verbose=VerboseMode.NUMERIC, numeric=NumericTable.with_extra(CONEXANT.numeric_results())
+    )
     events, _ = run(b"13\r", setup=command(b"ATD1", CommandKind.DIAL, 90), **hayes)
     assert events[0].record.connect_line == b"CONNECT 14400"
     events, _ = run(b"15\r", setup=command(b"ATD1", CommandKind.DIAL, 90), **conexant)
@@ -255,14 +278,21 @@ def test_5_digits_are_information_in_v1():
 
 # 6 -------------------------------------------------------------------------------------
 
+
 def test_6_caller_id_us_order():
-    stream = (b"\r\nRING\r\n\r\nDATE = 0321\r\nTIME = 1405\r\nNMBR = 5551234\r\n"
-              b"NAME = CONNECTICUT GAS\r\n\r\nRING\r\n")
+    stream = (
+        b"\r\nRING\r\n\r\nDATE = 0321\r\nTIME = 1405\r\nNMBR = 5551234\r\n"
+        b"NAME = CONNECTICUT GAS\r\n\r\nRING\r\n"
+    )
     events, state = run(stream)
     assert [type(e) for e in events] == [RingReceived, CallerIdReceived, RingReceived]
     cid = events[1].caller_id
     assert (cid.number, cid.name, cid.date, cid.time) == (
-        "5551234", "CONNECTICUT GAS", "0321", "1405")
+        "5551234",
+        "CONNECTICUT GAS",
+        "0321",
+        "1405",
+    )
     assert state is State.RINGING and not any(isinstance(e, Connected) for e in events)
 
 
@@ -282,6 +312,7 @@ def test_6_then_host_answers():
     def setup(modem):
         modem.receive(b"\r\nRING\r\n", 0.0)
         return modem.start_command(b"ATA", CommandKind.ANSWER, 0.1, 60)
+
     events, state = run(b"\r\nCONNECT 2400\r\n", setup=setup)
     assert isinstance(events[0], Connected) and events[0].incoming
     assert state is State.ONLINE_DATA
@@ -302,6 +333,7 @@ def test_6_ringing_stops():
 
 
 # 7 -------------------------------------------------------------------------------------
+
 
 def online() -> ModemCore:
     modem = core()
@@ -328,8 +360,7 @@ def test_7_carrier_loss_by_dcd_drops_the_no_carrier_text():
 
 
 def test_7_no_carrier_text_at_the_end_is_suspect_not_data():
-    events, state = run(b"payload\r\nNO CARRIER\r\n", setup=lambda m: _online(m),
-                        ticks=[3.0])
+    events, state = run(b"payload\r\nNO CARRIER\r\n", setup=lambda m: _online(m), ticks=[3.0])
     assert events == [DataReceived(b"payload"), CarrierSuspect()]
     assert state is State.ONLINE_DATA
 
@@ -353,6 +384,7 @@ def _online(modem: ModemCore) -> None:
 
 
 # 8 (the core side; the timing of the ladder is tested against a fake port) -------------
+
 
 def test_8_escape_then_ath():
     modem = online()
@@ -379,6 +411,7 @@ def test_8_escape_without_ok_times_out_back_to_data():
 
 # 9 -------------------------------------------------------------------------------------
 
+
 def test_9_timeout_marks_for_resync_and_late_reply_is_stray():
     modem = core()
     modem.start_command(b"AT+GCAP", CommandKind.COMMAND, 0.0, 3.0)
@@ -392,6 +425,7 @@ def test_9_timeout_marks_for_resync_and_late_reply_is_stray():
 
 
 # 10 ------------------------------------------------------------------------------------
+
 
 def test_10_nothing_may_be_written_during_call_setup():
     from modem_drivers.hayes.errors import ModemBusy, ModemStateError
@@ -408,6 +442,7 @@ def test_10_nothing_may_be_written_during_call_setup():
 
 
 # 11 ------------------------------------------------------------------------------------
+
 
 def test_11_leading_nuls_are_skipped():
     events, _ = run(b"\x00\x00\r\nOK\r\n", setup=command(b"AT"))
@@ -439,5 +474,6 @@ def test_7_no_carrier_after_a_dcd_drop_is_not_the_answer_to_the_next_command():
     assert modem.command_allowed_at() >= 1.0 + modem.timings.trailing_no_carrier
     modem.start_command(b"AT", CommandKind.COMMAND, 1.1, 3)
     assert modem.receive(b"\r\nNO CARRIER\r\n", 2.4) == [
-        StrayLine(b"NO CARRIER", ResultKind.NO_CARRIER)]
+        StrayLine(b"NO CARRIER", ResultKind.NO_CARRIER)
+    ]
     assert isinstance(modem.receive(b"\r\nOK\r\n", 2.5)[0], CommandCompleted)

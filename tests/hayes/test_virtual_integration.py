@@ -28,8 +28,13 @@ def sim_timings(scale: float = SCALE) -> Timings:
     """Modem-side waits scale with the network; I/O round trips keep a real floor."""
     scaled = Timings().scaled(scale)
     return dataclasses.replace(
-        scaled, command_timeout=2.0, init_timeout=2.0, reset_timeout=2.0, hangup_step=2.0,
-        dial_timeout=120 * scale, answer_timeout=60 * scale,
+        scaled,
+        command_timeout=2.0,
+        init_timeout=2.0,
+        reset_timeout=2.0,
+        hangup_step=2.0,
+        dial_timeout=120 * scale,
+        answer_timeout=60 * scale,
     )
 
 
@@ -104,7 +109,8 @@ async def test_dial_answer_data_hangup(site, profile, kind):
     payload = bytes(range(256)) * 4
     assert await exchange(outcome.call, answered.call, payload) == payload
     assert await exchange(answered.call, outcome.call, b"+++ NO CARRIER OK\r\n") == (
-        b"+++ NO CARRIER OK\r\n")
+        b"+++ NO CARRIER OK\r\n"
+    )
     report = await client.hangup()
     expected = "dtr" if kind in ("rfc2217", "inproc") else "escape"
     assert report.method == expected
@@ -160,8 +166,9 @@ async def test_delayed_then_blacklisted_are_not_redialled(site):
     assert blacklisted.outcome is Outcome.BLACKLISTED and not blacklisted.outcome.retry_now
 
 
-@pytest.mark.parametrize(("profile", "before_first_ring"),
-                         [("generic", False), ("usr", False), ("conexant", True)])
+@pytest.mark.parametrize(
+    ("profile", "before_first_ring"), [("generic", False), ("usr", False), ("conexant", True)]
+)
 async def test_caller_id_per_profile(site, profile, before_first_ring):
     network = site.network
     network.add_modem("client", "generic", number="5551234")
@@ -265,8 +272,9 @@ async def test_port_loss_and_reopen(site):
         for _ in range(50):
             await client.command("AT")
             await asyncio.sleep(0.02)
-    asyncio.get_running_loop().call_later(0.3, lambda: asyncio.ensure_future(
-        site.runner.reappear("client")))
+    asyncio.get_running_loop().call_later(
+        0.3, lambda: asyncio.ensure_future(site.runner.reappear("client"))
+    )
     info = await client.reopen(attempts=20)
     assert info.profile == "usr"
     assert (await client.command("AT+VCID?")).info == (b"+VCID: 1",)  # re-initialised

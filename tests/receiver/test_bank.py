@@ -44,8 +44,15 @@ async def test_a_store_that_cannot_record_a_call_costs_that_call_only(tmp_path):
     device_key = write_private_key(tmp_path / "device.key")
     store.enroll("plant", public_of(device_key), test_interval=86400, grace=900, site=None)
     spool = Spool(tmp_path / "spool.db", create=True)
-    config = ClientConfig(path=tmp_path / "client.toml", name="plant", centre_key=public_of(
-        centre_key), numbers=["5550100"], ports=[plant_url], time_scale=SCALE, attempts=1)
+    config = ClientConfig(
+        path=tmp_path / "client.toml",
+        name="plant",
+        centre_key=public_of(centre_key),
+        numbers=["5550100"],
+        ports=[plant_url],
+        time_scale=SCALE,
+        attempts=1,
+    )
     bank = Bank([bank_url], AsyncStore(store), centre_key, scale=SCALE)
     stop = asyncio.Event()
     serving = asyncio.ensure_future(bank.run(stop))

@@ -43,12 +43,29 @@ def test_init_creates_a_private_key_and_refuses_to_overwrite(centre):
 
 def test_enroll_list_and_revoke(centre):
     public = key()
-    result = cli(centre, "enroll", "plant-a", "--pubkey", public, "--test-interval", "6h",
-                 "--grace", "10m", "--site", "lyon")
+    result = cli(
+        centre,
+        "enroll",
+        "plant-a",
+        "--pubkey",
+        public,
+        "--test-interval",
+        "6h",
+        "--grace",
+        "10m",
+        "--site",
+        "lyon",
+    )
     assert result.exit_code == 0, result.output
     (device,) = json.loads(cli(centre, "devices", "--json").output)
-    assert (device["name"], device["public_key"], device["test_interval"], device["grace"],
-            device["site"], device["revoked"]) == ("plant-a", public, 21600, 600, "lyon", None)
+    assert (
+        device["name"],
+        device["public_key"],
+        device["test_interval"],
+        device["grace"],
+        device["site"],
+        device["revoked"],
+    ) == ("plant-a", public, 21600, 600, "lyon", None)
     assert "plant-a" in cli(centre, "devices").output
     assert cli(centre, "enroll", "plant-a", "--pubkey", key()).exit_code == 2
     again = cli(centre, "enroll", "plant-b", "--pubkey", public)
@@ -75,13 +92,30 @@ def test_reports_and_calls_filters(centre):
     (device,) = store.devices()
     now = time.time()
     for age, severity in [(7200, "info"), (3000, "warning"), (60, "critical")]:
-        store.store_message(device.id, 1, age, "report", cbor2.dumps({"note": b"\xff\x00"}),
-                            {"severity": severity, "component": "psu", "state": "x"},
-                            None, now - age)
+        store.store_message(
+            device.id,
+            1,
+            age,
+            "report",
+            cbor2.dumps({"note": b"\xff\x00"}),
+            {"severity": severity, "component": "psu", "state": "x"},
+            None,
+            now - age,
+        )
     call = store.start_call("bank0", "5550001", now - 50)
-    store.finish_call(call, ended=now - 40, outcome="completed", device_id=device.id,
-                      rate=9600, modulation=None, error_correction=None, bytes_in=10,
-                      bytes_out=5, messages=1, error=None)
+    store.finish_call(
+        call,
+        ended=now - 40,
+        outcome="completed",
+        device_id=device.id,
+        rate=9600,
+        modulation=None,
+        error_correction=None,
+        bytes_in=10,
+        bytes_out=5,
+        messages=1,
+        error=None,
+    )
     store.close()
 
     def severities(*args):
@@ -103,7 +137,8 @@ def test_reports_and_calls_filters(centre):
     assert "critical" in table and "psu" in table
     calls = json.loads(cli(centre, "calls", "--json", "--device", "plant-a").output)
     assert [(c["port"], c["outcome"], c["seconds"]) for c in calls] == [
-        ("bank0", "completed", 10.0)]
+        ("bank0", "completed", 10.0)
+    ]
     assert "bank0" in cli(centre, "calls").output
 
 

@@ -92,8 +92,10 @@ def test_storing_a_message_drops_its_partial_copy(store):
 
 
 @settings(max_examples=60, deadline=None)
-@given(message=st.binary(min_size=1, max_size=300),
-       cuts=st.lists(st.tuples(st.integers(0, 300), st.integers(1, 80)), max_size=25))
+@given(
+    message=st.binary(min_size=1, max_size=300),
+    cuts=st.lists(st.tuples(st.integers(0, 300), st.integers(1, 80)), max_size=25),
+)
 def test_a_partial_copy_is_always_a_prefix_of_the_message(tmp_path_factory, message, cuts):
     """Chunks arrive in any order, repeated or overlapping (resends, resumed calls);
     what the store holds is always the longest prefix it was given, never a gap."""
@@ -103,7 +105,7 @@ def test_a_partial_copy_is_always_a_prefix_of_the_message(tmp_path_factory, mess
         held = 0
         for offset, size in cuts:
             offset = min(offset, len(message) - 1)
-            chunk = message[offset:offset + size]
+            chunk = message[offset : offset + size]
             if offset == 0:
                 held = 0  # a message sent again from its start replaces the old copy
             store.append_partial(device.id, 1, 1, offset, chunk)
@@ -117,30 +119,46 @@ def test_a_partial_copy_is_always_a_prefix_of_the_message(tmp_path_factory, mess
 def test_filters(store):
     a = enroll(store)
     b = enroll(store, "plant-b", KEY_B)
-    for when, device, severity, kind in [(10.0, a, "info", "report"),
-                                         (20.0, a, "critical", "report"),
-                                         (30.0, b, "warning", "report"),
-                                         (40.0, b, None, "line-test")]:
-        store.store_message(device.id, 1, int(when), kind, b"", {"severity": severity},
-                            None, when)
+    for when, device, severity, kind in [
+        (10.0, a, "info", "report"),
+        (20.0, a, "critical", "report"),
+        (30.0, b, "warning", "report"),
+        (40.0, b, None, "line-test"),
+    ]:
+        store.store_message(device.id, 1, int(when), kind, b"", {"severity": severity}, None, when)
+
     def names(**filters):
         return [(m.device, m.received_at) for m in store.messages(**filters)]
-    assert names() == [("plant-b", 40.0), ("plant-b", 30.0), ("plant-a", 20.0),
-                       ("plant-a", 10.0)]
+
+    assert names() == [("plant-b", 40.0), ("plant-b", 30.0), ("plant-a", 20.0), ("plant-a", 10.0)]
     assert names(device="plant-a") == [("plant-a", 20.0), ("plant-a", 10.0)]
     assert names(since=20.0, until=40.0) == [("plant-b", 30.0), ("plant-a", 20.0)]
-    assert names(severity=["warning", "error", "critical"]) == [("plant-b", 30.0),
-                                                                ("plant-a", 20.0)]
+    assert names(severity=["warning", "error", "critical"]) == [
+        ("plant-b", 30.0),
+        ("plant-a", 20.0),
+    ]
     assert names(kind="line-test") == [("plant-b", 40.0)]
     assert names(limit=1) == [("plant-b", 40.0)]
     first = store.start_call("bank0", "5550001", 100.0)
     store.start_call("bank1", None, 200.0)
-    store.finish_call(first, ended=110.0, outcome="completed", device_id=a.id, rate=9600,
-                      modulation="V32B", error_correction="LAPM", bytes_in=300, bytes_out=90,
-                      messages=1, error=None)
+    store.finish_call(
+        first,
+        ended=110.0,
+        outcome="completed",
+        device_id=a.id,
+        rate=9600,
+        modulation="V32B",
+        error_correction="LAPM",
+        bytes_in=300,
+        bytes_out=90,
+        messages=1,
+        error=None,
+    )
     calls = store.calls()
     assert [(c.port, c.outcome, c.device) for c in calls] == [
-        ("bank1", "in progress", None), ("bank0", "completed", "plant-a")]
+        ("bank1", "in progress", None),
+        ("bank0", "completed", "plant-a"),
+    ]
     assert [c.port for c in store.calls(device="plant-a")] == ["bank0"]
 
 

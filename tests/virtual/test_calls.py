@@ -12,7 +12,7 @@ OK = b"\r\nOK\r\n"
 
 
 def strip_echo(out: bytes, command: bytes) -> bytes:
-    return out[len(command):] if out.startswith(command) else out
+    return out[len(command) :] if out.startswith(command) else out
 
 
 @pytest.fixture
@@ -63,7 +63,8 @@ def test_caller_id_format_and_timing_per_profile(profile):
     bench = Bench()
     caller = bench.modem("caller", "generic", number="5551234")
     bench.network.line("caller").caller_id = type(bench.network.line("caller").caller_id)(
-        number="5551234", name="BUSY BEE CAFE")
+        number="5551234", name="BUSY BEE CAFE"
+    )
     callee = bench.modem("callee", profile, number="200")
     bench.quiet_echo(caller, callee)
     bench.at(callee, "AT+VCID=1")
@@ -230,8 +231,10 @@ def test_hunt_group_rings_the_first_idle_line_and_busy_when_all_are(bench):
         bench.run(0.5)
     bench.run(10)
     assert all(m.in_call for m in bank)
-    callers = {record.callee for record in network.active_calls and
-               [c.record for c in network.active_calls]}
+    callers = {
+        record.callee
+        for record in network.active_calls and [c.record for c in network.active_calls]
+    }
     assert callers == {"bank0", "bank1", "bank2"}
     assert dial(bench, clients[3], "5550100", wait=5) == b"\r\nBUSY\r\n"
     bench.at(bank[1], "ATH0")  # not in command mode: typed into the call as data
@@ -382,12 +385,20 @@ def test_progress_reports_per_profile(bench):
     bench.at(b, "ATS0=1")
     out = dial(bench, a, "200", wait=30)
     lines = [line for line in out.split(b"\r\n") if line]
-    assert lines == [b"CARRIER 33600", b"PROTOCOL: LAPM", b"COMPRESSION: V.42BIS",
-                     b"+MCR: V34", b"+MRR: 33600,33600", b"+ER: LAPM", b"+DR: V42B",
-                     b"CONNECT 115200"]
+    assert lines == [
+        b"CARRIER 33600",
+        b"PROTOCOL: LAPM",
+        b"COMPRESSION: V.42BIS",
+        b"+MCR: V34",
+        b"+MRR: 33600,33600",
+        b"+ER: LAPM",
+        b"+DR: V42B",
+        b"CONNECT 115200",
+    ]
     assert b.take_output().endswith(
         b"\r\n+MCR: V34\r\n\r\n+MRR: 33600,33600\r\n\r\n+ER: LAPM\r\n\r\n+DR: V42B\r\n"
-        b"\r\nCONNECT 33600\r\n")
+        b"\r\nCONNECT 33600\r\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -428,7 +439,7 @@ def test_numeric_result_codes_per_profile(profile):
     def numeric(command: str, wait: float) -> bytes:
         out = bench.at(a, command, settle=wait)
         echo = command.encode() + b"\r"
-        return out[len(echo):] if out.startswith(echo) else out
+        return out[len(echo) :] if out.startswith(echo) else out
 
     assert numeric("AT", 0.1) == b"0\r"
     assert numeric("ATX9", 0.1) == b"4\r"

@@ -48,8 +48,10 @@ def test_execution_stops_at_first_bad_command(bench, modem):
     assert modem.settings.s[0] == 0  # after it: never ran
 
 
-@pytest.mark.parametrize("command", ["ATE2", "ATX9", "AT&D7", "AT&K2", "ATS99=1", "ATS7=300",
-                                     "ATS0", "AT+NOPE", "ATI9", "ATQ5"])
+@pytest.mark.parametrize(
+    "command",
+    ["ATE2", "ATX9", "AT&D7", "AT&K2", "ATS99=1", "ATS7=300", "ATS0", "AT+NOPE", "ATI9", "ATQ5"],
+)
 def test_bad_commands_are_errors(bench, modem, command):
     bench.quiet_echo(modem)
     assert bench.at(modem, command) == ERROR
@@ -95,7 +97,7 @@ def test_verbose_and_numeric_framing(bench):
         def at(command: str, modem=modem, sticky_echo=profile.echo_ignores_e0) -> bytes:
             out = bench.at(modem, command)
             echo = command.encode() + b"\r"
-            return out[len(echo):] if sticky_echo and out.startswith(echo) else out
+            return out[len(echo) :] if sticky_echo and out.startswith(echo) else out
 
         assert at("ATV0") == b"0\r"
         assert at("ATX9") == b"4\r"
@@ -144,8 +146,11 @@ def test_extended_commands(bench, modem):
     assert bench.at(modem, "AT+VCID?") == b"\r\n+VCID: 1\r\n" + OK
     assert bench.at(modem, "AT+VCID=?") == b"\r\n+VCID: (0-2)\r\n" + OK
     assert bench.at(modem, "AT+MR=2;+ER=1;+DR=1") == OK
-    assert (modem.settings.report_modulation, modem.settings.report_error_control,
-            modem.settings.report_compression) == (2, 1, 1)
+    assert (
+        modem.settings.report_modulation,
+        modem.settings.report_error_control,
+        modem.settings.report_compression,
+    ) == (2, 1, 1)
     assert bench.at(modem, "AT+ER=2") == ERROR
     assert bench.at(modem, "AT+GCAP") == b"\r\n+GCAP: +MS,+ES,+DS\r\n" + OK
     assert bench.at(modem, "AT+FCLASS=0") == OK

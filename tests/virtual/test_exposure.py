@@ -336,9 +336,11 @@ async def test_scripted_faults_through_the_runner(runner):
             time.sleep(0.3)
             assert port.read(100) == b""
             runner_loop.call_soon_threadsafe(
-                lambda: runner.apply_fault("reply-delay", "a", seconds=5))
+                lambda: runner.apply_fault("reply-delay", "a", seconds=5)
+            )
             runner_loop.call_soon_threadsafe(
-                lambda: setattr(network.modem("a"), "unresponsive", False))
+                lambda: setattr(network.modem("a"), "unresponsive", False)
+            )
             time.sleep(0.05)
             port.write(b"AT\r")
             time.sleep(2 * SCALE)

@@ -108,8 +108,7 @@ def test_bit_errors_at_the_configured_rate_without_v42():
 
 def test_bursts_damage_runs_of_bits():
     bench = Bench()
-    a, b = connected_pair(bench, rate=33600, latency=0.0, burst_rate=2.0, burst_bits=64,
-                          v42=False)
+    a, b = connected_pair(bench, rate=33600, latency=0.0, burst_rate=2.0, burst_bits=64, v42=False)
     payload = b"\x00" * 20_000
     received, _ = pump(bench, a, b, payload, 8)
     damaged = [i for i, byte in enumerate(received) if byte]

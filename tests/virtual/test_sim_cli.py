@@ -48,10 +48,14 @@ def test_example_config_loads_and_builds(tmp_path):
         ("[[modem]]\nname = 'a'\n[modem.line]\nber = 0.9\n", "modem[0].line: ber must be below"),
         ("[[modem]]\nname = 'a'\n[[modem]]\nname = 'a'\n", "modem[1].name: duplicate"),
         ("[[modem]]\nname = 'a'\nnumber = '12x'\n", "invalid number '12x'"),
-        ("[[hunt_group]]\nnumber = '1'\nmembers = ['nobody']\n",
-         "hunt_group[0].members: no modem named 'nobody'"),
-        ("[[modem]]\nname = 'a'\n[[fault]]\nmodem = 'a'\nkind = 'fire'\n",
-         "fault[0].kind: must be one of"),
+        (
+            "[[hunt_group]]\nnumber = '1'\nmembers = ['nobody']\n",
+            "hunt_group[0].members: no modem named 'nobody'",
+        ),
+        (
+            "[[modem]]\nname = 'a'\n[[fault]]\nmodem = 'a'\nkind = 'fire'\n",
+            "fault[0].kind: must be one of",
+        ),
         ("this is not toml", "not valid TOML"),
     ],
 )
@@ -76,14 +80,19 @@ def test_cli_lists_profiles_and_prints_an_example():
     result = CliRunner().invoke(main, ["profiles"])
     assert result.exit_code == 0
     assert {line.split()[0] for line in result.output.splitlines()} == {
-        "generic", "usr", "conexant"}
+        "generic",
+        "usr",
+        "conexant",
+    }
     example = CliRunner().invoke(main, ["example"]).output
     parse_config(__import__("tomllib").loads(example))
 
 
 def test_sim_process_serves_ports_and_cleans_up_on_sigterm(tmp_path):
     links = tmp_path / "links"
-    config = write(tmp_path, f"""
+    config = write(
+        tmp_path,
+        f"""
 time_scale = 0.02
 [[modem]]
 name = "bank0"
@@ -99,12 +108,23 @@ number = "5550001"
 [[hunt_group]]
 number = "5550100"
 members = ["bank0", "bank1"]
-""")
+""",
+    )
     ready = tmp_path / "ready.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "modem_drivers.virtual", "run", str(config),
-         "--ready-file", str(ready), "--json-logs"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "modem_drivers.virtual",
+            "run",
+            str(config),
+            "--ready-file",
+            str(ready),
+            "--json-logs",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for _ in range(200):
@@ -136,7 +156,9 @@ members = ["bank0", "bank1"]
 def test_demo_runs_a_call_and_exits_0():
     process = subprocess.run(
         [sys.executable, "-m", "modem_drivers.virtual", "demo", "--time-scale", "0.02"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert process.returncode == 0, process.stdout + process.stderr
     assert "CONNECT" in process.stdout and "NO CARRIER" in process.stdout

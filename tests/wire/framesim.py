@@ -70,8 +70,13 @@ def run_call(
     """One call. With `replay`, the given bytes go to the centre instead of a client's."""
     config = config or TransferConfig(line_rate=9600, idle_timeout=60.0)
     device.counter += 1
-    client = ClientSession(static_private=device.static_private, server_public=centre.public,
-                           call_counter=device.counter, epoch=device.epoch, config=config)
+    client = ClientSession(
+        static_private=device.static_private,
+        server_public=centre.public,
+        call_counter=device.counter,
+        epoch=device.epoch,
+        config=config,
+    )
     for seq, message in device.queue.items():
         if not device.acknowledged.get(seq) and seq not in device.rejected:
             client.queue(seq, message)
@@ -119,8 +124,11 @@ def run_call(
             heapq.heappush(queue, (now + 0.01 * index, next(order), "server", frame))
     after_server([])
     while now < start + limit and not outcome.closed and outcome.failure is None:
-        deadlines = [d for d in (client.next_deadline() if replay is None else None,
-                                 server.next_deadline()) if d is not None]
+        deadlines = [
+            d
+            for d in (client.next_deadline() if replay is None else None, server.next_deadline())
+            if d is not None
+        ]
         if queue:
             deadlines.append(queue[0][0])
         if not deadlines:

@@ -189,17 +189,24 @@ def test_flags_and_ack_round_trip(fin, cumulative, sack):
 
 
 @given(
-    st.integers(0, 2**40), st.sampled_from(list(Kind)), st.booleans(),
-    st.integers(0, 3000), st.binary(max_size=300), st.booleans(),
+    st.integers(0, 2**40),
+    st.sampled_from(list(Kind)),
+    st.booleans(),
+    st.integers(0, 3000),
+    st.binary(max_size=300),
+    st.booleans(),
 )
 def test_segments_round_trip(seq, kind, compressed, extra, chunk, digest):
     total = len(chunk) + extra
-    head = MessageHead(seq, kind, compressed, total, extra, os.urandom(16) if digest else None,
-                       chunk)
-    answers = [Answer(SegmentType.STORED, seq), Answer(SegmentType.DUPLICATE, seq + 1),
-               Answer(SegmentType.REJECTED, 7, RejectReason.TOO_LARGE)]
-    data = (encode_head(head) + encode_data(chunk)
-            + b"".join(encode_answer(a) for a in answers))
+    head = MessageHead(
+        seq, kind, compressed, total, extra, os.urandom(16) if digest else None, chunk
+    )
+    answers = [
+        Answer(SegmentType.STORED, seq),
+        Answer(SegmentType.DUPLICATE, seq + 1),
+        Answer(SegmentType.REJECTED, 7, RejectReason.TOO_LARGE),
+    ]
+    data = encode_head(head) + encode_data(chunk) + b"".join(encode_answer(a) for a in answers)
     segments = decode_segments(Reader(data))
     assert segments[0] == head
     assert segments[1].chunk == chunk
@@ -220,8 +227,13 @@ def test_segment_decoder_only_raises_protocol_errors(noise):
 def test_dictionary_ships_and_compresses_a_report():
     dictionary = load_dictionary(1)
     assert dictionary is not None and len(dictionary.data) == 32 * 1024
-    content = {"severity": "warning", "component": "psu1", "state": "degraded",
-               "message": "psu1 reports degraded", "data": {"psu1": {"volts": 11.9}}}
+    content = {
+        "severity": "warning",
+        "component": "psu1",
+        "state": "degraded",
+        "message": "psu1 reports degraded",
+        "data": {"psu1": {"volts": 11.9}},
+    }
     message = encode_message(Kind.REPORT, content, dictionary)
     assert message.compressed and len(message.body) < message.content_size / 2
     assert decode_content(decode_body(message.body, True, dictionary)) == content

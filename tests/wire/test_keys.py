@@ -61,8 +61,9 @@ def test_a_readable_private_key_is_refused(tmp_path, mode):
     assert result.exit_code == exitcodes.USAGE and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("content", ["", "# only a comment\n", "not base64 !!\n",
-                                     base64.b64encode(b"short").decode()])
+@pytest.mark.parametrize(
+    "content", ["", "# only a comment\n", "not base64 !!\n", base64.b64encode(b"short").decode()]
+)
 def test_malformed_private_keys_are_clear_errors(tmp_path, content):
     path = tmp_path / "bad.key"
     path.write_text(content)

@@ -17,22 +17,33 @@ VECTORS = Path(__file__).resolve().parent / "noise-cacophony-ik-xk.json"
 
 
 def ik_vectors():
-    return [v for v in json.loads(VECTORS.read_text())
-            if v["protocol_name"] in ("Noise_IK_25519_ChaChaPoly_BLAKE2s",
-                                      "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s")]
+    return [
+        v
+        for v in json.loads(VECTORS.read_text())
+        if v["protocol_name"]
+        in ("Noise_IK_25519_ChaChaPoly_BLAKE2s", "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s")
+    ]
 
 
 @pytest.mark.parametrize("vector", ik_vectors(), ids=lambda v: v["protocol_name"])
 def test_cacophony_vectors_byte_for_byte(vector):
     h = bytes.fromhex
     psk = h(vector["init_psks"][0]) if "init_psks" in vector else None
-    initiator = IKHandshake(initiator=True, static_private=h(vector["init_static"]),
-                            remote_static=h(vector["init_remote_static"]),
-                            prologue=h(vector["init_prologue"]), psk=psk,
-                            ephemeral_private=h(vector["init_ephemeral"]))
-    responder = IKHandshake(initiator=False, static_private=h(vector["resp_static"]),
-                            prologue=h(vector["resp_prologue"]), psk=psk,
-                            ephemeral_private=h(vector["resp_ephemeral"]))
+    initiator = IKHandshake(
+        initiator=True,
+        static_private=h(vector["init_static"]),
+        remote_static=h(vector["init_remote_static"]),
+        prologue=h(vector["init_prologue"]),
+        psk=psk,
+        ephemeral_private=h(vector["init_ephemeral"]),
+    )
+    responder = IKHandshake(
+        initiator=False,
+        static_private=h(vector["resp_static"]),
+        prologue=h(vector["resp_prologue"]),
+        psk=psk,
+        ephemeral_private=h(vector["resp_ephemeral"]),
+    )
     messages = vector["messages"]
     first = initiator.write_message_1(h(messages[0]["payload"]))
     assert first.hex() == messages[0]["ciphertext"]
@@ -72,8 +83,13 @@ def _their(initiator: bool, static: bytes, remote: bytes | None, psk: bytes | No
 @pytest.mark.parametrize("psk", [None, os.urandom(32)], ids=["IK", "IKpsk2"])
 def test_interop_we_initiate(psk):
     device, centre = generate_private_key(), generate_private_key()
-    ours = IKHandshake(initiator=True, static_private=device, remote_static=public_key(centre),
-                       prologue=b"callhome/1", psk=psk)
+    ours = IKHandshake(
+        initiator=True,
+        static_private=device,
+        remote_static=public_key(centre),
+        prologue=b"callhome/1",
+        psk=psk,
+    )
     theirs = _their(False, centre, None, psk)
     assert theirs.read_message(ours.write_message_1(b"hello")) == b"hello"
     assert ours.read_message_2(theirs.write_message(b"welcome")) == b"welcome"
@@ -95,8 +111,9 @@ def test_interop_they_initiate(psk):
 
 def test_every_single_bit_flip_of_message_1_is_rejected():
     device, centre = generate_private_key(), generate_private_key()
-    message = IKHandshake(initiator=True, static_private=device,
-                          remote_static=public_key(centre)).write_message_1(b"payload")
+    message = IKHandshake(
+        initiator=True, static_private=device, remote_static=public_key(centre)
+    ).write_message_1(b"payload")
     for bit in range(len(message) * 8):
         damaged = bytearray(message)
         damaged[bit // 8] ^= 1 << (bit % 8)
@@ -107,8 +124,9 @@ def test_every_single_bit_flip_of_message_1_is_rejected():
 
 def test_wrong_centre_key_cannot_be_read():
     device, centre, impostor = (generate_private_key() for _ in range(3))
-    message = IKHandshake(initiator=True, static_private=device,
-                          remote_static=public_key(impostor)).write_message_1(b"x")
+    message = IKHandshake(
+        initiator=True, static_private=device, remote_static=public_key(impostor)
+    ).write_message_1(b"x")
     with pytest.raises(HandshakeFailed):
         IKHandshake(initiator=False, static_private=centre).read_message_1(message)
 
@@ -122,8 +140,7 @@ def test_low_order_public_key_is_refused():
 
 def test_messages_out_of_order_are_refused():
     device, centre = generate_private_key(), generate_private_key()
-    initiator = IKHandshake(initiator=True, static_private=device,
-                            remote_static=public_key(centre))
+    initiator = IKHandshake(initiator=True, static_private=device, remote_static=public_key(centre))
     with pytest.raises(HandshakeFailed):
         initiator.keys()
     with pytest.raises(HandshakeFailed):

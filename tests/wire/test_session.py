@@ -35,8 +35,11 @@ DICTIONARY = load_dictionary(1)
 
 def report(size: int = 300, seed: int = 0) -> object:
     rng = random.Random(seed)
-    return encode_message(Kind.REPORT, {"severity": "warning", "component": "fan2",
-                                        "data": rng.randbytes(size).hex()}, DICTIONARY)
+    return encode_message(
+        Kind.REPORT,
+        {"severity": "warning", "component": "fan2", "data": rng.randbytes(size).hex()},
+        DICTIONARY,
+    )
 
 
 def pair(*messages) -> tuple[Device, Centre]:
@@ -67,8 +70,13 @@ def test_the_centre_learns_the_device_and_the_client_authenticates_the_centre():
     device, centre = pair(report())
     impostor = Centre()
     impostor.enroll(device.public, "device")  # knows the device, lacks the centre's key
-    client = ClientSession(static_private=device.static_private, server_public=centre.public,
-                           call_counter=1, epoch=1, config=TransferConfig(line_rate=9600))
+    client = ClientSession(
+        static_private=device.static_private,
+        server_public=centre.public,
+        call_counter=1,
+        epoch=1,
+        config=TransferConfig(line_rate=9600),
+    )
     client.start(0.0)
     server = ServerSession(static_private=impostor.static_private)
     server.start(0.0)
@@ -132,12 +140,18 @@ def test_no_stored_answer_before_the_centre_says_so():
     device, _ = pair(report(50))
     centre = Centre()
     centre.enroll(device.public, "device")
-    client = ClientSession(static_private=device.static_private, server_public=centre.public,
-                           call_counter=1, epoch=5, config=TransferConfig(line_rate=9600))
+    client = ClientSession(
+        static_private=device.static_private,
+        server_public=centre.public,
+        call_counter=1,
+        epoch=5,
+        config=TransferConfig(line_rate=9600),
+    )
     client.queue(1, device.queue[1])
     client.finish()
-    server = ServerSession(static_private=centre.static_private,
-                           config=TransferConfig(line_rate=9600))
+    server = ServerSession(
+        static_private=centre.static_private, config=TransferConfig(line_rate=9600)
+    )
     client.start(0.0)
     server.start(0.0)
     request = server.receive_data(client.data_to_send(), 0.1)[0]
@@ -158,8 +172,9 @@ def test_no_stored_answer_before_the_centre_says_so():
 
 def test_a_duplicate_is_acknowledged_as_such_and_stored_once():
     device, centre = pair(report(3000))
-    lose_answers = run_call(device, centre, down=lambda frame: [] if frame_type(frame) == DATA
-                            else [(0.0, frame)])
+    lose_answers = run_call(
+        device, centre, down=lambda frame: [] if frame_type(frame) == DATA else [(0.0, frame)]
+    )
     # the call above stored the message but every answer was lost
     assert isinstance(lose_answers.failure, SessionTimeout)
     assert centre.store_count == 1 and not device.acknowledged
@@ -215,8 +230,11 @@ def test_garbage_oversized_and_truncated_frames_end_in_nothing_worse_than_noise(
     junk = [os.urandom(5000), b"\x00" * 10, b"\x01\x02\x03", os.urandom(300) + b"\x00"]
 
     def noisy(frame: bytes):
-        return [(0.0, junk[len(frame) % len(junk)]), (0.01, frame[: len(frame) // 2]),
-                (0.02, frame)]
+        return [
+            (0.0, junk[len(frame) % len(junk)]),
+            (0.01, frame[: len(frame) // 2]),
+            (0.02, frame),
+        ]
 
     outcome = run_call(device, centre, up=noisy, down=noisy)
     assert outcome.closed and centre.store_count == 1
@@ -230,8 +248,12 @@ def test_silence_ends_the_call_after_the_idle_timeout():
         state["n"] += 1
         return [(0.0, frame)] if state["n"] <= 1 else []
 
-    outcome = run_call(device, centre, down=cut_after_handshake,
-                       config=TransferConfig(line_rate=9600, idle_timeout=60.0))
+    outcome = run_call(
+        device,
+        centre,
+        down=cut_after_handshake,
+        config=TransferConfig(line_rate=9600, idle_timeout=60.0),
+    )
     assert isinstance(outcome.failure, SessionTimeout)
     assert not device.acknowledged
 
@@ -242,8 +264,13 @@ def test_silence_ends_the_call_after_the_idle_timeout():
 @st.composite
 def line_faults(draw):
     """A per-frame fate drawn from a script: deliver, drop, duplicate, corrupt, delay."""
-    script = draw(st.lists(st.sampled_from(["ok", "ok", "ok", "drop", "dup", "flip",
-                                            "late", "cut"]), min_size=1, max_size=30))
+    script = draw(
+        st.lists(
+            st.sampled_from(["ok", "ok", "ok", "drop", "dup", "flip", "late", "cut"]),
+            min_size=1,
+            max_size=30,
+        )
+    )
     seed = draw(st.integers(0, 2**16))
     rng = random.Random(seed)
     position = {"i": 0}
@@ -269,8 +296,11 @@ def line_faults(draw):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(up=line_faults(), down=line_faults(), sizes=st.lists(st.integers(1, 4000),
-                                                             min_size=1, max_size=4))
+@given(
+    up=line_faults(),
+    down=line_faults(),
+    sizes=st.lists(st.integers(1, 4000), min_size=1, max_size=4),
+)
 def test_every_message_is_delivered_exactly_once_or_reported_undelivered(up, down, sizes):
     messages = [report(size, seed) for seed, size in enumerate(sizes)]
     device, centre = pair(*messages)

@@ -39,7 +39,7 @@ def test_transfer_matrix(size, rate, ber):
     result = sim.call(device, centre)
     assert result.closed, result.failed
     assert device.acknowledged == {1: True}
-    ((_, _, seq), content), = centre.stored.items()
+    (((_, _, seq), content),) = centre.stored.items()
     assert seq == 1 and decode_content(content)["blob"] == blob
     limit = 10 * len(message.body) / rate
     if ber == 0.0 and size == 65536:
@@ -63,7 +63,7 @@ def test_a_dropped_call_resumes_where_the_centre_copy_ends():
     sim = LinkSim(LineModel(rate=9600, latency=0.05, v42=False))
     first = sim.call(device, centre, cut_after_up_bytes=40_000)
     assert not first.closed and not device.acknowledged
-    ((_, _, seq), partial), = centre.partial.items()
+    (((_, _, seq), partial),) = centre.partial.items()
     held = len(partial)
     assert seq == 1 and 30_000 < held < 40_000
     second = sim.call(device, centre)
@@ -88,8 +88,9 @@ def test_a_corrupt_partial_copy_is_detected_and_sent_again():
 
 
 def test_many_messages_in_one_call_in_order_and_once():
-    messages = [incompressible(size, seed)[0]
-                for seed, size in enumerate([10, 3000, 200, 70, 9000, 1])]
+    messages = [
+        incompressible(size, seed)[0] for seed, size in enumerate([10, 3000, 200, 70, 9000, 1])
+    ]
     device, centre = setup(*messages)
     sim = LinkSim(LineModel(rate=14400, ber=1e-5, v42=False))
     result = sim.call(device, centre)
@@ -107,4 +108,6 @@ def test_frame_size_follows_the_error_rate():
             sizer.record(sizer.size + 25, lost=rng.random() > (1 - ber) ** bits)
         assert sizer.size in FRAME_SIZES
         assert abs(FRAME_SIZES.index(sizer.size) - FRAME_SIZES.index(expected)) <= 1, (
-            ber, sizer.size)
+            ber,
+            sizer.size,
+        )
