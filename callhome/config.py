@@ -1,91 +1,15 @@
-"""The client's config file (TOML), written by `callhome init`."""
+"""Config helpers both ends share: the modem settings of a config file, and `init`'s
+all-or-nothing creation of files."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modem_drivers.configfile import REQUIRED, Table, dump_toml, format_duration, load_toml
-from modem_drivers.hayes import DRIVER_PROFILES, dial_string
-
-from .keys import KeyFileError, parse_public_key
-
-DEFAULT_PATH = Path("/etc/callhome/client.toml")
-
-
-@dataclass
-class ClientConfig:
-    path: Path
-    name: str = "device"
-    key: Path = Path("device.key")
-    spool: Path = Path("spool.db")
-    centre_key: bytes = b""
-    numbers: list[str] = field(default_factory=list)
-    ports: list[str] = field(default_factory=list)
-    profile: str = "auto"
-    time_scale: float = 1.0
-    attempts: int = 3
-    retry_delay: float = 60.0
-
-    def dump(self, centre_key_text: str) -> str:
-        return dump_toml(
-            {
-                "device": {"name": self.name, "key": str(self.key), "spool": str(self.spool)},
-                "centre": {"public_key": centre_key_text, "numbers": self.numbers},
-                "modem": {
-                    "ports": self.ports,
-                    "profile": self.profile,
-                    "time_scale": self.time_scale,
-                },
-                "calls": {
-                    "attempts": self.attempts,
-                    "retry_delay": format_duration(self.retry_delay),
-                },
-            },
-            header="callhome client configuration\npaths are relative to this file's folder",
-        )
-
-
-def load_client_config(path: str | Path) -> ClientConfig:
-    path = Path(path)
-    root = Table(load_toml(path), "", path)
-    config = ClientConfig(path=path)
-    device = root.table("device")
-    config.name = device.get("name", str, REQUIRED)
-    config.key = device.path_value("key")
-    config.spool = device.path_value("spool")
-    device.finish()
-    centre = root.table("centre")
-    try:
-        config.centre_key = parse_public_key(centre.get("public_key", str, REQUIRED))
-    except KeyFileError as exc:
-        raise centre.error("public_key", str(exc)) from None
-    config.numbers = centre.strings("numbers")
-    if not config.numbers:
-        raise centre.error("numbers", "at least one number of the centre is needed")
-    for number in config.numbers:
-        try:
-            dial_string(number)
-        except ValueError as exc:
-            raise centre.error("numbers", str(exc)) from None
-    centre.finish()
-    modem = root.table("modem")
-    config.ports = modem.strings("ports")
-    if not config.ports:
-        raise modem.error("ports", "at least one modem port is needed")
-    config.profile, config.time_scale = modem_settings(modem)
-    modem.finish()
-    calls = root.table("calls")
-    config.attempts = calls.get("attempts", int, 3)
-    if not 1 <= config.attempts <= 100:
-        raise calls.error("attempts", "must be between 1 and 100")
-    config.retry_delay = calls.duration("retry_delay", "60s")
-    calls.finish()
-    root.finish()
-    return config
+from modem_drivers.configfile import Table
+from modem_drivers.hayes import DRIVER_PROFILES
 
 
 def modem_settings(table: Table) -> tuple[str, float]:

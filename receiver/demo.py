@@ -21,10 +21,10 @@ from typing import Any
 
 import click
 
-from callhome.config import ClientConfig
-from callhome.dialer import CallReport, call_centre, line_test_content
+from callhome.client.config import ClientConfig
+from callhome.client.dialer import CallReport, call_centre, line_test_content
+from callhome.client.spool import Spool
 from callhome.keys import encode_key, public_of, write_private_key
-from callhome.spool import Spool
 from callhome.wire.messages import Kind
 from modem_drivers.logs import configure_logging
 from modem_drivers.virtual import PhoneNetwork

@@ -38,6 +38,8 @@ async def test_line_test_success(system):
     assert "acknowledged by the centre" in out
     stored = await system.reports("--device", "plant-a")
     assert [r["kind"] for r in stored] == ["line-test"]
+    # the client is done when the centre acknowledged; the centre records the call after
+    await system.wait_for("call.ended", device="plant-a")
     calls = await system.calls()
     assert calls[0]["device"] == "plant-a" and calls[0]["outcome"] == "completed"
     assert calls[0]["caller_id"] == "5550001"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from callhome.config import ClientConfig
-from callhome.dialer import call_centre, line_test_content
+from callhome.client.config import ClientConfig
+from callhome.client.dialer import call_centre, line_test_content
+from callhome.client.spool import Spool
 from callhome.keys import public_of, write_private_key
-from callhome.spool import Spool
 from callhome.wire.messages import Kind
 from modem_drivers.virtual import PhoneNetwork
 from modem_drivers.virtual.network import NetworkTiming

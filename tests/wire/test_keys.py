@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from callhome import exitcodes
-from callhome.cli import main
+from callhome.client.cli import main
 from callhome.keys import (
     KeyFileError,
     encode_key,

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from callhome.spool import Spool, SpoolError
+from callhome.client.spool import Spool, SpoolError
 from callhome.wire.messages import Kind
 
 

@@ -31,12 +31,10 @@ from modem_drivers.hayes import (
     PortOpenError,
 )
 
-from . import exitcodes
-from .config import ClientConfig
-from .link import modem_timings, run_session, transfer_config
-from .spool import Spool
-from .wire.errors import Refused
-from .wire.session import (
+from .. import exitcodes
+from ..link import modem_timings, run_session, transfer_config
+from ..wire.errors import Refused
+from ..wire.session import (
     ClientSession,
     Event,
     Failed,
@@ -44,6 +42,8 @@ from .wire.session import (
     MessageAcknowledged,
     MessageRejected,
 )
+from .config import ClientConfig
+from .spool import Spool
 
 log = structlog.get_logger("callhome.dialer")
 Progress = Callable[..., None]

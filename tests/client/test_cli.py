@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from callhome import exitcodes
-from callhome.cli import main
+from callhome.client.cli import main
 from callhome.wire.messages import MAX_CONTENT
 
 CENTRE_KEY = base64.b64encode(os.urandom(32)).decode()

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .database import Database
-from .wire.messages import (
+from ..database import Database
+from ..wire.messages import (
     CURRENT_DICTIONARY,
     EncodedMessage,
     Kind,

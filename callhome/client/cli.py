@@ -29,10 +29,9 @@ from modem_drivers.hayes import (
 from modem_drivers.logs import configure_logging
 from modem_drivers.text import escape_bytes
 
-from . import exitcodes
-from .config import DEFAULT_PATH, ClientConfig, SetupError, create_files, load_client_config
-from .dialer import CallReport, call_centre, line_test_content
-from .keys import (
+from .. import exitcodes
+from ..config import SetupError, create_files
+from ..keys import (
     KeyFileError,
     encode_key,
     load_private_key,
@@ -40,10 +39,12 @@ from .keys import (
     public_of,
     write_private_key,
 )
-from .link import modem_timings
+from ..link import modem_timings
+from ..wire.errors import MessageError
+from ..wire.messages import SEVERITIES, Kind
+from .config import DEFAULT_PATH, ClientConfig, load_client_config
+from .dialer import CallReport, call_centre, line_test_content
 from .spool import Spool, SpoolError
-from .wire.errors import MessageError
-from .wire.messages import SEVERITIES, Kind
 
 T = TypeVar("T")
 

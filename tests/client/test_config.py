@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callhome.config import SetupError, create_files, load_client_config
+from callhome.client.config import load_client_config
+from callhome.config import SetupError, create_files
 from modem_drivers.configfile import ConfigError, format_duration, parse_duration
 
 
