@@ -1,14 +1,18 @@
 """The Hayes/V.250 modem driver.
 
-Three sans-IO layers (`framer` bytes -> lines, `classify` line -> meaning, `state` the
-call and command state machine) under `HayesModem`, the asyncio shell that opens a
-modem by pyserial URL, and `DataCall`, the byte stream of a connected call.
+Sans-IO layers (`framer` bytes -> lines, `classify` line -> meaning, `state` the call
+and command state machine, `procedures` the multi-step procedures as step machines)
+under `HayesModem`, the asyncio shell that opens a modem by pyserial URL and executes
+the procedures, and `DataCall`, the byte stream of a connected call.
 """
 
+from .call import DataCall
 from .callerid import CallerId
 from .classify import ResultKind
 from .connect import ConnectRecord
+from .dialstring import dial_string, is_address
 from .errors import (
+    CallEnded,
     CommandRejected,
     HangupFailed,
     InitialisationError,
@@ -21,20 +25,18 @@ from .errors import (
     PortOpenError,
 )
 from .modem import (
-    CallEnded,
     CallOutcome,
     CommandResponse,
-    DataCall,
     HangupReport,
     HayesModem,
     IncomingCall,
     ModemInfo,
     Outcome,
-    Timings,
-    dial_string,
 )
-from .profiles import DRIVER_PROFILES, DriverProfile
+from .procedures import SettingResult
+from .profiles import DRIVER_PROFILES, DriverProfile, Setting, SetupOptions
 from .state import CoreTimings, ModemCore, State
+from .timings import Timings
 
 __all__ = [
     "DRIVER_PROFILES",
@@ -63,7 +65,11 @@ __all__ = [
     "PortGone",
     "PortOpenError",
     "ResultKind",
+    "Setting",
+    "SettingResult",
+    "SetupOptions",
     "State",
     "Timings",
     "dial_string",
+    "is_address",
 ]

@@ -87,6 +87,19 @@ class Final:
     """The verbose text (numeric codes are translated: `10` -> `CONNECT 2400`)."""
     raw: bytes
 
+    @property
+    def numeric(self) -> bool:
+        """The modem answered with a number: it is in V0, asked for or not."""
+        return self.raw.isdigit()
+
+    def describe(self) -> str:
+        """What the modem said, for a person: `OK`, `'3' (numeric NO CARRIER)`."""
+        raw = self.raw.decode("latin-1")
+        if self.numeric:
+            meaning = self.text.decode("latin-1") if self.text != self.raw else "unknown code"
+            return f"'{raw}' (numeric {meaning})"
+        return f"'{raw}'"
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -162,6 +175,10 @@ class Context:
     command: bytes | None = None
     """The command line being executed, without CR (for echo detection)."""
     echo_seen: bool = False
+    expects_info: bool = True
+    """The pending command may answer with information text (ATI, S7?, +GMI). When it
+    may not (a setting), a bare number is its result code even if the modem is believed
+    to be in V1: a modem that mis-parsed `AT+VCID=1` as `V` has switched to V0."""
     verbose: VerboseMode = VerboseMode.UNKNOWN
     numeric: NumericTable = field(default_factory=NumericTable)
 
@@ -175,13 +192,29 @@ def result_of(line: bytes, context: Context) -> tuple[ResultKind, bytes] | None:
         return ResultKind.CONNECT, line
     if _CME_ERROR.match(line):
         return ResultKind.ERROR, line
-    if context.verbose is not VerboseMode.VERBOSE:
+    if _numeric_possible(context):
         text = context.numeric.lookup(line)
         if text is not None:
             translated = result_of(text, Context(verbose=VerboseMode.VERBOSE))
             if translated is not None:
                 return translated
+        if _is_code(line) and not context.expects_info:
+            # a code this modem family's table does not list: a result all the same
+            # (the vendor tables disagree above 8), and certainly not a success
+            return ResultKind.ERROR, line
     return None
+
+
+def _numeric_possible(context: Context) -> bool:
+    """May a bare number be a result code here? In V0 or an unknown mode always; in V1
+    only as the answer to a command that has no information text to give."""
+    if context.verbose is not VerboseMode.VERBOSE:
+        return True
+    return context.expecting is not Expecting.NOTHING and not context.expects_info
+
+
+def _is_code(line: bytes) -> bool:
+    return line.isdigit() and len(line) <= 3 and (len(line) == 1 or line[:1] != b"0")
 
 
 def classify(line: bytes, context: Context) -> Token:

@@ -46,3 +46,7 @@ class InitialisationError(ModemError):
 
 class HangupFailed(ModemError):
     """Every step of the hang-up ladder failed: the line may still be off hook."""
+
+
+class CallEnded(ModemError):
+    """Writing to a call that has ended."""

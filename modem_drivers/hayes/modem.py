@@ -1,30 +1,33 @@
-"""`HayesModem`: the asyncio shell around `ModemCore`, and `DataCall`, the call it makes.
+"""`HayesModem`: the asyncio shell around `ModemCore` and the procedures.
 
-The shell owns the port, the clock and the tasks; every decision about what a byte
-means is the core's. One operation runs at a time (a second one raises `ModemBusy`
-rather than queueing behind a dial), unsolicited events (RING, caller ID) go to a
-queue of their own, and data after CONNECT goes to the `DataCall`.
+The shell owns the port, the clock and the tasks; every decision about what a byte means
+is the core's, and every multi-step procedure (set-up, resynchronisation, dialling and
+its clean-up, the carrier check, the hang-up ladder) is a step machine in
+`procedures`, which `_run` executes one step at a time. One operation runs at a time (a
+second one raises `ModemBusy` rather than queueing behind a dial), unsolicited events
+(RING, caller ID) go to a queue of their own, and data after CONNECT goes to the
+`DataCall`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from ..text import escape_bytes
+from . import procedures as proc
+from .call import DataCall, brief
 from .callerid import CallerId
-from .classify import ResultKind, VerboseMode
-from .connect import ConnectRecord
+from .classify import ResultKind
+from .dialstring import dial_string
 from .errors import (
     CommandRejected,
     HangupFailed,
@@ -38,7 +41,8 @@ from .errors import (
     PortOpenError,
 )
 from .port import WRITE_BUFFER_HIGH, SerialPort, open_port
-from .profiles import DriverProfile, detect_profile, get_driver_profile
+from .procedures import SettingResult
+from .profiles import DriverProfile, SetupOptions, get_driver_profile
 from .state import (
     CallerIdReceived,
     CallSetupFailed,
@@ -48,70 +52,22 @@ from .state import (
     CommandKind,
     CommandTimedOut,
     Connected,
-    CoreTimings,
     DataReceived,
     EscapeEnded,
     Event,
     LineTooLong,
     ModemCore,
+    ProbeEnded,
     RingingStopped,
     RingReceived,
     State,
     StrayLine,
 )
+from .timings import Timings
 
 log = structlog.get_logger("callhome.modem")
 
-DIAL_CHARACTERS = re.compile(r"[0-9*#ABCDabcdTtPpWw,!@;]+")
-_DIAL_IGNORED = str.maketrans("", "", " -().")
-
-
-def dial_string(number: str) -> str:
-    """`number` as it goes after ATD (spaces, dashes, dots and brackets dropped);
-    ValueError if a modem would not take it. Configs check their numbers with this."""
-    cleaned = number.translate(_DIAL_IGNORED)
-    if not cleaned or not DIAL_CHARACTERS.fullmatch(cleaned) or ";" in cleaned[:-1]:
-        raise ValueError(f"not a dial string: {number!r}")
-    return cleaned
-
-
-READ_BUFFER_LIMIT = 256 * 1024
 HELD_WRITES_LIMIT = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Every wait of the driver, in seconds. `scaled()` shrinks them all for tests."""
-
-    command_timeout: float = 3.0
-    init_timeout: float = 2.0
-    reset_timeout: float = 5.0
-    wake_attempts: int = 3
-    dial_timeout: float = 90.0
-    answer_timeout: float = 60.0
-    online_timeout: float = 10.0
-    guard: float = 1.0
-    """The modem's S12 guard time (S12=50 is one second)."""
-    guard_margin: float = 0.2
-    dtr_drop: float = 0.5
-    drain_quiet: float = 0.25
-    dcd_poll: float = 0.2
-    hangup_step: float = 4.0
-    reopen_backoff: float = 1.0
-    reopen_backoff_max: float = 60.0
-    core: CoreTimings = field(default_factory=CoreTimings)
-
-    def scaled(self, factor: float) -> Timings:
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, CoreTimings):
-                values[f.name] = value.scaled(factor)
-            elif isinstance(value, float):
-                values[f.name] = value * factor
-            else:
-                values[f.name] = value
-        return Timings(**values)
 
 
 class Outcome(enum.Enum):
@@ -131,6 +87,10 @@ class Outcome(enum.Enum):
         """False for outcomes where dialling again at once is wrong (or illegal)."""
         return self not in (Outcome.DELAYED, Outcome.BLACKLISTED)
 
+    @classmethod
+    def of(cls, kind: ResultKind) -> Outcome:
+        return _OUTCOME_OF.get(kind, cls.ERROR)
+
 
 _OUTCOME_OF = {
     ResultKind.BUSY: Outcome.BUSY,
@@ -149,6 +109,8 @@ class CommandResponse:
     result: ResultKind
     text: bytes
     info: tuple[bytes, ...]
+    raw: bytes = b""
+    """The result line as the modem sent it (`3` for a numeric NO CARRIER)."""
 
     @property
     def ok(self) -> bool:
@@ -178,7 +140,8 @@ class IncomingCall:
 @dataclass(frozen=True)
 class HangupReport:
     method: str
-    """dtr, escape, ath, atz or reopen: the first rung of the ladder that worked."""
+    """remote (the far end hung up), ringing (a new call rings in: on hook already),
+    dtr, escape, ath, atz or reopen: the first rung of the ladder that worked."""
     seconds: float
 
 
@@ -188,6 +151,11 @@ class ModemInfo:
     identity: dict[int, tuple[bytes, ...]]
     port: dict[str, Any]
     dcd_trusted: bool
+    settings: tuple[SettingResult, ...] = ()
+
+    @property
+    def refused(self) -> tuple[SettingResult, ...]:
+        return tuple(result for result in self.settings if not result.accepted)
 
 
 class _PortLost:
@@ -229,13 +197,16 @@ class HayesModem:
         timings: Timings | None = None,
         name: str | None = None,
         baudrate: int = 115200,
-        extra_settings: Sequence[str] = (),
+        init: Sequence[str] = (),
+        skip: Sequence[str] = (),
     ) -> None:
+        """`init` and `skip` change the profile's settings (see `SetupOptions`);
+        ValueError names a wrong entry."""
         self.url = url
         self.name = name or url
         self.timings = timings or Timings()
         self.baudrate = baudrate
-        self.extra_settings = tuple(s.encode() for s in extra_settings)
+        self.setup = SetupOptions.from_config(init, skip)
         if isinstance(profile, str) and profile != "auto":
             profile = get_driver_profile(profile)
         self._fixed_profile = profile if isinstance(profile, DriverProfile) else None
@@ -251,6 +222,7 @@ class HayesModem:
         self._events: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
         self._writable = asyncio.Event()
         self._writable.set()
+        self._suspect = asyncio.Event()
         self._call: DataCall | None = None
         self._held_writes = bytearray()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -293,8 +265,14 @@ class HayesModem:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        await self._close_port()
+        if self._call is not None:
+            self._call._end("port closed")
+
+    async def _close_port(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         port, self._port = self._port, None
         protocol, self._protocol = self._protocol, None
         if port is not None:
@@ -303,8 +281,6 @@ class HayesModem:
                 # the port is closed (and its lock released) only when this fires
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(protocol.closed), 2.0)
-        if self._call is not None:
-            self._call._end("port closed")
         self._core.port_lost()
 
     async def __aenter__(self) -> HayesModem:
@@ -313,9 +289,10 @@ class HayesModem:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def reopen(self, *, attempts: int | None = None) -> ModemInfo:
-        """Open the port again (after `PortGone`) and re-initialise, with backoff."""
-        delay = self.timings.reopen_backoff
+    async def reopen(self, retry_delays: Iterable[float] = ()) -> ModemInfo:
+        """Open the port again (after `PortGone`) and re-initialise; on failure, wait each
+        of `retry_delays` in turn (a `Backoff`) and try again, then give up."""
+        delays = iter(retry_delays)
         attempt = 0
         while True:
             attempt += 1
@@ -331,13 +308,16 @@ class HayesModem:
                 InitialisationError,
                 ModemTimeout,
             ) as exc:
+                delay = next(delays, None)
                 self._log.warning(
-                    "port.reopen_failed", attempt=attempt, error=str(exc), retry_in=round(delay, 3)
+                    "port.reopen_failed",
+                    attempt=attempt,
+                    error=str(exc),
+                    retry_in=None if delay is None else round(delay, 3),
                 )
-                if attempts is not None and attempt >= attempts:
+                if delay is None:
                     raise
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.timings.reopen_backoff_max)
 
     # -- properties ----------------------------------------------------------------------
 
@@ -353,73 +333,48 @@ class HayesModem:
     def port(self) -> SerialPort | None:
         return self._port
 
+    def _port_facts(self) -> proc.Port:
+        port = self._port
+        return proc.Port(has_dtr=port is not None and port.has_dtr, dcd_trusted=self.dcd_trusted)
+
     # -- initialisation ------------------------------------------------------------------
 
     async def initialize(self) -> ModemInfo:
-        """Drain, wake, reset, identify, then apply the settings one line at a time."""
+        """Drain, wake, reset, identify, then apply the settings one line at a time: the
+        required ones must be accepted, an optional one refused marks its feature absent."""
         async with self._operation():
-            await self._quiet()
-            await self._wake()
-            await self._expect_ok(b"ATZ", self.timings.reset_timeout, kind=CommandKind.HANGUP)
-            self._core.set_verbose(VerboseMode.UNKNOWN)
-            identity: dict[int, tuple[bytes, ...]] = {}
-            for index in (0, 3):
-                response = await self._command(b"ATI%d" % index, self.timings.init_timeout)
-                identity[index] = response.info if response.ok else ()
-            if self._fixed_profile is None:
-                self.profile = detect_profile(identity)
-                self._core.context.numeric = self.profile.numeric_table()
-                self._core.reports = self.profile.reports
-            await self._apply_settings()
-            self.dcd_trusted = self._check_dcd()
-            assert self._port is not None and self.profile is not None
-            self.info = ModemInfo(
-                self.profile.name, identity, self._port.describe(), self.dcd_trusted
+            self.dcd_trusted = False
+            report: proc.SetupReport = await self._run(
+                proc.initialise(
+                    self._core,
+                    self.timings,
+                    self._port_facts(),
+                    profile=self._fixed_profile,
+                    options=self.setup,
+                )
             )
+            self.profile = report.profile
+            self.dcd_trusted = self._check_dcd()
+            assert self._port is not None
+            self.info = ModemInfo(
+                report.profile.name,
+                report.identity,
+                self._port.describe(),
+                self.dcd_trusted,
+                report.settings,
+            )
+            summary = proc.settings_summary(report.settings)
             self._log.info(
                 "modem.ready",
-                profile=self.profile.name,
-                identity=" / ".join(escape_bytes(b" ".join(v)) for v in identity.values() if v),
+                profile=report.profile.name,
+                identity=" / ".join(
+                    escape_bytes(b" ".join(v)) for v in report.identity.values() if v
+                ),
                 dcd_trusted=self.dcd_trusted,
+                features=summary["present"],
+                refused=summary["refused"],
             )
             return self.info
-
-    async def _wake(self) -> None:
-        for _ in range(self.timings.wake_attempts):
-            try:
-                response = await self._command(b"AT", self.timings.init_timeout, resync=False)
-            except ModemTimeout:
-                continue
-            if response.ok:
-                self._core.resynchronised()
-                return
-        # Perhaps still online from an earlier life: escape, as mgetty's force-init does.
-        self._log.warning("modem.not_answering", action="guarded +++ then AT")
-        await asyncio.sleep(self.timings.guard + self.timings.guard_margin)
-        self._write(b"+++")
-        await asyncio.sleep(self.timings.guard + self.timings.guard_margin)
-        if self._port is not None and self._port.has_dtr:
-            await self._pulse_dtr()
-        await self._quiet()
-        try:
-            response = await self._command(b"AT", self.timings.init_timeout, resync=False)
-        except ModemTimeout:
-            raise ModemNotResponding(f"{self.name}: no OK to AT") from None
-        if not response.ok:
-            raise ModemNotResponding(f"{self.name}: no OK to AT")
-        self._core.resynchronised()
-
-    async def _apply_settings(self) -> None:
-        assert self.profile is not None
-        for setting in (*self.profile.settings, *self.extra_settings):
-            response = await self._command(setting, self.timings.init_timeout)
-            if not response.ok:
-                raise InitialisationError(
-                    f"{self.name}: {setting.decode()} was answered "
-                    f"{response.text.decode('latin-1')}"
-                )
-            if setting.upper() == b"ATV1":
-                self._core.set_verbose(VerboseMode.VERBOSE)
 
     def _check_dcd(self) -> bool:
         """DCD is only worth watching if it is low while no call is up (&C1 took)."""
@@ -447,23 +402,20 @@ class HayesModem:
         line = line.strip()
         if not line.upper().startswith(b"AT"):
             line = b"AT" + line
+        wait = timeout or self.timings.command_timeout
         async with self._operation():
-            response = await self._command(line, timeout or self.timings.command_timeout)
+            event = await self._run(
+                proc.command(self._core, self.timings, line, wait, expects_info=_may_inform(line))
+            )
+        response = self._response(line, event, wait)
         if check and not response.ok:
             raise CommandRejected(line, response.text.decode("latin-1"))
         return response
 
-    async def _command(
-        self,
-        line: bytes,
-        timeout: float,
-        *,
-        kind: CommandKind = CommandKind.COMMAND,
-        resync: bool = True,
-    ) -> CommandResponse:
-        event = await self._exchange(line, kind, timeout, resync=resync)
+    def _response(self, line: bytes, event: Event, timeout: float) -> CommandResponse:
         if isinstance(event, CommandCompleted):
-            return CommandResponse(line, event.result.kind, event.result.text, event.info)
+            result = event.result
+            return CommandResponse(line, result.kind, result.text, event.info, result.raw)
         if isinstance(event, CommandTimedOut):
             self._log.warning(
                 "modem.timeout",
@@ -473,139 +425,82 @@ class HayesModem:
             raise ModemTimeout(f"{self.name}: no answer to {line.decode('latin-1')}")
         raise ModemStateError(f"unexpected {event!r} after {line!r}")
 
-    async def _expect_ok(
-        self, line: bytes, timeout: float, kind: CommandKind = CommandKind.COMMAND
-    ) -> None:
-        response = await self._command(line, timeout, kind=kind)
-        if not response.ok:
-            raise CommandRejected(line, response.text.decode("latin-1"))
-
-    async def _exchange(
-        self, line: bytes, kind: CommandKind, timeout: float, *, resync: bool = True
-    ) -> Event:
-        if self._port is None:
-            raise PortGone(f"{self.name}: port lost; reopen() it")
-        if resync and self._core.needs_resync:
-            await self._resync()
-        await self._pace()
-        if self._port is None:  # lost while we waited
-            raise PortGone(f"{self.name}: port lost; reopen() it")
-        self._op_events = asyncio.Queue()
-        data = self._core.start_command(line, kind, self._now(), timeout)
-        self._write(data)
-        self._reschedule()
-        return await self._next_op_event()
-
-    async def _next_op_event(self) -> Event:
-        assert self._op_events is not None
-        event = await self._op_events.get()
-        if isinstance(event, _PortLost):
-            raise PortGone(f"{self.name}: port lost ({event.exc or 'closed'})")
-        return event
-
-    async def _resync(self) -> None:
-        """After a timeout or a stray result: drain, then `AT` -> `OK`, before any command.
-
-        A late reply must never be credited to the next command: it arrives during the
-        quiet period (and is logged as stray) or answers this `AT`.
-        """
-        self._log.info("modem.resync")
-        for _ in range(self.timings.wake_attempts):
-            await self._quiet()
-            self._core.discard_input()
-            try:
-                response = await self._command(b"AT", self.timings.init_timeout, resync=False)
-            except ModemTimeout:
-                continue
-            if response.ok:
-                self._core.resynchronised()
-                await self._quiet()
-                return
-        raise ModemNotResponding(f"{self.name}: no OK to AT after a timeout")
-
-    async def _quiet(self) -> None:
-        """Wait until nothing has come from the modem for `drain_quiet` seconds."""
-        while True:
-            remaining = self._last_rx + self.timings.drain_quiet - self._now()
-            if remaining <= 0:
-                return
-            await asyncio.sleep(remaining)
-
-    async def _pace(self) -> None:
-        # re-read each time round: a NO CARRIER arriving meanwhile ends the wait early
-        while (wait := self._core.command_allowed_at() - self._now()) > 0:
-            await asyncio.sleep(min(wait, max(self.timings.core.pacing, 0.005)))
-
     # -- dialling ------------------------------------------------------------------------
 
     async def dial(self, number: str, *, timeout: float | None = None) -> CallOutcome:
-        """Dial (`T`, `P`, `W`, `,`, `!`, `@` allowed) and return what happened."""
-        return await self._call_setup(
-            b"ATD" + dial_string(number).encode(),
-            CommandKind.DIAL,
-            timeout or self.timings.dial_timeout,
-        )
-
-    async def answer(self, *, timeout: float | None = None) -> CallOutcome:
-        return await self._call_setup(
-            b"ATA", CommandKind.ANSWER, timeout or self.timings.answer_timeout
-        )
-
-    async def _call_setup(self, line: bytes, kind: CommandKind, timeout: float) -> CallOutcome:
+        """Dial a number (`T`, `P`, `W`, `,`, `!`, `@` allowed) or a `host:port` address
+        and return what happened. A failed dial leaves the modem on hook and in step."""
+        line = b"ATD" + dial_string(number).encode("ascii")
         started = self._now()
         async with self._operation():
             try:
-                event = await self._exchange(line, kind, timeout)
-                if isinstance(event, CommandTimedOut):
-                    # still dialling as far as we know: stop it (the core allows this byte)
-                    self._write(b"\r")
-                    event = await self._next_op_event()
-                    if isinstance(event, CallSetupFailed | CommandTimedOut):
-                        return CallOutcome(Outcome.TIMEOUT, seconds=self._now() - started)
+                result: proc.DialResult = await self._run(
+                    proc.dial(self._core, self.timings, line, timeout or self.timings.dial_timeout)
+                )
             except asyncio.CancelledError:
                 await asyncio.shield(self._abort_setup())
                 raise
+            if result.swallowed:
+                self._log.warning("modem.dial_swallowed", times=result.swallowed)
+            return self._setup_outcome(result.event, started)
+
+    async def answer(self, *, timeout: float | None = None) -> CallOutcome:
+        """Answer the call ringing in. The ring count starts afresh for the next call."""
+        started = self._now()
+        async with self._operation():
+            self._discard_ring_events()
+            try:
+                event = await self._run(
+                    proc.call_setup(
+                        self._core,
+                        self.timings,
+                        b"ATA",
+                        CommandKind.ANSWER,
+                        timeout or self.timings.answer_timeout,
+                    )
+                )
+            except asyncio.CancelledError:
+                await asyncio.shield(self._abort_setup())
+                raise
+            if not isinstance(event, Connected):
+                with contextlib.suppress(ModemError):
+                    await self._run(proc.after_failed_call(self._core, self.timings))
             return self._setup_outcome(event, started)
 
-    def _setup_outcome(self, event: Event, started: float) -> CallOutcome:
+    def _setup_outcome(self, event: Event | None, started: float) -> CallOutcome:
         elapsed = self._now() - started
         if isinstance(event, Connected):
             call = self._start_call(event)
             self._log.info(
                 "call.connected",
                 direction="in" if event.incoming else "out",
-                **_brief(event.record),
+                **brief(event.record),
             )
             return CallOutcome(
-                Outcome.CONNECTED, call, event.record.connect_line, event.record.lines, elapsed
+                Outcome.CONNECTED,
+                call,
+                event.record.connect_line,
+                event.record.lines,
+                elapsed,
             )
         if isinstance(event, CallSetupFailed):
-            outcome = (
-                Outcome.ABORTED
-                if event.aborted
-                else _OUTCOME_OF.get(event.result.kind, Outcome.ERROR)
-            )
+            outcome = Outcome.ABORTED if event.aborted else Outcome.of(event.result.kind)
             self._log.info(
-                "call.failed", outcome=outcome.value, result=event.result.text.decode("latin-1")
+                "call.failed",
+                outcome=outcome.value,
+                result=event.result.text.decode("latin-1"),
             )
             return CallOutcome(outcome, None, event.result.raw, event.progress, elapsed)
-        if isinstance(event, CommandTimedOut):
-            return CallOutcome(Outcome.TIMEOUT, seconds=elapsed)
-        raise ModemStateError(f"unexpected {event!r} during call set-up")
+        return CallOutcome(Outcome.TIMEOUT, seconds=elapsed)
 
     async def abort(self) -> None:
         """Stop a dial or answer in progress (the pending `dial()` returns ABORTED)."""
         await self._abort_setup()
 
     async def _abort_setup(self) -> None:
-        if self._core.state not in (State.DIALING, State.ANSWERING):
+        if not self._core.may_abort():
             return
-        wait = self._core.abort_allowed_at() - self._now()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        if self._core.state in (State.DIALING, State.ANSWERING):
-            self._write(self._core.abort(self._now()))
-            self._reschedule()
+        await self._perform(proc.Abort())
 
     # -- incoming calls ------------------------------------------------------------------
 
@@ -656,130 +551,51 @@ class HayesModem:
             raise PortGone(f"{self.name}: port lost ({event.exc or 'closed'})")
         return event
 
+    def _discard_ring_events(self) -> None:
+        """The call being answered was announced by these; the next call's rings and
+        caller ID arrive after this point."""
+        kept = []
+        while not self._events.empty():
+            event = self._events.get_nowait()
+            if not isinstance(event, RingReceived | CallerIdReceived | RingingStopped):
+                kept.append(event)
+        for event in kept:
+            self._events.put_nowait(event)
+
     # -- hanging up ----------------------------------------------------------------------
 
     async def hangup(self) -> HangupReport:
         """Hang up by the first rung that works: DTR, `+++`/ATH, ATZ, close and reopen."""
         started = self._now()
         async with self._operation():  # a dial in progress: cancel it instead (it aborts)
-            method = await self._hangup_ladder()
+            method = await self._run(proc.hangup(self._core, self.timings, self._port_facts()))
+        return self._hung_up(method, started)
+
+    async def finish_call(self, patience: float | None = None) -> HangupReport:
+        """The protocol on the call is over: the far end has `patience` seconds to hang
+        up (its NO CARRIER is believed at once), then this end hangs up."""
+        started = self._now()
+        wait = self.timings.hangup_patience if patience is None else patience
+        async with self._operation():
+            method = await self._run(
+                proc.finish_call(self._core, self.timings, self._port_facts(), wait)
+            )
+        return self._hung_up(method, started)
+
+    def _hung_up(self, method: str | None, started: float) -> HangupReport:
+        if method is None:
+            raise HangupFailed(f"{self.name}: could not hang up")
         if self._call is not None:
-            self._call._end("hung up")
+            self._call._end("hung up" if method != "remote" else "far end hung up")
         report = HangupReport(method, self._now() - started)
         self._log.info("call.hangup", method=method, seconds=round(report.seconds, 3))
         return report
-
-    async def _hangup_ladder(self) -> str:
-        port = self._port
-        if port is None:
-            raise PortGone(f"{self.name}: port lost")
-        if self._core.in_call and port.has_dtr:
-            await self._pulse_dtr()
-            if await self._dtr_took():
-                return "dtr"
-        if self._core.state is State.ONLINE_DATA:
-            if await self._escape():
-                if await self._ath():
-                    return "escape"
-            else:
-                self._dispatch(self._core.assume_command_mode())
-        elif self._core.state in (State.ESCAPING, State.ONLINE_COMMAND):
-            self._dispatch(self._core.assume_command_mode())
-        if await self._ath():
-            return "ath"
-        with contextlib.suppress(ModemError):
-            # no resync first: ATZ resets whatever state the modem is in, and is verified
-            response = await self._command(
-                b"ATZ", self.timings.reset_timeout, kind=CommandKind.HANGUP, resync=False
-            )
-            if response.result in (ResultKind.OK, ResultKind.NO_CARRIER):
-                await self._apply_settings()
-                if await self._on_hook():
-                    return "atz"
-        self._log.warning("modem.hangup_reopen")
-        await self.close()
-        await self.connect()
-        await self._quiet()
-        with contextlib.suppress(ModemError):
-            await self._wake()
-            await self._expect_ok(b"ATZ", self.timings.reset_timeout, kind=CommandKind.HANGUP)
-            await self._apply_settings()
-            if await self._on_hook():
-                return "reopen"
-        raise HangupFailed(f"{self.name}: could not hang up")
-
-    async def _dtr_took(self) -> bool:
-        """After a DTR pulse: command mode (AT -> OK) and DCD low, or still online."""
-        if self.dcd_trusted and self._port is not None:
-            deadline = self._now() + self.timings.hangup_step
-            while self._port is not None and self._port.dcd() and self._now() < deadline:
-                await asyncio.sleep(self.timings.dcd_poll / 4)
-            if self._port is None or self._port.dcd():
-                return False  # the carrier is still up: the modem ignored DTR
-        self._dispatch(self._core.assume_command_mode())
-        if await self._on_hook():
-            return True
-        if self._core.state is State.IDLE:
-            self._core.assume_online()
-        return False
-
-    async def _ath(self) -> bool:
-        with contextlib.suppress(ModemTimeout, CommandRejected):
-            response = await self._command(
-                b"ATH0", self.timings.hangup_step, kind=CommandKind.HANGUP
-            )
-            if response.result in (ResultKind.OK, ResultKind.NO_CARRIER):
-                return await self._on_hook()
-        return False
-
-    async def _on_hook(self) -> bool:
-        """Verified: the modem answers AT in command mode, and DCD is low where known."""
-        await self._quiet()
-        self._core.discard_input()
-        for _ in range(2):
-            try:
-                response = await self._command(b"AT", self.timings.init_timeout, resync=False)
-            except ModemTimeout:
-                return False
-            if response.ok:
-                break
-            # the NO CARRIER of our own hang-up may answer this AT: ask again
-        else:
-            return False
-        self._core.resynchronised()
-        return not (self.dcd_trusted and self._port is not None and self._port.dcd())
-
-    async def _pulse_dtr(self) -> None:
-        assert self._port is not None
-        await self._port.set_dtr(False)
-        await asyncio.sleep(self.timings.dtr_drop)
-        if self._port is not None:
-            await self._port.set_dtr(True)
-
-    async def _escape(self) -> bool:
-        """Guarded `+++`: silence, the three characters, silence, then OK."""
-        guard = self.timings.guard + self.timings.guard_margin
-        while True:
-            wait = self._core.last_write_at + guard - self._now()
-            if wait <= 0 and (self._port is None or self._port.write_buffer_size() == 0):
-                break
-            await asyncio.sleep(max(wait, 0.01))
-        if self._core.state is not State.ONLINE_DATA:
-            return self._core.state is State.ONLINE_COMMAND
-        self._op_events = asyncio.Queue()
-        self._write(self._core.start_escape(self._now(), self.timings.guard))
-        self._reschedule()
-        while True:
-            event = await self._next_op_event()
-            if isinstance(event, EscapeEnded):
-                return event.ok
-            if isinstance(event, CarrierLost):
-                return False
 
     # -- data mode -----------------------------------------------------------------------
 
     def _start_call(self, event: Connected) -> DataCall:
         self._held_writes.clear()
+        self._suspect.clear()
         call = DataCall(self, event.record, incoming=event.incoming)
         self._call = call
         if event.data:
@@ -798,41 +614,30 @@ class HayesModem:
                 return
 
     async def _verify_carrier(self) -> None:
-        """`NO CARRIER` closed the data and nothing followed: find out."""
+        """`NO CARRIER` closed the data and nothing followed: find out (unless an
+        operation under way, which then does it itself)."""
         if self._busy:
             return
         with contextlib.suppress(ModemError):
             await self.verify_carrier()
 
     async def verify_carrier(self) -> bool:
-        """Is the call still up? DCD where it can be trusted; otherwise a guarded escape:
-        OK means alive (ATO resumes the call), silence means the modem is in command
-        mode and the call is gone. Meanwhile our writes are held, not lost."""
+        """Is the call still up? (See `procedures.verify_carrier`.) Meanwhile our writes
+        are held, not lost."""
         call = self._call
         if call is None or not call.open:
             return False
-        port = self._port
-        if self.dcd_trusted and port is not None:
-            if port.dcd() is False:
-                self._dispatch(self._core.carrier_dropped(self._now()))
-                return False
-            self._dispatch(self._core.release_held())
-            self._release_writes()
-            return True
         async with self._operation(internal=True):
-            if self._core.state is State.ONLINE_DATA and await self._escape():
-                event = await self._exchange(
-                    b"ATO", CommandKind.ONLINE, self.timings.online_timeout
-                )
-                if isinstance(event, Connected):
-                    self._dispatch(self._core.release_held())
-                    self._release_writes()
-                    return True
-            if self._core.in_call:
-                self._dispatch(self._core.assume_command_mode())
-            with contextlib.suppress(ModemError):
-                await self._on_hook()
-            return False
+            return await self._verify_inline()
+
+    async def _verify_inline(self) -> bool:
+        self._suspect.clear()
+        alive: bool = await self._run(
+            proc.verify_carrier(self._core, self.timings, self._port_facts())
+        )
+        if alive:
+            self._release_writes()
+        return alive
 
     def _write_data(self, data: bytes) -> None:
         core = self._core
@@ -858,6 +663,175 @@ class HayesModem:
             self._writable.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._writable.wait(), 0.05)
+
+    # -- the executor of procedures --------------------------------------------------------
+
+    async def _run(self, procedure: proc.Procedure) -> Any:
+        """Run a step machine to its end: perform each step it asks for, tell it what
+        happened. An exception from a step (the port gone) ends the procedure."""
+        reply: Any = None
+        try:
+            while True:
+                try:
+                    step = procedure.send(reply)
+                except StopIteration as done:
+                    return done.value
+                reply = await self._perform(step)
+        finally:
+            procedure.close()
+
+    async def _perform(self, step: proc.Step) -> Any:
+        if isinstance(step, proc.Send):
+            return await self._send(step)
+        if isinstance(step, proc.AwaitOutcome):
+            return await self._next_op_event()
+        if isinstance(step, proc.Abort):
+            wait = self._core.abort_allowed_at() - self._now()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self._core.may_abort():
+                self._write(self._core.abort(self._now()))
+                self._reschedule()
+            return None
+        if isinstance(step, proc.WriteRaw):
+            self._core.note_data_written(self._now())
+            self._write(step.data)
+            return None
+        if isinstance(step, proc.Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
+        if isinstance(step, proc.Quiet):
+            await self._quiet(step.seconds)
+            return None
+        if isinstance(step, proc.SetDtr):
+            if self._port is not None and self._port.has_dtr:
+                await self._port.set_dtr(step.level)
+            return None
+        if isinstance(step, proc.WaitDcd):
+            return await self._wait_dcd(step.level, step.timeout)
+        if isinstance(step, proc.Escape):
+            return await self._escape(step.guard, step.margin)
+        if isinstance(step, proc.Probe):
+            return await self._probe(step.timeout)
+        if isinstance(step, proc.WaitCallEnd):
+            return await self._wait_call_end(step.timeout)
+        if isinstance(step, proc.Reopen):
+            self._log.warning("modem.hangup_reopen")
+            await self._close_port()
+            await self.connect()
+            return None
+        if isinstance(step, proc.Now):
+            return self._now()
+        if isinstance(step, proc.Note):
+            self._log.info(step.event, **dict(step.fields))
+            return None
+        if isinstance(step, proc.Emit):
+            self._dispatch(list(step.events))
+            return None
+        raise ModemStateError(f"unknown step {step!r}")
+
+    async def _send(self, step: proc.Send) -> Event:
+        if self._port is None:
+            raise PortGone(f"{self.name}: port lost; reopen() it")
+        await self._pace()
+        if self._port is None:  # lost while we waited
+            raise PortGone(f"{self.name}: port lost; reopen() it")
+        self._op_events = asyncio.Queue()
+        data = self._core.start_command(
+            step.line, step.kind, self._now(), step.timeout, expects_info=step.expects_info
+        )
+        self._write(data)
+        self._reschedule()
+        return await self._next_op_event()
+
+    async def _next_op_event(self) -> Event:
+        assert self._op_events is not None
+        event = await self._op_events.get()
+        if isinstance(event, _PortLost):
+            raise PortGone(f"{self.name}: port lost ({event.exc or 'closed'})")
+        return event
+
+    async def _quiet(self, seconds: float) -> None:
+        """Wait until nothing has come from the modem for `seconds`."""
+        while True:
+            remaining = self._last_rx + seconds - self._now()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(remaining)
+
+    async def _pace(self) -> None:
+        # re-read each time round: a NO CARRIER arriving meanwhile ends the wait early
+        while (wait := self._core.command_allowed_at() - self._now()) > 0:
+            await asyncio.sleep(min(wait, max(self.timings.core.pacing, 0.005)))
+
+    async def _wait_dcd(self, level: bool, timeout: float) -> bool:
+        deadline = self._now() + timeout
+        while True:
+            port = self._port
+            if port is None:
+                return False
+            if port.dcd() is level:
+                return True
+            if self._now() >= deadline:
+                return False
+            await asyncio.sleep(self.timings.dcd_poll / 4)
+
+    async def _escape(self, guard: float, margin: float) -> bool:
+        """Guarded `+++`: silence, the three characters, silence, then OK."""
+        silence = guard + margin
+        while True:
+            wait = self._core.last_write_at + silence - self._now()
+            if wait <= 0 and (self._port is None or self._port.write_buffer_size() == 0):
+                break
+            await asyncio.sleep(max(wait, 0.01))
+        if self._core.state is not State.ONLINE_DATA:
+            return self._core.state is State.ONLINE_COMMAND
+        self._op_events = asyncio.Queue()
+        self._write(self._core.start_escape(self._now(), guard))
+        self._reschedule()
+        while True:
+            event = await self._next_op_event()
+            if isinstance(event, EscapeEnded):
+                return event.ok
+            if isinstance(event, CarrierLost):
+                return False
+
+    async def _probe(self, timeout: float) -> bool:
+        if self._core.state is not State.ONLINE_DATA:
+            return not self._core.in_call
+        self._op_events = asyncio.Queue()
+        self._write(self._core.start_probe(self._now(), timeout))
+        self._reschedule()
+        while True:
+            event = await self._next_op_event()
+            if isinstance(event, ProbeEnded):
+                return event.answered
+            if isinstance(event, CarrierLost):
+                return True
+
+    async def _wait_call_end(self, timeout: float) -> bool:
+        """Until the call is over or `timeout`; a carrier loss suspected meanwhile is
+        checked here (the operation holding the modem is this one)."""
+        call = self._call
+        deadline = self._now() + timeout
+        while call is not None and call.open and self._core.in_call:
+            remaining = deadline - self._now()
+            if remaining <= 0:
+                return False
+            if self._core.suspecting:
+                self._suspect.set()
+            ended = asyncio.ensure_future(call.ended.wait())
+            suspect = asyncio.ensure_future(self._suspect.wait())
+            try:
+                await asyncio.wait(
+                    {ended, suspect}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for task in (ended, suspect):
+                    task.cancel()
+            if self._suspect.is_set() and call.open:
+                await self._verify_inline()
+        return True
 
     # -- the shell -----------------------------------------------------------------------
 
@@ -917,12 +891,14 @@ class HayesModem:
             elif isinstance(event, RingReceived | CallerIdReceived | RingingStopped):
                 self._post_event(event)
             elif isinstance(event, Connected) and self._op_events is None:
-                call = self._start_call(event)  # the modem answered by itself (S0 > 0)
+                self._start_call(event)  # the modem answered by itself (S0 > 0)
                 self._post_event(event)
                 self._log.info(
-                    "call.connected", direction="in", auto_answer=True, **_brief(event.record)
+                    "call.connected",
+                    direction="in",
+                    auto_answer=True,
+                    **brief(event.record),
                 )
-                del call
             elif isinstance(event, CarrierLost):
                 self._held_writes.clear()
                 if self._call is not None:
@@ -930,6 +906,7 @@ class HayesModem:
                 if self._op_events is not None:
                     self._op_events.put_nowait(event)
             elif isinstance(event, CarrierSuspect):
+                self._suspect.set()
                 self._spawn(self._verify_carrier())
             elif isinstance(event, StrayLine):
                 self._log.info(
@@ -984,90 +961,12 @@ class HayesModem:
                 self._internal = None
 
 
-def _brief(record: ConnectRecord) -> dict[str, Any]:
-    return {
-        "rate": record.rate,
-        "dte_rate": record.dte_rate,
-        "modulation": record.modulation,
-        "ec": record.error_correction,
-        "compression": record.compression,
-    }
-
-
-class CallEnded(ModemError):
-    """Writing to a call that has ended."""
-
-
-class DataCall:
-    """The byte stream of a connected call."""
-
-    def __init__(self, modem: HayesModem, record: ConnectRecord, *, incoming: bool) -> None:
-        self._modem = modem
-        self.record = record
-        self.incoming = incoming
-        self.started = modem._now()
-        self.ended = asyncio.Event()
-        self.end_reason: str | None = None
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self._buffer = bytearray()
-        self._readable = asyncio.Event()
-        self._paused = False
-
-    @property
-    def open(self) -> bool:
-        return not self.ended.is_set()
-
-    def _feed(self, data: bytes) -> None:
-        if self.ended.is_set():
-            return
-        self.bytes_in += len(data)
-        self._buffer += data
-        self._readable.set()
-        port = self._modem.port
-        if len(self._buffer) > READ_BUFFER_LIMIT and port is not None and not self._paused:
-            self._paused = True
-            port.pause_reading()
-
-    def _end(self, reason: str) -> None:
-        if self.ended.is_set():
-            return
-        self.end_reason = reason
-        self.ended.set()
-        self._readable.set()
-        modem = self._modem
-        modem._log.info(
-            "call.summary",
-            direction="in" if self.incoming else "out",
-            end=reason,
-            seconds=round(modem._now() - self.started, 3),
-            bytes_in=self.bytes_in,
-            bytes_out=self.bytes_out,
-            **_brief(self.record),
-        )
-
-    async def read(self, max_bytes: int = 65536) -> bytes:
-        """Up to `max_bytes`; b"" once the call has ended and everything was read."""
-        while not self._buffer and not self.ended.is_set():
-            self._readable.clear()
-            await self._readable.wait()
-        data = bytes(self._buffer[:max_bytes])
-        del self._buffer[:max_bytes]
-        if self._paused and len(self._buffer) < READ_BUFFER_LIMIT // 2:
-            port = self._modem.port
-            self._paused = False
-            if port is not None:
-                port.resume_reading()
-        return data
-
-    def write(self, data: bytes) -> None:
-        if self.ended.is_set():
-            raise CallEnded(f"the call has ended ({self.end_reason})")
-        self.bytes_out += len(data)
-        self._modem._write_data(data)
-
-    async def drain(self) -> None:
-        await self._modem._drain()
-
-    async def hangup(self) -> HangupReport:
-        return await self._modem.hangup()
+def _may_inform(line: bytes) -> bool:
+    """Whether a command line may answer with information text: queries (`?`), ATI,
+    &V, and extended commands that are not assignments (`+GMI`, `+GCAP`)."""
+    upper = line.upper()[2:]
+    return (
+        b"?" in upper
+        or upper.startswith((b"I", b"&V"))
+        or (upper.startswith(b"+") and b"=" not in upper)
+    )

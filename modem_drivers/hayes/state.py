@@ -28,6 +28,7 @@ from .classify import (
     Stray,
     VerboseMode,
     classify,
+    result_of,
 )
 from .connect import ConnectRecord, ConnectReports, parse_connect
 from .errors import ModemBusy, ModemStateError
@@ -35,6 +36,8 @@ from .framer import LineFramer
 
 NO_CARRIER_TEXT = b"\r\nNO CARRIER\r\n"
 MAX_INFO_LINES = 256
+MAX_PROBE_HOLD = 64 * 1024
+"""Data kept while a probe is out, to hand on if the line turns out to be up."""
 
 
 class State(enum.Enum):
@@ -48,6 +51,7 @@ class State(enum.Enum):
     ESCAPING = "escaping"
     ONLINE_COMMAND = "online command"
     RESUMING = "resuming"  # ATO sent
+    PROBING = "probing"  # AT sent while the line may still be in data mode
     ABORTING = "aborting"  # a character sent to stop a dial or answer
     HANGING_UP = "hanging up"
 
@@ -62,6 +66,8 @@ class Trigger(enum.Enum):
     SEND_HANGUP = "send hang-up"
     SEND_ABORT = "send abort"
     SEND_ESCAPE = "send +++"
+    SEND_PROBE = "send AT, online or not"
+    PROBE_ANSWERED = "a modem answered the probe"
     COMPLETED = "final result"
     CONNECTED = "CONNECT"
     FAILED = "call setup failed"
@@ -122,6 +128,10 @@ TRANSITIONS: dict[tuple[State, Trigger], State | str] = {
     (S.ONLINE_COMMAND, T.SEND_HANGUP): S.HANGING_UP,
     (S.HANGING_UP, T.COMPLETED): S.IDLE,
     (S.HANGING_UP, T.TIMED_OUT): S.IDLE,
+    (S.ONLINE_DATA, T.SEND_PROBE): S.PROBING,
+    (S.PROBING, T.PROBE_ANSWERED): S.IDLE,
+    (S.PROBING, T.TIMED_OUT): S.ONLINE_DATA,
+    (S.PROBING, T.CARRIER_LOST): S.IDLE,
     (S.IDLE, T.COMMAND_MODE): S.IDLE,
     (S.IDLE, T.STILL_ONLINE): S.ONLINE_DATA,  # a DTR drop that did not take
     (S.RINGING, T.COMMAND_MODE): S.IDLE,
@@ -227,6 +237,14 @@ class EscapeEnded:
 
 
 @dataclass(frozen=True)
+class ProbeEnded:
+    """The answer to `start_probe`: a modem answered (command mode: the call is over),
+    or nothing did (the line is still in data mode)."""
+
+    answered: bool
+
+
+@dataclass(frozen=True)
 class StrayLine:
     text: bytes
     kind: ResultKind | None
@@ -249,6 +267,7 @@ Event = (
     | CarrierLost
     | CarrierSuspect
     | EscapeEnded
+    | ProbeEnded
     | StrayLine
     | LineTooLong
 )
@@ -271,7 +290,7 @@ class CoreTimings:
     abort_grace: float = 0.15
     """V.250 ignores characters within 125 ms of a D/A command's CR."""
     abort_timeout: float = 5.0
-    escape_slack: float = 1.0
+    escape_slack: float = 0.5
     """How long after the post-escape guard time the OK may take."""
     pacing: float = 0.1
     """At least this long after a result before the next command (V.250 6.3.1)."""
@@ -289,6 +308,7 @@ class _Pending:
     info: list[bytes] = field(default_factory=list)
     progress: list[bytes] = field(default_factory=list)
     aborted: bool = False
+    abort_written: bool = False
 
 
 class ModemCore:
@@ -319,6 +339,9 @@ class ModemCore:
         self._trailing_until = float("-inf")
         self._skip_lf = False
         self._escape_deadline: float | None = None
+        self._ending = False
+        self._probe_raw = bytearray()
+        self._probe_deadline: float | None = None
         self.last_result_at = float("-inf")
         self.last_write_at = float("-inf")
         self.needs_resync = False
@@ -361,8 +384,22 @@ class ModemCore:
         S10 (the modem eats commands as data until it has said NO CARRIER)."""
         return max(self.last_result_at + self.timings.pacing, self._trailing_until)
 
-    def start_command(self, command: bytes, kind: CommandKind, now: float, timeout: float) -> bytes:
-        """Register a command line; returns the bytes to write (with the CR)."""
+    def use_profile(self, numeric: NumericTable, reports: ConnectReports) -> None:
+        """The modem family is known now: its numeric codes and CONNECT rates."""
+        self.context.numeric = numeric
+        self.reports = reports
+
+    def start_command(
+        self,
+        command: bytes,
+        kind: CommandKind,
+        now: float,
+        timeout: float,
+        *,
+        expects_info: bool = True,
+    ) -> bytes:
+        """Register a command line; returns the bytes to write (with the CR).
+        `expects_info`: the command may answer with information text (ATI, S7?)."""
         if self._pending is not None or self.state in (
             State.DIALING,
             State.ANSWERING,
@@ -380,8 +417,18 @@ class ModemCore:
         self.context.expecting = _EXPECTING[kind]
         self.context.command = command
         self.context.echo_seen = False
+        self.context.expects_info = expects_info and kind is CommandKind.COMMAND
         self.last_write_at = now
         return command + b"\r"
+
+    def may_abort(self) -> bool:
+        """A dial or answer is out (or timed out) and its abort character is not sent."""
+        pending = self._pending
+        if pending is None or pending.abort_written:
+            return False
+        return self.state in (State.DIALING, State.ANSWERING) or (
+            self.state is State.ABORTING and pending.aborted
+        )
 
     def abort_allowed_at(self) -> float:
         pending = self._pending
@@ -390,12 +437,16 @@ class ModemCore:
     def abort(self, now: float) -> bytes:
         """Stop a dial or answer: one character, after the V.250 grace period."""
         pending = self._pending
-        if pending is None or self.state not in (State.DIALING, State.ANSWERING):
+        timed_out = self.state is State.ABORTING and pending is not None
+        if timed_out and pending is not None and pending.abort_written:
+            raise ModemStateError("the abort character was sent already")
+        if pending is None or not (timed_out or self.state in (State.DIALING, State.ANSWERING)):
             raise ModemStateError(f"nothing to abort while {self.state.value}")
         if now < self.abort_allowed_at():
             raise ModemStateError("too early to abort: the modem would ignore it")
-        self._fire(T.SEND_ABORT)
-        pending.aborted = True
+        if not timed_out:  # after a time-out the core is ABORTING already
+            self._fire(T.SEND_ABORT)
+        pending.aborted = pending.abort_written = True
         pending.deadline = now + self.timings.abort_timeout
         self.last_write_at = now
         return b"\r"
@@ -410,9 +461,39 @@ class ModemCore:
         self._framer.clear()
         self.context.expecting = Expecting.HANGUP
         self.context.command = None
-        self._escape_deadline = now + 2 * guard + self.timings.escape_slack
+        self._escape_deadline = now + guard + self.timings.escape_slack
         self.last_write_at = now
         return b"+++"
+
+    def start_probe(self, now: float, timeout: float) -> bytes:
+        """`AT` while the line may still be in data mode (an escape went unanswered, or
+        `NO CARRIER` ended the data after the protocol was over). A modem in command mode
+        answers: the call is over. Otherwise the bytes were data to the far end and what
+        came meanwhile is handed on as data. The leading CR ends whatever the modem has
+        in its command buffer (`+++` that was not an escape)."""
+        self._fire(T.SEND_PROBE)
+        self._probe_raw = bytearray(self._held)
+        self._held = b""
+        self._suspect_deadline = None
+        self._release_deadline = None
+        self._framer.clear()
+        self.context.expecting = Expecting.COMMAND
+        self.context.command = b"AT"
+        self.context.echo_seen = False
+        self.context.expects_info = False
+        self._probe_deadline = now + timeout
+        self.last_write_at = now
+        return b"\rAT\r"
+
+    def expect_call_end(self) -> None:
+        """The protocol on the call is over: a `NO CARRIER` ending the data now is the
+        far end hanging up, believed at once rather than after `nocarrier_quiet`."""
+        if self.in_call:
+            self._ending = True
+
+    @property
+    def call_ending(self) -> bool:
+        return self._ending
 
     def assume_command_mode(self) -> list[Event]:
         """The driver has verified (DTR drop, AT -> OK) that the modem is in command mode."""
@@ -431,7 +512,12 @@ class ModemCore:
 
     def carrier_dropped(self, now: float) -> list[Event]:
         """DCD went low while online."""
-        if self.state not in (State.ONLINE_DATA, State.ESCAPING, State.ONLINE_COMMAND):
+        if self.state not in (
+            State.ONLINE_DATA,
+            State.ESCAPING,
+            State.ONLINE_COMMAND,
+            State.PROBING,
+        ):
             return []
         if self._held != NO_CARRIER_TEXT:
             self._trailing_until = now + self.timings.trailing_no_carrier
@@ -449,6 +535,9 @@ class ModemCore:
         if self.state is State.ONLINE_DATA:
             self._receive_data(data, now, events)
             return events
+        if self.state is State.PROBING:
+            room = MAX_PROBE_HOLD - len(self._probe_raw)
+            self._probe_raw += data[: max(room, 0)]
         self._framer.feed(data)
         self._process_lines(now, events)
         return events
@@ -459,7 +548,8 @@ class ModemCore:
             if line is None:
                 return
             if line.overflow:
-                events.append(LineTooLong(line.text[:64]))
+                if self.state is not State.PROBING:  # data, most likely
+                    events.append(LineTooLong(line.text[:64]))
                 continue
             self._line(line.text, now, events)
         # CONNECT switched us to data mode: the rest of the buffer is data
@@ -501,10 +591,16 @@ class ModemCore:
                 events.append(StrayLine(text, None))
             return
         if isinstance(token, Stray):
-            self.needs_resync = self.needs_resync or token.kind is not None
+            if self.state is State.PROBING:
+                return  # data from a line that is still up, most likely
+            # a late or doubled result, or a number from a modem that fell into V0
+            numeric = self.context.numeric.lookup(text) is not None
+            self.needs_resync = self.needs_resync or token.kind is not None or numeric
             events.append(StrayLine(token.text, token.kind))
             return
         assert isinstance(token, Final)
+        if token.numeric and self.context.verbose is VerboseMode.VERBOSE:
+            self.context.verbose = VerboseMode.UNKNOWN  # the driver restores V1
         self._final(token, now, events)
 
     def _final(self, result: Final, now: float, events: list[Event]) -> None:
@@ -520,6 +616,9 @@ class ModemCore:
             return
         self.last_result_at = now
         self.consecutive_timeouts = 0
+        if self.state is State.PROBING:
+            self._probe_answered(events)
+            return
         if self.state is State.ESCAPING:
             self._escape_deadline = None
             if result.kind is ResultKind.OK:
@@ -550,12 +649,21 @@ class ModemCore:
             self._fire(T.COMPLETED)
             events.append(CallSetupFailed(pending.command, result, True, tuple(pending.progress)))
         elif self.state in (State.DIALING, State.ANSWERING, State.RESUMING):
-            self._fire(T.FAILED)
-            if result.kind is ResultKind.NO_CARRIER or self.state is State.IDLE:
-                self._reset_call_state()
+            self._fire(T.FAILED)  # always back to idle: the call never came up
+            self._reset_call_state()
             events.append(
                 CallSetupFailed(pending.command, result, pending.aborted, tuple(pending.progress))
             )
+
+    def _probe_answered(self, events: list[Event]) -> None:
+        self._probe_deadline = None
+        self._probe_raw.clear()
+        self._fire(T.PROBE_ANSWERED)
+        self._reset_call_state()
+        events.append(ProbeEnded(True))
+        events.append(CarrierLost("NO CARRIER"))
+        if self._rings and self._ring_deadline is not None:
+            self._fire(T.RING)  # the next call rang in while we asked
 
     def _connected(self, result: Final, now: float, events: list[Event]) -> None:
         pending = self._pending
@@ -607,14 +715,14 @@ class ModemCore:
                 # The modem talks on after its NO CARRIER (answers to bytes we wrote
                 # before we stopped writing): still a carrier loss, most likely.
                 self._held = buffer
-                self._suspect_deadline = now + self.timings.nocarrier_quiet
+                self._suspect_deadline = now + self._suspect_delay()
                 return
             self._held = b""  # real data followed: it was all data
         keep = _partial_suffix(buffer, NO_CARRIER_TEXT)
         self._held = buffer[len(buffer) - keep :] if keep else b""
         deliver = buffer[: len(buffer) - keep]
         complete = self._held == NO_CARRIER_TEXT
-        self._suspect_deadline = now + self.timings.nocarrier_quiet if complete else None
+        self._suspect_deadline = now + self._suspect_delay() if complete else None
         self._release_deadline = (
             now + self.timings.partial_hold if self._held and not complete else None
         )
@@ -655,12 +763,20 @@ class ModemCore:
             self._suspect_deadline,
             self._release_deadline,
             self._escape_deadline,
+            self._probe_deadline,
         ]
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
 
+    def _suspect_delay(self) -> float:
+        return 0.0 if self._ending else self.timings.nocarrier_quiet
+
     def tick(self, now: float) -> list[Event]:
         events: list[Event] = []
+        if self._probe_deadline is not None and now >= self._probe_deadline:
+            self._probe_deadline = None
+            if self.state is State.PROBING:
+                self._probe_unanswered(events)
         pending = self._pending
         if pending is not None and now >= pending.deadline:
             self._timed_out(pending, now, events)
@@ -693,6 +809,16 @@ class ModemCore:
                 events.append(EscapeEnded(False))
         return events
 
+    def _probe_unanswered(self, events: list[Event]) -> None:
+        """Nothing answered `AT`: still in data mode; what came meanwhile was data."""
+        self._fire(T.TIMED_OUT)
+        self._clear_expectation()
+        self._framer.clear()
+        raw, self._probe_raw = bytes(self._probe_raw), bytearray()
+        events.append(ProbeEnded(False))
+        if raw:
+            events.append(DataReceived(raw))
+
     def _timed_out(self, pending: _Pending, now: float, events: list[Event]) -> None:
         self.consecutive_timeouts += 1
         self.needs_resync = True
@@ -704,6 +830,14 @@ class ModemCore:
             pending.deadline = now + self.timings.abort_timeout
             events.append(CommandTimedOut(pending.command, pending.kind))
             return
+        late_code = self._numeric_answer(pending) if state is State.COMMAND else None
+        if late_code is not None:
+            # the only answer was a bare number, taken for information text because
+            # the modem was believed verbose: it was the result code of a modem in V0
+            pending.info.clear()
+            self.context.verbose = VerboseMode.UNKNOWN
+            self._final(late_code, now, events)
+            return
         self._pending = None
         self._clear_expectation()
         self._fire(T.TIMED_OUT)
@@ -712,6 +846,16 @@ class ModemCore:
         events.append(CommandTimedOut(pending.command, pending.kind))
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _numeric_answer(self, pending: _Pending) -> Final | None:
+        if len(pending.info) != 1 or pending.progress:
+            return None
+        raw = pending.info[0]
+        text = self.context.numeric.lookup(raw)
+        if text is None:
+            return None
+        result = result_of(text, Context(verbose=VerboseMode.VERBOSE))
+        return None if result is None else Final(result[0], result[1], raw)
 
     def _clear_expectation(self) -> None:
         self.context.expecting = Expecting.NOTHING
@@ -723,6 +867,9 @@ class ModemCore:
         self._suspect_deadline = None
         self._release_deadline = None
         self._escape_deadline = None
+        self._probe_deadline = None
+        self._probe_raw.clear()
+        self._ending = False
         self._skip_lf = False
         self._clear_expectation()
 
@@ -745,6 +892,7 @@ class ModemCore:
             State.ESCAPING,
             State.ONLINE_COMMAND,
             State.RESUMING,
+            State.PROBING,
         )
 
 

@@ -275,7 +275,7 @@ async def test_port_loss_and_reopen(site):
     asyncio.get_running_loop().call_later(
         0.3, lambda: asyncio.ensure_future(site.runner.reappear("client"))
     )
-    info = await client.reopen(attempts=20)
+    info = await client.reopen(retry_delays=[0.1] * 20)
     assert info.profile == "usr"
     assert (await client.command("AT+VCID?")).info == (b"+VCID: 1",)  # re-initialised
 
@@ -312,7 +312,7 @@ async def test_auto_answer_by_the_modem(site):
     network.add_modem("client", "generic", number="5550001")
     network.add_modem("centre", "generic", number="5550100")
     client = await site.driver("client")
-    centre = await site.driver("centre", extra_settings=["ATS0=1"])
+    centre = await site.driver("centre", init=["ATS0=1"])
     outcome = await client.dial("5550100")
     assert outcome.connected
     events = centre.events()
