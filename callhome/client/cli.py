@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import math
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -22,9 +25,13 @@ from modem_drivers.hayes import (
     InitialisationError,
     ModemError,
     ModemNotResponding,
+    Outcome,
     PortOpenError,
+    ResultKind,
+    SetupOptions,
     Timings,
     dial_string,
+    settings_summary,
 )
 from modem_drivers.logs import configure_logging
 from modem_drivers.text import escape_bytes
@@ -107,13 +114,43 @@ def logging_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@dataclass(frozen=True)
+class ModemChoice:
+    """How to open and set up a modem from the command line."""
+
+    profile: str
+    timings: Timings
+    init: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+
+    def open(self, url: str) -> Awaitable[HayesModem]:
+        return HayesModem.open(
+            url, profile=self.profile, timings=self.timings, init=self.init, skip=self.skip
+        )
+
+
 def modem_options(function: Callable[..., Any]) -> Callable[..., Any]:
     @click.option(
         "--profile",
         default="auto",
         show_default=True,
         type=click.Choice(["auto", *DRIVER_PROFILES]),
-        help="Modem family (auto: detected from ATI0/ATI3).",
+        help="Modem family (auto: detected from ATI0/ATI3; minimal: required settings only).",
+    )
+    @click.option(
+        "--init",
+        "init",
+        multiple=True,
+        metavar="SETTING",
+        help="A setting to send too (repeatable); one named like a profile setting "
+        "(S0=1 for ATS0=0) replaces it.",
+    )
+    @click.option(
+        "--skip",
+        "skip",
+        multiple=True,
+        metavar="NAME",
+        help="A profile setting not to send (repeatable): +VCID, &K, X ...",
     )
     @click.option(
         "--time-scale",
@@ -123,11 +160,22 @@ def modem_options(function: Callable[..., Any]) -> Callable[..., Any]:
         help="Shrink every wait by this factor (for a scaled virtual network).",
     )
     @functools.wraps(function)
-    def wrapper(*args: Any, profile: str, time_scale: float, **kwargs: Any) -> Any:
-        if time_scale <= 0:
-            raise click.BadParameter("must be positive", param_hint="--time-scale")
-        timings = modem_timings(time_scale)
-        return function(*args, profile=profile, timings=timings, **kwargs)
+    def wrapper(
+        *args: Any,
+        profile: str,
+        init: tuple[str, ...],
+        skip: tuple[str, ...],
+        time_scale: float,
+        **kwargs: Any,
+    ) -> Any:
+        if not math.isfinite(time_scale) or time_scale <= 0:
+            raise click.BadParameter("must be a positive number", param_hint="--time-scale")
+        try:
+            SetupOptions.from_config(init, skip)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--init/--skip") from None
+        choice = ModemChoice(profile, modem_timings(time_scale), init, skip)
+        return function(*args, modem_choice=choice, **kwargs)
 
     return wrapper
 
@@ -514,9 +562,10 @@ def modem() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @modem_options
 @logging_options
-def probe(url: str, as_json: bool, profile: str, timings: Timings) -> None:
-    """Identify the modem at URL: profile, identity, capabilities, control lines."""
-    result = run_async(_probe(url, profile, timings))
+def probe(url: str, as_json: bool, modem_choice: ModemChoice) -> None:
+    """Identify the modem at URL: profile, identity, features present and refused (with
+    the modem's exact answer), control lines."""
+    result = run_async(_probe(url, modem_choice))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -532,27 +581,50 @@ def probe(url: str, as_json: bool, profile: str, timings: Timings) -> None:
     click.echo(f"profile       {result['profile']}")
     for key, value in result["identity"].items():
         click.echo(f"{key:<13} {value}")
+    for heading, entries in (("present", result["present"]), ("refused", result["refused"])):
+        click.echo(f"{heading:<13} {'(none)' if not entries else entries[0]}")
+        for entry in entries[1:]:
+            click.echo(f"{'':<13} {entry}")
 
 
-async def _probe(url: str, profile: str, timings: Timings) -> dict[str, Any]:
-    async with await HayesModem.open(url, profile=profile, timings=timings) as modem:
+async def _probe(url: str, choice: ModemChoice) -> dict[str, Any]:
+    async with await choice.open(url) as modem:
         info = await modem.initialize()
         identity = {
             f"ATI{k}": " / ".join(escape_bytes(line) for line in v)
             for k, v in info.identity.items()
         }
-        for command in ("+GMI", "+GMM", "+GMR", "+GCAP"):
-            try:
-                response = await modem.command(command)
-            except ModemError:
-                continue
-            if response.ok and response.info:
-                identity[f"AT{command}"] = " / ".join(escape_bytes(x) for x in response.info)
+        # the V.250 identification queries are extended commands: a modem that mis-parsed
+        # one during set-up would take `AT+GCAP` for G, C and A (answer!), so only a modem
+        # that answered extended settings properly is asked
+        extended = [r for r in info.settings if r.setting.extended and r.sent]
+        if extended and all(r.accepted or r.answer == "'ERROR'" for r in extended):
+            for command in ("+GMI", "+GMM", "+GMR", "+GCAP"):
+                try:
+                    response = await modem.command(command)
+                except ModemError:
+                    continue
+                if response.ok and response.info:
+                    identity[f"AT{command}"] = " / ".join(escape_bytes(x) for x in response.info)
+        summary = settings_summary(info.settings)
         return {
             "profile": info.profile,
             "port": info.port,
             "dcd_trusted": info.dcd_trusted,
             "identity": identity,
+            "present": summary["present"],
+            "refused": summary["refused"],
+            "settings": [
+                {
+                    "command": r.setting.command.decode("latin-1"),
+                    "feature": r.setting.feature,
+                    "required": r.setting.required,
+                    "accepted": r.accepted,
+                    "sent": r.sent,
+                    "answer": r.answer,
+                }
+                for r in info.settings
+            ],
         }
 
 
@@ -561,6 +633,7 @@ async def _probe(url: str, profile: str, timings: Timings) -> dict[str, Any]:
 @click.argument("commands", nargs=-1, required=True)
 @click.option(
     "--init/--no-init",
+    "initialise",
     default=False,
     show_default=True,
     help="Initialise the modem first (reset and the profile's settings).",
@@ -571,27 +644,25 @@ async def _probe(url: str, profile: str, timings: Timings) -> dict[str, Any]:
 def at_command(
     url: str,
     commands: tuple[str, ...],
-    init: bool,
+    initialise: bool,
     timeout: float | None,
-    profile: str,
-    timings: Timings,
+    modem_choice: ModemChoice,
 ) -> None:
     """Send COMMANDS (e.g. ATI3 'ATS7?') and print the modem's answers."""
-    ok = run_async(_at(url, commands, init, timeout, profile, timings))
+    ok = run_async(_at(url, commands, initialise, timeout, modem_choice))
     sys.exit(exitcodes.OK if ok else exitcodes.MODEM)
 
 
 async def _at(
     url: str,
     commands: tuple[str, ...],
-    init: bool,
+    initialise: bool,
     timeout: float | None,
-    profile: str,
-    timings: Timings,
+    choice: ModemChoice,
 ) -> bool:
     all_ok = True
-    async with await HayesModem.open(url, profile=profile, timings=timings) as modem:
-        if init:
+    async with await choice.open(url) as modem:
+        if initialise:
             await modem.initialize()
         for command in commands:
             response = await modem.command(command, timeout=timeout)
@@ -603,6 +674,14 @@ async def _at(
     return all_ok
 
 
+_EARLY_OUTCOMES = {
+    ResultKind.BUSY: Outcome.BUSY,
+    ResultKind.NO_ANSWER: Outcome.NO_ANSWER,
+    ResultKind.NO_DIALTONE: Outcome.NO_DIALTONE,
+    ResultKind.NO_CARRIER: Outcome.NO_CARRIER,
+}
+
+
 @modem.command()
 @click.argument("url")
 @click.argument("number")
@@ -610,15 +689,25 @@ async def _at(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @modem_options
 @logging_options
-def dial(url: str, number: str, hold: float, as_json: bool, profile: str, timings: Timings) -> None:
-    """Dial NUMBER, report the connect record, hang up. The exit code says what happened."""
-    result = run_async(_dial(url, number, hold, profile, timings))
+def dial(url: str, number: str, hold: float, as_json: bool, modem_choice: ModemChoice) -> None:
+    """Dial NUMBER (digits, or host:port for an IP modem), report the connect record, hang
+    up. The exit code says what happened: a call that ends while held (the far end busy
+    or not answering after an early CONNECT, or the line lost) is not a success."""
+    try:
+        dial_string(number)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="NUMBER") from None
+    if not math.isfinite(hold) or hold < 0:
+        raise click.BadParameter("must be a number of seconds >= 0", param_hint="--hold")
+    result = run_async(_dial(url, number, hold, modem_choice))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
         click.echo(f"outcome   {result['outcome']} after {result['seconds']:.1f} s")
         if result.get("result"):
             click.echo(f"result    {result['result']}")
+        if result.get("ended"):
+            click.echo(f"ended     {result['ended']}")
         for key, value in (result.get("connect") or {}).items():
             if value is not None:
                 click.echo(f"{key:<9} {value}")
@@ -627,28 +716,42 @@ def dial(url: str, number: str, hold: float, as_json: bool, profile: str, timing
     sys.exit(result["exit_code"])
 
 
-async def _dial(
-    url: str, number: str, hold: float, profile: str, timings: Timings
-) -> dict[str, Any]:
-    async with await HayesModem.open(url, profile=profile, timings=timings) as modem:
+async def _dial(url: str, number: str, hold: float, choice: ModemChoice) -> dict[str, Any]:
+    timings = choice.timings
+    async with await choice.open(url) as modem:
         await modem.initialize()
-        try:
-            outcome = await modem.dial(number)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        outcome = await modem.dial(number)
         result: dict[str, Any] = {
             "outcome": outcome.outcome.value,
             "seconds": outcome.seconds,
             "result": escape_bytes(outcome.result_line) if outcome.result_line else None,
             "exit_code": exitcodes.for_dial(outcome.outcome),
         }
-        if outcome.call is not None:
-            result["connect"] = outcome.call.record.as_dict()
-            if hold > 0:
-                await asyncio.sleep(hold * (timings.guard / Timings().guard))
+        call = outcome.call
+        if call is None:
+            return result
+        result["connect"] = call.record.as_dict()
+        if hold > 0:
+            # a modem that says CONNECT on link-up reports the far end's BUSY or NO
+            # ANSWER as text afterwards, then ends the call: watch for it while holding
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(call.ended.wait(), hold * (timings.guard / Timings().guard))
+        else:
+            await asyncio.sleep(timings.guard)  # a BUSY that follows CONNECT at once
+        early = call.early_result()
+        if early is not None or not call.open:
+            final = _EARLY_OUTCOMES.get(early or ResultKind.NO_CARRIER, Outcome.NO_CARRIER)
+            result["outcome"] = final.value
+            result["exit_code"] = exitcodes.for_dial(final)
+            result["ended"] = (
+                f"the far end said {early.name.replace('_', ' ')} after CONNECT"
+                if early is not None
+                else f"the call ended while held ({call.end_reason})"
+            )
+        if call.open:
             report = await modem.hangup()
             result["hangup"] = report.method
-            result["bytes_received"] = outcome.call.bytes_in
+        result["bytes_received"] = call.bytes_in
         return result
 
 

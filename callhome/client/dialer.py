@@ -3,7 +3,11 @@
 The numbers are tried in order on the first modem, then on the next modem. BUSY, NO
 ANSWER, NO CARRIER and a refused dial move on to the next number; NO DIALTONE and a modem
 that fails move on to the next modem, since every number would fail alike. When every
-line was busy or unanswered the whole round is retried after `retry_delay`, doubling.
+line was busy or unanswered the whole round is retried after a jittered, capped backoff
+starting at `retry_delay` (so a fleet that lost the line at once does not redial in
+step). A modem that says CONNECT as soon as its own link is up reports BUSY or NO ANSWER
+as text afterwards: a call that ends that way before the centre's first frame counts as
+that outcome, not as a cut call, and the dialer moves on as for the result code.
 A connected call carries every queued message; each leaves the spool only when the
 centre acknowledges it.
 """
@@ -29,9 +33,11 @@ from modem_drivers.hayes import (
     ModemTimeout,
     PortGone,
     PortOpenError,
+    ResultKind,
 )
 
 from .. import exitcodes
+from ..backoff import Backoff
 from ..link import modem_timings, run_session, transfer_config
 from ..wire.errors import Refused
 from ..wire.session import (
@@ -61,6 +67,17 @@ _SIGNIFICANCE = [
     "modem",
     "aborted",
 ]
+
+
+RETRY_CAP = 3600.0
+"""Seconds: the longest wait between two rounds of dialling, however many failed."""
+
+_EARLY_RESULTS = {
+    ResultKind.BUSY: "busy",
+    ResultKind.NO_ANSWER: "no answer",
+    ResultKind.NO_DIALTONE: "no dial tone",
+    ResultKind.NO_CARRIER: "no carrier",
+}
 
 
 @dataclass
@@ -107,7 +124,9 @@ async def call_centre(
     """One call carrying every queued message (with retries as configured)."""
     failures: list[str] = []
     details: dict[str, str] = {}
-    delay = config.retry_delay * config.time_scale
+    backoff = Backoff(
+        config.retry_delay, 2.0, max(config.retry_delay, RETRY_CAP), "decorrelated"
+    ).scaled(config.time_scale)
     timings = modem_timings(config.time_scale)
     attempts: list[dict[str, Any]] = []
     for attempt in range(1, config.attempts + 1):
@@ -149,6 +168,17 @@ async def call_centre(
                         report = await _converse(
                             config, spool, private_key, modem, outcome.call, counter, progress
                         )
+                        if report.result in _EARLY_RESULTS.values():
+                            # the far end never came up: as if the dial had said so
+                            failures.append(report.result)
+                            details[report.result] = report.detail
+                            attempts.append(
+                                {"port": port, "number": number, "result": report.result}
+                            )
+                            progress("dial failed", number=number, port=port, result=report.result)
+                            if report.result == "no dial tone":
+                                break
+                            continue
                         report.port, report.profile, report.number = port, info.profile, number
                         report.connect_seconds = outcome.seconds
                         report.line_seconds = time.monotonic() - started
@@ -169,9 +199,9 @@ async def call_centre(
                 with contextlib.suppress(ModemError, OSError):
                     await modem.close()
         if attempt < config.attempts:
-            progress("waiting", seconds=delay, attempt=attempt)
+            delay = backoff.next()
+            progress("waiting", seconds=round(delay, 3), attempt=attempt)
             await asyncio.sleep(delay)
-            delay *= 2
     result = min(failures, key=_SIGNIFICANCE.index) if failures else "modem"
     report = CallReport(
         result=result,
@@ -232,12 +262,17 @@ async def _converse(
             failure.append(event.error)
 
     ended = await run_session(call, session, handle)
+    said = call.early_result() if not handshake_done else None
+    early = _EARLY_RESULTS.get(said) if said is not None else None
     if handshake_done:
         report.transfer_seconds = loop.time() - handshake_done[0]
     report.bytes_sent = session.stats.bytes_out
     report.bytes_received = session.stats.bytes_in
     report.undelivered = session.undelivered()
-    if failure and isinstance(failure[0], Refused):
+    if early is not None and not session.stats.frames_in:
+        report.result = early
+        report.detail = "the modem said CONNECT, then the far end: " + early.upper()
+    elif failure and isinstance(failure[0], Refused):
         report.result = "refused"
         report.detail = failure[0].reason
     elif failure:
@@ -248,9 +283,10 @@ async def _converse(
     else:
         report.result = "dropped"
         report.detail = "the connection was lost before the centre answered everything"
-    progress("hanging up")
-    with contextlib.suppress(HangupFailed, ModemError):
-        await modem.hangup()
+    if call.open:
+        progress("hanging up")
+        with contextlib.suppress(HangupFailed, ModemError):
+            await call.hangup()
     log.info(
         "call.done",
         result=report.result,

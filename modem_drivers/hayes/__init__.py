@@ -33,7 +33,7 @@ from .modem import (
     ModemInfo,
     Outcome,
 )
-from .procedures import SettingResult
+from .procedures import SettingResult, settings_summary
 from .profiles import DRIVER_PROFILES, DriverProfile, Setting, SetupOptions
 from .state import CoreTimings, ModemCore, State
 from .timings import Timings
@@ -72,4 +72,5 @@ __all__ = [
     "Timings",
     "dial_string",
     "is_address",
+    "settings_summary",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 
@@ -181,15 +182,20 @@ async def test_all_bank_lines_busy_the_client_backs_off_and_retries(system):
     client = await system.add_client("plant-g", "5550007", attempts=3, retry_delay="10s")
     for name in ("bank0", "bank1"):
         system.network.line(name).off_hook = True  # every line of the hunt group busy
+    busy = asyncio.Event()
+    system.network.trace = lambda event, **fields: busy.set() if event == "call.busy" else None
     sending = asyncio.ensure_future(
         client.cli("send", "--severity", "notice", "--component", "ups", "--state", "on battery")
     )
-    await asyncio.sleep(1.5)  # the first round fails: busy
+    await asyncio.wait_for(busy.wait(), 60)  # the first round fails: busy
     for name in ("bank0", "bank1"):
         system.network.line(name).off_hook = False
     result = await sending
     assert result.code == 0, result
-    assert "5550100: busy" in result.out and "trying again in 1 s" in result.out
+    assert "5550100: busy" in result.out
+    # the first wait is the configured delay (10 s at this scale: 1 s) with jitter, up to 3x
+    waited = re.search(r"trying again in ([0-9.]+) s", result.out)
+    assert waited is not None and 1.0 <= float(waited.group(1)) <= 3.0, result.out
     assert len(await system.reports("--kind", "report")) == 1
 
 
