@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from callhome.database import Database
+from callhome.database import ConstraintViolation, Database
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
 
 
 class StoreUnavailable(Exception):
@@ -190,7 +189,7 @@ class Store(abc.ABC):
     def close(self) -> None: ...
 
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS devices (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -246,6 +245,10 @@ CREATE TABLE IF NOT EXISTS partial_chunks (
 );
 """
 
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_1,)
+"""The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
+applies the same steps."""
+
 _DEVICE_COLUMNS = (
     "id, name, public_key, enrolled_at, revoked_at, test_interval, grace, "
     "site, last_counter, last_seen"
@@ -255,9 +258,10 @@ _DEVICE_COLUMNS = (
 class SQLiteStore(Database, Store):
     what = "the store"
     error = StoreUnavailable
-    schema = _SCHEMA
-    schema_version = SCHEMA_VERSION
+    migrations = MIGRATIONS
+    auto_migrate = False  # the centre's operator backs the store up and runs `migrate`
     created_by = "callhome-receiver init"
+    migrated_by = "callhome-receiver migrate"
 
     def __init__(
         self, path: str | Path, *, create: bool = False, busy_timeout: float = 10.0
@@ -278,10 +282,10 @@ class SQLiteStore(Database, Store):
                     "site) VALUES (?, ?, ?, ?, ?, ?)",
                     (name, public_key, now, test_interval, grace, site),
                 )
-        except StoreUnavailable as exc:
-            if "UNIQUE constraint failed: devices.name" in str(exc):
+        except ConstraintViolation:
+            if self._device("name = ?", (name,)) is not None:
                 raise AlreadyExists(f"a device named {name!r} is already enrolled") from None
-            if "UNIQUE constraint failed: devices.public_key" in str(exc):
+            if self.device_by_key(public_key) is not None:
                 raise AlreadyExists("a device with this public key is already enrolled") from None
             raise
         device = self._device("name = ?", (name,))
@@ -296,8 +300,8 @@ class SQLiteStore(Database, Store):
                     "enrolled_at = ? WHERE name = ?",
                     (public_key, when, name),
                 ).rowcount
-        except StoreUnavailable as exc:
-            if "UNIQUE constraint failed: devices.public_key" in str(exc):
+        except ConstraintViolation:
+            if self.device_by_key(public_key) is not None:
                 raise AlreadyExists("a device with this public key is already enrolled") from None
             raise
         if not changed:

@@ -167,11 +167,13 @@ def test_unusable_files_give_a_sentence_not_a_traceback(tmp_path):
         SQLiteStore(tmp_path / "missing.db")
     junk = tmp_path / "junk.db"
     junk.write_bytes(os.urandom(4096))
+    junk.chmod(0o600)
     with pytest.raises(StoreUnavailable, match="damaged or not a callhome file"):
         SQLiteStore(junk)
     newer = tmp_path / "newer.db"
     with sqlite3.connect(newer) as db:
         db.execute("PRAGMA user_version = 99")
+    newer.chmod(0o600)
     with pytest.raises(StoreUnavailable, match="newer callhome"):
         SQLiteStore(newer)
 
