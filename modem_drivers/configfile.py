@@ -2,19 +2,19 @@
 
 `callhome-sim`'s network file, the client's and the centre's configs all go through
 `load_toml` and `Table`, so every mistake is one `ConfigError` that names the file and
-the key, and every command can print one line and exit 2. Reading is `tomllib`'s job;
-writing our own config files needs only flat tables of strings, numbers, booleans and
-lists, which `dump_toml` writes (TOML basic strings use the same escapes as JSON, so
-`json.dumps` quotes them correctly).
+the key, and every command can print one line and exit 2. Reading is `tomllib`'s job,
+writing `tomli_w`'s: a hand-written writer got the escapes wrong (JSON's surrogate
+pairs are not TOML), and wrote files the program could not read back.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -56,40 +56,59 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"  # never an exponent
 
 
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(item) for item in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
 def dump_toml(tables: dict[str, dict[str, Any]], header: str = "") -> str:
+    """Tables of plain values as TOML (keys whose value is None are left out), after
+    `header` as comment lines."""
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    for name, table in tables.items():
-        if lines:
-            lines.append("")
-        lines.append(f"[{name}]")
-        for key, value in table.items():
-            if value is not None:
-                lines.append(f"{key} = {_value(value)}")
-    return "\n".join(lines) + "\n"
+    body = tomli_w.dumps(
+        {
+            name: {key: value for key, value in table.items() if value is not None}
+            for name, table in tables.items()
+        }
+    )
+    return "\n".join(lines) + ("\n\n" if lines else "") + body
+
+
+def check_encodable(text: str, source: str | Path) -> None:
+    """A config about to be written must be UTF-8 text: an argument that was not valid
+    UTF-8 (the shell passes bytes) arrives as lone surrogates, which no file can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{source}: {text[exc.start : exc.end]!r} is not valid text (an argument that "
+            "is not UTF-8?)"
+        ) from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
+    """The tables of a config file; any reason it cannot be read is a ConfigError."""
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8"
+        ) from None
+    return loads_toml(text, path)
+
+
+def loads_toml(text: str, source: str | Path) -> dict[str, Any]:
+    """The tables of config text read from `source` (named in errors)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
 
 
 class Table:

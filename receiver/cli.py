@@ -30,7 +30,7 @@ from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
-from .config import DEFAULT_PATH, CentreConfig, load_centre_config
+from .config import DEFAULT_PATH, CentreConfig, check_centre_config, load_centre_config
 from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, StoreUnavailable
 
 T = TypeVar("T")
@@ -108,6 +108,7 @@ def init(
         profile=profile,
         time_scale=time_scale,
     )
+    guarded(lambda: check_centre_config(config))
     key_file = folder / "centre.key"
     made = guarded(
         lambda: create_files(

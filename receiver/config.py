@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from callhome.config import modem_settings
-from modem_drivers.configfile import Table, dump_toml, format_duration, load_toml
+from modem_drivers.configfile import (
+    Table,
+    check_encodable,
+    dump_toml,
+    format_duration,
+    load_toml,
+    loads_toml,
+)
 
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
 
@@ -49,8 +57,20 @@ class CentreConfig:
 
 
 def load_centre_config(path: str | Path) -> CentreConfig:
+    return parse_centre_config(load_toml(path), path)
+
+
+def check_centre_config(config: CentreConfig) -> CentreConfig:
+    """What `load_centre_config` will make of `config` once written: `init` checks this
+    before it writes anything, so that every file it writes can be read back."""
+    text = config.dump()
+    check_encodable(text, config.path)
+    return parse_centre_config(loads_toml(text, config.path), config.path)
+
+
+def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     path = Path(path)
-    root = Table(load_toml(path), "", path)
+    root = Table(data, "", path)
     config = CentreConfig(path=path)
     centre = root.table("centre")
     config.name = centre.get("name", str, "centre")

@@ -42,7 +42,7 @@ from ..keys import (
 from ..link import modem_timings
 from ..wire.errors import MessageError
 from ..wire.messages import SEVERITIES, Kind
-from .config import DEFAULT_PATH, ClientConfig, load_client_config
+from .config import DEFAULT_PATH, ClientConfig, check_client_config, load_client_config
 from .dialer import CallReport, call_centre, line_test_content
 from .spool import Spool, SpoolError
 
@@ -207,7 +207,7 @@ def init(
     """Set up this device in DIRECTORY: key pair, config and spool. Never overwrites."""
     folder = Path(directory)
     try:
-        delay = parse_duration(retry_delay)
+        delay = round(parse_duration(retry_delay), 3)  # the file holds milliseconds
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--retry-delay") from None
     config = ClientConfig(
@@ -231,6 +231,7 @@ def init(
             dial_string(number)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--number") from None
+    reporting_errors(lambda: check_client_config(config, centre_key.strip()))
     key_file = folder / "device.key"
     made = reporting_errors(
         lambda: create_files(

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from modem_drivers.configfile import REQUIRED, Table, dump_toml, format_duration, load_toml
+from modem_drivers.configfile import (
+    REQUIRED,
+    Table,
+    check_encodable,
+    dump_toml,
+    format_duration,
+    load_toml,
+    loads_toml,
+)
 from modem_drivers.hayes import dial_string
 
 from ..config import modem_settings
@@ -48,8 +57,20 @@ class ClientConfig:
 
 
 def load_client_config(path: str | Path) -> ClientConfig:
+    return parse_client_config(load_toml(path), path)
+
+
+def check_client_config(config: ClientConfig, centre_key_text: str) -> ClientConfig:
+    """What `load_client_config` will make of `config` once written: `init` checks this
+    before it writes anything, so that every file it writes can be read back."""
+    text = config.dump(centre_key_text)
+    check_encodable(text, config.path)
+    return parse_client_config(loads_toml(text, config.path), config.path)
+
+
+def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
     path = Path(path)
-    root = Table(load_toml(path), "", path)
+    root = Table(data, "", path)
     config = ClientConfig(path=path)
     device = root.table("device")
     config.name = device.get("name", str, REQUIRED)
