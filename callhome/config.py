@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modem_drivers.configfile import Table
+from modem_drivers.configfile import TIME_SCALE, Table
 from modem_drivers.hayes import DRIVER_PROFILES
 
 
@@ -18,9 +18,9 @@ def modem_settings(table: Table) -> tuple[str, float]:
     profile = table.get("profile", str, "auto")
     if profile != "auto" and profile not in DRIVER_PROFILES:
         raise table.error("profile", f"unknown profile (auto, {', '.join(DRIVER_PROFILES)})")
-    time_scale = table.get("time_scale", float, 1.0)
-    if time_scale <= 0:
-        raise table.error("time_scale", "must be positive")
+    time_scale = table.number(
+        "time_scale", float, 1.0, minimum=TIME_SCALE[0], maximum=TIME_SCALE[1]
+    )
     return profile, time_scale
 
 

@@ -25,12 +25,19 @@ from callhome.keys import (
     write_private_key,
 )
 from callhome.wire.messages import SEVERITIES
-from modem_drivers.configfile import ConfigError, parse_duration
+from modem_drivers.configfile import ConfigError, format_duration, parse_duration
 from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
-from .config import DEFAULT_PATH, CentreConfig, check_centre_config, load_centre_config
+from .config import (
+    DEFAULT_PATH,
+    GRACE,
+    TEST_INTERVAL,
+    CentreConfig,
+    check_centre_config,
+    load_centre_config,
+)
 from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, StoreUnavailable
 
 T = TypeVar("T")
@@ -148,6 +155,12 @@ def enroll(
         late = parse_duration(grace) if grace else config.grace
     except ValueError as exc:
         fail(str(exc))
+    for option, value, (low, high) in (
+        ("--test-interval", interval, TEST_INTERVAL),
+        ("--grace", late, GRACE),
+    ):
+        if not low <= value <= high:
+            fail(f"{option}: must be between {format_duration(low)} and {format_duration(high)}")
     store = ctx.store()
     device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late, site=site))
     store.close()

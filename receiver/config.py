@@ -17,6 +17,10 @@ from modem_drivers.configfile import (
 )
 
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
+TEST_INTERVAL = (60.0, 366 * 86400.0)
+"""The range of a device's line-test interval, in seconds."""
+GRACE = (0.0, 30 * 86400.0)
+"""The range of how late a line test may be, in seconds."""
 
 
 @dataclass
@@ -80,17 +84,15 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     bank = root.table("bank")
     config.ports = bank.strings("ports", [])
     config.profile, config.time_scale = modem_settings(bank)
-    config.rings = bank.get("rings", int, 1)
-    if not 1 <= config.rings <= 10:
-        raise bank.error("rings", "must be between 1 and 10")
-    config.health_check = bank.duration("health_check", "5m")
-    if config.health_check < 1:
-        raise bank.error("health_check", "must be at least 1s")
-    config.drain = bank.duration("drain", "60s")
+    config.rings = bank.number("rings", int, 1, minimum=1, maximum=10)
+    config.health_check = bank.duration("health_check", "5m", minimum=1.0, maximum=86400.0)
+    config.drain = bank.duration("drain", "60s", maximum=3600.0)
     bank.finish()
     devices = root.table("devices")
-    config.test_interval = devices.duration("test_interval", "24h")
-    config.grace = devices.duration("grace", "15m")
+    config.test_interval = devices.duration(
+        "test_interval", "24h", minimum=TEST_INTERVAL[0], maximum=TEST_INTERVAL[1]
+    )
+    config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
     root.finish()
     return config

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from modem_drivers.configfile import ConfigError, parse_duration
+from modem_drivers.configfile import TIME_SCALE, ConfigError, check_range, parse_duration
 from modem_drivers.hayes import (
     DRIVER_PROFILES,
     HayesModem,
@@ -124,8 +124,9 @@ def modem_options(function: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(function)
     def wrapper(*args: Any, profile: str, time_scale: float, **kwargs: Any) -> Any:
-        if time_scale <= 0:
-            raise click.BadParameter("must be positive", param_hint="--time-scale")
+        problem = check_range(time_scale, *TIME_SCALE)
+        if problem:
+            raise click.BadParameter(problem, param_hint="--time-scale")
         timings = modem_timings(time_scale)
         return function(*args, profile=profile, timings=timings, **kwargs)
 

@@ -98,10 +98,8 @@ def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
     config.profile, config.time_scale = modem_settings(modem)
     modem.finish()
     calls = root.table("calls")
-    config.attempts = calls.get("attempts", int, 3)
-    if not 1 <= config.attempts <= 100:
-        raise calls.error("attempts", "must be between 1 and 100")
-    config.retry_delay = calls.duration("retry_delay", "60s")
+    config.attempts = calls.number("attempts", int, 3, minimum=1, maximum=100)
+    config.retry_delay = calls.duration("retry_delay", "60s", maximum=86400.0)
     calls.finish()
     root.finish()
     return config
