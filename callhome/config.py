@@ -4,12 +4,38 @@ all-or-nothing creation of files."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modem_drivers.configfile import TIME_SCALE, Table
+from modem_drivers import inproc
+from modem_drivers.configfile import REQUIRED, TIME_SCALE, Table
 from modem_drivers.hayes import DRIVER_PROFILES
+
+
+def port_problem(url: str) -> str | None:
+    """Why `url` cannot name a modem port (a device path or a pyserial URL), or None."""
+    if "\0" in url:
+        return f"{url!r} is not a port"
+    if "://" not in url or url.startswith(inproc.SCHEME):
+        return None
+    scheme = url.split("://", 1)[0]
+    if scheme.isidentifier() and importlib.util.find_spec(f"serial.urlhandler.protocol_{scheme}"):
+        return None
+    return (
+        f"{url!r}: unknown kind of port {scheme + '://'!r} (a device path, rfc2217:// or socket://)"
+    )
+
+
+def port_urls(table: Table, key: str, default: list[str] | None = None) -> list[str]:
+    """A list of modem ports, each checked by `port_problem`."""
+    ports = table.strings(key, REQUIRED if default is None else default)
+    for url in ports:
+        problem = port_problem(url)
+        if problem:
+            raise table.error(key, problem)
+    return ports
 
 
 def modem_settings(table: Table) -> tuple[str, float]:

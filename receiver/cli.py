@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 import cbor2
 import click
 
+from callhome import exitcodes
 from callhome.config import SetupError, create_files
 from callhome.keys import (
     KeyFileError,
@@ -41,8 +42,9 @@ from .config import (
 from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, StoreUnavailable
 
 T = TypeVar("T")
-USAGE = 2
-STORE = 3
+USAGE = exitcodes.USAGE
+STORE = exitcodes.STORAGE
+"""The store cannot be used: the same code as `callhome`'s spool error."""
 
 
 def fail(message: str, code: int = USAGE) -> NoReturn:
@@ -76,7 +78,13 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nExit codes:\n"
+    + "\n".join(
+        f"  {code:>2}  {meaning}" for code, meaning in exitcodes.meanings(exitcodes.RECEIVER_CODES)
+    ),
+)
 @click.option(
     "-c",
     "--config",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from callhome.config import modem_settings
+from callhome.config import modem_settings, port_urls
 from modem_drivers.configfile import (
     Table,
     check_encodable,
@@ -82,7 +82,7 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     config.store = centre.path_value("store")
     centre.finish()
     bank = root.table("bank")
-    config.ports = bank.strings("ports", [])
+    config.ports = port_urls(bank, "ports", [])
     config.profile, config.time_scale = modem_settings(bank)
     config.rings = bank.number("rings", int, 1, minimum=1, maximum=10)
     config.health_check = bank.duration("health_check", "5m", minimum=1.0, maximum=86400.0)

@@ -71,7 +71,7 @@ def test_a_read_only_store_at_the_centre(tmp_path):
         )
     finally:
         thaw(folder)
-    assert result.returncode == 3, result
+    assert result.returncode == exitcodes.STORAGE, result
     assert result.stderr.count("\n") == 1 and "read-only" in result.stderr, result.stderr
 
 

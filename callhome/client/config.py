@@ -17,7 +17,7 @@ from modem_drivers.configfile import (
 )
 from modem_drivers.hayes import dial_string
 
-from ..config import modem_settings
+from ..config import modem_settings, port_urls
 from ..keys import KeyFileError, parse_public_key
 
 DEFAULT_PATH = Path("/etc/callhome/client.toml")
@@ -92,7 +92,7 @@ def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
             raise centre.error("numbers", str(exc)) from None
     centre.finish()
     modem = root.table("modem")
-    config.ports = modem.strings("ports")
+    config.ports = port_urls(modem, "ports")
     if not config.ports:
         raise modem.error("ports", "at least one modem port is needed")
     config.profile, config.time_scale = modem_settings(modem)

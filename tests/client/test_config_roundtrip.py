@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from callhome import exitcodes
 from callhome.client.cli import main as client_main
 from callhome.client.config import load_client_config
+from callhome.config import port_problem
 from callhome.keys import parse_public_key
 from modem_drivers.hayes import DRIVER_PROFILES
 from receiver.cli import main as centre_main
@@ -23,8 +24,9 @@ from receiver.config import load_centre_config
 # any text an argument can carry: all of Unicode, emoji, quotes, backslashes, controls,
 # and the lone surrogates by which Python passes on argv bytes that are not UTF-8
 ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), min_size=1, max_size=30)
+URLS = st.sampled_from(["rfc2217://ts:7001", "socket://h:1", "nope://x", "/dev/ttyS0", "a\0b"])
 NAMES = ANY_TEXT | st.sampled_from(["plant 😀", 'a"b', "a\\b", "line\nbreak", "tab\t", "é"])
-PORTS = st.lists(ANY_TEXT.filter(lambda t: not t.startswith("-")), min_size=1, max_size=3)
+PORTS = st.lists(ANY_TEXT.filter(lambda t: not t.startswith("-")) | URLS, min_size=1, max_size=3)
 NUMBERS = st.lists(st.from_regex(r"\A[0-9]{1,15}\Z"), min_size=1, max_size=3)
 PROFILES = st.sampled_from(["auto", *DRIVER_PROFILES])
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,7 +60,7 @@ def test_every_client_config_init_writes_loads_back_equal(
         args += ["--profile", profile, "--attempts", str(attempts)]
         args += ["--retry-delay", f"{retry_ms / 1000}s"]
         result = CliRunner().invoke(client_main, args)
-        if not all(is_text(v) for v in (name, *ports)):
+        if not all(is_text(v) for v in (name, *ports)) or any(map(port_problem, ports)):
             assert result.exit_code == exitcodes.USAGE, result.output
             assert not folder.exists() or not any(folder.iterdir())
             return
@@ -75,13 +77,15 @@ def test_every_client_config_init_writes_loads_back_equal(
 
 
 @SETTINGS
-@given(name=NAMES, ports=st.lists(ANY_TEXT.filter(lambda t: not t.startswith("-")), max_size=3))
+@given(
+    name=NAMES, ports=st.lists(ANY_TEXT.filter(lambda t: not t.startswith("-")) | URLS, max_size=3)
+)
 def test_every_centre_config_init_writes_loads_back_equal(name, ports):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "centre"
         args = ["init", str(folder), "--name", name, *(f"--port={p}" for p in ports)]
         result = CliRunner().invoke(centre_main, args)
-        if not all(is_text(v) for v in (name, *ports)):
+        if not all(is_text(v) for v in (name, *ports)) or any(map(port_problem, ports)):
             assert result.exit_code == exitcodes.USAGE, result.output
             assert not folder.exists() or not any(folder.iterdir())
             return

@@ -155,3 +155,32 @@ def test_run_without_ports_says_so(tmp_path):
     assert result.exit_code == 0
     run = cli(tmp_path / "c" / "centre.toml", "run")
     assert run.exit_code == 2 and "bank.ports: no modem ports configured" in run.output
+
+
+def test_one_exit_code_table_for_both_ends(tmp_path):
+    from callhome import exitcodes
+
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    assert "11  the spool or the store cannot be used" in help_text
+    assert " 3  " not in help_text  # 3 is a modem failure, which the centre never exits with
+    folder = tmp_path / "c"
+    assert CliRunner().invoke(main, ["init", str(folder)]).exit_code == 0
+    (folder / "centre.db").write_bytes(b"not a database" * 100)
+    result = CliRunner().invoke(main, ["-c", str(folder / "centre.toml"), "devices"])
+    assert result.exit_code == exitcodes.STORAGE, result.output
+    assert "damaged" in result.output and result.output.count("\n") == 1
+
+
+def test_a_bank_config_problem_names_file_and_key(tmp_path):
+    from callhome import exitcodes
+
+    folder = tmp_path / "c"
+    assert CliRunner().invoke(main, ["init", str(folder)]).exit_code == 0
+    config = folder / "centre.toml"
+    config.write_text(config.read_text().replace("ports = []", 'ports = ["tcp://bank:1"]'))
+    result = CliRunner().invoke(main, ["-c", str(config), "run"])
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert f"{config}: bank.ports: 'tcp://bank:1': unknown kind of port" in result.output
+    assert result.output.count("\n") == 1
+    bad = CliRunner().invoke(main, ["init", str(tmp_path / "d"), "--port", "tcp://x:1"])
+    assert bad.exit_code == exitcodes.USAGE and not (tmp_path / "d").exists()
