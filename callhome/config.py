@@ -13,6 +13,8 @@ from modem_drivers import inproc
 from modem_drivers.configfile import REQUIRED, TIME_SCALE, Table
 from modem_drivers.hayes import DRIVER_PROFILES
 
+from .database import COMPANIONS, make_private_folder
+
 
 def port_problem(url: str) -> str | None:
     """Why `url` cannot name a modem port (a device path or a pyserial URL), or None."""
@@ -66,7 +68,7 @@ def create_files(makers: dict[Path, Callable[[Path], Any]]) -> dict[Path, Any]:
     try:
         for path in makers:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_folder(path.parent)  # 0700, whatever the umask
             except OSError as exc:
                 raise SetupError(f"cannot create {path.parent}: {exc.strerror}") from None
             made.append(path)
@@ -78,8 +80,7 @@ def create_files(makers: dict[Path, Callable[[Path], Any]]) -> dict[Path, Any]:
         for path in made:
             for leftover in (
                 path,
-                path.with_name(path.name + "-wal"),
-                path.with_name(path.name + "-shm"),
+                *(path.with_name(path.name + suffix) for suffix in COMPANIONS),
             ):
                 with contextlib.suppress(OSError):
                     leftover.unlink(missing_ok=True)
