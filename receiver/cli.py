@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TypeVar
 
 import cbor2
 import click
+import structlog
 
 from callhome import exitcodes
 from callhome.config import SetupError, create_files
@@ -39,7 +40,14 @@ from .config import (
     check_centre_config,
     load_centre_config,
 )
-from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, StoreUnavailable
+from .store import (
+    INTERRUPTED,
+    AlreadyExists,
+    AsyncStore,
+    NotFound,
+    SQLiteStore,
+    StoreUnavailable,
+)
 
 T = TypeVar("T")
 USAGE = exitcodes.USAGE
@@ -256,6 +264,11 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
         fail(f"{config.path}: bank.ports: no modem ports configured")
     private = guarded(lambda: load_private_key(config.key))
     store = guarded(lambda: SQLiteStore(config.store))
+    interrupted = guarded(lambda: store.close_open_calls(time.time()))
+    if interrupted:
+        structlog.get_logger("callhome.receiver").warning(
+            "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
+        )
     sys.exit(asyncio.run(_run(config, private, store)))
 
 

@@ -21,6 +21,10 @@ from typing import Any, TypeVar
 from callhome.database import ConstraintViolation, Database
 
 T = TypeVar("T")
+IN_PROGRESS = "in progress"
+"""The outcome of a call that has not ended (yet)."""
+INTERRUPTED = "interrupted"
+"""The outcome of a call the receiver stopped in (crash, kill) without recording its end."""
 
 
 class StoreUnavailable(Exception):
@@ -133,6 +137,12 @@ class Store(abc.ABC):
         messages: int,
         error: str | None,
     ) -> None: ...
+
+    @abc.abstractmethod
+    def close_open_calls(self, when: float) -> int:
+        """At start: every call still "in progress" was left open by a receiver that
+        stopped without finishing it (crash, kill, full disk); record it `interrupted`.
+        Returns how many."""
 
     @abc.abstractmethod
     def calls(
@@ -390,6 +400,15 @@ class SQLiteStore(Database, Store):
                     call_id,
                 ),
             )
+
+    def close_open_calls(self, when: float) -> int:
+        with self._write() as db:
+            closed = db.execute(
+                "UPDATE calls SET ended = max(?, started), outcome = ?, error = coalesce(error, ?) "
+                "WHERE outcome = ?",
+                (when, INTERRUPTED, "the receiver stopped before the call ended", IN_PROGRESS),
+            ).rowcount
+        return int(closed)
 
     def calls(
         self,

@@ -184,3 +184,36 @@ def test_a_bank_config_problem_names_file_and_key(tmp_path):
     assert result.output.count("\n") == 1
     bad = CliRunner().invoke(main, ["init", str(tmp_path / "d"), "--port", "tcp://x:1"])
     assert bad.exit_code == exitcodes.USAGE and not (tmp_path / "d").exists()
+
+
+def test_run_closes_the_calls_a_crashed_receiver_left_open(centre):
+    import signal
+    import subprocess
+    import sys
+
+    store_path = centre.parent / "centre.db"
+    # a port that fails at once: the bank keeps running, and stops at once on SIGTERM
+    centre.write_text(centre.read_text().replace("/dev/ttyS0", str(centre.parent / "no-tty")))
+    store = SQLiteStore(store_path)
+    store.start_call("bank0", "5550001", time.time() - 60)
+    store.close()
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "receiver", "-c", str(centre), "run", "--json-logs"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        outcome = "in progress"
+        while outcome == "in progress" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            store = SQLiteStore(store_path)
+            outcome = store.calls()[0].outcome
+            store.close()
+        assert outcome == "interrupted"
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        _, err = receiver.communicate(timeout=30)
+    assert '"calls.interrupted"' in err and receiver.returncode == 0, err

@@ -194,3 +194,30 @@ def test_rekey_restarts_the_counter_lifts_a_revocation_and_keeps_history(store):
     assert store.device_by_key(KEY_A) is None
     assert store.advance_counter(device.id, 1, 4.0)
     assert [m.device for m in store.messages()] == ["plant-a"]
+
+
+def test_calls_left_open_are_closed_as_interrupted(store):
+    device = enroll(store)
+    finished = store.start_call("bank0", None, 10.0)
+    store.finish_call(
+        finished,
+        ended=12.0,
+        outcome="completed",
+        device_id=device.id,
+        rate=None,
+        modulation=None,
+        error_correction=None,
+        bytes_in=0,
+        bytes_out=0,
+        messages=0,
+        error=None,
+    )
+    store.start_call("bank0", "5550001", 20.0)
+    store.start_call("bank1", None, 30.0)
+    assert store.close_open_calls(40.0) == 2
+    assert store.close_open_calls(41.0) == 0
+    calls = {c.started: c for c in store.calls()}
+    assert calls[10.0].outcome == "completed" and calls[10.0].ended == 12.0
+    for started in (20.0, 30.0):
+        assert (calls[started].outcome, calls[started].ended) == ("interrupted", 40.0)
+        assert calls[started].error == "the receiver stopped before the call ended"
