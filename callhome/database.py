@@ -191,6 +191,8 @@ class Database:
         migrate: bool | None = None,
     ) -> None:
         self.path = Path(path)
+        self.migrated_from: int | None = None
+        """The schema version the file had when this open migrated it (else None)."""
         if not create and not self.path.exists():
             raise self.error(f"{self.path}: {self.what} does not exist (run `{self.created_by}`)")
         if not create:
@@ -221,7 +223,7 @@ class Database:
                         f"{self.path}: {self.what} has schema {version}, this callhome needs "
                         f"{self.latest_version()}: back it up, then run `{self.migrated_by}`"
                     )
-                self.migrate()
+                self.migrated_from, _ = self.migrate()
         except BaseException:
             self.close()
             raise

@@ -184,6 +184,25 @@ def enroll(
 
 
 @main.command()
+@pass_context
+def migrate(ctx: Context) -> None:
+    """Bring the store's schema up to this version's, step by step.
+
+    Back the store up first (sqlite3 centre.db ".backup ..."). Each step commits with
+    its number, so an interrupted migration resumes where it stopped. Run it with the
+    bank stopped; `run` refuses a store that needs it."""
+    config = ctx.config()
+    store = guarded(lambda: SQLiteStore(config.store, busy_timeout=3.0, migrate=True))
+    latest = store.latest_version()
+    before = store.migrated_from
+    store.close()
+    if before is None:
+        click.echo(f"{config.store}: schema {latest}, up to date")
+    else:
+        click.echo(f"{config.store}: migrated from schema {before} to {latest}")
+
+
+@main.command()
 @click.argument("name")
 @pass_context
 def revoke(ctx: Context, name: str) -> None:

@@ -274,10 +274,23 @@ class SQLiteStore(Database, Store):
     migrated_by = "callhome-receiver migrate"
 
     def __init__(
-        self, path: str | Path, *, create: bool = False, busy_timeout: float = 10.0
+        self,
+        path: str | Path,
+        *,
+        create: bool = False,
+        busy_timeout: float = 10.0,
+        migrate: bool | None = None,
     ) -> None:
+        """`migrate`: bring an older file up to date (default: only when creating; the
+        operator runs `callhome-receiver migrate`, after a backup)."""
         # AsyncStore runs every call on its one worker thread, never two at once
-        super().__init__(path, create=create, busy_timeout=busy_timeout, check_same_thread=False)
+        super().__init__(
+            path,
+            create=create,
+            busy_timeout=busy_timeout,
+            check_same_thread=False,
+            migrate=migrate,
+        )
 
     # -- devices -------------------------------------------------------------------------
 
