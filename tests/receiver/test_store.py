@@ -221,3 +221,38 @@ def test_calls_left_open_are_closed_as_interrupted(store):
     for started in (20.0, 30.0):
         assert (calls[started].outcome, calls[started].ended) == ("interrupted", 40.0)
         assert calls[started].error == "the receiver stopped before the call ended"
+
+
+def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(path):
+    import asyncio
+    import inspect
+    import threading
+
+    from receiver.store import AsyncStore, Store
+
+    facade = [name for name, _ in inspect.getmembers(AsyncStore, inspect.iscoroutinefunction)]
+    assert "run" not in facade and len(facade) >= 9
+    for name in facade:
+        if name.startswith("_"):
+            continue
+        mine = inspect.signature(getattr(AsyncStore, name))
+        theirs = inspect.signature(getattr(Store, name))
+        assert mine.parameters == theirs.parameters, name
+        assert mine.return_annotation == theirs.return_annotation, name
+
+    async def scenario():
+        async_store = AsyncStore(SQLiteStore(path, create=True))
+        seen = []
+        original = async_store.store.device_by_key
+        async_store.store.device_by_key = lambda key: (
+            seen.append(threading.current_thread()) or (original(key))
+        )
+        try:
+            assert await async_store.device_by_key(KEY_A) is None
+            call_id = await async_store.start_call("bank0", None, 1.0)
+            assert await async_store.close_open_calls(2.0) == 1 and call_id == 1
+        finally:
+            async_store.close()
+        assert seen and seen[0] is not threading.main_thread()
+
+    asyncio.run(scenario())
