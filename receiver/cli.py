@@ -380,6 +380,7 @@ def calls(
             "bytes_out": c.bytes_out,
             "messages": c.messages,
             "error": c.error,
+            "security": c.security,
         }
         for c in rows
     ]
@@ -395,8 +396,14 @@ def calls(
             f"{item['started']:<20} {item['port']:<7} {item['device'] or '-':<12} "
             f"{item['caller_id'] or '-':<12} {item['rate'] or '-':>6} "
             f"{item['bytes_in']:>7} {item['bytes_out']:>6} {item['messages']:>4}  "
-            f"{item['outcome']}"
+            f"{item['outcome']}{_security_text(item['security'])}"
         )
+
+
+def _security_text(counters: dict[str, int]) -> str:
+    """What the protocol counted in a call, when it counted anything: "  [replays=1]"."""
+    shown = " ".join(f"{name}={count}" for name, count in counters.items() if count)
+    return f"  [{shown}]" if shown else ""
 
 
 @main.command()

@@ -13,7 +13,7 @@ import abc
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -74,6 +74,16 @@ class CallRecord:
     bytes_out: int
     messages: int
     error: str | None
+    auth_failures: int = 0
+    replays: int = 0
+    crc_failures: int = 0
+    malformed: int = 0
+    oversize: int = 0
+
+    @property
+    def security(self) -> dict[str, int]:
+        """The protocol's counters of the call, by name (`SECURITY_COUNTERS`)."""
+        return {name: getattr(self, name) for name in SECURITY_COUNTERS}
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,10 @@ class Store(abc.ABC):
         bytes_out: int,
         messages: int,
         error: str | None,
-    ) -> None: ...
+        security: Mapping[str, int] | None = None,
+    ) -> None:
+        """Record how a call ended; `security` holds the protocol's counters (see
+        `SECURITY_COUNTERS`; missing ones are 0, others are ignored)."""
 
     @abc.abstractmethod
     def close_open_calls(self, when: float) -> int:
@@ -256,7 +269,16 @@ CREATE TABLE IF NOT EXISTS partial_chunks (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_1,)
+SECURITY_COUNTERS = ("auth_failures", "replays", "crc_failures", "malformed", "oversize")
+"""What the protocol counted in a call (`session.stats()`): frames that failed
+authentication, replayed records, frames that failed their CRC (line noise), malformed
+and oversize frames. Noise is not an alarm; forgery and replays are."""
+
+_STEP_2_SECURITY_COUNTERS = "\n".join(
+    f"ALTER TABLE calls ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0;" for name in SECURITY_COUNTERS
+)
+
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_1, _STEP_2_SECURITY_COUNTERS)
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
 
@@ -394,12 +416,16 @@ class SQLiteStore(Database, Store):
         bytes_out: int,
         messages: int,
         error: str | None,
+        security: Mapping[str, int] | None = None,
     ) -> None:
+        counters = security_counters(security)
         with self._write() as db:
             db.execute(
                 "UPDATE calls SET ended = ?, outcome = ?, device_id = ?, rate = ?, "
                 "modulation = ?, error_correction = ?, bytes_in = ?, bytes_out = ?, "
-                "messages = ?, error = ? WHERE id = ?",
+                "messages = ?, error = ?, "
+                + ", ".join(f"{name} = ?" for name in SECURITY_COUNTERS)
+                + " WHERE id = ?",
                 (
                     ended,
                     outcome,
@@ -411,6 +437,7 @@ class SQLiteStore(Database, Store):
                     bytes_out,
                     messages,
                     error,
+                    *counters,
                     call_id,
                 ),
             )
@@ -435,8 +462,9 @@ class SQLiteStore(Database, Store):
         where, args = _filters(device=device, since=since, until=until, time_column="c.started")
         rows = self._read(
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
-            "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error "
-            f"FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
+            + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
+            + f" FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT ?",
             (*args, limit),
         )
@@ -556,6 +584,12 @@ class SQLiteStore(Database, Store):
         return [StoredMessage(*row) for row in rows]
 
 
+def security_counters(security: Mapping[str, int] | None) -> tuple[int, ...]:
+    """The values of `SECURITY_COUNTERS` in `security`, in order (0 when missing)."""
+    given = security or {}
+    return tuple(max(0, int(given.get(name, 0))) for name in SECURITY_COUNTERS)
+
+
 def _filters(
     *,
     device: str | None,
@@ -623,6 +657,7 @@ class AsyncStore:
         bytes_out: int,
         messages: int,
         error: str | None,
+        security: Mapping[str, int] | None = None,
     ) -> None:
         await self._call(
             self.store.finish_call,
@@ -637,6 +672,7 @@ class AsyncStore:
             bytes_out=bytes_out,
             messages=messages,
             error=error,
+            security=security,
         )
 
     async def close_open_calls(self, when: float) -> int:

@@ -217,3 +217,35 @@ def test_run_closes_the_calls_a_crashed_receiver_left_open(centre):
         receiver.send_signal(signal.SIGTERM)
         _, err = receiver.communicate(timeout=30)
     assert '"calls.interrupted"' in err and receiver.returncode == 0, err
+
+
+def test_calls_show_what_the_protocol_counted(centre):
+    store = SQLiteStore(centre.parent / "centre.db")
+    now = time.time()
+    quiet = store.start_call("bank0", None, now - 20)
+    attacked = store.start_call("bank1", "5550001", now - 10)
+    for call, counters in ((quiet, None), (attacked, {"replays": 2, "crc_failures": 5})):
+        store.finish_call(
+            call,
+            ended=now - 5,
+            outcome="completed",
+            device_id=None,
+            rate=None,
+            modulation=None,
+            error_correction=None,
+            bytes_in=0,
+            bytes_out=0,
+            messages=0,
+            error=None,
+            security=counters,
+        )
+    store.close()
+    calls = json.loads(cli(centre, "calls", "--json").output)
+    zero = dict.fromkeys(["auth_failures", "replays", "crc_failures", "malformed", "oversize"], 0)
+    assert [c["security"] for c in calls] == [
+        {**zero, "replays": 2, "crc_failures": 5},
+        zero,
+    ]
+    lines = cli(centre, "calls").output.splitlines()
+    assert lines[1].endswith("completed  [replays=2 crc_failures=5]")
+    assert lines[2].endswith("completed")

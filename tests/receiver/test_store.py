@@ -256,3 +256,38 @@ def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(path):
         assert seen and seen[0] is not threading.main_thread()
 
     asyncio.run(scenario())
+
+
+def test_a_call_records_the_protocols_security_counters(store):
+    call_id = store.start_call("bank0", None, 1.0)
+    store.finish_call(
+        call_id,
+        ended=2.0,
+        outcome="completed",
+        device_id=None,
+        rate=None,
+        modulation=None,
+        error_correction=None,
+        bytes_in=0,
+        bytes_out=0,
+        messages=0,
+        error=None,
+        security={
+            "auth_failures": 1,
+            "replays": 2,
+            "crc_failures": 3,
+            "malformed": 4,
+            "oversize": 5,
+            "frames": 99,
+        },  # a counter the store does not know: ignored
+    )
+    (call,) = store.calls()
+    assert call.security == {
+        "auth_failures": 1,
+        "replays": 2,
+        "crc_failures": 3,
+        "malformed": 4,
+        "oversize": 5,
+    }
+    other = store.start_call("bank0", None, 3.0)
+    assert store.calls()[0].id == other and set(store.calls()[0].security.values()) == {0}
