@@ -363,7 +363,7 @@ def calls(
         lambda: store.calls(device=device, since=_since(since), until=_since(until), limit=limit)
     )
     store.close()
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "id": c.id,
             "port": c.port,
