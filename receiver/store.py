@@ -195,9 +195,6 @@ class Store(abc.ABC):
     ) -> None: ...
 
     @abc.abstractmethod
-    def drop_partial(self, device_id: int, epoch: int, seq: int) -> None: ...
-
-    @abc.abstractmethod
     def messages(
         self,
         *,
@@ -548,13 +545,6 @@ class SQLiteStore(Database, Store):
                     "stored_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (device_id, epoch, seq, offset, data, time.time()),
                 )
-
-    def drop_partial(self, device_id: int, epoch: int, seq: int) -> None:
-        with self._write() as db:
-            db.execute(
-                "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
-                (device_id, epoch, seq),
-            )
 
     def messages(
         self,
