@@ -13,7 +13,7 @@ from modem_drivers import inproc
 from modem_drivers.configfile import REQUIRED, TIME_SCALE, Table
 from modem_drivers.hayes import DRIVER_PROFILES
 
-from .database import COMPANIONS, make_private_folder
+from .files import COMPANIONS, make_private_folder
 
 
 def port_problem(url: str) -> str | None:

@@ -11,17 +11,12 @@ by the text of the message), into sentences an operator can act on.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-PRIVATE_FILE = 0o600
-PRIVATE_FOLDER = 0o700
-COMPANIONS = ("-wal", "-shm", "-journal")
-"""The files SQLite keeps beside a database; they hold the same data."""
+from .files import create_private_file, make_private_folder, readable_by_others
 
 
 class ConstraintViolation(Exception):
@@ -40,49 +35,6 @@ def primary_code(exc: sqlite3.Error) -> int | None:
     error raised by Python's sqlite3 module itself (a closed connection, say)."""
     code = getattr(exc, "sqlite_errorcode", None)
     return None if code is None else code & 0xFF
-
-
-def make_private_folder(folder: Path) -> None:
-    """Create `folder` and any missing parents with mode 0700 (the umask does not widen
-    it); an existing folder is left as it is."""
-    missing: list[Path] = []
-    current = folder
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=PRIVATE_FOLDER)
-            os.chmod(path, PRIVATE_FOLDER)  # mkdir's mode is masked by the umask
-
-
-def create_private_file(path: Path) -> None:
-    """Create an empty file with mode 0600 if there is none. SQLite gives its -wal, -shm
-    and -journal files the mode of the database file, so they are private too."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, PRIVATE_FILE)
-    finally:
-        os.close(fd)
-
-
-def readable_by_others(path: Path) -> list[tuple[Path, int]]:
-    """The database file and companions of `path` that others (not owner, not group) may
-    read or write, with their modes."""
-    found = []
-    for candidate in (path, *(path.with_name(path.name + s) for s in COMPANIONS)):
-        try:
-            mode = candidate.stat().st_mode
-        except OSError:
-            continue
-        if mode & (stat.S_IROTH | stat.S_IWOTH):
-            found.append((candidate, stat.S_IMODE(mode)))
-    return found
 
 
 def connect(
