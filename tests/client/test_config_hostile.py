@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from callhome import exitcodes
 from callhome.client.cli import main as client_main
 from callhome.client.config import load_client_config
+from callhome.keys import KeyFileError, load_private_key
 from modem_drivers.configfile import ConfigError
 from modem_drivers.virtual.cli import main as sim_main
 from modem_drivers.virtual.config import load_config as load_sim_config
@@ -96,6 +97,19 @@ def only_config_errors(loader: Any, path: Path) -> None:
 def test_arbitrary_bytes_give_only_config_errors(which, data):
     with tempfile.TemporaryDirectory() as tmp:
         only_config_errors(LOADERS[which], write(Path(tmp), data))
+
+
+@SETTINGS
+@given(data=st.binary(max_size=200))
+def test_arbitrary_bytes_in_a_key_file_give_only_key_file_errors(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "device.key"
+        path.write_bytes(data)
+        path.chmod(0o600)
+        try:
+            load_private_key(path)
+        except KeyFileError as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc)
 
 
 def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
