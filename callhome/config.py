@@ -4,12 +4,40 @@ all-or-nothing creation of files."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modem_drivers.configfile import Table
+from modem_drivers import inproc
+from modem_drivers.configfile import REQUIRED, TIME_SCALE, Table
 from modem_drivers.hayes import DRIVER_PROFILES
+
+from .files import COMPANIONS, make_private_folder
+
+
+def port_problem(url: str) -> str | None:
+    """Why `url` cannot name a modem port (a device path or a pyserial URL), or None."""
+    if "\0" in url:
+        return f"{url!r} is not a port"
+    if "://" not in url or url.startswith(inproc.SCHEME):
+        return None
+    scheme = url.split("://", 1)[0]
+    if scheme.isidentifier() and importlib.util.find_spec(f"serial.urlhandler.protocol_{scheme}"):
+        return None
+    return (
+        f"{url!r}: unknown kind of port {scheme + '://'!r} (a device path, rfc2217:// or socket://)"
+    )
+
+
+def port_urls(table: Table, key: str, default: list[str] | None = None) -> list[str]:
+    """A list of modem ports, each checked by `port_problem`."""
+    ports = table.strings(key, REQUIRED if default is None else default)
+    for url in ports:
+        problem = port_problem(url)
+        if problem:
+            raise table.error(key, problem)
+    return ports
 
 
 def modem_settings(table: Table) -> tuple[str, float]:
@@ -18,9 +46,9 @@ def modem_settings(table: Table) -> tuple[str, float]:
     profile = table.get("profile", str, "auto")
     if profile != "auto" and profile not in DRIVER_PROFILES:
         raise table.error("profile", f"unknown profile (auto, {', '.join(DRIVER_PROFILES)})")
-    time_scale = table.get("time_scale", float, 1.0)
-    if time_scale <= 0:
-        raise table.error("time_scale", "must be positive")
+    time_scale = table.number(
+        "time_scale", float, 1.0, minimum=TIME_SCALE[0], maximum=TIME_SCALE[1]
+    )
     return profile, time_scale
 
 
@@ -40,7 +68,7 @@ def create_files(makers: dict[Path, Callable[[Path], Any]]) -> dict[Path, Any]:
     try:
         for path in makers:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_folder(path.parent)  # 0700, whatever the umask
             except OSError as exc:
                 raise SetupError(f"cannot create {path.parent}: {exc.strerror}") from None
             made.append(path)
@@ -52,8 +80,7 @@ def create_files(makers: dict[Path, Callable[[Path], Any]]) -> dict[Path, Any]:
         for path in made:
             for leftover in (
                 path,
-                path.with_name(path.name + "-wal"),
-                path.with_name(path.name + "-shm"),
+                *(path.with_name(path.name + suffix) for suffix in COMPANIONS),
             ):
                 with contextlib.suppress(OSError):
                     leftover.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""Exit codes of the `callhome` commands: one table, so scripts can rely on them."""
+"""Exit codes of the `callhome` and `callhome-receiver` commands: one table for both,
+so scripts (and systemd units) can rely on them; a code means the same at either end."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ REFUSED = 9
 PROTOCOL = 10
 """The call connected but the call-home protocol failed (handshake, line errors)."""
 STORAGE = 11
-"""The spool (or the centre's store) cannot be used: locked, read-only, full, damaged."""
+"""The spool (client) or the store (centre) cannot be used: locked, read-only, full,
+damaged, readable by others, or of an older schema that needs `migrate`."""
 
 CALL_RESULTS = {
     "ok": OK,
@@ -65,9 +67,17 @@ TABLE = (
     (DIAL_REFUSED, "the modem refused to dial (DELAYED / BLACKLISTED)"),
     (REFUSED, "refused by the centre"),
     (PROTOCOL, "protocol failure after connecting"),
-    (STORAGE, "the spool cannot be used (locked, read-only, full, damaged)"),
+    (STORAGE, "the spool or the store cannot be used (locked, read-only, full, damaged)"),
 )
 """Every code with its meaning, as `callhome --help` lists them."""
+
+RECEIVER_CODES = (OK, FAILURE, USAGE, STORAGE)
+"""The codes `callhome-receiver` uses (the same meaning as in `TABLE`)."""
+
+
+def meanings(codes: tuple[int, ...] | None = None) -> list[tuple[int, str]]:
+    """(code, meaning) rows of `TABLE`, all of them or only `codes`."""
+    return [(code, meaning) for code, meaning in TABLE if codes is None or code in codes]
 
 
 def for_result(result: str) -> int:

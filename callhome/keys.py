@@ -64,6 +64,8 @@ def load_private_key(path: str | Path) -> bytes:
         raise KeyFileError(f"{path}: no such key file") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path}: not a callhome private key file (not text)") from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
             f"{path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o}); "

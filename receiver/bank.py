@@ -171,9 +171,7 @@ class PortWorker:
             )
             state = CallState(self.name, caller)
             try:
-                state.call_id = await bank.store.run(
-                    bank.store.store.start_call, self.name, caller, time.time()
-                )
+                state.call_id = await bank.store.start_call(self.name, caller, time.time())
                 await self._serve(outcome.call, state)
             except (ModemError, OSError):
                 raise
@@ -226,19 +224,17 @@ class PortWorker:
         store = bank.store
         loop = asyncio.get_running_loop()
         if isinstance(event, HandshakeRequested):
-            device = await store.run(store.store.device_by_key, event.device_key)
+            device = await store.device_by_key(event.device_key)
             if device is None:
                 reason = RefusalReason.UNKNOWN_DEVICE
             elif device.revoked:
                 reason = RefusalReason.REVOKED
-            elif not await store.run(
-                store.store.advance_counter, device.id, event.call_counter, time.time()
-            ):
+            elif not await store.advance_counter(device.id, event.call_counter, time.time()):
                 reason = RefusalReason.STALE_COUNTER
             else:
                 state.device = device
                 state.epoch = event.epoch
-                partial = await store.run(store.store.partials, device.id, event.epoch)
+                partial = await store.partials(device.id, event.epoch)
                 session.accept(loop.time(), clock_ms=int(time.time() * 1000), resume=partial)
                 self._log.info(
                     "call.accepted",
@@ -271,22 +267,13 @@ class PortWorker:
             )
         elif isinstance(event, MessageStarted):
             device = state.device
-            if device is not None and await store.run(
-                store.store.has_message, device.id, state.epoch, event.seq
-            ):
+            if device is not None and await store.has_message(device.id, state.epoch, event.seq):
                 session.message_stored(event.seq, loop.time(), duplicate=True)
                 self._log.info("message.duplicate", device=device.name, seq=event.seq)
         elif isinstance(event, MessageProgress):
             device = state.device
             assert device is not None
-            await store.run(
-                store.store.append_partial,
-                device.id,
-                state.epoch,
-                event.seq,
-                event.offset,
-                event.data,
-            )
+            await store.append_partial(device.id, state.epoch, event.seq, event.offset, event.data)
         elif isinstance(event, MessageReceived):
             await self._store(session, event, state)
         elif isinstance(event, MessageFailed):
@@ -303,8 +290,7 @@ class PortWorker:
         device = state.device
         assert device is not None
         try:
-            stored = await store.run(
-                store.store.store_message,
+            stored = await store.store_message(
                 device.id,
                 state.epoch,
                 event.seq,
@@ -345,8 +331,7 @@ class PortWorker:
         outcome = state.outcome or "failed"
         if state.call_id is not None:
             try:
-                await self.bank.store.run(
-                    self.bank.store.store.finish_call,
+                await self.bank.store.finish_call(
                     state.call_id,
                     ended=time.time(),
                     outcome=outcome,

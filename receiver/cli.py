@@ -14,7 +14,9 @@ from typing import Any, NoReturn, TypeVar
 
 import cbor2
 import click
+import structlog
 
+from callhome import exitcodes
 from callhome.config import SetupError, create_files
 from callhome.keys import (
     KeyFileError,
@@ -25,17 +27,32 @@ from callhome.keys import (
     write_private_key,
 )
 from callhome.wire.messages import SEVERITIES
-from modem_drivers.configfile import ConfigError, parse_duration
+from modem_drivers.configfile import ConfigError, format_duration, parse_duration
 from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
-from .config import DEFAULT_PATH, CentreConfig, load_centre_config
-from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, StoreUnavailable
+from .config import (
+    DEFAULT_PATH,
+    GRACE,
+    TEST_INTERVAL,
+    CentreConfig,
+    check_centre_config,
+    load_centre_config,
+)
+from .store import (
+    INTERRUPTED,
+    AlreadyExists,
+    AsyncStore,
+    NotFound,
+    SQLiteStore,
+    StoreUnavailable,
+)
 
 T = TypeVar("T")
-USAGE = 2
-STORE = 3
+USAGE = exitcodes.USAGE
+STORE = exitcodes.STORAGE
+"""The store cannot be used: the same code as `callhome`'s spool error."""
 
 
 def fail(message: str, code: int = USAGE) -> NoReturn:
@@ -69,7 +86,13 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nExit codes:\n"
+    + "\n".join(
+        f"  {code:>2}  {meaning}" for code, meaning in exitcodes.meanings(exitcodes.RECEIVER_CODES)
+    ),
+)
 @click.option(
     "-c",
     "--config",
@@ -108,6 +131,7 @@ def init(
         profile=profile,
         time_scale=time_scale,
     )
+    guarded(lambda: check_centre_config(config))
     key_file = folder / "centre.key"
     made = guarded(
         lambda: create_files(
@@ -147,10 +171,35 @@ def enroll(
         late = parse_duration(grace) if grace else config.grace
     except ValueError as exc:
         fail(str(exc))
+    for option, value, (low, high) in (
+        ("--test-interval", interval, TEST_INTERVAL),
+        ("--grace", late, GRACE),
+    ):
+        if not low <= value <= high:
+            fail(f"{option}: must be between {format_duration(low)} and {format_duration(high)}")
     store = ctx.store()
     device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late, site=site))
     store.close()
     click.echo(f"enrolled {device.name} (tests every {interval:g} s, grace {late:g} s)")
+
+
+@main.command()
+@pass_context
+def migrate(ctx: Context) -> None:
+    """Bring the store's schema up to this version's, step by step.
+
+    Back the store up first (sqlite3 centre.db ".backup ..."). Each step commits with
+    its number, so an interrupted migration resumes where it stopped. Run it with the
+    bank stopped; `run` refuses a store that needs it."""
+    config = ctx.config()
+    store = guarded(lambda: SQLiteStore(config.store, busy_timeout=3.0, migrate=True))
+    latest = store.latest_version()
+    before = store.migrated_from
+    store.close()
+    if before is None:
+        click.echo(f"{config.store}: schema {latest}, up to date")
+    else:
+        click.echo(f"{config.store}: migrated from schema {before} to {latest}")
 
 
 @main.command()
@@ -234,6 +283,11 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
         fail(f"{config.path}: bank.ports: no modem ports configured")
     private = guarded(lambda: load_private_key(config.key))
     store = guarded(lambda: SQLiteStore(config.store))
+    interrupted = guarded(lambda: store.close_open_calls(time.time()))
+    if interrupted:
+        structlog.get_logger("callhome.receiver").warning(
+            "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
+        )
     sys.exit(asyncio.run(_run(config, private, store)))
 
 
@@ -309,7 +363,7 @@ def calls(
         lambda: store.calls(device=device, since=_since(since), until=_since(until), limit=limit)
     )
     store.close()
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "id": c.id,
             "port": c.port,
@@ -326,6 +380,7 @@ def calls(
             "bytes_out": c.bytes_out,
             "messages": c.messages,
             "error": c.error,
+            "security": c.security,
         }
         for c in rows
     ]
@@ -341,8 +396,14 @@ def calls(
             f"{item['started']:<20} {item['port']:<7} {item['device'] or '-':<12} "
             f"{item['caller_id'] or '-':<12} {item['rate'] or '-':>6} "
             f"{item['bytes_in']:>7} {item['bytes_out']:>6} {item['messages']:>4}  "
-            f"{item['outcome']}"
+            f"{item['outcome']}{_security_text(item['security'])}"
         )
+
+
+def _security_text(counters: dict[str, int]) -> str:
+    """What the protocol counted in a call, when it counted anything: "  [replays=1]"."""
+    shown = " ".join(f"{name}={count}" for name, count in counters.items() if count)
+    return f"  [{shown}]" if shown else ""
 
 
 @main.command()

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from callhome.config import modem_settings
-from modem_drivers.configfile import Table, dump_toml, format_duration, load_toml
+from callhome.config import modem_settings, port_urls
+from modem_drivers.configfile import (
+    Table,
+    check_encodable,
+    dump_toml,
+    format_duration,
+    load_toml,
+    loads_toml,
+)
 
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
+TEST_INTERVAL = (60.0, 366 * 86400.0)
+"""The range of a device's line-test interval, in seconds."""
+GRACE = (0.0, 30 * 86400.0)
+"""The range of how late a line test may be, in seconds."""
 
 
 @dataclass
@@ -49,8 +61,20 @@ class CentreConfig:
 
 
 def load_centre_config(path: str | Path) -> CentreConfig:
+    return parse_centre_config(load_toml(path), path)
+
+
+def check_centre_config(config: CentreConfig) -> CentreConfig:
+    """What `load_centre_config` will make of `config` once written: `init` checks this
+    before it writes anything, so that every file it writes can be read back."""
+    text = config.dump()
+    check_encodable(text, config.path)
+    return parse_centre_config(loads_toml(text, config.path), config.path)
+
+
+def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     path = Path(path)
-    root = Table(load_toml(path), "", path)
+    root = Table(data, "", path)
     config = CentreConfig(path=path)
     centre = root.table("centre")
     config.name = centre.get("name", str, "centre")
@@ -58,19 +82,17 @@ def load_centre_config(path: str | Path) -> CentreConfig:
     config.store = centre.path_value("store")
     centre.finish()
     bank = root.table("bank")
-    config.ports = bank.strings("ports", [])
+    config.ports = port_urls(bank, "ports", [])
     config.profile, config.time_scale = modem_settings(bank)
-    config.rings = bank.get("rings", int, 1)
-    if not 1 <= config.rings <= 10:
-        raise bank.error("rings", "must be between 1 and 10")
-    config.health_check = bank.duration("health_check", "5m")
-    if config.health_check < 1:
-        raise bank.error("health_check", "must be at least 1s")
-    config.drain = bank.duration("drain", "60s")
+    config.rings = bank.number("rings", int, 1, minimum=1, maximum=10)
+    config.health_check = bank.duration("health_check", "5m", minimum=1.0, maximum=86400.0)
+    config.drain = bank.duration("drain", "60s", maximum=3600.0)
     bank.finish()
     devices = root.table("devices")
-    config.test_interval = devices.duration("test_interval", "24h")
-    config.grace = devices.duration("grace", "15m")
+    config.test_interval = devices.duration(
+        "test_interval", "24h", minimum=TEST_INTERVAL[0], maximum=TEST_INTERVAL[1]
+    )
+    config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
     root.finish()
     return config

@@ -13,15 +13,19 @@ import abc
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from callhome.database import Database
+from callhome.database import ConstraintViolation, Database
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+P = ParamSpec("P")
+IN_PROGRESS = "in progress"
+"""The outcome of a call that has not ended (yet)."""
+INTERRUPTED = "interrupted"
+"""The outcome of a call the receiver stopped in (crash, kill) without recording its end."""
 
 
 class StoreUnavailable(Exception):
@@ -70,6 +74,16 @@ class CallRecord:
     bytes_out: int
     messages: int
     error: str | None
+    auth_failures: int = 0
+    replays: int = 0
+    crc_failures: int = 0
+    malformed: int = 0
+    oversize: int = 0
+
+    @property
+    def security(self) -> dict[str, int]:
+        """The protocol's counters of the call, by name (`SECURITY_COUNTERS`)."""
+        return {name: getattr(self, name) for name in SECURITY_COUNTERS}
 
 
 @dataclass(frozen=True)
@@ -133,7 +147,16 @@ class Store(abc.ABC):
         bytes_out: int,
         messages: int,
         error: str | None,
-    ) -> None: ...
+        security: Mapping[str, int] | None = None,
+    ) -> None:
+        """Record how a call ended; `security` holds the protocol's counters (see
+        `SECURITY_COUNTERS`; missing ones are 0, others are ignored)."""
+
+    @abc.abstractmethod
+    def close_open_calls(self, when: float) -> int:
+        """At start: every call still "in progress" was left open by a receiver that
+        stopped without finishing it (crash, kill, full disk); record it `interrupted`.
+        Returns how many."""
 
     @abc.abstractmethod
     def calls(
@@ -172,9 +195,6 @@ class Store(abc.ABC):
     ) -> None: ...
 
     @abc.abstractmethod
-    def drop_partial(self, device_id: int, epoch: int, seq: int) -> None: ...
-
-    @abc.abstractmethod
     def messages(
         self,
         *,
@@ -190,7 +210,7 @@ class Store(abc.ABC):
     def close(self) -> None: ...
 
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS devices (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -246,6 +266,19 @@ CREATE TABLE IF NOT EXISTS partial_chunks (
 );
 """
 
+SECURITY_COUNTERS = ("auth_failures", "replays", "crc_failures", "malformed", "oversize")
+"""What the protocol counted in a call (`session.stats()`): frames that failed
+authentication, replayed records, frames that failed their CRC (line noise), malformed
+and oversize frames. Noise is not an alarm; forgery and replays are."""
+
+_STEP_2_SECURITY_COUNTERS = "\n".join(
+    f"ALTER TABLE calls ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0;" for name in SECURITY_COUNTERS
+)
+
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_1, _STEP_2_SECURITY_COUNTERS)
+"""The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
+applies the same steps."""
+
 _DEVICE_COLUMNS = (
     "id, name, public_key, enrolled_at, revoked_at, test_interval, grace, "
     "site, last_counter, last_seen"
@@ -255,15 +288,29 @@ _DEVICE_COLUMNS = (
 class SQLiteStore(Database, Store):
     what = "the store"
     error = StoreUnavailable
-    schema = _SCHEMA
-    schema_version = SCHEMA_VERSION
+    migrations = MIGRATIONS
+    auto_migrate = False  # the centre's operator backs the store up and runs `migrate`
     created_by = "callhome-receiver init"
+    migrated_by = "callhome-receiver migrate"
 
     def __init__(
-        self, path: str | Path, *, create: bool = False, busy_timeout: float = 10.0
+        self,
+        path: str | Path,
+        *,
+        create: bool = False,
+        busy_timeout: float = 10.0,
+        migrate: bool | None = None,
     ) -> None:
+        """`migrate`: bring an older file up to date (default: only when creating; the
+        operator runs `callhome-receiver migrate`, after a backup)."""
         # AsyncStore runs every call on its one worker thread, never two at once
-        super().__init__(path, create=create, busy_timeout=busy_timeout, check_same_thread=False)
+        super().__init__(
+            path,
+            create=create,
+            busy_timeout=busy_timeout,
+            check_same_thread=False,
+            migrate=migrate,
+        )
 
     # -- devices -------------------------------------------------------------------------
 
@@ -278,10 +325,10 @@ class SQLiteStore(Database, Store):
                     "site) VALUES (?, ?, ?, ?, ?, ?)",
                     (name, public_key, now, test_interval, grace, site),
                 )
-        except StoreUnavailable as exc:
-            if "UNIQUE constraint failed: devices.name" in str(exc):
+        except ConstraintViolation:
+            if self._device("name = ?", (name,)) is not None:
                 raise AlreadyExists(f"a device named {name!r} is already enrolled") from None
-            if "UNIQUE constraint failed: devices.public_key" in str(exc):
+            if self.device_by_key(public_key) is not None:
                 raise AlreadyExists("a device with this public key is already enrolled") from None
             raise
         device = self._device("name = ?", (name,))
@@ -296,8 +343,8 @@ class SQLiteStore(Database, Store):
                     "enrolled_at = ? WHERE name = ?",
                     (public_key, when, name),
                 ).rowcount
-        except StoreUnavailable as exc:
-            if "UNIQUE constraint failed: devices.public_key" in str(exc):
+        except ConstraintViolation:
+            if self.device_by_key(public_key) is not None:
                 raise AlreadyExists("a device with this public key is already enrolled") from None
             raise
         if not changed:
@@ -366,12 +413,16 @@ class SQLiteStore(Database, Store):
         bytes_out: int,
         messages: int,
         error: str | None,
+        security: Mapping[str, int] | None = None,
     ) -> None:
+        counters = security_counters(security)
         with self._write() as db:
             db.execute(
                 "UPDATE calls SET ended = ?, outcome = ?, device_id = ?, rate = ?, "
                 "modulation = ?, error_correction = ?, bytes_in = ?, bytes_out = ?, "
-                "messages = ?, error = ? WHERE id = ?",
+                "messages = ?, error = ?, "
+                + ", ".join(f"{name} = ?" for name in SECURITY_COUNTERS)
+                + " WHERE id = ?",
                 (
                     ended,
                     outcome,
@@ -383,9 +434,19 @@ class SQLiteStore(Database, Store):
                     bytes_out,
                     messages,
                     error,
+                    *counters,
                     call_id,
                 ),
             )
+
+    def close_open_calls(self, when: float) -> int:
+        with self._write() as db:
+            closed = db.execute(
+                "UPDATE calls SET ended = max(?, started), outcome = ?, error = coalesce(error, ?) "
+                "WHERE outcome = ?",
+                (when, INTERRUPTED, "the receiver stopped before the call ended", IN_PROGRESS),
+            ).rowcount
+        return int(closed)
 
     def calls(
         self,
@@ -398,8 +459,9 @@ class SQLiteStore(Database, Store):
         where, args = _filters(device=device, since=since, until=until, time_column="c.started")
         rows = self._read(
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
-            "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error "
-            f"FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
+            + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
+            + f" FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT ?",
             (*args, limit),
         )
@@ -484,13 +546,6 @@ class SQLiteStore(Database, Store):
                     (device_id, epoch, seq, offset, data, time.time()),
                 )
 
-    def drop_partial(self, device_id: int, epoch: int, seq: int) -> None:
-        with self._write() as db:
-            db.execute(
-                "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
-                (device_id, epoch, seq),
-            )
-
     def messages(
         self,
         *,
@@ -517,6 +572,12 @@ class SQLiteStore(Database, Store):
             (*args, limit),
         )
         return [StoredMessage(*row) for row in rows]
+
+
+def security_counters(security: Mapping[str, int] | None) -> tuple[int, ...]:
+    """The values of `SECURITY_COUNTERS` in `security`, in order (0 when missing)."""
+    given = security or {}
+    return tuple(max(0, int(given.get(name, 0))) for name in SECURITY_COUNTERS)
 
 
 def _filters(
@@ -549,16 +610,98 @@ def _filters(
 
 
 class AsyncStore:
-    """Runs a store's calls on one thread of its own: a locked or slow disk must not
-    stall the event loop that serves every port of the bank."""
+    """The store for asyncio code: the same methods, with the same signatures, each run on
+    one thread of its own, so that a locked or slow disk does not stall the event loop
+    that serves every port of the bank (and mypy checks every call)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "callhome-store")
 
-    async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
+
+    # devices
+    async def device_by_key(self, public_key: bytes) -> Device | None:
+        return await self._call(self.store.device_by_key, public_key)
+
+    async def advance_counter(self, device_id: int, counter: int, when: float) -> bool:
+        return await self._call(self.store.advance_counter, device_id, counter, when)
+
+    # calls
+    async def start_call(self, port: str, caller_id: str | None, started: float) -> int:
+        return await self._call(self.store.start_call, port, caller_id, started)
+
+    async def finish_call(
+        self,
+        call_id: int,
+        *,
+        ended: float,
+        outcome: str,
+        device_id: int | None,
+        rate: int | None,
+        modulation: str | None,
+        error_correction: str | None,
+        bytes_in: int,
+        bytes_out: int,
+        messages: int,
+        error: str | None,
+        security: Mapping[str, int] | None = None,
+    ) -> None:
+        await self._call(
+            self.store.finish_call,
+            call_id,
+            ended=ended,
+            outcome=outcome,
+            device_id=device_id,
+            rate=rate,
+            modulation=modulation,
+            error_correction=error_correction,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            messages=messages,
+            error=error,
+            security=security,
+        )
+
+    async def close_open_calls(self, when: float) -> int:
+        return await self._call(self.store.close_open_calls, when)
+
+    # messages
+    async def has_message(self, device_id: int, epoch: int, seq: int) -> bool:
+        return await self._call(self.store.has_message, device_id, epoch, seq)
+
+    async def store_message(
+        self,
+        device_id: int,
+        epoch: int,
+        seq: int,
+        kind: str,
+        content: bytes,
+        summary: dict[str, str | None],
+        call_id: int | None,
+        received_at: float,
+    ) -> bool:
+        return await self._call(
+            self.store.store_message,
+            device_id,
+            epoch,
+            seq,
+            kind,
+            content,
+            summary,
+            call_id,
+            received_at,
+        )
+
+    async def partials(self, device_id: int, epoch: int) -> dict[int, bytes]:
+        return await self._call(self.store.partials, device_id, epoch)
+
+    async def append_partial(
+        self, device_id: int, epoch: int, seq: int, offset: int, data: bytes
+    ) -> None:
+        await self._call(self.store.append_partial, device_id, epoch, seq, offset, data)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -1,7 +1,7 @@
 """A store or spool that cannot be written: one clear line, the storage exit code.
 
 Root ignores file modes, so as root the command runs without CAP_DAC_OVERRIDE (dropped
-from its bounding set before exec), which makes 0444 mean read-only for it too.
+from its bounding set before exec), which makes 0400 mean read-only for it too.
 """
 
 from __future__ import annotations
@@ -44,14 +44,14 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def freeze(folder: Path) -> None:
     for path in folder.iterdir():
-        path.chmod(0o444)
-    folder.chmod(0o555)
+        path.chmod(0o400)
+    folder.chmod(0o500)
 
 
 def thaw(folder: Path) -> None:
-    folder.chmod(0o755)
+    folder.chmod(0o700)
     for path in folder.iterdir():
-        path.chmod(0o644)
+        path.chmod(0o600)
 
 
 def test_a_read_only_store_at_the_centre(tmp_path):
@@ -71,7 +71,7 @@ def test_a_read_only_store_at_the_centre(tmp_path):
         )
     finally:
         thaw(folder)
-    assert result.returncode == 3, result
+    assert result.returncode == exitcodes.STORAGE, result
     assert result.stderr.count("\n") == 1 and "read-only" in result.stderr, result.stderr
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from modem_drivers.configfile import ConfigError, parse_duration
+from modem_drivers.configfile import TIME_SCALE, ConfigError, check_range, parse_duration
 from modem_drivers.hayes import (
     DRIVER_PROFILES,
     HayesModem,
@@ -49,7 +49,7 @@ from ..keys import (
 from ..link import modem_timings
 from ..wire.errors import MessageError
 from ..wire.messages import SEVERITIES, Kind
-from .config import DEFAULT_PATH, ClientConfig, load_client_config
+from .config import DEFAULT_PATH, ClientConfig, check_client_config, load_client_config
 from .dialer import CallReport, call_centre, line_test_content
 from .spool import Spool, SpoolError
 
@@ -168,8 +168,9 @@ def modem_options(function: Callable[..., Any]) -> Callable[..., Any]:
         time_scale: float,
         **kwargs: Any,
     ) -> Any:
-        if not math.isfinite(time_scale) or time_scale <= 0:
-            raise click.BadParameter("must be a positive number", param_hint="--time-scale")
+        problem = check_range(time_scale, *TIME_SCALE)
+        if problem:
+            raise click.BadParameter(problem, param_hint="--time-scale")
         try:
             SetupOptions.from_config(init, skip)
         except ValueError as exc:
@@ -255,7 +256,7 @@ def init(
     """Set up this device in DIRECTORY: key pair, config and spool. Never overwrites."""
     folder = Path(directory)
     try:
-        delay = parse_duration(retry_delay)
+        delay = round(parse_duration(retry_delay), 3)  # the file holds milliseconds
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--retry-delay") from None
     config = ClientConfig(
@@ -279,6 +280,7 @@ def init(
             dial_string(number)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--number") from None
+    reporting_errors(lambda: check_client_config(config, centre_key.strip()))
     key_file = folder / "device.key"
     made = reporting_errors(
         lambda: create_files(

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from modem_drivers.configfile import REQUIRED, Table, dump_toml, format_duration, load_toml
+from modem_drivers.configfile import (
+    REQUIRED,
+    Table,
+    check_encodable,
+    dump_toml,
+    format_duration,
+    load_toml,
+    loads_toml,
+)
 from modem_drivers.hayes import dial_string
 
-from ..config import modem_settings
+from ..config import modem_settings, port_urls
 from ..keys import KeyFileError, parse_public_key
 
 DEFAULT_PATH = Path("/etc/callhome/client.toml")
@@ -48,8 +57,20 @@ class ClientConfig:
 
 
 def load_client_config(path: str | Path) -> ClientConfig:
+    return parse_client_config(load_toml(path), path)
+
+
+def check_client_config(config: ClientConfig, centre_key_text: str) -> ClientConfig:
+    """What `load_client_config` will make of `config` once written: `init` checks this
+    before it writes anything, so that every file it writes can be read back."""
+    text = config.dump(centre_key_text)
+    check_encodable(text, config.path)
+    return parse_client_config(loads_toml(text, config.path), config.path)
+
+
+def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
     path = Path(path)
-    root = Table(load_toml(path), "", path)
+    root = Table(data, "", path)
     config = ClientConfig(path=path)
     device = root.table("device")
     config.name = device.get("name", str, REQUIRED)
@@ -71,16 +92,14 @@ def load_client_config(path: str | Path) -> ClientConfig:
             raise centre.error("numbers", str(exc)) from None
     centre.finish()
     modem = root.table("modem")
-    config.ports = modem.strings("ports")
+    config.ports = port_urls(modem, "ports")
     if not config.ports:
         raise modem.error("ports", "at least one modem port is needed")
     config.profile, config.time_scale = modem_settings(modem)
     modem.finish()
     calls = root.table("calls")
-    config.attempts = calls.get("attempts", int, 3)
-    if not 1 <= config.attempts <= 100:
-        raise calls.error("attempts", "must be between 1 and 100")
-    config.retry_delay = calls.duration("retry_delay", "60s")
+    config.attempts = calls.number("attempts", int, 3, minimum=1, maximum=100)
+    config.retry_delay = calls.duration("retry_delay", "60s", maximum=86400.0)
     calls.finish()
     root.finish()
     return config

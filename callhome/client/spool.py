@@ -26,7 +26,7 @@ from ..wire.messages import (
     pack_message,
 )
 
-SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     -- AUTOINCREMENT: a number is never given twice, even after the table empties (a
@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS messages (
     summary TEXT
 );
 """
+
+
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_1,)
+"""The spool's schema, step by step (see `Database.migrations`). A client upgrades its
+spool on open: nobody is there to run a command."""
 
 
 class SpoolError(Exception):
@@ -73,7 +78,7 @@ class SpooledMessage:
 class Spool(Database):
     what = "the spool"
     error = SpoolError
-    schema = SCHEMA
+    migrations = MIGRATIONS
     created_by = "callhome init"
 
     def __init__(self, path: str | Path, *, create: bool = False) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..configfile import ConfigError, Table, load_toml
+from ..configfile import TIME_SCALE, ConfigError, Table, check_range, load_toml
 from .interpreter import BlacklistRule, CallerId
 from .line import LineModel
 from .network import NetworkTiming, PhoneNetwork
@@ -94,6 +94,15 @@ class SimConfig:
         return network
 
 
+_MAX_NUMBER = 1e6
+"""The ceiling of a number in [timing] and [line] (seconds, rates) unless listed below."""
+_LIMITS: dict[str, float] = {
+    "ring_limit": 1000,
+    "burst_bits": 1_000_000,
+    "drop_after_bytes": 2**40,
+}
+
+
 def _dataclass_from(table: Table, cls: type, base: Any) -> Any:
     values: dict[str, Any] = {}
     hints = {f.name: f for f in dataclasses.fields(cls)}
@@ -112,7 +121,12 @@ def _dataclass_from(table: Table, cls: type, base: Any) -> Any:
             kind = (float, int)
         else:
             kind = (type(default),)
-        values[key] = table.get(key, kind)
+        value = table.get(key, kind)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            problem = check_range(value, 0, _LIMITS.get(key, _MAX_NUMBER))
+            if problem:
+                raise table.error(key, problem)
+        values[key] = value
     table.finish()
     try:
         return dataclasses.replace(base, **values)
@@ -132,10 +146,10 @@ def load_config(path: str | Path) -> SimConfig:
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> SimConfig:
     root = Table(raw, "", source)
     config = SimConfig(source=source)
-    config.time_scale = root.get("time_scale", float, 1.0)
-    if config.time_scale <= 0:
-        raise root.error("time_scale", "must be positive")
-    config.seed = root.get("seed", int, 0)
+    config.time_scale = root.number(
+        "time_scale", float, 1.0, minimum=TIME_SCALE[0], maximum=TIME_SCALE[1]
+    )
+    config.seed = root.number("seed", int, 0, minimum=-(2**63), maximum=2**63 - 1)
     config.log_level = root.get("log_level", str, "info")
     if config.log_level not in ("debug", "info", "warning", "error"):
         raise root.error("log_level", "must be debug, info, warning or error")
@@ -188,7 +202,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> SimConfig:
 
     for table in root.tables("fault"):
         fault = FaultSpec(
-            at=table.get("at", float, 0.0),
+            at=table.number("at", float, 0.0, minimum=0, maximum=_MAX_NUMBER),
             kind=table.get("kind", str, ""),
             modem=table.get("modem", str, ""),
         )
@@ -196,10 +210,8 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> SimConfig:
             raise table.error("kind", f"must be one of {', '.join(FAULT_KINDS)}")
         if fault.modem not in names:
             raise table.error("modem", f"no modem named {fault.modem!r}")
-        if fault.at < 0:
-            raise table.error("at", "must not be negative")
-        fault.seconds = table.get("seconds", float, 0.0)
-        fault.count = table.get("count", int, 16)
+        fault.seconds = table.number("seconds", float, 0.0, minimum=0, maximum=_MAX_NUMBER)
+        fault.count = table.number("count", int, 16, minimum=0, maximum=1_000_000)
         text = table.get("data", str)
         if text is not None:
             fault.data = text.encode("latin-1", "replace")
@@ -217,12 +229,17 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> SimConfig:
 def _blacklist(table: Table) -> BlacklistRule:
     base = BlacklistRule()
     delays = table.get("delays", list, list(base.delays))
-    if not delays or not all(isinstance(d, int | float) and d >= 0 for d in delays):
-        raise table.error("delays", "a list of non-negative numbers is needed")
+    if not delays or not all(
+        isinstance(d, int | float)
+        and not isinstance(d, bool)
+        and check_range(d, 0, _MAX_NUMBER) is None
+        for d in delays
+    ):
+        raise table.error("delays", f"a list of numbers from 0 to {_MAX_NUMBER:g} is needed")
     rule = BlacklistRule(
         delays=tuple(float(d) for d in delays),
-        max_attempts=table.get("max_attempts", int, base.max_attempts),
-        window=table.get("window", float, base.window),
+        max_attempts=table.number("max_attempts", int, base.max_attempts, minimum=0, maximum=1000),
+        window=table.number("window", float, base.window, minimum=0, maximum=_MAX_NUMBER),
     )
     table.finish()
     return rule

@@ -72,7 +72,7 @@ async def test_a_locked_store(system):
     finally:
         lock.execute("ROLLBACK")
         lock.close()
-    assert result.code == 3 and one_clear_line(result.err), result
+    assert result.code == exitcodes.STORAGE and one_clear_line(result.err), result
     assert "locked" in result.err
 
 

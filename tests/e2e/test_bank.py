@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import signal
+import tomllib
 
 import pytest
+import tomli_w
 
 from callhome import exitcodes
 
@@ -88,16 +90,13 @@ async def test_the_client_moves_on_to_the_next_number_then_the_next_modem(system
     system.network.add_modem("plant-d-2", "usr", number="5550044")
     second_port = str(system.ports / "plant-d-2")
     await system.runner.expose("plant-d-2", "pty", path=second_port)
-    config = client.config.read_text()
-    config = config.replace(
-        f'numbers = ["{CENTRE_NUMBER}"]', f'numbers = ["5550999", "{CENTRE_NUMBER}"]'
-    )
+    config = tomllib.loads(client.config.read_text())
+    assert config["centre"]["numbers"] == [CENTRE_NUMBER]
+    config["centre"]["numbers"] = ["5550999", CENTRE_NUMBER]
     first_port = str(system.ports / "plant-d")
-    config = config.replace(
-        f'ports = ["{first_port}"]', f'ports = ["{first_port}", "{second_port}"]'
-    )
-    assert "5550999" in config and second_port in config
-    client.config.write_text(config)
+    assert config["modem"]["ports"] == [first_port]
+    config["modem"]["ports"] = [first_port, second_port]
+    client.config.write_text(tomli_w.dumps(config))
 
     # the first number leads nowhere: the second number on the same modem gets through
     result = await client.cli("line-test", "--json")

@@ -155,3 +155,97 @@ def test_run_without_ports_says_so(tmp_path):
     assert result.exit_code == 0
     run = cli(tmp_path / "c" / "centre.toml", "run")
     assert run.exit_code == 2 and "bank.ports: no modem ports configured" in run.output
+
+
+def test_one_exit_code_table_for_both_ends(tmp_path):
+    from callhome import exitcodes
+
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    assert "11  the spool or the store cannot be used" in help_text
+    assert " 3  " not in help_text  # 3 is a modem failure, which the centre never exits with
+    folder = tmp_path / "c"
+    assert CliRunner().invoke(main, ["init", str(folder)]).exit_code == 0
+    (folder / "centre.db").write_bytes(b"not a database" * 100)
+    result = CliRunner().invoke(main, ["-c", str(folder / "centre.toml"), "devices"])
+    assert result.exit_code == exitcodes.STORAGE, result.output
+    assert "damaged" in result.output and result.output.count("\n") == 1
+
+
+def test_a_bank_config_problem_names_file_and_key(tmp_path):
+    from callhome import exitcodes
+
+    folder = tmp_path / "c"
+    assert CliRunner().invoke(main, ["init", str(folder)]).exit_code == 0
+    config = folder / "centre.toml"
+    config.write_text(config.read_text().replace("ports = []", 'ports = ["tcp://bank:1"]'))
+    result = CliRunner().invoke(main, ["-c", str(config), "run"])
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert f"{config}: bank.ports: 'tcp://bank:1': unknown kind of port" in result.output
+    assert result.output.count("\n") == 1
+    bad = CliRunner().invoke(main, ["init", str(tmp_path / "d"), "--port", "tcp://x:1"])
+    assert bad.exit_code == exitcodes.USAGE and not (tmp_path / "d").exists()
+
+
+def test_run_closes_the_calls_a_crashed_receiver_left_open(centre):
+    import signal
+    import subprocess
+    import sys
+
+    store_path = centre.parent / "centre.db"
+    # a port that fails at once: the bank keeps running, and stops at once on SIGTERM
+    centre.write_text(centre.read_text().replace("/dev/ttyS0", str(centre.parent / "no-tty")))
+    store = SQLiteStore(store_path)
+    store.start_call("bank0", "5550001", time.time() - 60)
+    store.close()
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "receiver", "-c", str(centre), "run", "--json-logs"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        outcome = "in progress"
+        while outcome == "in progress" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            store = SQLiteStore(store_path)
+            outcome = store.calls()[0].outcome
+            store.close()
+        assert outcome == "interrupted"
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        _, err = receiver.communicate(timeout=30)
+    assert '"calls.interrupted"' in err and receiver.returncode == 0, err
+
+
+def test_calls_show_what_the_protocol_counted(centre):
+    store = SQLiteStore(centre.parent / "centre.db")
+    now = time.time()
+    quiet = store.start_call("bank0", None, now - 20)
+    attacked = store.start_call("bank1", "5550001", now - 10)
+    for call, counters in ((quiet, None), (attacked, {"replays": 2, "crc_failures": 5})):
+        store.finish_call(
+            call,
+            ended=now - 5,
+            outcome="completed",
+            device_id=None,
+            rate=None,
+            modulation=None,
+            error_correction=None,
+            bytes_in=0,
+            bytes_out=0,
+            messages=0,
+            error=None,
+            security=counters,
+        )
+    store.close()
+    calls = json.loads(cli(centre, "calls", "--json").output)
+    zero = dict.fromkeys(["auth_failures", "replays", "crc_failures", "malformed", "oversize"], 0)
+    assert [c["security"] for c in calls] == [
+        {**zero, "replays": 2, "crc_failures": 5},
+        zero,
+    ]
+    lines = cli(centre, "calls").output.splitlines()
+    assert lines[1].endswith("completed  [replays=2 crc_failures=5]")
+    assert lines[2].endswith("completed")

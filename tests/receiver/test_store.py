@@ -167,11 +167,13 @@ def test_unusable_files_give_a_sentence_not_a_traceback(tmp_path):
         SQLiteStore(tmp_path / "missing.db")
     junk = tmp_path / "junk.db"
     junk.write_bytes(os.urandom(4096))
+    junk.chmod(0o600)
     with pytest.raises(StoreUnavailable, match="damaged or not a callhome file"):
         SQLiteStore(junk)
     newer = tmp_path / "newer.db"
     with sqlite3.connect(newer) as db:
         db.execute("PRAGMA user_version = 99")
+    newer.chmod(0o600)
     with pytest.raises(StoreUnavailable, match="newer callhome"):
         SQLiteStore(newer)
 
@@ -192,3 +194,100 @@ def test_rekey_restarts_the_counter_lifts_a_revocation_and_keeps_history(store):
     assert store.device_by_key(KEY_A) is None
     assert store.advance_counter(device.id, 1, 4.0)
     assert [m.device for m in store.messages()] == ["plant-a"]
+
+
+def test_calls_left_open_are_closed_as_interrupted(store):
+    device = enroll(store)
+    finished = store.start_call("bank0", None, 10.0)
+    store.finish_call(
+        finished,
+        ended=12.0,
+        outcome="completed",
+        device_id=device.id,
+        rate=None,
+        modulation=None,
+        error_correction=None,
+        bytes_in=0,
+        bytes_out=0,
+        messages=0,
+        error=None,
+    )
+    store.start_call("bank0", "5550001", 20.0)
+    store.start_call("bank1", None, 30.0)
+    assert store.close_open_calls(40.0) == 2
+    assert store.close_open_calls(41.0) == 0
+    calls = {c.started: c for c in store.calls()}
+    assert calls[10.0].outcome == "completed" and calls[10.0].ended == 12.0
+    for started in (20.0, 30.0):
+        assert (calls[started].outcome, calls[started].ended) == ("interrupted", 40.0)
+        assert calls[started].error == "the receiver stopped before the call ended"
+
+
+def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(path):
+    import asyncio
+    import inspect
+    import threading
+
+    from receiver.store import AsyncStore, Store
+
+    facade = [name for name, _ in inspect.getmembers(AsyncStore, inspect.iscoroutinefunction)]
+    assert "run" not in facade and len(facade) >= 9
+    for name in facade:
+        if name.startswith("_"):
+            continue
+        mine = inspect.signature(getattr(AsyncStore, name))
+        theirs = inspect.signature(getattr(Store, name))
+        assert mine.parameters == theirs.parameters, name
+        assert mine.return_annotation == theirs.return_annotation, name
+
+    async def scenario():
+        async_store = AsyncStore(SQLiteStore(path, create=True))
+        seen = []
+        original = async_store.store.device_by_key
+        async_store.store.device_by_key = lambda key: (
+            seen.append(threading.current_thread()) or (original(key))
+        )
+        try:
+            assert await async_store.device_by_key(KEY_A) is None
+            call_id = await async_store.start_call("bank0", None, 1.0)
+            assert await async_store.close_open_calls(2.0) == 1 and call_id == 1
+        finally:
+            async_store.close()
+        assert seen and seen[0] is not threading.main_thread()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_records_the_protocols_security_counters(store):
+    call_id = store.start_call("bank0", None, 1.0)
+    store.finish_call(
+        call_id,
+        ended=2.0,
+        outcome="completed",
+        device_id=None,
+        rate=None,
+        modulation=None,
+        error_correction=None,
+        bytes_in=0,
+        bytes_out=0,
+        messages=0,
+        error=None,
+        security={
+            "auth_failures": 1,
+            "replays": 2,
+            "crc_failures": 3,
+            "malformed": 4,
+            "oversize": 5,
+            "frames": 99,
+        },  # a counter the store does not know: ignored
+    )
+    (call,) = store.calls()
+    assert call.security == {
+        "auth_failures": 1,
+        "replays": 2,
+        "crc_failures": 3,
+        "malformed": 4,
+        "oversize": 5,
+    }
+    other = store.start_call("bank0", None, 3.0)
+    assert store.calls()[0].id == other and set(store.calls()[0].security.values()) == {0}

@@ -36,7 +36,7 @@ def test_example_config_loads_and_builds(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("time_scale = 0\n", "time_scale: must be positive"),
+        ("time_scale = 0\n", "time_scale: must be between 0.001 and 1000"),
         ("bogus = 1\n", "bogus: unknown key"),
         ("[line]\nrate = 100\n", "line: rate must be between 300 and 33600"),
         ("[line]\nrate = 'fast'\n", "line.rate: expected an integer, got str"),
