@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modem_drivers import inproc
 from modem_drivers.configfile import REQUIRED, TIME_SCALE, Table
-from modem_drivers.hayes import DRIVER_PROFILES
+from modem_drivers.hayes import DRIVER_PROFILES, SetupOptions
 
 from .files import COMPANIONS, make_private_folder
 
@@ -40,16 +41,32 @@ def port_urls(table: Table, key: str, default: list[str] | None = None) -> list[
     return ports
 
 
-def modem_settings(table: Table) -> tuple[str, float]:
-    """`profile` and `time_scale`, as the client's [modem] and the centre's [bank] have
-    them."""
+@dataclass(frozen=True)
+class ModemSettings:
+    """`[modem]` of the client and `[bank]` of the centre: which driver profile, how the
+    user changes its settings for a difficult modem, and the time scale."""
+
+    profile: str = "auto"
+    time_scale: float = 1.0
+    init: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+
+
+def modem_settings(table: Table) -> ModemSettings:
     profile = table.get("profile", str, "auto")
     if profile != "auto" and profile not in DRIVER_PROFILES:
         raise table.error("profile", f"unknown profile (auto, {', '.join(DRIVER_PROFILES)})")
     time_scale = table.number(
         "time_scale", float, 1.0, minimum=TIME_SCALE[0], maximum=TIME_SCALE[1]
     )
-    return profile, time_scale
+    init = tuple(table.strings("init", []))
+    skip = tuple(table.strings("skip", []))
+    for key, values in (("init", (init, ())), ("skip", ((), skip))):
+        try:
+            SetupOptions.from_config(*values)
+        except ValueError as exc:
+            raise table.error(key, str(exc)) from None
+    return ModemSettings(profile, time_scale, init, skip)
 
 
 class SetupError(Exception):

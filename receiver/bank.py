@@ -19,6 +19,7 @@ from typing import Any
 import cbor2
 import structlog
 
+from callhome.backoff import Backoff
 from callhome.link import modem_timings, run_session, transfer_config
 from callhome.wire.records import RefusalReason
 from callhome.wire.session import (
@@ -76,6 +77,10 @@ class CallState:
     messages: int = 0
 
 
+REOPEN_BACKOFF = Backoff(1.0, 2.0, 60.0, "decorrelated")
+"""Waits before a port whose modem failed is opened again (scaled with the bank's time)."""
+
+
 class PortWorker:
     def __init__(self, bank: Bank, url: str, index: int) -> None:
         self.bank = bank
@@ -87,15 +92,24 @@ class PortWorker:
 
     async def run(self) -> None:
         bank = self.bank
-        backoff = 1.0 * bank.scale
+        backoff = REOPEN_BACKOFF.scaled(bank.scale)
         while not bank.stopping.is_set():
-            modem = HayesModem(self.url, profile=bank.profile, timings=bank.timings, name=self.name)
+            modem = HayesModem(
+                self.url,
+                profile=bank.profile,
+                timings=bank.timings,
+                name=self.name,
+                init=bank.init,
+                skip=bank.skip,
+            )
             try:
                 await modem.connect()
-                await modem.initialize()
+                info = await modem.initialize()
                 self.state = "ready"
-                self._log.info("port.up", profile=modem.profile.name if modem.profile else None)
-                backoff = 1.0 * bank.scale
+                self._log.info(
+                    "port.up", profile=info.profile, refused=len(info.refused)
+                )  # modem.ready, logged by the driver, lists the features and refusals
+                backoff.reset()
                 while not bank.stopping.is_set():
                     incoming = await self._wait_for_call(modem)
                     if incoming is None:
@@ -103,13 +117,13 @@ class PortWorker:
                     await self._take_call(modem, incoming)
             except Exception as exc:
                 self.state = "down"
+                delay = backoff.next()
                 if isinstance(exc, ModemError | OSError):
-                    self._log.error("port.down", error=str(exc), retry_in=round(backoff, 3))
+                    self._log.error("port.down", error=str(exc), retry_in=round(delay, 3))
                 else:  # a bug: it must cost this port a restart, never the bank
-                    self._log.exception("port.internal_error", retry_in=round(backoff, 3))
+                    self._log.exception("port.internal_error", retry_in=round(delay, 3))
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(bank.stopping.wait(), backoff)
-                backoff = min(backoff * 2, 60.0 * bank.scale)
+                    await asyncio.wait_for(bank.stopping.wait(), delay)
             finally:
                 with contextlib.suppress(ModemError, OSError):
                     await modem.close()
@@ -188,7 +202,11 @@ class PortWorker:
             finally:
                 with contextlib.suppress(HangupFailed, ModemError):
                     if modem.state is not State.IDLE or outcome.call.open:
-                        await modem.hangup()
+                        # after a completed call the device hangs up: give it a moment
+                        # (its NO CARRIER is believed at once), then hang up ourselves;
+                        # a RING of the next call meanwhile is never answered with ATH
+                        clean = state.outcome is None and state.error is None
+                        await outcome.call.finish(None if clean else 0.0)
                 await self._record(outcome.call, state)
         finally:
             self.in_call = False
@@ -370,6 +388,8 @@ class Bank:
         static_private: bytes,
         *,
         profile: str = "auto",
+        init: tuple[str, ...] = (),
+        skip: tuple[str, ...] = (),
         rings: int = 1,
         health_check: float = 300.0,
         scale: float = 1.0,
@@ -381,6 +401,7 @@ class Bank:
         self.store = store
         self.static_private = static_private
         self.profile = profile
+        self.init, self.skip = init, skip
         self.rings = rings
         self.health_check = health_check * scale
         """Real seconds of silence on an idle port before its modem is asked `AT`."""

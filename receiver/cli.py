@@ -298,6 +298,8 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
         async_store,
         private,
         profile=config.profile,
+        init=config.init,
+        skip=config.skip,
         rings=config.rings,
         health_check=config.health_check,
         scale=config.time_scale,

@@ -31,6 +31,8 @@ class CentreConfig:
     store: Path = Path("centre.db")
     ports: list[str] = field(default_factory=list)
     profile: str = "auto"
+    init: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
     rings: int = 1
     health_check: float = 300.0
     drain: float = 60.0
@@ -45,6 +47,8 @@ class CentreConfig:
                 "bank": {
                     "ports": self.ports,
                     "profile": self.profile,
+                    **({"init": list(self.init)} if self.init else {}),
+                    **({"skip": list(self.skip)} if self.skip else {}),
                     "rings": self.rings,
                     "health_check": format_duration(self.health_check),
                     "drain": format_duration(self.drain),
@@ -83,7 +87,9 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     centre.finish()
     bank = root.table("bank")
     config.ports = port_urls(bank, "ports", [])
-    config.profile, config.time_scale = modem_settings(bank)
+    settings = modem_settings(bank)
+    config.profile, config.time_scale = settings.profile, settings.time_scale
+    config.init, config.skip = settings.init, settings.skip
     config.rings = bank.number("rings", int, 1, minimum=1, maximum=10)
     config.health_check = bank.duration("health_check", "5m", minimum=1.0, maximum=86400.0)
     config.drain = bank.duration("drain", "60s", maximum=3600.0)

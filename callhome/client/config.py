@@ -33,6 +33,8 @@ class ClientConfig:
     numbers: list[str] = field(default_factory=list)
     ports: list[str] = field(default_factory=list)
     profile: str = "auto"
+    init: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
     time_scale: float = 1.0
     attempts: int = 3
     retry_delay: float = 60.0
@@ -45,6 +47,8 @@ class ClientConfig:
                 "modem": {
                     "ports": self.ports,
                     "profile": self.profile,
+                    **({"init": list(self.init)} if self.init else {}),
+                    **({"skip": list(self.skip)} if self.skip else {}),
                     "time_scale": self.time_scale,
                 },
                 "calls": {
@@ -95,7 +99,9 @@ def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
     config.ports = port_urls(modem, "ports")
     if not config.ports:
         raise modem.error("ports", "at least one modem port is needed")
-    config.profile, config.time_scale = modem_settings(modem)
+    settings = modem_settings(modem)
+    config.profile, config.time_scale = settings.profile, settings.time_scale
+    config.init, config.skip = settings.init, settings.skip
     modem.finish()
     calls = root.table("calls")
     config.attempts = calls.number("attempts", int, 3, minimum=1, maximum=100)

@@ -132,7 +132,14 @@ async def call_centre(
     for attempt in range(1, config.attempts + 1):
         for port in config.ports:
             progress("opening", port=port)
-            modem = HayesModem(port, profile=config.profile, timings=timings, name=port)
+            modem = HayesModem(
+                port,
+                profile=config.profile,
+                timings=timings,
+                name=port,
+                init=config.init,
+                skip=config.skip,
+            )
             try:
                 await modem.connect()
                 info = await modem.initialize()

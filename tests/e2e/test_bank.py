@@ -31,7 +31,8 @@ async def test_a_modem_that_dies_while_idle_is_reported_retried_and_the_rest_ser
     system.runner.apply_fault("unresponsive", "bank1")
     first = await system.wait_for("port.down", after=before, port="bank1", timeout=30)
     second = await system.wait_for("port.down", after=before, port="bank1", count=2, timeout=30)
-    assert second["retry_in"] > first["retry_in"]  # backing off
+    # backing off with jitter: between the first delay and the cap (1 s and 60 s, scaled)
+    assert all(0.1 <= e["retry_in"] <= 6.0 for e in (first, second)), (first, second)
     result = await client.cli("line-test")
     assert result.code == 0, result
     await system.wait_for("call.ended")
@@ -120,3 +121,24 @@ async def test_the_client_moves_on_to_the_next_number_then_the_next_modem(system
     await system.wait_for("call.ended", count=2)  # the centre records after hanging up
     calls = await system.calls("--device", "plant-d")
     assert [c["caller_id"] for c in calls] == ["5550044", "5550004"]
+
+
+async def test_ten_line_tests_back_to_back_on_one_bank_port(tmp_path):
+    """No gap between calls: after each call the device hangs up and the bank port takes
+    the next ring at once. Ending a call must never reject the next one (no ATH while a
+    RING is pending) nor wait out a guard time when the far end hung up."""
+    system = System(tmp_path)
+    await system.start(bank=1)
+    await system.start_receiver()
+    try:
+        client = await system.add_client("plant-z", "5550026")
+        for attempt in range(10):
+            result = await client.cli("line-test")
+            assert result.code == 0, (attempt, result)
+        await system.wait_for("call.ended", count=10)
+        outcomes = [c["outcome"] for c in await system.calls()]
+        assert outcomes == ["completed"] * 10
+        hangups = [e for e in system.events() if e.get("event") == "call.hangup"]
+        assert len(hangups) == 10 and {e["method"] for e in hangups} == {"remote"}
+    finally:
+        await system.stop()
