@@ -562,7 +562,10 @@ def hangup(core: ModemCore, timings: Timings, port: Port) -> Procedure:
             return "atz"
     yield Reopen()
     yield Quiet(timings.drain_quiet)
-    yield from wake(core, timings, port)
+    try:
+        yield from wake(core, timings, port)
+    except ModemNotResponding:
+        return None  # every rung failed: the owner gets HangupFailed
     event = yield Send(b"ATZ", CommandKind.HANGUP, timings.reset_timeout)
     if _is_ok(event) and (yield from on_hook(core, timings, port)):
         return "reopen"
