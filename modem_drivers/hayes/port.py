@@ -17,7 +17,9 @@ the writer callback stays registered after the buffer drains and the next callba
 on `assert data`; and a direct write into a full port spins inside pyserial, whose
 non-blocking `write()` retries EAGAIN forever, stalling the event loop. Both show up as
 soon as a modem applies flow control. `_SerialTransport` fixes them; drop it when a
-release has the fix.
+release has the fix. It overrides private methods, so setup.cfg pins the releases it was
+checked against (>=0.16,<0.17) and tests/hayes/test_port_override.py checks that the
+ground it stands on is still there.
 """
 
 from __future__ import annotations
