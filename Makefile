@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench fuzz clean
+
+FUZZ_SECONDS ?= 60
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,12 @@ test: lint typecheck
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.wire_budget
 	$(BIN)/python -m benchmarks.virtual_line
+
+# every fuzz target for FUZZ_SECONDS each, coverage-guided (atheris); `make test` runs a
+# short seeded run of each (tests/fuzz/test_targets.py)
+fuzz: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet atheris
+	$(BIN)/python -m tests.fuzz --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,204 @@
+"""One fuzz target per parser that takes input from outside: the line, the modem, a
+config file. A target takes arbitrary bytes and may end only in the typed error its
+parser promises (the `expected` exceptions); anything else is a finding.
+
+Run them with atheris for a time budget (`make fuzz`, `python -m tests.fuzz`), or with
+the plain mutation loop of `tests.fuzz.runner` (what CI does for a few seconds each).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from callhome.wire.errors import ProtocolError
+from callhome.wire.framing import FrameDecoder
+from callhome.wire.messages import decode_body, decode_content, load_dictionary
+from callhome.wire.records import Reader, decode_segments
+from modem_drivers.configfile import ConfigError
+from modem_drivers.hayes.errors import ModemError
+from modem_drivers.hayes.framer import LineFramer
+from modem_drivers.hayes.state import CommandKind, ModemCore
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    run: Callable[[bytes], None]
+    expected: tuple[type[BaseException], ...]
+    seeds: tuple[bytes, ...] = ()
+
+    def __call__(self, data: bytes) -> None:
+        try:
+            self.run(data)
+        except self.expected:
+            pass
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    """The first byte chooses how the rest is cut: the parsers must not care."""
+    if not data:
+        return [b""]
+    step = data[0] % 17 + 1
+    rest = data[1:]
+    return [rest[i : i + step] for i in range(0, len(rest), step)] or [b""]
+
+
+# -- the protocol ------------------------------------------------------------------------
+
+
+def _framing(data: bytes) -> None:
+    decoder = FrameDecoder()
+    for chunk in _chunks(data):
+        for body in decoder.feed(chunk):
+            assert len(body) <= decoder.max_wire
+
+
+def _records(data: bytes) -> None:
+    decode_segments(Reader(data))
+
+
+_DICTIONARY = load_dictionary(1)
+
+
+def _messages(data: bytes) -> None:
+    flag, body = (data[:1] or b"\x00"), data[1:]
+    raw = decode_body(body, bool(flag[0] & 1), _DICTIONARY)
+    decode_content(raw)
+
+
+# -- the modem ---------------------------------------------------------------------------
+
+
+def _hayes_framer(data: bytes) -> None:
+    framer = LineFramer()
+    for chunk in _chunks(data):
+        framer.feed(chunk)
+        while (line := framer.next_line()) is not None:
+            assert 0 < len(line.text) <= framer.max_line
+
+
+def _hayes_core(data: bytes) -> None:
+    """The core in the state the first byte picks, fed the rest at rising times, with a
+    tick between chunks: only its own errors may come out."""
+    core = ModemCore()
+    core.opened()
+    now = 0.0
+    mode = data[:1][0] % 4 if data else 0
+    if mode == 1:
+        core.start_command(b"ATI3", CommandKind.COMMAND, now, 3.0, expects_info=True)
+    elif mode == 2:
+        core.start_command(b"ATD5550100", CommandKind.DIAL, now, 60.0)
+    elif mode == 3:
+        core.start_command(b"ATD5550100", CommandKind.DIAL, now, 60.0)
+        core.receive(b"\r\nCONNECT 2400\r\n", now)
+    for chunk in _chunks(data):
+        now += 0.05
+        core.receive(chunk, now)
+        deadline = core.next_deadline()
+        if deadline is not None and chunk[:1] == b"\x00":
+            now = max(now, deadline)
+            core.tick(now)
+
+
+def _virtual_modem(data: bytes) -> None:
+    """The virtual modem's command interpreter (what a DTE sends it), with a call."""
+    from modem_drivers.virtual.network import PhoneNetwork
+
+    network = PhoneNetwork()
+    network.add_modem("a", "generic", number="5550001")
+    network.add_modem("b", "usr", number="5550002")
+    modem = network.modem("a")
+    for chunk in _chunks(data):
+        modem.receive(chunk)
+        network.run_for(0.5)
+
+
+# -- config files ----------------------------------------------------------------------------
+
+
+def _config(parse: Callable[[Path], object]) -> Callable[[bytes], None]:
+    def run(data: bytes) -> None:
+        handle, name = tempfile.mkstemp(suffix=".toml")
+        try:
+            os.write(handle, data)
+            os.close(handle)
+            parse(Path(name))
+        finally:
+            os.unlink(name)
+
+    return run
+
+
+def _client_config(path: Path) -> object:
+    from callhome.client.config import load_client_config
+
+    return load_client_config(path)
+
+
+def _centre_config(path: Path) -> object:
+    from receiver.config import load_centre_config
+
+    return load_centre_config(path)
+
+
+def _sim_config(path: Path) -> object:
+    from modem_drivers.virtual.config import load_config
+
+    return load_config(path)
+
+
+_CLIENT_SEED = b"""[device]
+name = "plant"
+[centre]
+public_key = "AAAA"
+numbers = ["5550100", "127.0.0.1:6400"]
+[modem]
+ports = ["/dev/ttyUSB0"]
+init = ["S0=1"]
+skip = ["+VCID"]
+time_scale = 1.0
+[calls]
+attempts = 3
+retry_delay = "60s"
+"""
+_CENTRE_SEED = b"""[centre]
+name = "centre"
+[bank]
+ports = ["/dev/ttyS0"]
+rings = 1
+health_check = "5m"
+drain = "60s"
+time_scale = 1.0
+[devices]
+test_interval = "24h"
+grace = "15m"
+"""
+
+TARGETS: dict[str, Target] = {
+    target.name: target
+    for target in (
+        Target("framing", _framing, (), (b"\x00\x05\x01\x02\x03\x00",)),
+        Target("records", _records, (ProtocolError,), (b"\x01\x00\x02",)),
+        Target("messages", _messages, (ProtocolError,), (b"\x00\xa1\x61a\x61b",)),
+        Target("hayes-framer", _hayes_framer, (), (b"\x03\r\nOK\r\n0\rRING\r\n",)),
+        Target(
+            "hayes-core",
+            _hayes_core,
+            (ModemError,),
+            (b"\x01\r\nGENERIC\r\n\r\nOK\r\n", b"\x03data\r\nNO CARRIER\r\n\x00"),
+        ),
+        Target(
+            "virtual-modem",
+            _virtual_modem,
+            (),
+            (b"\x03ATE0V1\rATD5550002\r", b"\x01AT+VCID=1\rATI3\rATS7?\r+++"),
+        ),
+        Target("client-config", _config(_client_config), (ConfigError,), (_CLIENT_SEED,)),
+        Target("centre-config", _config(_centre_config), (ConfigError,), (_CENTRE_SEED,)),
+        Target("sim-config", _config(_sim_config), (ConfigError,), (b"[[modem]]\nname='a'\n",)),
+    )
+}
