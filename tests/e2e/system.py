@@ -71,11 +71,14 @@ class System:
 
     # -- the network ---------------------------------------------------------------------
 
-    async def start(self, bank: int = 2, **centre_settings: str) -> None:
-        """A bank of `bank` modems on one hunt group, and the centre's config, with
-        `centre_settings` (e.g. health_check="20s") written into its [bank] table."""
+    async def start(
+        self, bank: int = 2, *, profiles: list[str] | None = None, **centre_settings: str
+    ) -> None:
+        """A bank of `bank` modems on one hunt group (of `profiles` in turn), and the
+        centre's config, with `centre_settings` (e.g. health_check="20s") written into
+        its [bank] table."""
         network = self.network
-        profiles = ["usr", "conexant", "generic"]
+        profiles = profiles or ["usr", "conexant", "generic"]
         for index in range(bank):
             network.add_modem(f"bank{index}", profiles[index % 3])
         network.add_hunt_group(CENTRE_NUMBER, [f"bank{i}" for i in range(bank)])
