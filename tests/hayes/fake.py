@@ -140,3 +140,13 @@ class _FakeTransport(asyncio.Transport):
 
     def resume_reading(self) -> None:
         pass
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for a condition the test can observe, never a fixed time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("the condition did not come about in time")
+        await asyncio.sleep(0.002)

@@ -19,7 +19,7 @@ from modem_drivers.hayes import (
     Timings,
 )
 
-from .fake import FakeModem
+from .fake import FakeModem, until
 
 FAST = Timings().scaled(0.1)  # guard 0.1 s, command timeout 0.3 s, ...
 
@@ -174,7 +174,7 @@ async def test_10_no_writes_during_dial_and_a_deliberate_abort(fake):
     modem = await ready(fake)
     fake.replies[b"ATDT5551234"] = None  # the modem is dialling ...
     dial = asyncio.ensure_future(modem.dial("T5551234"))
-    await asyncio.sleep(0.05)
+    await until(lambda: b"ATDT5551234\r" in fake.written())
     before = len(fake.writes)
     with pytest.raises(ModemBusy):
         await modem.command("AT")  # a keep-alive tick must not write
@@ -199,7 +199,7 @@ async def test_10_cancelling_a_dial_aborts_it(fake):
     modem = await ready(fake)
     fake.replies[b"ATD5551234"] = None
     dial = asyncio.ensure_future(modem.dial("5551234"))
-    await asyncio.sleep(0.05)
+    await until(lambda: b"ATD5551234\r" in fake.written())
     fake.default = b"\r\nNO CARRIER\r\n"
     dial.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -231,7 +231,7 @@ async def test_11_port_loss_fails_the_pending_command_once_then_reopen(fake):
     modem = await ready(fake)
     fake.replies[b"ATI0"] = None
     pending = asyncio.ensure_future(modem.command("ATI0"))
-    await asyncio.sleep(0.02)
+    await until(lambda: b"ATI0\r" in fake.written()[-5:])
     fake.lose_port()
     with pytest.raises(PortGone):
         await pending
