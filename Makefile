@@ -31,6 +31,7 @@ test: lint typecheck
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.wire_budget
 	$(BIN)/python -m benchmarks.virtual_line
+	$(BIN)/python -m benchmarks.bank_turnaround
 
 # every fuzz target for FUZZ_SECONDS each, coverage-guided (atheris); `make test` runs a
 # short seeded run of each (tests/fuzz/test_targets.py)
