@@ -98,6 +98,7 @@ class PtyExposure(Exposure):
         return str(self.link) if self.link else self.tty_name
 
     async def start(self) -> None:
+        self._reset_flow()
         master, slave = os.openpty()
         tty.setraw(slave)
         self.tty_name = os.ttyname(slave)
@@ -134,6 +135,14 @@ class PtyExposure(Exposure):
             with contextlib.suppress(OSError):
                 self.link.unlink()
         self._detached()
+        self._reset_flow()
+
+    def _reset_flow(self) -> None:
+        # A port that vanished while its modem held the DTE back must read again
+        # when it comes back (issue 8): the new DTE owes the modem nothing.
+        self._want_reading = True
+        self._pending.clear()
+        self.held.clear()
 
     def _schedule_probe(self) -> None:
         loop = asyncio.get_running_loop()
@@ -265,6 +274,7 @@ class _ServerExposure(Exposure):
         self.connection: _StreamProtocol | None = None
 
     async def start(self) -> None:
+        self.held.clear()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _StreamProtocol(self), self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -515,6 +525,7 @@ class InprocExposure(Exposure):
         return inproc.SCHEME + self.name
 
     async def start(self) -> None:
+        self._reset_flow()
         inproc.register(self.name, self._connect)
         self.present = True
 
@@ -525,6 +536,13 @@ class InprocExposure(Exposure):
             self._transport.lose(ConnectionResetError(errno.EIO, "port went away"))
             self._transport = None
         self._detached()
+        self._reset_flow()
+
+    def _reset_flow(self) -> None:
+        # See PtyExposure._reset_flow (issue 8).
+        self._reading = True
+        self._stalled.clear()
+        self.held.clear()
 
     def _connect(self, protocol: asyncio.Protocol) -> tuple[asyncio.Transport, inproc.ModemLines]:
         if self._transport is not None:
