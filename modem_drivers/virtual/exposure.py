@@ -14,16 +14,13 @@ import errno
 import os
 import tty
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from serial import rfc2217
 
 from .. import inproc
-
-if TYPE_CHECKING:
-    from .interpreter import VirtualModem
-    from .runner import NetworkRunner
+from .interpreter import VirtualModem
 
 log = structlog.get_logger("callhome.sim")
 
@@ -32,12 +29,26 @@ PTY_PROBE_INTERVAL = 0.05
 
 MAX_PENDING_TO_DTE = 1 << 20
 
+EXPOSURE_KINDS = ("pty", "tcp", "rfc2217", "inproc")
+
+
+class ExposureHost(Protocol):
+    """What an exposure needs from whoever runs the network (`NetworkRunner`).
+
+    Exposures depend on this protocol, not on the runner, so that `runner.py` imports
+    `exposure.py` and never the other way round.
+    """
+
+    def dte_input(self, exposure: Exposure, data: bytes) -> None: ...
+
+    def set_dtr(self, modem: VirtualModem, level: bool) -> None: ...
+
 
 class Exposure:
     kind = "?"
 
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem) -> None:
-        self.runner = runner
+    def __init__(self, host: ExposureHost, modem: VirtualModem) -> None:
+        self.runner = host
         self.modem = modem
         self.held = bytearray()
         self.attached = False
@@ -82,8 +93,8 @@ class Exposure:
 class PtyExposure(Exposure):
     kind = "pty"
 
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem, path: str | None) -> None:
-        super().__init__(runner, modem)
+    def __init__(self, host: ExposureHost, modem: VirtualModem, path: str | None) -> None:
+        super().__init__(host, modem)
         self.link = Path(path) if path else None
         self.tty_name = ""
         self._master = -1
@@ -266,8 +277,8 @@ class _StreamProtocol(asyncio.Protocol):
 
 
 class _ServerExposure(Exposure):
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem, port: int) -> None:
-        super().__init__(runner, modem)
+    def __init__(self, host: ExposureHost, modem: VirtualModem, port: int) -> None:
+        super().__init__(host, modem)
         self.port = port
         self.host = "127.0.0.1"
         self._server: asyncio.base_events.Server | None = None
@@ -388,8 +399,8 @@ class Rfc2217Exposure(_ServerExposure):
 
     kind = "rfc2217"
 
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem, port: int) -> None:
-        super().__init__(runner, modem, port)
+    def __init__(self, host: ExposureHost, modem: VirtualModem, port: int) -> None:
+        super().__init__(host, modem, port)
         self._manager: rfc2217.PortManager | None = None
         self._facade: _SerialFacade | None = None
 
@@ -513,8 +524,8 @@ class InprocExposure(Exposure):
 
     kind = "inproc"
 
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem, name: str) -> None:
-        super().__init__(runner, modem)
+    def __init__(self, host: ExposureHost, modem: VirtualModem, name: str) -> None:
+        super().__init__(host, modem)
         self.name = name
         self._transport: _InprocTransport | None = None
         self._reading = True

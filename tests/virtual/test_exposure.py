@@ -432,3 +432,21 @@ async def test_port_reads_again_after_vanishing_while_held_back(runner, kind):
             port.close()
 
     assert (await in_thread(second_life)).endswith(b"OK\r\n")
+
+
+def test_exposures_do_not_import_the_runner():
+    """Issue 9: the exposure module depends on a protocol, not on `runner.py`."""
+    import ast
+    from pathlib import Path
+
+    from modem_drivers.virtual import exposure
+
+    tree = ast.parse(Path(exposure.__file__).read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names.add(node.module or "")
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    assert not any(name.split(".")[-1] == "runner" for name in names)
