@@ -8,6 +8,7 @@ every position, which must not change a single output byte.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 
@@ -44,7 +45,7 @@ def run_script(
         modem.receive(prelude)
         bench.run(settle)
     bounds = (0, *splits, len(script))
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         modem.receive(script[start:end])
         bench.run(0.001)
     bench.run(settle)
@@ -360,7 +361,7 @@ def test_ring_cadence(bench, interval):
     callee.incoming_ring = ring  # type: ignore[method-assign]
     caller.receive(b"ATD222\r")
     bench.run(30)
-    gaps = {round(b - a, 6) for a, b in zip(rings, rings[1:], strict=False)}
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(rings)}
     assert gaps == {interval}
 
 
