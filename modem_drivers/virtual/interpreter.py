@@ -659,12 +659,6 @@ class VirtualModem:
 
     # -- the command table of a tcpser-like emulator (go4retro/tcpser getcmd.c) -----------
 
-    def _tcpser_value(self, c: _Commands, allowed: Container[int]) -> int:
-        value = c.number(default=0)
-        if value is None or value not in allowed:
-            raise _CommandError
-        return value
-
     def _tcpser_prefix(self, c: _Commands) -> None:
         """`%X`, `\\X`, `:X`, `-X`: vendor prefixes; the command after one is ignored."""
         c.skip_spaces()
@@ -730,6 +724,8 @@ class VirtualModem:
             rest = self._last_dialled  # ATDL: the last number again
         target = rest.strip(" ")
         if not target:
+            if not self.profile.swallow_after_failed_dial:
+                raise _CommandError
             # off hook with nothing to dial: no result, the next line is swallowed
             self._trace("modem.off_hook_no_number", modem=self.name)
             self._strand()
@@ -762,27 +758,8 @@ class VirtualModem:
             self._abandon_call()
         raise _Silent
 
-    def _tcpser_echo(self, c: _Commands) -> None:
-        self.settings.echo = bool(self._tcpser_value(c, (0, 1)))
-
-    def _tcpser_verbose(self, c: _Commands) -> None:
-        self.settings.verbose = bool(self._tcpser_value(c, (0, 1)))
-
     def _tcpser_quiet(self, c: _Commands) -> None:
-        self.settings.quiet = self._tcpser_value(c, (0, 1, 2)) == 1
-
-    def _tcpser_x_level(self, c: _Commands) -> None:
-        self.settings.x_level = self._tcpser_value(c, range(5))
-
-    def _tcpser_progress(self, c: _Commands) -> None:
-        self.settings.progress_reports = self._tcpser_value(c, range(3))
-
-    def _tcpser_reset(self, c: _Commands) -> None:
-        self._tcpser_value(c, (0, 1))
-        self._reset()
-
-    def _tcpser_hook(self, c: _Commands) -> None:
-        self._hook(self._tcpser_value(c, (0, 1)))
+        self.settings.quiet = self._value(c, (0, 1, 2)) == 1
 
     # -- dialling ----------------------------------------------------------------------
 
@@ -1201,7 +1178,7 @@ def _accepts(allowed: Container[int]) -> Handler:
     """A tcpser command that only checks its number (speaker, Bell/ITU, ...)."""
 
     def handler(modem: VirtualModem, c: _Commands) -> None:
-        modem._tcpser_value(c, allowed)
+        modem._value(c, allowed)
 
     return handler
 
@@ -1248,11 +1225,11 @@ TCPSER_COMMANDS: dict[str, Handler] = {
     "A": V._tcpser_answer,
     "O": V._tcpser_answer,
     "S": V._tcpser_register,
-    "E": V._tcpser_echo,
-    "V": V._tcpser_verbose,
+    "E": V._cmd_echo,
+    "V": V._cmd_verbose,
     "Q": V._tcpser_quiet,
-    "X": V._tcpser_x_level,
-    "W": V._tcpser_progress,
+    "X": V._cmd_x_level,
+    "W": V._cmd_progress,
     "B": _accepts(range(2)),
     "L": _accepts(range(1, 4)),
     "M": _accepts(range(4)),
@@ -1261,8 +1238,8 @@ TCPSER_COMMANDS: dict[str, Handler] = {
     "T": _ignores_number,
     "P": _ignores_number,
     "I": V._cmd_identity,
-    "Z": V._tcpser_reset,
-    "H": V._tcpser_hook,
+    "Z": V._cmd_reset,
+    "H": V._cmd_hook,
 }
 """go4retro/tcpser `mdm_parse_cmd`: any other letter (`+`, `C`, `G`, `=`, ...) is skipped
 with the digits after it, which is how `AT+VCID=1` becomes V0, C, I and a dial of `=1`."""

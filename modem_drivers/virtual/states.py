@@ -55,10 +55,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.ANSWERING, E.CONNECTED): S.ONLINE,
     (S.ONLINE, E.ESCAPED): S.ONLINE_COMMAND,
     (S.ONLINE_COMMAND, E.RESUMED): S.ONLINE,
-    (S.COMMAND, E.STRANDED): S.STRANDED,  # `ATD` with no number on an emulator
-    (S.DIALING, E.STRANDED): S.STRANDED,
-    (S.ONLINE, E.STRANDED): S.STRANDED,  # the link came up, the far end never answered
-    (S.ONLINE_COMMAND, E.STRANDED): S.STRANDED,
+    # A failed dial first goes on hook (and reports), then strands: from COMMAND only.
+    (S.COMMAND, E.STRANDED): S.STRANDED,
 }
 for _state in State:
     TRANSITIONS[(_state, E.ON_HOOK)] = S.COMMAND
