@@ -434,19 +434,39 @@ async def test_port_reads_again_after_vanishing_while_held_back(runner, kind):
     assert (await in_thread(second_life)).endswith(b"OK\r\n")
 
 
-def test_exposures_do_not_import_the_runner():
-    """Issue 9: the exposure module depends on a protocol, not on `runner.py`."""
-    import ast
-    from pathlib import Path
+async def test_emulators_talk_over_socket_urls(runner):
+    """Two `emulator` modems on raw TCP ports, as tcpser is reached (`socket://`)."""
+    network = runner.network
+    network.add_modem("emu-a", "emulator", number="5550001")
+    network.add_modem("emu-b", "emulator", number="127.0.0.1:6400")
+    url_a = await expose(runner, "emu-a", "tcp")
+    url_b = await expose(runner, "emu-b", "tcp")
+    assert url_a.startswith("socket://")
 
-    from modem_drivers.virtual import exposure
+    def script() -> None:
+        a, b = open_port(url_a), open_port(url_b)
+        try:
+            assert command(a, "ATE0").endswith(b"OK\r\n")
+            command(b, "ATE0")
+            a.write(b"ATDT127.0.0.1:6400\r")
+            read_until(a, b"\r\nCONNECT 38400\r\n")  # the link is up; nobody answered yet
+            a.write(b"early")
+            read_until(b, b"\r\nRING\r\n")
+            b.write(b"ATA\r")
+            assert read_until(b, b"early").endswith(b"\r\nCONNECT 38400\r\nearly")
+            b.write(b"late")
+            read_until(a, b"late")
+            time.sleep(1.2 * 50 * SCALE)
+            a.write(b"+++")
+            read_until(a, b"OK\r\n")
+            read_until(b, b"+++")  # passed on as data
+            a.reset_input_buffer()
+            a.write(b"ATH0\r")
+            assert read_until(a, b"CARRIER\r\n\r\nOK\r\n") == b"\r\nNO CARRIER\r\n\r\nOK\r\n"
+            read_until(b, b"NO CARRIER")
+        finally:
+            a.close()
+            b.close()
 
-    tree = ast.parse(Path(exposure.__file__).read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            names.add(node.module or "")
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    assert not any(name.split(".")[-1] == "runner" for name in names)
+    await in_thread(script)
+    assert network.history[-1].outcome == "hung up by emu-a"
