@@ -55,8 +55,10 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.ANSWERING, E.CONNECTED): S.ONLINE,
     (S.ONLINE, E.ESCAPED): S.ONLINE_COMMAND,
     (S.ONLINE_COMMAND, E.RESUMED): S.ONLINE,
-    # A failed dial first goes on hook (and reports), then strands: from COMMAND only.
+    # A failed dial first goes on hook (and reports), then strands; a bare `ATD` strands
+    # an idle modem or one that `ATH1` took off hook.
     (S.COMMAND, E.STRANDED): S.STRANDED,
+    (S.OFF_HOOK, E.STRANDED): S.STRANDED,
 }
 for _state in State:
     TRANSITIONS[(_state, E.ON_HOOK)] = S.COMMAND

@@ -414,3 +414,12 @@ def test_a_transition_outside_the_table_is_a_bug():
     with pytest.raises(ModemStateError):
         next_state(State.COMMAND, Event.RESUMED)
     assert next_state(State.STRANDED, Event.ON_HOOK) is State.COMMAND
+
+
+def test_bare_atd_after_ath1_strands_too(bench):
+    """Found by test_fuzz: ATH1 (off hook) then a bare ATD."""
+    emu = emulator(bench)
+    assert bench.at(emu, "ATH1") == OK
+    assert bench.at(emu, "ATD") == b""
+    assert emu.state is State.STRANDED
+    assert bench.at(emu, "ATV0") == OK and emu.settings.verbose
