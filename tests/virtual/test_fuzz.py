@@ -38,6 +38,10 @@ TOKENS = [
     b"\r",
     b"data",
     b"\x00\xff",
+    b"<cut>",
+    b"<reset>",
+    b"<unplug>",
+    b"<plug>",
 ]
 
 
@@ -66,7 +70,16 @@ def test_no_script_breaks_the_state_table(caller_profile, callee_profile, steps)
     for to_b, token, wait, dtr in steps:
         modem = b if to_b else a
         modem.set_dtr(dtr)
-        modem.receive(token + (b"\r" if token.startswith(b"AT") else b""))
+        if token == b"<cut>":
+            network.cut(modem.name)
+        elif token == b"<reset>":
+            modem.power_cycle()
+        elif token == b"<unplug>":
+            network.unplug(modem.name)
+        elif token == b"<plug>":
+            network.plug(modem.name)
+        else:
+            modem.receive(token + (b"\r" if token.startswith(b"AT") else b""))
         network.run_for(wait)
         modem.take_output()
     network.run_for(120)
