@@ -423,3 +423,20 @@ def test_bare_atd_after_ath1_strands_too(bench):
     assert bench.at(emu, "ATD") == b""
     assert emu.state is State.STRANDED
     assert bench.at(emu, "ATV0") == OK and emu.settings.verbose
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (
+            b"ATI0\rATI3\rATV0\rATZ\rAT\r",
+            b"ATI0\r" + OK + b"ATI3\r" + OK + b"ATV0\r\r\n0\r\nATZ\r\r\n0\r\nAT\r\r\n0\r\n",
+        ),
+        (b"ATH0\r", b"ATH0\r" + OK + OK),
+        (b"ATS7=30S7?\r", b"ATS7=30S7?\r\r\n030" + OK),
+        (b"+++AT\r", b"+++AT\r" + OK),
+        (b"AT+ER=1\rAT\r", b"AT+ER=1\r" + OK + OK),  # echo off after +ER=1
+    ],
+)
+def test_command_scripts_split_anywhere(script, expected):
+    assert assert_split_anywhere("emulator", b"ATE1\r" + script) == b"ATE1\r" + OK + expected
