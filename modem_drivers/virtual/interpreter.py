@@ -19,11 +19,17 @@ through `states.TRANSITIONS`.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .commandline import (
+    CommandLine,
+    address_or_number,
+    dial_duration,
+    is_address,
+    parse_dial_string,
+)
 from .profiles import ModemProfile, modulation_for
 from .sim import Scheduler, Timer
 from .states import Event, State, next_state
@@ -131,7 +137,7 @@ class Switch(Protocol):
         ...
 
 
-Handler = Callable[["VirtualModem", "_Commands"], None]
+Handler = Callable[["VirtualModem", "CommandLine"], None]
 """A command handler: runs one command, reading its arguments from the cursor."""
 
 
@@ -496,9 +502,9 @@ class VirtualModem:
         text = line.decode("ascii", "replace")
         self._trace("modem.command", modem=self.name, line="AT" + text)
         if self.profile.command_syntax == "tcpser":
-            table, commands = TCPSER_COMMANDS, _Commands(text, max_digits=None)
+            table, commands = TCPSER_COMMANDS, CommandLine(text, max_digits=None)
         else:
-            table, commands = COMMANDS, _Commands(text.replace(" ", ""))  # spaces ignored
+            table, commands = COMMANDS, CommandLine(text.replace(" ", ""))  # spaces ignored
         try:
             while not commands.done():
                 letter = commands.next_char().upper()
@@ -519,25 +525,25 @@ class VirtualModem:
     # -- the command table (V.250) ---------------------------------------------------------
 
     @staticmethod
-    def _value(c: _Commands, allowed: Container[int]) -> int:
+    def _value(c: CommandLine, allowed: Container[int]) -> int:
         value = c.number(default=0)
         if value is None or value not in allowed:
             raise _CommandError
         return value
 
-    def _cmd_nothing(self, c: _Commands) -> None:
+    def _cmd_nothing(self, c: CommandLine) -> None:
         """A separator (` `, `;`)."""
 
-    def _cmd_dial(self, c: _Commands) -> None:
+    def _cmd_dial(self, c: CommandLine) -> None:
         self._dial(c.rest())
         raise _Deferred
 
-    def _cmd_answer(self, c: _Commands) -> None:
+    def _cmd_answer(self, c: CommandLine) -> None:
         c.rest()
         self._answer_command()
         raise _Deferred
 
-    def _cmd_ampersand(self, c: _Commands) -> None:
+    def _cmd_ampersand(self, c: CommandLine) -> None:
         s = self.settings
         sub = c.next_char().upper()
         value = c.number(default=0)
@@ -557,7 +563,7 @@ class VirtualModem:
         else:
             raise _CommandError
 
-    def _cmd_register(self, c: _Commands) -> None:
+    def _cmd_register(self, c: CommandLine) -> None:
         s = self.settings
         register = c.number(default=None)
         if register is None or register not in KNOWN_S_REGISTERS:
@@ -573,31 +579,31 @@ class VirtualModem:
         else:
             raise _CommandError
 
-    def _cmd_echo(self, c: _Commands) -> None:
+    def _cmd_echo(self, c: CommandLine) -> None:
         self.settings.echo = bool(self._value(c, (0, 1)))
 
-    def _cmd_verbose(self, c: _Commands) -> None:
+    def _cmd_verbose(self, c: CommandLine) -> None:
         self.settings.verbose = bool(self._value(c, (0, 1)))
 
-    def _cmd_quiet(self, c: _Commands) -> None:
+    def _cmd_quiet(self, c: CommandLine) -> None:
         self.settings.quiet = bool(self._value(c, (0, 1)))
 
-    def _cmd_x_level(self, c: _Commands) -> None:
+    def _cmd_x_level(self, c: CommandLine) -> None:
         self.settings.x_level = self._value(c, range(5))
 
-    def _cmd_progress(self, c: _Commands) -> None:
+    def _cmd_progress(self, c: CommandLine) -> None:
         self.settings.progress_reports = self._value(c, range(3))
 
-    def _cmd_speaker(self, c: _Commands) -> None:
+    def _cmd_speaker(self, c: CommandLine) -> None:
         self._value(c, range(4))  # speaker volume / monitor: nothing to model
 
-    def _cmd_bell(self, c: _Commands) -> None:
+    def _cmd_bell(self, c: CommandLine) -> None:
         self._value(c, (0, 1))  # Bell vs ITU modulation at 300/1200: nothing to model
 
-    def _cmd_dial_method(self, c: _Commands) -> None:
+    def _cmd_dial_method(self, c: CommandLine) -> None:
         self._value(c, (0,))  # default tone/pulse dialling
 
-    def _cmd_identity(self, c: _Commands) -> None:
+    def _cmd_identity(self, c: CommandLine) -> None:
         value = self._value(c, range(1000))
         if not self.profile.identity_text:
             return  # an emulator: OK and nothing else, whatever was asked
@@ -605,7 +611,7 @@ class VirtualModem:
             raise _CommandError
         self._info(list(self.profile.identity[value]))
 
-    def _cmd_reset(self, c: _Commands) -> None:
+    def _cmd_reset(self, c: CommandLine) -> None:
         self._value(c, (0, 1))
         self._reset()
 
@@ -615,15 +621,15 @@ class VirtualModem:
         self._abandon_call()
         self.settings = self.stored.copy()
 
-    def _cmd_hook(self, c: _Commands) -> None:
+    def _cmd_hook(self, c: CommandLine) -> None:
         self._hook(self._value(c, (0, 1)))
 
-    def _cmd_online(self, c: _Commands) -> None:
+    def _cmd_online(self, c: CommandLine) -> None:
         self._value(c, (0, 1))
         self._go_online()
         raise _Deferred
 
-    def _cmd_extended(self, c: _Commands) -> None:
+    def _cmd_extended(self, c: CommandLine) -> None:
         name, op, arg = c.extended()
         s = self.settings
         settable = {
@@ -659,13 +665,13 @@ class VirtualModem:
 
     # -- the command table of a tcpser-like emulator (go4retro/tcpser getcmd.c) -----------
 
-    def _tcpser_prefix(self, c: _Commands) -> None:
+    def _tcpser_prefix(self, c: CommandLine) -> None:
         """`%X`, `\\X`, `:X`, `-X`: vendor prefixes; the command after one is ignored."""
         c.skip_spaces()
         if c.next_char():
             c.number(default=0)
 
-    def _tcpser_ampersand(self, c: _Commands) -> None:
+    def _tcpser_ampersand(self, c: CommandLine) -> None:
         c.skip_spaces()
         sub = c.next_char().upper()
         if sub == "Z":  # a stored number: &Z<n>=<text>, kept nowhere here
@@ -686,7 +692,7 @@ class VirtualModem:
             raise _CommandError
         return value
 
-    def _tcpser_register_syntax(self, c: _Commands) -> tuple[int, str | None]:
+    def _tcpser_register_syntax(self, c: CommandLine) -> tuple[int, str | None]:
         """`<n>=<data>` or `<n>?` after S or &Z: (register, data or None for a query)."""
         register = c.number(default=None)
         if register is None:
@@ -700,7 +706,7 @@ class VirtualModem:
         c.skip_spaces()
         return register, c.word()
 
-    def _tcpser_register(self, c: _Commands) -> None:
+    def _tcpser_register(self, c: CommandLine) -> None:
         register, data = self._tcpser_register_syntax(c)
         if not 0 <= register < 100:
             raise _CommandError
@@ -716,7 +722,7 @@ class VirtualModem:
             digits += char
         s[register] = int(digits or "0") & 0xFF  # atoi, stored in a char
 
-    def _tcpser_dial(self, c: _Commands) -> None:
+    def _tcpser_dial(self, c: CommandLine) -> None:
         rest = c.rest().lstrip(" ")
         if rest[:1].upper() in ("T", "P"):
             rest = rest[1:]
@@ -733,7 +739,7 @@ class VirtualModem:
         if self.state is not State.COMMAND:
             raise _CommandError
         self._last_dialled = target
-        number = _address_or_number(target)
+        number = address_or_number(target)
         refusal = self._blacklist_check(number)
         if refusal is not None:
             self._result(refusal)
@@ -741,7 +747,7 @@ class VirtualModem:
         self._place(number)
         raise _Deferred
 
-    def _tcpser_answer(self, c: _Commands) -> None:
+    def _tcpser_answer(self, c: CommandLine) -> None:
         """`A` and `O` (and so the A of `+GCAP`): answer if ringing, else go back online
         if a call is held, else hang up - and no final result in any case."""
         c.rest()
@@ -758,7 +764,7 @@ class VirtualModem:
             self._abandon_call()
         raise _Silent
 
-    def _tcpser_quiet(self, c: _Commands) -> None:
+    def _tcpser_quiet(self, c: CommandLine) -> None:
         self.settings.quiet = self._value(c, (0, 1, 2)) == 1
 
     # -- dialling ----------------------------------------------------------------------
@@ -776,7 +782,7 @@ class VirtualModem:
                 self._dial_buffer = ""
                 self._place(address)
                 return
-        digits, stay_in_command, wait_quiet = _parse_dial_string(dial_string)
+        digits, stay_in_command, wait_quiet = parse_dial_string(dial_string)
         if digits is None:
             raise _CommandError
         number = self._dial_buffer + digits
@@ -785,7 +791,7 @@ class VirtualModem:
             self._dial_buffer = number
             self._enter(Event.STAY_OFF_HOOK)
             self._switch.set_off_hook(self, True)
-            self._finish_later("OK", _dial_duration(digits))
+            self._finish_later("OK", dial_duration(digits))
             raise _Deferred
         self._dial_buffer = ""
         if not number:
@@ -1177,13 +1183,13 @@ class VirtualModem:
 def _accepts(allowed: Container[int]) -> Handler:
     """A tcpser command that only checks its number (speaker, Bell/ITU, ...)."""
 
-    def handler(modem: VirtualModem, c: _Commands) -> None:
+    def handler(modem: VirtualModem, c: CommandLine) -> None:
         modem._value(c, allowed)
 
     return handler
 
 
-def _ignores_number(modem: VirtualModem, c: _Commands) -> None:
+def _ignores_number(modem: VirtualModem, c: CommandLine) -> None:
     c.number(default=0)
 
 
@@ -1243,116 +1249,6 @@ TCPSER_COMMANDS: dict[str, Handler] = {
 }
 """go4retro/tcpser `mdm_parse_cmd`: any other letter (`+`, `C`, `G`, `=`, ...) is skipped
 with the digits after it, which is how `AT+VCID=1` becomes V0, C, I and a dial of `=1`."""
-
-
-class _Commands:
-    """A cursor over one command line (the text after `AT`)."""
-
-    def __init__(self, text: str, *, max_digits: int | None = 3) -> None:
-        self._text = text
-        self._pos = 0
-        self._max_digits = max_digits
-
-    def skip_spaces(self) -> None:
-        while self._pos < len(self._text) and self._text[self._pos] == " ":
-            self._pos += 1
-
-    def word(self) -> str:
-        """tcpser's `getData`: a number, or a run of characters, up to a space."""
-        start = self._pos
-        text = self._text
-        numeric = start < len(text) and text[start].isdigit()
-        while self._pos < len(text) and text[self._pos] != " ":
-            if numeric and not text[self._pos].isdigit():
-                break
-            self._pos += 1
-        return text[start : self._pos]
-
-    def done(self) -> bool:
-        while self._pos < len(self._text) and self._text[self._pos] == " ":
-            self._pos += 1
-        return self._pos >= len(self._text)
-
-    def next_char(self) -> str:
-        if self._pos >= len(self._text):
-            return ""
-        char = self._text[self._pos]
-        self._pos += 1
-        return char
-
-    def number(self, default: int | None) -> int | None:
-        start = self._pos
-        while self._pos < len(self._text) and self._text[self._pos].isdigit():
-            self._pos += 1
-        digits = self._text[start : self._pos]
-        if not digits:
-            return default
-        if self._max_digits is not None and len(digits) > self._max_digits:
-            return None
-        return int(digits)
-
-    def rest(self) -> str:
-        rest = self._text[self._pos :]
-        self._pos = len(self._text)
-        return rest
-
-    def extended(self) -> tuple[str, str, str]:
-        """`+NAME[=arg|?|=?]` up to the next `;`."""
-        end = self._text.find(";", self._pos)
-        if end < 0:
-            end = len(self._text)
-        body = self._text[self._pos : end].replace(" ", "").upper()
-        self._pos = end
-        for op in ("=?", "?", "="):
-            if op in body:
-                name, arg = body.split(op, 1)
-                return name, op, arg
-        return body, "", ""
-
-
-_IGNORED_IN_DIAL = frozenset(" -().")
-_DIAL_DIGITS = frozenset("0123456789*#ABCD")
-
-
-def _parse_dial_string(text: str) -> tuple[str | None, bool, bool]:
-    """Returns (digits to dial, `;` seen, `@` seen); digits is None when invalid."""
-    digits: list[str] = []
-    stay = False
-    wait_quiet = False
-    for raw in text:
-        char = raw.upper()
-        if char in _DIAL_DIGITS:
-            digits.append(char)
-        elif char in "TPW,!" or char in _IGNORED_IN_DIAL:
-            pass  # tone/pulse, wait for dial tone, pause, flash: timing only
-        elif char == "@":
-            wait_quiet = True
-        elif char == ";":
-            stay = True
-            break
-        else:
-            return None, False, False
-    return "".join(digits), stay, wait_quiet
-
-
-_PHONE_NUMBER_CHARS = frozenset("0123456789*# -(),")
-_ADDRESS = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?:[0-9]{1,5}")
-
-
-def is_address(text: str) -> bool:
-    """`host:port` (an IPv4 address or a host name and a TCP port), as IP modems dial."""
-    return _ADDRESS.fullmatch(text) is not None
-
-
-def _address_or_number(target: str) -> str:
-    """What an emulator dials: a phone number's digits, or anything else verbatim."""
-    if all(char in _PHONE_NUMBER_CHARS for char in target):
-        return "".join(char for char in target if char in "0123456789*#")
-    return target
-
-
-def _dial_duration(digits: str) -> float:
-    return 0.1 * len(digits)
 
 
 def _mdmf(cid: CallerId) -> bytes:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .interpreter import BlacklistRule, CallerId, VirtualModem, is_address
+from .commandline import is_address
+from .interpreter import BlacklistRule, CallerId, VirtualModem
 from .line import LineDirection, LineModel
 from .profiles import STANDARD_RATES, ModemProfile, get_profile
 from .sim import Scheduler, Timer

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modem_drivers.virtual import exposure, interpreter, states
+from modem_drivers.virtual import commandline, exposure, interpreter, states
 from modem_drivers.virtual.interpreter import COMMANDS, TCPSER_COMMANDS
 
 FORBIDDEN_IN_CORES = {"asyncio", "time", "socket", "serial", "threading", "selectors"}
@@ -29,7 +29,7 @@ def test_exposures_do_not_import_the_runner():
     assert not any(name.split(".")[-1] == "runner" for name in imported_names(exposure))
 
 
-@pytest.mark.parametrize("module", [states, interpreter])
+@pytest.mark.parametrize("module", [states, interpreter, commandline])
 def test_the_modem_core_stays_sans_io(module):
     roots = {name.split(".")[0] for name in imported_names(module)}
     assert not roots & FORBIDDEN_IN_CORES
