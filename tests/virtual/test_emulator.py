@@ -13,6 +13,7 @@ import itertools
 import pytest
 
 from modem_drivers.virtual import PROFILES, PhoneNetwork, State, VirtualModem
+from modem_drivers.virtual.commandline import address_or_number
 from modem_drivers.virtual.profiles import EMULATOR
 from modem_drivers.virtual.states import TRANSITIONS, Event, ModemStateError, next_state
 
@@ -440,3 +441,19 @@ def test_bare_atd_after_ath1_strands_too(bench):
 )
 def test_command_scripts_split_anywhere(script, expected):
     assert assert_split_anywhere("emulator", b"ATE1\r" + script) == b"ATE1\r" + OK + expected
+
+
+@pytest.mark.parametrize(
+    ("dialled", "number"),
+    [
+        ("5550102", "5550102"),
+        ("555-0102", "5550102"),
+        ("(555) 0102", "5550102"),
+        ("127.0.0.1:6400", "127.0.0.1:6400"),
+        ("bbs.example.org:23", "bbs.example.org:23"),
+        ("=1", "=1"),
+        ("R=1", "R=1"),
+    ],
+)
+def test_what_the_emulator_dials(dialled, number):
+    assert address_or_number(dialled) == number
