@@ -397,7 +397,7 @@ class VirtualModem:
             return
         if not self.in_call:
             return
-        delay = self.settings.s.get(10, 14) / 10
+        delay = self.settings.s.get(10, 14) / 10 if self.profile.carrier_loss_wait else 0.0
         self.dcd_carrier = False
         self._changed()
         timer = self._scheduler.call_later(delay, self._report_carrier_loss)

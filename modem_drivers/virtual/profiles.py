@@ -180,6 +180,9 @@ class ModemProfile:
     """True: `ATH`/`ATH0` while an incoming call rings rejects that call."""
     double_hangup_reply: bool = False
     """True: `ATH0` prints NO CARRIER (a call was up) or OK (idle) before its final OK."""
+    carrier_loss_wait: bool = True
+    """False: NO CARRIER as soon as the far end is gone; S10 is stored but not used
+    (tcpser reports a closed link at once)."""
     ring_interval: float | None = None
     """Seconds from one RING to the next when this modem is called; None: the
     network's cadence (`NetworkTiming.ring_on + ring_off`)."""
@@ -317,6 +320,7 @@ EMULATOR = ModemProfile(
     swallow_after_failed_dial=True,
     hangup_rejects_ringing=True,
     double_hangup_reply=True,
+    carrier_loss_wait=False,
     ring_interval=4.0,
     dials_addresses=True,
 )
