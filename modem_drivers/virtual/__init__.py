@@ -5,11 +5,12 @@ time and exposes each modem as a pty, a TCP port, an RFC 2217 port or an in-proc
 port, so drivers reach it through the same pyserial URL they would use for hardware.
 """
 
-from .interpreter import BlacklistRule, CallerId, State, VirtualModem
+from .interpreter import BlacklistRule, CallerId, VirtualModem
 from .line import LineModel
 from .network import CallRecord, NetworkTiming, PhoneNetwork
 from .profiles import PROFILES, ModemProfile, get_profile
 from .sim import Scheduler
+from .states import ModemStateError, State
 
 __all__ = [
     "PROFILES",
@@ -18,6 +19,7 @@ __all__ = [
     "CallerId",
     "LineModel",
     "ModemProfile",
+    "ModemStateError",
     "NetworkTiming",
     "PhoneNetwork",
     "Scheduler",

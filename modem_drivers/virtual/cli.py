@@ -106,7 +106,11 @@ async def _serve(config: SimConfig, run_dir: Path, ready_file: str | None) -> in
             endpoint["profile"] = spec.profile
         _print_endpoints(endpoints, network)
         if ready_file:
-            Path(ready_file).write_text(json.dumps({"modems": endpoints}, indent=2))
+            # Atomically: whoever polls for the file must never read half of it.
+            target = Path(ready_file)
+            partial = target.with_name(target.name + ".partial")
+            partial.write_text(json.dumps({"modems": endpoints}, indent=2))
+            partial.replace(target)
         log.info("sim.ready", modems=len(endpoints), time_scale=config.time_scale)
         await stop.wait()
     finally:

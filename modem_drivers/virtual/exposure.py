@@ -14,16 +14,13 @@ import errno
 import os
 import tty
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from serial import rfc2217
 
 from .. import inproc
-
-if TYPE_CHECKING:
-    from .interpreter import VirtualModem
-    from .runner import NetworkRunner
+from .interpreter import VirtualModem
 
 log = structlog.get_logger("callhome.sim")
 
@@ -32,12 +29,26 @@ PTY_PROBE_INTERVAL = 0.05
 
 MAX_PENDING_TO_DTE = 1 << 20
 
+EXPOSURE_KINDS = ("pty", "tcp", "rfc2217", "inproc")
+
+
+class ExposureHost(Protocol):
+    """What an exposure needs from whoever runs the network (`NetworkRunner`).
+
+    Exposures depend on this protocol, not on the runner, so that `runner.py` imports
+    `exposure.py` and never the other way round.
+    """
+
+    def dte_input(self, exposure: Exposure, data: bytes) -> None: ...
+
+    def set_dtr(self, modem: VirtualModem, level: bool) -> None: ...
+
 
 class Exposure:
     kind = "?"
 
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem) -> None:
-        self.runner = runner
+    def __init__(self, host: ExposureHost, modem: VirtualModem) -> None:
+        self.runner = host
         self.modem = modem
         self.held = bytearray()
         self.attached = False
@@ -82,8 +93,8 @@ class Exposure:
 class PtyExposure(Exposure):
     kind = "pty"
 
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem, path: str | None) -> None:
-        super().__init__(runner, modem)
+    def __init__(self, host: ExposureHost, modem: VirtualModem, path: str | None) -> None:
+        super().__init__(host, modem)
         self.link = Path(path) if path else None
         self.tty_name = ""
         self._master = -1
@@ -98,6 +109,7 @@ class PtyExposure(Exposure):
         return str(self.link) if self.link else self.tty_name
 
     async def start(self) -> None:
+        self._reset_flow()
         master, slave = os.openpty()
         tty.setraw(slave)
         self.tty_name = os.ttyname(slave)
@@ -134,6 +146,14 @@ class PtyExposure(Exposure):
             with contextlib.suppress(OSError):
                 self.link.unlink()
         self._detached()
+        self._reset_flow()
+
+    def _reset_flow(self) -> None:
+        # A port that vanished while its modem held the DTE back must read again
+        # when it comes back (issue 8): the new DTE owes the modem nothing.
+        self._want_reading = True
+        self._pending.clear()
+        self.held.clear()
 
     def _schedule_probe(self) -> None:
         loop = asyncio.get_running_loop()
@@ -257,14 +277,15 @@ class _StreamProtocol(asyncio.Protocol):
 
 
 class _ServerExposure(Exposure):
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem, port: int) -> None:
-        super().__init__(runner, modem)
+    def __init__(self, host: ExposureHost, modem: VirtualModem, port: int) -> None:
+        super().__init__(host, modem)
         self.port = port
         self.host = "127.0.0.1"
         self._server: asyncio.base_events.Server | None = None
         self.connection: _StreamProtocol | None = None
 
     async def start(self) -> None:
+        self.held.clear()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _StreamProtocol(self), self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -378,8 +399,8 @@ class Rfc2217Exposure(_ServerExposure):
 
     kind = "rfc2217"
 
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem, port: int) -> None:
-        super().__init__(runner, modem, port)
+    def __init__(self, host: ExposureHost, modem: VirtualModem, port: int) -> None:
+        super().__init__(host, modem, port)
         self._manager: rfc2217.PortManager | None = None
         self._facade: _SerialFacade | None = None
 
@@ -503,8 +524,8 @@ class InprocExposure(Exposure):
 
     kind = "inproc"
 
-    def __init__(self, runner: NetworkRunner, modem: VirtualModem, name: str) -> None:
-        super().__init__(runner, modem)
+    def __init__(self, host: ExposureHost, modem: VirtualModem, name: str) -> None:
+        super().__init__(host, modem)
         self.name = name
         self._transport: _InprocTransport | None = None
         self._reading = True
@@ -515,6 +536,7 @@ class InprocExposure(Exposure):
         return inproc.SCHEME + self.name
 
     async def start(self) -> None:
+        self._reset_flow()
         inproc.register(self.name, self._connect)
         self.present = True
 
@@ -525,6 +547,13 @@ class InprocExposure(Exposure):
             self._transport.lose(ConnectionResetError(errno.EIO, "port went away"))
             self._transport = None
         self._detached()
+        self._reset_flow()
+
+    def _reset_flow(self) -> None:
+        # See PtyExposure._reset_flow (issue 8).
+        self._reading = True
+        self._stalled.clear()
+        self.held.clear()
 
     def _connect(self, protocol: asyncio.Protocol) -> tuple[asyncio.Transport, inproc.ModemLines]:
         if self._transport is not None:

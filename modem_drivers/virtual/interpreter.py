@@ -10,17 +10,29 @@ editor (echo, backspace, length limit, `A/`), result codes in verbose and numeri
 per profile and X level, dialling and answering through the `Switch` (the phone
 network), guard-time escape, DTR handling per `&D`, caller ID, ETSI blacklisting and
 scriptable faults. `docs/virtual-network.md` lists what it does not model.
+
+Two tables carry the shape: `COMMANDS` / `TCPSER_COMMANDS` map each command letter to
+its handler (the profile's `command_syntax` picks one), and every state change goes
+through `states.TRANSITIONS`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .commandline import (
+    CommandLine,
+    address_or_number,
+    dial_duration,
+    is_address,
+    parse_dial_string,
+)
 from .profiles import ModemProfile, modulation_for
 from .sim import Scheduler, Timer
+from .states import Event, State, next_state
 
 ABORT_GRACE = 0.125
 """Characters within 125 ms of a D/A command's CR do not abort it (V.250 6.3.1)."""
@@ -31,15 +43,6 @@ RING_TIMEOUT = 8.0
 XON, XOFF = 0x11, 0x13
 
 KNOWN_S_REGISTERS = frozenset({0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 25})
-
-
-class State(enum.Enum):
-    COMMAND = "command"
-    OFF_HOOK = "off-hook"  # after `ATD...;` or `ATH1`: off hook, still in command mode
-    DIALING = "dialing"
-    ANSWERING = "answering"
-    ONLINE = "online"
-    ONLINE_COMMAND = "online-command"
 
 
 class _Reader(enum.Enum):
@@ -125,6 +128,18 @@ class Switch(Protocol):
 
     def tx_space(self, modem: VirtualModem) -> int: ...
 
+    def ringing(self, modem: VirtualModem) -> bool:
+        """An incoming call is ringing this modem (it could be answered now)."""
+        ...
+
+    def reject_call(self, modem: VirtualModem) -> bool:
+        """Refuse the call ringing this modem; False when none rings."""
+        ...
+
+
+Handler = Callable[["VirtualModem", "CommandLine"], None]
+"""A command handler: runs one command, reading its arguments from the cursor."""
+
 
 class _CommandError(Exception):
     pass
@@ -132,6 +147,10 @@ class _CommandError(Exception):
 
 class _Deferred(Exception):
     """The command's result comes later (dial, answer)."""
+
+
+class _Silent(Exception):
+    """The command line ends here with no final result at all (tcpser's idle `ATA`)."""
 
 
 class VirtualModem:
@@ -167,6 +186,9 @@ class VirtualModem:
         self.dsr = True
         self.rate = 0
         self.v42 = False
+        self.far_end_answered = False
+        """In this call the far end answered (false while an emulator's link is up
+        before the callee picks up)."""
 
         self._output = bytearray()
         self._reader = _Reader.WAIT_A
@@ -180,9 +202,11 @@ class VirtualModem:
         self._ring_reset: Timer | None = None
         self._dial_buffer = ""
         self._dial_number = ""
+        self._last_dialled = ""
         self._failures: dict[str, list[float]] = {}
         self._pending_cid: CallerId | None = None
         self._rx_held = bytearray()
+        self._swallowed = bytearray()  # STRANDED: the command line being swallowed
         self._xoff_sent = False
         self._dte_paused = False  # DTE sent XOFF (&K4)
 
@@ -300,7 +324,9 @@ class VirtualModem:
         if self.state is not State.DIALING:
             return
         x = self.settings.x_level
-        if reason == "busy":
+        if self.profile.connect_on_link:
+            text = "NO CARRIER"  # no link: an emulator knows no other failure
+        elif reason == "busy":
             text = "BUSY" if x >= 3 else "NO CARRIER"
         elif reason == "no-dialtone":
             text = self.profile.no_dialtone_text if x in (2, 4) else "NO CARRIER"
@@ -310,10 +336,38 @@ class VirtualModem:
             text = "NO CARRIER"
         self._record_failure()
         self._end_call_setup(text)
+        self._strand()
+        self._changed()
+
+    def link_up(self) -> None:
+        """`connect_on_link` profiles: the link to the callee is up, nobody answered yet.
+
+        The emulator reports CONNECT at once and passes data; whether anybody is there
+        shows only later (`connected`, or text and carrier loss).
+        """
+        if self.state is not State.DIALING:
+            return
+        self._cancel_pending()
+        self.rate = self.profile.dte_rate
+        self.v42 = False
+        self._enter(Event.LINK_UP)
+        self.dcd_carrier = True
+        self.ri = False
+        self._last_data_at = self._scheduler.now
+        self._plus_count = 0
+        self._result(self._connect_text())
+        self._trace("modem.link_up", modem=self.name)
         self._changed()
 
     def connected(self, rate: int, v42: bool) -> None:
         """Training finished: carrier up at `rate`."""
+        if self.in_call and not self.far_end_answered:
+            # The callee answered a call whose link was already up: nothing to say.
+            self.far_end_answered = True
+            self.rate, self.v42 = rate, v42
+            self._trace("modem.far_end_answered", modem=self.name, rate=rate)
+            self._changed()
+            return
         if self.state not in (State.DIALING, State.ANSWERING):
             return
         if self.state is State.DIALING:
@@ -321,7 +375,8 @@ class VirtualModem:
         self._cancel_pending()
         self.rate = rate
         self.v42 = v42
-        self.state = State.ONLINE
+        self.far_end_answered = True
+        self._enter(Event.CONNECTED)
         self.dcd_carrier = True
         self.ri = False
         self._last_data_at = self._scheduler.now
@@ -335,11 +390,14 @@ class VirtualModem:
     def carrier_lost(self) -> None:
         """The far end hung up or the line dropped."""
         if self.state in (State.DIALING, State.ANSWERING):
+            dialing = self.state is State.DIALING
             self._end_call_setup("NO CARRIER")
+            if dialing:
+                self._strand()
             return
         if not self.in_call:
             return
-        delay = self.settings.s.get(10, 14) / 10
+        delay = self.settings.s.get(10, 14) / 10 if self.profile.carrier_loss_wait else 0.0
         self.dcd_carrier = False
         self._changed()
         timer = self._scheduler.call_later(delay, self._report_carrier_loss)
@@ -376,6 +434,9 @@ class VirtualModem:
 
     def _receive_command_byte(self, byte: int) -> None:
         now = self._scheduler.now
+        if self.state is State.STRANDED:
+            self._swallow(byte)
+            return
         if self.state in (State.DIALING, State.ANSWERING):
             if now - self._command_end > ABORT_GRACE:
                 self._trace("modem.abort", modem=self.name, state=self.state.value)
@@ -423,100 +484,152 @@ class VirtualModem:
             else:
                 self._line.append(char)
 
+    def _swallow(self, byte: int) -> None:
+        """Off hook after a failed dial: the next line is eaten, not echoed, answered OK.
+
+        tcpser reads the DTE in data mode while it is off hook with no connection, and
+        on the next input hangs up and says OK instead of running the command.
+        """
+        if byte & 0x7F != self.settings.s.get(3, 13):
+            self._swallowed.append(byte)
+            return
+        self._trace("modem.swallowed", modem=self.name, line=self._swallowed.decode("latin-1"))
+        self._swallowed.clear()
+        self._abandon_call()
+        self._result("OK")
+
     def _execute_line(self, line: bytes) -> None:
         text = line.decode("ascii", "replace")
         self._trace("modem.command", modem=self.name, line="AT" + text)
-        commands = _Commands(text.replace(" ", ""))  # V.250: spaces are ignored
+        if self.profile.command_syntax == "tcpser":
+            table, commands = TCPSER_COMMANDS, CommandLine(text, max_digits=None)
+        else:
+            table, commands = COMMANDS, CommandLine(text.replace(" ", ""))  # spaces ignored
         try:
             while not commands.done():
-                self._execute_one(commands)
+                letter = commands.next_char().upper()
+                handler = table.get(letter)
+                if handler is None:
+                    if table is COMMANDS:
+                        raise _CommandError
+                    commands.number(default=0)  # tcpser ignores what it does not know
+                    continue
+                handler(self, commands)
         except _CommandError:
             self._result("ERROR")
             return
-        except _Deferred:
+        except (_Deferred, _Silent):
             return
         self._result("OK")
 
-    def _execute_one(self, c: _Commands) -> None:
-        letter = c.next_char().upper()
-        s = self.settings
-        if letter in " ;":
-            return
-        if letter == "D":
-            self._dial(c.rest())
-            raise _Deferred
-        if letter == "A":
-            c.rest()
-            self._answer_command()
-            raise _Deferred
-        if letter == "&":
-            sub = c.next_char().upper()
-            value = c.number(default=0)
-            if sub == "C" and value in (0, 1):
-                s.dcd_mode = value
-            elif sub == "D" and value in (0, 1, 2, 3):
-                s.dtr_mode = value
-            elif sub == "K" and value in (0, 3, 4):
-                s.flow_control = value
-                self._update_flow()
-            elif sub == "F" and value == 0:
-                self.settings = Settings.factory(self.profile)
-            elif sub == "W" and value == 0:
-                self.stored = self.settings.copy()
-            elif sub == "V" and value == 0:
-                self._info(self._settings_dump())
-            else:
-                raise _CommandError
-            return
-        if letter == "+":
-            self._extended(c)
-            return
-        if letter == "S":
-            register = c.number(default=None)
-            if register is None or register not in KNOWN_S_REGISTERS:
-                raise _CommandError
-            op = c.next_char()
-            if op == "?":
-                self._info([f"{s.s.get(register, 0):03d}"])
-            elif op == "=":
-                value = c.number(default=0)
-                if value is None or not 0 <= value <= 255:
-                    raise _CommandError
-                s.s[register] = value
-            else:
-                raise _CommandError
-            return
+    # -- the command table (V.250) ---------------------------------------------------------
+
+    @staticmethod
+    def _value(c: CommandLine, allowed: Container[int]) -> int:
         value = c.number(default=0)
-        if value is None:
+        if value is None or value not in allowed:
             raise _CommandError
-        if letter == "E" and value in (0, 1):
-            s.echo = bool(value)
-        elif letter == "V" and value in (0, 1):
-            s.verbose = bool(value)
-        elif letter == "Q" and value in (0, 1):
-            s.quiet = bool(value)
-        elif letter == "X" and 0 <= value <= 4:
-            s.x_level = value
-        elif letter == "W" and 0 <= value <= 2:
-            s.progress_reports = value
-        elif (letter in "LM" and 0 <= value <= 3) or (letter == "B" and value in (0, 1)):
-            pass  # speaker volume / monitor / Bell-vs-ITU: nothing to model
-        elif letter in "TP" and value == 0:
-            pass  # default dial method
-        elif letter == "I" and value in self.profile.identity:
-            self._info(list(self.profile.identity[value]))
-        elif letter == "Z" and value in (0, 1):
-            self._abandon_call()
-            self.settings = self.stored.copy()
-        elif letter == "H" and value in (0, 1):
-            self._hook(value)
-        elif letter == "O" and value in (0, 1):
-            self._go_online()
-            raise _Deferred
+        return value
+
+    def _cmd_nothing(self, c: CommandLine) -> None:
+        """A separator (` `, `;`)."""
+
+    def _cmd_dial(self, c: CommandLine) -> None:
+        self._dial(c.rest())
+        raise _Deferred
+
+    def _cmd_answer(self, c: CommandLine) -> None:
+        c.rest()
+        self._answer_command()
+        raise _Deferred
+
+    def _cmd_ampersand(self, c: CommandLine) -> None:
+        s = self.settings
+        sub = c.next_char().upper()
+        value = c.number(default=0)
+        if sub == "C" and value in (0, 1):
+            s.dcd_mode = value
+        elif sub == "D" and value in (0, 1, 2, 3):
+            s.dtr_mode = value
+        elif sub == "K" and value in (0, 3, 4):
+            s.flow_control = value
+            self._update_flow()
+        elif sub == "F" and value == 0:
+            self.settings = Settings.factory(self.profile)
+        elif sub == "W" and value == 0:
+            self.stored = self.settings.copy()
+        elif sub == "V" and value == 0:
+            self._info(self._settings_dump())
         else:
             raise _CommandError
 
-    def _extended(self, c: _Commands) -> None:
+    def _cmd_register(self, c: CommandLine) -> None:
+        s = self.settings
+        register = c.number(default=None)
+        if register is None or register not in KNOWN_S_REGISTERS:
+            raise _CommandError
+        op = c.next_char()
+        if op == "?":
+            self._info([f"{s.s.get(register, 0):03d}"])
+        elif op == "=":
+            value = c.number(default=0)
+            if value is None or not 0 <= value <= 255:
+                raise _CommandError
+            s.s[register] = value
+        else:
+            raise _CommandError
+
+    def _cmd_echo(self, c: CommandLine) -> None:
+        self.settings.echo = bool(self._value(c, (0, 1)))
+
+    def _cmd_verbose(self, c: CommandLine) -> None:
+        self.settings.verbose = bool(self._value(c, (0, 1)))
+
+    def _cmd_quiet(self, c: CommandLine) -> None:
+        self.settings.quiet = bool(self._value(c, (0, 1)))
+
+    def _cmd_x_level(self, c: CommandLine) -> None:
+        self.settings.x_level = self._value(c, range(5))
+
+    def _cmd_progress(self, c: CommandLine) -> None:
+        self.settings.progress_reports = self._value(c, range(3))
+
+    def _cmd_speaker(self, c: CommandLine) -> None:
+        self._value(c, range(4))  # speaker volume / monitor: nothing to model
+
+    def _cmd_bell(self, c: CommandLine) -> None:
+        self._value(c, (0, 1))  # Bell vs ITU modulation at 300/1200: nothing to model
+
+    def _cmd_dial_method(self, c: CommandLine) -> None:
+        self._value(c, (0,))  # default tone/pulse dialling
+
+    def _cmd_identity(self, c: CommandLine) -> None:
+        value = self._value(c, range(1000))
+        if not self.profile.identity_text:
+            return  # an emulator: OK and nothing else, whatever was asked
+        if value not in self.profile.identity:
+            raise _CommandError
+        self._info(list(self.profile.identity[value]))
+
+    def _cmd_reset(self, c: CommandLine) -> None:
+        self._value(c, (0, 1))
+        self._reset()
+
+    def _reset(self) -> None:
+        if not self.profile.z_resets:
+            return  # an emulator: ATZ says OK and keeps V0, E0 ...
+        self._abandon_call()
+        self.settings = self.stored.copy()
+
+    def _cmd_hook(self, c: CommandLine) -> None:
+        self._hook(self._value(c, (0, 1)))
+
+    def _cmd_online(self, c: CommandLine) -> None:
+        self._value(c, (0, 1))
+        self._go_online()
+        raise _Deferred
+
+    def _cmd_extended(self, c: CommandLine) -> None:
         name, op, arg = c.extended()
         s = self.settings
         settable = {
@@ -550,6 +663,110 @@ class VirtualModem:
         else:
             raise _CommandError
 
+    # -- the command table of a tcpser-like emulator (go4retro/tcpser getcmd.c) -----------
+
+    def _tcpser_prefix(self, c: CommandLine) -> None:
+        """`%X`, `\\X`, `:X`, `-X`: vendor prefixes; the command after one is ignored."""
+        c.skip_spaces()
+        if c.next_char():
+            c.number(default=0)
+
+    def _tcpser_ampersand(self, c: CommandLine) -> None:
+        c.skip_spaces()
+        sub = c.next_char().upper()
+        if sub == "Z":  # a stored number: &Z<n>=<text>, kept nowhere here
+            self._tcpser_register_syntax(c)
+            return
+        value = c.number(default=0)
+        if sub == "C":
+            self.settings.dcd_mode = self._checked(value, (0, 1))
+        elif sub == "K":
+            flow = {0: 0, 3: 3, 4: 4, 5: 4, 6: 3}
+            self.settings.flow_control = flow[self._checked(value, flow)]
+            self._update_flow()
+        # every other &-command (&D, &F, &W, &V ...) is accepted and ignored
+
+    @staticmethod
+    def _checked(value: int | None, allowed: Container[int]) -> int:
+        if value is None or value not in allowed:
+            raise _CommandError
+        return value
+
+    def _tcpser_register_syntax(self, c: CommandLine) -> tuple[int, str | None]:
+        """`<n>=<data>` or `<n>?` after S or &Z: (register, data or None for a query)."""
+        register = c.number(default=None)
+        if register is None:
+            raise _CommandError
+        c.skip_spaces()
+        op = c.next_char()
+        if op == "?":
+            return register, None
+        if op != "=":
+            raise _CommandError
+        c.skip_spaces()
+        return register, c.word()
+
+    def _tcpser_register(self, c: CommandLine) -> None:
+        register, data = self._tcpser_register_syntax(c)
+        if not 0 <= register < 100:
+            raise _CommandError
+        s = self.settings.s
+        if data is None:
+            # tcpser writes CR LF and three digits; the final result supplies the next CR LF
+            self._write(self._crlf() + f"{s.get(register, 0):03d}".encode())
+            return
+        digits = ""
+        for char in data:
+            if not char.isdigit():
+                break
+            digits += char
+        s[register] = int(digits or "0") & 0xFF  # atoi, stored in a char
+
+    def _tcpser_dial(self, c: CommandLine) -> None:
+        rest = c.rest().lstrip(" ")
+        if rest[:1].upper() in ("T", "P"):
+            rest = rest[1:]
+        elif rest[:1].upper() == "L" and not rest[1:].strip():
+            rest = self._last_dialled  # ATDL: the last number again
+        target = rest.strip(" ")
+        if not target:
+            if not self.profile.swallow_after_failed_dial:
+                raise _CommandError
+            # off hook with nothing to dial: no result, the next line is swallowed
+            self._trace("modem.off_hook_no_number", modem=self.name)
+            self._strand()
+            raise _Silent
+        if self.state is not State.COMMAND:
+            raise _CommandError
+        self._last_dialled = target
+        number = address_or_number(target)
+        refusal = self._blacklist_check(number)
+        if refusal is not None:
+            self._result(refusal)
+            raise _Deferred
+        self._place(number)
+        raise _Deferred
+
+    def _tcpser_answer(self, c: CommandLine) -> None:
+        """`A` and `O` (and so the A of `+GCAP`): answer if ringing, else go back online
+        if a call is held, else hang up - and no final result in any case."""
+        c.rest()
+        if self.state is State.COMMAND and self._switch.ringing(self):
+            self._start_answer()
+        elif self.state is State.ONLINE_COMMAND:
+            self._enter(Event.RESUMED)  # tcpser says nothing when it goes back online
+            self._last_data_at = self._scheduler.now
+            if self._rx_held:
+                self._output += self._rx_held
+                self._rx_held.clear()
+            self._update_flow()
+        else:
+            self._abandon_call()
+        raise _Silent
+
+    def _tcpser_quiet(self, c: CommandLine) -> None:
+        self.settings.quiet = self._value(c, (0, 1, 2)) == 1
+
     # -- dialling ----------------------------------------------------------------------
 
     def _dial(self, dial_string: str) -> None:
@@ -557,16 +774,24 @@ class VirtualModem:
             raise _CommandError
         if self.settings.dtr_mode >= 2 and not self.dtr:
             raise _CommandError
-        digits, stay_in_command, wait_quiet = _parse_dial_string(dial_string)
+        if self.profile.dials_addresses:
+            address = dial_string.strip(" ")
+            if address[:1].upper() in ("T", "P"):
+                address = address[1:]
+            if is_address(address):
+                self._dial_buffer = ""
+                self._place(address)
+                return
+        digits, stay_in_command, wait_quiet = parse_dial_string(dial_string)
         if digits is None:
             raise _CommandError
         number = self._dial_buffer + digits
         if stay_in_command:
             # `ATD123;`: dial these digits, stay off hook in command mode, OK when done
             self._dial_buffer = number
-            self.state = State.OFF_HOOK
+            self._enter(Event.STAY_OFF_HOOK)
             self._switch.set_off_hook(self, True)
-            self._finish_later("OK", _dial_duration(digits))
+            self._finish_later("OK", dial_duration(digits))
             raise _Deferred
         self._dial_buffer = ""
         if not number:
@@ -578,8 +803,12 @@ class VirtualModem:
             self._trace("modem.dial_refused", modem=self.name, number=number, result=refusal)
             self._result(refusal)
             return
+        self._place(number, wait_quiet=wait_quiet)
+
+    def _place(self, number: str, *, wait_quiet: bool = False) -> None:
         self._dial_number = number
-        self.state = State.DIALING
+        self.far_end_answered = False
+        self._enter(Event.DIAL)
         self._trace("modem.dial", modem=self.name, number=number)
         self._switch.place_call(self, number, wait_quiet=wait_quiet)
 
@@ -619,7 +848,8 @@ class VirtualModem:
         self._start_answer()
 
     def _start_answer(self) -> None:
-        self.state = State.ANSWERING
+        self.far_end_answered = True
+        self._enter(Event.ANSWER)
         self._trace("modem.answer", modem=self.name)
         if not self._switch.answer_call(self):
             # off hook with nobody calling: wait for a carrier that never comes
@@ -723,7 +953,7 @@ class VirtualModem:
         self._escape_timer = None
         if self.state is State.ONLINE and self._plus_count == 3:
             self._plus_count = 0
-            self.state = State.ONLINE_COMMAND
+            self._enter(Event.ESCAPED)
             self.cts = True
             self._trace("modem.escape", modem=self.name)
             self._result("OK")
@@ -733,7 +963,7 @@ class VirtualModem:
         if self.state is not State.ONLINE_COMMAND:
             self._result("NO CARRIER")
             return
-        self.state = State.ONLINE
+        self._enter(Event.RESUMED)
         self._last_data_at = self._scheduler.now
         self._plus_count = 0
         self._result(self._connect_text())
@@ -745,10 +975,17 @@ class VirtualModem:
     def _hook(self, value: int) -> None:
         if value == 1:
             if self.state is State.COMMAND:
-                self.state = State.OFF_HOOK
+                self._enter(Event.STAY_OFF_HOOK)
                 self._switch.set_off_hook(self, True)
             return
+        was_in_call = self.in_call
+        rejecting = self.profile.hangup_rejects_ringing and self.state is State.COMMAND
+        if rejecting and self._switch.reject_call(self):
+            self._trace("modem.reject", modem=self.name)
+            self._rings_over()
         self._abandon_call()
+        if self.profile.double_hangup_reply:
+            self._result("NO CARRIER" if was_in_call else "OK")
 
     def _abandon_call(self) -> None:
         """Go on hook from any state, silently (the caller reports the result)."""
@@ -757,7 +994,7 @@ class VirtualModem:
         if self._escape_timer is not None:
             self._escape_timer.cancel()
             self._escape_timer = None
-        self.state = State.COMMAND
+        self._enter(Event.ON_HOOK)
         self.dcd_carrier = False
         self.cts = True
         self.ri = False
@@ -771,9 +1008,24 @@ class VirtualModem:
         if not self.in_call:
             return
         self._trace("modem.carrier_lost", modem=self.name)
+        answered = self.far_end_answered
         self._abandon_call()
         self._result("NO CARRIER")
+        if not answered:
+            self._strand()  # the link came up but nobody ever answered: a failed dial
         self._changed()
+
+    def _strand(self) -> None:
+        """After a failed dial: stay off hook until the next command line (emulators)."""
+        if not self.profile.swallow_after_failed_dial:
+            return
+        self._enter(Event.STRANDED)
+        self._swallowed.clear()
+        self._switch.set_off_hook(self, True)
+        self._trace("modem.stranded", modem=self.name)
+
+    def _enter(self, event: Event) -> None:
+        self.state = next_state(self.state, event)
 
     def _end_call_setup(self, text: str) -> None:
         self._abandon_call()
@@ -788,7 +1040,7 @@ class VirtualModem:
             return
         if mode == 1:
             if self.state is State.ONLINE:
-                self.state = State.ONLINE_COMMAND
+                self._enter(Event.ESCAPED)
                 self._result("OK")
         elif mode == 2:
             if self.state is not State.COMMAND:
@@ -840,6 +1092,9 @@ class VirtualModem:
         code = self.profile.numeric_code(text)
         if code is None:
             self._write(text.encode() + self._crlf())
+        elif self.profile.numeric_crlf:
+            crlf = self._crlf()
+            self._write(crlf + str(code).encode() + crlf)
         else:
             self._write(str(code).encode() + bytes([self.settings.s.get(3, 13)]))
 
@@ -878,6 +1133,8 @@ class VirtualModem:
         if self.settings.x_level == 0:
             return "CONNECT"
         style = self.profile.connect_style
+        if style == "fixed":
+            return f"CONNECT {self.profile.dte_rate}"
         if style == "usr":
             if self.v42:
                 return f"CONNECT {self.rate}/ARQ/{modulation_for(self.rate)}/LAPM/V42BIS"
@@ -923,80 +1180,75 @@ class VirtualModem:
         }
 
 
-class _Commands:
-    """A cursor over one command line (the text after `AT`)."""
+def _accepts(allowed: Container[int]) -> Handler:
+    """A tcpser command that only checks its number (speaker, Bell/ITU, ...)."""
 
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._pos = 0
+    def handler(modem: VirtualModem, c: CommandLine) -> None:
+        modem._value(c, allowed)
 
-    def done(self) -> bool:
-        while self._pos < len(self._text) and self._text[self._pos] == " ":
-            self._pos += 1
-        return self._pos >= len(self._text)
-
-    def next_char(self) -> str:
-        if self._pos >= len(self._text):
-            return ""
-        char = self._text[self._pos]
-        self._pos += 1
-        return char
-
-    def number(self, default: int | None) -> int | None:
-        start = self._pos
-        while self._pos < len(self._text) and self._text[self._pos].isdigit():
-            self._pos += 1
-        digits = self._text[start : self._pos]
-        if not digits:
-            return default
-        return int(digits) if len(digits) <= 3 else None
-
-    def rest(self) -> str:
-        rest = self._text[self._pos :]
-        self._pos = len(self._text)
-        return rest
-
-    def extended(self) -> tuple[str, str, str]:
-        """`+NAME[=arg|?|=?]` up to the next `;`."""
-        end = self._text.find(";", self._pos)
-        if end < 0:
-            end = len(self._text)
-        body = self._text[self._pos : end].replace(" ", "").upper()
-        self._pos = end
-        for op in ("=?", "?", "="):
-            if op in body:
-                name, arg = body.split(op, 1)
-                return name, op, arg
-        return body, "", ""
+    return handler
 
 
-_IGNORED_IN_DIAL = frozenset(" -().")
-_DIAL_DIGITS = frozenset("0123456789*#ABCD")
+def _ignores_number(modem: VirtualModem, c: CommandLine) -> None:
+    c.number(default=0)
 
 
-def _parse_dial_string(text: str) -> tuple[str | None, bool, bool]:
-    """Returns (digits to dial, `;` seen, `@` seen); digits is None when invalid."""
-    digits: list[str] = []
-    stay = False
-    wait_quiet = False
-    for raw in text:
-        char = raw.upper()
-        if char in _DIAL_DIGITS:
-            digits.append(char)
-        elif char in "TPW,!" or char in _IGNORED_IN_DIAL:
-            pass  # tone/pulse, wait for dial tone, pause, flash: timing only
-        elif char == "@":
-            wait_quiet = True
-        elif char == ";":
-            stay = True
-            break
-        else:
-            return None, False, False
-    return "".join(digits), stay, wait_quiet
+V = VirtualModem
 
+COMMANDS: dict[str, Handler] = {
+    " ": V._cmd_nothing,
+    ";": V._cmd_nothing,
+    "D": V._cmd_dial,
+    "A": V._cmd_answer,
+    "&": V._cmd_ampersand,
+    "+": V._cmd_extended,
+    "S": V._cmd_register,
+    "E": V._cmd_echo,
+    "V": V._cmd_verbose,
+    "Q": V._cmd_quiet,
+    "X": V._cmd_x_level,
+    "W": V._cmd_progress,
+    "L": V._cmd_speaker,
+    "M": V._cmd_speaker,
+    "B": V._cmd_bell,
+    "T": V._cmd_dial_method,
+    "P": V._cmd_dial_method,
+    "I": V._cmd_identity,
+    "Z": V._cmd_reset,
+    "H": V._cmd_hook,
+    "O": V._cmd_online,
+}
+"""V.250 command letters; a letter that is not here is answered ERROR."""
 
-def _dial_duration(digits: str) -> float:
-    return 0.1 * len(digits)
+TCPSER_COMMANDS: dict[str, Handler] = {
+    " ": V._cmd_nothing,
+    "%": V._tcpser_prefix,
+    "\\": V._tcpser_prefix,
+    ":": V._tcpser_prefix,
+    "-": V._tcpser_prefix,
+    "&": V._tcpser_ampersand,
+    "D": V._tcpser_dial,
+    "A": V._tcpser_answer,
+    "O": V._tcpser_answer,
+    "S": V._tcpser_register,
+    "E": V._cmd_echo,
+    "V": V._cmd_verbose,
+    "Q": V._tcpser_quiet,
+    "X": V._cmd_x_level,
+    "W": V._cmd_progress,
+    "B": _accepts(range(2)),
+    "L": _accepts(range(1, 4)),
+    "M": _accepts(range(4)),
+    "N": _accepts(range(2)),
+    "Y": _accepts(range(2)),
+    "T": _ignores_number,
+    "P": _ignores_number,
+    "I": V._cmd_identity,
+    "Z": V._cmd_reset,
+    "H": V._cmd_hook,
+}
+"""go4retro/tcpser `mdm_parse_cmd`: any other letter (`+`, `C`, `G`, `=`, ...) is skipped
+with the digits after it, which is how `AT+VCID=1` becomes V0, C, I and a dial of `=1`."""
 
 
 def _mdmf(cid: CallerId) -> bytes:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .commandline import is_address
 from .interpreter import BlacklistRule, CallerId, VirtualModem
 from .line import LineDirection, LineModel
 from .profiles import STANDARD_RATES, ModemProfile, get_profile
@@ -23,6 +24,13 @@ from .sim import Scheduler, Timer
 
 BUSY_DETECT_TIME = 1.5
 """Busy tone cadence needs a couple of cycles before a modem calls it BUSY."""
+
+LINK_FAILURE_TEXT: dict[str, bytes] = {"busy": b"BUSY\n", "no-answer": b"NO ANSWER\n"}
+"""What a tcpser-like callee side writes down a link it is about to close (tcpser.c,
+bridge.c): the caller's emulator already said CONNECT, so this arrives as data."""
+
+EARLY_DATA_LIMIT = 2048
+"""Bytes a linked caller may send before the callee answers (held, then delivered)."""
 
 CALL_HISTORY = 10_000
 DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -50,6 +58,9 @@ class NetworkTiming:
     """After the end of the first ring (or before the first ring on lines that do so)."""
     line_tick: float = 0.02
     """Granularity of byte delivery on the line (network seconds)."""
+    link_setup: float = 0.1
+    """For `connect_on_link` callers (emulators): from ATD to the link being up or
+    refused (a TCP connect, not a dial)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -110,6 +121,9 @@ class Call:
         self.model = network.default_line
         self.timers: list[Timer] = []
         self.rings = 0
+        self.linked = False
+        """The caller's emulator reported CONNECT when the link came up (`connect_on_link`)."""
+        self.early = bytearray()
         self.directions: dict[str, LineDirection] = {}
         self.record = CallRecord(caller=caller.name, number=number, started=network.now)
         self.rng = random.Random(network.rng.random())
@@ -210,8 +224,11 @@ class PhoneNetwork:
         self._assign(number, lines)
 
     def _assign(self, number: str, lines: list[Line]) -> None:
-        if not number or not all(c in "0123456789*#ABCD" for c in number):
-            raise ValueError(f"invalid number {number!r} (digits 0-9 * # A-D only)")
+        phone = bool(number) and all(c in "0123456789*#ABCD" for c in number)
+        if not phone and not is_address(number):
+            raise ValueError(
+                f"invalid number {number!r} (digits 0-9 * # A-D, or host:port as IP modems dial)"
+            )
         if number in self.numbers:
             raise ValueError(f"number {number} is already assigned")
         self.numbers[number] = lines
@@ -288,6 +305,13 @@ class PhoneNetwork:
         self.active_calls.add(call)
         self.trace("call.dialing", caller=line.name, number=number)
         settings = modem.settings
+        if modem.profile.connect_on_link:
+            # an emulator opens a link rather than dialling: no dial tone, no digits
+            if line.plugged:
+                call.later(self.timing.link_setup, lambda: self._route(call))
+            else:
+                call.later(self.timing.link_setup, lambda: self._fail(call, "no-carrier"))
+            return
         if not line.plugged:
             if settings.x_level in (2, 4):
                 call.later(settings.s.get(6, 2), lambda: self._fail(call, "no-dialtone"))
@@ -298,14 +322,22 @@ class PhoneNetwork:
         call.later(dial_time, lambda: self._route(call))
 
     def _route(self, call: Call) -> None:
-        caller_settings = call.caller.modem.settings
+        caller_modem = call.caller.modem
+        caller_settings = caller_modem.settings
         carrier_wait = caller_settings.s.get(7, 50)
         candidates = self.numbers.get(call.number, [])
         callee = next((line for line in candidates if line.idle()), None)
+        linking = caller_modem.profile.connect_on_link
         if callee is None:
             reason = "busy" if candidates else "unallocated"
             self.trace("call.busy", caller=call.caller.name, number=call.number, reason=reason)
-            if caller_settings.x_level >= 3:
+            if linking and candidates:
+                # the far emulator accepts the link, says BUSY and closes it
+                self._link_up(call)
+                self._fail(call, "busy")
+            elif linking:
+                self._fail(call, "no-carrier")  # nobody listens at that address
+            elif caller_settings.x_level >= 3:
                 call.later(BUSY_DETECT_TIME, lambda: self._fail(call, "busy"))
             else:
                 call.later(carrier_wait, lambda: self._fail(call, "no-carrier"))
@@ -316,7 +348,12 @@ class PhoneNetwork:
         call.state = CallState.RINGING
         call.model = self._model_for(call)
         self.trace("call.ringing", caller=call.caller.name, callee=callee.name, number=call.number)
-        call.later(carrier_wait, lambda: self._carrier_wait_over(call))
+        if linking:
+            self._link_up(call)
+            timeout = caller_modem.profile.no_answer_timeout
+            call.later(timeout, lambda: self._carrier_wait_over(call))
+        else:
+            call.later(carrier_wait, lambda: self._carrier_wait_over(call))
         timing = self.timing
         if callee.cid_before_first_ring:
             call.later(0.0, lambda: self._deliver_cid(call))
@@ -324,6 +361,11 @@ class PhoneNetwork:
         else:
             call.later(0.0, lambda: self._ring(call))
             call.later(timing.ring_on + timing.cid_delay, lambda: self._deliver_cid(call))
+
+    def _link_up(self, call: Call) -> None:
+        call.linked = True
+        self.trace("call.link_up", caller=call.caller.name, number=call.number)
+        call.caller.modem.link_up()
 
     def _model_for(self, call: Call) -> LineModel:
         overrides: dict[str, Any] = {}
@@ -347,8 +389,9 @@ class PhoneNetwork:
         callee.incoming_ring()
         if call.state is not CallState.RINGING:
             return  # the ring made it auto-answer
-        call.later(self.timing.ring_on, callee.ring_ended)
-        call.later(self.timing.ring_on + self.timing.ring_off, lambda: self._ring(call))
+        period = callee.profile.ring_interval or self.timing.ring_on + self.timing.ring_off
+        call.later(min(self.timing.ring_on, period / 2), callee.ring_ended)
+        call.later(period, lambda: self._ring(call))
 
     def _deliver_cid(self, call: Call) -> None:
         if call.state is not CallState.RINGING or call.callee is None:
@@ -375,7 +418,28 @@ class PhoneNetwork:
         line.off_hook = True
         modem.ring_ended()
         self.trace("call.answered", caller=call.caller.name, callee=line.name)
-        call.later(call.model.training_time, lambda: self._connect(call))
+        # an emulator's link is up already: answering needs no training
+        training = 0.0 if modem.profile.connect_on_link else call.model.training_time
+        call.later(training, lambda: self._connect(call))
+        return True
+
+    def _ringing(self, modem: VirtualModem) -> bool:
+        call = self.line(modem.name).call
+        return (
+            call is not None
+            and call.callee is not None
+            and call.callee.modem is modem
+            and call.state is CallState.RINGING
+        )
+
+    def _reject(self, modem: VirtualModem) -> bool:
+        """The called modem refuses the ringing call (an emulator's ATH)."""
+        if not self._ringing(modem):
+            return False
+        call = self.line(modem.name).call
+        assert call is not None
+        self.trace("call.rejected", caller=call.caller.name, callee=modem.name)
+        self._fail(call, "rejected")
         return True
 
     def _connect(self, call: Call) -> None:
@@ -416,6 +480,10 @@ class PhoneNetwork:
             )
         if model.stall_rate > 0:
             self._schedule_retrain(call)
+        if call.early:
+            # what a linked caller sent before the answer, held until now
+            early, call.early = bytes(call.early), bytearray()
+            call.directions[caller.name].send(early)
         caller.modem.connected(rate, model.v42)
         callee.modem.connected(rate, model.v42)
 
@@ -460,12 +528,18 @@ class PhoneNetwork:
 
     def _transmit(self, modem: VirtualModem, data: bytes) -> int:
         call = self.line(modem.name).call
+        if call is not None and call.linked and call.state is not CallState.CONNECTED:
+            room = EARLY_DATA_LIMIT - len(call.early)
+            call.early += data[:room]
+            return min(len(data), room)
         if call is None or call.state is not CallState.CONNECTED:
             return len(data)  # nobody on the line: the bytes vanish
         return call.directions[modem.name].send(data)
 
     def _tx_space(self, modem: VirtualModem) -> int:
         call = self.line(modem.name).call
+        if call is not None and call.linked and call.state is not CallState.CONNECTED:
+            return EARLY_DATA_LIMIT - len(call.early)
         if call is None or call.state is not CallState.CONNECTED:
             return 1 << 16
         return call.directions[modem.name].space()
@@ -496,7 +570,15 @@ class PhoneNetwork:
             return
         callee = call.callee
         self._end(call, reason)
-        call.caller.modem.call_failed(reason)
+        caller = call.caller.modem
+        if call.linked:
+            # the caller's emulator is online already: the failure is text, then no link
+            text = LINK_FAILURE_TEXT.get(reason)
+            if text:
+                caller.line_data(text)
+            caller.carrier_lost()
+        else:
+            caller.call_failed(reason)
         if callee is not None:
             callee.modem.calling_party_gone()
 
@@ -504,9 +586,14 @@ class PhoneNetwork:
         if call.state is CallState.ENDED:
             return
         self.trace("call.drop", caller=call.caller.name, reason=reason)
+        ringing = call.state is CallState.RINGING
         self._end(call, reason)
         for line in (call.caller, call.callee):
-            if line is not None:
+            if line is None:
+                continue
+            if ringing and line is call.callee:
+                line.modem.calling_party_gone()
+            else:
                 line.modem.carrier_lost()
 
     def _end(self, call: Call, outcome: str) -> None:
@@ -553,3 +640,9 @@ class _SwitchPort:
 
     def tx_space(self, modem: VirtualModem) -> int:
         return self._network._tx_space(modem)
+
+    def ringing(self, modem: VirtualModem) -> bool:
+        return self._network._ringing(modem)
+
+    def reject_call(self, modem: VirtualModem) -> bool:
+        return self._network._reject(modem)

@@ -3,8 +3,12 @@
 A real modem fleet is never uniform: numeric result tables differ by vendor, so do
 spellings, CONNECT suffixes, caller-ID layout and quirks such as echo that survives
 `E0`. Each `ModemProfile` bundles one such personality so that a driver tested against
-all three has met the traps it will meet in the field (see
+all of them has met the traps it will meet in the field (see
 `shared/reference/hayes-field-notes.md` §1.2-1.8 for the sources of each difference).
+
+The fourth, `emulator`, is not a modem at all but a software Hayes emulator of the
+tcpser kind (modem-over-IP adapters, Wi-Fi "modems"): its flags below switch on each
+of its deviations separately, so that every other profile keeps its behaviour.
 """
 
 from __future__ import annotations
@@ -16,8 +20,39 @@ from typing import Any, Literal
 from ..vendors import CONEXANT as CONEXANT_CODES
 from ..vendors import HAYES, USROBOTICS, VendorCodes
 
-ConnectStyle = Literal["rate", "usr", "dte"]
+ConnectStyle = Literal["rate", "usr", "dte", "fixed"]
+"""`rate`: CONNECT <line rate>; `usr`: CONNECT 33600/ARQ/...; `dte`: CONNECT <DTE rate>
+unless W2; `fixed`: always CONNECT <DTE rate> (an emulator has no line rate)."""
 ProgressStyle = Literal["hayes", "v250"]
+CommandSyntax = Literal["v250", "tcpser"]
+"""`v250`: extended `+` commands, unknown commands answered ERROR. `tcpser`: the
+parser of go4retro/tcpser `getcmd.c` - no extended syntax (`+` is skipped like any
+unknown letter and the letters after it run as basic commands), `%`, `\\`, `:`, `-`
+prefixes swallow one letter, unknown letters are ignored, `D` takes the rest of the line
+verbatim as the address to dial, `A`/`O` end the line."""
+
+TCPSER_CODES = VendorCodes(
+    # go4retro/tcpser src/modem_core.h (1.1.x): the numbers it prints in V0.
+    connect_rates=MappingProxyType(
+        {
+            600: 9,
+            1200: 5,
+            2400: 10,
+            4800: 11,
+            7200: 24,
+            9600: 12,
+            12000: 25,
+            14400: 13,
+            19200: 14,
+            38400: 28,
+            57600: 18,
+            115200: 19,
+            230400: 20,
+        }
+    ),
+    delayed=88,  # tcpser never sends DELAYED or BLACKLISTED
+    blacklisted=89,
+)
 
 BASIC_CODES: dict[str, int] = {
     "OK": 0,
@@ -123,6 +158,37 @@ class ModemProfile:
     gmr: str = "1.0"
     gcap: str = "+GCAP: +MS,+ES,+DS"
     factory: FactorySettings = field(default_factory=FactorySettings)
+    # -- deviations of software emulators (see the `emulator` profile) -----------------
+    command_syntax: CommandSyntax = "v250"
+    identity_text: bool = True
+    """False: `ATI<n>` prints nothing but the final OK."""
+    z_resets: bool = True
+    """False: `ATZ` answers OK and keeps every setting (numeric mode persists)."""
+    numeric_crlf: bool = False
+    """True: V0 codes are framed like texts, `\\r\\n3\\r\\n`, not `3\\r`."""
+    connect_on_link: bool = False
+    """True: the caller gets CONNECT as soon as the link to the callee is up (before it
+    answers); a busy callee then sends `BUSY\\n` as data, an unanswered call sends
+    `NO ANSWER\\n` after `no_answer_timeout`, each followed by NO CARRIER. Answering
+    needs no training."""
+    no_answer_timeout: float = 40.0
+    """Seconds of ringing before an unanswered linked call ends (tcpser: 10 rings x 4 s)."""
+    swallow_after_failed_dial: bool = False
+    """True: after a dial that never reached an answering modem the modem stays off
+    hook, swallows the next command line (no echo, not executed) and answers it OK."""
+    hangup_rejects_ringing: bool = False
+    """True: `ATH`/`ATH0` while an incoming call rings rejects that call."""
+    double_hangup_reply: bool = False
+    """True: `ATH0` prints NO CARRIER (a call was up) or OK (idle) before its final OK."""
+    carrier_loss_wait: bool = True
+    """False: NO CARRIER as soon as the far end is gone; S10 is stored but not used
+    (tcpser reports a closed link at once)."""
+    ring_interval: float | None = None
+    """Seconds from one RING to the next when this modem is called; None: the
+    network's cadence (`NetworkTiming.ring_on + ring_off`)."""
+    dials_addresses: bool = False
+    """True: a dial string that is not a phone number (`127.0.0.1:6400`, `host:23`) is
+    dialled verbatim, as the number the network knows that modem by."""
 
     def numeric_code(self, text: str) -> int | None:
         """The V0 code of a result text, or None for texts that have no numeric form."""
@@ -226,8 +292,41 @@ CONEXANT = ModemProfile(
     gmr="V0.2002-V92",
 )
 
+EMULATOR = ModemProfile(
+    name="emulator",
+    description="a software Hayes emulator (tcpser, modem-over-IP adapters): no '+' "
+    "commands (mis-parsed as basic letters), silent ATI, ATZ that keeps settings, CONNECT "
+    "on link-up with BUSY / NO ANSWER as data, a swallowed command after a failed dial, "
+    "ATH that rejects a ringing call, doubled ATH0 replies, RING every 4 s, host:port "
+    "dialling",
+    identity=_frozen({}),
+    codes=TCPSER_CODES,
+    connect_style="fixed",
+    progress_styles=frozenset(),
+    cid_spaces=True,
+    max_command_length=255,
+    max_rate=33600,
+    dte_rate=38400,
+    gmi="tcpser",
+    gmm="Hayes emulator",
+    gmr="1.1",
+    gcap="",
+    command_syntax="tcpser",
+    identity_text=False,
+    z_resets=False,
+    numeric_crlf=True,
+    connect_on_link=True,
+    no_answer_timeout=40.0,
+    swallow_after_failed_dial=True,
+    hangup_rejects_ringing=True,
+    double_hangup_reply=True,
+    carrier_loss_wait=False,
+    ring_interval=4.0,
+    dials_addresses=True,
+)
+
 PROFILES: MappingProxyType[str, ModemProfile] = MappingProxyType(
-    {p.name: p for p in (GENERIC, USR, CONEXANT)}
+    {p.name: p for p in (GENERIC, USR, CONEXANT, EMULATOR)}
 )
 
 

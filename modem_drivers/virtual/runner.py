@@ -17,6 +17,7 @@ import structlog
 
 from ..text import escape_bytes
 from .exposure import (
+    EXPOSURE_KINDS,
     Exposure,
     InprocExposure,
     PtyExposure,
@@ -28,7 +29,7 @@ from .network import PhoneNetwork
 
 log = structlog.get_logger("callhome.sim")
 
-EXPOSURE_KINDS = ("pty", "tcp", "rfc2217", "inproc")
+__all__ = ["EXPOSURE_KINDS", "NetworkRunner"]
 
 
 class NetworkRunner:

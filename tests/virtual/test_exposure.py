@@ -354,3 +354,119 @@ async def test_scripted_faults_through_the_runner(runner):
 
     runner_loop = asyncio.get_running_loop()
     await in_thread(script)
+
+
+# -- issue 8: a port that vanishes while the modem holds back its DTE -------------------
+
+
+async def _wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+def _held_back_call(runner: NetworkRunner) -> None:
+    """Modem `a` in a call at 300 bit/s with RTS/CTS, so a DTE soon fills its buffer."""
+    network = runner.network
+    network.set_line("a", rate=300)
+    b = network.modem("b")
+    b.settings.s[0] = 1  # auto-answer
+    b.set_dtr(True)
+    runner.poke()
+
+
+async def _fill_until_held_back(runner: NetworkRunner, write) -> None:
+    exposure = runner.exposures["a"]
+    modem = runner.network.modem("a")
+    write(b"ATE0&K3D200\r")
+    await _wait_for(lambda: modem.in_call, timeout=10)
+    write(b"x" * 8192)
+    await _wait_for(lambda: not modem.cts and bool(exposure.held))
+
+
+@pytest.mark.parametrize("kind", ["pty", "tcp", "rfc2217", "inproc"])
+async def test_port_reads_again_after_vanishing_while_held_back(runner, kind):
+    url = await expose(runner, "a", kind)
+    _held_back_call(runner)
+    loop = asyncio.get_running_loop()
+    if kind == "inproc":
+        collector = _Collector()
+        transport, _lines = inproc.connect(url, collector)
+        await _fill_until_held_back(runner, transport.write)
+    else:
+        port = await in_thread(open_port, url)
+
+        def write(data: bytes) -> None:
+            loop.run_in_executor(None, port.write, data)
+
+        await _fill_until_held_back(runner, write)
+    await runner.vanish("a")
+    if kind != "inproc":
+        await in_thread(port.close)
+    await _wait_for(lambda: not runner.network.modem("a").in_call, timeout=10)
+    await runner.reappear("a")
+    url = runner.exposures["a"].url
+    if kind == "inproc":
+        again = _Collector()
+        transport, _lines = inproc.connect(url, again)
+        transport.write(b"AT\r")
+        await _wait_for(lambda: again.data.endswith(b"OK\r\n"))
+        transport.close()
+        return
+
+    exposure = runner.exposures["a"]
+
+    def second_life() -> bytes:
+        port = open_port(url)
+        try:
+            # Write only once the port has seen its DTE: a pty's first read must not
+            # hide a reader that was never re-armed.
+            deadline = time.monotonic() + 5
+            while not exposure.attached and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(0.05)
+            return command(port, "AT")
+        finally:
+            port.close()
+
+    assert (await in_thread(second_life)).endswith(b"OK\r\n")
+
+
+async def test_emulators_talk_over_socket_urls(runner):
+    """Two `emulator` modems on raw TCP ports, as tcpser is reached (`socket://`)."""
+    network = runner.network
+    network.add_modem("emu-a", "emulator", number="5550001")
+    network.add_modem("emu-b", "emulator", number="127.0.0.1:6400")
+    url_a = await expose(runner, "emu-a", "tcp")
+    url_b = await expose(runner, "emu-b", "tcp")
+    assert url_a.startswith("socket://")
+
+    def script() -> None:
+        a, b = open_port(url_a), open_port(url_b)
+        try:
+            assert command(a, "ATE0").endswith(b"OK\r\n")
+            command(b, "ATE0")
+            a.write(b"ATDT127.0.0.1:6400\r")
+            read_until(a, b"\r\nCONNECT 38400\r\n")  # the link is up; nobody answered yet
+            a.write(b"early")
+            read_until(b, b"\r\nRING\r\n")
+            b.write(b"ATA\r")
+            assert read_until(b, b"early").endswith(b"\r\nCONNECT 38400\r\nearly")
+            b.write(b"late")
+            read_until(a, b"late")
+            time.sleep(1.2 * 50 * SCALE)
+            a.write(b"+++")
+            read_until(a, b"OK\r\n")
+            read_until(b, b"+++")  # passed on as data
+            a.reset_input_buffer()
+            a.write(b"ATH0\r")
+            assert read_until(a, b"CARRIER\r\n\r\nOK\r\n") == b"\r\nNO CARRIER\r\n\r\nOK\r\n"
+            read_until(b, b"NO CARRIER")
+        finally:
+            a.close()
+            b.close()
+
+    await in_thread(script)
+    assert network.history[-1].outcome == "hung up by emu-a"

@@ -83,6 +83,7 @@ def test_cli_lists_profiles_and_prints_an_example():
         "generic",
         "usr",
         "conexant",
+        "emulator",
     }
     example = CliRunner().invoke(main, ["example"]).output
     parse_config(__import__("tomllib").loads(example))
