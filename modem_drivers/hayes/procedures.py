@@ -391,8 +391,8 @@ def initialise(
         misparsed = final is None or final.numeric or final.kind is not ResultKind.ERROR
         if setting.extended and misparsed:
             extended_misparsed = (
-                f"not sent: {setting.command.decode('latin-1')} was answered {answer}, "
-                "so this modem does not understand extended commands"
+                f"not sent: this modem mis-parses extended commands "
+                f"(see {setting.command.decode('latin-1')})"
             )
         if misparsed or core.needs_resync:
             yield from restore(

@@ -122,3 +122,54 @@ async def test_bad_dial_string_is_a_usage_error(sim):
         "modem", "dial", urls["client"], "555-CALL-NOW", "--time-scale", str(SCALE)
     )
     assert code == exitcodes.USAGE and "not a dial string" in err
+
+
+@pytest.fixture
+async def emulators(tmp_path):
+    network = PhoneNetwork()
+    network.add_modem("emu", "emulator", number="5550301")
+    network.add_modem("bank", "emulator", number="127.0.0.1:6400")
+    network.add_modem("busy", "generic", number="5550200")
+    runner = NetworkRunner(network, time_scale=SCALE)
+    await runner.start()
+    urls = {}
+    for name in ("emu", "bank"):
+        urls[name] = (await runner.expose(name, "pty", path=str(tmp_path / name))).url
+    yield network, urls
+    await runner.stop()
+
+
+async def test_probe_of_an_emulator_lists_what_it_refused(emulators):
+    _, urls = emulators
+    code, out, err = await callhome(
+        "modem", "probe", urls["emu"], "--json", "--time-scale", str(SCALE)
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    refused = {entry.split(" ")[0]: entry for entry in result["refused"]}
+    assert "'3' (numeric NO CARRIER)" in refused["AT+VCID=1"]
+    assert {"AT+MR=1", "AT+ER=1", "AT+DR=1"} <= set(refused)  # not sent after that
+    assert "ATV1 (verbose result codes)" in result["present"]
+    assert "AT+GCAP" not in result["identity"]  # never asked: it would answer the line
+    code, out, err = await callhome("modem", "probe", urls["emu"], "--time-scale", str(SCALE))
+    assert code == 0, err
+    assert "refused       AT+VCID=1 (formatted caller ID): '3' (numeric NO CARRIER)" in out
+
+
+async def test_dial_an_address_and_a_busy_reported_after_connect(emulators):
+    network, urls = emulators
+    bank = network.modem("bank")
+    bank.settings.s[0] = 1  # auto-answer
+    code, out, err = await callhome(
+        "modem", "dial", urls["emu"], "127.0.0.1:6400", "--time-scale", str(SCALE), "--json"
+    )
+    assert code == 0, out + err
+    assert json.loads(out)["outcome"] == "connected"
+    # the emulator says CONNECT on link-up, then BUSY as text: busy, not connected
+    network.line("busy").off_hook = True
+    code, out, err = await callhome(
+        "modem", "dial", urls["emu"], "5550200", "--time-scale", str(SCALE), "--json"
+    )
+    result = json.loads(out)
+    assert code == exitcodes.BUSY, out + err
+    assert result["outcome"] == "busy" and "BUSY after CONNECT" in result["ended"]
