@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ import click
 import serial
 import structlog
 
+from ..configfile import ConfigError
 from ..logs import configure_logging
 from ..text import escape_bytes
-from .config import EXAMPLE, ConfigError, SimConfig, load_config
+from .config import EXAMPLE, SimConfig, load_config
 from .network import PhoneNetwork
 from .profiles import PROFILES
 from .runner import NetworkRunner
@@ -240,7 +242,7 @@ class _DemoScript:
 
     def run(self) -> bool:
         a, c = self.client, self.centre
-        steps = [
+        steps: list[Callable[[], bool | None]] = [
             lambda: self.send("centre", c, b"ATE0V1X4&C1&D2S0=0+VCID=1\r"),
             lambda: self.expect("centre", c, b"OK", 2),
             lambda: self.send("client", a, b"ATE0V1X4&C1&D2+ER=1;+MR=1\r"),
