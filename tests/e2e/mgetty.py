@@ -88,8 +88,10 @@ def mgetty_or_skip() -> str:
         problem = _install()
         path = _find()
         if path is None:
-            pytest.skip(f"mgetty is not installed and {problem or 'was not found after apt-get'}"
-                        f" ({HOW_TO_RUN})")
+            pytest.skip(
+                f"mgetty is not installed and {problem or 'was not found after apt-get'}"
+                f" ({HOW_TO_RUN})"
+            )
     if not os.path.isdir(LOG):
         pytest.skip(f"{LOG} is missing: the mgetty package is incomplete ({HOW_TO_RUN})")
     problem = _namespace_problem()
@@ -101,20 +103,38 @@ def mgetty_or_skip() -> str:
     return path
 
 
-LOGIN_PROGRAM = """#!/bin/sh
-# What a caller meets after giving a login name: a password prompt that never lets it in.
+LOGIN_PROGRAM = r"""#!/bin/sh
+# A stand-in for login(1) that never lets anyone in. Without a name argument it reads the
+# name itself, as login does under mgetty's TTYPROMPT hack (mgetty printed the prompt).
 trap '' INT QUIT TSTP
-printf 'Password: '
-while read -r line; do
-    printf '\\r\\nLogin incorrect\\r\\nPassword: '
+stty raw 2>/dev/null  # the caller's bytes raise no signal and no end of file
+[ -n "$1" ] || read -r name || exit 0
+while :; do
+    printf '
+Password: '
+    read -r password || exit 0
+    printf '
+Login incorrect
+
+login: '
+    read -r name || exit 0
 done
 """
 
 
 class Mgetty:
-    """One mgetty on `tty` (a /dev/pts/N path), with everything private in `folder`."""
+    """One mgetty on `tty` (a /dev/pts/N path), with everything private in `folder`.
 
-    def __init__(self, binary: str, tty: str, folder: Path) -> None:
+    `reads_login_name`: mgetty reads the caller's login name itself (its default). Its
+    reader ends the call on a ^\\ or (first) ^D byte, 0x1c/0x9c or 0x04/0x84: a caller
+    sending binary data is hung up on in about half the calls. With False, mgetty prints
+    the login prompt and hands the line to the login program at once (its
+    `login-env-ttyprompt-hack`), which keeps the line up whatever arrives.
+    """
+
+    def __init__(
+        self, binary: str, tty: str, folder: Path, *, reads_login_name: bool = False
+    ) -> None:
         if not tty.startswith("/dev/"):
             raise ValueError(f"mgetty wants a device under /dev, not {tty}")
         self.binary = binary
@@ -125,6 +145,7 @@ class Mgetty:
         self.log_dir = folder / "log"
         self.lock_dir = folder / "lock"
         self.output = folder / "mgetty.out"
+        self.reads_login_name = reads_login_name
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -154,8 +175,9 @@ class Mgetty:
         login_config.chmod(0o600)
         (self.etc / "dialin.config").write_text("")
         (self.folder / "issue").write_text("callhome test site, mgetty on @ (\\L)\n")
-        # Everything else is mgetty's own default: its init chat, answer chat (ATA),
-        # one ring, a login prompt after a FidoNet EMSI request.
+        # Everything else is mgetty's own default: its init chat (ATQ0V1H0, AT), the
+        # answer on the first RING (ATA, wait for CONNECT), the banner, the login prompt
+        # (after a FidoNet EMSI request when mgetty reads the name itself).
         (self.etc / "mgetty.config").write_text(
             "\n".join(
                 [
@@ -167,7 +189,7 @@ class Mgetty:
                     f"issue-file {self.folder / 'issue'}",
                     f"login-conf-file {self.etc / 'login.config'}",
                     "login-time 120",
-                    "login-env-ttyprompt-hack yes",
+                    f"login-env-ttyprompt-hack {'no' if self.reads_login_name else 'yes'}",
                     "",
                 ]
             )

@@ -1,10 +1,16 @@
 """A real third-party DTE on the virtual network: mgetty answers the centre's number.
 
 The client's `callhome line-test` dials the centre's number; the modem there is a
-virtual modem on a pty, and on that pty runs mgetty (the Debian package), which sees
-RING, answers with ATA and greets the caller with an EMSI request, an issue file and a
-login prompt. The call connects, the client finds no call-home centre and fails with
-the typed protocol error (exit 10), hangs up, and keeps everything queued.
+virtual modem on a pty, and on that pty runs mgetty (the Debian package) with its own
+init and answer chats: it sees RING, answers with ATA, and greets the caller with a
+banner and a login prompt. The call connects, the client finds no call-home centre and
+fails with the typed protocol error (exit 10), hangs up, and keeps everything queued.
+
+mgetty's own login-name reader exits (and so hangs up) on a ^\\ or ^D byte, which the
+client's first handshake message, random to the eye, holds in about half the calls;
+then the call ends with exit 7 (cut) instead. The main case therefore lets the login
+program read the name (mgetty's TTYPROMPT mode; the caller sees the same prompt), and
+a second case keeps mgetty's reader and accepts either typed ending.
 
 mgetty runs with a private config in a private mount namespace (tests/e2e/mgetty.py);
 the test installs it when it may and is skipped, with the reason, when it cannot.
@@ -31,10 +37,11 @@ from .system import CENTRE_NUMBER, SCALE, run
 CLIENT = "plant-mg"
 
 # The client's handshake deadline against a peer that is not a centre, in client time
-# (network seconds: the client's timers are scaled with the network's).
-# TODO(issue 8, "a peer that is not a call-home centre ... recognised within 10 s"):
-# today the client resends its first handshake message for about 66 s before it gives
-# up on mgetty's login prompt; once non-centre peers are recognised, lower this to 10 s.
+# (network seconds: the client's protocol timers are scaled with the network's).
+# MEASURED 2026-12-02: the client resends its first handshake message for 66.1-66.4 s
+# of client time before giving up on mgetty's login prompt.
+# TODO(issue 8, "a peer that is not a call-home centre ... is recognised within 10 s"):
+# lower this to 10 s once the client recognises non-centre peers.
 HANDSHAKE_DEADLINE = 70.0
 
 
@@ -46,24 +53,34 @@ async def wait_until(predicate, what: str, timeout: float, details=lambda: "") -
         await asyncio.sleep(0.1)
 
 
-async def test_line_test_to_mgetty_is_a_protocol_error_and_loses_nothing(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("scale", "mgetty_reads_name"),
+    [
+        pytest.param(SCALE, False, id="login-prompt"),
+        pytest.param(SCALE, True, id="mgetty-reads-name"),
+        pytest.param(1.0, False, id="login-prompt-real-time", marks=pytest.mark.slow),
+    ],
+)
+async def test_line_test_to_mgetty_is_a_protocol_error_and_loses_nothing(
+    tmp_path: Path, scale: float, mgetty_reads_name: bool
+):
     binary = mgetty_or_skip()
     network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
     network.add_modem("centre", "generic", number=CENTRE_NUMBER)
     network.add_modem(CLIENT, "generic", number="5550030")
-    runner = NetworkRunner(network, time_scale=SCALE)
+    runner = NetworkRunner(network, time_scale=scale)
     await runner.start()
     mgetty: Mgetty | None = None
     try:
         centre = await runner.expose("centre", "pty", path=str(tmp_path / "ports" / "centre"))
         client_port = await runner.expose(CLIENT, "pty", path=str(tmp_path / "ports" / CLIENT))
         tty = os.path.realpath(centre.url)  # /dev/pts/N: mgetty takes "pts/N"
-        mgetty = Mgetty(binary, tty, tmp_path / "mgetty")
+        mgetty = Mgetty(binary, tty, tmp_path / "mgetty", reads_login_name=mgetty_reads_name)
         mgetty.start()
         # mgetty has set the modem up (its own default init chat) and waits for a RING
         await wait_until(
             lambda: mgetty.waiting() or not mgetty.running(),
-            "mgetty did not initialise the virtual modem",
+            "mgetty did not set the virtual modem up",
             30,
             mgetty.log,
         )
@@ -91,7 +108,7 @@ async def test_line_test_to_mgetty_is_a_protocol_error_and_loses_nothing(tmp_pat
             "--attempts",
             "1",
             "--time-scale",
-            str(SCALE),
+            str(scale),
         )
         assert init.code == 0, init
         queued = await run(
@@ -114,37 +131,47 @@ async def test_line_test_to_mgetty_is_a_protocol_error_and_loses_nothing(tmp_pat
         started = time.monotonic()
         result = await run("callhome", "-c", config, "line-test", "--json", timeout=300)
         elapsed = time.monotonic() - started
-        details = f"{result}\n{list(network.history)}\n--- mgetty\n{mgetty.log()[-4000:]}"
+        calls = [c for c in network.history if c.caller == CLIENT]
+        details = f"{result}\n{calls}\n--- mgetty\n{mgetty.log()[-4000:]}"
 
-        # the typed protocol error, after a call that really connected to mgetty
-        assert result.code == exitcodes.PROTOCOL, details
-        report = json.loads(result.out)
-        assert report["result"] == "protocol" and report["number"] == CENTRE_NUMBER, details
-        assert report["connect"], details
+        # the call connected, and it was mgetty that answered it
+        assert len(calls) == 1, details
+        call = calls[0]
+        assert call.callee == "centre" and call.connected is not None, details
+        assert call.bytes_callee_to_caller > 0 and call.bytes_caller_to_callee > 0, details
         log = mgetty.log()
-        assert "ATA" in log and "CONNECT" in log, details  # mgetty answered the RING
+        assert "send: ATA" in log and "CONNECT" in log, details
+        report = json.loads(result.out)
+        assert report["number"] == CENTRE_NUMBER and report["connect"], details
 
-        # the client hung up: the network shows the call ended
-        (call,) = [c for c in network.history if c.caller == CLIENT]
-        assert call.callee == "centre" and call.connected is not None, call
-        assert call.ended is not None and not network.active_calls, call
-        assert call.bytes_callee_to_caller > 0 and call.bytes_caller_to_callee > 0, call
-
-        # within the handshake deadline (client time = network seconds)
-        on_line = call.ended - call.connected
+        # the call is over: nothing left on the virtual network
+        assert call.ended is not None and not network.active_calls, details
+        on_line = call.ended - call.connected  # client time
         print(
-            f"mgetty call: exit {result.code}, connected for {on_line:.1f} s of client "
-            f"time, line-test took {elapsed:.1f} s real at time scale {SCALE}"
+            f"\nmgetty ({'mgetty reads the name' if mgetty_reads_name else 'login prompt'}): "
+            f"exit {result.code}, {call.outcome}, connected for {on_line:.1f} s of client "
+            f"time; line-test took {elapsed:.1f} s at time scale {scale}"
         )
-        assert on_line < HANDSHAKE_DEADLINE, details  # TODO(issue 8): 10 s, see above
+        if result.code == exitcodes.NO_CARRIER and mgetty_reads_name:
+            # mgetty's name reader met a ^\ or ^D and hung up: a cut call, typed
+            assert call.outcome == "hung up by centre" and not mgetty.running(), details
+            assert report["result"] == "dropped", details
+        else:
+            # the typed protocol error, the client hanging up within its deadline
+            assert result.code == exitcodes.PROTOCOL, details
+            assert report["result"] == "protocol", details
+            assert call.outcome == f"hung up by {CLIENT}" and mgetty.running(), details
+            assert on_line < HANDSHAKE_DEADLINE, details  # TODO(issue 8): 10 s, see above
 
-        # nothing queued is lost: the report (and the line test itself) wait for a centre
+        # nothing queued is lost: the report and the line test wait for a centre
         listed = await run("callhome", "-c", config, "queue", "--json")
         assert listed.code == 0, listed
-        kinds = [message["kind"] for message in json.loads(listed.out)]
-        assert "report" in kinds and "line-test" in kinds, listed.out
+        waiting = {(m["kind"], m["summary"], m["status"]) for m in json.loads(listed.out)}
+        assert waiting == {
+            ("report", "error raid0 degraded", "queued"),
+            ("line-test", "line test", "queued"),
+        }, listed.out
     finally:
         if mgetty is not None:
             mgetty.stop()
         await runner.stop()
-
