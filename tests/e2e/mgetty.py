@@ -44,15 +44,17 @@ def _install() -> str | None:
     if apt is None:
         return "apt-get is not available to install it"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        done = subprocess.run(
-            [apt, "install", "-y", "--no-install-recommends", "mgetty"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-            check=False,
+
+    def apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [apt, *args], capture_output=True, text=True, timeout=300, env=env, check=False
         )
+
+    try:
+        done = apt_get("install", "-y", "--no-install-recommends", "mgetty")
+        if done.returncode != 0:  # a fresh image may have no package lists yet
+            apt_get("update")
+            done = apt_get("install", "-y", "--no-install-recommends", "mgetty")
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"apt-get install mgetty failed: {exc}"
     if done.returncode != 0:
@@ -92,8 +94,9 @@ def mgetty_or_skip() -> str:
                 f"mgetty is not installed and {problem or 'was not found after apt-get'}"
                 f" ({HOW_TO_RUN})"
             )
-    if not os.path.isdir(LOG):
-        pytest.skip(f"{LOG} is missing: the mgetty package is incomplete ({HOW_TO_RUN})")
+    for folder in (ETC, LOG):  # the mount points of the private copies
+        if not os.path.isdir(folder):
+            pytest.skip(f"{folder} is missing: the mgetty package is incomplete ({HOW_TO_RUN})")
     problem = _namespace_problem()
     if problem is not None:
         pytest.skip(
