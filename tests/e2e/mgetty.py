@@ -113,13 +113,9 @@ trap '' INT QUIT TSTP
 stty raw 2>/dev/null  # the caller's bytes raise no signal and no end of file
 [ -n "$1" ] || read -r name || exit 0
 while :; do
-    printf '
-Password: '
+    printf '\r\nPassword: '
     read -r password || exit 0
-    printf '
-Login incorrect
-
-login: '
+    printf '\r\nLogin incorrect\r\n\r\nlogin: '
     read -r name || exit 0
 done
 """
@@ -202,7 +198,7 @@ class Mgetty:
         lock = os.path.realpath("/var/lock")
         script = (
             'mount --bind "$1" /etc/mgetty && mount --bind "$2" /var/log/mgetty && '
-            'mount --bind "$3" "$4" && shift 4 && trap "" INT QUIT TSTP && exec "$@"'
+            'mount --bind "$3" "$4" && shift 4 && exec "$@"'
         )
         return [
             "unshare",
