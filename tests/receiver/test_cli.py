@@ -204,6 +204,7 @@ def test_run_closes_the_calls_a_crashed_receiver_left_open(centre):
         stderr=subprocess.PIPE,
         text=True,
     )
+    seen: list[str] = []
     try:
         deadline = time.monotonic() + 30
         outcome = "in progress"
@@ -213,9 +214,17 @@ def test_run_closes_the_calls_a_crashed_receiver_left_open(centre):
             outcome = store.calls()[0].outcome
             store.close()
         assert outcome == "interrupted"
+        # SIGTERM only once the receiver has its handler (the bank has started): before
+        # that, the default action ends it with -15
+        assert receiver.stderr is not None
+        for line in receiver.stderr:
+            seen.append(line)
+            if '"bank.started"' in line:
+                break
     finally:
         receiver.send_signal(signal.SIGTERM)
         _, err = receiver.communicate(timeout=30)
+    err = "".join(seen) + err
     assert '"calls.interrupted"' in err and receiver.returncode == 0, err
 
 
