@@ -24,6 +24,7 @@ from callhome.wire.records import RefusalReason
 from callhome.wire.session import (
     Event,
     Failed,
+    HandshakeDecryptionFailed,
     HandshakeRequested,
     MessageFailed,
     MessageProgress,
@@ -74,6 +75,8 @@ class CallState:
     derived from how the session ended."""
     error: str | None = None
     messages: int = 0
+    undecryptable: int = 0
+    """First handshake messages that did not decrypt (NOTICE sent for each)."""
 
 
 class PortWorker:
@@ -209,6 +212,8 @@ class PortWorker:
         if state.outcome is None:
             if ended == "closed" or session.complete:
                 state.outcome = "completed"
+            elif ended == "carrier lost" and state.undecryptable and state.device is None:
+                state.outcome = "failed"  # the caller read our NOTICE and hung up
             elif ended == "carrier lost":
                 state.outcome = "dropped"
                 state.error = state.error or "carrier lost before the exchange was complete"
@@ -291,6 +296,11 @@ class PortWorker:
             await self._store(session, event, state)
         elif isinstance(event, MessageFailed):
             self._log.warning("message.failed", seq=event.seq, reason=event.reason.name)
+        elif isinstance(event, HandshakeDecryptionFailed):
+            # the wrong centre key, or a forgery: the session answered with a NOTICE and
+            # waits (until the handshake deadline) in case a genuine HS1 follows
+            state.undecryptable += 1
+            state.error = f"cannot decrypt the caller's handshake: {event.error}"
         elif isinstance(event, Failed):
             state.error = str(event.error)
             self._log.warning("call.protocol_error", error=str(event.error))

@@ -82,6 +82,8 @@ PROTOCOL_VERSION = 1
 PROLOGUE = b"callhome/1"
 DIGEST_THRESHOLD = 1024
 """Messages longer than this carry an end-to-end digest and can resume after a drop."""
+MAX_NOTICES = 8
+"""NOTICE frames a centre sends in one call (one per undecryptable HS1, at most)."""
 
 
 # -- events ------------------------------------------------------------------------------
@@ -96,6 +98,15 @@ class HandshakeRequested:
     epoch: int
     dictionary_id: int
     version: int
+
+
+@dataclass(frozen=True)
+class HandshakeDecryptionFailed:
+    """Centre: a first handshake message did not decrypt (the device has the wrong
+    centre key, or this is a forgery). A NOTICE went back; the session keeps waiting
+    for a genuine one until the handshake deadline."""
+
+    error: str
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,7 @@ class Failed:
 
 Event = (
     HandshakeRequested
+    | HandshakeDecryptionFailed
     | HandshakeComplete
     | MessageStarted
     | MessageProgress
@@ -529,6 +541,8 @@ class ClientSession(_Session):
         self._order: list[int] = []
         self.dictionary_accepted = False
         self.refusal: RefusalReason | None = None
+        self._notice: str | None = None
+        self._notice_deadline: float | None = None
 
     def queue(self, seq: int, message: EncodedMessage, plain: EncodedMessage | None = None) -> None:
         """Send `message` (number `seq`) in this call; `plain` is its uncompressed form,
@@ -564,22 +578,34 @@ class ClientSession(_Session):
         self._write(self._hs1)
         self._attempts += 1
         self._hs1_sent_at = now
-        # the HS1 and HS2 must cross the line before an answer can come
-        flight = (len(self._hs1) + 80) * 10 / self.config.line_rate
+        flight = self._answer_flight()
         backoff = min(
             self.config.handshake_retry * 1.5 ** (self._attempts - 1),
             self.config.handshake_retry_max,
         )
         self._retry_at = now + backoff + flight
 
+    def _answer_flight(self) -> float:
+        """The HS1 and HS2 must cross the line before an answer can come."""
+        return (len(self._hs1) + 80) * 10 / self.config.line_rate
+
     def _idle_deadline(self) -> float | None:
         # while shaking hands, the attempt limit decides (and says something clearer)
         return None if self.phase is Phase.HANDSHAKE else super()._idle_deadline()
 
     def _extra_deadlines(self) -> list[float | None]:
-        return [self._retry_at if self.phase is Phase.HANDSHAKE else None]
+        if self.phase is not Phase.HANDSHAKE:
+            return []
+        return [self._retry_at, self._notice_deadline]
 
     def _timer_extra(self, now: float) -> None:
+        if (
+            self.phase is Phase.HANDSHAKE
+            and self._notice is not None
+            and self._notice_deadline is not None
+            and now >= self._notice_deadline
+        ):
+            raise HandshakeFailed(self._notice)
         if self.phase is Phase.HANDSHAKE and self._retry_at is not None and now >= self._retry_at:
             if self._attempts >= self.config.handshake_attempts:
                 raise HandshakeFailed("no answer from the centre to the handshake")
@@ -587,9 +613,11 @@ class ClientSession(_Session):
 
     def _handshake_frame(self, kind: int, body: bytes, now: float) -> None:
         if kind == NOTICE:
-            if self.phase is Phase.HANDSHAKE and len(body) == 2:
-                text = NOTICE_TEXT.get(body[1], f"notice {body[1]}")
-                raise HandshakeFailed(text)
+            if self.phase is Phase.HANDSHAKE and len(body) == 2 and self._notice is None:
+                # unauthenticated: anyone on the line can send one. Believe it only if
+                # no genuine answer follows within the time an answer takes to arrive
+                self._notice = NOTICE_TEXT.get(body[1], f"notice {body[1]}")
+                self._notice_deadline = now + self._answer_flight() + self.config.notice_grace
             return
         if kind != HS2 or self.phase is not Phase.HANDSHAKE:
             return  # a repeated HS2 (our HS1 was resent), or nonsense: ignore
@@ -749,6 +777,7 @@ class ServerSession(_Session):
         self._announced: dict[int, bool] = {}
         """Messages the client started in this call -> answered yet."""
         self._received: set[int] = set()
+        self._notices = 0
 
     def start(self, now: float) -> None:
         self._last_heard = now
@@ -771,8 +800,14 @@ class ServerSession(_Session):
         try:
             payload = handshake.read_message_1(body[1:])
         except HandshakeFailed as error:
-            self._write(encode_frame(bytes([NOTICE, NOTICE_UNDECRYPTABLE])))
-            raise HandshakeFailed(f"cannot decrypt the caller's handshake: {error}") from None
+            # a device with the wrong centre key, or a forgery: say so (a hint, nothing
+            # more), and keep waiting; one forged frame must not end a genuine call
+            self.stats.auth_failures += 1
+            if self._notices < MAX_NOTICES:
+                self._notices += 1
+                self._write(encode_frame(bytes([NOTICE, NOTICE_UNDECRYPTABLE])))
+            self._events.append(HandshakeDecryptionFailed(str(error)))
+            return
         reader = Reader(payload)
         try:
             version, _caps, dictionary_id = reader.byte(), reader.byte(), reader.byte()

@@ -46,6 +46,9 @@ class TransferConfig:
     handshake_retry: float = 3.0
     handshake_retry_max: float = 10.0
     handshake_attempts: int = 8
+    notice_grace: float = 2.0
+    """Client: how long after an (unauthenticated) NOTICE a genuine HS2 may still come
+    before the notice is believed."""
     close_linger: float = 5.0
     """After the exchange is complete, how long to stay for a lost last frame."""
     initial_frame: int = 1024

@@ -13,12 +13,13 @@ from benchmarks.linesim import Centre, Device
 from callhome.wire.errors import HandshakeFailed, Refused, SessionTimeout
 from callhome.wire.framing import cobs_decode, encode_frame, unstuff
 from callhome.wire.messages import EncodedMessage, Kind, encode_message, load_dictionary
-from callhome.wire.records import DATA, RefusalReason, RejectReason
+from callhome.wire.records import ACK, DATA, HS1, HS2, NOTICE, RefusalReason, RejectReason
 from callhome.wire.session import (
     ClientSession,
     Closed,
     Failed,
     HandshakeComplete,
+    HandshakeDecryptionFailed,
     HandshakeRequested,
     MessageAcknowledged,
     MessageFailed,
@@ -81,9 +82,13 @@ def test_the_centre_learns_the_device_and_the_client_authenticates_the_centre():
     server = ServerSession(static_private=impostor.static_private)
     server.start(0.0)
     events = server.receive_data(client.data_to_send(), 0.1)
-    assert isinstance(events[0], Failed) and isinstance(events[0].error, HandshakeFailed)
+    assert isinstance(events[0], HandshakeDecryptionFailed)
+    assert server.stats.auth_failures == 1
     notice = server.data_to_send()
-    events = client.receive_data(notice, 0.2)
+    assert client.receive_data(notice, 0.2) == []  # a NOTICE is only a hint ...
+    deadline = client.next_deadline()
+    assert deadline is not None and deadline < 0.2 + TransferConfig().notice_grace + 1
+    events = client.handle_timer(deadline)  # ... believed when no genuine answer follows
     assert isinstance(events[0], Failed)
     assert "wrong centre public key" in str(events[0].error)
 
@@ -353,3 +358,79 @@ def test_a_message_the_centre_cannot_decode_is_rejected_for_good_the_rest_delive
     assert centre.store_count == 2
     failed = [e for e in outcome.server_events if isinstance(e, MessageFailed)]
     assert [(e.seq, e.reason) for e in failed] == [(2, RejectReason.UNDECODABLE)]
+
+
+# -- forgeries never stop a genuine call (issue 10, defects 1 and 5) --------------------
+
+
+@st.composite
+def forgeries(draw):
+    """A per-frame fate that slips forged frames (valid CRC, made-up content, of every
+    type) and raw junk in before or after genuine frames."""
+    plan = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["none", "before", "after", "both"]),
+                st.sampled_from([HS1, HS2, DATA, ACK, NOTICE, 0x06, 0xFF, "copy", "junk"]),
+                st.binary(min_size=0, max_size=120),
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    position = {"i": 0}
+
+    def forge(frame: bytes, kind: object, noise: bytes) -> bytes:
+        if kind == "junk":
+            return noise or b"\xff"
+        if kind == "copy":  # the genuine frame with its content replaced, same length
+            body = cobs_decode(unstuff(frame.strip(b"\x00")))[:-2]
+            fake = body[:2] + (noise * (len(body) // max(1, len(noise)) + 1))[: len(body) - 2]
+            return encode_frame(fake if fake != body else body[:2] + b"\x00" * 40)
+        assert isinstance(kind, int)
+        return encode_frame(bytes([kind]) + noise)
+
+    def fate(frame: bytes):
+        where, kind, noise = plan[position["i"] % len(plan)]
+        position["i"] += 1
+        forged = forge(frame, kind, noise)
+        out = [(0.0, frame)]
+        if where in ("before", "both"):
+            out.insert(0, (0.0, forged))
+        if where in ("after", "both"):
+            out.append((0.001, forged))
+        return out
+
+    return fate
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(up=forgeries(), down=forgeries(), sizes=st.lists(st.integers(1, 3000), max_size=3))
+def test_forged_frames_anywhere_never_stop_a_genuine_call(up, down, sizes):
+    device, centre = pair(*[report(size, seed) for seed, size in enumerate(sizes)])
+    outcome = run_call(device, centre, up=up, down=down)
+    assert outcome.closed and outcome.failure is None
+    assert centre.store_count == len(sizes)
+    assert all(device.acknowledged.get(seq) for seq in range(1, len(sizes) + 1))
+
+
+@pytest.mark.parametrize("flip", [0, 7, 33, 40, 50])
+def test_a_forged_answer_before_the_genuine_one_does_not_poison_the_handshake(flip):
+    """The attack of issue 10: a type 0x02 frame with a valid CRC before the real HS2."""
+    device, centre = pair(report())
+    seen = []
+
+    def forge_hs2(frame: bytes):
+        if frame_type(frame) == HS2 and not seen:
+            seen.append(frame)
+            body = bytearray(cobs_decode(unstuff(frame.strip(b"\x00")))[:-2])
+            body[1 + flip] ^= 0x01  # one bit of the genuine answer, or random bytes
+            forged = encode_frame(bytes(body)) if flip else encode_frame(b"\x02" + os.urandom(56))
+            return [(0.0, forged), (0.01, frame)]
+        return [(0.0, frame)]
+
+    outcome = run_call(device, centre, down=forge_hs2)
+    assert outcome.closed and centre.store_count == 1
+    assert outcome.client is not None and outcome.client.stats.auth_failures == 1
+    hs1 = [f for f in outcome.wire_up if frame_type(f) == HS1]
+    assert len(hs1) == 1  # answered at the first attempt, no 66 s of retries
