@@ -349,16 +349,18 @@ class _Session:
     def _data_frame(self, body: bytes, now: float) -> None:
         assert self._opener is not None
         seq = expand(body[1], self._replay.highest + 1)
-        if self._replay.seen(seq):
-            self.stats.replays += 1
-            self._ack_now(now)  # our ACK may have been lost: say it again
-            return
-        if not self._receive.in_window(seq):
-            return  # ahead of our window: not taken, not marked; it will come again
+        # authenticate first: a frame that does not is answered with nothing at all
+        # (issue 10: a forged frame with a seen number used to get an ACK)
         plaintext = self._opener.open(seq, body[:2], body[2:])
         if plaintext is None:
             self.stats.auth_failures += 1
             return
+        if self._replay.seen(seq):
+            self.stats.replays += 1
+            self._ack_now(now)  # a genuine resend: our ACK may have been lost
+            return
+        if not self._receive.in_window(seq):
+            return  # ahead of our window: not taken, not marked; it will come again
         self._replay.mark(seq)
         self._heard(now)
         reader = Reader(plaintext)
@@ -384,12 +386,12 @@ class _Session:
     def _ack_frame(self, body: bytes, now: float) -> None:
         assert self._opener is not None
         number = expand(body[1], self._last_ack_in + 1)
-        if number <= self._last_ack_in:
-            self.stats.replays += 1
-            return
         plaintext = self._opener.open(ACK_NONCE_BASE + number, body[:2], body[2:])
         if plaintext is None:
             self.stats.auth_failures += 1
+            return
+        if number <= self._last_ack_in:
+            self.stats.replays += 1  # authentic, but old: changes nothing
             return
         self._last_ack_in = number
         self._heard(now)

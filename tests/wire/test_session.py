@@ -434,3 +434,43 @@ def test_a_forged_answer_before_the_genuine_one_does_not_poison_the_handshake(fl
     assert outcome.client is not None and outcome.client.stats.auth_failures == 1
     hs1 = [f for f in outcome.wire_up if frame_type(f) == HS1]
     assert len(hs1) == 1  # answered at the first attempt, no 66 s of retries
+
+
+def test_a_forged_data_frame_with_a_seen_number_gets_no_answer():
+    """Issue 10 defect 5: the seen check used to run before decryption, so a forgery
+    that reused a delivered frame number was answered with an ACK."""
+    device, centre = pair(report(50))
+    client = ClientSession(
+        static_private=device.static_private,
+        server_public=centre.public,
+        call_counter=1,
+        epoch=5,
+        config=TransferConfig(line_rate=9600),
+    )
+    client.queue(1, device.queue[1])
+    client.finish()
+    server = ServerSession(
+        static_private=centre.static_private, config=TransferConfig(line_rate=9600)
+    )
+    client.start(0.0)
+    server.start(0.0)
+    server.receive_data(client.data_to_send(), 0.1)
+    server.accept(0.1, clock_ms=1)
+    client.receive_data(server.data_to_send(), 0.2)
+    first = client.data_to_send()
+    assert frame_type(first) == DATA
+    server.receive_data(first, 0.3)  # frame 0 is now seen
+    server.handle_timer(1.0)  # and its delayed ACK has gone
+    assert server.data_to_send() != b""
+    body = bytearray(cobs_decode(unstuff(first.strip(b"\x00")))[:-2])
+    for position in (2, len(body) // 2, len(body) - 1):
+        forged = bytearray(body)
+        forged[position] ^= 0x40  # frame number 0 again, made-up content
+        server.receive_data(encode_frame(bytes(forged)), 0.31)
+        server.handle_timer(5.0)  # even after the ACK delay
+        assert server.data_to_send() == b""
+    assert server.stats.auth_failures == 3 and server.stats.replays == 0
+    # the genuine frame again is a duplicate: counted, and answered (our ACK may be lost)
+    server.receive_data(first, 5.1)
+    server.handle_timer(5.1)
+    assert server.stats.replays == 1 and server.data_to_send() != b""
