@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from benchmarks.linesim import Centre, Device
 from callhome.wire.errors import HandshakeFailed, Refused, SessionTimeout
-from callhome.wire.framing import cobs_decode, encode_frame, unstuff
+from callhome.wire.framing import MAX_BODY, cobs_decode, encode_frame, unstuff
 from callhome.wire.messages import EncodedMessage, Kind, encode_message, load_dictionary
 from callhome.wire.records import ACK, DATA, HS1, HS2, NOTICE, RefusalReason, RejectReason
 from callhome.wire.session import (
@@ -474,3 +474,14 @@ def test_a_forged_data_frame_with_a_seen_number_gets_no_answer():
     server.receive_data(first, 5.1)
     server.handle_timer(5.1)
     assert server.stats.replays == 1 and server.data_to_send() != b""
+
+
+def test_what_the_transfer_sends_fits_the_frame_limit_with_room():
+    """The decoder's limit (MAX_BODY, 2,048) against what a call needs: DATA frames of at
+    most 1,024 payload bytes + 2 header + 16 tag + 9 flags/ACK = 1,051."""
+    big = EncodedMessage(Kind.REPORT, random.Random(1).randbytes(65536), False, 65536)
+    device, centre = pair(big, report(3000, 1), report(20, 2))
+    outcome = run_call(device, centre, config=TransferConfig(line_rate=33600))
+    assert outcome.closed
+    bodies = [cobs_decode(unstuff(f.strip(b"\x00")))[:-2] for f in outcome.wire_up]
+    assert max(len(b) for b in bodies) <= 1024 + 2 + 16 + 9 < MAX_BODY
