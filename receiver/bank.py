@@ -25,6 +25,7 @@ from callhome.wire.session import (
     Event,
     Failed,
     HandshakeDecryptionFailed,
+    HandshakeRefused,
     HandshakeRequested,
     MessageFailed,
     MessageProgress,
@@ -230,9 +231,18 @@ class PortWorker:
         bank = self.bank
         store = bank.store
         loop = asyncio.get_running_loop()
-        if isinstance(event, HandshakeRequested):
+        if isinstance(event, HandshakeRefused):
+            # the session refused by itself (a protocol version we do not speak)
             device = await store.run(store.store.device_by_key, event.device_key)
-            if device is None:
+            state.device = device
+            state.outcome = f"refused: {event.reason.text}"
+            state.error = f"protocol version {event.version}"
+            self._refused(event.reason, device, event.device_key, version=event.version)
+        elif isinstance(event, HandshakeRequested):
+            device = await store.run(store.store.device_by_key, event.device_key)
+            if bank.stopping.is_set():
+                reason = RefusalReason.BUSY  # draining: call again, another bank answers
+            elif device is None:
                 reason = RefusalReason.UNKNOWN_DEVICE
             elif device.revoked:
                 reason = RefusalReason.REVOKED
@@ -258,22 +268,10 @@ class PortWorker:
                     resume={seq: len(data) for seq, data in partial.items()},
                 )
                 return
-            state.device = device if reason is not RefusalReason.UNKNOWN_DEVICE else None
+            state.device = device
             state.outcome = f"refused: {reason.text}"
             session.refuse(loop.time(), reason)
-            bank.notify(
-                "refused",
-                port=self.name,
-                reason=reason.text,
-                device=device.name if device else None,
-            )
-            self._log.warning(
-                "call.refused",
-                reason=reason.text,
-                device=device.name if device else None,
-                key=event.device_key.hex()[:16],
-                counter=event.call_counter,
-            )
+            self._refused(reason, device, event.device_key, counter=event.call_counter)
         elif isinstance(event, MessageStarted):
             device = state.device
             if device is not None and await store.run(
@@ -305,6 +303,21 @@ class PortWorker:
             state.error = str(event.error)
             self._log.warning("call.protocol_error", error=str(event.error))
         # Closed: the outcome follows from how run_session ends
+
+    def _refused(
+        self, reason: RefusalReason, device: Device | None, key: bytes, **fields: int
+    ) -> None:
+        self.bank.refusals[reason.text] = self.bank.refusals.get(reason.text, 0) + 1
+        self.bank.notify(
+            "refused", port=self.name, reason=reason.text, device=device.name if device else None
+        )
+        self._log.warning(
+            "call.refused",
+            reason=reason.text,
+            device=device.name if device else None,
+            key=key.hex()[:16],
+            **fields,
+        )
 
     async def _store(
         self, session: ServerSession, event: MessageReceived, state: CallState
@@ -415,6 +428,8 @@ class Bank:
         self.stopping = asyncio.Event()
         self.hard_stop = asyncio.Event()
         self.workers = [PortWorker(self, url, index) for index, url in enumerate(ports)]
+        self.refusals: dict[str, int] = {}
+        """Refused calls since start, by reason."""
         self._notify = notify or (lambda what, **fields: None)
 
     def notify(self, what: str, **fields: Any) -> None:

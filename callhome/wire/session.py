@@ -110,6 +110,16 @@ class HandshakeDecryptionFailed:
 
 
 @dataclass(frozen=True)
+class HandshakeRefused:
+    """Centre: the session refused the device by itself (a protocol version it does not
+    speak); the refusal went out in HS2. Record it; nothing more happens in this call."""
+
+    device_key: bytes
+    reason: RefusalReason
+    version: int
+
+
+@dataclass(frozen=True)
 class HandshakeComplete:
     """Client: the centre accepted; its clock (ms since 1970) and what it already holds."""
 
@@ -189,6 +199,7 @@ class Failed:
 Event = (
     HandshakeRequested
     | HandshakeDecryptionFailed
+    | HandshakeRefused
     | HandshakeComplete
     | MessageStarted
     | MessageProgress
@@ -634,9 +645,7 @@ class ClientSession(_Session):
         flags = reader.byte()
         if flags & 0x01:
             reason = reader.byte()
-            self.refusal = (
-                RefusalReason(reason) if reason in RefusalReason._value2member_map_ else None
-            )
+            self.refusal = RefusalReason.of(reason)
             text = self.refusal.text if self.refusal else f"reason {reason}"
             self._fail(Refused(text))
             return
@@ -811,15 +820,30 @@ class ServerSession(_Session):
             self._events.append(HandshakeDecryptionFailed(str(error)))
             return
         reader = Reader(payload)
+        assert handshake.remote_static is not None
         try:
-            version, _caps, dictionary_id = reader.byte(), reader.byte(), reader.byte()
+            version = reader.byte()
+            if version != PROTOCOL_VERSION:
+                # the rest of a later version's payload may differ: read no further.
+                # The refusal's layout (flags, reason) is the same in every version.
+                self._handshake, self._hs1 = handshake, body
+                self.device_key = handshake.remote_static
+                self._heard(now)
+                self.phase = Phase.AWAITING_DECISION
+                self.refuse(now, RefusalReason.UNSUPPORTED_VERSION)
+                self._events.append(
+                    HandshakeRefused(
+                        handshake.remote_static, RefusalReason.UNSUPPORTED_VERSION, version
+                    )
+                )
+                return
+            _caps, dictionary_id = reader.byte(), reader.byte()
             epoch = int.from_bytes(reader.take(4), "big")
             counter = reader.uleb()
         except PeerMisbehaved:
             raise HandshakeFailed("malformed handshake payload") from None
         self._handshake = handshake
         self._hs1 = body
-        assert handshake.remote_static is not None
         self.device_key = handshake.remote_static
         self._heard(now)
         self.phase = Phase.AWAITING_DECISION

@@ -13,13 +13,16 @@ from benchmarks.linesim import Centre, Device
 from callhome.wire.errors import HandshakeFailed, Refused, SessionTimeout
 from callhome.wire.framing import MAX_BODY, cobs_decode, encode_frame, unstuff
 from callhome.wire.messages import EncodedMessage, Kind, encode_message, load_dictionary
+from callhome.wire.noise import IKHandshake
 from callhome.wire.records import ACK, DATA, HS1, HS2, NOTICE, RefusalReason, RejectReason
 from callhome.wire.session import (
+    PROLOGUE,
     ClientSession,
     Closed,
     Failed,
     HandshakeComplete,
     HandshakeDecryptionFailed,
+    HandshakeRefused,
     HandshakeRequested,
     MessageAcknowledged,
     MessageFailed,
@@ -485,3 +488,59 @@ def test_what_the_transfer_sends_fits_the_frame_limit_with_room():
     assert outcome.closed
     bodies = [cobs_decode(unstuff(f.strip(b"\x00")))[:-2] for f in outcome.wire_up]
     assert max(len(b) for b in bodies) <= 1024 + 2 + 16 + 9 < MAX_BODY
+
+
+# -- protocol version (issue 9) ----------------------------------------------------------
+
+
+def _hs1(device: Device, centre: Centre, payload: bytes) -> tuple[IKHandshake, bytes]:
+    handshake = IKHandshake(
+        initiator=True,
+        static_private=device.static_private,
+        remote_static=centre.public,
+        prologue=PROLOGUE,
+    )
+    return handshake, encode_frame(bytes([HS1]) + handshake.write_message_1(payload))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bytes([2, 0, 1]) + b"\x12\x34\x56\x78" + b"\x01",  # version 2, v1 layout
+        bytes([2]),  # version 2 with a payload we cannot parse: refused all the same
+        bytes([0, 9, 9, 9]),
+        bytes([255]) + os.urandom(40),
+    ],
+)
+def test_an_unknown_protocol_version_is_refused_with_the_typed_refusal(payload):
+    device, centre = pair(report())
+    handshake, frame = _hs1(device, centre, payload)
+    server = ServerSession(static_private=centre.static_private)
+    server.start(0.0)
+    events = server.receive_data(frame, 0.1)
+    assert events == [
+        HandshakeRefused(device.public, RefusalReason.UNSUPPORTED_VERSION, payload[0])
+    ]
+    assert server.phase is Phase.CLOSED and server.request is None
+    (answer,) = split_frames(server.data_to_send())
+    body = cobs_decode(unstuff(answer.strip(b"\x00")))[:-2]
+    assert body[0] == HS2
+    assert handshake.read_message_2(body[1:]) == bytes([0x01, 4])  # refused: version
+
+
+def test_a_refusal_with_a_reason_from_a_later_version_is_still_a_refusal():
+    device, centre = pair(report())
+    client = ClientSession(
+        static_private=device.static_private,
+        server_public=centre.public,
+        call_counter=1,
+        epoch=1,
+    )
+    client.start(0.0)
+    server = ServerSession(static_private=centre.static_private)
+    server.start(0.0)
+    server.receive_data(client.data_to_send(), 0.1)
+    server.refuse(0.1, 77)  # type: ignore[arg-type]
+    (event,) = client.receive_data(server.data_to_send(), 0.2)
+    assert isinstance(event, Failed) and isinstance(event.error, Refused)
+    assert event.error.reason == "reason 77" and client.refusal is None
