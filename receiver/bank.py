@@ -22,13 +22,13 @@ import structlog
 from callhome.link import modem_timings, run_session, transfer_config
 from callhome.wire.records import RefusalReason
 from callhome.wire.session import (
+    CallFailed,
     Event,
-    Failed,
     HandshakeDecryptionFailed,
     HandshakeRefused,
     HandshakeRequested,
     MessageFailed,
-    MessageProgress,
+    MessagePartReceived,
     MessageReceived,
     MessageStarted,
     ServerSession,
@@ -222,8 +222,9 @@ class PortWorker:
                 state.outcome = "stopped"
             else:
                 state.outcome = "failed"
-        if state.outcome.startswith("refused"):
-            # let the refusal leave the modem and the caller hang up
+        if state.outcome.startswith("refused") or (state.undecryptable and not session.confirmed):
+            # let the refusal or the "cannot decrypt" notice leave the modem and the
+            # caller hang up: hanging up at once loses them in the modem's buffer
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(call.ended.wait(), 5.0 * bank.scale + 1.0)
 
@@ -279,7 +280,7 @@ class PortWorker:
             ):
                 session.message_stored(event.seq, loop.time(), duplicate=True)
                 self._log.info("message.duplicate", device=device.name, seq=event.seq)
-        elif isinstance(event, MessageProgress):
+        elif isinstance(event, MessagePartReceived):
             device = state.device
             assert device is not None
             await store.run(
@@ -299,10 +300,14 @@ class PortWorker:
             # waits (until the handshake deadline) in case a genuine HS1 follows
             state.undecryptable += 1
             state.error = f"cannot decrypt the caller's handshake: {event.error}"
-        elif isinstance(event, Failed):
-            state.error = str(event.error)
+        elif isinstance(event, CallFailed):
+            if state.undecryptable and state.device is None:
+                # the deadline that followed says less than why the caller never got in
+                state.error = f"{state.error} (then: {event.error})"
+            else:
+                state.error = str(event.error)
             self._log.warning("call.protocol_error", error=str(event.error))
-        # Closed: the outcome follows from how run_session ends
+        # CallClosed: the outcome follows from how run_session ends
 
     def _refused(
         self, reason: RefusalReason, device: Device | None, key: bytes, **fields: int

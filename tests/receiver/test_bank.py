@@ -14,7 +14,7 @@ from callhome.wire.framing import encode_frame
 from callhome.wire.messages import Kind
 from callhome.wire.noise import IKHandshake
 from callhome.wire.records import HS1, RefusalReason
-from callhome.wire.session import PROLOGUE, ClientSession, Failed, ServerSession
+from callhome.wire.session import PROLOGUE, CallFailed, ClientSession, ServerSession
 from modem_drivers.virtual import PhoneNetwork
 from modem_drivers.virtual.network import NetworkTiming
 from modem_drivers.virtual.runner import NetworkRunner
@@ -134,6 +134,6 @@ async def test_a_draining_bank_answers_busy(tmp_path):
     state = await _handshake(bank, server, client.data_to_send())
     assert state.outcome == "refused: busy" and bank.refusals == {"busy": 1}
     (event,) = client.receive_data(server.data_to_send(), 0.2)
-    assert isinstance(event, Failed) and isinstance(event.error, Refused)
+    assert isinstance(event, CallFailed) and isinstance(event.error, Refused)
     assert client.refusal is RefusalReason.BUSY
     store.close()

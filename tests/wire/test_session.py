@@ -17,10 +17,10 @@ from callhome.wire.noise import IKHandshake
 from callhome.wire.records import ACK, DATA, HS1, HS2, NOTICE, RefusalReason, RejectReason
 from callhome.wire.session import (
     PROLOGUE,
+    CallClosed,
+    CallFailed,
     ClientSession,
-    Closed,
-    Failed,
-    HandshakeComplete,
+    HandshakeCompleted,
     HandshakeDecryptionFailed,
     HandshakeRefused,
     HandshakeRequested,
@@ -63,7 +63,7 @@ def test_a_whole_call_stores_and_acknowledges():
     assert outcome.closed and outcome.failure is None
     assert centre.store_count == 3
     assert all(device.acknowledged.get(seq) for seq in (1, 2, 3))
-    complete = next(e for e in outcome.client_events if isinstance(e, HandshakeComplete))
+    complete = next(e for e in outcome.client_events if isinstance(e, HandshakeCompleted))
     assert complete.server_clock_ms >= 0 and complete.round_trip > 0
     request = next(e for e in outcome.server_events if isinstance(e, HandshakeRequested))
     assert request.device_key == device.public and request.call_counter == 1
@@ -92,7 +92,7 @@ def test_the_centre_learns_the_device_and_the_client_authenticates_the_centre():
     deadline = client.next_deadline()
     assert deadline is not None and deadline < 0.2 + TransferConfig().notice_grace + 1
     events = client.handle_timer(deadline)  # ... believed when no genuine answer follows
-    assert isinstance(events[0], Failed)
+    assert isinstance(events[0], CallFailed)
     assert "wrong centre public key" in str(events[0].error)
 
 
@@ -175,7 +175,7 @@ def test_no_stored_answer_before_the_centre_says_so():
         assert not any(isinstance(e, MessageAcknowledged) for e in back)
     server.message_stored(1, 6.0)
     back = client.receive_data(server.data_to_send(), 6.1)
-    assert MessageAcknowledged(1, False) in back and any(isinstance(e, Closed) for e in back)
+    assert MessageAcknowledged(1, False) in back and any(isinstance(e, CallClosed) for e in back)
 
 
 def test_a_duplicate_is_acknowledged_as_such_and_stored_once():
@@ -542,5 +542,5 @@ def test_a_refusal_with_a_reason_from_a_later_version_is_still_a_refusal():
     server.receive_data(client.data_to_send(), 0.1)
     server.refuse(0.1, 77)  # type: ignore[arg-type]
     (event,) = client.receive_data(server.data_to_send(), 0.2)
-    assert isinstance(event, Failed) and isinstance(event.error, Refused)
+    assert isinstance(event, CallFailed) and isinstance(event.error, Refused)
     assert event.error.reason == "reason 77" and client.refusal is None
