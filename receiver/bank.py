@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
 import structlog
 
 from callhome.link import modem_timings, run_session, transfer_config
+from callhome.wire.phases import Phase
 from callhome.wire.records import RefusalReason
 from callhome.wire.session import (
     CallFailed,
     Event,
+    HandshakeConfirmed,
     HandshakeDecryptionFailed,
     HandshakeRefused,
     HandshakeRequested,
@@ -31,6 +34,7 @@ from callhome.wire.session import (
     MessagePartReceived,
     MessageReceived,
     MessageStarted,
+    SecurityAlert,
     ServerSession,
 )
 from modem_drivers.hayes import (
@@ -47,6 +51,9 @@ from modem_drivers.hayes import (
 from .store import AsyncStore, Device, StoreUnavailable
 
 log = structlog.get_logger("callhome.receiver")
+
+SECURITY_COUNTERS = ("auth_failures", "replays", "crc_failures", "malformed", "oversize")
+"""The session counters that tell forgery from noise (docs/security.md)."""
 
 
 def summarise(content: bytes) -> dict[str, str | None]:
@@ -78,6 +85,51 @@ class CallState:
     messages: int = 0
     undecryptable: int = 0
     """First handshake messages that did not decrypt (NOTICE sent for each)."""
+    counter: int | None = None
+    """The call counter of the accepted HS1, recorded only once the caller is live."""
+    confirmed: bool = False
+    """The caller proved it is live (its first record after the handshake)."""
+    resume: dict[int, int] = field(default_factory=dict)
+    """What we told the caller we hold of its messages (number -> bytes)."""
+    stats: dict[str, int] = field(default_factory=dict)
+    """The session's counters (`ServerSession.stats()`), recorded with the call."""
+
+
+class Penalties:
+    """Callers whose handshakes keep failing are answered later and later.
+
+    Keyed by caller ID, or by port when the line gives none. The first failure costs
+    nothing (a misconfigured device, a noisy line); after that each one doubles the
+    wait before we answer, up to `cap`; a caller that completes a handshake is forgiven.
+    Times are arguments: the bank passes its loop's clock."""
+
+    def __init__(self, base: float = 2.0, cap: float = 120.0, forget_after: float = 3600.0):
+        self.base = base
+        self.cap = cap
+        self.forget_after = forget_after
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def failed(self, caller: str, now: float) -> int:
+        count, _ = self._failures.get(caller, (0, now))
+        self._failures[caller] = (count + 1, now)
+        return count + 1
+
+    def succeeded(self, caller: str) -> None:
+        self._failures.pop(caller, None)
+
+    def failures(self, caller: str, now: float) -> int:
+        count, last = self._failures.get(caller, (0, now))
+        if now - last > self.forget_after:
+            self._failures.pop(caller, None)
+            return 0
+        return count
+
+    def delay(self, caller: str, now: float) -> float:
+        """How long to let this caller ring before answering."""
+        count = self.failures(caller, now)
+        if count < 2:
+            return 0.0
+        return float(min(self.cap, self.base * 2 ** (count - 2)))
 
 
 class PortWorker:
@@ -163,6 +215,23 @@ class PortWorker:
         self._log.info("call.ringing", caller=caller, rings=incoming.rings)
         self.in_call = True
         try:
+            key = caller or f"port:{self.name}"
+            loop = asyncio.get_running_loop()
+            delay = bank.penalties.delay(key, loop.time())
+            if delay > 0:
+                # repeated failed handshakes from this caller: it waits, and the
+                # genuine callers of the hunt group get the other ports meanwhile
+                bank.penalised += 1
+                self._log.warning(
+                    "security.caller_penalised",
+                    caller=caller,
+                    failures=bank.penalties.failures(key, loop.time()),
+                    delay=round(delay, 3),
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(bank.stopping.wait(), delay)
+                if bank.stopping.is_set():
+                    return
             outcome = await modem.answer()
             if not outcome.connected or outcome.call is None:
                 self._log.info("call.not_connected", outcome=outcome.outcome.value)
@@ -196,8 +265,25 @@ class PortWorker:
                     if modem.state is not State.IDLE or outcome.call.open:
                         await modem.hangup()
                 await self._record(outcome.call, state)
+                self._judge(key, state)
         finally:
             self.in_call = False
+
+    def _judge(self, key: str, state: CallState) -> None:
+        """A handshake that failed (never confirmed, for a reason of the caller's) counts
+        against the caller; a confirmed one clears it."""
+        penalties = self.bank.penalties
+        if state.confirmed:
+            penalties.succeeded(key)
+        elif state.outcome not in ("refused: busy", "store unavailable", "stopped"):
+            failures = penalties.failed(key, asyncio.get_running_loop().time())
+            self._log.warning(
+                "security.handshake_failed",
+                caller=state.caller,
+                outcome=state.outcome,
+                failures=failures,
+                error=state.error,
+            )
 
     async def _serve(self, call: DataCall, state: CallState) -> None:
         bank = self.bank
@@ -209,12 +295,18 @@ class PortWorker:
         async def handle(event: Event) -> None:
             await self._event(session, event, state)
 
-        ended = await run_session(call, session, handle, stop=bank.hard_stop)
+        try:
+            ended = await run_session(call, session, handle, stop=bank.hard_stop)
+        finally:
+            state.stats = session.stats()
+        if state.outcome is None and session.phase is Phase.FAILED and not session.confirmed:
+            state.outcome = "failed"  # no genuine, live caller: a handshake that failed
         if state.outcome is None:
             if ended == "closed" or session.complete:
                 state.outcome = "completed"
-            elif ended == "carrier lost" and state.undecryptable and state.device is None:
-                state.outcome = "failed"  # the caller read our NOTICE and hung up
+            elif ended == "carrier lost" and not session.confirmed:
+                state.outcome = "failed"  # hung up before proving it is live
+                state.error = state.error or "the caller hung up during the handshake"
             elif ended == "carrier lost":
                 state.outcome = "dropped"
                 state.error = state.error or "carrier lost before the exchange was complete"
@@ -247,32 +339,57 @@ class PortWorker:
                 reason = RefusalReason.UNKNOWN_DEVICE
             elif device.revoked:
                 reason = RefusalReason.REVOKED
-            elif not await store.run(
-                store.store.advance_counter, device.id, event.call_counter, time.time()
-            ):
+            elif event.call_counter <= device.last_counter:
                 reason = RefusalReason.STALE_COUNTER
             else:
+                # nothing is recorded yet: a replayed HS1 looks exactly like this. The
+                # counter and last-seen wait for HandshakeConfirmed (the caller is live)
                 state.device = device
                 state.epoch = event.epoch
+                state.counter = event.call_counter
                 partial = await store.run(store.store.partials, device.id, event.epoch)
+                state.resume = {seq: len(data) for seq, data in partial.items()}
                 session.accept(loop.time(), clock_ms=int(time.time() * 1000), resume=partial)
                 self._log.info(
-                    "call.accepted",
+                    "call.handshake",
                     device=device.name,
                     counter=event.call_counter,
                     resume=len(partial),
-                )
-                bank.notify(
-                    "accepted",
-                    port=self.name,
-                    device=device.name,
-                    resume={seq: len(data) for seq, data in partial.items()},
                 )
                 return
             state.device = device
             state.outcome = f"refused: {reason.text}"
             session.refuse(loop.time(), reason)
             self._refused(reason, device, event.device_key, counter=event.call_counter)
+        elif isinstance(event, HandshakeConfirmed):
+            device = state.device
+            assert device is not None and state.counter is not None
+            if not await store.run(
+                store.store.advance_counter, device.id, state.counter, time.time()
+            ):
+                # another call of this device (a clone?) got in with this counter first
+                state.outcome = "refused: stale counter"
+                state.error = "call counter taken by another call while shaking hands"
+                self._log.warning("call.counter_raced", device=device.name, counter=state.counter)
+                session.abort(state.error)
+                return
+            state.confirmed = True
+            self._log.info(
+                "call.accepted",
+                device=device.name,
+                counter=state.counter,
+                resume=len(state.resume),
+                confirmed_in=round(event.confirmation_time, 3),
+            )
+            bank.notify("accepted", port=self.name, device=device.name, resume=state.resume)
+        elif isinstance(event, SecurityAlert):
+            self._log.warning(
+                f"security.{event.kind}",
+                device=state.device.name if state.device else None,
+                caller=state.caller,
+                frame_type=event.frame_type,
+                count=event.counter,
+            )
         elif isinstance(event, MessageStarted):
             device = state.device
             if device is not None and await store.run(
@@ -368,6 +485,14 @@ class PortWorker:
             duplicate=not stored,
         )
 
+    def _stats_argument(self, state: CallState) -> dict[str, Any]:
+        """The session counters for the store, once its `finish_call` takes them
+        (`stats: Mapping[str, int]`, being added with the store's migration)."""
+        finish_call = self.bank.store.store.finish_call
+        if "stats" in inspect.signature(finish_call).parameters:
+            return {"stats": dict(state.stats)}
+        return {}
+
     async def _record(self, call: DataCall, state: CallState) -> None:
         record = call.record
         outcome = state.outcome or "failed"
@@ -386,15 +511,18 @@ class PortWorker:
                     bytes_out=call.bytes_out,
                     messages=state.messages,
                     error=state.error,
+                    **self._stats_argument(state),
                 )
             except StoreUnavailable as exc:
                 self._log.error("call.not_recorded", error=str(exc))
+        security = {k: v for k, v in state.stats.items() if k in SECURITY_COUNTERS and v}
         self._log.info(
             "call.ended",
             outcome=outcome,
             device=state.device.name if state.device else None,
             messages=state.messages,
             error=state.error,
+            **security,
         )
         self.bank.notify(
             "call",
@@ -435,6 +563,9 @@ class Bank:
         self.workers = [PortWorker(self, url, index) for index, url in enumerate(ports)]
         self.refusals: dict[str, int] = {}
         """Refused calls since start, by reason."""
+        self.penalties = Penalties(base=2.0 * scale, cap=120.0 * scale, forget_after=3600.0 * scale)
+        self.penalised = 0
+        """Calls answered late because their caller kept failing handshakes."""
         self._notify = notify or (lambda what, **fields: None)
 
     def notify(self, what: str, **fields: Any) -> None:
