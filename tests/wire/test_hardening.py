@@ -305,4 +305,54 @@ def test_forgeries_and_replays_after_the_handshake_raise_alerts_noise_does_not()
     alerts = [e for e in outcome.server_events if isinstance(e, SecurityAlert)]
     assert [a.kind for a in alerts] == ["auth_failure", "auth_failure"]
     stats = outcome.server.stats()
-    assert stats["auth_failures"] == 2 and stats["crc_failures"] >= 2
+    assert stats["auth_failures"] == 2  # the forgeries
+    assert stats["crc_failures"] + stats["malformed"] >= 2  # the noise, apart
+
+
+# -- arbitrary bytes in every phase: typed outcomes only --------------------------------
+
+
+def _sessions_in(phase: str) -> tuple[ClientSession, ServerSession]:
+    device, centre = pair(report())
+    client = client_for(device, centre)
+    server = ServerSession(static_private=centre.static_private)
+    client.start(0.0)
+    server.start(0.0)
+    if phase == "handshake":
+        client.data_to_send()
+        return client, server
+    server.receive_data(client.data_to_send(), 0.1)
+    server.accept(0.1, clock_ms=0)
+    client.receive_data(server.data_to_send(), 0.2)
+    if phase == "established":
+        server.receive_data(client.data_to_send(), 0.3)
+    return client, server
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    phase=st.sampled_from(["handshake", "accepted", "established"]),
+    pieces=st.lists(
+        st.one_of(
+            st.binary(max_size=300),
+            st.builds(
+                lambda kind, rest: encode_frame(bytes([kind]) + rest),
+                st.integers(0, 255),
+                st.binary(max_size=200),
+            ),
+        ),
+        max_size=8,
+    ),
+)
+def test_arbitrary_input_in_any_phase_ends_in_typed_events_only(phase, pieces):
+    client, server = _sessions_in(phase)
+    for session in (client, server):
+        now = 1.0
+        for piece in pieces:
+            now += 0.5
+            for event in session.receive_data(piece, now):
+                if isinstance(event, CallFailed):
+                    assert isinstance(event.error, Exception)
+        events = run_timers(session, now + 200.0)
+        assert session.phase in (Phase.FAILED, Phase.CLOSED) or session.next_deadline() is None
+        assert all(not isinstance(e, HandshakeConfirmed) for e in events)
