@@ -100,11 +100,11 @@ class Penalties:
 
     Keyed by caller ID, or by port when the line gives none. The first failure costs
     nothing (a misconfigured device, a noisy line); after that each one doubles the
-    wait before we answer, up to `cap`; a caller that completes a handshake is forgiven.
+    rings we let pass before answering, up to `cap`; a caller that completes a
+    handshake is forgiven, and failures older than `forget_after` are forgotten.
     Times are arguments: the bank passes its loop's clock."""
 
-    def __init__(self, base: float = 2.0, cap: float = 120.0, forget_after: float = 3600.0):
-        self.base = base
+    def __init__(self, cap: int = 6, forget_after: float = 3600.0):
         self.cap = cap
         self.forget_after = forget_after
         self._failures: dict[str, tuple[int, float]] = {}
@@ -124,12 +124,14 @@ class Penalties:
             return 0
         return count
 
-    def delay(self, caller: str, now: float) -> float:
-        """How long to let this caller ring before answering."""
+    def extra_rings(self, caller: str, now: float) -> int:
+        """How many more rings to let this caller wait before we answer: none for the
+        first failure, then 1, 2, 4, up to `cap` (6: 36 s at the usual 6 s cadence,
+        below the 50-60 s a calling modem waits for an answer)."""
         count = self.failures(caller, now)
         if count < 2:
-            return 0.0
-        return float(min(self.cap, self.base * 2 ** (count - 2)))
+            return 0
+        return int(min(self.cap, 2 ** (count - 2)))
 
 
 class PortWorker:
@@ -139,6 +141,8 @@ class PortWorker:
         self.name = f"bank{index}"
         self.state = "starting"
         self.in_call = False
+        self._held: tuple[str, int] | None = None
+        """A penalised call we let ring: its penalty key and the ring to answer at."""
         self._log = log.bind(port=self.name, url=url)
 
     async def run(self) -> None:
@@ -213,25 +217,11 @@ class PortWorker:
         bank = self.bank
         caller = incoming.caller_id.number if incoming.caller_id else None
         self._log.info("call.ringing", caller=caller, rings=incoming.rings)
+        key = self._hold_off(caller, incoming.rings)
+        if key is None:
+            return  # a penalised caller: let it ring (the next ring comes back here)
         self.in_call = True
         try:
-            key = caller or f"port:{self.name}"
-            loop = asyncio.get_running_loop()
-            delay = bank.penalties.delay(key, loop.time())
-            if delay > 0:
-                # repeated failed handshakes from this caller: it waits, and the
-                # genuine callers of the hunt group get the other ports meanwhile
-                bank.penalised += 1
-                self._log.warning(
-                    "security.caller_penalised",
-                    caller=caller,
-                    failures=bank.penalties.failures(key, loop.time()),
-                    delay=round(delay, 3),
-                )
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(bank.stopping.wait(), delay)
-                if bank.stopping.is_set():
-                    return
             outcome = await modem.answer()
             if not outcome.connected or outcome.call is None:
                 self._log.info("call.not_connected", outcome=outcome.outcome.value)
@@ -241,6 +231,7 @@ class PortWorker:
                 port=self.name,
                 caller=caller,
                 connect=outcome.call.record.connect_line.decode("latin-1"),
+                rings=incoming.rings,
             )
             state = CallState(self.name, caller)
             try:
@@ -268,6 +259,35 @@ class PortWorker:
                 self._judge(key, state)
         finally:
             self.in_call = False
+
+    def _hold_off(self, caller: str | None, rings: int) -> str | None:
+        """The penalty key of a call to answer now, or None to let it ring on.
+
+        A caller whose handshakes keep failing is answered some rings later than the
+        others (`Penalties.extra_rings`), while the hunt group's other ports serve
+        genuine callers. Rings, not a sleep: every ring of the held call comes back
+        here and is consumed, so none is left over to look like a new call."""
+        loop = asyncio.get_running_loop()
+        if self._held is not None and caller is None and rings > 1:
+            key, answer_at = self._held  # a later ring of the call we are holding off
+            if rings < answer_at:
+                return None
+            self._held = None
+            return key
+        self._held = None
+        key = caller or f"port:{self.name}"
+        extra = self.bank.penalties.extra_rings(key, loop.time())
+        if extra:
+            self.bank.penalised += 1
+            self._held = (key, rings + extra)
+            self._log.warning(
+                "security.caller_penalised",
+                caller=caller,
+                failures=self.bank.penalties.failures(key, loop.time()),
+                answer_at_ring=rings + extra,
+            )
+            return None
+        return key
 
     def _judge(self, key: str, state: CallState) -> None:
         """A handshake that failed (never confirmed, for a reason of the caller's) counts
@@ -563,7 +583,7 @@ class Bank:
         self.workers = [PortWorker(self, url, index) for index, url in enumerate(ports)]
         self.refusals: dict[str, int] = {}
         """Refused calls since start, by reason."""
-        self.penalties = Penalties(base=2.0 * scale, cap=120.0 * scale, forget_after=3600.0 * scale)
+        self.penalties = Penalties(forget_after=3600.0 * scale)
         self.penalised = 0
         """Calls answered late because their caller kept failing handshakes."""
         self._notify = notify or (lambda what, **fields: None)

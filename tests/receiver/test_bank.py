@@ -170,32 +170,45 @@ async def test_a_wrong_key_call_ends_with_the_notice_not_dropped(tmp_path):
         attempts=1,
     )
     ended: list[dict[str, object]] = []
-    bank = Bank(
-        [bank_url],
-        AsyncStore(store),
-        centre_key,
-        scale=SCALE,
-        notify=lambda what, **fields: ended.append(fields) if what == "call" else None,
-    )
+    answered: list[object] = []
+
+    def notify(what: str, **fields: object) -> None:
+        if what == "call":
+            ended.append(fields)
+        elif what == "answered":
+            answered.append(fields["rings"])
+
+    bank = Bank([bank_url], AsyncStore(store), centre_key, scale=SCALE, notify=notify)
     stop = asyncio.Event()
     serving = asyncio.ensure_future(bank.run(stop))
     try:
         while bank.workers[0].state != "ready":
             await asyncio.sleep(0.02)
         spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
-        for attempt in range(3):
+        for attempt in range(5):
             report = await call_centre(config, spool, device_key)
             assert report.result == "protocol", report
             assert exitcodes.CALL_RESULTS["protocol"] == exitcodes.PROTOCOL == 10
             assert "wrong centre public key" in report.detail
             assert len(spool.queued()) == 1  # nothing lost
-            while len(ended) <= attempt:
+            while len(ended) <= attempt or bank.workers[0].in_call:
                 await asyncio.sleep(0.02)
-        assert [call["outcome"] for call in ended] == ["failed"] * 3
+        assert [call["outcome"] for call in ended] == ["failed"] * 5
         calls = store.calls()
         assert all("decrypt" in (c.error or "") for c in calls)
         device = store.device_by_key(public_of(device_key))
         assert device is not None and device.last_seen is None  # never got in
+        # issue 10 defect 3: the same caller ID failing again and again is answered
+        # later and later (the 3rd, 4th and 5th call here), no longer at once
+        assert bank.penalised == 3 and answered == [1, 1, 2, 3, 5]
+        # the same caller, now with the right key: answered (late), and forgiven
+        config.centre_key = public_of(centre_key)
+        report = await call_centre(config, spool, device_key)
+        assert report.result == "ok", report
+        while len(ended) < 6:
+            await asyncio.sleep(0.02)
+        assert answered[-1] == 7
+        assert bank.penalties.extra_rings("5550001", asyncio.get_running_loop().time()) == 0
         assert not serving.done()
     finally:
         stop.set()
@@ -234,16 +247,16 @@ async def test_the_device_is_recorded_as_seen_only_once_the_caller_is_live(tmp_p
 
 
 def test_penalties_grow_for_a_failing_caller_and_are_forgiven():
-    penalties = Penalties(base=2.0, cap=60.0, forget_after=3600.0)
-    assert penalties.delay("5550666", 0.0) == 0.0
-    delays = []
+    penalties = Penalties(cap=6, forget_after=3600.0)
+    assert penalties.extra_rings("5550666", 0.0) == 0
+    rings = []
     for _ in range(8):
         penalties.failed("5550666", 10.0)
-        delays.append(penalties.delay("5550666", 10.0))
-    assert delays == [0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
-    assert penalties.delay("5550123", 10.0) == 0.0  # others are not affected
-    assert penalties.delay("5550666", 10.0 + 3601.0) == 0.0  # forgotten in time
+        rings.append(penalties.extra_rings("5550666", 10.0))
+    assert rings == [0, 1, 2, 4, 6, 6, 6, 6]
+    assert penalties.extra_rings("5550123", 10.0) == 0  # others are not affected
+    assert penalties.extra_rings("5550666", 10.0 + 3601.0) == 0  # forgotten in time
     penalties.failed("port:bank0", 0.0)
     penalties.failed("port:bank0", 0.0)
     penalties.succeeded("port:bank0")
-    assert penalties.delay("port:bank0", 0.0) == 0.0
+    assert penalties.extra_rings("port:bank0", 0.0) == 0
