@@ -356,3 +356,44 @@ def test_arbitrary_input_in_any_phase_ends_in_typed_events_only(phase, pieces):
         events = run_timers(session, now + 200.0)
         assert session.phase in (Phase.FAILED, Phase.CLOSED) or session.next_deadline() is None
         assert all(not isinstance(e, HandshakeConfirmed) for e in events)
+
+
+def test_a_noisy_caller_gets_more_time_to_prove_it_is_live_but_never_past_idle():
+    """At 2,400 bit/s and a BER of 1e-4 two of three 1 KiB frames are lost: damaged
+    frames push the liveness deadline on, up to the idle timeout after our answer."""
+    device, centre = pair(report())
+    client = client_for(device, centre, 2400)
+    client.start(0.0)
+    server = ServerSession(
+        static_private=centre.static_private, config=TransferConfig(line_rate=2400)
+    )
+    server.start(0.0)
+    server.receive_data(client.data_to_send(), 0.5)
+    server.accept(0.5, clock_ms=0)
+    client.receive_data(server.data_to_send(), 1.0)
+    genuine = client.data_to_send()
+    damaged = bytearray(genuine)
+    damaged[len(damaged) // 2] ^= 0x04
+    limit = TransferConfig(line_rate=2400).confirm_deadline()
+    now = 1.0
+    for _ in range(3):  # a damaged frame every 15 s: each one moves the deadline on
+        now += 15.0
+        assert run_timers(server, now) == []
+        server.receive_data(bytes(damaged), now)
+    assert now > 0.5 + limit  # past the plain deadline, still waiting
+    events = server.receive_data(genuine, now + 1.0)
+    assert any(isinstance(e, HandshakeConfirmed) for e in events)
+    # noise alone holds the port no longer than the idle timeout after our answer
+    server = ServerSession(static_private=centre.static_private)
+    server.start(0.0)
+    client = client_for(device, centre, 2400)
+    client.start(0.0)
+    server.receive_data(client.data_to_send(), 0.5)
+    server.accept(0.5, clock_ms=0)
+    now = 0.5
+    while server.phase is Phase.ACCEPTED:
+        now += 5.0
+        run_timers(server, now)
+        server.receive_data(encode_frame(b"\x03\x00" + os.urandom(30))[:-3] + b"\x00", now)
+    assert server.phase is Phase.FAILED
+    assert now <= 0.5 + TransferConfig().idle_timeout + 5.0
