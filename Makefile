@@ -23,7 +23,7 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy modem_drivers callhome receiver
+	$(BIN)/mypy --strict modem_drivers callhome receiver
 
 test: lint typecheck
 	$(BIN)/pytest -q

@@ -21,14 +21,14 @@ from callhome.wire.messages import EncodedMessage
 from callhome.wire.noise import generate_private_key, public_key
 from callhome.wire.records import RefusalReason
 from callhome.wire.session import (
+    CallClosed,
+    CallFailed,
     ClientSession,
-    Closed,
     Event,
-    Failed,
-    HandshakeComplete,
+    HandshakeCompleted,
     HandshakeRequested,
     MessageAcknowledged,
-    MessageProgress,
+    MessagePartReceived,
     MessageReceived,
     MessageRejected,
     MessageStarted,
@@ -84,7 +84,7 @@ class Centre:
                 session.message_stored(event.seq, now, duplicate=True)
             elif event.offset == 0:
                 self.partial.pop((*key, event.seq), None)
-        elif isinstance(event, MessageProgress):
+        elif isinstance(event, MessagePartReceived):
             buffer = self.partial.setdefault((*key, event.seq), bytearray())
             if event.offset == len(buffer):
                 buffer += event.data
@@ -122,7 +122,7 @@ class CallResult:
     bytes_up: int
     bytes_down: int
     seconds: float
-    """From the first byte of HS1 to the client's Closed (or the end of the call)."""
+    """From the first byte of HS1 to the client's CallClosed (or the end of the call)."""
     closed: bool
     failed: Exception | None
     server_failed: Exception | None
@@ -226,24 +226,24 @@ class LinkSim:
         }
 
         def on_client(event: Event, now: float) -> None:
-            if isinstance(event, HandshakeComplete):
+            if isinstance(event, HandshakeCompleted):
                 state["handshake"] = now
             elif isinstance(event, MessageAcknowledged):
                 device.acknowledged[event.seq] = True
             elif isinstance(event, MessageRejected):
                 device.rejected[event.seq] = event.reason
-            elif isinstance(event, Closed):
+            elif isinstance(event, CallClosed):
                 state["closed"] = True
                 state["end"] = now
                 self.stopped = True
-            elif isinstance(event, Failed):
+            elif isinstance(event, CallFailed):
                 state["failed"] = event.error
                 state["end"] = now
                 self.stopped = True
 
         def on_server(event: Event, now: float) -> None:
             centre.handle(server, event, now)
-            if isinstance(event, Failed):
+            if isinstance(event, CallFailed):
                 state["server_failed"] = event.error
 
         client_end.handler = on_client

@@ -41,7 +41,11 @@ def transfer_config(rate: int | None, scale: float = 1.0) -> TransferConfig:
     on a scaled line the bytes fly faster too."""
     nominal = rate or 2400
     config = TransferConfig(line_rate=max(300, int(nominal / scale)))
-    return config if scale == 1.0 else config.scaled(scale)
+    if scale == 1.0:
+        return config
+    scaled = config.scaled(scale)
+    # the handshake deadlines must also cover the port's own I/O, which does not scale
+    return dataclasses.replace(scaled, handshake_timeout=max(scaled.handshake_timeout, 2.0))
 
 
 async def run_session(

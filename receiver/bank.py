@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
@@ -21,15 +21,20 @@ import structlog
 
 from callhome.backoff import Backoff
 from callhome.link import modem_timings, run_session, transfer_config
+from callhome.wire.phases import Phase
 from callhome.wire.records import RefusalReason
 from callhome.wire.session import (
+    CallFailed,
     Event,
-    Failed,
+    HandshakeConfirmed,
+    HandshakeDecryptionFailed,
+    HandshakeRefused,
     HandshakeRequested,
     MessageFailed,
-    MessageProgress,
+    MessagePartReceived,
     MessageReceived,
     MessageStarted,
+    SecurityAlert,
     ServerSession,
 )
 from modem_drivers.hayes import (
@@ -46,6 +51,9 @@ from modem_drivers.hayes import (
 from .store import AsyncStore, Device, StoreUnavailable
 
 log = structlog.get_logger("callhome.receiver")
+
+SECURITY_COUNTERS = ("auth_failures", "replays", "crc_failures", "malformed", "oversize")
+"""The session counters that tell forgery from noise (docs/security.md)."""
 
 
 def summarise(content: bytes) -> dict[str, str | None]:
@@ -75,6 +83,55 @@ class CallState:
     derived from how the session ended."""
     error: str | None = None
     messages: int = 0
+    undecryptable: int = 0
+    """First handshake messages that did not decrypt (NOTICE sent for each)."""
+    counter: int | None = None
+    """The call counter of the accepted HS1, recorded only once the caller is live."""
+    confirmed: bool = False
+    """The caller proved it is live (its first record after the handshake)."""
+    resume: dict[int, int] = field(default_factory=dict)
+    """What we told the caller we hold of its messages (number -> bytes)."""
+    stats: dict[str, int] = field(default_factory=dict)
+    """The session's counters (`ServerSession.stats()`), recorded with the call."""
+
+
+class Penalties:
+    """Callers whose handshakes keep failing are answered later and later.
+
+    Keyed by caller ID, or by port when the line gives none. The first failure costs
+    nothing (a misconfigured device, a noisy line); after that each one doubles the
+    rings we let pass before answering, up to `cap`; a caller that completes a
+    handshake is forgiven, and failures older than `forget_after` are forgotten.
+    Times are arguments: the bank passes its loop's clock."""
+
+    def __init__(self, cap: int = 6, forget_after: float = 3600.0):
+        self.cap = cap
+        self.forget_after = forget_after
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def failed(self, caller: str, now: float) -> int:
+        count, _ = self._failures.get(caller, (0, now))
+        self._failures[caller] = (count + 1, now)
+        return count + 1
+
+    def succeeded(self, caller: str) -> None:
+        self._failures.pop(caller, None)
+
+    def failures(self, caller: str, now: float) -> int:
+        count, last = self._failures.get(caller, (0, now))
+        if now - last > self.forget_after:
+            self._failures.pop(caller, None)
+            return 0
+        return count
+
+    def extra_rings(self, caller: str, now: float) -> int:
+        """How many more rings to let this caller wait before we answer: none for the
+        first failure, then 1, 2, 4, up to `cap` (6: 36 s at the usual 6 s cadence,
+        below the 50-60 s a calling modem waits for an answer)."""
+        count = self.failures(caller, now)
+        if count < 2:
+            return 0
+        return int(min(self.cap, 2 ** (count - 2)))
 
 
 REOPEN_BACKOFF = Backoff(1.0, 2.0, 60.0, "decorrelated")
@@ -88,6 +145,8 @@ class PortWorker:
         self.name = f"bank{index}"
         self.state = "starting"
         self.in_call = False
+        self._held: tuple[str, int] | None = None
+        """A penalised call we let ring: its penalty key and the ring to answer at."""
         self._log = log.bind(port=self.name, url=url)
 
     async def run(self) -> None:
@@ -171,6 +230,9 @@ class PortWorker:
         bank = self.bank
         caller = incoming.caller_id.number if incoming.caller_id else None
         self._log.info("call.ringing", caller=caller, rings=incoming.rings)
+        key = self._hold_off(caller, incoming.rings)
+        if key is None:
+            return  # a penalised caller: let it ring (the next ring comes back here)
         self.in_call = True
         try:
             outcome = await modem.answer()
@@ -182,6 +244,7 @@ class PortWorker:
                 port=self.name,
                 caller=caller,
                 connect=outcome.call.record.connect_line.decode("latin-1"),
+                rings=incoming.rings,
             )
             state = CallState(self.name, caller)
             try:
@@ -208,8 +271,54 @@ class PortWorker:
                         clean = state.outcome is None and state.error is None
                         await outcome.call.finish(None if clean else 0.0)
                 await self._record(outcome.call, state)
+                self._judge(key, state)
         finally:
             self.in_call = False
+
+    def _hold_off(self, caller: str | None, rings: int) -> str | None:
+        """The penalty key of a call to answer now, or None to let it ring on.
+
+        A caller whose handshakes keep failing is answered some rings later than the
+        others (`Penalties.extra_rings`), while the hunt group's other ports serve
+        genuine callers. Rings, not a sleep: every ring of the held call comes back
+        here and is consumed, so none is left over to look like a new call."""
+        loop = asyncio.get_running_loop()
+        if self._held is not None and caller is None and rings > 1:
+            key, answer_at = self._held  # a later ring of the call we are holding off
+            if rings < answer_at:
+                return None
+            self._held = None
+            return key
+        self._held = None
+        key = caller or f"port:{self.name}"
+        extra = self.bank.penalties.extra_rings(key, loop.time())
+        if extra:
+            self.bank.penalised += 1
+            self._held = (key, rings + extra)
+            self._log.warning(
+                "security.caller_penalised",
+                caller=caller,
+                failures=self.bank.penalties.failures(key, loop.time()),
+                answer_at_ring=rings + extra,
+            )
+            return None
+        return key
+
+    def _judge(self, key: str, state: CallState) -> None:
+        """A handshake that failed (never confirmed, for a reason of the caller's) counts
+        against the caller; a confirmed one clears it."""
+        penalties = self.bank.penalties
+        if state.confirmed:
+            penalties.succeeded(key)
+        elif state.outcome not in ("refused: busy", "store unavailable", "stopped"):
+            failures = penalties.failed(key, asyncio.get_running_loop().time())
+            self._log.warning(
+                "security.handshake_failed",
+                caller=state.caller,
+                outcome=state.outcome,
+                failures=failures,
+                error=state.error,
+            )
 
     async def _serve(self, call: DataCall, state: CallState) -> None:
         bank = self.bank
@@ -221,10 +330,18 @@ class PortWorker:
         async def handle(event: Event) -> None:
             await self._event(session, event, state)
 
-        ended = await run_session(call, session, handle, stop=bank.hard_stop)
+        try:
+            ended = await run_session(call, session, handle, stop=bank.hard_stop)
+        finally:
+            state.stats = session.stats()
+        if state.outcome is None and session.phase is Phase.FAILED and not session.confirmed:
+            state.outcome = "failed"  # no genuine, live caller: a handshake that failed
         if state.outcome is None:
             if ended == "closed" or session.complete:
                 state.outcome = "completed"
+            elif ended == "carrier lost" and not session.confirmed:
+                state.outcome = "failed"  # hung up before proving it is live
+                state.error = state.error or "the caller hung up during the handshake"
             elif ended == "carrier lost":
                 state.outcome = "dropped"
                 state.error = state.error or "carrier lost before the exchange was complete"
@@ -232,8 +349,9 @@ class PortWorker:
                 state.outcome = "stopped"
             else:
                 state.outcome = "failed"
-        if state.outcome.startswith("refused"):
-            # let the refusal leave the modem and the caller hang up
+        if state.outcome.startswith("refused") or (state.undecryptable and not session.confirmed):
+            # let the refusal or the "cannot decrypt" notice leave the modem and the
+            # caller hang up: hanging up at once loses them in the modem's buffer
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(call.ended.wait(), 5.0 * bank.scale + 1.0)
 
@@ -241,54 +359,76 @@ class PortWorker:
         bank = self.bank
         store = bank.store
         loop = asyncio.get_running_loop()
-        if isinstance(event, HandshakeRequested):
+        if isinstance(event, HandshakeRefused):
+            # the session refused by itself (a protocol version we do not speak)
             device = await store.device_by_key(event.device_key)
-            if device is None:
+            state.device = device
+            state.outcome = f"refused: {event.reason.text}"
+            state.error = f"protocol version {event.version}"
+            self._refused(event.reason, device, event.device_key, version=event.version)
+        elif isinstance(event, HandshakeRequested):
+            device = await store.device_by_key(event.device_key)
+            if bank.stopping.is_set():
+                reason = RefusalReason.BUSY  # draining: call again, another bank answers
+            elif device is None:
                 reason = RefusalReason.UNKNOWN_DEVICE
             elif device.revoked:
                 reason = RefusalReason.REVOKED
-            elif not await store.advance_counter(device.id, event.call_counter, time.time()):
+            elif event.call_counter <= device.last_counter:
                 reason = RefusalReason.STALE_COUNTER
             else:
+                # nothing is recorded yet: a replayed HS1 looks exactly like this. The
+                # counter and last-seen wait for HandshakeConfirmed (the caller is live)
                 state.device = device
                 state.epoch = event.epoch
+                state.counter = event.call_counter
                 partial = await store.partials(device.id, event.epoch)
+                state.resume = {seq: len(data) for seq, data in partial.items()}
                 session.accept(loop.time(), clock_ms=int(time.time() * 1000), resume=partial)
                 self._log.info(
-                    "call.accepted",
+                    "call.handshake",
                     device=device.name,
                     counter=event.call_counter,
                     resume=len(partial),
                 )
-                bank.notify(
-                    "accepted",
-                    port=self.name,
-                    device=device.name,
-                    resume={seq: len(data) for seq, data in partial.items()},
-                )
                 return
-            state.device = device if reason is not RefusalReason.UNKNOWN_DEVICE else None
+            state.device = device
             state.outcome = f"refused: {reason.text}"
             session.refuse(loop.time(), reason)
-            bank.notify(
-                "refused",
-                port=self.name,
-                reason=reason.text,
-                device=device.name if device else None,
+            self._refused(reason, device, event.device_key, counter=event.call_counter)
+        elif isinstance(event, HandshakeConfirmed):
+            device = state.device
+            assert device is not None and state.counter is not None
+            if not await store.advance_counter(device.id, state.counter, time.time()):
+                # another call of this device (a clone?) got in with this counter first
+                state.outcome = "refused: stale counter"
+                state.error = "call counter taken by another call while shaking hands"
+                self._log.warning("call.counter_raced", device=device.name, counter=state.counter)
+                session.abort(state.error)
+                return
+            state.confirmed = True
+            self._log.info(
+                "call.accepted",
+                device=device.name,
+                counter=state.counter,
+                resume=len(state.resume),
+                confirmed_in=round(event.confirmation_time, 3),
             )
+            bank.notify("accepted", port=self.name, device=device.name, resume=state.resume)
+        elif isinstance(event, SecurityAlert):
             self._log.warning(
-                "call.refused",
-                reason=reason.text,
-                device=device.name if device else None,
-                key=event.device_key.hex()[:16],
-                counter=event.call_counter,
+                f"security.{event.kind}",
+                device=state.device.name if state.device else None,
+                caller=state.caller,
+                frame_type=event.frame_type,
+                count=event.counter,
             )
         elif isinstance(event, MessageStarted):
             device = state.device
             if device is not None and await store.has_message(device.id, state.epoch, event.seq):
                 session.message_stored(event.seq, loop.time(), duplicate=True)
                 self._log.info("message.duplicate", device=device.name, seq=event.seq)
-        elif isinstance(event, MessageProgress):
+        elif isinstance(event, MessagePartReceived):
             device = state.device
             assert device is not None
             await store.append_partial(device.id, state.epoch, event.seq, event.offset, event.data)
@@ -296,10 +436,34 @@ class PortWorker:
             await self._store(session, event, state)
         elif isinstance(event, MessageFailed):
             self._log.warning("message.failed", seq=event.seq, reason=event.reason.name)
-        elif isinstance(event, Failed):
-            state.error = str(event.error)
+        elif isinstance(event, HandshakeDecryptionFailed):
+            # the wrong centre key, or a forgery: the session answered with a NOTICE and
+            # waits (until the handshake deadline) in case a genuine HS1 follows
+            state.undecryptable += 1
+            state.error = f"cannot decrypt the caller's handshake: {event.error}"
+        elif isinstance(event, CallFailed):
+            if state.undecryptable and state.device is None:
+                # the deadline that followed says less than why the caller never got in
+                state.error = f"{state.error} (then: {event.error})"
+            else:
+                state.error = str(event.error)
             self._log.warning("call.protocol_error", error=str(event.error))
-        # Closed: the outcome follows from how run_session ends
+        # CallClosed: the outcome follows from how run_session ends
+
+    def _refused(
+        self, reason: RefusalReason, device: Device | None, key: bytes, **fields: int
+    ) -> None:
+        self.bank.refusals[reason.text] = self.bank.refusals.get(reason.text, 0) + 1
+        self.bank.notify(
+            "refused", port=self.name, reason=reason.text, device=device.name if device else None
+        )
+        self._log.warning(
+            "call.refused",
+            reason=reason.text,
+            device=device.name if device else None,
+            key=key.hex()[:16],
+            **fields,
+        )
 
     async def _store(
         self, session: ServerSession, event: MessageReceived, state: CallState
@@ -361,15 +525,18 @@ class PortWorker:
                     bytes_out=call.bytes_out,
                     messages=state.messages,
                     error=state.error,
+                    security=state.stats,
                 )
             except StoreUnavailable as exc:
                 self._log.error("call.not_recorded", error=str(exc))
+        security = {k: v for k, v in state.stats.items() if k in SECURITY_COUNTERS and v}
         self._log.info(
             "call.ended",
             outcome=outcome,
             device=state.device.name if state.device else None,
             messages=state.messages,
             error=state.error,
+            **security,
         )
         self.bank.notify(
             "call",
@@ -411,6 +578,11 @@ class Bank:
         self.stopping = asyncio.Event()
         self.hard_stop = asyncio.Event()
         self.workers = [PortWorker(self, url, index) for index, url in enumerate(ports)]
+        self.refusals: dict[str, int] = {}
+        """Refused calls since start, by reason."""
+        self.penalties = Penalties(forget_after=3600.0 * scale)
+        self.penalised = 0
+        """Calls answered late because their caller kept failing handshakes."""
         self._notify = notify or (lambda what, **fields: None)
 
     def notify(self, what: str, **fields: Any) -> None:

@@ -39,12 +39,12 @@ from modem_drivers.hayes import (
 from .. import exitcodes
 from ..backoff import Backoff
 from ..link import modem_timings, run_session, transfer_config
-from ..wire.errors import Refused
-from ..wire.session import (
-    ClientSession,
+from ..wire.client import ClientSession
+from ..wire.errors import NotACentre, Refused
+from ..wire.events import (
+    CallFailed,
     Event,
-    Failed,
-    HandshakeComplete,
+    HandshakeCompleted,
     MessageAcknowledged,
     MessageRejected,
 )
@@ -251,7 +251,7 @@ async def _converse(
     failure: list[Exception] = []
 
     async def handle(event: Event) -> None:
-        if isinstance(event, HandshakeComplete):
+        if isinstance(event, HandshakeCompleted):
             handshake_done.append(loop.time())
             report.handshake_seconds = event.round_trip
             # the centre's clock, read half a round trip ago
@@ -265,7 +265,7 @@ async def _converse(
         elif isinstance(event, MessageRejected):
             spool.rejected(event.seq, event.reason.name.lower())
             report.rejected[event.seq] = event.reason.name.lower()
-        elif isinstance(event, Failed):
+        elif isinstance(event, CallFailed):
             failure.append(event.error)
 
     ended = await run_session(call, session, handle)
@@ -279,6 +279,11 @@ async def _converse(
     if early is not None and not session.stats.frames_in:
         report.result = early
         report.detail = "the modem said CONNECT, then the far end: " + early.upper()
+    elif not failure and not session.stats.frames_in and _looks_like_text(session.stray):
+        # a login prompt or banner, then the far end hung up before our patience ran
+        # out: not a centre all the same (mgetty does that on a stray ^\ byte)
+        report.result = "protocol"
+        report.detail = str(NotACentre("it sent text and hung up", session.stray))
     elif failure and isinstance(failure[0], Refused):
         report.result = "refused"
         report.detail = failure[0].reason
@@ -303,6 +308,14 @@ async def _converse(
         bytes_received=report.bytes_received,
     )
     return report
+
+
+def _looks_like_text(data: bytes) -> bool:
+    """Mostly printable ASCII: a person's or a program's text, never our COBS frames."""
+    if len(data) < 8:
+        return False
+    printable = sum(32 <= byte < 127 or byte in (9, 10, 13) for byte in data)
+    return printable >= 0.9 * len(data)
 
 
 def _remember(spool: Spool, report: CallReport) -> None:

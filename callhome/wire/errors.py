@@ -29,3 +29,13 @@ class SessionTimeout(ProtocolError):
 
 class MessageError(ProtocolError):
     """A message could not be encoded or decoded (too large, undecodable, bad digest)."""
+
+
+class NotACentre(HandshakeFailed):
+    """The far end is not a call-home centre: it sent text (a login prompt, an EMSI
+    request, a modem's BUSY), tones or noise, and no valid frame in time."""
+
+    def __init__(self, message: str, received: bytes = b"") -> None:
+        super().__init__(f"not a call-home centre: {message}")
+        self.received = received
+        """The first bytes it sent (at most 256): for the caller to classify or show."""

@@ -28,9 +28,14 @@ DELIMITER = 0x00
 PLUS = 0x2B
 STUFFED = 0x01
 MAX_BODY = 2048
-"""Largest frame body (before COBS, CRC and stuffing) either side may send."""
-MAX_WIRE = MAX_BODY + MAX_BODY // 254 + 8 + (MAX_BODY // 2)
-"""Longest run of non-zero bytes the decoder buffers before declaring noise."""
+"""Largest frame body (before COBS, CRC and stuffing) either side may send, and the
+largest the decoder accepts (longer ones are dropped as `oversize`). The transfer needs
+at most 1,051 (a 1,024-byte payload, header, ACK fields, tag), a full HS2 348; the rest
+is room for larger frames on fast error-corrected lines. docs/protocol.md §1."""
+_MAX_COBS = MAX_BODY + 2 + (MAX_BODY + 2) // 254 + 1
+MAX_WIRE = _MAX_COBS + _MAX_COBS // 2
+"""Longest run of non-zero bytes the decoder buffers before declaring noise: a maximal
+body after CRC, COBS and the worst case of stuffing (one byte per two)."""
 
 
 def crc16(data: bytes) -> int:
@@ -201,6 +206,11 @@ class FrameDecoder:
             return None
         if len(checked) < 3 or crc16(checked[:-2]) != int.from_bytes(checked[-2:], "big"):
             self.stats.crc_failures += 1
+            self.stats.noise_bytes += len(raw)
+            return None
+        if len(checked) - 2 > MAX_BODY:
+            # stuffing left room in the raw limit for up to 3,073 bytes: refuse them
+            self.stats.oversize += 1
             self.stats.noise_bytes += len(raw)
             return None
         self.stats.frames += 1

@@ -89,6 +89,11 @@ class CipherState:
         self.nonce += 1
         return ciphertext
 
+    def copy(self) -> CipherState:
+        twin = CipherState(self.key)
+        twin.nonce = self.nonce
+        return twin
+
     def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
         if self._aead is None:
             return ciphertext
@@ -108,6 +113,12 @@ class SymmetricState:
             self.h = _hash(protocol_name)
         self.ck = self.h
         self.cipher = CipherState()
+
+    def copy(self) -> SymmetricState:
+        """A twin to work on: a handshake step that fails must leave no trace."""
+        twin = SymmetricState.__new__(SymmetricState)
+        twin.h, twin.ck, twin.cipher = self.h, self.ck, self.cipher.copy()
+        return twin
 
     def mix_key(self, material: bytes) -> None:
         self.ck, temp_key = hkdf(self.ck, material, 2)
@@ -178,29 +189,32 @@ class IKHandshake:
         self._expect(0, initiator=True)
         assert self.remote_static is not None
         e_pub = public_key(self._e)
-        state = self._state
-        self._token_e(e_pub)
+        state = self._state.copy()
+        self._token_e(state, e_pub)
         state.mix_key(_dh(self._e, self.remote_static))
         encrypted_s = state.encrypt_and_hash(self._s_pub)
         state.mix_key(_dh(self._s, self.remote_static))
-        self._step = 1
-        return e_pub + encrypted_s + state.encrypt_and_hash(payload)
+        message = e_pub + encrypted_s + state.encrypt_and_hash(payload)
+        self._state, self._step = state, 1
+        return message
 
     def read_message_1(self, message: bytes) -> bytes:
         self._expect(0, initiator=False)
         message = bytes(message)
         if len(message) < MSG1_OVERHEAD:
             raise HandshakeFailed("handshake message 1 too short")
-        state = self._state
+        # every step works on a copy, kept only when the whole message authenticated:
+        # a forged or damaged message leaves the handshake as it was
+        state = self._state.copy()
         re = message[:DHLEN]
-        self._token_e(re)
+        self._token_e(state, re)
         state.mix_key(_dh(self._s, re))
         rs = state.decrypt_and_hash(message[DHLEN : 2 * DHLEN + TAGLEN])
         state.mix_key(_dh(self._s, rs))
         payload = state.decrypt_and_hash(message[2 * DHLEN + TAGLEN :])
+        self._state, self._step = state, 1
         self._re = re
         self.remote_static = rs
-        self._step = 1
         return payload
 
     # message 2: <- e, ee, se (, psk)
@@ -209,30 +223,31 @@ class IKHandshake:
         self._expect(1, initiator=False)
         assert self._re is not None and self.remote_static is not None
         e_pub = public_key(self._e)
-        state = self._state
-        self._token_e(e_pub)
+        state = self._state.copy()
+        self._token_e(state, e_pub)
         state.mix_key(_dh(self._e, self._re))
         state.mix_key(_dh(self._e, self.remote_static))
         if self.psk is not None:
             state.mix_key_and_hash(self.psk)
-        self._step = 2
-        return e_pub + state.encrypt_and_hash(payload)
+        message = e_pub + state.encrypt_and_hash(payload)
+        self._state, self._step = state, 2
+        return message
 
     def read_message_2(self, message: bytes) -> bytes:
         self._expect(1, initiator=True)
         message = bytes(message)
         if len(message) < MSG2_OVERHEAD:
             raise HandshakeFailed("handshake message 2 too short")
-        state = self._state
+        state = self._state.copy()  # kept only on success (see read_message_1)
         re = message[:DHLEN]
-        self._token_e(re)
+        self._token_e(state, re)
         state.mix_key(_dh(self._e, re))
         state.mix_key(_dh(self._s, re))
         if self.psk is not None:
             state.mix_key_and_hash(self.psk)
         payload = state.decrypt_and_hash(message[DHLEN:])
+        self._state, self._step = state, 2
         self._re = re
-        self._step = 2
         return payload
 
     def keys(self) -> TransportKeys:
@@ -247,11 +262,11 @@ class IKHandshake:
     def handshake_hash(self) -> bytes:
         return self._state.h
 
-    def _token_e(self, ephemeral_public: bytes) -> None:
+    def _token_e(self, state: SymmetricState, ephemeral_public: bytes) -> None:
         """The `e` token: hashed, and with a PSK also mixed into the key (Noise §9.2)."""
-        self._state.mix_hash(ephemeral_public)
+        state.mix_hash(ephemeral_public)
         if self.psk is not None:
-            self._state.mix_key(ephemeral_public)
+            state.mix_key(ephemeral_public)
 
     def _expect(self, step: int, *, initiator: bool) -> None:
         if self._step != step or self.initiator != initiator:

@@ -80,6 +80,14 @@ class RefusalReason(enum.IntEnum):
     def text(self) -> str:
         return self.name.lower().replace("_", " ")
 
+    @classmethod
+    def of(cls, value: int) -> RefusalReason | None:
+        """The reason with this code, or None for one a later version added."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
 
 # -- integers ----------------------------------------------------------------------------
 
@@ -310,9 +318,10 @@ def decode_segments(reader: Reader) -> list[Segment]:
             flags = reader.byte()
             if flags & ~(_HEAD_KIND | _HEAD_COMPRESSED | _HEAD_DIGEST | _HEAD_OFFSET):
                 raise PeerMisbehaved("reserved message flags set")
-            kind_value = flags & _HEAD_KIND
-            if kind_value not in Kind._value2member_map_:
-                raise PeerMisbehaved("unknown message kind")
+            try:
+                kind = Kind(flags & _HEAD_KIND)
+            except ValueError:
+                raise PeerMisbehaved("unknown message kind") from None
             total = reader.uleb()
             offset = reader.uleb() if flags & _HEAD_OFFSET else 0
             digest = reader.take(DIGEST_SIZE) if flags & _HEAD_DIGEST else None
@@ -322,7 +331,7 @@ def decode_segments(reader: Reader) -> list[Segment]:
             segments.append(
                 MessageHead(
                     seq,
-                    Kind(kind_value),
+                    kind,
                     bool(flags & _HEAD_COMPRESSED),
                     total,
                     offset,
@@ -336,10 +345,11 @@ def decode_segments(reader: Reader) -> list[Segment]:
             segments.append(Answer(SegmentType(code), reader.uleb()))
         elif code == SegmentType.REJECTED:
             seq = reader.uleb()
-            reason = reader.byte()
-            if reason not in RejectReason._value2member_map_:
-                raise PeerMisbehaved("unknown reject reason")
-            segments.append(Answer(SegmentType.REJECTED, seq, RejectReason(reason)))
+            try:
+                reason = RejectReason(reader.byte())
+            except ValueError:
+                raise PeerMisbehaved("unknown reject reason") from None
+            segments.append(Answer(SegmentType.REJECTED, seq, reason))
         else:
             raise PeerMisbehaved(f"unknown segment type {code:#x}")
     return segments

@@ -46,9 +46,44 @@ class TransferConfig:
     handshake_retry: float = 3.0
     handshake_retry_max: float = 10.0
     handshake_attempts: int = 8
+    notice_grace: float = 2.0
+    """Client: how long after an (unauthenticated) NOTICE a genuine HS2 may still come
+    before the notice is believed."""
     close_linger: float = 5.0
     """After the exchange is complete, how long to stay for a lost last frame."""
     initial_frame: int = 1024
+    handshake_timeout: float = 5.0
+    """Centre: the fixed part of the time a caller has to deliver its first handshake
+    message (from CONNECT), and again to prove it is live after the accepting HS2; the
+    line time of the frames involved is added (`hs1_deadline`, `confirm_deadline`)."""
+    peer_deadline: float = 10.0
+    """Client: once the far end has sent anything, how long it has to send a valid
+    frame before it is taken for something other than a call-home centre."""
+    peer_max_stray: int = 1024
+    """Client: bytes from the far end before its first valid frame beyond which it is
+    taken for something other than a call-home centre (a login banner, say)."""
+
+    def line_time(self, nbytes: int) -> float:
+        """Seconds `nbytes` take on the line (10 bits a byte)."""
+        return nbytes * 10 / max(self.line_rate, 1)
+
+    def hs1_deadline(self) -> float:
+        """Centre: from the start of the call to a readable HS1 (110-113 bytes on the
+        wire), leaving room for one HS1 lost to noise and its resend: 9.5 s at 2,400
+        bit/s, 8.1 s at 33,600, 20 s at 300."""
+        return self.handshake_timeout + self.handshake_retry + self.line_time(3 * 120)
+
+    def confirm_deadline(self) -> float:
+        """Centre: from the accepting HS2 to the caller's first authenticated record:
+        HS2 out (up to 355 bytes) and three frames of the largest size back (the first
+        two may be lost to noise, and a round trip of up to a few seconds): 20 s at 2,400
+        bit/s, 8.7 s at 9,600, 6.1 s at 33,600; never more than the idle timeout (it is
+        at 300 bit/s, where a 1 KiB frame takes 36 s)."""
+        return min(self.idle_timeout, self.handshake_timeout + self.line_time(355 + 3 * 1080))
+
+    def peer_wait(self) -> float:
+        """Client: `peer_deadline`, but never less than three HS1/HS2 round trips."""
+        return max(self.peer_deadline, 3 * self.line_time(110 + 80))
 
     def scaled(self, factor: float) -> TransferConfig:
         """Every duration times `factor` (rates and sizes unchanged)."""

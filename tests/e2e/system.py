@@ -242,7 +242,8 @@ class Client:
         self, *, rate: int, component: str, size: int, severity: str = "error"
     ) -> asyncio.Task[Result]:
         """Start `send` of a report carrying `size` random bytes over a line at `rate`
-        bit/s; returns once the centre has accepted the call, the command still running."""
+        bit/s; returns once the centre has answered the handshake (`call.handshake`: the
+        caller has not proved it is live yet), the command still running."""
         before = len(self.system.events())
         self.system.network.set_next_call(self.name, rate=rate)
         sending = asyncio.ensure_future(
@@ -258,7 +259,7 @@ class Client:
                 os.urandom(size).hex(),
             )
         )
-        await self.system.wait_for("call.accepted", after=before, device=self.name)
+        await self.system.wait_for("call.handshake", after=before, device=self.name)
         return sending
 
     async def queue(self) -> list[dict[str, Any]]:

@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from callhome import exitcodes
 from callhome.client.config import ClientConfig
 from callhome.client.dialer import call_centre, line_test_content
 from callhome.client.spool import Spool
 from callhome.keys import public_of, write_private_key
-from callhome.wire.messages import Kind
+from callhome.wire.errors import Refused
+from callhome.wire.framing import encode_frame
+from callhome.wire.messages import Kind, encode_message
+from callhome.wire.noise import IKHandshake
+from callhome.wire.phases import Phase
+from callhome.wire.records import HS1, RefusalReason
+from callhome.wire.session import PROLOGUE, CallFailed, ClientSession, ServerSession
 from modem_drivers.virtual import PhoneNetwork
 from modem_drivers.virtual.network import NetworkTiming
 from modem_drivers.virtual.runner import NetworkRunner
-from receiver.bank import Bank
+from receiver.bank import Bank, CallState, Penalties
 from receiver.store import AsyncStore, SQLiteStore, StoreUnavailable
 
 SCALE = 0.05
@@ -73,3 +80,183 @@ async def test_a_store_that_cannot_record_a_call_costs_that_call_only(tmp_path):
         spool.close()
         store.close()
         await runner.stop()
+
+
+# -- decisions at the handshake, in-process (no modem) -----------------------------------
+
+
+def _bank(tmp_path) -> tuple[Bank, SQLiteStore, bytes, bytes]:
+    store = SQLiteStore(tmp_path / "centre.db", create=True)
+    centre_key = write_private_key(tmp_path / "centre.key")
+    device_key = write_private_key(tmp_path / "device.key")
+    store.enroll("plant", public_of(device_key), test_interval=86400, grace=900, site=None)
+    return Bank(["unused"], AsyncStore(store), centre_key), store, centre_key, device_key
+
+
+async def _handshake(bank: Bank, server: ServerSession, frame: bytes) -> CallState:
+    worker = bank.workers[0]
+    state = CallState(worker.name, None)
+    for event in server.receive_data(frame, 0.1):
+        await worker._event(server, event, state)
+    return state
+
+
+async def test_an_unknown_protocol_version_is_refused_and_recorded(tmp_path):
+    bank, store, centre_key, device_key = _bank(tmp_path)
+    handshake = IKHandshake(
+        initiator=True,
+        static_private=device_key,
+        remote_static=public_of(centre_key),
+        prologue=PROLOGUE,
+    )
+    payload = bytes([2, 0, 1]) + b"\x00\x00\x00\x05\x01"
+    server = ServerSession(static_private=centre_key)
+    server.start(0.0)
+    state = await _handshake(
+        bank, server, encode_frame(bytes([HS1]) + handshake.write_message_1(payload))
+    )
+    assert state.outcome == "refused: unsupported version"
+    assert state.error == "protocol version 2"
+    assert state.device is not None and state.device.name == "plant"
+    assert bank.refusals == {"unsupported version": 1}
+    device = store.device_by_key(public_of(device_key))
+    assert device is not None and device.last_counter == -1 and device.last_seen is None
+    store.close()
+
+
+async def test_a_draining_bank_answers_busy(tmp_path):
+    bank, store, centre_key, device_key = _bank(tmp_path)
+    bank.stopping.set()
+    client = ClientSession(
+        static_private=device_key, server_public=public_of(centre_key), call_counter=1, epoch=5
+    )
+    client.start(0.0)
+    server = ServerSession(static_private=centre_key)
+    server.start(0.0)
+    state = await _handshake(bank, server, client.data_to_send())
+    assert state.outcome == "refused: busy" and bank.refusals == {"busy": 1}
+    (event,) = client.receive_data(server.data_to_send(), 0.2)
+    assert isinstance(event, CallFailed) and isinstance(event.error, Refused)
+    assert client.refusal is RefusalReason.BUSY
+    store.close()
+
+
+# -- a wrong centre key: the notice reaches the caller (issue 10 defect 6) ---------------
+
+
+async def test_a_wrong_key_call_ends_with_the_notice_not_dropped(tmp_path):
+    """10 of 10 such calls over in-process lines used to end `dropped` (exit 7): the bank
+    hung up before the "cannot decrypt" notice had left."""
+    network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
+    network.add_modem("bank0", "usr", number="5550100")
+    network.add_modem("plant", "generic", number="5550001")
+    runner = NetworkRunner(network, time_scale=SCALE)
+    await runner.start()
+    bank_url = (await runner.expose("bank0", "inproc")).url
+    plant_url = (await runner.expose("plant", "inproc")).url
+    store = SQLiteStore(tmp_path / "centre.db", create=True)
+    centre_key = write_private_key(tmp_path / "centre.key")
+    other_key = write_private_key(tmp_path / "other.key")
+    device_key = write_private_key(tmp_path / "device.key")
+    store.enroll("plant", public_of(device_key), test_interval=86400, grace=900, site=None)
+    spool = Spool(tmp_path / "spool.db", create=True)
+    config = ClientConfig(
+        path=tmp_path / "client.toml",
+        name="plant",
+        centre_key=public_of(other_key),  # not the centre's
+        numbers=["5550100"],
+        ports=[plant_url],
+        time_scale=SCALE,
+        attempts=1,
+    )
+    ended: list[dict[str, object]] = []
+    answered: list[object] = []
+
+    def notify(what: str, **fields: object) -> None:
+        if what == "call":
+            ended.append(fields)
+        elif what == "answered":
+            answered.append(fields["rings"])
+
+    bank = Bank([bank_url], AsyncStore(store), centre_key, scale=SCALE, notify=notify)
+    stop = asyncio.Event()
+    serving = asyncio.ensure_future(bank.run(stop))
+    try:
+        while bank.workers[0].state != "ready":
+            await asyncio.sleep(0.02)
+        spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
+        for attempt in range(5):
+            report = await call_centre(config, spool, device_key)
+            assert report.result == "protocol", report
+            assert exitcodes.CALL_RESULTS["protocol"] == exitcodes.PROTOCOL == 10
+            assert "wrong centre public key" in report.detail
+            assert len(spool.queued()) == 1  # nothing lost
+            while len(ended) <= attempt or bank.workers[0].in_call:
+                await asyncio.sleep(0.02)
+        assert [call["outcome"] for call in ended] == ["failed"] * 5
+        calls = store.calls()
+        assert all("decrypt" in (c.error or "") for c in calls)
+        device = store.device_by_key(public_of(device_key))
+        assert device is not None and device.last_seen is None  # never got in
+        # issue 10 defect 3: the same caller ID failing again and again is answered
+        # later and later (the 3rd, 4th and 5th call here), no longer at once
+        assert bank.penalised == 3 and answered == [1, 1, 2, 3, 5]
+        # the same caller, now with the right key: answered (late), and forgiven
+        config.centre_key = public_of(centre_key)
+        report = await call_centre(config, spool, device_key)
+        assert report.result == "ok", report
+        while len(ended) < 6:
+            await asyncio.sleep(0.02)
+        assert answered[-1] == 7
+        assert bank.penalties.extra_rings("5550001", asyncio.get_running_loop().time()) == 0
+        assert not serving.done()
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await serving
+        spool.close()
+        store.close()
+        await runner.stop()
+
+
+# -- liveness and penalties ---------------------------------------------------------------
+
+
+async def test_the_device_is_recorded_as_seen_only_once_the_caller_is_live(tmp_path):
+    bank, store, centre_key, device_key = _bank(tmp_path)
+    worker = bank.workers[0]
+    client = ClientSession(
+        static_private=device_key, server_public=public_of(centre_key), call_counter=7, epoch=5
+    )
+    client.queue(1, encode_message(Kind.LINE_TEST, {"skew_ms": 1}, None))
+    client.finish()
+    client.start(0.0)
+    server = ServerSession(static_private=centre_key)
+    server.start(0.0)
+    state = await _handshake(bank, server, client.data_to_send())  # a replay looks the same
+    assert server.phase is Phase.ACCEPTED and state.counter == 7 and not state.confirmed
+    device = store.device_by_key(public_of(device_key))
+    assert device is not None and device.last_counter == -1 and device.last_seen is None
+    client.receive_data(server.data_to_send(), 0.2)
+    for event in server.receive_data(client.data_to_send(), 0.3):  # the first record
+        await worker._event(server, event, state)
+    assert state.confirmed and server.phase is Phase.ESTABLISHED
+    device = store.device_by_key(public_of(device_key))
+    assert device is not None and device.last_counter == 7 and device.last_seen is not None
+    store.close()
+
+
+def test_penalties_grow_for_a_failing_caller_and_are_forgiven():
+    penalties = Penalties(cap=6, forget_after=3600.0)
+    assert penalties.extra_rings("5550666", 0.0) == 0
+    rings = []
+    for _ in range(8):
+        penalties.failed("5550666", 10.0)
+        rings.append(penalties.extra_rings("5550666", 10.0))
+    assert rings == [0, 1, 2, 4, 6, 6, 6, 6]
+    assert penalties.extra_rings("5550123", 10.0) == 0  # others are not affected
+    assert penalties.extra_rings("5550666", 10.0 + 3601.0) == 0  # forgotten in time
+    penalties.failed("port:bank0", 0.0)
+    penalties.failed("port:bank0", 0.0)
+    penalties.succeeded("port:bank0")
+    assert penalties.extra_rings("port:bank0", 0.0) == 0

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from benchmarks.linesim import Centre, Device
 from callhome.wire.session import (
+    CallClosed,
+    CallFailed,
     ClientSession,
-    Closed,
     Event,
-    Failed,
     MessageAcknowledged,
     MessageRejected,
     ServerSession,
@@ -102,9 +102,9 @@ def run_call(
                 device.acknowledged[event.seq] = True
             elif isinstance(event, MessageRejected):
                 device.rejected[event.seq] = event.reason
-            elif isinstance(event, Closed):
+            elif isinstance(event, CallClosed):
                 outcome.closed = True
-            elif isinstance(event, Failed):
+            elif isinstance(event, CallFailed):
                 outcome.failure = event.error
         if replay is None:
             send("server", client.data_to_send())

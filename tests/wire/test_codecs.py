@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from callhome.wire.errors import MessageError, PeerMisbehaved
 from callhome.wire.framing import (
     MAX_BODY,
+    MAX_WIRE,
     FrameDecoder,
     cobs_decode,
     cobs_encode,
+    crc16,
     encode_frame,
     stuff,
     unstuff,
@@ -297,3 +299,38 @@ def test_the_worked_example_in_the_docs_is_current(capsys):
     for line in printed.splitlines():
         if line.startswith("    "):
             assert line in document, line
+
+
+def _raw_frame(body: bytes) -> bytes:
+    """A frame as a peer that ignores our size limit would send it."""
+    return b"\x00" + stuff(cobs_encode(body + crc16(body).to_bytes(2, "big"))) + b"\x00"
+
+
+@pytest.mark.parametrize("fill", [b"x", b"+", b"\x00"])
+def test_the_decoder_takes_bodies_up_to_max_body_and_no_more(fill):
+    """Issue 10 defect 10: docs/protocol.md says bodies over 2,048 bytes are dropped as
+    oversize; the decoder used to take up to 3,073."""
+    assert MAX_BODY == 2048
+    for size in (MAX_BODY - 1, MAX_BODY):
+        decoder = FrameDecoder()
+        assert list(decoder.feed(_raw_frame(fill * size))) == [fill * size]
+    for size in (MAX_BODY + 1, 3073, 3074, 5000):
+        decoder = FrameDecoder()
+        wire = _raw_frame(fill * size) + encode_frame(b"next")
+        assert list(decoder.feed(wire)) == [b"next"]
+        assert decoder.stats.oversize == 1 and decoder.stats.crc_failures == 0
+
+
+@given(st.integers(1, 5000), st.binary(min_size=1, max_size=8), st.data())
+def test_the_body_limit_holds_for_any_content_and_chunking(size, pattern, data):
+    body = (pattern * size)[:size]
+    wire = _raw_frame(body) + encode_frame(b"ok")
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
+    decoder = FrameDecoder()
+    out: list[bytes] = []
+    previous = 0
+    for cut in [*cuts, len(wire)]:
+        out.extend(decoder.feed(wire[previous:cut]))
+        previous = cut
+    assert out == ([body] if size <= MAX_BODY else []) + [b"ok"]
+    assert len(decoder._buffer) <= MAX_WIRE

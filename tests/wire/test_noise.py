@@ -147,3 +147,39 @@ def test_messages_out_of_order_are_refused():
         initiator.read_message_2(bytes(48))
     with pytest.raises(HandshakeFailed):
         IKHandshake(initiator=False, static_private=centre).read_message_1(b"short")
+
+
+# -- a failed step leaves the handshake as it was (issue 10, defect 1) -------------------
+
+
+def _pair() -> tuple[IKHandshake, IKHandshake, bytes]:
+    centre = generate_private_key()
+    initiator = IKHandshake(
+        initiator=True, static_private=generate_private_key(), remote_static=public_key(centre)
+    )
+    responder = IKHandshake(initiator=False, static_private=centre)
+    return initiator, responder, initiator.write_message_1(b"hello")
+
+
+def test_a_forged_second_message_leaves_the_initiator_able_to_read_the_real_one():
+    initiator, responder, first = _pair()
+    responder.read_message_1(first)
+    genuine = responder.write_message_2(b"welcome")
+    for forged in (os.urandom(len(genuine)), os.urandom(200), genuine[:32] + os.urandom(16)):
+        with pytest.raises(HandshakeFailed):
+            initiator.read_message_2(forged)
+    for index in range(len(genuine) * 8):  # every single-bit flip of the genuine answer
+        flipped = bytearray(genuine)
+        flipped[index // 8] ^= 1 << (index % 8)
+        with pytest.raises(HandshakeFailed):
+            initiator.read_message_2(bytes(flipped))
+    assert initiator.read_message_2(genuine) == b"welcome"
+    assert initiator.keys().send == responder.keys().receive
+
+
+def test_a_forged_first_message_leaves_the_responder_able_to_read_the_real_one():
+    _, responder, first = _pair()
+    for forged in (os.urandom(len(first)), first[:-1] + bytes([first[-1] ^ 1]), b"\x00" * 96):
+        with pytest.raises(HandshakeFailed):
+            responder.read_message_1(forged)
+    assert responder.read_message_1(first) == b"hello"

@@ -11,14 +11,18 @@ from hypothesis import strategies as st
 
 from benchmarks.linesim import Centre, Device
 from callhome.wire.errors import HandshakeFailed, Refused, SessionTimeout
-from callhome.wire.framing import cobs_decode, encode_frame, unstuff
+from callhome.wire.framing import MAX_BODY, cobs_decode, encode_frame, unstuff
 from callhome.wire.messages import EncodedMessage, Kind, encode_message, load_dictionary
-from callhome.wire.records import DATA, RefusalReason, RejectReason
+from callhome.wire.noise import IKHandshake
+from callhome.wire.records import ACK, DATA, HS1, HS2, NOTICE, RefusalReason, RejectReason
 from callhome.wire.session import (
+    PROLOGUE,
+    CallClosed,
+    CallFailed,
     ClientSession,
-    Closed,
-    Failed,
-    HandshakeComplete,
+    HandshakeCompleted,
+    HandshakeDecryptionFailed,
+    HandshakeRefused,
     HandshakeRequested,
     MessageAcknowledged,
     MessageFailed,
@@ -59,7 +63,7 @@ def test_a_whole_call_stores_and_acknowledges():
     assert outcome.closed and outcome.failure is None
     assert centre.store_count == 3
     assert all(device.acknowledged.get(seq) for seq in (1, 2, 3))
-    complete = next(e for e in outcome.client_events if isinstance(e, HandshakeComplete))
+    complete = next(e for e in outcome.client_events if isinstance(e, HandshakeCompleted))
     assert complete.server_clock_ms >= 0 and complete.round_trip > 0
     request = next(e for e in outcome.server_events if isinstance(e, HandshakeRequested))
     assert request.device_key == device.public and request.call_counter == 1
@@ -81,10 +85,14 @@ def test_the_centre_learns_the_device_and_the_client_authenticates_the_centre():
     server = ServerSession(static_private=impostor.static_private)
     server.start(0.0)
     events = server.receive_data(client.data_to_send(), 0.1)
-    assert isinstance(events[0], Failed) and isinstance(events[0].error, HandshakeFailed)
+    assert isinstance(events[0], HandshakeDecryptionFailed)
+    assert server.stats.auth_failures == 1
     notice = server.data_to_send()
-    events = client.receive_data(notice, 0.2)
-    assert isinstance(events[0], Failed)
+    assert client.receive_data(notice, 0.2) == []  # a NOTICE is only a hint ...
+    deadline = client.next_deadline()
+    assert deadline is not None and deadline < 0.2 + TransferConfig().notice_grace + 1
+    events = client.handle_timer(deadline)  # ... believed when no genuine answer follows
+    assert isinstance(events[0], CallFailed)
     assert "wrong centre public key" in str(events[0].error)
 
 
@@ -167,7 +175,7 @@ def test_no_stored_answer_before_the_centre_says_so():
         assert not any(isinstance(e, MessageAcknowledged) for e in back)
     server.message_stored(1, 6.0)
     back = client.receive_data(server.data_to_send(), 6.1)
-    assert MessageAcknowledged(1, False) in back and any(isinstance(e, Closed) for e in back)
+    assert MessageAcknowledged(1, False) in back and any(isinstance(e, CallClosed) for e in back)
 
 
 def test_a_duplicate_is_acknowledged_as_such_and_stored_once():
@@ -353,3 +361,186 @@ def test_a_message_the_centre_cannot_decode_is_rejected_for_good_the_rest_delive
     assert centre.store_count == 2
     failed = [e for e in outcome.server_events if isinstance(e, MessageFailed)]
     assert [(e.seq, e.reason) for e in failed] == [(2, RejectReason.UNDECODABLE)]
+
+
+# -- forgeries never stop a genuine call (issue 10, defects 1 and 5) --------------------
+
+
+@st.composite
+def forgeries(draw):
+    """A per-frame fate that slips forged frames (valid CRC, made-up content, of every
+    type) and raw junk in before or after genuine frames."""
+    plan = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["none", "before", "after", "both"]),
+                st.sampled_from([HS1, HS2, DATA, ACK, NOTICE, 0x06, 0xFF, "copy", "junk"]),
+                st.binary(min_size=0, max_size=120),
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    position = {"i": 0}
+
+    def forge(frame: bytes, kind: object, noise: bytes) -> bytes:
+        if kind == "junk":
+            return noise or b"\xff"
+        if kind == "copy":  # the genuine frame with its content replaced, same length
+            body = cobs_decode(unstuff(frame.strip(b"\x00")))[:-2]
+            fake = body[:2] + (noise * (len(body) // max(1, len(noise)) + 1))[: len(body) - 2]
+            return encode_frame(fake if fake != body else body[:2] + b"\x00" * 40)
+        assert isinstance(kind, int)
+        return encode_frame(bytes([kind]) + noise)
+
+    def fate(frame: bytes):
+        where, kind, noise = plan[position["i"] % len(plan)]
+        position["i"] += 1
+        forged = forge(frame, kind, noise)
+        out = [(0.0, frame)]
+        if where in ("before", "both"):
+            out.insert(0, (0.0, forged))
+        if where in ("after", "both"):
+            out.append((0.001, forged))
+        return out
+
+    return fate
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(up=forgeries(), down=forgeries(), sizes=st.lists(st.integers(1, 3000), max_size=3))
+def test_forged_frames_anywhere_never_stop_a_genuine_call(up, down, sizes):
+    device, centre = pair(*[report(size, seed) for seed, size in enumerate(sizes)])
+    outcome = run_call(device, centre, up=up, down=down)
+    assert outcome.closed and outcome.failure is None
+    assert centre.store_count == len(sizes)
+    assert all(device.acknowledged.get(seq) for seq in range(1, len(sizes) + 1))
+
+
+@pytest.mark.parametrize("flip", [0, 7, 33, 40, 50])
+def test_a_forged_answer_before_the_genuine_one_does_not_poison_the_handshake(flip):
+    """The attack of issue 10: a type 0x02 frame with a valid CRC before the real HS2."""
+    device, centre = pair(report())
+    seen = []
+
+    def forge_hs2(frame: bytes):
+        if frame_type(frame) == HS2 and not seen:
+            seen.append(frame)
+            body = bytearray(cobs_decode(unstuff(frame.strip(b"\x00")))[:-2])
+            body[1 + flip] ^= 0x01  # one bit of the genuine answer, or random bytes
+            forged = encode_frame(bytes(body)) if flip else encode_frame(b"\x02" + os.urandom(56))
+            return [(0.0, forged), (0.01, frame)]
+        return [(0.0, frame)]
+
+    outcome = run_call(device, centre, down=forge_hs2)
+    assert outcome.closed and centre.store_count == 1
+    assert outcome.client is not None and outcome.client.stats.auth_failures == 1
+    hs1 = [f for f in outcome.wire_up if frame_type(f) == HS1]
+    assert len(hs1) == 1  # answered at the first attempt, no 66 s of retries
+
+
+def test_a_forged_data_frame_with_a_seen_number_gets_no_answer():
+    """Issue 10 defect 5: the seen check used to run before decryption, so a forgery
+    that reused a delivered frame number was answered with an ACK."""
+    device, centre = pair(report(50))
+    client = ClientSession(
+        static_private=device.static_private,
+        server_public=centre.public,
+        call_counter=1,
+        epoch=5,
+        config=TransferConfig(line_rate=9600),
+    )
+    client.queue(1, device.queue[1])
+    client.finish()
+    server = ServerSession(
+        static_private=centre.static_private, config=TransferConfig(line_rate=9600)
+    )
+    client.start(0.0)
+    server.start(0.0)
+    server.receive_data(client.data_to_send(), 0.1)
+    server.accept(0.1, clock_ms=1)
+    client.receive_data(server.data_to_send(), 0.2)
+    first = client.data_to_send()
+    assert frame_type(first) == DATA
+    server.receive_data(first, 0.3)  # frame 0 is now seen
+    server.handle_timer(1.0)  # and its delayed ACK has gone
+    assert server.data_to_send() != b""
+    body = bytearray(cobs_decode(unstuff(first.strip(b"\x00")))[:-2])
+    for position in (2, len(body) // 2, len(body) - 1):
+        forged = bytearray(body)
+        forged[position] ^= 0x40  # frame number 0 again, made-up content
+        server.receive_data(encode_frame(bytes(forged)), 0.31)
+        server.handle_timer(5.0)  # even after the ACK delay
+        assert server.data_to_send() == b""
+    assert server.stats.auth_failures == 3 and server.stats.replays == 0
+    # the genuine frame again is a duplicate: counted, and answered (our ACK may be lost)
+    server.receive_data(first, 5.1)
+    server.handle_timer(5.1)
+    assert server.stats.replays == 1 and server.data_to_send() != b""
+
+
+def test_what_the_transfer_sends_fits_the_frame_limit_with_room():
+    """The decoder's limit (MAX_BODY, 2,048) against what a call needs: DATA frames of at
+    most 1,024 payload bytes + 2 header + 16 tag + 9 flags/ACK = 1,051."""
+    big = EncodedMessage(Kind.REPORT, random.Random(1).randbytes(65536), False, 65536)
+    device, centre = pair(big, report(3000, 1), report(20, 2))
+    outcome = run_call(device, centre, config=TransferConfig(line_rate=33600))
+    assert outcome.closed
+    bodies = [cobs_decode(unstuff(f.strip(b"\x00")))[:-2] for f in outcome.wire_up]
+    assert max(len(b) for b in bodies) <= 1024 + 2 + 16 + 9 < MAX_BODY
+
+
+# -- protocol version (issue 9) ----------------------------------------------------------
+
+
+def _hs1(device: Device, centre: Centre, payload: bytes) -> tuple[IKHandshake, bytes]:
+    handshake = IKHandshake(
+        initiator=True,
+        static_private=device.static_private,
+        remote_static=centre.public,
+        prologue=PROLOGUE,
+    )
+    return handshake, encode_frame(bytes([HS1]) + handshake.write_message_1(payload))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bytes([2, 0, 1]) + b"\x12\x34\x56\x78" + b"\x01",  # version 2, v1 layout
+        bytes([2]),  # version 2 with a payload we cannot parse: refused all the same
+        bytes([0, 9, 9, 9]),
+        bytes([255]) + os.urandom(40),
+    ],
+)
+def test_an_unknown_protocol_version_is_refused_with_the_typed_refusal(payload):
+    device, centre = pair(report())
+    handshake, frame = _hs1(device, centre, payload)
+    server = ServerSession(static_private=centre.static_private)
+    server.start(0.0)
+    events = server.receive_data(frame, 0.1)
+    assert events == [
+        HandshakeRefused(device.public, RefusalReason.UNSUPPORTED_VERSION, payload[0])
+    ]
+    assert server.phase is Phase.CLOSED and server.request is None
+    (answer,) = split_frames(server.data_to_send())
+    body = cobs_decode(unstuff(answer.strip(b"\x00")))[:-2]
+    assert body[0] == HS2
+    assert handshake.read_message_2(body[1:]) == bytes([0x01, 4])  # refused: version
+
+
+def test_a_refusal_with_a_reason_from_a_later_version_is_still_a_refusal():
+    device, centre = pair(report())
+    client = ClientSession(
+        static_private=device.static_private,
+        server_public=centre.public,
+        call_counter=1,
+        epoch=1,
+    )
+    client.start(0.0)
+    server = ServerSession(static_private=centre.static_private)
+    server.start(0.0)
+    server.receive_data(client.data_to_send(), 0.1)
+    server.refuse(0.1, 77)  # type: ignore[arg-type]
+    (event,) = client.receive_data(server.data_to_send(), 0.2)
+    assert isinstance(event, CallFailed) and isinstance(event.error, Refused)
+    assert event.error.reason == "reason 77" and client.refusal is None
