@@ -113,7 +113,14 @@ async def test_receiver_killed_before_commit_then_stored_once(system):
     before = len(system.events())
     lock = sqlite3.connect(system.centre_config.parent / "centre.db", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
-    await asyncio.sleep(3.0)  # the report arrives; its commit waits for the lock
+    # the report crosses the line (300 random bytes go as 600 hex digits, plus framing);
+    # the centre holds it but cannot commit it
+    (call,) = system.network.active_calls
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while call.record.bytes_caller_to_callee < 700:
+        assert loop.time() < deadline, call.record
+        await asyncio.sleep(0.05)
     assert not [e for e in system.events()[before:] if e.get("event") == "message.stored"]
     await system.stop_receiver(signal.SIGKILL)
     lock.execute("ROLLBACK")

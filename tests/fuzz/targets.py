@@ -14,10 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from callhome.wire.client import ClientSession
 from callhome.wire.errors import ProtocolError
+from callhome.wire.events import CallFailed, HandshakeRequested
 from callhome.wire.framing import FrameDecoder
-from callhome.wire.messages import decode_body, decode_content, load_dictionary
+from callhome.wire.messages import (
+    Kind,
+    decode_body,
+    decode_content,
+    encode_message,
+    load_dictionary,
+)
+from callhome.wire.noise import IKHandshake, generate_private_key, public_key
 from callhome.wire.records import Reader, decode_segments
+from callhome.wire.server import ServerSession
 from modem_drivers.configfile import ConfigError
 from modem_drivers.hayes.errors import ModemError
 from modem_drivers.hayes.framer import LineFramer
@@ -68,6 +78,87 @@ def _messages(data: bytes) -> None:
     flag, body = (data[:1] or b"\x00"), data[1:]
     raw = decode_body(body, bool(flag[0] & 1), _DICTIONARY)
     decode_content(raw)
+
+
+_CENTRE = generate_private_key()
+_DEVICE = generate_private_key()
+_HS1 = IKHandshake(
+    initiator=True, static_private=_DEVICE, remote_static=public_key(_CENTRE)
+).write_message_1(b"payload")
+
+
+def _noise_responder(data: bytes) -> None:
+    """The centre reading a first handshake message: garbage, or a genuine one mutated."""
+    responder = IKHandshake(initiator=False, static_private=_CENTRE)
+    message = data[1:] if data[:1] == b"\x00" else _mix(_HS1, data)
+    responder.read_message_1(message)
+
+
+def _noise_initiator(data: bytes) -> None:
+    """The device reading the second handshake message; a failure must leave its state
+    as it was, so the genuine answer still works afterwards."""
+    initiator = IKHandshake(
+        initiator=True, static_private=_DEVICE, remote_static=public_key(_CENTRE)
+    )
+    hs1 = initiator.write_message_1(b"")
+    responder = IKHandshake(initiator=False, static_private=_CENTRE)
+    responder.read_message_1(hs1)
+    genuine = responder.write_message_2(b"")
+    try:
+        initiator.read_message_2(_mix(genuine, data))
+    except ProtocolError:
+        initiator.read_message_2(genuine)  # the forged answer poisoned nothing
+        return
+    initiator.keys()
+
+
+def _mix(genuine: bytes, data: bytes) -> bytes:
+    """`data` laid over a genuine message (so the fuzzer gets past the length checks)."""
+    if not data:
+        return genuine
+    at = data[0] % (len(genuine) + 1)
+    return genuine[:at] + data[1:] + genuine[at + len(data) - 1 :]
+
+
+_MESSAGE = encode_message(Kind.REPORT, {"component": "fan", "data": "x" * 3000}, _DICTIONARY)
+
+
+def _client() -> ClientSession:
+    client = ClientSession(
+        static_private=_DEVICE, server_public=public_key(_CENTRE), call_counter=1, epoch=7
+    )
+    client.queue(1, _MESSAGE)  # mid-transfer when the fuzzed bytes come
+    return client
+
+
+def _sessions(established: bool, fuzz_server: bool) -> Callable[[bytes], None]:
+    """One side of a call fed arbitrary bytes (at rising times, with its timers), before
+    the handshake or after it: only typed failures (CallFailed events) may come out."""
+
+    def run(data: bytes) -> None:
+        client, server = _client(), ServerSession(static_private=_CENTRE)
+        client.start(0.0)
+        server.start(0.0)
+        if established:
+            for event in server.receive_data(client.data_to_send(), 0.1):
+                if isinstance(event, HandshakeRequested):
+                    server.accept(0.1, clock_ms=0)
+            client.receive_data(server.data_to_send(), 0.2)
+            server.receive_data(client.data_to_send(), 0.25)  # the caller proves it is live
+        side = server if fuzz_server else client
+        now = 0.3
+        for chunk in _chunks(data):
+            now += 0.5
+            events = side.receive_data(chunk, now)
+            deadline = side.next_deadline()
+            if deadline is not None and chunk[:1] == b"\x00":
+                events += side.handle_timer(max(now, deadline))
+            for event in events:
+                if isinstance(event, CallFailed):
+                    assert isinstance(event.error, ProtocolError)
+            side.data_to_send()
+
+    return run
 
 
 # -- the modem ---------------------------------------------------------------------------
@@ -184,6 +275,12 @@ TARGETS: dict[str, Target] = {
         Target("framing", _framing, (), (b"\x00\x05\x01\x02\x03\x00",)),
         Target("records", _records, (ProtocolError,), (b"\x01\x00\x02",)),
         Target("messages", _messages, (ProtocolError,), (b"\x00\xa1\x61a\x61b",)),
+        Target("noise-responder", _noise_responder, (ProtocolError,), (b"\x05abc",)),
+        Target("noise-initiator", _noise_initiator, (), (b"\x07\xff\x00",)),
+        Target("client-handshake", _sessions(False, False), (), (b"\x03\x00\x02abc\x00",)),
+        Target("server-handshake", _sessions(False, True), (), (b"\x03\x00\x01abc\x00",)),
+        Target("client-established", _sessions(True, False), (), (b"\x03\x00\x03ab\x00",)),
+        Target("server-established", _sessions(True, True), (), (b"\x03\x00\x03ab\x00",)),
         Target("hayes-framer", _hayes_framer, (), (b"\x03\r\nOK\r\n0\rRING\r\n",)),
         Target(
             "hayes-core",
