@@ -158,14 +158,20 @@ async def test_line_test_to_mgetty_is_a_protocol_error_and_loses_nothing(
             f"exit {result.code}, {call.outcome}, connected for {on_line:.1f} s of client "
             f"time; line-test took {elapsed:.1f} s at time scale {scale}"
         )
-        # the typed protocol error, within the deadline, whoever hung up: mgetty's own
-        # name reader hangs up on a stray ^\ byte (0x1c) in our first message, after
-        # its login prompt: the client recognises the text all the same
-        assert result.code == exitcodes.PROTOCOL, details
-        assert report["result"] == "protocol", details
-        assert "not a call-home centre" in report["detail"], details
-        if not mgetty_reads_name:
-            assert call.outcome == f"hung up by {CLIENT}" and mgetty.running(), details
+        if result.code == exitcodes.NO_CARRIER and mgetty_reads_name:
+            # mgetty's own name reader hangs up on a stray ^\ byte (0x1c) in our first
+            # message. When the client saw its login prompt first, it reads the call as
+            # "not a centre" (exit 10, below); seen once under load (2 test workers):
+            # the hang-up came with none of mgetty's bytes read by the client: a cut call
+            assert call.outcome == "hung up by centre" and report["bytes_received"] == 0, details
+            assert report["result"] == "dropped", details
+        else:
+            # the typed protocol error, within the deadline, whoever hung up
+            assert result.code == exitcodes.PROTOCOL, details
+            assert report["result"] == "protocol", details
+            assert "not a call-home centre" in report["detail"], details
+            if not mgetty_reads_name:
+                assert call.outcome == f"hung up by {CLIENT}" and mgetty.running(), details
         assert on_line < handshake_deadline(scale), details
 
         # nothing queued is lost: the report and the line test wait for a centre

@@ -509,7 +509,7 @@ def _hs1(device: Device, centre: Centre, payload: bytes) -> tuple[IKHandshake, b
         bytes([2, 0, 1]) + b"\x12\x34\x56\x78" + b"\x01",  # version 2, v1 layout
         bytes([2]),  # version 2 with a payload we cannot parse: refused all the same
         bytes([0, 9, 9, 9]),
-        bytes([255]) + os.urandom(40),
+        bytes([255]) + bytes(range(40)),
     ],
 )
 def test_an_unknown_protocol_version_is_refused_with_the_typed_refusal(payload):
