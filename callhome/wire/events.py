@@ -169,9 +169,3 @@ Event = (
     | CallClosed
     | CallFailed
 )
-
-# The names before issue 9 (kept for code not yet moved over, e.g. the dialer).
-HandshakeComplete = HandshakeCompleted
-MessageProgress = MessagePartReceived
-Closed = CallClosed
-Failed = CallFailed
