@@ -24,17 +24,17 @@ from .errors import (
     PortGone,
     PortOpenError,
 )
-from .modem import (
+from .modem import HayesModem
+from .procedures import SettingResult, settings_summary
+from .profiles import DRIVER_PROFILES, DriverProfile, Setting, SetupOptions
+from .results import (
     CallOutcome,
     CommandResponse,
     HangupReport,
-    HayesModem,
     IncomingCall,
     ModemInfo,
     Outcome,
 )
-from .procedures import SettingResult, settings_summary
-from .profiles import DRIVER_PROFILES, DriverProfile, Setting, SetupOptions
 from .state import CoreTimings, ModemCore, State
 from .timings import Timings
 

@@ -10,7 +10,8 @@ from .connect import ConnectRecord
 from .errors import CallEnded
 
 if TYPE_CHECKING:
-    from .modem import HangupReport, HayesModem
+    from .modem import HayesModem
+    from .results import HangupReport
 
 READ_BUFFER_LIMIT = 256 * 1024
 HEAD_KEPT = 256

@@ -272,3 +272,14 @@ def classify(line: bytes, context: Context) -> Token:
     if expecting is Expecting.CALL_SETUP and _PROGRESS.match(line):
         return Progress(line)
     return Info(line)
+
+
+def may_inform(line: bytes) -> bool:
+    """Whether a command line may answer with information text: queries (`?`), ATI,
+    &V, and extended commands that are not assignments (`+GMI`, `+GCAP`)."""
+    upper = line.upper()[2:]
+    return (
+        b"?" in upper
+        or upper.startswith((b"I", b"&V"))
+        or (upper.startswith(b"+") and b"=" not in upper)
+    )

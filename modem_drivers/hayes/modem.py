@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -26,7 +24,7 @@ from ..text import escape_bytes
 from . import procedures as proc
 from .call import DataCall, brief
 from .callerid import CallerId
-from .classify import ResultKind
+from .classify import may_inform
 from .dialstring import dial_string
 from .errors import (
     CommandRejected,
@@ -41,8 +39,15 @@ from .errors import (
     PortOpenError,
 )
 from .port import WRITE_BUFFER_HIGH, SerialPort, open_port
-from .procedures import SettingResult
 from .profiles import DriverProfile, SetupOptions, get_driver_profile
+from .results import (
+    CallOutcome,
+    CommandResponse,
+    HangupReport,
+    IncomingCall,
+    ModemInfo,
+    Outcome,
+)
 from .state import (
     CallerIdReceived,
     CallSetupFailed,
@@ -68,94 +73,6 @@ from .timings import Timings
 log = structlog.get_logger("callhome.modem")
 
 HELD_WRITES_LIMIT = 64 * 1024
-
-
-class Outcome(enum.Enum):
-    CONNECTED = "connected"
-    BUSY = "busy"
-    NO_DIALTONE = "no dial tone"
-    NO_ANSWER = "no answer"
-    NO_CARRIER = "no carrier"
-    DELAYED = "delayed"
-    BLACKLISTED = "blacklisted"
-    ERROR = "error"
-    TIMEOUT = "timeout"
-    ABORTED = "aborted"
-
-    @property
-    def retry_now(self) -> bool:
-        """False for outcomes where dialling again at once is wrong (or illegal)."""
-        return self not in (Outcome.DELAYED, Outcome.BLACKLISTED)
-
-    @classmethod
-    def of(cls, kind: ResultKind) -> Outcome:
-        return _OUTCOME_OF.get(kind, cls.ERROR)
-
-
-_OUTCOME_OF = {
-    ResultKind.BUSY: Outcome.BUSY,
-    ResultKind.NO_DIALTONE: Outcome.NO_DIALTONE,
-    ResultKind.NO_ANSWER: Outcome.NO_ANSWER,
-    ResultKind.NO_CARRIER: Outcome.NO_CARRIER,
-    ResultKind.DELAYED: Outcome.DELAYED,
-    ResultKind.BLACKLISTED: Outcome.BLACKLISTED,
-    ResultKind.ERROR: Outcome.ERROR,
-}
-
-
-@dataclass(frozen=True)
-class CommandResponse:
-    command: bytes
-    result: ResultKind
-    text: bytes
-    info: tuple[bytes, ...]
-    raw: bytes = b""
-    """The result line as the modem sent it (`3` for a numeric NO CARRIER)."""
-
-    @property
-    def ok(self) -> bool:
-        return self.result is ResultKind.OK
-
-
-@dataclass(frozen=True)
-class CallOutcome:
-    outcome: Outcome
-    call: DataCall | None = None
-    result_line: bytes | None = None
-    progress: tuple[bytes, ...] = ()
-    seconds: float = 0.0
-
-    @property
-    def connected(self) -> bool:
-        return self.outcome is Outcome.CONNECTED
-
-
-@dataclass(frozen=True)
-class IncomingCall:
-    rings: int
-    caller_id: CallerId | None
-    distinctive: bytes | None = None
-
-
-@dataclass(frozen=True)
-class HangupReport:
-    method: str
-    """remote (the far end hung up), ringing (a new call rings in: on hook already),
-    dtr, escape, ath, atz or reopen: the first rung of the ladder that worked."""
-    seconds: float
-
-
-@dataclass(frozen=True)
-class ModemInfo:
-    profile: str
-    identity: dict[int, tuple[bytes, ...]]
-    port: dict[str, Any]
-    dcd_trusted: bool
-    settings: tuple[SettingResult, ...] = ()
-
-    @property
-    def refused(self) -> tuple[SettingResult, ...]:
-        return tuple(result for result in self.settings if not result.accepted)
 
 
 class _PortLost:
@@ -405,7 +322,7 @@ class HayesModem:
         wait = timeout or self.timings.command_timeout
         async with self._operation():
             event = await self._run(
-                proc.command(self._core, self.timings, line, wait, expects_info=_may_inform(line))
+                proc.command(self._core, self.timings, line, wait, expects_info=may_inform(line))
             )
         response = self._response(line, event, wait)
         if check and not response.ok:
@@ -959,14 +876,3 @@ class HayesModem:
             self._op_events = None
             if internal:
                 self._internal = None
-
-
-def _may_inform(line: bytes) -> bool:
-    """Whether a command line may answer with information text: queries (`?`), ATI,
-    &V, and extended commands that are not assignments (`+GMI`, `+GCAP`)."""
-    upper = line.upper()[2:]
-    return (
-        b"?" in upper
-        or upper.startswith((b"I", b"&V"))
-        or (upper.startswith(b"+") and b"=" not in upper)
-    )
