@@ -48,7 +48,7 @@ from modem_drivers.hayes import (
     State,
 )
 
-from .store import AsyncStore, Device, StoreUnavailable
+from .store import AsyncStore, CallEnd, Device, StoreUnavailable
 
 log = structlog.get_logger("callhome.receiver")
 
@@ -515,17 +515,19 @@ class PortWorker:
             try:
                 await self.bank.store.finish_call(
                     state.call_id,
-                    ended=time.time(),
-                    outcome=outcome,
-                    device_id=state.device.id if state.device else None,
-                    rate=record.rate,
-                    modulation=record.modulation,
-                    error_correction=record.error_correction,
-                    bytes_in=call.bytes_in,
-                    bytes_out=call.bytes_out,
-                    messages=state.messages,
-                    error=state.error,
-                    security=state.stats,
+                    CallEnd(
+                        ended=time.time(),
+                        outcome=outcome,
+                        device_id=state.device.id if state.device else None,
+                        rate=record.rate,
+                        modulation=record.modulation,
+                        error_correction=record.error_correction,
+                        bytes_in=call.bytes_in,
+                        bytes_out=call.bytes_out,
+                        messages=state.messages,
+                        error=state.error,
+                        security=state.stats,
+                    ),
                 )
             except StoreUnavailable as exc:
                 self._log.error("call.not_recorded", error=str(exc))

@@ -41,6 +41,24 @@ class AlreadyExists(Exception):
 
 
 @dataclass(frozen=True)
+class CallEnd:
+    """How a call ended, as the bank records it (`Store.finish_call`)."""
+
+    ended: float
+    outcome: str
+    device_id: int | None
+    rate: int | None
+    modulation: str | None
+    error_correction: str | None
+    bytes_in: int
+    bytes_out: int
+    messages: int
+    error: str | None
+    security: Mapping[str, int] | None = None
+    """The protocol's counters (`SECURITY_COUNTERS`; missing ones count as 0)."""
+
+
+@dataclass(frozen=True)
 class Device:
     id: int
     name: str
@@ -136,18 +154,7 @@ class Store(abc.ABC):
     def finish_call(
         self,
         call_id: int,
-        *,
-        ended: float,
-        outcome: str,
-        device_id: int | None,
-        rate: int | None,
-        modulation: str | None,
-        error_correction: str | None,
-        bytes_in: int,
-        bytes_out: int,
-        messages: int,
-        error: str | None,
-        security: Mapping[str, int] | None = None,
+        end: CallEnd,
     ) -> None:
         """Record how a call ended; `security` holds the protocol's counters (see
         `SECURITY_COUNTERS`; missing ones are 0, others are ignored)."""
@@ -402,20 +409,9 @@ class SQLiteStore(Database, Store):
     def finish_call(
         self,
         call_id: int,
-        *,
-        ended: float,
-        outcome: str,
-        device_id: int | None,
-        rate: int | None,
-        modulation: str | None,
-        error_correction: str | None,
-        bytes_in: int,
-        bytes_out: int,
-        messages: int,
-        error: str | None,
-        security: Mapping[str, int] | None = None,
+        end: CallEnd,
     ) -> None:
-        counters = security_counters(security)
+        counters = security_counters(end.security)
         with self._write() as db:
             db.execute(
                 "UPDATE calls SET ended = ?, outcome = ?, device_id = ?, rate = ?, "
@@ -424,16 +420,16 @@ class SQLiteStore(Database, Store):
                 + ", ".join(f"{name} = ?" for name in SECURITY_COUNTERS)
                 + " WHERE id = ?",
                 (
-                    ended,
-                    outcome,
-                    device_id,
-                    rate,
-                    modulation,
-                    error_correction,
-                    bytes_in,
-                    bytes_out,
-                    messages,
-                    error,
+                    end.ended,
+                    end.outcome,
+                    end.device_id,
+                    end.rate,
+                    end.modulation,
+                    end.error_correction,
+                    end.bytes_in,
+                    end.bytes_out,
+                    end.messages,
+                    end.error,
                     *counters,
                     call_id,
                 ),
@@ -636,34 +632,9 @@ class AsyncStore:
     async def finish_call(
         self,
         call_id: int,
-        *,
-        ended: float,
-        outcome: str,
-        device_id: int | None,
-        rate: int | None,
-        modulation: str | None,
-        error_correction: str | None,
-        bytes_in: int,
-        bytes_out: int,
-        messages: int,
-        error: str | None,
-        security: Mapping[str, int] | None = None,
+        end: CallEnd,
     ) -> None:
-        await self._call(
-            self.store.finish_call,
-            call_id,
-            ended=ended,
-            outcome=outcome,
-            device_id=device_id,
-            rate=rate,
-            modulation=modulation,
-            error_correction=error_correction,
-            bytes_in=bytes_in,
-            bytes_out=bytes_out,
-            messages=messages,
-            error=error,
-            security=security,
-        )
+        await self._call(self.store.finish_call, call_id, end)
 
     async def close_open_calls(self, when: float) -> int:
         return await self._call(self.store.close_open_calls, when)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from receiver.cli import main
-from receiver.store import SQLiteStore
+from receiver.store import CallEnd, SQLiteStore
 
 
 def key() -> str:
@@ -105,16 +105,18 @@ def test_reports_and_calls_filters(centre):
     call = store.start_call("bank0", "5550001", now - 50)
     store.finish_call(
         call,
-        ended=now - 40,
-        outcome="completed",
-        device_id=device.id,
-        rate=9600,
-        modulation=None,
-        error_correction=None,
-        bytes_in=10,
-        bytes_out=5,
-        messages=1,
-        error=None,
+        CallEnd(
+            ended=now - 40,
+            outcome="completed",
+            device_id=device.id,
+            rate=9600,
+            modulation=None,
+            error_correction=None,
+            bytes_in=10,
+            bytes_out=5,
+            messages=1,
+            error=None,
+        ),
     )
     store.close()
 
@@ -236,17 +238,19 @@ def test_calls_show_what_the_protocol_counted(centre):
     for call, counters in ((quiet, None), (attacked, {"replays": 2, "crc_failures": 5})):
         store.finish_call(
             call,
-            ended=now - 5,
-            outcome="completed",
-            device_id=None,
-            rate=None,
-            modulation=None,
-            error_correction=None,
-            bytes_in=0,
-            bytes_out=0,
-            messages=0,
-            error=None,
-            security=counters,
+            CallEnd(
+                ended=now - 5,
+                outcome="completed",
+                device_id=None,
+                rate=None,
+                modulation=None,
+                error_correction=None,
+                bytes_in=0,
+                bytes_out=0,
+                messages=0,
+                error=None,
+                security=counters,
+            ),
         )
     store.close()
     calls = json.loads(cli(centre, "calls", "--json").output)

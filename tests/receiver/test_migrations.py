@@ -15,7 +15,7 @@ from callhome.client import spool as spool_module
 from callhome.client.spool import Spool
 from receiver import store as store_module
 from receiver.cli import main
-from receiver.store import SQLiteStore, StoreUnavailable
+from receiver.store import CallEnd, SQLiteStore, StoreUnavailable
 
 STORE_STEPS = store_module.MIGRATIONS
 SPOOL_STEPS = spool_module.MIGRATIONS
@@ -107,16 +107,18 @@ def test_a_store_of_every_earlier_version_migrates(tmp_path, version):
         call_id = store.start_call("bank1", None, 10.0)
         store.finish_call(
             call_id,
-            ended=11.0,
-            outcome="completed",
-            device_id=other.id,
-            rate=None,
-            modulation=None,
-            error_correction=None,
-            bytes_in=0,
-            bytes_out=0,
-            messages=0,
-            error=None,
+            CallEnd(
+                ended=11.0,
+                outcome="completed",
+                device_id=other.id,
+                rate=None,
+                modulation=None,
+                error_correction=None,
+                bytes_in=0,
+                bytes_out=0,
+                messages=0,
+                error=None,
+            ),
         )
     finally:
         store.close()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.store import AlreadyExists, NotFound, SQLiteStore, StoreUnavailable
+from receiver.store import AlreadyExists, CallEnd, NotFound, SQLiteStore, StoreUnavailable
 
 KEY_A, KEY_B = os.urandom(32), os.urandom(32)
 
@@ -143,16 +143,18 @@ def test_filters(store):
     store.start_call("bank1", None, 200.0)
     store.finish_call(
         first,
-        ended=110.0,
-        outcome="completed",
-        device_id=a.id,
-        rate=9600,
-        modulation="V32B",
-        error_correction="LAPM",
-        bytes_in=300,
-        bytes_out=90,
-        messages=1,
-        error=None,
+        CallEnd(
+            ended=110.0,
+            outcome="completed",
+            device_id=a.id,
+            rate=9600,
+            modulation="V32B",
+            error_correction="LAPM",
+            bytes_in=300,
+            bytes_out=90,
+            messages=1,
+            error=None,
+        ),
     )
     calls = store.calls()
     assert [(c.port, c.outcome, c.device) for c in calls] == [
@@ -201,16 +203,18 @@ def test_calls_left_open_are_closed_as_interrupted(store):
     finished = store.start_call("bank0", None, 10.0)
     store.finish_call(
         finished,
-        ended=12.0,
-        outcome="completed",
-        device_id=device.id,
-        rate=None,
-        modulation=None,
-        error_correction=None,
-        bytes_in=0,
-        bytes_out=0,
-        messages=0,
-        error=None,
+        CallEnd(
+            ended=12.0,
+            outcome="completed",
+            device_id=device.id,
+            rate=None,
+            modulation=None,
+            error_correction=None,
+            bytes_in=0,
+            bytes_out=0,
+            messages=0,
+            error=None,
+        ),
     )
     store.start_call("bank0", "5550001", 20.0)
     store.start_call("bank1", None, 30.0)
@@ -262,24 +266,26 @@ def test_a_call_records_the_protocols_security_counters(store):
     call_id = store.start_call("bank0", None, 1.0)
     store.finish_call(
         call_id,
-        ended=2.0,
-        outcome="completed",
-        device_id=None,
-        rate=None,
-        modulation=None,
-        error_correction=None,
-        bytes_in=0,
-        bytes_out=0,
-        messages=0,
-        error=None,
-        security={
-            "auth_failures": 1,
-            "replays": 2,
-            "crc_failures": 3,
-            "malformed": 4,
-            "oversize": 5,
-            "frames": 99,
-        },  # a counter the store does not know: ignored
+        CallEnd(
+            ended=2.0,
+            outcome="completed",
+            device_id=None,
+            rate=None,
+            modulation=None,
+            error_correction=None,
+            bytes_in=0,
+            bytes_out=0,
+            messages=0,
+            error=None,
+            security={
+                "auth_failures": 1,
+                "replays": 2,
+                "crc_failures": 3,
+                "malformed": 4,
+                "oversize": 5,
+                "frames": 99,
+            },  # a counter the store does not know: ignored
+        ),
     )
     (call,) = store.calls()
     assert call.security == {
