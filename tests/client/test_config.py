@@ -67,6 +67,18 @@ def test_a_client_config_with_defaults_and_relative_paths(tmp_path):
     )
 
 
+def test_modem_settings_for_a_difficult_modem(tmp_path):
+    path = tmp_path / "client.toml"
+    text = CLIENT.format(key=KEY).replace(
+        'ports = ["/dev/ttyS0"]',
+        'ports = ["/dev/ttyS0"]\nprofile = "minimal"\ninit = ["S0=1", "AT&A3"]\nskip = ["+VCID"]',
+    )
+    path.write_text(text.replace('["5550100"]', '["127.0.0.1:6400", "5550100"]'))
+    config = load_client_config(path)
+    assert (config.profile, config.init, config.skip) == ("minimal", ("S0=1", "AT&A3"), ("+VCID",))
+    assert config.numbers == ["127.0.0.1:6400", "5550100"]
+
+
 @pytest.mark.parametrize(
     "change, complaint",
     [
@@ -89,6 +101,19 @@ def test_a_client_config_with_defaults_and_relative_paths(tmp_path):
         ),
         ((KEY, "short"), "centre.public_key"),
         (('["5550100"]', '["5550100", "call the centre"]'), "centre.numbers: not a dial string"),
+        (('["5550100"]', '["555.0100"]'), "centre.numbers"),
+        (
+            ('ports = ["/dev/ttyS0"]', 'ports = ["/dev/ttyS0"]\ninit = ["ATV0"]'),
+            "modem.init: 'ATV0': the driver needs verbose result codes",
+        ),
+        (
+            ('ports = ["/dev/ttyS0"]', 'ports = ["/dev/ttyS0"]\nskip = ["E"]'),
+            "modem.skip: 'E' cannot be skipped",
+        ),
+        (
+            ('ports = ["/dev/ttyS0"]', 'ports = ["/dev/ttyS0"]\ninit = ["AT\\u0007"]'),
+            "modem.init: not a modem command",
+        ),
     ],
 )
 def test_every_mistake_names_the_file_and_the_key(tmp_path, change, complaint):
