@@ -400,6 +400,25 @@ def calls(
             f"{item['bytes_in']:>7} {item['bytes_out']:>6} {item['messages']:>4}  "
             f"{item['outcome']}{_security_text(item['security'])}"
         )
+    summary = _refusal_summary(items)
+    if summary:
+        click.echo(summary)
+
+
+def _refusal_summary(items: list[dict[str, Any]]) -> str:
+    """How many of these calls were refused, failed their handshake or met forgery:
+    what an operator looks for after an attack."""
+    counts: dict[str, int] = {}
+    for item in items:
+        outcome = item["outcome"] or ""
+        if outcome.startswith("refused") or outcome == "failed":
+            counts[outcome] = counts.get(outcome, 0) + 1
+        for name, count in (item["security"] or {}).items():
+            if count and name in ("auth_failures", "replays"):
+                counts[name] = counts.get(name, 0) + count
+    if not counts:
+        return ""
+    return "\n" + ", ".join(f"{count} {what}" for what, count in sorted(counts.items()))
 
 
 def _security_text(counters: dict[str, int]) -> str:

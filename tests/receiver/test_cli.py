@@ -262,3 +262,4 @@ def test_calls_show_what_the_protocol_counted(centre):
     lines = cli(centre, "calls").output.splitlines()
     assert lines[1].endswith("completed  [replays=2 crc_failures=5]")
     assert lines[2].endswith("completed")
+    assert lines[-1] == "2 replays"  # the summary an operator looks for after an attack
