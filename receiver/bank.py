@@ -134,6 +134,13 @@ class Penalties:
         return int(min(self.cap, 2 ** (count - 2)))
 
 
+def hangup_patience(state: CallState) -> float | None:
+    """How long the bank lets the device hang up first: the driver's default after a
+    completed call (the device hangs up once it has our last acknowledgement, and
+    hanging up under it could cut that), none after anything else."""
+    return None if state.outcome == "completed" and state.error is None else 0.0
+
+
 REOPEN_BACKOFF = Backoff(1.0, 2.0, 60.0, "decorrelated")
 """Waits before a port whose modem failed is opened again (scaled with the bank's time)."""
 
@@ -268,8 +275,7 @@ class PortWorker:
                         # after a completed call the device hangs up: give it a moment
                         # (its NO CARRIER is believed at once), then hang up ourselves;
                         # a RING of the next call meanwhile is never answered with ATH
-                        clean = state.outcome is None and state.error is None
-                        await outcome.call.finish(None if clean else 0.0)
+                        await outcome.call.finish(hangup_patience(state))
                 await self._record(outcome.call, state)
                 self._judge(key, state)
         finally:

@@ -276,10 +276,10 @@ async def _converse(
     report.bytes_sent = session.stats.bytes_out
     report.bytes_received = session.stats.bytes_in
     report.undelivered = session.undelivered()
-    if early is not None and not session.stats.frames_in:
+    if early is not None and not session.heard_centre:
         report.result = early
         report.detail = "the modem said CONNECT, then the far end: " + early.upper()
-    elif not failure and not session.stats.frames_in and _looks_like_text(session.stray):
+    elif not failure and not session.heard_centre and _looks_like_text(session.stray):
         # a login prompt or banner, then the far end hung up before our patience ran
         # out: not a centre all the same (mgetty does that on a stray ^\ byte)
         report.result = "protocol"

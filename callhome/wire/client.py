@@ -88,6 +88,7 @@ class ClientSession(Endpoint):
         self._notice: str | None = None
         self._notice_deadline: float | None = None
         self._first_byte_at: float | None = None
+        self._damaged_seen = 0
         self._valid_frame = False
         self.stray = b""
         """The first bytes the far end sent before any valid frame (at most 256)."""
@@ -142,6 +143,12 @@ class ClientSession(Endpoint):
         # while shaking hands, the attempt limit decides (and says something clearer)
         return None if self.phase is Phase.HANDSHAKE else super()._idle_deadline()
 
+    @property
+    def heard_centre(self) -> bool:
+        """A frame only a centre sends (its answer, a notice, a record) has arrived: our
+        own first message echoed back by a login prompt does not count."""
+        return self._valid_frame
+
     def _peer_deadline(self) -> float | None:
         if self.phase is not Phase.HANDSHAKE or self._valid_frame:
             return None
@@ -162,8 +169,11 @@ class ClientSession(Endpoint):
         if len(self.stray) < STRAY_KEPT:
             self.stray += data[: STRAY_KEPT - len(self.stray)]
         # counted before the frames in `data` are looked at: a genuine HS2 (at most
-        # 355 bytes on the wire) is far below the limit even after some noise
-        if self.stats.bytes_in > self.config.peer_max_stray:
+        # 355 bytes on the wire) is far below the limit even after some noise. Frames
+        # that were well formed but damaged (a centre's answers on a noisy line, resent
+        # for each of our retries) are not the far end's text: they do not count
+        stray = self.stats.bytes_in - self.decoder.stats.damaged_bytes
+        if stray > self.config.peer_max_stray:
             raise NotACentre(
                 f"the far end sent {self.stats.bytes_in} bytes and no call-home frame",
                 self.stray,
@@ -175,6 +185,13 @@ class ClientSession(Endpoint):
         if self._notice is not None and now >= (self._notice_deadline or now):
             raise HandshakeFailed(self._notice)
         peer = self._peer_deadline()
+        damaged = self.decoder.stats.crc_failures
+        if peer is not None and now >= peer and damaged > self._damaged_seen:
+            # a damaged frame came meanwhile: a centre on a noisy line, most likely (text
+            # is never a well-formed frame); wait again, within the attempt limit
+            self._damaged_seen = damaged
+            self._first_byte_at = now
+            peer = self._peer_deadline()
         if peer is not None and now >= peer:
             raise NotACentre(
                 f"no call-home frame {now - (self._first_byte_at or now):.0f} s after the "

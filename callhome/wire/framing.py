@@ -151,6 +151,9 @@ class FrameStats:
     """COBS or stuffing violations: line noise, like CRC failures."""
     oversize: int = 0
     noise_bytes: int = 0
+    damaged_bytes: int = 0
+    """Bytes of well-formed frames that failed their CRC: a peer's frames hit by noise,
+    not someone else's text."""
 
     @property
     def line_errors(self) -> int:
@@ -207,6 +210,7 @@ class FrameDecoder:
         if len(checked) < 3 or crc16(checked[:-2]) != int.from_bytes(checked[-2:], "big"):
             self.stats.crc_failures += 1
             self.stats.noise_bytes += len(raw)
+            self.stats.damaged_bytes += len(raw) + 1
             return None
         if len(checked) - 2 > MAX_BODY:
             # stuffing left room in the raw limit for up to 3,073 bytes: refuse them

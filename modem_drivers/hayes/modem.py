@@ -73,6 +73,8 @@ from .timings import Timings
 log = structlog.get_logger("callhome.modem")
 
 HELD_WRITES_LIMIT = 64 * 1024
+QUIET_LIMIT = 20
+"""`Quiet` waits at most this many times its quiet period."""
 
 
 class _PortLost:
@@ -647,12 +649,20 @@ class HayesModem:
             return None
         raise ModemStateError(f"unknown step {step!r}")
 
-    async def _send(self, step: proc.Send) -> Event:
+    async def _send(self, step: proc.Send) -> Event | proc.Withheld:
         if self._port is None:
             raise PortGone(f"{self.name}: port lost; reopen() it")
         await self._pace()
         if self._port is None:  # lost while we waited
             raise PortGone(f"{self.name}: port lost; reopen() it")
+        if (
+            step.kind is CommandKind.HANGUP
+            and step.line.upper().startswith(b"ATH")
+            and self._core.state is State.RINGING
+        ):
+            # a RING came while this step waited its turn: ATH would reject that call
+            self._log.info("modem.hangup_withheld", reason="a call rings in")
+            return proc.Withheld()
         self._op_events = asyncio.Queue()
         data = self._core.start_command(
             step.line, step.kind, self._now(), step.timeout, expects_info=step.expects_info
@@ -669,9 +679,11 @@ class HayesModem:
         return event
 
     async def _quiet(self, seconds: float) -> None:
-        """Wait until nothing has come from the modem for `seconds`."""
+        """Wait until nothing has come from the modem for `seconds`, but no longer than
+        `QUIET_LIMIT` times that: a line still in data mode may never fall silent."""
+        give_up = self._now() + seconds * QUIET_LIMIT
         while True:
-            remaining = self._last_rx + seconds - self._now()
+            remaining = min(self._last_rx + seconds, give_up) - self._now()
             if remaining <= 0:
                 return
             await asyncio.sleep(remaining)

@@ -22,6 +22,7 @@ from .errors import InitialisationError, ModemNotResponding
 from .profiles import DriverProfile, Setting, SetupOptions, detect_profile, plan_settings
 from .state import (
     CallSetupFailed,
+    CarrierLost,
     CommandCompleted,
     CommandKind,
     CommandTimedOut,
@@ -156,6 +157,12 @@ Step = (
     | Emit
 )
 Procedure = Generator[Step, Any, Any]
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """What a `Send` of `ATH` answers when a call began to ring in while the step
+    waited its turn: the command was not sent (it would reject the call)."""
 
 
 @dataclass(frozen=True)
@@ -318,6 +325,9 @@ def restore(core: ModemCore, timings: Timings, *, reason: str) -> Procedure:
         (b"ATE0", CommandKind.COMMAND),
     ):
         event = yield Send(line, kind, timings.init_timeout)
+        if isinstance(event, Withheld):
+            history.append(f"{line.decode()}: not sent (a call rings in)")
+            continue
         history.append(f"{line.decode()}: {answered(event, timings.init_timeout)}")
         if line == b"ATV1" and _verbose_ok(event):
             core.set_verbose(VerboseMode.VERBOSE)
@@ -450,6 +460,8 @@ def after_failed_call(core: ModemCore, timings: Timings) -> Procedure:
     yield Quiet(timings.drain_quiet)
     core.discard_input()
     event = yield Send(b"ATH0", CommandKind.HANGUP, timings.hangup_step)
+    if isinstance(event, Withheld):
+        return  # a call rang in meanwhile: the modem is on hook
     final = _final(event)
     if final is not None and final.numeric:
         core.needs_resync = True
@@ -511,6 +523,10 @@ def verify_carrier(core: ModemCore, timings: Timings, port: Port) -> Procedure:
                 return True
             if core.in_call:
                 yield Emit(tuple(core.assume_command_mode()))
+            else:
+                # ATO answered NO CARRIER or ERROR: the core is idle already, but the
+                # call's reader must hear that the call is over
+                yield Emit((CarrierLost("NO CARRIER"),))
             yield from on_hook(core, timings, port)
             return False
         if not core.in_call:
@@ -588,6 +604,8 @@ def _dtr_took(core: ModemCore, timings: Timings, port: Port) -> Procedure:
 
 def _ath(core: ModemCore, timings: Timings, port: Port) -> Procedure:
     event = yield Send(b"ATH0", CommandKind.HANGUP, timings.hangup_step)
+    if isinstance(event, Withheld):
+        return (yield from on_hook(core, timings, port))  # ringing: on hook already
     final = _final(event)
     if final is not None and final.kind in (ResultKind.OK, ResultKind.NO_CARRIER):
         return (yield from on_hook(core, timings, port))

@@ -35,6 +35,7 @@ from .errors import ModemBusy, ModemStateError
 from .framer import LineFramer
 
 NO_CARRIER_TEXT = b"\r\nNO CARRIER\r\n"
+_COMMAND_RESULTS = frozenset({ResultKind.OK, ResultKind.ERROR, ResultKind.NO_CARRIER})
 MAX_INFO_LINES = 256
 MAX_PROBE_HOLD = 64 * 1024
 """Data kept while a probe is out, to hand on if the line turns out to be up."""
@@ -629,6 +630,12 @@ class ModemCore:
                 self._fire(T.CARRIER_LOST)
                 self._reset_call_state()
                 events.append(CarrierLost("NO CARRIER"))
+            else:
+                # ERROR (say) from a far end in command mode that our data reached:
+                # not our modem confirming the escape; still online as far as we know
+                self._fire(T.TIMED_OUT)
+                self.context.expecting = Expecting.NOTHING
+                events.append(EscapeEnded(False))
             return
         if result.kind is ResultKind.CONNECT:
             self._connected(result, now, events)
@@ -855,7 +862,9 @@ class ModemCore:
         if text is None:
             return None
         result = result_of(text, Context(verbose=VerboseMode.VERBOSE))
-        return None if result is None else Final(result[0], result[1], raw)
+        if result is None or result[0] not in _COMMAND_RESULTS:
+            return None  # CONNECT or RING cannot end a command: let it time out
+        return Final(result[0], result[1], raw)
 
     def _clear_expectation(self) -> None:
         self.context.expecting = Expecting.NOTHING

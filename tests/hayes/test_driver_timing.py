@@ -259,3 +259,35 @@ async def test_command_response_carries_result_and_info(fake):
     fake.replies[b"ATS7?"] = b"\r\n050\r\n\r\nOK\r\n"
     response = await modem.command("S7?")
     assert response.result is ResultKind.OK and response.info == (b"050",)
+
+
+async def test_no_ath_goes_out_once_a_call_rings_in(fake):
+    """A RING that arrives while a hang-up waits its turn withholds the ATH: it would
+    reject the new call."""
+    from modem_drivers.hayes import procedures as proc
+    from modem_drivers.hayes.state import CommandKind
+
+    modem = await ready(fake)
+    fake.send(b"\r\nRING\r\n")
+    await until(lambda: modem.state is State.RINGING)
+    before = len(fake.writes)
+    answer = await modem._send(proc.Send(b"ATH0", CommandKind.HANGUP, 1.0))
+    assert isinstance(answer, proc.Withheld) and len(fake.writes) == before
+
+
+async def test_waiting_for_quiet_gives_up_on_a_line_that_never_falls_silent(fake):
+    modem = await ready(fake)
+    loop = asyncio.get_running_loop()
+    chatter = loop.create_task(_chatter(fake))
+    try:
+        started = loop.time()
+        await modem._quiet(0.02)  # data every 5 ms: never 20 ms of silence
+        assert loop.time() - started < 0.02 * 20 + 0.5
+    finally:
+        chatter.cancel()
+
+
+async def _chatter(fake: FakeModem) -> None:
+    while True:
+        fake.send(b"x")
+        await asyncio.sleep(0.005)

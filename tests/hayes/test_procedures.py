@@ -366,3 +366,33 @@ def test_every_timeout_in_a_failed_set_up_is_a_bounded_wait():
     assert not any(
         isinstance(e, CommandTimedOut) and e.kind is CommandKind.DIAL for e in line.emitted
     )
+
+
+def test_an_escape_answered_error_is_not_taken_for_our_modem():
+    """ERROR during the guard time comes from a far end in command mode that our data
+    reached: the escape failed, the call is still up, nothing hangs."""
+    line = Line()
+    line.connect()
+    line.core.start_escape(line.now, TIMINGS.guard)
+    events = line.core.receive(b"\r\nERROR\r\n", line.now + 0.1)
+    assert [type(e).__name__ for e in events] == ["EscapeEnded"] and not events[0].ok
+    assert line.core.state is State.ONLINE_DATA
+
+
+def test_ato_answered_no_carrier_ends_the_call():
+    line = Line(has_dtr=False, dcd_trusted=False)
+    line.replies[b"ATO"] = b"\r\nNO CARRIER\r\n"
+    line.connect()
+    line.now = 5.0
+    alive = line.run(proc.verify_carrier(line.core, TIMINGS, line.port))
+    assert alive is False
+    assert any(isinstance(e, CarrierLost) for e in line.emitted)
+
+
+def test_a_late_bare_number_that_is_not_a_command_result_stays_a_timeout():
+    """A `1` (CONNECT) or `2` (RING) cannot end a command: the command times out."""
+    line = Line()
+    line.core.start_command(b"ATI9", CommandKind.COMMAND, 0.0, 3.0, expects_info=True)
+    line.core.receive(b"1\r", 0.1)
+    events = line.core.tick(3.0)
+    assert [type(e).__name__ for e in events] == ["CommandTimedOut"]

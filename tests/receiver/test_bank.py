@@ -20,7 +20,7 @@ from callhome.wire.session import PROLOGUE, CallFailed, ClientSession, ServerSes
 from modem_drivers.virtual import PhoneNetwork
 from modem_drivers.virtual.network import NetworkTiming
 from modem_drivers.virtual.runner import NetworkRunner
-from receiver.bank import Bank, CallState, Penalties
+from receiver.bank import Bank, CallState, Penalties, hangup_patience
 from receiver.store import AsyncStore, SQLiteStore, StoreUnavailable
 
 SCALE = 0.05
@@ -260,3 +260,13 @@ def test_penalties_grow_for_a_failing_caller_and_are_forgiven():
     penalties.failed("port:bank0", 0.0)
     penalties.succeeded("port:bank0")
     assert penalties.extra_rings("port:bank0", 0.0) == 0
+
+
+def test_only_a_completed_call_gives_the_device_time_to_hang_up_first():
+    """After a completed call the device hangs up once it has our last acknowledgement:
+    the bank waits for that (the driver's patience) rather than cutting it. Anything else
+    ends at once."""
+    completed = CallState("bank0", None, outcome="completed")
+    assert hangup_patience(completed) is None  # the driver's default patience
+    for outcome, error in (("failed", None), ("dropped", None), ("completed", "oops")):
+        assert hangup_patience(CallState("bank0", None, outcome=outcome, error=error)) == 0.0

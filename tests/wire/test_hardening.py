@@ -20,6 +20,7 @@ from callhome.wire.session import (
     CallClosed,
     CallFailed,
     ClientSession,
+    HandshakeCompleted,
     HandshakeConfirmed,
     HandshakeRequested,
     SecurityAlert,
@@ -259,6 +260,7 @@ def test_our_own_handshake_echoed_back_by_a_login_prompt_proves_nothing():
     failed = [e for e in events if isinstance(e, CallFailed)]
     assert len(failed) == 1 and isinstance(failed[0].error, NotACentre)
     assert client.stats.bytes_out <= 4 * 110
+    assert not client.heard_centre
 
 
 def test_a_silent_far_end_gets_the_whole_handshake_schedule():
@@ -413,3 +415,40 @@ def test_a_noisy_caller_gets_more_time_to_prove_it_is_live_but_never_past_idle()
         server.receive_data(encode_frame(b"\x03\x00" + os.urandom(30))[:-3] + b"\x00", now)
     assert server.phase is Phase.FAILED
     assert now <= 0.5 + TransferConfig().idle_timeout + 5.0
+
+
+def _answer_to(client: ClientSession, centre: Centre) -> bytes:
+    server = ServerSession(static_private=centre.static_private)
+    server.start(0.0)
+    for event in server.receive_data(client.data_to_send(), 0.1):
+        if isinstance(event, HandshakeRequested):
+            server.accept(0.1, clock_ms=0)
+    return server.data_to_send()
+
+
+def _damaged(frame: bytes) -> bytes:
+    """The same frame with one bit flipped inside it (no new delimiter): a CRC failure."""
+    broken = bytearray(frame)
+    at = next(i for i in range(len(broken) // 2, len(broken)) if broken[i] not in (0, 4))
+    broken[at] ^= 0x04
+    return bytes(broken)
+
+
+def test_a_centre_on_a_noisy_line_is_not_taken_for_a_foreign_peer():
+    """Three damaged answers (one per HS1 attempt: over 1 KiB) and the deadline passing
+    after each: still a centre, whose genuine answer then completes the handshake."""
+    device, centre = pair(report())
+    client = client_for(device, centre, 2400)
+    client.start(0.0)
+    genuine = _answer_to(client, centre)
+    now = 1.0
+    events = []
+    for _ in range(3):
+        events += client.receive_data(_damaged(genuine), now)
+        now += 11.0  # past the 10 s peer deadline each time
+        events += run_timers(client, now)
+        client.data_to_send()
+    assert not any(isinstance(e, CallFailed) for e in events), events
+    events = client.receive_data(genuine, now)
+    assert any(isinstance(e, HandshakeCompleted) for e in events), events
+    assert client.heard_centre
