@@ -169,14 +169,17 @@ class HayesModem:
         await modem.connect()
         return modem
 
-    async def connect(self) -> None:
+    async def connect(self, *, fresh_core: bool = True) -> None:
+        """Open the port. `fresh_core=False` keeps the state machine (the hang-up
+        ladder's reopen rung: the procedure running it holds that core)."""
         self._loop = asyncio.get_running_loop()
         self._transcript = self._log.is_enabled_for(logging.DEBUG)
         protocol = _Protocol(self)
         self._protocol = protocol
         self._port = await open_port(self.url, protocol, baudrate=self.baudrate)
         self._lost = None
-        self._core = self._new_core()
+        if fresh_core:
+            self._core = self._new_core()
         self._core.opened()
         self._last_rx = self._loop.time()
         self._log.info("port.opened", **self._port.describe())
@@ -357,7 +360,8 @@ class HayesModem:
                     proc.dial(self._core, self.timings, line, timeout or self.timings.dial_timeout)
                 )
             except asyncio.CancelledError:
-                await asyncio.shield(self._abort_setup())
+                with contextlib.suppress(ModemError):
+                    await asyncio.shield(self._cancelled_setup())
                 raise
             if result.swallowed:
                 self._log.warning("modem.dial_swallowed", times=result.swallowed)
@@ -379,7 +383,8 @@ class HayesModem:
                     )
                 )
             except asyncio.CancelledError:
-                await asyncio.shield(self._abort_setup())
+                with contextlib.suppress(ModemError):
+                    await asyncio.shield(self._cancelled_setup())
                 raise
             if not isinstance(event, Connected):
                 with contextlib.suppress(ModemError):
@@ -420,6 +425,24 @@ class HayesModem:
         if not self._core.may_abort():
             return
         await self._perform(proc.Abort())
+
+    async def _cancelled_setup(self) -> None:
+        """A dial or answer whose task was cancelled: abort it and wait (bounded) for the
+        modem's answer, so the next operation finds it idle; a CONNECT that won the race
+        with the abort is hung up, not left as a call nobody reads."""
+        if not self._core.may_abort():
+            return
+        await self._perform(proc.Abort())
+        try:
+            event = await asyncio.wait_for(
+                self._next_op_event(), self.timings.core.abort_timeout + 1.0
+            )
+        except TimeoutError:
+            return
+        if isinstance(event, Connected):
+            self._start_call(event)
+            self._log.info("call.connected_after_abort")
+            await self._run(proc.hangup(self._core, self.timings, self._port_facts()))
 
     # -- incoming calls ------------------------------------------------------------------
 
@@ -488,7 +511,9 @@ class HayesModem:
         started = self._now()
         async with self._operation():  # a dial in progress: cancel it instead (it aborts)
             method = await self._run(proc.hangup(self._core, self.timings, self._port_facts()))
-        return self._hung_up(method, started)
+        report = self._hung_up(method, started)
+        await self._after_reset(method)
+        return report
 
     async def finish_call(self, patience: float | None = None) -> HangupReport:
         """The protocol on the call is over: the far end has `patience` seconds to hang
@@ -499,7 +524,18 @@ class HayesModem:
             method = await self._run(
                 proc.finish_call(self._core, self.timings, self._port_facts(), wait)
             )
-        return self._hung_up(method, started)
+        report = self._hung_up(method, started)
+        await self._after_reset(method)
+        return report
+
+    async def _after_reset(self, method: str | None) -> None:
+        """The ATZ and reopen rungs leave the modem with its stored settings, not ours
+        (&C1, S0=0, E0 ...): set it up again, or the next call runs on the wrong ones."""
+        if method in ("atz", "reopen"):
+            try:
+                await self.initialize()
+            except ModemError as exc:
+                self._log.warning("modem.reinitialise_failed", error=str(exc))
 
     def _hung_up(self, method: str | None, started: float) -> HangupReport:
         if method is None:
@@ -637,7 +673,7 @@ class HayesModem:
         if isinstance(step, proc.Reopen):
             self._log.warning("modem.hangup_reopen")
             await self._close_port()
-            await self.connect()
+            await self.connect(fresh_core=False)
             return None
         if isinstance(step, proc.Now):
             return self._now()

@@ -122,6 +122,10 @@ async def test_8_ladder_ends_with_atz_then_reopen(fake):
     await reviver
     assert report.method in ("atz", "reopen")
     assert fake.written().count(b"ATZ\r") >= 1
+    # a reset modem has its stored settings, not ours: the driver sets it up again
+    after_reset = fake.written().rsplit(b"ATZ\r", 1)[1]
+    assert b"ATE0\r" in after_reset and b"AT&C1\r" in after_reset
+    assert modem.state is State.IDLE and (await modem.command("AT")).ok
 
 
 async def test_8_plus_plus_plus_inside_data_does_not_escape():
@@ -291,3 +295,23 @@ async def _chatter(fake: FakeModem) -> None:
     while True:
         fake.send(b"x")
         await asyncio.sleep(0.005)
+
+
+async def test_a_cancelled_dial_leaves_the_modem_idle_and_hangs_up_a_late_connect(fake):
+    modem = await ready(fake)
+    fake.replies[b"ATD5551234"] = None
+    dial = asyncio.ensure_future(modem.dial("5551234"))
+    await until(lambda: b"ATD5551234\r" in fake.written())
+    # the abort character races a CONNECT: the call came up anyway
+    fake.default = lambda line: (fake.go_online(), b"\r\nCONNECT 2400\r\n")[1]
+    fake.on_dtr_off = lambda: (
+        setattr(fake, "online", False),
+        setattr(fake, "dcd", False),
+        fake.send(b"\r\nNO CARRIER\r\n"),
+    )
+    dial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await dial
+    assert modem.state is State.IDLE  # not ABORTING, not a call nobody reads
+    fake.default = b"\r\nOK\r\n"
+    assert (await modem.command("AT")).ok
