@@ -45,7 +45,7 @@ CLIENT = "plant-mg"
 # processes beside the suite; before NotACentre the client
 # resent its first handshake message for 66.1-66.4 s of client time.
 PEER_WAIT = 10.0
-MGETTY_BANNER_DELAY = 4.0  # real seconds: 2 under two CPU-burning processes (33 s seen)
+MGETTY_BANNER_DELAY = 4.0  # real seconds; 2 was too few beside two CPU-burning processes
 
 
 def handshake_deadline(scale: float) -> float:
