@@ -45,11 +45,13 @@ async def measure(calls: int, profile: str) -> None:
             await system.stop()
     ends = [_at(e) for e in events if e.get("event") == "call.summary"]
     served = [_at(e) for e in events if e.get("event") == "call.ended"]
-    gaps = [s - e for e, s in zip(ends, served, strict=False)]
+    # paired by order, one of each per call: a missing event would shift every pair
+    assert len(ends) == len(served), (len(ends), len(served))
+    gaps = [s - e for e, s in zip(ends, served, strict=True)]
     hangups = [e for e in events if e.get("event") == "call.hangup"]
     methods = [e.get("method") for e in hangups]
     over = [_at(e) - float(str(e["seconds"])) for e in hangups]
-    totals = [s - o for o, s in zip(over, served, strict=False)]
+    totals = [s - o for o, s in zip(over, served, strict=True)]
     print(f"bank profile {profile}: {calls} back-to-back line tests, {failures} failed")
     print(f"hang-up methods: {dict((m, methods.count(m)) for m in set(methods))}")
     if gaps:

@@ -1,5 +1,5 @@
-"""One retry policy for everything that tries again: the dialer, the bank's ports, the
-driver's reopen.
+"""One retry policy for everything that tries again: the dialer's rounds and the bank's
+port reopen (the driver's `reopen(retry_delays)` takes one too: it is iterable).
 
 Exponential growth to a cap, with jitter so that a thousand devices that lost the line at
 the same moment do not redial in step (AWS Architecture Blog, "Exponential Backoff and

@@ -18,6 +18,7 @@ import structlog
 
 from callhome import exitcodes
 from callhome.config import SetupError, create_files
+from callhome.database import ConstraintViolation
 from callhome.keys import (
     KeyFileError,
     encode_key,
@@ -66,7 +67,7 @@ def guarded(function: Callable[[], T]) -> T:
         return function()
     except (ConfigError, KeyFileError, SetupError, AlreadyExists, NotFound) as exc:
         fail(str(exc))
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, ConstraintViolation) as exc:
         fail(str(exc), STORE)
 
 

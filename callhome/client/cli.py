@@ -27,7 +27,6 @@ from modem_drivers.hayes import (
     ModemNotResponding,
     Outcome,
     PortOpenError,
-    ResultKind,
     SetupOptions,
     Timings,
     dial_string,
@@ -112,6 +111,13 @@ def logging_options(function: Callable[..., Any]) -> Callable[..., Any]:
         return function(*args, **kwargs)
 
     return wrapper
+
+
+def _seconds(value: float | None, param: click.Parameter) -> float | None:
+    """A finite, positive number of seconds (click's ranges let `nan` through)."""
+    if value is not None and not (math.isfinite(value) and 0 < value <= 3600):
+        raise click.BadParameter("must be a number of seconds between 0 and 3600", param=param)
+    return value
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,7 @@ def _client(config_path: Path) -> tuple[ClientConfig, Spool]:
     "--retry-delay",
     default="60s",
     show_default=True,
-    help="Wait before the next round; doubles each time.",
+    help="First wait before another round; later ones grow, jittered, up to an hour.",
 )
 @click.option("--time-scale", type=float, default=1.0, hidden=True)
 def init(
@@ -649,13 +655,19 @@ async def _probe(url: str, choice: ModemChoice) -> dict[str, Any]:
 @click.argument("url")
 @click.argument("commands", nargs=-1, required=True)
 @click.option(
-    "--init/--no-init",
+    "--setup/--no-setup",
     "initialise",
     default=False,
     show_default=True,
-    help="Initialise the modem first (reset and the profile's settings).",
+    help="Set the modem up first (reset and the profile's settings, with any --init).",
 )
-@click.option("--timeout", type=float, default=None, help="Seconds per command.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    callback=lambda ctx, param, value: _seconds(value, param),
+    help="Seconds per command.",
+)
 @modem_options
 @logging_options
 def at_command(
@@ -689,14 +701,6 @@ async def _at(
             click.echo(f"  {escape_bytes(response.text)}")
             all_ok = all_ok and response.ok
     return all_ok
-
-
-_EARLY_OUTCOMES = {
-    ResultKind.BUSY: Outcome.BUSY,
-    ResultKind.NO_ANSWER: Outcome.NO_ANSWER,
-    ResultKind.NO_DIALTONE: Outcome.NO_DIALTONE,
-    ResultKind.NO_CARRIER: Outcome.NO_CARRIER,
-}
 
 
 @modem.command()
@@ -757,7 +761,7 @@ async def _dial(url: str, number: str, hold: float, choice: ModemChoice) -> dict
             await asyncio.sleep(timings.guard)  # a BUSY that follows CONNECT at once
         early = call.early_result()
         if early is not None or not call.open:
-            final = _EARLY_OUTCOMES.get(early or ResultKind.NO_CARRIER, Outcome.NO_CARRIER)
+            final = Outcome.of(early) if early is not None else Outcome.NO_CARRIER
             result["outcome"] = final.value
             result["exit_code"] = exitcodes.for_dial(final)
             result["ended"] = (

@@ -31,9 +31,9 @@ from modem_drivers.hayes import (
     ModemError,
     ModemNotResponding,
     ModemTimeout,
+    Outcome,
     PortGone,
     PortOpenError,
-    ResultKind,
 )
 
 from .. import exitcodes
@@ -69,15 +69,12 @@ _SIGNIFICANCE = [
 ]
 
 
+EARLY_RESULTS = ("busy", "no answer", "no dial tone", "no carrier")
+"""What a call that ended before the centre's first frame may come to (its modem said
+CONNECT on link-up, then the far end's result as text)."""
+
 RETRY_CAP = 3600.0
 """Seconds: the longest wait between two rounds of dialling, however many failed."""
-
-_EARLY_RESULTS = {
-    ResultKind.BUSY: "busy",
-    ResultKind.NO_ANSWER: "no answer",
-    ResultKind.NO_DIALTONE: "no dial tone",
-    ResultKind.NO_CARRIER: "no carrier",
-}
 
 
 @dataclass
@@ -175,7 +172,7 @@ async def call_centre(
                         report = await _converse(
                             config, spool, private_key, modem, outcome.call, counter, progress
                         )
-                        if report.result in _EARLY_RESULTS.values():
+                        if report.result in EARLY_RESULTS:
                             # the far end never came up: as if the dial had said so
                             failures.append(report.result)
                             details[report.result] = report.detail
@@ -270,7 +267,7 @@ async def _converse(
 
     ended = await run_session(call, session, handle)
     said = call.early_result() if not handshake_done else None
-    early = _EARLY_RESULTS.get(said) if said is not None else None
+    early = exitcodes.DIAL_RESULTS[Outcome.of(said)] if said is not None else None
     if handshake_done:
         report.transfer_seconds = loop.time() - handshake_done[0]
     report.bytes_sent = session.stats.bytes_out

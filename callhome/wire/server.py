@@ -315,7 +315,8 @@ class ServerSession(Endpoint):
             self._events.append(MessageFailed(head.seq, RejectReason.UNDECODABLE))
             self._reject(head.seq, RejectReason.UNDECODABLE)
             return
-        self._received.add(head.seq)
+        # not yet `_received`: that waits for `message_stored`, so a head resent in the
+        # same batch is never answered DUPLICATE for a message the store may still refuse
         self._events.append(MessageReceived(head.seq, head.kind, content, len(body)))
 
     # -- answers out ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ from .call import DataCall
 from .callerid import CallerId
 from .classify import ResultKind
 from .connect import ConnectRecord
-from .dialstring import dial_string, is_address
+from .dialstring import dial_string
 from .errors import (
     CallEnded,
     CommandRejected,
@@ -71,6 +71,5 @@ __all__ = [
     "State",
     "Timings",
     "dial_string",
-    "is_address",
     "settings_summary",
 ]

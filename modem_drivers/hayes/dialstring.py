@@ -20,6 +20,8 @@ def dial_string(number: str) -> str:
     """`number` as it goes after ATD; ValueError (saying why) if it is neither a
     telephone number nor a `host:port` address."""
     text = number.strip()
+    if not text.isascii():
+        raise ValueError(f"not a dial string: {number!r} (ASCII digits and letters only)")
     if ":" in text:
         return _address(text, number)
     if "." in text:
@@ -35,10 +37,6 @@ def dial_string(number: str) -> str:
     if ";" in cleaned[:-1]:
         raise ValueError(f"not a dial string: {number!r} (';' may only end it)")
     return cleaned
-
-
-def is_address(dial: str) -> bool:
-    return ":" in dial
 
 
 def _address(text: str, original: str) -> str:

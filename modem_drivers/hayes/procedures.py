@@ -192,14 +192,6 @@ class SetupReport:
     identity: dict[int, tuple[bytes, ...]]
     settings: tuple[SettingResult, ...]
 
-    @property
-    def present(self) -> tuple[SettingResult, ...]:
-        return tuple(r for r in self.settings if r.accepted)
-
-    @property
-    def refused(self) -> tuple[SettingResult, ...]:
-        return tuple(r for r in self.settings if not r.accepted)
-
 
 @dataclass(frozen=True)
 class DialResult:

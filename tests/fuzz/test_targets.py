@@ -13,7 +13,7 @@ ITERATIONS = {"virtual-modem": 300}
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_target_survives_mutated_input(name):
-    assert run_plain(TARGETS[name], iterations=ITERATIONS.get(name, 1500), seed=1) > 0
+    run_plain(TARGETS[name], iterations=ITERATIONS.get(name, 1500), seed=1)  # raises on a finding
 
 
 def test_a_finding_is_reported_with_its_input(tmp_path, monkeypatch):

@@ -14,7 +14,6 @@ from modem_drivers.hayes import (
     State,
     Timings,
     dial_string,
-    is_address,
 )
 
 from .fake import FakeModem
@@ -200,7 +199,15 @@ def test_dial_strings_accept_addresses_verbatim():
     assert dial_string("127.0.0.1:6400") == "127.0.0.1:6400"
     assert dial_string("T127.0.0.1:26402") == "T127.0.0.1:26402"
     assert dial_string("bank.example.net:23") == "bank.example.net:23"
-    assert is_address("127.0.0.1:6400") and not is_address("5550100")
-    for bad in ("555.0100", "127.0.0.1:0", "127.0.0.1:70000", "host:port", "1.2.3.4.5:9"):
+    assert dial_string(" 555-0100 ") == "5550100"  # formatting goes, nothing else changes
+    for bad in (
+        "555.0100",
+        "127.0.0.1:0",
+        "127.0.0.1:70000",
+        "host:port",
+        "1.2.3.4.5:9",
+        "host:\u0666\u0664",
+        "\u0665\u0665\u0665",
+    ):
         with pytest.raises(ValueError):
             dial_string(bad)

@@ -173,3 +173,19 @@ async def test_dial_an_address_and_a_busy_reported_after_connect(emulators):
     result = json.loads(out)
     assert code == exitcodes.BUSY, out + err
     assert result["outcome"] == "busy" and "BUSY after CONNECT" in result["ended"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("at", "/dev/ttyNOPE9", "AT", "--timeout", "nan"),
+        ("dial", "/dev/ttyNOPE9", "5550100", "--hold", "inf"),
+        ("probe", "/dev/ttyNOPE9", "--init", "ATV0"),
+        ("probe", "/dev/ttyNOPE9", "--skip", "E"),
+        ("dial", "/dev/ttyNOPE9", "555.0100"),
+    ],
+)
+async def test_bad_options_are_usage_errors_before_any_port_is_opened(args):
+    code, _out, err = await callhome("modem", *args)
+    assert code == exitcodes.USAGE, err
+    assert "Traceback" not in err and "cannot open" not in err and "Warning" not in err

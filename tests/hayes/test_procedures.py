@@ -232,7 +232,7 @@ def test_set_up_survives_a_misparsed_extended_command_in_bounded_virtual_time():
     report = line.run(
         proc.initialise(line.core, TIMINGS, line.port, profile=None, options=SetupOptions())
     )
-    refused = {r.setting.command: r for r in report.refused}
+    refused = {r.setting.command: r for r in report.settings if not r.accepted}
     assert "numeric NO CARRIER" in refused[b"AT+VCID=1"].answer
     assert not refused[b"AT+DR=1"].sent
     assert "modem.restoring" in line.notes
