@@ -1,0 +1,1 @@
+"""The diagnostics agent: collectors, check states, when to call (issue 11)."""
