@@ -33,6 +33,7 @@ from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
+from .cli_oncall import oncall
 from .config import (
     DEFAULT_PATH,
     GRACE,
@@ -523,3 +524,6 @@ def _jsonable(content: bytes) -> Any:
         return str(item)
 
     return convert(value)
+
+
+main.add_command(oncall)

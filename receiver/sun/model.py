@@ -317,6 +317,15 @@ def _holidays(table: Table) -> frozenset[date]:
     return frozenset(found)
 
 
+def _tables(table: Table, key: str) -> list[Table]:
+    """`table.tables(key)`, with the parent's path in the names errors give."""
+    out = table.tables(key)
+    if table.where:
+        for item in out:
+            item.where = f"{table.where}.{item.where}"
+    return out
+
+
 def _contact(table: Table) -> Contact:
     email = table.get("email", (str, list), [])
     emails = [email] if isinstance(email, str) else email
@@ -378,7 +387,7 @@ def _route(table: Table, policies: set[str]) -> Route:
     policy = table.get("policy", str)
     if policy is not None and policy not in policies:
         raise table.error("policy", f"no policy named {policy!r}")
-    routes = tuple(_route(sub, policies) for sub in table.tables("routes"))
+    routes = tuple(_route(sub, policies) for sub in _tables(table, "routes"))
     cont = table.get("continue", bool, False)
     table.finish()
     return Route(tuple(pairs), policy, cont, routes)
@@ -435,7 +444,7 @@ def parse_routing(data: dict[str, Any], path: str | Path) -> Routing:
         else:
             zone = by_site[site_name].zone
         layers: list[Layer] = []
-        for layer in table.tables("layer"):
+        for layer in _tables(table, "layer"):
             members = tuple(layer.strings("members"))
             for index, member in enumerate(members):
                 if member not in people:
@@ -468,7 +477,7 @@ def parse_routing(data: dict[str, Any], path: str | Path) -> Routing:
             )
             layer.finish()
         overrides = []
-        for item in table.tables("override"):
+        for item in _tables(table, "override"):
             who = item.get("who", str, ...)
             if who not in people:
                 raise item.error("who", f"no person named {who!r}")
@@ -552,7 +561,7 @@ def parse_routing(data: dict[str, Any], path: str | Path) -> Routing:
         if name in policies:
             raise table.error("name", f"two policies named {name!r}")
         steps = []
-        step_tables = table.tables("step")
+        step_tables = _tables(table, "step")
         if not step_tables:
             raise table.error("step", "missing: at least one [[policy.step]]")
         for step in step_tables:
