@@ -182,6 +182,8 @@ class Smtp:
     timeout: float = 30.0
     username: str | None = None
     password: str | None = None
+    cafile: Path | None = None
+    """Certificates to trust for STARTTLS besides the system's (a private CA)."""
 
 
 @dataclass(frozen=True)
@@ -543,6 +545,7 @@ def parse_routing(data: dict[str, Any], path: str | Path) -> Routing:
             table.duration("timeout", "30s", minimum=0.1, maximum=600.0),
             table.get("username", str),
             table.get("password", str),
+            table.path_value("cafile") if "cafile" in table.data else None,
         )
         table.finish()
 

@@ -107,7 +107,8 @@ def _smtp_send(smtp: Smtp, item: OutboxItem) -> None:
         with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as client:
             client.ehlo()
             if smtp.starttls != "never" and client.has_extn("starttls"):
-                client.starttls(context=ssl.create_default_context())
+                cafile = str(smtp.cafile) if smtp.cafile else None
+                client.starttls(context=ssl.create_default_context(cafile=cafile))
                 client.ehlo()
             elif smtp.starttls == "require":
                 raise DeliveryError(f"smtp {smtp.host}: the server does not offer STARTTLS")
@@ -122,6 +123,8 @@ def _smtp_send(smtp: Smtp, item: OutboxItem) -> None:
         raise DeliveryError(f"smtp {smtp.host}: refused the recipient {item.address}") from None
     except TimeoutError:
         raise DeliveryError(f"smtp {smtp.host}: no answer in {smtp.timeout:g} s") from None
+    except ssl.SSLError as exc:
+        raise DeliveryError(f"smtp {smtp.host}: STARTTLS failed: {exc.reason or exc}") from None
     except (OSError, smtplib.SMTPException) as exc:
         raise DeliveryError(f"smtp {smtp.host}: {exc}") from None
 

@@ -373,3 +373,79 @@ def test_retry_delays_follow_the_shared_backoff(tmp_path: Path) -> None:
     delays = [retry_delay(config, n, random.Random(1)) for n in range(1, 8)]
     assert all(0 <= d <= 4.0 for d in delays)
     assert max(delays) > 1.0  # it grows past the initial second
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as a private CA would issue."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "smtp.pem", folder / "smtp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_starttls_is_used_where_offered_and_required_when_asked(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    mailbox = Mailbox()
+    port = free_port()
+    # the server refuses mail before STARTTLS: a delivery proves the client upgraded
+    controller = Controller(
+        mailbox, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
+    )
+    controller.start()
+    try:
+        smtp = Smtp("127.0.0.1", port, timeout=5.0, cafile=cert)
+        mail = dataclasses.replace(item(), channel="email", address="noc@example.com")
+        await send_email(smtp, mail)
+        assert [m.rcpt_tos for m in mailbox.messages] == [["noc@example.com"]]
+        # a certificate the client does not trust is a delivery error, not a plain-text send
+        with pytest.raises(DeliveryError, match="STARTTLS failed"):
+            await send_email(dataclasses.replace(smtp, cafile=None), mail)
+    finally:
+        controller.stop()
+    plain = Mailbox()
+    port = free_port()
+    controller = Controller(plain, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        smtp = Smtp("127.0.0.1", port, timeout=5.0, starttls="require")
+        with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
+            await send_email(smtp, dataclasses.replace(item(), channel="email", address="a@b.c"))
+        assert plain.messages == []
+    finally:
+        controller.stop()
