@@ -29,6 +29,8 @@ from .model import Contact, Route, Routing
 from .schedule import Handover, Schedule, on_call, utc
 
 ACK_COMMAND = "callhome-receiver incidents ack {id}"
+RETAIN = 7 * 86400.0
+"""How long a resolved incident is remembered (a replayed OPENED is ignored)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ class Escalation:
     """Recipients the incident reached, in order (who had it)."""
     centre: str | None = None
     """The centre on duty when it last escalated."""
+    resolved: bool = False
+    """Kept a while after the resolution, so that the same OPENED event replayed is not
+    escalated again (see `RETAIN`)."""
 
     @property
     def key(self) -> tuple[int, str]:
@@ -121,6 +126,7 @@ class Escalation:
                 "acknowledged_by": self.acknowledged_by,
                 "notified": self.notified,
                 "centre": self.centre,
+                "resolved": self.resolved,
             },
             sort_keys=True,
         )
@@ -139,6 +145,7 @@ class Escalation:
             data.get("acknowledged_by"),
             list(data.get("notified") or []),
             data.get("centre"),
+            bool(data.get("resolved", False)),
         )
 
 
@@ -325,7 +332,10 @@ class Escalator:
         now: float,
     ) -> None:
         for recipient in recipients:
-            key = f"incident-{event.incident_id}/{escalation.policy}/{step}/{recipient.name}"
+            key = (
+                f"incident-{event.incident_id}@{int(event.opened_at)}/{escalation.policy}/"
+                f"{step}/{recipient.name}"
+            )
             subject, body, payload = render(
                 self.routing,
                 event,
@@ -341,7 +351,15 @@ class Escalator:
         changes = Changes()
         mine = [e for e in self.escalations.values() if e.incident_id == event.incident_id]
         if event.change is Change.OPENED:
-            if mine:
+            if (
+                mine
+                and all(e.resolved for e in mine)
+                and event.opened_at > max(e.event.opened_at for e in mine)
+            ):
+                for old in mine:  # the same id opened anew: forget the resolved one
+                    del self.escalations[old.key]
+                    changes.deleted.append(old.key)
+            elif mine:
                 return changes  # the same event again (a restart of the engine)
             watch = self.schedule.watch(utc(now))
             for name in policies_for(self.routing, event):
@@ -357,6 +375,8 @@ class Escalator:
             self._tick(now, changes)
             return changes
         for escalation in mine:
+            if escalation.resolved:
+                continue
             escalation.event = event
             reached = [
                 Recipient(name, self._contact(name))
@@ -373,10 +393,8 @@ class Escalator:
                 escalation.due, escalation.held = None, False
                 escalation.acknowledged_by = event.by or "someone"
             if event.change is Change.RESOLVED:
-                del self.escalations[escalation.key]
-                changes.deleted.append(escalation.key)
-            else:
-                changes.saved.append(escalation)
+                escalation.due, escalation.held, escalation.resolved = None, False, True
+            changes.saved.append(escalation)
         return changes
 
     def _contact(self, name: str) -> Contact:
@@ -390,6 +408,7 @@ class Escalator:
 
     def next_due(self) -> float | None:
         pending = [e.due for e in self.escalations.values() if e.due is not None]
+        pending += [e.event.at + RETAIN for e in self.escalations.values() if e.resolved]
         return min(pending) if pending else None
 
     def tick(self, now: float) -> Changes:
@@ -399,6 +418,10 @@ class Escalator:
 
     def _tick(self, now: float, changes: Changes) -> None:
         for escalation in list(self.escalations.values()):
+            if escalation.resolved and escalation.event.at + RETAIN <= now:
+                del self.escalations[escalation.key]
+                changes.deleted.append(escalation.key)
+                continue
             if escalation.due is None or escalation.due > now:
                 continue
             policy = self.routing.policies.get(escalation.policy)
@@ -436,12 +459,13 @@ class Escalator:
         it. Nothing open: nothing sent."""
         changes = Changes()
         incoming = handover.incoming
-        if incoming is None or incoming.contact.empty or not self.escalations:
+        open_ones = [e for e in self.escalations.values() if not e.resolved]
+        if incoming is None or incoming.contact.empty or not open_ones:
             return changes
         outgoing = handover.outgoing.name if handover.outgoing else "nobody"
         rows = []
         incidents = []
-        for escalation in sorted(self.escalations.values(), key=lambda e: e.incident_id):
+        for escalation in sorted(open_ones, key=lambda e: e.incident_id):
             event = escalation.event
             state = (
                 f"acknowledged by {escalation.acknowledged_by}"

@@ -5,8 +5,17 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from receiver.incident_events import Change, IncidentEvent, Severity
-from receiver.sun.escalation import Escalation, Escalator, handovers_between, policies_for
+from receiver.sun.escalation import (
+    RETAIN,
+    Escalation,
+    Escalator,
+    handovers_between,
+    policies_for,
+)
 from receiver.sun.links import verify_token
 from receiver.sun.model import Routing, Step
 from receiver.sun.schedule import Schedule
@@ -80,8 +89,8 @@ def test_steps_wait_repeat_and_an_ack_stops_them_all(example: Routing) -> None:
     second = engine.tick(start + 300)
     assert recipients(second) == {"person:bruno", "person:erin"}  # roster:paris-oncall + erin
     assert {n.key for n in second.notifications} == {
-        "incident-5/urgent/round-1-step-2/person:bruno",
-        "incident-5/urgent/round-1-step-2/person:erin",
+        f"incident-5@{int(start)}/urgent/round-1-step-2/person:bruno",
+        f"incident-5@{int(start)}/urgent/round-1-step-2/person:erin",
     }
     assert engine.next_due() == start + 900
     third = engine.tick(start + 900)  # round 2 starts over
@@ -95,7 +104,11 @@ def test_steps_wait_repeat_and_an_ack_stops_them_all(example: Routing) -> None:
     assert engine.tick(start + 86400).notifications == []
     resolved = engine.handle(event(5, Change.RESOLVED, Severity.CRITICAL, start + 999), start + 999)
     assert recipients(resolved) == recipients(ack)
-    assert engine.escalations == {} and resolved.deleted == [(5, "urgent")]
+    assert engine.next_due() == start + 999 + RETAIN
+    # the same OPENED again (a replay) is not escalated again; a week later it is forgotten
+    assert engine.handle(event(5, severity=Severity.CRITICAL, at=start), start + 1000).saved == []
+    assert engine.tick(start + 999 + RETAIN).deleted == [(5, "urgent")]
+    assert engine.escalations == {}
 
 
 def test_a_policy_gives_up_after_its_rounds(example: Routing) -> None:
@@ -175,3 +188,69 @@ def test_the_handover_ledger_tells_the_incoming_centre_what_is_open(example: Rou
     assert "incident 10" in note.body and "had it: centre:paris, person:bruno" in note.body
     assert "incident 11" in note.body and "acknowledged by bruno" in note.body
     assert Escalator(example).ledger(handovers[0], start).notifications == []
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("open"), st.integers(1, 3), st.sampled_from(list(Severity))),
+        st.tuples(st.sampled_from(["ack", "update", "resolve"]), st.integers(1, 3)),
+        st.tuples(st.just("tick"), st.integers(0, 4 * 3600)),
+        st.tuples(st.just("restart")),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 14 * 86400), OPS)
+def test_escalation_invariants_in_any_order(example: Routing, offset: int, ops: list) -> None:  # type: ignore[type-arg]
+    now = ts(2026, 3, 2) + offset  # two weeks around the US change of 8 March
+    steady = Escalator(example)
+    restarted = Escalator(example)
+    seen: set[str] = set()
+    acknowledged: set[int] = set()
+    severities: dict[int, Severity] = {}
+    for op in ops:
+        if op[0] == "restart":
+            rows = [(e.incident_id, e.policy, e.to_json()) for e in restarted.escalations.values()]
+            restarted = Escalator(example, [Escalation.from_json(*row) for row in rows])
+            continue
+        if op[0] == "tick":
+            now += op[1]
+            outputs = [steady.tick(now), restarted.tick(now)]
+        else:
+            incident = op[1]
+            if op[0] == "open":
+                severities.setdefault(incident, op[2])
+            change = {
+                "open": Change.OPENED,
+                "ack": Change.ACKNOWLEDGED,
+                "update": Change.UPDATED,
+                "resolve": Change.RESOLVED,
+            }[op[0]]
+            happened = event(incident, change, severities.get(incident, Severity.MAJOR), now)
+            outputs = [steady.handle(happened, now), restarted.handle(happened, now)]
+            if change is Change.ACKNOWLEDGED and any(
+                e.incident_id == incident for e in steady.escalations.values()
+            ):
+                acknowledged.add(incident)
+            if change is Change.RESOLVED:
+                acknowledged.discard(incident)
+                severities.pop(incident, None)
+        # a restart changes nothing of what is sent
+        assert [n.outbox_key for n in outputs[0].notifications] == [
+            n.outbox_key for n in outputs[1].notifications
+        ]
+        for notification in outputs[0].notifications:
+            incident = int(notification.key.split("@")[0].removeprefix("incident-"))
+            step = notification.key.split("/")[2]
+            # an acknowledgement stops every pending step at once
+            assert not (incident in acknowledged and step.startswith("round-")), notification.key
+            # each escalation step reaches each recipient once (a repeated ack or update
+            # event gives the same key again, which the outbox keeps once)
+            if step.startswith("round-"):
+                assert notification.outbox_key not in seen
+                seen.add(notification.outbox_key)
+        due = steady.next_due()
+        assert due is None or due > now or op[0] != "tick"
+        assert steady.next_due() == restarted.next_due()

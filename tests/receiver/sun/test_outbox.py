@@ -139,7 +139,7 @@ def opened(incident: int = 1, severity: Severity = Severity.MAJOR) -> IncidentEv
     )
 
 
-def item(key: str = "incident-1/standard/round-1-step-1/centre:paris") -> OutboxItem:
+def item(key: str = f"incident-1@{int(START)}/standard/round-1-step-1/centre:paris") -> OutboxItem:
     return OutboxItem(
         f"{key}|webhook|paris-chat",
         key,
@@ -174,7 +174,10 @@ async def test_an_incident_reaches_the_webhook_signed_and_the_mailbox(
         headers["x-callhome-signature"],
         clock.now,
     )
-    assert headers["idempotency-key"] == "incident-1/standard/round-1-step-1/centre:paris"
+    assert (
+        headers["idempotency-key"]
+        == f"incident-1@{int(START)}/standard/round-1-step-1/centre:paris"
+    )
     payload = json.loads(body)
     assert payload["incident_id"] == 1 and "callhome-receiver incidents ack 1" in payload["text"]
     assert sorted(m.rcpt_tos[0] for m in mailbox.messages) == [
@@ -278,7 +281,7 @@ async def test_the_command_gets_the_event_on_stdin_and_in_its_environment(
     assert await router.dispatcher.run_once() == 1
     data, incident, key = json.loads(out.read_text())
     assert data["summary"] == "pump-7 stopped calling" and incident == "1"
-    assert key == "incident-1/standard/round-1-step-1/person:bruno"
+    assert key == f"incident-1@{int(START)}/standard/round-1-step-1/person:bruno"
     failing = dataclasses.replace(config.commands["pager"], argv=(sys.executable, "-c", "exit(3)"))
     router.dispatcher.routing = dataclasses.replace(config, commands={"pager": failing})
     await router.notify(opened(2))
@@ -300,7 +303,7 @@ async def test_a_restart_resumes_the_escalation_and_the_ledger(tmp_path: Path) -
     await second.start()
     await second.step()
     keys = {row.item.idempotency_key for row in db.store.outbox()}
-    assert "incident-1/urgent/round-1-step-2/person:erin" in keys
+    assert f"incident-1@{int(START)}/urgent/round-1-step-2/person:erin" in keys
     # the hand-over to New York at 12:00 UTC brings the ledger
     clock.now = datetime(2026, 6, 2, 12, 1, tzinfo=UTC).timestamp()
     await second.step()
