@@ -20,10 +20,8 @@ from modem_drivers.configfile import ConfigError
 
 from .sun.check import check
 from .sun.localtime import to_local
-from .sun.model import Routing, load_routing
+from .sun.model import ROUTING_NAME, Routing, load_routing
 from .sun.schedule import Schedule, on_call_detail
-
-ROUTING_NAME = "oncall.toml"
 
 
 def _fail(message: str, code: int = exitcodes.USAGE) -> NoReturn:
@@ -154,4 +152,37 @@ def check_command(
         f"{len(coverage.findings)} problem(s). Watch: {watch}"
     )
     if not coverage.ok:
+        sys.exit(exitcodes.FAILURE)
+
+
+@oncall.command("outbox")
+@click.option("--pending", is_flag=True, help="Only what is still to be sent.")
+@click.option("--failed", is_flag=True, help="Only what could not be delivered (troubles).")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+def outbox_command(pending: bool, failed: bool, limit: int) -> None:
+    """The notification outbox: what was sent, is pending, or failed for good (newest
+    first). Exit 1 if anything failed for good."""
+    root = click.get_current_context().find_root().obj
+    store = root.store()  # the centre's Context: one line and exit 11 if unusable
+    try:
+        rows = store.outbox(pending=pending, limit=limit)
+    finally:
+        store.close()
+    if failed:
+        rows = [row for row in rows if row.failed_at is not None]
+    any_failed = False
+    for row in rows:
+        if row.sent_at is not None:
+            state = f"sent {_stamp(datetime.fromtimestamp(row.sent_at, UTC))}"
+        elif row.failed_at is not None:
+            any_failed = True
+            state = f"FAILED {_stamp(datetime.fromtimestamp(row.failed_at, UTC))}"
+        else:
+            state = f"pending, next {_stamp(datetime.fromtimestamp(row.next_attempt, UTC))}"
+        error = f" ({row.last_error})" if row.last_error and row.sent_at is None else ""
+        click.echo(
+            f"{row.id:>6} {row.item.channel:<8} {row.item.address:<28} {state} "
+            f"after {row.attempts} attempt(s){error}\n       {row.item.idempotency_key}"
+        )
+    if any_failed:
         sys.exit(exitcodes.FAILURE)

@@ -224,8 +224,19 @@ class Routing:
 # -- reading ---------------------------------------------------------------------------
 
 
+ROUTING_NAME = "oncall.toml"
+"""The routing file's name, in the folder of the centre's config."""
+
+
 def load_routing(path: str | Path) -> Routing:
     return parse_routing(load_toml(path), path)
+
+
+def routing_next_to(config_path: str | Path) -> Routing | None:
+    """The routing file of a centre, checked (a ConfigError names file and key); None
+    when the centre has none (incidents then reach nobody: `run` should say so)."""
+    path = Path(config_path).parent / ROUTING_NAME
+    return load_routing(path) if path.exists() else None
 
 
 def _zone(table: Table, key: str, default: Any = ...) -> ZoneInfo:

@@ -150,3 +150,30 @@ def test_holidays_file(tmp_path: Path) -> None:
     (tmp_path / "fr.txt").write_text("14/07/2026\n")
     with pytest.raises(ConfigError, match=r"fr.txt:1: not a date"):
         load_routing(tmp_path / "oncall.toml")
+
+
+def test_cli_outbox_lists_sent_pending_and_failed(tmp_path: Path) -> None:
+    from receiver.store import OutboxItem, SQLiteStore
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", str(tmp_path / "c")]).exit_code == 0
+    store = SQLiteStore(tmp_path / "c" / "centre.db")
+    items = [
+        OutboxItem(f"k{n}|email|a@b.c", f"k{n}", "email", "a@b.c", "person:a", "s", "b", "{}")
+        for n in range(3)
+    ]
+    store.sun_commit(items, [], [], 1000.0)
+    first, second, _ = sorted(store.outbox(), key=lambda row: row.id)
+    store.outbox_attempt(first.id, 1001.0, sent=True)
+    store.outbox_attempt(second.id, 1002.0, sent=False, error="smtp x: refused: 554")
+    store.close()
+    config = str(tmp_path / "c" / "centre.toml")
+    listed = runner.invoke(main, ["-c", config, "oncall", "outbox"])
+    assert listed.exit_code == 1, listed.output
+    assert "sent 1970-01-01 00:16 UTC" in listed.output
+    assert "FAILED" in listed.output and "smtp x: refused: 554" in listed.output
+    assert "pending" in listed.output
+    pending = runner.invoke(main, ["-c", config, "oncall", "outbox", "--pending"])
+    assert pending.exit_code == 0 and pending.output.count("pending") == 1
+    missing = runner.invoke(main, ["-c", str(tmp_path / "none.toml"), "oncall", "outbox"])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
