@@ -150,6 +150,10 @@ def check(routing: Routing, start: datetime, days: int) -> Coverage:
                                     f"{label}: centre {watch.site.name} has no address",
                                 )
                             )
+                elif kind == "centres" and all(s.contact.empty for s in routing.sites):
+                    findings.append(
+                        Finding("nobody", start, end, f"{label}: no centre has an address")
+                    )
                 elif kind == "oncall":
                     for watch in watches:
                         if watch.site is None or watch.site.roster is None:

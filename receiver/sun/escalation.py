@@ -310,6 +310,11 @@ class Escalator:
                     found.setdefault(
                         f"centre:{site.name}", Recipient(f"centre:{site.name}", site.contact)
                     )
+            elif kind == "centres":  # every centre sees all activity
+                for site in self.routing.sites:
+                    found.setdefault(
+                        f"centre:{site.name}", Recipient(f"centre:{site.name}", site.contact)
+                    )
             elif kind == "oncall":
                 roster = self.schedule.roster_of(self.schedule.on_duty(at))
                 person(on_call(roster, at) if roster else None)

@@ -25,9 +25,9 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_MINUTES = 1440
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-TARGET_KINDS = ("centre", "oncall", "roster", "person", "group")
-"""What an escalation step may notify: the on-duty centre, the on-call person of the
-on-duty centre's roster, `roster:NAME`, `person:NAME`, `group:NAME`."""
+TARGET_KINDS = ("centre", "centres", "oncall", "roster", "person", "group")
+"""What an escalation step may notify: the on-duty centre, every centre, the on-call
+person of the on-duty centre's roster, `roster:NAME`, `person:NAME`, `group:NAME`."""
 MATCH_KEYS = ("customer", "site", "product", "device", "severity", "kind")
 
 
@@ -650,9 +650,9 @@ def _target_problem(
     groups: dict[str, tuple[str, ...]],
 ) -> str | None:
     kind, _, name = target.partition(":")
-    if kind in ("centre", "oncall") and not name:
+    if kind in ("centre", "centres", "oncall") and not name:
         return None
     known: dict[str, Any] = {"roster": rosters, "person": people, "group": groups}
     if kind in known and name:
         return None if name in known[kind] else f"no {kind} named {name!r}"
-    return f"{target!r}: use centre, oncall, roster:NAME, person:NAME or group:NAME"
+    return f"{target!r}: use centre, centres, oncall, roster:NAME, person:NAME or group:NAME"

@@ -177,8 +177,9 @@ class SunRouter:
 
     async def start(self) -> None:
         """Load the escalations a previous run left (a wait resumes where it was)."""
-        rows = await self.store.sun_escalations()
-        self.escalator = Escalator(self.routing, [Escalation.from_json(*row) for row in rows])
+        async with self._lock:
+            rows = await self.store.sun_escalations()
+            self.escalator = Escalator(self.routing, [Escalation.from_json(*row) for row in rows])
 
     async def _commit(
         self, changes: Changes, now: float, state: dict[str, str] | None = None

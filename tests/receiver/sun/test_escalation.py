@@ -254,3 +254,11 @@ def test_escalation_invariants_in_any_order(example: Routing, offset: int, ops: 
         due = steady.next_due()
         assert due is None or due > now or op[0] != "tick"
         assert steady.next_due() == restarted.next_due()
+
+
+def test_centres_tells_every_centre(example: Routing) -> None:
+    policy = dataclasses.replace(example.policies["standard"], steps=(Step(("centres",), 0.0),))
+    routing = dataclasses.replace(example, policies={**example.policies, "standard": policy})
+    start = ts(2026, 6, 2, 8)
+    changes = Escalator(routing).handle(event(12, at=start), start)
+    assert recipients(changes) == {"centre:tokyo", "centre:paris", "centre:newyork"}

@@ -52,6 +52,7 @@ class Hook:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.status: int | None = 200
         self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
         self.port = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -64,7 +65,9 @@ class Hook:
         self.requests.append((headers, body))
         self.arrived.set()
         if self.status is None:
-            await asyncio.sleep(3600)
+            await self.release.wait()  # never answered while the test runs
+            writer.close()
+            return
         writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\n\r\n".encode())
         await writer.drain()
         writer.close()
@@ -76,7 +79,9 @@ async def hook() -> AsyncIterator[Hook]:
     server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
     receiver.port = server.sockets[0].getsockname()[1]
     yield receiver
+    receiver.release.set()
     server.close()
+    await server.wait_closed()
 
 
 class Mailbox:
@@ -452,3 +457,17 @@ async def test_starttls_is_used_where_offered_and_required_when_asked(tmp_path: 
         assert plain.messages == []
     finally:
         controller.stop()
+
+
+async def test_the_router_runs_steps_and_sends_until_stopped(tmp_path: Path, hook: Hook) -> None:
+    clock = Clock()
+    db = store(tmp_path)
+    router = SunRouter(routing(tmp_path, hook.port), db, clock=clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(router.run(stop, poll=0.05))
+    await router.notify(opened())
+    await asyncio.wait_for(hook.arrived.wait(), 30)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert hook.requests[0][0]["idempotency-key"].endswith("/round-1-step-1/centre:paris")
+    db.close()

@@ -158,6 +158,21 @@ def test_the_weeks_when_europe_and_america_differ(example: Routing) -> None:
         date(2026, 3, 10): time(12),
         date(2026, 3, 31): time(12),
     }
+    # autumn: Europe leaves summer time on 25 October, America on 1 November
+    opening = {}
+    for day in (date(2026, 10, 20), date(2026, 10, 27), date(2026, 11, 3)):
+        start = datetime.combine(day, time(), UTC)
+        for handover in schedule.handovers(start, start + timedelta(days=1)):
+            assert handover.incoming is not None
+            opening[day, handover.incoming.name] = handover.at.time()
+    assert opening == {
+        (date(2026, 10, 20), "paris"): time(6),
+        (date(2026, 10, 20), "newyork"): time(12),
+        (date(2026, 10, 27), "paris"): time(7),
+        (date(2026, 10, 27), "newyork"): time(12),
+        (date(2026, 11, 3), "paris"): time(7),
+        (date(2026, 11, 3), "newyork"): time(13),
+    }
 
 
 def test_a_holiday_leaves_the_watch_with_the_last_centre_out_of_hours(example: Routing) -> None:
