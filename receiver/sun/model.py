@@ -62,7 +62,7 @@ class Window:
         )
 
     def __str__(self) -> str:
-        return f"{clock_text(self.start)}-{clock_text(self.end)}"
+        return f"{clock_text(self.start)}-{clock_text(self.end or DAY_MINUTES)}"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import example as case
 from hypothesis import strategies as st
 
 from receiver.sun.localtime import is_gap, local_to_utc, to_local
@@ -20,7 +21,14 @@ from receiver.sun.model import (
     WeeklyHours,
     Window,
 )
-from receiver.sun.schedule import Schedule, on_call, roster_timeline, turn_start
+from receiver.sun.schedule import (
+    Schedule,
+    on_call,
+    roster_timeline,
+    turn_index,
+    turn_start,
+    weekly_intervals,
+)
 
 ZONES = [
     "Europe/Paris",
@@ -272,3 +280,52 @@ def test_overrides_beat_layers_and_nobody_is_none() -> None:
     assert on_call(roster, noon) == "c"
     assert on_call(roster, evening) == "b"  # the override's end is exclusive
     assert on_call(Roster("r", zone, (high,)), noon) is None
+
+
+def test_turns_and_windows_in_the_gap_and_the_fold() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    layer = Layer("nightly", ("a", "b"), timedelta(days=1), datetime(2026, 1, 1, 2, 30))
+    index = turn_index(layer, paris, datetime(2026, 3, 28, 12, tzinfo=UTC))
+    # 29 March: 02:30 does not exist; that turn starts when the clocks jump (01:00 UTC)
+    assert turn_start(layer, paris, index + 1) == datetime(2026, 3, 29, 1, tzinfo=UTC)
+    index = turn_index(layer, paris, datetime(2026, 10, 24, 12, tzinfo=UTC))
+    starts = [turn_start(layer, paris, index + n) for n in range(3)]
+    # 25 October: 02:30 happens twice; the turn starts at the first (00:30 UTC) and
+    # lasts 25 hours, to 02:30 winter time on the 26th
+    assert starts == [
+        datetime(2026, 10, 24, 0, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        datetime(2026, 10, 26, 1, 30, tzinfo=UTC),
+    ]
+    # a window wholly inside the gap is empty that day; the next day it is back
+    early = hours({6: [Window(2 * 60, 2 * 60 + 30)]})
+    spring = weekly_intervals(
+        early, paris, datetime(2026, 3, 28, tzinfo=UTC), datetime(2026, 3, 30, tzinfo=UTC)
+    )
+    assert spring == []
+    autumn = weekly_intervals(
+        early, paris, datetime(2026, 10, 24, tzinfo=UTC), datetime(2026, 10, 26, tzinfo=UTC)
+    )
+    assert autumn == [
+        (datetime(2026, 10, 25, 0, tzinfo=UTC), datetime(2026, 10, 25, 0, 30, tzinfo=UTC))
+    ]
+
+
+@given(st.integers(0, 1439), st.integers(1, 1440))
+@case(0, 1440)
+@case(22 * 60, 120)
+def test_a_window_reads_back_from_its_text(start: int, length: int) -> None:
+    from receiver.sun.model import parse_window
+
+    end = (start + length) % 1440
+    window = Window(start, end)
+    text = f"{start // 60:02d}:{start % 60:02d}-" + (
+        "24:00" if start + length == 1440 else f"{end // 60:02d}:{end % 60:02d}"
+    )
+    if start == end and length != 1440:
+        return
+    if length == 1440 and start != 0:
+        return  # a whole day from another hour than midnight is written as two windows
+    assert parse_window(text) == window
+    assert parse_window(str(window)) == window
+    assert window.length == length
