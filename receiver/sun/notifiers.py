@@ -126,6 +126,8 @@ def _smtp_send(smtp: Smtp, item: OutboxItem) -> None:
     except ssl.SSLError as exc:
         raise DeliveryError(f"smtp {smtp.host}: STARTTLS failed: {exc.reason or exc}") from None
     except (OSError, smtplib.SMTPException) as exc:
+        if "timed out" in str(exc):  # smtplib reports a silent server as a disconnection
+            raise DeliveryError(f"smtp {smtp.host}: no answer in {smtp.timeout:g} s") from None
         raise DeliveryError(f"smtp {smtp.host}: {exc}") from None
 
 
