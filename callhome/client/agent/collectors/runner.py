@@ -235,8 +235,8 @@ async def run_command(
     argv = tuple(argv)
     if not argv:
         raise ValueError("empty command")
-    try:
-        proc = await asyncio.create_subprocess_exec(
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -244,6 +244,18 @@ async def run_command(
             start_new_session=True,
             env=env,
         )
+    )
+    try:
+        proc = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        # Cancelled while the pipes were being connected: the child (and whatever it
+        # started) may be running already. asyncio's own clean-up would kill the child
+        # alone and then wait for pipes its children still hold: forever.
+        with contextlib.suppress(Exception):
+            started = await spawn
+            _kill_group(started.pid)
+            await asyncio.shield(_close(started))
+        raise
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise CommandNotFound(f"{argv[0]}: {exc.strerror or exc}") from None
     assert proc.stdout is not None and proc.stderr is not None
@@ -260,12 +272,8 @@ async def run_command(
     finally:
         # Always, also on cancellation: the group may outlive its leader.
         _kill_group(proc.pid)
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            # SIGKILL cannot be refused, so this wait is short; shielded so that a
-            # cancellation does not leave a zombie behind.
-            await asyncio.shield(proc.wait())
+        # Shielded so that a second cancellation does not leave a zombie behind.
+        await asyncio.shield(_close(proc))
     return CommandResult(
         argv=argv,
         returncode=None if timed_out else proc.returncode,
@@ -274,6 +282,19 @@ async def run_command(
         timed_out=timed_out,
         truncated=out.overflow or err.overflow,
     )
+
+
+async def _close(proc: asyncio.subprocess.Process) -> None:
+    """Close our ends of the pipes (SIGKILL for the child if it still runs), then reap
+    it. Waiting without closing would wait for every holder of the pipes, and a
+    process that left the group (setsid) may hold them for ever."""
+    transport = getattr(proc, "_transport", None)
+    if transport is not None:
+        transport.close()
+    elif proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.wait()
 
 
 def _kill_group(pgid: int) -> None:
