@@ -97,7 +97,7 @@ def test_garbage_is_a_typed_error(text: str) -> None:
         ipmi.parse_sel(text)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(alphabet=st.sampled_from("ab1. |\n%Cdegrs,nokc"), max_size=30), max_size=8))
 def test_any_text_parses_or_is_a_typed_error(lines: list[str]) -> None:
     text = "\n".join(lines)

@@ -348,7 +348,7 @@ _garbage_items = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(_garbage_items, max_size=6))
 def test_garbage_never_becomes_ok(items: list[Any]) -> None:
     """Whatever a collector returns, each reading out is well formed, and OK only

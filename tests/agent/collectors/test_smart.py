@@ -138,7 +138,7 @@ def test_garbage_is_a_typed_error(text: str) -> None:
         smart.parse_json(text)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(max_size=8),
