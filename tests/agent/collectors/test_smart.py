@@ -238,6 +238,21 @@ async def test_collector_configured_devices_ignore_and_garbage(tmp_path: Path) -
     assert [(r.check, r.state) for r in out] == [("smart/sda", State.UNKNOWN)]
 
 
+async def test_configured_device_behind_a_controller(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    program = _fake_smartctl(
+        tmp_path, f'echo "$*" >> {calls}\ncat {FIXTURES}/ata_healthy_wdc.json\n'
+    )
+    collector = SmartCollector(devices=["/dev/bus/0@megaraid,3", "/dev/sda"], smartctl=str(program))
+    out = await collector.collect()
+    assert [r.check for r in out if r.state is State.OK][:1] == ["smart/bus/0@megaraid,3"]
+    lines = calls.read_text().splitlines()
+    assert lines == [
+        "--json -a -n standby -d megaraid,3 /dev/bus/0",
+        "--json -a -n standby /dev/sda",
+    ]
+
+
 async def test_no_smartctl_installed_is_no_readings(tmp_path: Path) -> None:
     collector = SmartCollector(smartctl=str(tmp_path / "absent"))
     assert await collector.collect() == []
