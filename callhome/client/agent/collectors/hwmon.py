@@ -226,8 +226,9 @@ def _voltage(sensor: Sensor, value: float) -> tuple[State | None, str]:
 @dataclass
 class HwmonCollector:
     """`kind = "hwmon"`: keys `root` (default /sys/class/hwmon), `include`, `ignore`
-    (globs of check names: `include = ["hwmon/*/fan*"]` for a check of the fans alone), `temperature_warning`, `temperature_critical`, `fan_minimum` (used
-    where the chip has no limit of its own), `timeout` (sysfs reads)."""
+    (globs of check names: `include = ["hwmon/*/fan*"]` for a check of the fans
+    alone), `temperature_warning`, `temperature_critical`, `fan_minimum` (used where
+    the chip has no limit of its own), `timeout` (sysfs reads)."""
 
     kind: ClassVar[str] = "hwmon"
     root: Path = Path("/sys/class/hwmon")
