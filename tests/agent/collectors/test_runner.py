@@ -416,3 +416,42 @@ async def test_a_process_that_left_the_group_cannot_hang_us() -> None:
     finally:
         for pid in _pids_with(marker):
             os.kill(pid, 9)
+
+
+async def _storm(count: int, seed: int) -> None:
+    """Many commands at once, each cancelled or timed out at a random moment (while
+    starting, while running): every one ends, and nothing is left behind."""
+    import random
+
+    rng = random.Random(seed)
+    marker = f"1000.{os.getpid()}{seed}"
+    tasks = []
+    for index in range(count):
+        script = f"sleep {marker} & sleep {marker} & wait"
+        timeout = rng.choice([0.05, 0.2, 100.0])  # 100 s: ended by its cancellation
+        task = asyncio.ensure_future(run_command(["sh", "-c", script], timeout))
+        tasks.append((task, timeout))
+        if index % 3 == 0:
+            await asyncio.sleep(0)
+    for task, timeout in tasks:
+        if timeout > 1 or rng.random() < 0.5:
+            for _ in range(rng.randrange(4)):
+                await asyncio.sleep(0)
+            task.cancel()
+    _done, pending = await asyncio.wait([t for t, _ in tasks], timeout=60.0)
+    assert not pending
+    for _ in range(300):
+        if not _pids_with(marker):
+            break
+        await asyncio.sleep(0.02)
+    assert _pids_with(marker) == []
+
+
+async def test_a_storm_of_cancellations_leaves_nothing() -> None:
+    await _storm(12, seed=1)
+
+
+@pytest.mark.slow
+async def test_a_long_storm_of_cancellations_leaves_nothing() -> None:
+    for seed in range(2, 12):
+        await _storm(40, seed=seed)
