@@ -113,6 +113,26 @@ async def test_an_exception_is_unknown_with_its_first_line() -> None:
     assert out[0].text == "failed: RuntimeError: disk on fire"
 
 
+class NotAsync:
+    kind: ClassVar[str] = "not-async"
+
+    def collect(self) -> list[Reading]:
+        return [Reading("a", State.OK, "")]
+
+
+class RaisesAtOnce:
+    kind: ClassVar[str] = "raises-at-once"
+
+    def collect(self) -> Any:
+        raise OSError("no such file")
+
+
+@pytest.mark.parametrize("collector", [NotAsync(), RaisesAtOnce()])
+async def test_a_collect_that_is_not_a_coroutine_is_unknown(collector: Any) -> None:
+    out = await run_collector(collector, 1.0, name="x", checks=["a"])
+    assert states(out) == {"collector/x": State.UNKNOWN, "a": State.UNKNOWN}
+
+
 @pytest.mark.parametrize(
     "garbage", [None, "OK", 42, {"md/md0": "OK"}, (Reading("a", State.OK, ""),)]
 )

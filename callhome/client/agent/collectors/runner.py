@@ -47,7 +47,7 @@ MAX_OUTPUT = 256 * 1024
 """Bytes of a command's stdout (and of its stderr) that are kept; the rest is read and
 thrown away so that the child never blocks on a full pipe."""
 
-_abandoned: set[asyncio.Task[Any]] = set()
+_abandoned: set[asyncio.Future[Any]] = set()
 
 
 def collector_check(name: str) -> str:
@@ -75,7 +75,10 @@ async def run_collector(
     if not (deadline > 0 and math.isfinite(deadline)):
         raise ValueError(f"deadline must be a positive number of seconds, not {deadline!r}")
     own = collector_check(name)
-    task = asyncio.ensure_future(collector.collect())
+    try:
+        task = asyncio.ensure_future(collector.collect())
+    except Exception as error:  # collect() raised at once, or is not a coroutine
+        return _failed(own, checks, f"failed: {_describe(error)}")
     try:
         done, _ = await asyncio.wait({task}, timeout=deadline)
     except asyncio.CancelledError:
@@ -87,7 +90,7 @@ async def run_collector(
         finished, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE)
         if not finished:
             _abandoned.add(task)
-            task.add_done_callback(_abandoned.discard)
+            task.add_done_callback(_forget)
             log.warning("collector ignores cancellation, abandoned", collector=name)
         else:
             _consume(task)
@@ -109,7 +112,12 @@ async def run_collector(
     return [*readings, own_reading]
 
 
-def _consume(task: asyncio.Task[Any]) -> None:
+def _forget(task: asyncio.Future[Any]) -> None:
+    _abandoned.discard(task)
+    _consume(task)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log "never retrieved"
 
