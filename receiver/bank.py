@@ -252,6 +252,7 @@ class PortWorker:
                 caller=caller,
                 connect=outcome.call.record.connect_line.decode("latin-1"),
                 rings=incoming.rings,
+                call=outcome.call,  # the console reads its byte counters while it lasts
             )
             state = CallState(self.name, caller)
             try:
@@ -552,6 +553,8 @@ class PortWorker:
             device=state.device.name if state.device else None,
             caller=state.caller,
             port=self.name,
+            bytes_in=call.bytes_in,
+            bytes_out=call.bytes_out,
         )
 
 

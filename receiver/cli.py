@@ -32,6 +32,7 @@ from modem_drivers.configfile import ConfigError, format_duration, parse_duratio
 from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
+from . import cli_web
 from .bank import Bank
 from .cli_oncall import oncall
 from .config import (
@@ -45,11 +46,11 @@ from .config import (
 from .store import (
     INTERRUPTED,
     AlreadyExists,
-    AsyncStore,
     NotFound,
     SQLiteStore,
     StoreUnavailable,
 )
+from .web.app import Console
 
 T = TypeVar("T")
 USAGE = exitcodes.USAGE
@@ -290,11 +291,14 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
         structlog.get_logger("callhome.receiver").warning(
             "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
         )
-    sys.exit(asyncio.run(_run(config, private, store)))
+    console = cli_web.prepare(config)  # None unless [web] listen is set
+    sys.exit(asyncio.run(_run(config, private, store, console)))
 
 
-async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
-    async_store = AsyncStore(store)
+async def _run(
+    config: CentreConfig, private: bytes, store: SQLiteStore, console: Console | None = None
+) -> int:
+    async_store = cli_web.bank_store(console, store)
     bank = Bank(
         config.ports,
         async_store,
@@ -306,6 +310,7 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
         health_check=config.health_check,
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,
+        notify=cli_web.bank_notify(console),
     )
     stop, hang_up_now = asyncio.Event(), asyncio.Event()
 
@@ -317,7 +322,8 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        await bank.run(stop, hang_up_now)
+        async with cli_web.served(console, list(bank.workers)):
+            await bank.run(stop, hang_up_now)
     finally:
         async_store.close()
     return 0
@@ -527,3 +533,4 @@ def _jsonable(content: bytes) -> Any:
 
 
 main.add_command(oncall)
+cli_web.register(main)

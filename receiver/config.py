@@ -39,6 +39,8 @@ class CentreConfig:
     time_scale: float = 1.0
     test_interval: float = 86400.0
     grace: float = 900.0
+    web: dict[str, Any] = field(default_factory=dict)
+    """The console's [web] table, read by receiver/web/config.py."""
 
     def dump(self) -> str:
         return dump_toml(
@@ -100,5 +102,6 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     )
     config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
+    config.web = root.get("web", dict, {})
     root.finish()
     return config

@@ -257,6 +257,56 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def outbox(self, *, pending: bool = False, limit: int = 100) -> list[OutboxRow]: ...
 
+    # -- the operator console (receiver/web) --------------------------------------------
+
+    @abc.abstractmethod
+    def console_add_account(self, name: str, password_hash: str, role: str, when: float) -> None:
+        """AlreadyExists if the name is taken."""
+
+    @abc.abstractmethod
+    def console_set_account(
+        self, name: str, *, password_hash: str | None = None, role: str | None = None
+    ) -> None:
+        """Change a password (which ends the account's sessions) or a role; NotFound."""
+
+    @abc.abstractmethod
+    def console_remove_account(self, name: str) -> None:
+        """Remove an account and its sessions; NotFound."""
+
+    @abc.abstractmethod
+    def console_accounts(self) -> list[Account]: ...
+
+    @abc.abstractmethod
+    def console_account(self, name: str) -> Account | None: ...
+
+    @abc.abstractmethod
+    def console_start_session(
+        self, token_hash: str, account: str, csrf: str, when: float, expires: float
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def console_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        """The live session with this token hash (None when unknown or expired)."""
+
+    @abc.abstractmethod
+    def console_end_session(self, token_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    def console_audit(
+        self, who: str, action: str, target: str | None, detail: str | None, when: float
+    ) -> int: ...
+
+    @abc.abstractmethod
+    def console_audit_log(self, *, limit: int = 200) -> list[AuditEntry]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def console_device(self, name: str) -> Device | None: ...
+
+    @abc.abstractmethod
+    def console_outbox_counts(self) -> tuple[int, int]:
+        """Notifications pending, and failed for good."""
+
 
 _SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -386,7 +436,66 @@ class OutboxRow:
     last_error: str | None
 
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_1, _STEP_2_SECURITY_COUNTERS, _STEP_3_SUN_OUTBOX)
+_STEP_4_CONSOLE = """
+CREATE TABLE IF NOT EXISTS console_accounts (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS console_sessions (
+    token_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES console_accounts(name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS console_audit (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS console_audit_at ON console_audit(at);
+"""
+"""The operator console: accounts (Argon2 hashes, a role), sessions (the SHA-256 of the
+cookie, never the cookie itself) and the audit log of every action."""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    password_hash: str
+    role: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    account: Account
+    csrf: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: float
+    who: str
+    action: str
+    target: str | None
+    detail: str | None
+
+
+MIGRATIONS: tuple[str, ...] = (
+    _SCHEMA_1,
+    _STEP_2_SECURITY_COUNTERS,
+    _STEP_3_SUN_OUTBOX,
+    _STEP_4_CONSOLE,
+)
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
 
@@ -787,6 +896,110 @@ class SQLiteStore(Database, Store):
             (limit,),
         )
         return [self._outbox_row(row) for row in rows]
+
+    # -- the operator console ------------------------------------------------------------
+
+    def console_add_account(self, name: str, password_hash: str, role: str, when: float) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO console_accounts (name, password_hash, role, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (name, password_hash, role, when),
+                )
+        except ConstraintViolation:
+            raise AlreadyExists(f"an account named {name!r} already exists") from None
+
+    def console_set_account(
+        self, name: str, *, password_hash: str | None = None, role: str | None = None
+    ) -> None:
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE console_accounts SET password_hash = coalesce(?, password_hash), "
+                "role = coalesce(?, role) WHERE name = ?",
+                (password_hash, role, name),
+            ).rowcount
+            if password_hash is not None:
+                # a new password logs every browser of the account out
+                db.execute("DELETE FROM console_sessions WHERE account = ?", (name,))
+        if not changed:
+            raise NotFound(f"no account named {name!r}")
+
+    def console_remove_account(self, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM console_sessions WHERE account = ?", (name,))
+            changed = db.execute("DELETE FROM console_accounts WHERE name = ?", (name,)).rowcount
+        if not changed:
+            raise NotFound(f"no account named {name!r}")
+
+    def console_accounts(self) -> list[Account]:
+        rows = self._read(
+            "SELECT name, password_hash, role, created_at FROM console_accounts ORDER BY name"
+        )
+        return [Account(*row) for row in rows]
+
+    def console_account(self, name: str) -> Account | None:
+        rows = self._read(
+            "SELECT name, password_hash, role, created_at FROM console_accounts WHERE name = ?",
+            (name,),
+        )
+        return Account(*rows[0]) if rows else None
+
+    def console_start_session(
+        self, token_hash: str, account: str, csrf: str, when: float, expires: float
+    ) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (when,))
+            db.execute(
+                "INSERT INTO console_sessions (token_hash, account, csrf, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?)",
+                (token_hash, account, csrf, when, expires),
+            )
+
+    def console_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        rows = self._read(
+            "SELECT a.name, a.password_hash, a.role, a.created_at, s.csrf, s.created_at, "
+            "s.expires_at FROM console_sessions s JOIN console_accounts a ON a.name = s.account "
+            "WHERE s.token_hash = ? AND s.expires_at > ?",
+            (token_hash, now),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ConsoleSession(Account(*row[:4]), *row[4:])
+
+    def console_end_session(self, token_hash: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,))
+
+    def console_audit(
+        self, who: str, action: str, target: str | None, detail: str | None, when: float
+    ) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO console_audit (at, who, action, target, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (when, who, action, target, detail),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def console_audit_log(self, *, limit: int = 200) -> list[AuditEntry]:
+        rows = self._read(
+            "SELECT id, at, who, action, target, detail FROM console_audit "
+            "ORDER BY at DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [AuditEntry(*row) for row in rows]
+
+    def console_device(self, name: str) -> Device | None:
+        return self._device("name = ?", (name,))
+
+    def console_outbox_counts(self) -> tuple[int, int]:
+        rows = self._read(
+            "SELECT coalesce(sum(sent_at IS NULL AND failed_at IS NULL), 0), "
+            "coalesce(sum(failed_at IS NOT NULL), 0) FROM sun_outbox"
+        )
+        return int(rows[0][0]), int(rows[0][1])
 
 
 def security_counters(security: Mapping[str, int] | None) -> tuple[int, ...]:
