@@ -12,7 +12,7 @@ import contextlib
 import math
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,6 +74,8 @@ class Console:
     limiter: auth.LoginLimiter = field(default_factory=auth.LoginLimiter)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tls: ssl.SSLContext | None = None
+    addresses: list[Any] = field(default_factory=list)
+    """Where it listens, once serving (port 0 in the config: the one the system chose)."""
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
@@ -728,6 +730,7 @@ async def serving(console: Console, context: ssl.SSLContext | None = None) -> An
     await runner.setup()
     site = web.TCPSite(runner, console.config.host, console.config.port, ssl_context=context)
     await site.start()
+    console.addresses = list(runner.addresses)
     log.info(
         "console.listening",
         addresses=[str(a) for a in runner.addresses],
@@ -738,7 +741,3 @@ async def serving(console: Console, context: ssl.SSLContext | None = None) -> An
     finally:
         console.stopping.set()
         await runner.cleanup()
-
-
-def addresses(runner: web.AppRunner) -> Sequence[Any]:
-    return runner.addresses
