@@ -322,7 +322,8 @@ def duty(console: Console, now: float) -> dict[str, Any] | None:
         return None
     at = datetime.fromtimestamp(now, UTC)
     schedule = Schedule(routing)
-    watch = schedule.watch(at)
+    # the stretch under way, to its real end (`watch()` looks one second ahead only)
+    watch = schedule.timeline(at, at + timedelta(days=8))[0]
     roster = schedule.roster_of(watch.site)
     person, why = on_call_detail(roster, at) if roster else (None, "no roster")
     return {
