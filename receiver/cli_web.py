@@ -25,10 +25,11 @@ from .config import CentreConfig
 from .metrics import TimedStore
 from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, StoreUnavailable
 from .sun.model import routing_next_to
-from .web.app import Console, ConsoleStore, serving, tls_context
+from .web.app import Console, serving, tls_context
 from .web.auth import ROLES, BadPassword, hash_password
 from .web.config import WebConfig, parse_web
 from .web.live import Worker
+from .web.storage import ConsoleStore
 
 
 def _fail(message: str, code: int = exitcodes.USAGE) -> NoReturn:

@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from ..metrics import Snapshot
-from ..store import AsyncStore, ConsoleSession, Device, SQLiteStore
+from ..store import ConsoleSession, Device, SQLiteStore
 from ..sun.check import check
 from ..sun.links import InvalidLink, verify_token
 from ..sun.model import Routing
@@ -39,6 +39,7 @@ from .sources import (
     Supervision,
     Unsupported,
 )
+from .storage import ConsoleStore
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -53,13 +54,6 @@ HERE = Path(__file__).parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ConsoleStore(AsyncStore):
-    """The console's own connection to the store, with its own thread."""
-
-    async def read(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._call(function, *args, **kwargs)
-
-
 @dataclass
 class Console:
     """Everything the handlers share."""
@@ -68,7 +62,8 @@ class Console:
     sqlite: SQLiteStore
     config: WebConfig
     live: Live = field(default_factory=Live)
-    supervision: Supervision = field(default_factory=NoSupervision)
+    supervision: Supervision | None = None
+    """None: what exists without supervision (`NoSupervision` over this store)."""
     routing: Routing | None = None
     clock: Callable[[], float] = time.time
     limiter: auth.LoginLimiter = field(default_factory=auth.LoginLimiter)
@@ -76,6 +71,12 @@ class Console:
     tls: ssl.SSLContext | None = None
     addresses: list[Any] = field(default_factory=list)
     """Where it listens, once serving (port 0 in the config: the one the system chose)."""
+
+    @property
+    def source(self) -> Supervision:
+        if self.supervision is None:
+            self.supervision = NoSupervision(self.store, self.sqlite)
+        return self.supervision
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
@@ -131,7 +132,7 @@ def page(request: web.Request, template: str, status: int = 200, **values: Any) 
         may=lambda needed: session is not None and auth.may(session.account.role, needed),
         now=now,
         ago=lambda at: render.ago(at, now),
-        supported=console.supervision.supported,
+        supported=console.source.supported,
         path=request.path,
         **values,
     )
@@ -338,9 +339,8 @@ def duty(console: Console, now: float) -> dict[str, Any] | None:
 async def overview(request: web.Request) -> web.StreamResponse:
     console = _console(request)
     now = console.clock()
-    devices = await console.store.read(console.sqlite.devices)
-    summary = await console.supervision.summary(devices, now, OVERVIEW_ROWS)
-    incidents, open_count = await console.supervision.incidents(open_only=True, limit=OVERVIEW_ROWS)
+    summary = await console.source.summary(now, OVERVIEW_ROWS)
+    incidents, open_count = await console.source.incidents(open_only=True, limit=OVERVIEW_ROWS)
     calls = await console.store.read(console.sqlite.calls, limit=20)
     return page(
         request,
@@ -352,7 +352,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         incidents=incidents,
         open_count=open_count,
         calls=calls,
-        device_total=len(devices),
+        device_total=sum(summary.counts.values()),
     )
 
 
@@ -380,7 +380,7 @@ async def devices_page(request: web.Request) -> web.StreamResponse:
     sort = query.get("sort", "name")
     sort = sort if sort in SORTS else "name"
     devices = await console.store.read(console.sqlite.devices)
-    states = await console.supervision.device_states(devices, now)
+    states = await console.source.device_states(devices, now)
     rows = [(d, states[d.name]) for d in devices if d.name in states]
     if state:
         rows = [row for row in rows if row[1].state == state]
@@ -413,10 +413,10 @@ async def device_page(request: web.Request) -> web.StreamResponse:
     device = await console.store.read(console.sqlite.console_device, name)
     if device is None:
         raise web.HTTPNotFound(text=f"no device named {name!r}")
-    state = (await console.supervision.device_states([device], now))[device.name]
+    state = (await console.source.device_states([device], now))[device.name]
     calls = await console.store.read(console.sqlite.calls, device=name, limit=50)
     reports = await console.store.read(console.sqlite.messages, device=name, limit=50)
-    incidents, _ = await console.supervision.incidents(open_only=False, device=name, limit=50)
+    incidents, _ = await console.source.incidents(open_only=False, device=name, limit=50)
     return page(
         request,
         "device.html",
@@ -440,7 +440,7 @@ async def device_test(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     assert session is not None
     try:
-        await console.supervision.put_on_test(name, session.account.name, now + hours * 3600, now)
+        await console.source.put_on_test(name, session.account.name, now + hours * 3600, now)
     except Unsupported as exc:
         raise web.HTTPConflict(text=str(exc)) from None
     await audit(request, "put on test", f"device {name}", f"{hours} h")
@@ -475,7 +475,7 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
 async def incidents_page(request: web.Request) -> web.StreamResponse:
     console = _console(request)
     show_all = request.query.get("all") == "1"
-    incidents, total = await console.supervision.incidents(open_only=not show_all, limit=PAGE)
+    incidents, total = await console.source.incidents(open_only=not show_all, limit=PAGE)
     return page(request, "incidents.html", incidents=incidents, total=total, show_all=show_all)
 
 
@@ -488,7 +488,7 @@ def _incident_id(request: web.Request) -> int:
 
 async def incident_page(request: web.Request) -> web.StreamResponse:
     console = _console(request)
-    incident = await console.supervision.incident(_incident_id(request))
+    incident = await console.source.incident(_incident_id(request))
     if incident is None:
         raise web.HTTPNotFound(text="no such incident")
     return page(request, "incident.html", incident=incident)
@@ -505,9 +505,9 @@ async def _act(
     now = console.clock()
     try:
         if action == "ack":
-            await console.supervision.acknowledge(incident_id, who, now)
+            await console.source.acknowledge(incident_id, who, now)
         else:
-            await console.supervision.resolve(incident_id, who, note, now)
+            await console.source.resolve(incident_id, who, note, now)
     except IncidentNotFound:
         raise web.HTTPNotFound(text="no such incident") from None
     except Unsupported as exc:
@@ -591,7 +591,7 @@ def _claim(request: web.Request) -> int:
 async def link_form(request: web.Request) -> web.StreamResponse:
     # a GET never acts: mail scanners and link previews open links too
     incident_id = _claim(request)
-    incident = await _console(request).supervision.incident(incident_id)
+    incident = await _console(request).source.incident(incident_id)
     return page(
         request,
         "link.html",
@@ -645,13 +645,12 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def snapshot(console: Console) -> Snapshot:
     now = console.clock()
-    devices = await console.store.read(console.sqlite.devices)
-    summary = await console.supervision.summary(devices, now, 0)
+    summary = await console.source.summary(now, 0)
     pending, failed = await console.store.read(console.sqlite.console_outbox_counts)
     live = console.live
     return Snapshot(
         devices=summary.counts,
-        incidents_open=await console.supervision.open_by_kind(),
+        incidents_open=await console.source.open_by_kind(),
         outbox_pending=pending,
         outbox_failed=failed,
         ports=live.port_counts(),

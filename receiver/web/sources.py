@@ -12,11 +12,12 @@ console's `Live` hub so that pages update as incidents change.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..incident_events import Severity
-from ..store import Device
+from ..store import Device, Store
+from .storage import ConsoleStore
 
 OPEN = "open"
 ACKNOWLEDGED = "acknowledged"
@@ -117,7 +118,9 @@ class Supervision(Protocol):
     async def device_states(self, devices: Sequence[Device], now: float) -> dict[str, DeviceState]:
         """The state of each of `devices` (by name)."""
 
-    async def summary(self, devices: Sequence[Device], now: float, limit: int) -> DeviceSummary: ...
+    async def summary(self, now: float, limit: int) -> DeviceSummary:
+        """Counts of every device by state, and the `limit` most troubled (for the
+        overview with a hundred thousand devices: without loading them all)."""
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         """Hold alarms of `device` until `until` (work on site). Unsupported."""
@@ -140,23 +143,14 @@ def judge(device: Device, now: float) -> DeviceState:
     return DeviceState(device.name, state, next_deadline=deadline)
 
 
-def summarise(states: Sequence[DeviceState], limit: int) -> DeviceSummary:
-    counts = dict.fromkeys(DEVICE_STATES, 0)
-    troubled: list[DeviceState] = []
-    for state in states:
-        counts[state.state] = counts.get(state.state, 0) + 1
-        if state.state in TROUBLE:
-            troubled.append(state)
-    troubled.sort(key=lambda s: (s.state != "down", s.next_deadline or 0.0, s.device))
-    return DeviceSummary(counts, troubled[:limit], len(troubled))
-
-
-@dataclass
 class NoSupervision:
     """What exists before supervision is merged: no incidents; device states from the
-    last call only."""
+    last call only, judged in the database."""
 
-    supported: bool = field(default=False)
+    supported = False
+
+    def __init__(self, store: ConsoleStore, sync: Store) -> None:
+        self.store, self.sync = store, sync
 
     async def incidents(
         self, *, open_only: bool = True, device: str | None = None, limit: int = 200
@@ -178,22 +172,27 @@ class NoSupervision:
     async def device_states(self, devices: Sequence[Device], now: float) -> dict[str, DeviceState]:
         return {device.name: judge(device, now) for device in devices}
 
-    async def summary(self, devices: Sequence[Device], now: float, limit: int) -> DeviceSummary:
-        return summarise([judge(device, now) for device in devices], limit)
+    async def summary(self, now: float, limit: int) -> DeviceSummary:
+        counts, rows = await self.store.read(self.sync.console_device_states, now, limit=limit)
+        full = dict.fromkeys(DEVICE_STATES, 0)
+        full.update(counts)
+        troubled = [DeviceState(name, state, deadline) for name, state, deadline in rows]
+        return DeviceSummary(full, troubled, full["late"] + full["down"])
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         raise Unsupported("putting a device on test needs supervision")
 
 
-class MemorySupervision:
-    """Incidents and device states held in memory: the tests' double and the
-    benchmark's world, and a reference for the adapter over supervision's store."""
+class MemorySupervision(NoSupervision):
+    """Incidents held in memory (device states as without supervision, but for those
+    put on test): the tests' double and the benchmark's world, and a reference for the
+    adapter over supervision's store."""
 
     supported = True
 
-    def __init__(self) -> None:
+    def __init__(self, store: ConsoleStore, sync: Store) -> None:
+        super().__init__(store, sync)
         self.items: dict[int, Incident] = {}
-        self.states: dict[str, DeviceState] = {}
         self.on_test: dict[str, float] = {}
 
     def open(
@@ -272,7 +271,7 @@ class MemorySupervision:
         return incident
 
     def _state(self, device: Device, now: float) -> DeviceState:
-        state = self.states.get(device.name) or judge(device, now)
+        state = judge(device, now)
         until = self.on_test.get(device.name)
         if until is not None and now < until and state.state != "revoked":
             return replace(state, state="on test", on_test_until=until)
@@ -280,9 +279,6 @@ class MemorySupervision:
 
     async def device_states(self, devices: Sequence[Device], now: float) -> dict[str, DeviceState]:
         return {device.name: self._state(device, now) for device in devices}
-
-    async def summary(self, devices: Sequence[Device], now: float, limit: int) -> DeviceSummary:
-        return summarise([self._state(device, now) for device in devices], limit)
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         self.on_test[device] = until

@@ -17,10 +17,11 @@ from receiver.incident_events import Severity
 from receiver.store import CallEnd, SQLiteStore
 from receiver.sun.model import Routing, load_routing
 from receiver.web import auth
-from receiver.web.app import Console, ConsoleStore, make_app
+from receiver.web.app import Console, make_app
 from receiver.web.auth import hash_password
 from receiver.web.config import WebConfig
 from receiver.web.sources import MemorySupervision
+from receiver.web.storage import ConsoleStore
 
 NOW = 1_780_000_000.0  # 2026-05-28, a Thursday
 PASSWORD = "correct horse battery"
@@ -85,12 +86,13 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     sqlite = fill(tmp_path / "centre.db")
     clock = Clock(NOW)
-    supervision = MemorySupervision()
+    store = ConsoleStore(sqlite)
+    supervision = MemorySupervision(store, sqlite)
     supervision.open(1, "device_down", "plant-a missed its line test", NOW - 60, device="plant-a")
     supervision.open(2, "outage", "lyon: 3 devices silent", NOW - 30, severity=Severity.CRITICAL)
     routing = load_routing(ROUTING)
     console = Console(
-        store=ConsoleStore(sqlite),
+        store=store,
         sqlite=sqlite,
         config=WebConfig(port=0),
         supervision=supervision,

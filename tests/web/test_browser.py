@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from receiver.incident_events import Change, IncidentEvent, Severity
-from receiver.web.app import Console, ConsoleStore, serving
+from receiver.web.app import Console, serving
 from receiver.web.config import WebConfig
 from receiver.web.sources import MemorySupervision
+from receiver.web.storage import ConsoleStore
 
 from .conftest import NOW, PASSWORD, ROUTING, fill
 
@@ -45,10 +46,11 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Console, MemorySupervisi
     from receiver.sun.model import load_routing
 
     sqlite = fill(tmp_path / "centre.db")
-    supervision = MemorySupervision()
+    store = ConsoleStore(sqlite)
+    supervision = MemorySupervision(store, sqlite)
     supervision.open(1, "device_down", "plant-a missed its line test", NOW - 60, device="plant-a")
     console = Console(
-        store=ConsoleStore(sqlite),
+        store=store,
         sqlite=sqlite,
         config=WebConfig(port=0),
         supervision=supervision,

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from receiver.store import AlreadyExists, NotFound, SQLiteStore
+from receiver.web.sources import judge
 
 
 @pytest.fixture
@@ -65,3 +68,56 @@ def test_outbox_counts_and_device_by_name(store: SQLiteStore) -> None:
     store.enroll("a", bytes(32), test_interval=60.0, grace=0.0, site=None)
     device = store.console_device("a")
     assert device is not None and device.name == "a"
+
+
+device_rows = st.lists(
+    st.tuples(
+        st.floats(0.0, 1000.0),  # enrolled
+        st.one_of(st.none(), st.floats(0.0, 2000.0)),  # last seen
+        st.sampled_from([60.0, 100.0, 3600.0]),  # interval
+        st.sampled_from([0.0, 30.0]),  # grace
+        st.booleans(),  # revoked
+    ),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=device_rows, now=st.floats(0.0, 12000.0))
+def test_the_database_judges_devices_as_judge_does(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[tuple[float, float | None, float, float, bool]],
+    now: float,
+) -> None:
+    store = SQLiteStore(tmp_path_factory.mktemp("judge") / "centre.db", create=True)
+    try:
+        db = store._db
+        for number, (enrolled, seen, interval, grace, revoked) in enumerate(rows):
+            db.execute(
+                "INSERT INTO devices (name, public_key, enrolled_at, revoked_at, test_interval, "
+                "grace, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    f"d{number:02d}",
+                    number.to_bytes(32, "big"),
+                    enrolled,
+                    enrolled if revoked else None,
+                    interval,
+                    grace,
+                    seen,
+                ),
+            )
+        states = [judge(device, now) for device in store.devices()]
+        counts, troubled = store.console_device_states(now, limit=100)
+        expected = {state: 0 for state in counts}
+        for state in states:
+            expected[state.state] += 1
+        assert counts == expected
+        assert sorted((name, state) for name, state, _ in troubled) == sorted(
+            (s.device, s.state) for s in states if s.state in ("late", "down")
+        )
+        deadlines = [deadline for _, _, deadline in troubled]
+        assert deadlines == sorted(deadlines)  # most overdue first
+    finally:
+        store.close()
