@@ -152,3 +152,23 @@ def test_label_values_stay_bounded() -> None:
     labels = [bounded(f"reason {n}", seen, 3) for n in range(5)]
     assert labels == ["reason 0", "reason 1", "reason 2", "other", "other"]
     assert bounded("reason 1", seen, 3) == "reason 1"
+
+
+async def test_the_grafana_dashboard_names_only_metrics_that_exist(world: World) -> None:
+    import json
+    import re
+
+    dashboard = Path(__file__).parents[2] / "docs" / "grafana-receiver.json"
+    exprs = [
+        target["expr"]
+        for panel in json.loads(dashboard.read_text())["panels"]
+        for target in panel["targets"]
+    ]
+    world.console.live.metrics.calls.labels("bank0", "completed").inc()
+    world.console.live.attach_bank([Worker("bank0")])  # as under `run`
+    response = await world.client.get("/metrics")
+    text = await response.text()
+    families = {family.name for family in text_string_to_metric_families(text)}
+    for name in {n for expr in exprs for n in re.findall(r"callhome_\w+", expr)}:
+        base = re.sub(r"_(bucket|sum|count|total)$", "", name)
+        assert base in families, name
