@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -208,8 +208,3 @@ class TimedStore(AsyncStore):
             self.metrics.commit.labels(name).observe(elapsed)
             if name == "store_message":
                 self.metrics.ack_latency.observe(elapsed)
-
-
-def labels_of(fields: Mapping[str, Any], key: str) -> str:
-    value = fields.get(key)
-    return str(value) if value is not None else "unknown"

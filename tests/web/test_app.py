@@ -205,3 +205,30 @@ async def test_changes_are_pushed_as_server_sent_events(world: World) -> None:
     lines = [await response.content.readline() for _ in range(2)]
     assert lines == [b"event: incident\n", b'data: {"id":3}\n']
     response.close()
+
+
+async def test_an_operator_puts_a_device_on_test(world: World) -> None:
+    await log_in(world.client, "otto")
+    page = await world.client.get("/devices/plant-a")
+    token = csrf_of(await page.text())
+    bad = await world.client.post("/devices/plant-a/test", data={"csrf": token, "hours": "99"})
+    assert bad.status == 400
+    done = await world.client.post("/devices/plant-a/test", data={"csrf": token, "hours": "2"})
+    assert done.status == 200 and "on test" in await done.text()
+    entry = world.console.sqlite.console_audit_log()[0]
+    assert (entry.who, entry.action, entry.target, entry.detail) == (
+        "otto",
+        "put on test",
+        "device plant-a",
+        "2 h",
+    )
+
+
+async def test_without_supervision_pages_say_so_and_actions_are_refused(world: World) -> None:
+    world.console.supervision = None  # what a receiver without supervision has
+    await log_in(world.client, "otto")
+    page = await world.client.get("/")
+    text = await page.text()
+    assert "does not run yet" in text and "Devices late or down (0 of 2)" in text
+    response = await world.client.post("/incidents/1/ack", data={"csrf": csrf_of(text)})
+    assert response.status == 409
