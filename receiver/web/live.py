@@ -130,7 +130,7 @@ class Live:
             self._calls[port] = _Call(
                 fields.get("caller"), self._wall(), self._clock(), fields.get("call")
             )
-        elif what == "authenticated":
+        elif what == "accepted":
             call = self._calls.get(port)
             if call is not None:
                 call.device = fields.get("device")

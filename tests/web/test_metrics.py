@@ -56,7 +56,7 @@ def call(live: Live, tick: Tick, worker: Worker, meter: Meter) -> None:
     worker.in_call = True
     live.bank_event("answered", port="bank0", caller="5551234", connect="CONNECT", call=meter)
     tick.now += 0.8
-    live.bank_event("authenticated", port="bank0", device="plant-a")
+    live.bank_event("accepted", port="bank0", device="plant-a")
     meter.bytes_in, meter.bytes_out = 300, 100
     tick.now += 3.2
     live.bank_event(

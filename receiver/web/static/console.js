@@ -26,7 +26,7 @@
       });
   }
   var source = new EventSource("/events");
-  ["incident", "answered", "authenticated", "stored", "refused", "call", "audit"].forEach(
+  ["incident", "answered", "accepted", "stored", "refused", "call", "audit"].forEach(
     function (kind) { source.addEventListener(kind, refresh); });
   source.addEventListener("open", function () {
     document.body.setAttribute("data-live-connected", "1");
