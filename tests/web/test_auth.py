@@ -18,7 +18,7 @@ def test_real_hashes_are_argon2id_at_the_library_cost(monkeypatch: pytest.Monkey
     assert hashed.startswith("$argon2id$")
     assert f"m={defaults.memory_cost},t={defaults.time_cost}" in hashed
     assert auth.verify_password(hashed, "a long enough password")
-    assert not auth.verify_password(hashed, "a long enough passwore")
+    # (a wrong password is refused in test_app, with cheap hashes: each real one costs)
 
 
 def test_short_passwords_and_unknown_accounts() -> None:

@@ -83,7 +83,7 @@ device_rows = st.lists(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(rows=device_rows, now=st.floats(0.0, 12000.0))
 def test_the_database_judges_devices_as_judge_does(
