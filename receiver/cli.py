@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import cbor2
 import click
@@ -50,7 +50,9 @@ from .store import (
     SQLiteStore,
     StoreUnavailable,
 )
-from .web.app import Console
+
+if TYPE_CHECKING:
+    from .web.app import Console
 
 T = TypeVar("T")
 USAGE = exitcodes.USAGE

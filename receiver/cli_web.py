@@ -1,6 +1,9 @@
 """`callhome-receiver web` (the console alone, against the centre's store) and
 `callhome-receiver users add|passwd|remove|list` (the console's accounts); and what
-`run` calls to serve the console on its own loop when `[web] listen` is configured."""
+`run` calls to serve the console on its own loop when `[web] listen` is configured.
+
+The web stack (aiohttp, Jinja2, prometheus_client) is imported only when a console is
+served: every other command of `callhome-receiver` starts without it."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import ssl
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import structlog
@@ -22,14 +25,14 @@ from modem_drivers.configfile import ConfigError
 from modem_drivers.logs import configure_logging
 
 from .config import CentreConfig
-from .metrics import TimedStore
 from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, StoreUnavailable
 from .sun.model import routing_next_to
-from .web.app import Console, serving, tls_context
 from .web.auth import ROLES, BadPassword, hash_password
 from .web.config import WebConfig, parse_web
-from .web.live import Worker
-from .web.storage import ConsoleStore
+
+if TYPE_CHECKING:
+    from .web.app import Console
+    from .web.live import Worker
 
 
 def _fail(message: str, code: int = exitcodes.USAGE) -> NoReturn:
@@ -48,6 +51,9 @@ def prepare(config: CentreConfig, web: WebConfig | None = None) -> Console | Non
         web = web or web_config(config)
         if web is None:
             return None
+        from .web.app import Console, tls_context
+        from .web.storage import ConsoleStore
+
         routing = routing_next_to(config.path)
         context = tls_context(web)
         sqlite = SQLiteStore(config.store, busy_timeout=3.0)
@@ -64,6 +70,8 @@ def prepare(config: CentreConfig, web: WebConfig | None = None) -> Console | Non
 
 def bank_store(console: Console | None, store: SQLiteStore) -> AsyncStore:
     """The bank's store: timed for the metrics when the console serves them."""
+    from .metrics import TimedStore
+
     return TimedStore(store, console.live.metrics) if console else AsyncStore(store)
 
 
@@ -80,6 +88,8 @@ async def served(
     if console is None:
         yield
         return
+    from .web.app import serving
+
     if workers is not None:
         console.live.attach_bank(workers)
     try:

@@ -30,12 +30,16 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-_DUMMY = _hasher.hash("not a real password, for timing only")
+_DUMMY: str | None = None
+"""A hash to verify against for unknown accounts (made on first use: it costs)."""
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True if `password` matches. An unknown account (`None`) costs the same time, so
     response times do not tell which names exist."""
+    global _DUMMY
+    if _DUMMY is None:
+        _DUMMY = _hasher.hash("not a real password, for timing only")
     try:
         return _hasher.verify(password_hash or _DUMMY, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
