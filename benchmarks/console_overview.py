@@ -96,7 +96,7 @@ async def run(devices: int, incidents: int, runs: int) -> None:
             await client.post(
                 "/login", data={"name": "bench", "password": "benchmark password", "csrf": token}
             )
-            whole, summary = [], []
+            whole, summary, listing = [], [], []
             for _ in range(runs):
                 start = time.perf_counter()
                 response = await client.get("/")
@@ -106,6 +106,11 @@ async def run(devices: int, incidents: int, runs: int) -> None:
                 start = time.perf_counter()
                 await supervision.summary(NOW, 50)
                 summary.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                listed = await client.get("/devices?state=down&sort=deadline")
+                assert listed.status == 200
+                await listed.text()
+                listing.append(time.perf_counter() - start)
         finally:
             await client.close()
             console.store.close()
@@ -114,6 +119,7 @@ async def run(devices: int, incidents: int, runs: int) -> None:
     print(f"  whole request (GET /, server-side):   {ms(whole)}")
     print(f"    of which the device summary (SQL):  {ms(summary)}")
     print(f"  page size: {len(body):,} bytes")
+    print(f"devices page (down ones by deadline, judged in SQL, 200 a page): {ms(listing)}")
 
 
 def main() -> None:

@@ -315,6 +315,25 @@ class Store(abc.ABC):
         does, in the database): counts by state, and the `limit` most overdue late or
         down devices as (name, state, deadline)."""
 
+    @abc.abstractmethod
+    def console_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        """One page of devices with their state and deadline judged as
+        `console_device_states` does, filtered and sorted (CONSOLE_SORTS), and how many
+        match in all."""
+
+    @abc.abstractmethod
+    def console_sites(self) -> list[str]: ...
+
 
 _SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -503,6 +522,17 @@ class AuditEntry:
     action: str
     target: str | None
     detail: str | None
+
+
+CONSOLE_SORTS = {
+    "name": "name",
+    "state": "CASE state WHEN 'down' THEN 0 WHEN 'late' THEN 1 WHEN 'never' THEN 2 "
+    "WHEN 'ok' THEN 3 ELSE 4 END, name",
+    "site": "site IS NULL, site, name",
+    "last_call": "last_seen IS NULL, last_seen DESC, name",
+    "deadline": "deadline IS NULL, deadline, name",
+}
+"""How the console's device list sorts (the SQL of each key: never user input)."""
 
 
 MIGRATIONS: tuple[str, ...] = (
@@ -1053,6 +1083,51 @@ class SQLiteStore(Database, Store):
             "revoked": int(revoked),
         }
         return result, [(str(a), str(b), float(c)) for a, b, c in rows]
+
+    def console_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        deadline = self._DEADLINE
+        judged = (
+            f"SELECT {_DEVICE_COLUMNS}, CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
+            f"WHEN ? <= {deadline} THEN CASE WHEN last_seen IS NULL THEN 'never' ELSE 'ok' END "
+            f"WHEN ? <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END AS state, "
+            f"CASE WHEN revoked_at IS NULL THEN {deadline} END AS deadline FROM devices"
+        )
+        clauses: list[str] = []
+        args: list[Any] = [now, now]
+        if state:
+            clauses.append("state = ?")
+            args.append(state)
+        if site:
+            clauses.append("site = ?")
+            args.append(site)
+        if text:
+            clauses.append("instr(lower(name), lower(?)) > 0")
+            args.append(text)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = self._read(f"SELECT count(*) FROM ({judged}) {where}", tuple(args))[0][0]
+        rows = self._read(
+            f"SELECT * FROM ({judged}) {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total)
+
+    def console_sites(self) -> list[str]:
+        return [
+            str(row[0])
+            for row in self._read(
+                "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
+            )
+        ]
 
 
 def security_counters(security: Mapping[str, int] | None) -> tuple[int, ...]:

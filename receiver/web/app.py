@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from ..metrics import Snapshot
-from ..store import ConsoleSession, Device, SQLiteStore
+from ..store import CONSOLE_SORTS, ConsoleSession, SQLiteStore
 from ..sun.check import check
 from ..sun.links import InvalidLink, verify_token
 from ..sun.model import Routing
@@ -356,15 +356,6 @@ async def overview(request: web.Request) -> web.StreamResponse:
     )
 
 
-SORTS: dict[str, Callable[[tuple[Device, Any]], Any]] = {
-    "name": lambda item: item[0].name,
-    "state": lambda item: (DEVICE_STATES.index(item[1].state), item[0].name),
-    "site": lambda item: (item[0].site or "", item[0].name),
-    "last_call": lambda item: (-(item[0].last_seen or 0.0), item[0].name),
-    "deadline": lambda item: (item[1].next_deadline or math.inf, item[0].name),
-}
-
-
 def _int(value: str | None, default: int) -> int:
     try:
         return max(0, int(value)) if value is not None else default
@@ -378,31 +369,24 @@ async def devices_page(request: web.Request) -> web.StreamResponse:
     query = request.query
     state, site, text = query.get("state", ""), query.get("site", ""), query.get("q", "")
     sort = query.get("sort", "name")
-    sort = sort if sort in SORTS else "name"
-    devices = await console.store.read(console.sqlite.devices)
-    states = await console.source.device_states(devices, now)
-    rows = [(d, states[d.name]) for d in devices if d.name in states]
-    if state:
-        rows = [row for row in rows if row[1].state == state]
-    if site:
-        rows = [row for row in rows if (row[0].site or "") == site]
-    if text:
-        rows = [row for row in rows if text.lower() in row[0].name.lower()]
-    rows.sort(key=SORTS[sort])
+    sort = sort if sort in CONSOLE_SORTS else "name"
+    state = state if state in DEVICE_STATES else ""
     number = _int(query.get("page"), 0)
-    shown = rows[number * PAGE : (number + 1) * PAGE]
-    sites = sorted({d.site for d in devices if d.site})
+    shown, total = await console.source.device_page(
+        now, state=state, site=site, text=text, sort=sort, offset=number * PAGE, limit=PAGE
+    )
+    sites = await console.store.read(console.sqlite.console_sites)
     return page(
         request,
         "devices.html",
         rows=shown,
-        total=len(rows),
+        total=total,
         number=number,
-        pages=max(1, math.ceil(len(rows) / PAGE)),
+        pages=max(1, math.ceil(total / PAGE)),
         states=DEVICE_STATES,
         sites=sites,
         filters={"state": state, "site": site, "q": text, "sort": sort},
-        sorts=list(SORTS),
+        sorts=list(CONSOLE_SORTS),
     )
 
 

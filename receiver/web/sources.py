@@ -122,6 +122,12 @@ class Supervision(Protocol):
         """Counts of every device by state, and the `limit` most troubled (for the
         overview with a hundred thousand devices: without loading them all)."""
 
+    async def device_page(
+        self, now: float, *, state: str, site: str, text: str, sort: str, offset: int, limit: int
+    ) -> tuple[list[tuple[Device, DeviceState]], int]:
+        """One page of the device list, filtered and sorted (`CONSOLE_SORTS` keys), and
+        how many match in all."""
+
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         """Hold alarms of `device` until `until` (work on site). Unsupported."""
 
@@ -178,6 +184,24 @@ class NoSupervision:
         full.update(counts)
         troubled = [DeviceState(name, state, deadline) for name, state, deadline in rows]
         return DeviceSummary(full, troubled, full["late"] + full["down"])
+
+    async def device_page(
+        self, now: float, *, state: str, site: str, text: str, sort: str, offset: int, limit: int
+    ) -> tuple[list[tuple[Device, DeviceState]], int]:
+        rows, total = await self.store.read(
+            self.sync.console_devices,
+            now,
+            state=state or None,
+            site=site or None,
+            text=text or None,
+            sort=sort,
+            offset=offset,
+            limit=limit,
+        )
+        return [
+            (device, DeviceState(device.name, verdict, deadline))
+            for device, verdict, deadline in rows
+        ], total
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         raise Unsupported("putting a device on test needs supervision")
@@ -270,15 +294,22 @@ class MemorySupervision(NoSupervision):
             self.items[incident_id] = incident
         return incident
 
-    def _state(self, device: Device, now: float) -> DeviceState:
-        state = judge(device, now)
-        until = self.on_test.get(device.name)
+    def _tested(self, state: DeviceState, now: float) -> DeviceState:
+        until = self.on_test.get(state.device)
         if until is not None and now < until and state.state != "revoked":
             return replace(state, state="on test", on_test_until=until)
         return state
 
     async def device_states(self, devices: Sequence[Device], now: float) -> dict[str, DeviceState]:
-        return {device.name: self._state(device, now) for device in devices}
+        return {device.name: self._tested(judge(device, now), now) for device in devices}
+
+    async def device_page(
+        self, now: float, *, state: str, site: str, text: str, sort: str, offset: int, limit: int
+    ) -> tuple[list[tuple[Device, DeviceState]], int]:
+        rows, total = await super().device_page(
+            now, state=state, site=site, text=text, sort=sort, offset=offset, limit=limit
+        )
+        return [(device, self._tested(verdict, now)) for device, verdict in rows], total
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         self.on_test[device] = until

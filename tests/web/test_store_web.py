@@ -119,5 +119,11 @@ def test_the_database_judges_devices_as_judge_does(
         )
         deadlines = [deadline for _, _, deadline in troubled]
         assert deadlines == sorted(deadlines)  # most overdue first
+        listed, total = store.console_devices(now, sort="deadline", limit=100)
+        assert total == len(states)
+        assert {d.name: verdict for d, verdict, _ in listed} == {s.device: s.state for s in states}
+        for state in ("late", "down", "revoked"):
+            some, count = store.console_devices(now, state=state, sort="state", limit=100)
+            assert count == expected[state] == len(some)
     finally:
         store.close()
