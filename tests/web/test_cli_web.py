@@ -3,6 +3,7 @@ running loop by what `run` calls."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +89,49 @@ async def test_run_serves_the_console_and_metrics_on_its_loop(config: Path) -> N
             async with session.get(f"http://127.0.0.1:{port}/", allow_redirects=False) as response:
                 assert response.status == 303
     assert 'callhome_bank_ports{state="down"} 1.0' in text
+
+
+async def test_run_with_web_listen_serves_the_bank_s_ports(config: Path) -> None:
+    """`run`'s own coroutine, with a port on the virtual network: the console answers
+    on the receiver's loop and shows the bank's port; SIGTERM stops both."""
+    import os
+    import signal
+
+    from callhome.keys import load_private_key
+    from modem_drivers.virtual import PhoneNetwork
+    from modem_drivers.virtual.runner import NetworkRunner
+    from receiver.cli import _run
+    from receiver.store import SQLiteStore
+
+    network = PhoneNetwork()
+    network.add_modem("bank0", "usr", number="5550100")
+    runner = NetworkRunner(network, time_scale=0.05)
+    await runner.start()
+    try:
+        url = (await runner.expose("bank0", "inproc")).url
+        with config.open("a") as file:
+            file.write('\n[web]\nlisten = "127.0.0.1:0"\n')
+        centre = load_centre_config(config)
+        centre.ports, centre.time_scale = [url], 0.05
+        console = cli_web.prepare(centre)
+        assert console is not None
+        store = SQLiteStore(centre.store)
+        task = asyncio.ensure_future(_run(centre, load_private_key(centre.key), store, console))
+        while not console.addresses or not console.live.port_counts().get("ready"):
+            assert not task.done()
+            await asyncio.sleep(0.02)
+        port = console.addresses[0][1]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as response,
+        ):
+            text = await response.text()
+        assert 'callhome_bank_ports{state="ready"} 1.0' in text
+        assert "callhome_calls_in_progress 0.0" in text
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(task, 10.0) == 0
+    finally:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.stop()
