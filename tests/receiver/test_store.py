@@ -1,4 +1,5 @@
-"""The centre's SQLite store: what it promises the bank, across restarts."""
+"""The centre's store: what it promises the bank, across restarts, on both backends
+(SQLite and PostgreSQL: see pgtest.py for how PostgreSQL is found, skipped or failed)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import os
 import sqlite3
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver.store import AlreadyExists, CallEnd, NotFound, SQLiteStore, StoreUnavailable
+
+from .pgtest import backend, pg_database, pg_session_database  # noqa: F401 - fixtures
 
 KEY_A, KEY_B = os.urandom(32), os.urandom(32)
 
@@ -20,8 +23,8 @@ def path(tmp_path):
 
 
 @pytest.fixture
-def store(path):
-    store = SQLiteStore(path, create=True)
+def store(backend):  # noqa: F811
+    store = backend.open(create=True)
     yield store
     store.close()
 
@@ -51,14 +54,14 @@ def test_revocation(store):
     assert store.device_by_key(KEY_A).revoked
 
 
-def test_call_counters_only_go_up_and_survive_a_restart(store, path):
+def test_call_counters_only_go_up_and_survive_a_restart(store, backend):  # noqa: F811
     device = enroll(store)
     assert store.advance_counter(device.id, 1, 10.0)
     assert store.advance_counter(device.id, 5, 11.0)
     assert not store.advance_counter(device.id, 5, 12.0)  # a replay of the same call
     assert not store.advance_counter(device.id, 3, 13.0)
     store.close()
-    reopened = SQLiteStore(path)
+    reopened = backend.open()
     try:
         assert not reopened.advance_counter(device.id, 5, 14.0)
         assert reopened.device_by_key(KEY_A).last_counter == 5
@@ -67,14 +70,14 @@ def test_call_counters_only_go_up_and_survive_a_restart(store, path):
         reopened.close()
 
 
-def test_a_message_is_stored_once_across_restarts(store, path):
+def test_a_message_is_stored_once_across_restarts(store, backend):  # noqa: F811
     device = enroll(store)
     summary = {"severity": "error", "component": "fan", "state": "failed"}
     assert store.store_message(device.id, 7, 1, "report", b"x", summary, None, 1.0)
     assert not store.store_message(device.id, 7, 1, "report", b"y", summary, None, 2.0)
     assert store.store_message(device.id, 8, 1, "report", b"z", summary, None, 3.0)  # new epoch
     store.close()
-    reopened = SQLiteStore(path)
+    reopened = backend.open()
     try:
         assert reopened.has_message(device.id, 7, 1)
         assert not reopened.store_message(device.id, 7, 1, "report", b"w", summary, None, 4.0)
@@ -91,29 +94,31 @@ def test_storing_a_message_drops_its_partial_copy(store):
     assert store.partials(device.id, 7) == {}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(
+    max_examples=60,
+    deadline=None,
+    # one store for every example (a database per example would be slow): each example
+    # works on a device of its own
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     message=st.binary(min_size=1, max_size=300),
     cuts=st.lists(st.tuples(st.integers(0, 300), st.integers(1, 80)), max_size=25),
 )
-def test_a_partial_copy_is_always_a_prefix_of_the_message(tmp_path_factory, message, cuts):
+def test_a_partial_copy_is_always_a_prefix_of_the_message(store, message, cuts):
     """Chunks arrive in any order, repeated or overlapping (resends, resumed calls);
     what the store holds is always the longest prefix it was given, never a gap."""
-    store = SQLiteStore(tmp_path_factory.mktemp("p") / "c.db", create=True)
-    try:
-        device = enroll(store)
-        held = 0
-        for offset, size in cuts:
-            offset = min(offset, len(message) - 1)
-            chunk = message[offset : offset + size]
-            if offset == 0:
-                held = 0  # a message sent again from its start replaces the old copy
-            store.append_partial(device.id, 1, 1, offset, chunk)
-            if offset == held:
-                held += len(chunk)
-            assert store.partials(device.id, 1).get(1, b"") == message[:held]
-    finally:
-        store.close()
+    device = enroll(store, f"plant-{os.urandom(6).hex()}", os.urandom(32))
+    held = 0
+    for offset, size in cuts:
+        offset = min(offset, len(message) - 1)
+        chunk = message[offset : offset + size]
+        if offset == 0:
+            held = 0  # a message sent again from its start replaces the old copy
+        store.append_partial(device.id, 1, 1, offset, chunk)
+        if offset == held:
+            held += len(chunk)
+        assert store.partials(device.id, 1).get(1, b"") == message[:held]
 
 
 def test_filters(store):
@@ -227,7 +232,7 @@ def test_calls_left_open_are_closed_as_interrupted(store):
         assert calls[started].error == "the receiver stopped before the call ended"
 
 
-def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(path):
+def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(backend):  # noqa: F811
     import asyncio
     import inspect
     import threading
@@ -245,7 +250,7 @@ def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(path):
         assert mine.return_annotation == theirs.return_annotation, name
 
     async def scenario():
-        async_store = AsyncStore(SQLiteStore(path, create=True))
+        async_store = AsyncStore(backend.open(create=True))
         seen = []
         original = async_store.store.device_by_key
         async_store.store.device_by_key = lambda key: (
