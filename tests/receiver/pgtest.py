@@ -64,8 +64,8 @@ def admin(sql: str, dsn: str = ADMIN_DSN) -> None:
         db.execute(sql.encode())
 
 
-@pytest.fixture(scope="session")
-def pg_session_database() -> Iterator[str]:
+@pytest.fixture(scope="session", name="pg_session_database")
+def pg_session_database_fixture() -> Iterator[str]:
     """One database for the session's PostgreSQL tests, dropped at the end whatever
     happened (CREATE DATABASE costs ~0.1-0.7 s; a schema per test costs ~10 ms)."""
     require_postgres()
@@ -77,8 +77,8 @@ def pg_session_database() -> Iterator[str]:
         admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def pg_database(pg_session_database: str) -> Iterator[Callable[[], str]]:
+@pytest.fixture(name="pg_database")
+def pg_database_fixture(pg_session_database: str) -> Iterator[Callable[[], str]]:
     """A factory of fresh, empty stores' places: each a schema of its own in the session's
     database, named by a DSN whose search_path points at it; dropped after the test."""
     made: list[str] = []
@@ -117,8 +117,8 @@ class Backend:
 BACKENDS = ("sqlite", "postgresql")
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+@pytest.fixture(params=BACKENDS, name="backend")
+def backend_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """Each store test runs on SQLite and on PostgreSQL (a fresh database)."""
     if request.param == "sqlite":
         return Backend("sqlite", str(tmp_path / "centre.db"))

@@ -10,9 +10,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.store import AlreadyExists, CallEnd, NotFound, SQLiteStore, StoreUnavailable
+from receiver.store import (
+    AlreadyExists,
+    CallEnd,
+    NotFound,
+    OutboxItem,
+    SQLiteStore,
+    StoreUnavailable,
+)
 
-from .pgtest import backend, pg_database, pg_session_database  # noqa: F401 - fixtures
+from .pgtest import (  # noqa: F401 - the fixtures
+    backend_fixture,
+    pg_database_fixture,
+    pg_session_database_fixture,
+)
 
 KEY_A, KEY_B = os.urandom(32), os.urandom(32)
 
@@ -23,7 +34,7 @@ def path(tmp_path):
 
 
 @pytest.fixture
-def store(backend):  # noqa: F811
+def store(backend):
     store = backend.open(create=True)
     yield store
     store.close()
@@ -54,7 +65,7 @@ def test_revocation(store):
     assert store.device_by_key(KEY_A).revoked
 
 
-def test_call_counters_only_go_up_and_survive_a_restart(store, backend):  # noqa: F811
+def test_call_counters_only_go_up_and_survive_a_restart(store, backend):
     device = enroll(store)
     assert store.advance_counter(device.id, 1, 10.0)
     assert store.advance_counter(device.id, 5, 11.0)
@@ -70,7 +81,7 @@ def test_call_counters_only_go_up_and_survive_a_restart(store, backend):  # noqa
         reopened.close()
 
 
-def test_a_message_is_stored_once_across_restarts(store, backend):  # noqa: F811
+def test_a_message_is_stored_once_across_restarts(store, backend):
     device = enroll(store)
     summary = {"severity": "error", "component": "fan", "state": "failed"}
     assert store.store_message(device.id, 7, 1, "report", b"x", summary, None, 1.0)
@@ -232,7 +243,7 @@ def test_calls_left_open_are_closed_as_interrupted(store):
         assert calls[started].error == "the receiver stopped before the call ended"
 
 
-def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(backend):  # noqa: F811
+def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(backend):
     import asyncio
     import inspect
     import threading
@@ -302,3 +313,35 @@ def test_a_call_records_the_protocols_security_counters(store):
     }
     other = store.start_call("bank0", None, 3.0)
     assert store.calls()[0].id == other and set(store.calls()[0].security.values()) == {0}
+
+
+def item(key: str) -> OutboxItem:
+    return OutboxItem(key, f"idem-{key}", "email", "a@example.com", "ann", "subj", "body", "{}")
+
+
+def test_the_outbox_and_escalations_of_follow_the_sun(store):
+    assert store.sun_commit([item("k1"), item("k2")], [(1, "p", "s1")], [], 10.0, {"x": "1"}) == 2
+    # the same outbox key again is left as it was; an escalation state is replaced
+    assert store.sun_commit([item("k1")], [(1, "p", "s2"), (2, "p", "t")], [], 11.0) == 0
+    assert store.sun_escalations() == [(1, "p", "s2"), (2, "p", "t")]
+    store.sun_commit([], [], [(1, "p")], 12.0, {"x": "2"})
+    assert store.sun_escalations() == [(2, "p", "t")]
+    assert (store.sun_state("x"), store.sun_state("missing")) == ("2", None)
+    due = store.outbox_due(10.0)
+    assert [(r.item.outbox_key, r.attempts, r.next_attempt) for r in due] == [
+        ("k1", 0, 10.0),
+        ("k2", 0, 10.0),
+    ]
+    assert due[0].item == item("k1") and due[0].created_at == 10.0
+    first, second = due
+    store.outbox_attempt(first.id, 20.0, sent=True)
+    store.outbox_attempt(second.id, 20.0, sent=False, error="refused", retry_at=30.0)
+    assert store.outbox_due(29.0) == []
+    (retry,) = store.outbox_due(30.0, limit=5)
+    assert (retry.attempts, retry.last_error) == (1, "refused")
+    store.outbox_attempt(second.id, 31.0, sent=False, error="gone")
+    assert store.outbox(pending=True) == []
+    rows = {r.item.outbox_key: r for r in store.outbox()}
+    assert (rows["k1"].sent_at, rows["k1"].last_error, rows["k1"].attempts) == (20.0, None, 1)
+    assert (rows["k2"].failed_at, rows["k2"].last_error, rows["k2"].attempts) == (31.0, "gone", 2)
+    assert [r.item.outbox_key for r in store.outbox(limit=1)] == ["k2"]
