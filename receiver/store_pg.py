@@ -52,7 +52,6 @@ from .store import (
     security_counters,
 )
 
-SCHEMES = ("postgresql://", "postgres://")
 ENV_DSN = "CALLHOME_STORE_DSN"
 """The environment variable that can hold the DSN (so the password stays out of the
 config file)."""
@@ -64,11 +63,6 @@ the steps write keywords in capitals and names in lowercase)."""
 
 PG_OVERRIDES: dict[int, str] = {}
 """Step number -> its PostgreSQL text, for a step `postgres_step` cannot translate."""
-
-
-def is_dsn(value: str) -> bool:
-    """Whether a store setting names a PostgreSQL database rather than a SQLite file."""
-    return value.startswith(SCHEMES)
 
 
 def postgres_step(sql: str) -> str:
@@ -210,7 +204,7 @@ class PostgresStore(Store):
     # -- schema --------------------------------------------------------------------------
 
     def _prepare(self, db: psycopg.Connection[Any], *, create: bool, migrate: bool) -> None:
-        version = _version(db)
+        version = schema_version(db)
         latest = self.latest_version()
         if create and version:
             raise AlreadyExists(f"{self.where}: already holds a callhome store (schema {version})")
@@ -235,7 +229,7 @@ class PostgresStore(Store):
     def version(self) -> int:
         """The schema version recorded in the database."""
         with self._connection() as db:
-            return _version(db)
+            return schema_version(db)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -639,7 +633,7 @@ class PostgresStore(Store):
         return [self._outbox_row(row) for row in rows]
 
 
-def _version(db: psycopg.Connection[Any]) -> int:
+def schema_version(db: psycopg.Connection[Any]) -> int:
     """The schema version recorded in the database (0: no callhome store in it)."""
     row = db.execute("SELECT to_regclass('callhome_schema') IS NOT NULL").fetchone()
     if not row or not row[0]:
@@ -656,17 +650,17 @@ def migrate_database(
     behind), under an advisory lock so that two receivers started at once do not both
     migrate. Returns (version before, version after). `db` is in autocommit mode."""
     steps = pg_migrations() if steps is None else steps
-    before = _version(db)
+    before = schema_version(db)
     for number, step in enumerate(steps, start=1):
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             db.execute("CREATE TABLE IF NOT EXISTS callhome_schema (version INTEGER NOT NULL)")
-            if _version(db) >= number:
+            if schema_version(db) >= number:
                 continue  # done by us earlier, or by another receiver meanwhile
             db.execute(step.encode())
             db.execute("DELETE FROM callhome_schema")
             db.execute("INSERT INTO callhome_schema (version) VALUES (%s)", (number,))
-    return before, _version(db)
+    return before, schema_version(db)
 
 
 def _filters(

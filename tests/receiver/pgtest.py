@@ -10,6 +10,7 @@ cannot pass by skipping them.
 from __future__ import annotations
 
 import os
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,11 +51,22 @@ def require_postgres() -> None:
     pytest.skip(message)
 
 
-def dsn_for(database: str, schema: str | None = None) -> str:
-    import psycopg.conninfo
-
-    options = {"options": f"-c search_path={schema}"} if schema else {}
-    return psycopg.conninfo.make_conninfo(ADMIN_DSN, dbname=database, **options)
+def dsn_for(database: str, schema: str | None = None, password: str | None = None) -> str:
+    """A postgresql:// URL for `database` on the test server (`schema` first in its
+    search_path), as an operator would write it."""
+    url = urllib.parse.urlsplit(ADMIN_DSN)
+    netloc = url.netloc
+    if password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':')[0]}:{urllib.parse.quote(password)}@{host}"
+    query = (
+        urllib.parse.urlencode(
+            {"options": f"-c search_path={schema}"}, quote_via=urllib.parse.quote
+        )
+        if schema
+        else ""
+    )
+    return urllib.parse.urlunsplit((url.scheme, netloc, f"/{database}", query, ""))
 
 
 def admin(sql: str, dsn: str = ADMIN_DSN) -> None:

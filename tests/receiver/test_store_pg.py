@@ -12,11 +12,11 @@ import psycopg.errors
 import pytest
 
 from receiver import store as store_module
+from receiver.config import is_dsn
 from receiver.store import CallEnd, SQLiteStore, StoreUnavailable
 from receiver.store_pg import (
     PostgresStore,
     explain,
-    is_dsn,
     migrate_database,
     pg_migrations,
     postgres_step,
