@@ -143,6 +143,8 @@ def hangup_patience(state: CallState) -> float | None:
 
 REOPEN_BACKOFF = Backoff(1.0, 2.0, 60.0, "decorrelated")
 """Waits before a port whose modem failed is opened again (scaled with the bank's time)."""
+STORE_BACKOFF = Backoff(1.0, 2.0, 30.0, "decorrelated")
+"""Waits between attempts to reach a store that failed (scaled with the bank's time)."""
 
 
 class PortWorker:
@@ -255,7 +257,11 @@ class PortWorker:
             )
             state = CallState(self.name, caller)
             try:
-                state.call_id = await bank.store.start_call(self.name, caller, time.time())
+                if bank.store_down is None:
+                    try:
+                        state.call_id = await bank.store.start_call(self.name, caller, time.time())
+                    except StoreUnavailable as exc:
+                        bank.store_failed(exc)  # the handshake is refused busy
                 await self._serve(outcome.call, state)
             except (ModemError, OSError):
                 raise
@@ -264,6 +270,7 @@ class PortWorker:
                 state.outcome = "store unavailable"
                 state.error = str(exc)
                 self._log.error("call.store_unavailable", error=str(exc))
+                bank.store_failed(exc)
             except Exception as exc:
                 # a bug must cost this call, never the port or the process
                 state.outcome = "failed"
@@ -373,9 +380,19 @@ class PortWorker:
             state.error = f"protocol version {event.version}"
             self._refused(event.reason, device, event.device_key, version=event.version)
         elif isinstance(event, HandshakeRequested):
-            device = await store.device_by_key(event.device_key)
+            device = None
+            if bank.store_down is None:
+                try:
+                    device = await store.device_by_key(event.device_key)
+                except StoreUnavailable as exc:
+                    bank.store_failed(exc)
             if bank.stopping.is_set():
                 reason = RefusalReason.BUSY  # draining: call again, another bank answers
+            elif bank.store_down is not None:
+                # nothing could be committed, so nothing may be acknowledged: the device
+                # keeps its messages and calls its next number (maybe another site)
+                reason = RefusalReason.BUSY
+                state.error = f"store unavailable: {bank.store_down}"
             elif device is None:
                 reason = RefusalReason.UNKNOWN_DEVICE
             elif device.revoked:
@@ -494,6 +511,7 @@ class PortWorker:
             state.outcome = "store unavailable"
             self._log.error("message.not_stored", device=device.name, seq=event.seq, error=str(exc))
             session.abort(str(exc))
+            self.bank.store_failed(exc)
             return
         loop = asyncio.get_running_loop()
         session.message_stored(event.seq, loop.time(), duplicate=not stored)
@@ -537,6 +555,7 @@ class PortWorker:
                 )
             except StoreUnavailable as exc:
                 self._log.error("call.not_recorded", error=str(exc))
+                self.bank.store_failed(exc)
         security = {k: v for k, v in state.stats.items() if k in SECURITY_COUNTERS and v}
         self._log.info(
             "call.ended",
@@ -592,6 +611,37 @@ class Bank:
         self.penalised = 0
         """Calls answered late because their caller kept failing handshakes."""
         self._notify = notify or (lambda what, **fields: None)
+        self.store_down: str | None = None
+        """Why the store failed, while it does (None: usable). Meanwhile calls are refused
+        busy without touching it, and `_reconnect` tries it again with backoff."""
+        self._reconnecting: asyncio.Task[None] | None = None
+
+    def store_failed(self, exc: StoreUnavailable) -> None:
+        """The store failed: refuse calls busy until it can be read again."""
+        if self.store_down is None:
+            log.error("store.unavailable", error=str(exc))
+        self.store_down = str(exc)
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        backoff = STORE_BACKOFF.scaled(self.scale)
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while self.store_down is not None and not self.stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), backoff.next())
+            try:
+                await self.store.device_by_key(b"")  # any read that goes to the database
+            except StoreUnavailable as exc:
+                log.warning("store.still_unavailable", error=str(exc), attempts=backoff.count)
+                continue
+            self.store_down = None
+            log.info(
+                "store.reconnected",
+                after=round((loop.time() - since) / self.scale, 3),
+                attempts=backoff.count,
+            )
 
     def notify(self, what: str, **fields: Any) -> None:
         """Tell an interested party (the demo's narrator) what just happened."""
@@ -621,6 +671,8 @@ class Bank:
             )
             pending = {task for task in tasks if not task.done()}
         impatient.cancel()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if pending:
             log.warning("bank.hanging_up", calls=sum(w.in_call for w in self.workers))
             self.hard_stop.set()  # calls still up: hang them up now

@@ -246,8 +246,20 @@ class PostgresStore(Store):
         try:
             with self._pool.connection() as db:
                 yield db
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreUnavailable(self._diagnose(exc)) from None
+        except psycopg.Error as exc:
             raise self._failure(exc) from None
+
+    def _diagnose(self, timeout: psycopg_pool.PoolTimeout) -> str:
+        """Why the pool has no connection to lend: it only says "timeout", so one
+        connection is tried directly for libpq's reason (server down, database closed,
+        login refused)."""
+        try:
+            psycopg.connect(self.dsn, connect_timeout=2).close()
+        except psycopg.Error as exc:
+            return explain(exc, self.dsn)
+        return explain(timeout, self.dsn)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
