@@ -20,7 +20,7 @@ import pytest
 from receiver.store import SQLiteStore, Store
 
 ADMIN_DSN = os.environ.get("CALLHOME_TEST_PG", "postgresql://root@127.0.0.1:5432/postgres")
-SKIP_REASON = "PostgreSQL not reachable at {where}: PostgreSQL store tests SKIPPED ({error})"
+UNREACHABLE = "PostgreSQL not reachable at {where} ({error})"
 
 _reachable: str | bool | None = None  # None: not tried; True: up; str: why not
 
@@ -45,10 +45,10 @@ def require_postgres() -> None:
         return
     from receiver.store_pg import redact
 
-    message = SKIP_REASON.format(where=redact(ADMIN_DSN), error=why)
+    message = UNREACHABLE.format(where=redact(ADMIN_DSN), error=why)
     if os.environ.get("CI"):
-        pytest.fail(f"CI is set: {message}", pytrace=False)
-    pytest.skip(message)
+        pytest.fail(f"CI is set: {message}: the PostgreSQL store tests must run", pytrace=False)
+    pytest.skip(f"PostgreSQL store tests SKIPPED: {message}")
 
 
 def dsn_for(database: str, schema: str | None = None, password: str | None = None) -> str:

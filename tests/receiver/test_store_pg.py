@@ -250,3 +250,64 @@ def test_a_connection_the_server_closed_is_replaced(pg_database):
         assert len(store.calls()) == 2
     finally:
         store.close()
+
+
+GRANTS = """
+GRANT USAGE ON SCHEMA {schema} TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+"""
+"""The GRANTs docs/operations.md gives the receiver's role (section 7), on a test schema."""
+
+
+def test_the_documented_grants_are_enough_for_the_receiver_and_no_more(pg_database):
+    import uuid
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    for line in GRANTS.strip().splitlines():
+        assert line.format(schema="public", role="callhome") in docs
+    owner_dsn = pg_database()
+    PostgresStore(owner_dsn, create=True).close()
+    schema = owner_dsn.rsplit("%3D", 1)[1]
+    role = f"callhome_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(owner_dsn, autocommit=True) as db:
+        db.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER".encode())
+        try:
+            db.execute(GRANTS.format(schema=schema, role=role).encode())
+            db.execute(f"GRANT CONNECT ON DATABASE {db.info.dbname} TO {role}".encode())
+            user_dsn = owner_dsn.replace("root@", f"{role}@")
+            store = PostgresStore(user_dsn)
+            try:
+                device = store.enroll("plant", bytes(32), test_interval=60, grace=0, site=None)
+                call_id = store.start_call("bank0", None, 1.0)
+                store.append_partial(device.id, 1, 1, 0, b"ab")
+                store.store_message(device.id, 1, 1, "report", b"abc", {}, call_id, 2.0)
+                store.sun_commit([], [(1, "p", "{}")], [(1, "p")], 3.0, {"k": "v"})
+                store.close_open_calls(4.0)
+            finally:
+                store.close()
+            # no DDL: the role cannot create or migrate a store (its owner does that)
+            db.execute(f"CREATE SCHEMA {schema}_empty".encode())
+            db.execute(f"GRANT USAGE ON SCHEMA {schema}_empty TO {role}".encode())
+            with pytest.raises(StoreUnavailable, match="lacks a privilege"):
+                PostgresStore(user_dsn.replace(schema, f"{schema}_empty"), create=True)
+        finally:
+            db.execute(f"DROP SCHEMA IF EXISTS {schema}_empty CASCADE".encode())
+            db.execute(f"DROP OWNED BY {role}".encode())
+            db.execute(f"DROP ROLE {role}".encode())
+
+
+def test_without_a_server_the_cases_skip_with_a_reason_or_fail_under_ci(monkeypatch):
+    from . import pgtest
+
+    monkeypatch.setattr(pgtest, "ADMIN_DSN", DOWN)
+    monkeypatch.setattr(pgtest, "_reachable", None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        pgtest.require_postgres()
+    assert "PostgreSQL store tests SKIPPED" in str(skipped.value)
+    assert "s3cret-pw" not in str(skipped.value)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set: PostgreSQL not reachable"):
+        pgtest.require_postgres()
