@@ -168,6 +168,7 @@ class PostgresStore(Store):
         migrate: bool | None = None,
         timeout: float = 10.0,
         pool_size: int = 4,
+        outbox_lease: float = 300.0,
     ) -> None:
         """`create`: put a new store in an empty database (refused if it holds one);
         `migrate`: bring an older schema up to date (default: only when creating).
@@ -175,6 +176,8 @@ class PostgresStore(Store):
         self.dsn = dsn
         self.where = redact(dsn)
         self.timeout = timeout
+        self.outbox_lease = outbox_lease
+        """How long a notification handed out by `outbox_due` is left to its sender."""
         self.migrated_from: int | None = None
         # one plain connection first: its errors say why (the pool's only say "timeout")
         try:
@@ -280,6 +283,10 @@ class PostgresStore(Store):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._pool.close()
+
+    def lease(self, name: str) -> Lease:
+        """The leadership `name` among the receivers on this database (see `Lease`)."""
+        return Lease(self.dsn, name, timeout=self.timeout)
 
     # -- devices -------------------------------------------------------------------------
 
@@ -601,12 +608,27 @@ class PostgresStore(Store):
         return OutboxRow(row[0], OutboxItem(*row[1:9]), *row[9:])
 
     def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
-        rows = self._read(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM sun_outbox WHERE sent_at IS NULL AND "
-            "failed_at IS NULL AND next_attempt <= %s ORDER BY next_attempt, id LIMIT %s",
-            (now, limit),
-        )
-        return [self._outbox_row(row) for row in rows]
+        """Pending notifications whose next attempt is due, oldest first, each claimed
+        for `outbox_lease` seconds: several receivers work one outbox, and a row one of
+        them is sending is skipped by the others (`FOR UPDATE SKIP LOCKED`, then its
+        next attempt moved past the lease). `outbox_attempt` ends the claim; a receiver
+        that dies mid-send leaves the row to be sent again when the lease runs out.
+        The rows are returned as they were before the claim."""
+        with self._write() as cursor:
+            cursor.execute(
+                "WITH due AS (SELECT id, next_attempt FROM sun_outbox WHERE sent_at IS NULL "
+                "AND failed_at IS NULL AND next_attempt <= %s ORDER BY next_attempt, id "
+                "LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "UPDATE sun_outbox o SET next_attempt = %s FROM due WHERE o.id = due.id "
+                "RETURNING "
+                + ", ".join(
+                    "due.next_attempt" if name == "next_attempt" else f"o.{name}"
+                    for name in self._OUTBOX_COLUMNS.split(", ")
+                ),
+                (now, limit, now + self.outbox_lease),
+            )
+            rows = cursor.fetchall()
+        return sorted((self._outbox_row(row) for row in rows), key=_due_order)
 
     def outbox_attempt(
         self,
@@ -643,6 +665,10 @@ class PostgresStore(Store):
             (limit,),
         )
         return [self._outbox_row(row) for row in rows]
+
+
+def _due_order(row: OutboxRow) -> tuple[float, int]:
+    return row.next_attempt, row.id
 
 
 def schema_version(db: psycopg.Connection[Any]) -> int:
@@ -702,3 +728,76 @@ def _filters(
         clauses.append("m.kind = %s")
         args.append(kind)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(args)
+
+
+class Lease:
+    """Leadership among the receivers on one database (which one runs the supervisor):
+    held by at most one of them at a time, as a session-level advisory lock on a
+    connection of its own, outside the pool.
+
+    The server releases the lock when that connection ends: at once when the process
+    holding it dies (the kernel closes its socket, even after SIGKILL), after the
+    server's TCP keepalive when the network is cut. So the others call `acquire` every
+    few seconds; the holder calls `held` as often, and stops leading when it says False
+    (its connection was lost: another receiver may lead now)."""
+
+    def __init__(self, dsn: str, name: str, *, timeout: float = 10.0) -> None:
+        self.dsn = dsn
+        self.name = name
+        self.timeout = timeout
+        self._db: psycopg.Connection[Any] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server process of the lease's connection (for the operator, and tests)."""
+        return None if self._db is None or self._db.closed else self._db.info.backend_pid
+
+    def acquire(self) -> bool:
+        """Take the lease if nobody holds it; whether this one holds it now."""
+        if self.held():
+            return True
+        try:
+            if self._db is None or self._db.closed:
+                self._db = psycopg.connect(
+                    self.dsn,
+                    autocommit=True,
+                    connect_timeout=max(2, round(self.timeout)),
+                    application_name=f"callhome lease {self.name}"[:63],
+                )
+            row = self._db.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                (f"callhome-lease:{self.name}",),
+            ).fetchone()
+        except psycopg.Error as exc:
+            self._drop()
+            raise StoreUnavailable(explain(exc, self.dsn)) from None
+        if not row or not row[0]:
+            self._drop()  # not ours: keep no idle connection while another leads
+            return False
+        return True
+
+    def held(self) -> bool:
+        """Whether this one still holds the lease (its connection is alive)."""
+        if self._db is None or self._db.closed:
+            return False
+        try:
+            row = self._db.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                "pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = "
+                "hashtextextended(%s, 0)",
+                (f"callhome-lease:{self.name}",),
+            ).fetchone()
+        except psycopg.Error:
+            self._drop()
+            return False
+        return bool(row and row[0])
+
+    def release(self) -> None:
+        """Give the lease up (closing its connection releases the lock)."""
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(Exception):
+                self._db.close()
+        self._db = None

@@ -311,3 +311,84 @@ def test_without_a_server_the_cases_skip_with_a_reason_or_fail_under_ci(monkeypa
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI is set: PostgreSQL not reachable"):
         pgtest.require_postgres()
+
+
+def test_the_outbox_hands_each_due_notification_to_one_receiver(pg_database):
+    dsn = pg_database()
+    first = PostgresStore(dsn, create=True, outbox_lease=60.0)
+    second = PostgresStore(dsn, outbox_lease=60.0)
+    try:
+        items = [
+            store_module.OutboxItem(f"k{n}", f"i{n}", "email", "a@x", "ann", "s", "b", "{}")
+            for n in range(6)
+        ]
+        assert first.sun_commit(items, [], [], 10.0) == 6
+        mine = first.outbox_due(10.0, limit=4)
+        theirs = second.outbox_due(10.0, limit=4)
+        assert [r.item.outbox_key for r in mine] == ["k0", "k1", "k2", "k3"]
+        assert [r.item.outbox_key for r in theirs] == ["k4", "k5"]
+        assert mine[0].next_attempt == 10.0  # as it was before the claim
+        assert second.outbox_due(69.0) == []  # all claimed
+        first.outbox_attempt(mine[0].id, 11.0, sent=True)
+        second.outbox_attempt(theirs[0].id, 11.0, sent=False, error="x", retry_at=20.0)
+        assert [r.item.outbox_key for r in second.outbox_due(20.0)] == ["k4"]
+        # a receiver that died mid-send: its rows come back once the lease has run out
+        again = second.outbox_due(70.0)
+        assert [r.item.outbox_key for r in again] == ["k1", "k2", "k3", "k5"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_one_leader_at_a_time_and_another_takes_over_when_it_dies(pg_database):
+    import subprocess
+    import sys
+    import time
+
+    dsn = pg_database()
+    store = PostgresStore(dsn, create=True)
+    mine, theirs = store.lease("supervisor"), store.lease("supervisor")
+    try:
+        assert mine.acquire() and mine.held()
+        assert not theirs.acquire() and not theirs.held()
+        other = store.lease("other")
+        assert other.acquire()  # another name, another lease
+        other.release()
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (mine.pid,))
+        assert not mine.held()  # its connection is gone: it must stop leading
+        assert theirs.acquire() and not mine.acquire()
+        theirs.release()
+        # a holder killed with SIGKILL: the server sees its socket close
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, psycopg\n"
+                "from receiver.store_pg import Lease\n"
+                "lease = Lease(sys.argv[1], 'supervisor')\n"
+                "assert lease.acquire()\n"
+                "print('leading', flush=True)\n"
+                "sys.stdin.read()\n",
+                dsn,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "leading\n"
+            assert not mine.acquire()
+            holder.kill()
+            holder.wait(10)
+            deadline = time.monotonic() + 10.0
+            while not mine.acquire():
+                assert time.monotonic() < deadline, "no takeover within 10 s"
+                time.sleep(0.05)
+        finally:
+            holder.kill()
+            holder.wait(10)
+    finally:
+        mine.release()
+        theirs.release()
+        store.close()
