@@ -54,6 +54,7 @@ from .store import (
     StoreUnavailable,
 )
 from .store_copy import describe
+from .store_pg import ENV_DSN, without_password
 
 T = TypeVar("T")
 USAGE = exitcodes.USAGE
@@ -150,7 +151,8 @@ def init(
         ports=list(ports),
         profile=profile,
         time_scale=time_scale,
-        store_dsn=store_dsn,
+        # the password stays out of the file: ~/.pgpass or CALLHOME_STORE_DSN hold it
+        store_dsn=without_password(store_dsn) if store_dsn else None,
     )
     guarded(lambda: check_centre_config(config))
     key_file = folder / "centre.key"
@@ -177,6 +179,11 @@ def init(
     click.echo(f"centre created in {folder}")
     if store_dsn:
         click.echo(f"store: {describe(store_dsn)}")
+        if without_password(store_dsn) != store_dsn:
+            click.echo(
+                f"the password is not written in {config.path}: put it in ~/.pgpass or "
+                f"give the whole DSN in {ENV_DSN}"
+            )
     click.echo(f"centre public key: {encode_key(public_of(private))}")
     click.echo("give this key to every device (callhome init --centre-key ...)")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+import urllib.parse
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -102,6 +103,21 @@ def redact(dsn: str) -> str:
         f"postgresql://{f'{user}@' if user else ''}{host}{f':{port}' if port else ''}"
         f"/{parts.get('dbname') or ''}"
     )
+
+
+def without_password(dsn: str) -> str:
+    """A `postgresql://` DSN with its password (in the user part or the query) taken out,
+    everything else as it was: what `init` writes into the config file."""
+    url = urllib.parse.urlsplit(dsn)
+    netloc = url.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{hosts}"
+    query = urllib.parse.urlencode(
+        [(k, v) for k, v in urllib.parse.parse_qsl(url.query) if k != "password"],
+        quote_via=urllib.parse.quote,
+    )
+    return urllib.parse.urlunsplit((url.scheme, netloc, url.path, query, url.fragment))
 
 
 def _password(dsn: str) -> str | None:

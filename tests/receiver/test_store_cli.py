@@ -45,6 +45,8 @@ def test_init_with_a_postgresql_store_then_enroll_and_migrate(tmp_path, pg_datab
     assert done.exit_code == 0, done.output
     assert PASSWORD not in done.output and "store: postgresql://" in done.output
     assert not (folder / "centre.db").exists()
+    assert "the password is not written in" in done.output
+    assert PASSWORD not in (folder / "centre.toml").read_text()
     config = str(folder / "centre.toml")
     assert run("-c", config, "enroll", "plant-a", "--pubkey", _pubkey()).exit_code == 0
     listed = run("-c", config, "devices", "--json")
@@ -212,3 +214,15 @@ def _pubkey() -> str:
 @pytest.fixture(autouse=True)
 def _no_dsn_from_outside(monkeypatch):
     monkeypatch.delenv(ENV_DSN, raising=False)
+
+
+def test_the_password_is_taken_out_of_a_dsn_and_nothing_else():
+    from receiver.store_pg import without_password
+
+    assert without_password("postgresql://u:p%40ss@h1:5432,h2/db?sslmode=verify-full") == (
+        "postgresql://u@h1:5432,h2/db?sslmode=verify-full"
+    )
+    assert without_password("postgresql://h/db?password=x&application_name=a%20b") == (
+        "postgresql://h/db?application_name=a%20b"
+    )
+    assert without_password("postgresql://u@h/db") == "postgresql://u@h/db"
