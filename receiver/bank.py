@@ -93,6 +93,7 @@ class CallState:
     """What we told the caller we hold of its messages (number -> bytes)."""
     stats: dict[str, int] = field(default_factory=dict)
     """The session's counters (`ServerSession.stats()`), recorded with the call."""
+    started: float = field(default_factory=time.time)
 
 
 class Penalties:
@@ -145,6 +146,8 @@ REOPEN_BACKOFF = Backoff(1.0, 2.0, 60.0, "decorrelated")
 """Waits before a port whose modem failed is opened again (scaled with the bank's time)."""
 STORE_BACKOFF = Backoff(1.0, 2.0, 30.0, "decorrelated")
 """Waits between attempts to reach a store that failed (scaled with the bank's time)."""
+MISSED_CALLS = 10_000
+"""At most this many calls taken while the store was down are kept to record later."""
 
 
 class PortWorker:
@@ -535,27 +538,28 @@ class PortWorker:
     async def _record(self, call: DataCall, state: CallState) -> None:
         record = call.record
         outcome = state.outcome or "failed"
+        end = CallEnd(
+            ended=time.time(),
+            outcome=outcome,
+            device_id=state.device.id if state.device else None,
+            rate=record.rate,
+            modulation=record.modulation,
+            error_correction=record.error_correction,
+            bytes_in=call.bytes_in,
+            bytes_out=call.bytes_out,
+            messages=state.messages,
+            error=state.error,
+            security=state.stats,
+        )
         if state.call_id is not None:
             try:
-                await self.bank.store.finish_call(
-                    state.call_id,
-                    CallEnd(
-                        ended=time.time(),
-                        outcome=outcome,
-                        device_id=state.device.id if state.device else None,
-                        rate=record.rate,
-                        modulation=record.modulation,
-                        error_correction=record.error_correction,
-                        bytes_in=call.bytes_in,
-                        bytes_out=call.bytes_out,
-                        messages=state.messages,
-                        error=state.error,
-                        security=state.stats,
-                    ),
-                )
+                await self.bank.store.finish_call(state.call_id, end)
             except StoreUnavailable as exc:
                 self._log.error("call.not_recorded", error=str(exc))
                 self.bank.store_failed(exc)
+        elif self.bank.store_down is not None and len(self.bank.missed) < MISSED_CALLS:
+            # recorded once the store is back, so that `calls` shows the outage too
+            self.bank.missed.append((self.name, state.caller, state.started, end))
         security = {k: v for k, v in state.stats.items() if k in SECURITY_COUNTERS and v}
         self._log.info(
             "call.ended",
@@ -615,6 +619,8 @@ class Bank:
         """Why the store failed, while it does (None: usable). Meanwhile calls are refused
         busy without touching it, and `_reconnect` tries it again with backoff."""
         self._reconnecting: asyncio.Task[None] | None = None
+        self.missed: list[tuple[str, str | None, float, CallEnd]] = []
+        """Calls taken while the store was down (port, caller, start, end)."""
 
     def store_failed(self, exc: StoreUnavailable) -> None:
         """The store failed: refuse calls busy until it can be read again."""
@@ -633,6 +639,7 @@ class Bank:
                 await asyncio.wait_for(self.stopping.wait(), backoff.next())
             try:
                 await self.store.device_by_key(b"")  # any read that goes to the database
+                recorded = await self._record_missed()
             except StoreUnavailable as exc:
                 log.warning("store.still_unavailable", error=str(exc), attempts=backoff.count)
                 continue
@@ -641,7 +648,18 @@ class Bank:
                 "store.reconnected",
                 after=round((loop.time() - since) / self.scale, 3),
                 attempts=backoff.count,
+                calls_recorded=recorded,
             )
+
+    async def _record_missed(self) -> int:
+        recorded = 0
+        while self.missed:
+            port, caller, started, end = self.missed[0]
+            call_id = await self.store.start_call(port, caller, started)
+            await self.store.finish_call(call_id, end)
+            self.missed.pop(0)
+            recorded += 1
+        return recorded
 
     def notify(self, what: str, **fields: Any) -> None:
         """Tell an interested party (the demo's narrator) what just happened."""

@@ -102,7 +102,16 @@ async def test_a_bank_that_loses_its_database_refuses_busy_and_reconnects(tmp_pa
         assert (await call_centre(config, spool, device_key)).result == "ok"
         assert spool.queued() == []
         assert len(store.messages()) == 2
-        assert [c.outcome for c in store.calls()] == ["completed", "completed"]
+        # the calls refused while the database was out of reach are recorded since
+        calls = store.calls()
+        assert [c.outcome for c in calls] == [
+            "completed",
+            "refused: busy",
+            "refused: busy",
+            "completed",
+        ]
+        assert "store unavailable: " in (calls[1].error or "")
+        assert "cannot reach the database" in (calls[1].error or "")
     finally:
         stop.set()
         with contextlib.suppress(Exception):
