@@ -4,6 +4,7 @@ a connection the server closed is replaced."""
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 from typing import Any
 
@@ -392,3 +393,20 @@ def test_one_leader_at_a_time_and_another_takes_over_when_it_dies(pg_database):
         mine.release()
         theirs.release()
         store.close()
+
+
+def test_the_postgresql_store_implements_every_method_of_the_store():
+    missing = sorted(PostgresStore.__abstractmethods__)
+    assert not missing, (
+        f"PostgresStore lacks {', '.join(missing)}: add each to receiver/store_pg.py "
+        "(one SQL per method, as the others; the store suite then runs it on both backends)"
+    )
+    signatures = {
+        name: inspect.signature(getattr(store_module.Store, name))
+        for name in dir(store_module.Store)
+        if not name.startswith("_") and callable(getattr(store_module.Store, name))
+    }
+    for name, signature in signatures.items():
+        assert inspect.signature(getattr(PostgresStore, name)).parameters.keys() == (
+            signature.parameters.keys()
+        ), name
