@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 
 import psycopg
 import pytest
@@ -23,23 +22,25 @@ from receiver.bank import Bank
 from receiver.store import AsyncStore
 from receiver.store_pg import PostgresStore
 
-from .pgtest import ADMIN_DSN, admin, dsn_for, require_postgres
+from .pgtest import (  # noqa: F401 - the fixtures
+    ADMIN_DSN,
+    admin,
+    pg_database_fixture,
+    pg_session_database_fixture,
+)
 
 SCALE = 0.05
 
 
 @pytest.fixture
-def own_database():
-    """A database of this test's own: it is closed to connections during the test,
-    which must not touch the other tests' database."""
-    require_postgres()
-    name = f"callhome_test_{uuid.uuid4().hex[:12]}"
-    admin(f'CREATE DATABASE "{name}"')
+def closable(pg_session_database, pg_database):
+    """A store's place in the session's database, and that database's name: the test
+    closes the database to connections for a moment (the tests run one at a time, and
+    every other store is closed by then), and it is opened again whatever happens."""
     try:
-        yield name
+        yield pg_database(), pg_session_database
     finally:
-        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin(f'ALTER DATABASE "{pg_session_database}" ALLOW_CONNECTIONS true')
 
 
 def cut(database: str) -> int:
@@ -53,8 +54,8 @@ def cut(database: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def test_a_bank_that_loses_its_database_refuses_busy_and_reconnects(tmp_path, own_database):
-    dsn = dsn_for(own_database)
+async def test_a_bank_that_loses_its_database_refuses_busy_and_reconnects(tmp_path, closable):
+    dsn, database = closable
     network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
     network.add_modem("bank0", "usr", number="5550100")
     network.add_modem("plant", "generic", number="5550001")
@@ -84,7 +85,7 @@ async def test_a_bank_that_loses_its_database_refuses_busy_and_reconnects(tmp_pa
             await asyncio.sleep(0.02)
         spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
         assert (await call_centre(config, spool, device_key)).result == "ok"
-        assert cut(own_database) >= 1
+        assert cut(database) >= 1
         spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
         refused = await call_centre(config, spool, device_key)
         assert refused.result == "refused" and len(spool.queued()) == 1  # kept for later
@@ -93,7 +94,7 @@ async def test_a_bank_that_loses_its_database_refuses_busy_and_reconnects(tmp_pa
         # while down the bank does not even try the database: busy again, at once
         again = await call_centre(config, spool, device_key)
         assert again.result == "refused" and bank.refusals == {"busy": 2}
-        admin(f'ALTER DATABASE "{own_database}" ALLOW_CONNECTIONS true')
+        admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         for _ in range(600):  # the reconnection is the bank's, with its backoff
             if bank.store_down is None:
                 break
