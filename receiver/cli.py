@@ -316,7 +316,9 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
         fail(f"{config.path}: bank.ports: no modem ports configured")
     private = guarded(lambda: load_private_key(config.key))
     location = store_location(config)
-    store = guarded(lambda: open_store(location))
+    # a device waits for the answer to its handshake: a database that has gone away
+    # must turn into a busy refusal in seconds, not after libpq's 10 s connect timeout
+    store = guarded(lambda: open_store(location, wait=3.0))
     structlog.get_logger("callhome.receiver").info("store.opened", store=describe(location))
     interrupted = guarded(lambda: store.close_open_calls(time.time()))
     if interrupted:

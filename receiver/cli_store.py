@@ -34,11 +34,15 @@ def open_store(
     create: bool = False,
     migrate: bool | None = None,
     timeout: float = 10.0,
+    wait: float | None = None,
 ) -> SQLiteStore | PostgresStore:
     """Open the store at `location` (a path or a DSN); `timeout` is how long to wait
-    for a locked file or a silent server."""
+    for a locked file or a silent server; `wait`, once open, for a database connection
+    (PostgreSQL only: see `PostgresStore`)."""
     if is_dsn(str(location)):
-        return PostgresStore(str(location), create=create, migrate=migrate, timeout=timeout)
+        return PostgresStore(
+            str(location), create=create, migrate=migrate, timeout=timeout, wait=wait
+        )
     return SQLiteStore(location, create=create, busy_timeout=timeout, migrate=migrate)
 
 

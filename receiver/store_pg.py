@@ -185,10 +185,13 @@ class PostgresStore(Store):
         timeout: float = 10.0,
         pool_size: int = 4,
         outbox_lease: float = 300.0,
+        wait: float | None = None,
     ) -> None:
         """`create`: put a new store in an empty database (refused if it holds one);
         `migrate`: bring an older schema up to date (default: only when creating).
-        `timeout`: how long to wait for the server (connecting, or a pooled connection)."""
+        `timeout`: how long to wait for the server when connecting; `wait`: for a
+        connection of the pool once open (default `timeout`). Every store call waits
+        that long when the server is gone, before `StoreUnavailable`."""
         self.dsn = dsn
         self.where = redact(dsn)
         self.timeout = timeout
@@ -210,7 +213,7 @@ class PostgresStore(Store):
             # a connection the server closed (restart, pg_terminate_backend, failover)
             # is replaced before it is handed out, not discovered by the next write
             check=psycopg_pool.ConnectionPool.check_connection,
-            timeout=timeout,
+            timeout=timeout if wait is None else wait,
             name="callhome-store",
             open=False,
         )
