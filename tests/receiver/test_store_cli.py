@@ -11,6 +11,8 @@ import psycopg
 import psycopg.conninfo
 import pytest
 from click.testing import CliRunner
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from callhome import exitcodes
 from receiver import store as store_module
@@ -226,3 +228,31 @@ def test_the_password_is_taken_out_of_a_dsn_and_nothing_else():
         "postgresql://h/db?application_name=a%20b"
     )
     assert without_password("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    user=st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True),
+    password=st.text(min_size=6, max_size=30).filter(lambda p: "\x00" not in p),
+    sslmode=st.sampled_from(["disable", "require", "verify-full"]),
+    in_query=st.booleans(),
+)
+def test_no_form_of_the_password_survives_redaction(user, password, sslmode, in_query):
+    from urllib.parse import quote
+
+    from receiver.store_pg import redact, without_password
+
+    secret = quote(password, safe="")
+    if in_query:
+        dsn = f"postgresql://{user}@db.example:5432/callhome?password={secret}&sslmode={sslmode}"
+    else:
+        dsn = f"postgresql://{user}:{secret}@db.example:5432/callhome?sslmode={sslmode}"
+    rest = dsn.replace(secret, "")
+    assume(password not in rest and secret not in rest)
+    stripped = without_password(dsn)
+    for shown in (redact(dsn), stripped):
+        assert password not in shown and secret not in shown
+    assert redact(dsn) == f"postgresql://{user}@db.example:5432/callhome"
+    original = psycopg.conninfo.conninfo_to_dict(dsn)
+    assert original.pop("password") == password
+    assert psycopg.conninfo.conninfo_to_dict(stripped) == original

@@ -228,6 +228,12 @@ def test_server_errors_are_classified_by_sqlstate():
         "postgresql://centre@db.example:5432/callhome: the database refused the login "
         "(check user and password)"
     )
+    # libpq's connection errors carry no SQLSTATE: the wrong password is read in its text
+    libpq = psycopg.OperationalError(
+        'connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL:  '
+        'password authentication failed for user "centre"'
+    )
+    assert explain(libpq, dsn) == explain(wrong, dsn)
     denied = psycopg.errors.InsufficientPrivilege("permission denied for table devices")
     assert "lacks a privilege" in explain(denied, dsn) and "GRANT" in explain(denied, dsn)
     assert "read-only" in explain(psycopg.errors.ReadOnlySqlTransaction("ro"), dsn)
