@@ -30,6 +30,7 @@ from .pgtest import (  # noqa: F401 - the fixtures
 )
 
 SCALE = 0.05
+PASSWORD = "s3cret-pw"
 
 
 @pytest.fixture
@@ -54,8 +55,12 @@ def cut(database: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def test_a_bank_that_loses_its_database_refuses_busy_and_reconnects(tmp_path, closable):
-    dsn, database = closable
+async def test_a_bank_that_loses_its_database_refuses_busy_and_reconnects(
+    tmp_path, closable, capsys, caplog
+):
+    place, database = closable
+    user, _, rest = place.partition("@")
+    dsn = f"{user}:{PASSWORD}@{rest}"  # trust authentication: any password will do
     network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
     network.add_modem("bank0", "usr", number="5550100")
     network.add_modem("plant", "generic", number="5550001")
@@ -113,6 +118,10 @@ async def test_a_bank_that_loses_its_database_refuses_busy_and_reconnects(tmp_pa
         ]
         assert "store unavailable: " in (calls[1].error or "")
         assert "cannot reach the database" in (calls[1].error or "")
+        logs = capsys.readouterr()
+        assert "store.unavailable" in logs.out + logs.err
+        assert "store.reconnected" in logs.out + logs.err
+        assert PASSWORD not in logs.out + logs.err + caplog.text
     finally:
         stop.set()
         with contextlib.suppress(Exception):
