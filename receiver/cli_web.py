@@ -25,7 +25,7 @@ from modem_drivers.configfile import ConfigError
 from modem_drivers.logs import configure_logging
 
 from .config import CentreConfig
-from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, StoreUnavailable
+from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, Store, StoreUnavailable
 from .sun.model import routing_next_to
 from .web.auth import ROLES, BadPassword, hash_password
 from .web.config import WebConfig, parse_web
@@ -68,7 +68,7 @@ def prepare(config: CentreConfig, web: WebConfig | None = None) -> Console | Non
     )
 
 
-def bank_store(console: Console | None, store: SQLiteStore) -> AsyncStore:
+def bank_store(console: Console | None, store: Store) -> AsyncStore:
     """The bank's store: timed for the metrics when the console serves them."""
     from .metrics import TimedStore
 
