@@ -36,13 +36,17 @@ from callhome.database import ConstraintViolation
 
 from .store import (
     _DEVICE_COLUMNS,
+    CONSOLE_SORTS,
     IN_PROGRESS,
     INTERRUPTED,
     MIGRATIONS,
     SECURITY_COUNTERS,
+    Account,
     AlreadyExists,
+    AuditEntry,
     CallEnd,
     CallRecord,
+    ConsoleSession,
     Device,
     NotFound,
     OutboxItem,
@@ -64,6 +68,15 @@ the steps write keywords in capitals and names in lowercase)."""
 
 PG_OVERRIDES: dict[int, str] = {}
 """Step number -> its PostgreSQL text, for a step `postgres_step` cannot translate."""
+
+_BYTES = 'COLLATE "C"'
+"""Text sorts as SQLite's BINARY collation does (UTF-8 bytes, so code points), whatever
+the database's own collation: a list reads in the same order on both backends."""
+
+PG_CONSOLE_SORTS = {
+    key: re.sub(r"\b(name|site)\b", rf"\1 {_BYTES}", sql) for key, sql in CONSOLE_SORTS.items()
+}
+"""`CONSOLE_SORTS` with every text key sorted as SQLite sorts it."""
 
 
 def postgres_step(sql: str) -> str:
@@ -361,7 +374,7 @@ class PostgresStore(Store):
     def devices(self) -> list[Device]:
         return [
             Device(*row)
-            for row in self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY name")
+            for row in self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY name {_BYTES}")
         ]
 
     def device_by_key(self, public_key: bytes) -> Device | None:
@@ -609,7 +622,8 @@ class PostgresStore(Store):
 
     def sun_escalations(self) -> list[tuple[int, str, str]]:
         rows = self._read(
-            "SELECT incident_id, policy, state FROM sun_escalations ORDER BY incident_id, policy"
+            "SELECT incident_id, policy, state FROM sun_escalations "
+            f"ORDER BY incident_id, policy {_BYTES}"
         )
         return [(int(a), str(b), str(c)) for a, b, c in rows]
 
@@ -684,6 +698,198 @@ class PostgresStore(Store):
             (limit,),
         )
         return [self._outbox_row(row) for row in rows]
+
+    # -- the operator console ------------------------------------------------------------
+
+    def console_add_account(self, name: str, password_hash: str, role: str, when: float) -> None:
+        try:
+            self._one(
+                "INSERT INTO console_accounts (name, password_hash, role, created_at) "
+                "VALUES (%s, %s, %s, %s)",
+                (name, password_hash, role, when),
+            )
+        except ConstraintViolation:
+            raise AlreadyExists(f"an account named {name!r} already exists") from None
+
+    def console_set_account(
+        self, name: str, *, password_hash: str | None = None, role: str | None = None
+    ) -> None:
+        with self._write() as cursor:
+            cursor.execute(
+                "UPDATE console_accounts SET password_hash = coalesce(%s, password_hash), "
+                "role = coalesce(%s, role) WHERE name = %s",
+                (password_hash, role, name),
+            )
+            changed = cursor.rowcount
+            if password_hash is not None:
+                # a new password logs every browser of the account out
+                cursor.execute("DELETE FROM console_sessions WHERE account = %s", (name,))
+        if not changed:
+            raise NotFound(f"no account named {name!r}")
+
+    def console_remove_account(self, name: str) -> None:
+        # its sessions go with it (ON DELETE CASCADE)
+        if not self._one("DELETE FROM console_accounts WHERE name = %s", (name,)):
+            raise NotFound(f"no account named {name!r}")
+
+    _ACCOUNT_COLUMNS = "name, password_hash, role, created_at"
+
+    def console_accounts(self) -> list[Account]:
+        rows = self._read(
+            f"SELECT {self._ACCOUNT_COLUMNS} FROM console_accounts ORDER BY name {_BYTES}"
+        )
+        return [Account(*row) for row in rows]
+
+    def console_account(self, name: str) -> Account | None:
+        rows = self._read(
+            f"SELECT {self._ACCOUNT_COLUMNS} FROM console_accounts WHERE name = %s", (name,)
+        )
+        return Account(*rows[0]) if rows else None
+
+    def console_start_session(
+        self, token_hash: str, account: str, csrf: str, when: float, expires: float
+    ) -> None:
+        with self._write() as cursor:
+            cursor.execute("DELETE FROM console_sessions WHERE expires_at <= %s", (when,))
+            cursor.execute(
+                "INSERT INTO console_sessions (token_hash, account, csrf, created_at, "
+                "expires_at) VALUES (%s, %s, %s, %s, %s)",
+                (token_hash, account, csrf, when, expires),
+            )
+
+    def console_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        rows = self._read(
+            "SELECT a.name, a.password_hash, a.role, a.created_at, s.csrf, s.created_at, "
+            "s.expires_at FROM console_sessions s JOIN console_accounts a ON a.name = s.account "
+            "WHERE s.token_hash = %s AND s.expires_at > %s",
+            (token_hash, now),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ConsoleSession(Account(*row[:4]), *row[4:])
+
+    def console_end_session(self, token_hash: str) -> None:
+        self._one("DELETE FROM console_sessions WHERE token_hash = %s", (token_hash,))
+
+    def console_audit(
+        self, who: str, action: str, target: str | None, detail: str | None, when: float
+    ) -> int:
+        with self._write() as cursor:
+            cursor.execute(
+                "INSERT INTO console_audit (at, who, action, target, detail) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                (when, who, action, target, detail),
+            )
+            row = cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def console_audit_log(self, *, limit: int = 200) -> list[AuditEntry]:
+        rows = self._read(
+            "SELECT id, at, who, action, target, detail FROM console_audit "
+            "ORDER BY at DESC, id DESC LIMIT %s",
+            (limit,),
+        )
+        return [AuditEntry(*row) for row in rows]
+
+    def console_device(self, name: str) -> Device | None:
+        return self._device("name = %s", (name,))
+
+    def console_outbox_counts(self) -> tuple[int, int]:
+        rows = self._read(
+            "SELECT count(*) FILTER (WHERE sent_at IS NULL AND failed_at IS NULL), "
+            "count(*) FILTER (WHERE failed_at IS NOT NULL) FROM sun_outbox"
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    _DEADLINE = "coalesce(last_seen, enrolled_at) + test_interval + grace"
+    """As in the devices_deadline index, so that PostgreSQL can use it."""
+
+    def console_device_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float]]]:
+        deadline = self._DEADLINE
+        late = f"%s <= {deadline} + 2 * test_interval"
+        # one statement, so the counts are of one snapshot (a full scan: count(*) is
+        # one anyway in PostgreSQL)
+        rows = self._read(
+            "SELECT count(*), count(*) FILTER (WHERE revoked_at IS NOT NULL), "
+            "count(*) FILTER (WHERE revoked_at IS NULL AND last_seen IS NULL "
+            f"AND {deadline} >= %s), "
+            f"count(*) FILTER (WHERE revoked_at IS NULL AND {deadline} < %s AND {late}), "
+            f"count(*) FILTER (WHERE revoked_at IS NULL AND {deadline} < %s AND NOT {late}) "
+            "FROM devices",
+            (now, now, now, now, now),
+        )
+        total, revoked, never, late_count, down = (int(value) for value in rows[0])
+        troubled = self._read(
+            f"SELECT name, CASE WHEN {late} THEN 'late' ELSE 'down' END, {deadline} "
+            f"FROM devices WHERE revoked_at IS NULL AND {deadline} < %s "  # indexed range
+            f"ORDER BY {deadline}, test_interval, name {_BYTES} LIMIT %s",
+            (now, now, limit),
+        )
+        counts = {
+            "ok": total - revoked - never - late_count - down,
+            "never": never,
+            "late": late_count,
+            "down": down,
+            "revoked": revoked,
+        }
+        return counts, [(str(a), str(b), float(c)) for a, b, c in troubled]
+
+    def console_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        deadline = self._DEADLINE
+        judged = (
+            f"SELECT {_DEVICE_COLUMNS}, CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
+            f"WHEN %s <= {deadline} THEN CASE WHEN last_seen IS NULL THEN 'never' ELSE 'ok' END "
+            f"WHEN %s <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END AS state, "
+            f"CASE WHEN revoked_at IS NULL THEN {deadline} END AS deadline FROM devices"
+        )
+        clauses: list[str] = []
+        args: list[Any] = [now, now]
+        if state:
+            clauses.append("state = %s")
+            args.append(state)
+        if site:
+            clauses.append("site = %s")
+            args.append(site)
+        if text:
+            clauses.append("strpos(lower(name), lower(%s)) > 0")
+            args.append(text)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        # the page and the count in one statement (one snapshot, one round trip)
+        rows = self._read(
+            f"SELECT *, count(*) OVER () FROM ({judged}) judged {where} "
+            f"ORDER BY {PG_CONSOLE_SORTS[sort]} LIMIT %s OFFSET %s",
+            (*args, limit, offset),
+        )
+        if rows:
+            total = int(rows[0][12])
+        else:  # a page past the end: count what matched
+            total = int(
+                self._read(f"SELECT count(*) FROM ({judged}) judged {where}", tuple(args))[0][0]
+            )
+        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], total
+
+    def console_sites(self) -> list[str]:
+        return [
+            str(row[0])
+            for row in self._read(
+                f"SELECT DISTINCT site {_BYTES} AS site FROM devices WHERE site IS NOT NULL "
+                "ORDER BY site"
+            )
+        ]
 
 
 def _due_order(row: OutboxRow) -> tuple[float, int]:
