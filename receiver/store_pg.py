@@ -66,8 +66,10 @@ _RESERVED = ("offset", "limit", "order", "user", "window", "group")
 """Words PostgreSQL reserves that a SQLite step may use as a column name (lowercase:
 the steps write keywords in capitals and names in lowercase)."""
 
-PG_OVERRIDES: dict[int, str] = {}
-"""Step number -> its PostgreSQL text, for a step `postgres_step` cannot translate."""
+_DEADLINE = "coalesce(last_seen, enrolled_at) + test_interval + grace"
+"""A device's next deadline, as the console's index (step 4) and queries write it: the
+same expression, or PostgreSQL will not use the index."""
+
 
 _BYTES = 'COLLATE "C"'
 """Text sorts as SQLite's BINARY collation does (UTF-8 bytes, so code points), whatever
@@ -92,6 +94,17 @@ def postgres_step(sql: str) -> str:
     sql = re.sub(r"\bREAL\b", "DOUBLE PRECISION", sql)
     sql = re.sub(r"\bBLOB\b", "BYTEA", sql)
     return re.sub(r"(?<![\"'])\b(" + "|".join(_RESERVED) + r")\b(?![\"'])", r'"\1"', sql)
+
+
+def _step_4_console() -> str:
+    # PostgreSQL wants an index's expression in parentheses of its own
+    return postgres_step(MIGRATIONS[3]).replace(
+        f"ON devices({_DEADLINE},", f"ON devices(({_DEADLINE}),"
+    )
+
+
+PG_OVERRIDES: dict[int, str] = {4: _step_4_console()}
+"""Step number -> its PostgreSQL text, for a step `postgres_step` cannot translate."""
 
 
 def pg_migrations() -> tuple[str, ...]:
@@ -803,13 +816,10 @@ class PostgresStore(Store):
         )
         return int(rows[0][0]), int(rows[0][1])
 
-    _DEADLINE = "coalesce(last_seen, enrolled_at) + test_interval + grace"
-    """As in the devices_deadline index, so that PostgreSQL can use it."""
-
     def console_device_states(
         self, now: float, *, limit: int = 50
     ) -> tuple[dict[str, int], list[tuple[str, str, float]]]:
-        deadline = self._DEADLINE
+        deadline = _DEADLINE
         late = f"%s <= {deadline} + 2 * test_interval"
         # one statement, so the counts are of one snapshot (a full scan: count(*) is
         # one anyway in PostgreSQL)
@@ -849,7 +859,7 @@ class PostgresStore(Store):
         offset: int = 0,
         limit: int = 200,
     ) -> tuple[list[tuple[Device, str, float | None]], int]:
-        deadline = self._DEADLINE
+        deadline = _DEADLINE
         judged = (
             f"SELECT {_DEVICE_COLUMNS}, CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
             f"WHEN %s <= {deadline} THEN CASE WHEN last_seen IS NULL THEN 'never' ELSE 'ok' END "
