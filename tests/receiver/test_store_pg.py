@@ -383,3 +383,43 @@ def test_the_postgresql_store_implements_every_method_of_the_store():
         assert inspect.signature(getattr(PostgresStore, name)).parameters.keys() == (
             signature.parameters.keys()
         ), name
+
+
+def test_lists_sort_as_sqlite_even_where_the_database_sorts_by_language():
+    """A database made with a language's collation (here ICU en-US, where "a" < "B")
+    still lists devices, accounts, sites and the console's pages in SQLite's order."""
+    import uuid
+
+    from .pgtest import admin, dsn_for, require_postgres
+
+    require_postgres()
+    database = f"callhome_icu_{uuid.uuid4().hex[:12]}"
+    admin(
+        f'CREATE DATABASE "{database}" TEMPLATE template0 LOCALE_PROVIDER icu '
+        "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    )
+    names = ["b", "B", "a", "_z", "Z", "é", "A1"]
+    try:
+        dsn = dsn_for(database)
+        with psycopg.connect(dsn) as db:
+            assert [
+                row[0]
+                for row in db.execute("SELECT x FROM unnest(%s::text[]) x ORDER BY x", (names,))
+            ] != sorted(names)  # the database's own order is not SQLite's
+        store = PostgresStore(dsn, create=True)
+        try:
+            for number, name in enumerate(names):
+                store.enroll(name, bytes([number] * 32), test_interval=60, grace=0, site=name)
+                store.console_add_account(name, "h", "viewer", 1.0)
+                store.sun_commit([], [(1, name, "{}")], [], 1.0)
+            assert [d.name for d in store.devices()] == sorted(names)
+            assert [a.name for a in store.console_accounts()] == sorted(names)
+            assert store.console_sites() == sorted(names)
+            assert [policy for _, policy, _ in store.sun_escalations()] == sorted(names)
+            for sort in ("name", "state", "site", "last_call"):  # ties broken by name
+                listed, _ = store.console_devices(0.0, sort=sort)
+                assert [d.name for d, _, _ in listed] == sorted(names), sort
+        finally:
+            store.close()
+    finally:
+        admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
