@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 
 from modem_drivers.hayes import CallEnded, ConnectRecord
 
@@ -52,9 +53,9 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def parse_endpoint(text: str) -> tuple[str, int]:
+def parse_endpoint(text: str, *, listen: bool = False) -> tuple[str, int]:
     """`host:port`, `1.2.3.4:port` or `[2001:db8::1]:port` -> (host, port). Raises
-    ValueError with a sentence."""
+    ValueError with a sentence. `listen`: port 0 (any free port) is allowed."""
     text = text.strip()
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -71,8 +72,9 @@ def parse_endpoint(text: str) -> tuple[str, int]:
             raise ValueError(f"{text!r}: give host:port")
         if ":" in host:
             raise ValueError(f"{text!r}: an IPv6 address is written [address]:port")
-    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    lowest = 0 if listen else 1
+    if not port_text.isascii() or not port_text.isdigit() or not lowest <= int(port_text) < 65536:
+        raise ValueError(f"{text!r}: the port must be a number from {lowest} to 65535")
     if not host.isascii() or any(c.isspace() or c in "/@" for c in host):
         raise ValueError(f"{text!r}: {host!r} is not a host name or address")
     return host, int(port_text)
@@ -83,6 +85,7 @@ class TcpCall(asyncio.Protocol):
 
     def __init__(self, *, incoming: bool) -> None:
         self.incoming = incoming
+        self.started = time.time()
         self.record = tcp_record("?")
         self.peer: tuple[str, int] | None = None
         self.ended = asyncio.Event()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from callhome.config import modem_settings, port_urls
+from callhome.tcp import parse_endpoint
 from modem_drivers.configfile import (
     Table,
     check_encodable,
@@ -15,6 +16,8 @@ from modem_drivers.configfile import (
     load_toml,
     loads_toml,
 )
+
+from .ip import IpLimits
 
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
 TEST_INTERVAL = (60.0, 366 * 86400.0)
@@ -39,6 +42,9 @@ class CentreConfig:
     time_scale: float = 1.0
     test_interval: float = 86400.0
     grace: float = 900.0
+    ip_listen: list[str] = field(default_factory=list)
+    """`[ip] listen`: TCP addresses (host:port) the receiver also answers on."""
+    ip_limits: IpLimits = field(default_factory=IpLimits)
 
     def dump(self) -> str:
         return dump_toml(
@@ -58,6 +64,7 @@ class CentreConfig:
                     "test_interval": format_duration(self.test_interval),
                     "grace": format_duration(self.grace),
                 },
+                **({"ip": {"listen": self.ip_listen}} if self.ip_listen else {}),
             },
             header="callhome centre configuration (callhome-receiver)\n"
             "paths are relative to this file's folder",
@@ -100,5 +107,41 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     )
     config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
+    config.ip_listen, config.ip_limits = _ip_settings(root.table("ip"))
     root.finish()
     return config
+
+
+def _ip_settings(table: Table) -> tuple[list[str], IpLimits]:
+    """`[ip]`: where to listen for devices over TCP (none by default) and the limits
+    that protect the listener before a peer has authenticated (docs/operations.md)."""
+    listen = table.strings("listen", [])
+    for address in listen:
+        try:
+            parse_endpoint(address, listen=True)
+        except ValueError as exc:
+            raise table.error("listen", str(exc)) from None
+    default = IpLimits()
+    limits = IpLimits(
+        handshake_timeout=table.duration(
+            "handshake_timeout", default.handshake_timeout, minimum=0.5, maximum=120.0
+        ),
+        max_connections=table.number(
+            "max_connections", int, default.max_connections, minimum=1, maximum=1_000_000
+        ),
+        max_handshakes=table.number(
+            "max_handshakes", int, default.max_handshakes, minimum=1, maximum=1_000_000
+        ),
+        max_handshakes_per_source=table.number(
+            "max_handshakes_per_source",
+            int,
+            default.max_handshakes_per_source,
+            minimum=1,
+            maximum=1_000_000,
+        ),
+        rate=table.number("rate", float, default.rate, minimum=0.001, maximum=1e6),
+        burst=table.number("burst", int, default.burst, minimum=1, maximum=1_000_000),
+        sources=table.number("sources", int, default.sources, minimum=16, maximum=10_000_000),
+    )
+    table.finish()
+    return listen, limits

@@ -1,0 +1,426 @@
+"""The TCP listener: the call-home protocol over IP, beside the modem bank.
+
+Each connection runs the same `ServerSession`, through the same code, as a modem call
+(`PortWorker._serve_call`); only the framing (length-prefixed, `callhome.tcp`) and the
+timers differ. What a modem line gives for free — one caller per port, a caller who
+pays for the call — a TCP port does not, so before a peer has authenticated it meets,
+in order:
+
+* a cap on connections in all (`max_connections`), authenticated ones included;
+* a cap on connections still in their handshake, in all (`max_handshakes`) and per
+  source (`max_handshakes_per_source`);
+* a token bucket per source (`rate` new connections a second, `burst` at once);
+* a handshake deadline (`handshake_timeout`, from accept to the caller's first
+  authenticated record).
+
+A source is an IPv4 address, or an IPv6 /64 (one subscriber's allocation). A refused
+connection is reset at once: it gets no byte from us, and costs no task, no store write
+and no log line of its own. Refusals are counted by reason and logged as a summary at
+most every `summary_interval`; the counters are also written to `ip-status.json` beside
+the store, which `callhome-receiver ip` prints. A peer that gets past the limits but
+sends no valid handshake gets at most a NOTICE per HS1 (shorter than the HS1: no
+amplification) and is not recorded as a call: only a peer that completes a Noise
+handshake with a device key (accepted or refused) is.
+
+`Admission` holds the limits and is sans-IO (times are arguments), tested in virtual
+time; `IpListener` is the asyncio shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from callhome.tcp import TcpCall, format_address, parse_endpoint, tcp_transfer_config
+from callhome.wire.session import (
+    Event,
+    HandshakeRefused,
+    HandshakeRequested,
+    ServerSession,
+)
+from callhome.wire.transfer import TransferConfig
+from modem_drivers.hayes import DataCall
+
+from .bank import Bank, CallState, PortWorker
+
+log = structlog.get_logger("callhome.receiver.ip")
+
+PATH = "ip"
+"""The path recorded with every call that came over TCP (the bank's are "modem")."""
+STATUS_FILE = "ip-status.json"
+
+
+@dataclass(frozen=True)
+class IpLimits:
+    handshake_timeout: float = 5.0
+    max_connections: int = 1024
+    max_handshakes: int = 256
+    max_handshakes_per_source: int = 8
+    rate: float = 5.0
+    """New connections a second per source, on average."""
+    burst: int = 20
+    """New connections a source may open at once."""
+    sources: int = 100_000
+    """Sources whose buckets are remembered (memory bound; the least recently seen
+    are forgotten first)."""
+    summary_interval: float = 10.0
+
+
+REASONS = ("connections", "handshakes", "source handshakes", "rate", "deadline", "handshake")
+"""Why a connection was refused or ended unauthenticated: the connection cap, the
+handshake cap, the per-source handshake cap, the per-source rate, the handshake
+deadline, a handshake that failed (garbage, a bad HS1, a peer that hung up)."""
+
+
+def source_of(address: str) -> str:
+    """The key limits count by: the IPv4 address, or the /64 of an IPv6 one."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+    handshakes: int = 0
+
+
+@dataclass
+class Admission:
+    """The listener's limits, sans-IO: `admit` when a peer connects (None: let it in;
+    otherwise the reason), `authenticated` when it proved it holds a device key (or was
+    refused by the protocol), `closed` when its connection ends."""
+
+    limits: IpLimits = field(default_factory=IpLimits)
+    connections: int = 0
+    handshakes: int = 0
+    admitted: int = 0
+    authenticated_count: int = 0
+    refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    _sources: OrderedDict[str, _Bucket] = field(default_factory=OrderedDict)
+
+    def admit(self, source: str, now: float) -> str | None:
+        limits = self.limits
+        bucket = self._bucket(source, now)
+        reason: str | None = None
+        if self.connections >= limits.max_connections:
+            reason = "connections"
+        elif self.handshakes >= limits.max_handshakes:
+            reason = "handshakes"
+        elif bucket.handshakes >= limits.max_handshakes_per_source:
+            reason = "source handshakes"
+        elif bucket.tokens < 1.0:
+            reason = "rate"
+        if reason is not None:
+            self.refused[reason] += 1
+            return reason
+        bucket.tokens -= 1.0
+        bucket.handshakes += 1
+        self.connections += 1
+        self.handshakes += 1
+        self.admitted += 1
+        return None
+
+    def authenticated(self, source: str) -> None:
+        """The handshake is over: its slot is free for another."""
+        self.authenticated_count += 1
+        self._release(source)
+
+    def closed(self, source: str, *, handshaking: bool, reason: str | None = None) -> None:
+        """A connection ended; `handshaking`: before `authenticated` (then `reason`,
+        "deadline" or "handshake", is counted)."""
+        self.connections -= 1
+        if handshaking:
+            self._release(source)
+            if reason is not None:
+                self.refused[reason] += 1
+
+    def _release(self, source: str) -> None:
+        self.handshakes -= 1
+        bucket = self._sources.get(source)
+        if bucket is not None and bucket.handshakes > 0:
+            bucket.handshakes -= 1
+
+    def _bucket(self, source: str, now: float) -> _Bucket:
+        limits = self.limits
+        bucket = self._sources.get(source)
+        if bucket is None:
+            bucket = _Bucket(float(limits.burst), now)
+            self._sources[source] = bucket
+            self._forget(now)
+        else:
+            self._sources.move_to_end(source)
+            elapsed = max(0.0, now - bucket.stamp)
+            bucket.tokens = min(float(limits.burst), bucket.tokens + elapsed * limits.rate)
+            bucket.stamp = now
+        return bucket
+
+    def _forget(self, now: float) -> None:
+        """Beyond `sources`, drop the least recently seen with no handshake open (a
+        forgotten source starts with a full bucket: the bound costs a little rate
+        precision for a flood from very many addresses, never memory)."""
+        while len(self._sources) > self.limits.sources:
+            for key, bucket in self._sources.items():
+                if bucket.handshakes == 0:
+                    del self._sources[key]
+                    break
+            else:
+                return
+
+    @property
+    def sources_tracked(self) -> int:
+        return len(self._sources)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "connections": self.connections,
+            "handshakes": self.handshakes,
+            "admitted": self.admitted,
+            "authenticated": self.authenticated_count,
+            "refused": dict(self.refused),
+            "sources_tracked": self.sources_tracked,
+        }
+
+
+class IpCall(PortWorker):
+    """One TCP connection at the centre: the bank's call handling, with TCP timers, no
+    hang-up wait, and a call record only once the peer completes a handshake."""
+
+    def __init__(self, listener: IpListener, call: TcpCall, source: str, peer: str) -> None:
+        super().__init__(listener.bank, peer, 0)
+        self.name = PATH
+        self.listener = listener
+        self.call = call
+        self.source = source
+        self.peer = peer
+        self.handshaking = True
+        self._log = log.bind(port=PATH, peer=peer)
+
+    async def _start_record(self, state: CallState) -> None:
+        """Nothing yet: a stranger's connection costs no store write."""
+
+    async def _record_now(self, state: CallState) -> None:
+        if state.call_id is None:
+            state.call_id = await self.bank.store.start_call(
+                PATH, state.caller, self.call.started, path=PATH
+            )
+
+    def _transfer_config(self, call: DataCall | TcpCall) -> TransferConfig:
+        return tcp_transfer_config(self.listener.limits.handshake_timeout, self.bank.scale)
+
+    async def _let_caller_hang_up(self, call: DataCall | TcpCall) -> None:
+        """Nothing to wait for: TCP delivers what we wrote before our FIN."""
+
+    async def _event(self, session: ServerSession, event: Event, state: CallState) -> None:
+        if isinstance(event, HandshakeRequested | HandshakeRefused):
+            await self._record_now(state)
+        await super()._event(session, event, state)
+        if self.handshaking and (state.confirmed or (state.outcome or "").startswith("refused")):
+            # proved it holds a device key (or was refused by the protocol, which tells
+            # it why and closes): no longer a handshake the limits count
+            self.handshaking = False
+            self.listener.admission.authenticated(self.source)
+
+    async def _record(self, call: DataCall | TcpCall, state: CallState) -> None:
+        if state.call_id is None:
+            # never got as far as a device key: counted, not recorded or logged as a call
+            self._log.debug("ip.unauthenticated", outcome=state.outcome, error=state.error)
+            return
+        await super()._record(call, state)
+
+
+class IpListener:
+    """Listens on `addresses` (host:port), serving each admitted connection."""
+
+    def __init__(
+        self,
+        bank: Bank,
+        addresses: list[str],
+        limits: IpLimits | None = None,
+        *,
+        status_path: Path | None = None,
+    ) -> None:
+        self.bank = bank
+        self.addresses = [parse_endpoint(a, listen=True) for a in addresses]
+        self.limits = limits or IpLimits()
+        self.admission = Admission(self.limits)
+        self.status_path = status_path
+        self.in_call = 0
+        self.bound: list[tuple[str, int]] = []
+        """The addresses actually listened on (port 0 in the config: the one chosen)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._servers: list[asyncio.Server] = []
+        self._reported: dict[str, int] = dict(self.admission.refused)
+        self.started = time.time()
+
+    async def start(self) -> None:
+        """Bind every address (before the bank starts: an address in use is a
+        configuration error to report at once). Raises OSError naming the address."""
+        loop = asyncio.get_running_loop()
+        try:
+            for host, port in self.addresses:
+                try:
+                    server = await loop.create_server(
+                        self._protocol, host, port, backlog=1024, reuse_address=True
+                    )
+                except OSError as exc:
+                    raise OSError(
+                        exc.errno, f"cannot listen on {format_address(host, port)}: {exc.strerror}"
+                    ) from None
+                self._servers.append(server)
+                for sock in server.sockets:
+                    name = sock.getsockname()
+                    self.bound.append((str(name[0]), int(name[1])))
+        except OSError:
+            for server in self._servers:
+                server.close()
+            raise
+        log.info(
+            "ip.listening",
+            addresses=[format_address(*a) for a in self.bound],
+            **asdict(self.limits),
+        )
+
+    async def run(self) -> None:
+        bank = self.bank
+        if not self._servers:
+            await self.start()
+        try:
+            while not bank.stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        bank.stopping.wait(), self.limits.summary_interval * bank.scale
+                    )
+                self._summary()
+        finally:
+            for server in self._servers:
+                server.close()
+            if self._tasks:  # the bank sets hard_stop when they may not finish
+                await asyncio.wait(set(self._tasks))
+            self._summary()
+            log.info("ip.stopped")
+
+    def _protocol(self) -> TcpCall:
+        return _Incoming(self)
+
+    def connected(self, call: TcpCall) -> None:
+        """A peer connected (called from the protocol, before any task exists)."""
+        peer = call.peer or ("?", 0)
+        source = source_of(peer[0])
+        loop = asyncio.get_running_loop()
+        if self.bank.stopping.is_set():
+            call.abort()
+            return
+        reason = self.admission.admit(source, loop.time() / max(self.bank.scale, 1e-9))
+        if reason is not None:
+            call.abort()
+            return
+        self.in_call += 1
+        handler = IpCall(self, call, source, format_address(*peer))
+        task = asyncio.ensure_future(self._serve(handler))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, handler: IpCall) -> None:
+        call = handler.call
+        loop = asyncio.get_running_loop()
+        deadline_hit = False
+
+        def deadline() -> None:
+            nonlocal deadline_hit
+            if handler.handshaking:
+                deadline_hit = True
+                call.abort()
+
+        timer = loop.call_later(self.limits.handshake_timeout * self.bank.scale, deadline)
+        state = CallState(PATH, handler.peer)
+        try:
+            await handler._serve_call(call, state)
+        except OSError as exc:
+            state.outcome = state.outcome or "dropped"
+            state.error = state.error or str(exc)
+        finally:
+            timer.cancel()
+            with contextlib.suppress(OSError):
+                await call.hangup(linger=1.0 * self.bank.scale)
+            if deadline_hit:
+                state.outcome = "failed"
+                state.error = (
+                    "no authenticated record within the handshake deadline "
+                    f"({self.limits.handshake_timeout:g} s)"
+                )
+            try:
+                await handler._record(call, state)
+            finally:
+                self.in_call -= 1
+                reason = "deadline" if deadline_hit else "handshake"
+                self.admission.closed(
+                    handler.source, handshaking=handler.handshaking, reason=reason
+                )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "listening": [format_address(*a) for a in self.bound],
+            "since": self.started,
+            "written": time.time(),
+            "limits": asdict(self.limits),
+            **self.admission.status(),
+        }
+
+    def _summary(self) -> None:
+        refused = self.admission.refused
+        new = {k: v - self._reported.get(k, 0) for k, v in refused.items()}
+        if any(new.values()):
+            log.warning(
+                "ip.refused",
+                **{k.replace(" ", "_"): v for k, v in new.items() if v},
+                total=sum(refused.values()),
+            )
+            self._reported = dict(refused)
+        if self.status_path is not None:
+            write_status(self.status_path, self.status())
+
+
+class _Incoming(TcpCall):
+    def __init__(self, listener: IpListener) -> None:
+        super().__init__(incoming=True)
+        self.listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.listener.connected(self)
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    """Atomically (a reader never sees half a file); a failure is logged, not fatal."""
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(json.dumps(status, indent=2))
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.warning("ip.status_not_written", path=str(path), error=str(exc))
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,76 @@
+"""The centre's TCP listener, in-process over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from callhome.tcp import connect_tcp
+from callhome.wire.errors import Refused
+from callhome.wire.session import CallFailed
+from receiver.ip import IpLimits
+
+from .helpers import acknowledged, centre, enroll, send_report
+
+
+async def _wait(condition, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_report_over_tcp_is_stored_once_with_its_path(tmp_path):
+    async with centre(tmp_path) as c:
+        key = enroll(c, tmp_path, "plant")
+        events = await send_report(c, key, 1, severity="warning", component="psu")
+        assert acknowledged(events) == [1]
+        await _wait(lambda: c.store.calls() and c.store.calls()[0].outcome != "in progress")
+        (stored,) = c.store.messages()
+        assert (stored.device, stored.component, stored.path) == ("plant", "psu", "ip")
+        (call,) = c.store.calls()
+        assert (call.path, call.port, call.outcome, call.device) == (
+            "ip",
+            "ip",
+            "completed",
+            "plant",
+        )
+        assert call.caller_id.startswith("127.0.0.1:")
+        assert c.listener.admission.authenticated_count == 1
+
+
+async def test_a_revoked_device_is_refused_and_recorded(tmp_path):
+    async with centre(tmp_path) as c:
+        stranger = enroll(c, tmp_path, "ghost")
+        c.store.revoke("ghost", 0.0)
+        events = await send_report(c, stranger, 1, severity="info")
+        (failed,) = [e for e in events if isinstance(e, CallFailed)]
+        assert isinstance(failed.error, Refused) and failed.error.reason == "revoked"
+        await _wait(lambda: c.store.calls() and c.store.calls()[0].outcome != "in progress")
+        assert c.store.calls()[0].outcome == "refused: revoked"
+        assert c.store.messages() == []
+
+
+async def test_strangers_get_nothing_and_cost_no_call_record(tmp_path):
+    limits = IpLimits(handshake_timeout=0.3, burst=3, rate=0.01)
+    async with centre(tmp_path, limits) as c:
+        host, port = c.address
+        junk = await connect_tcp(host, port, 5.0)
+        junk.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        silent = await connect_tcp(host, port, 5.0)
+        for call in (junk, silent):
+            await asyncio.wait_for(call.ended.wait(), 5.0)
+            assert call.bytes_in == 0  # not one byte back
+        # the bucket (burst 3) is spent: the next is reset at once
+        third = await connect_tcp(host, port, 5.0)
+        fourth = await connect_tcp(host, port, 5.0)
+        await asyncio.wait_for(fourth.ended.wait(), 5.0)
+        await asyncio.wait_for(third.ended.wait(), 5.0)
+        admission = c.listener.admission
+        await _wait(lambda: admission.connections == 0)
+        assert admission.refused["rate"] == 1
+        assert admission.refused["handshake"] == 1 and admission.refused["deadline"] == 2
+        assert c.store.calls() == []
+    status = json.loads((tmp_path / "ip-status.json").read_text())
+    assert status["refused"]["rate"] == 1 and status["admitted"] == 3
