@@ -26,11 +26,11 @@ TCP_RATE = 100_000_000
 (`flight_seconds` of it) and makes line time negligible in the deadlines."""
 
 
-def tcp_transfer_config(handshake_timeout: float = 5.0, scale: float = 1.0) -> TransferConfig:
+def tcp_transfer_config(handshake_timeout: float = 5.0) -> TransferConfig:
     """Protocol timers for TCP: no line to wait for, nothing lost or damaged, so the
     handshake has `handshake_timeout` in all (the centre's deadline before a peer has
     proved anything) and retransmission only covers a peer that stalls."""
-    config = TransferConfig(
+    return TransferConfig(
         line_rate=TCP_RATE,
         stream=True,
         handshake_timeout=handshake_timeout,
@@ -40,7 +40,6 @@ def tcp_transfer_config(handshake_timeout: float = 5.0, scale: float = 1.0) -> T
         ack_delay=0.005,
         close_linger=1.0,
     )
-    return config if scale == 1.0 else config.scaled(scale)
 
 
 def tcp_record(peer: str) -> ConnectRecord:

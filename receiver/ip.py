@@ -76,10 +76,19 @@ class IpLimits:
     summary_interval: float = 10.0
 
 
-REASONS = ("connections", "handshakes", "source handshakes", "rate", "deadline", "handshake")
+REASONS = (
+    "connections",
+    "handshakes",
+    "source handshakes",
+    "rate",
+    "deadline",
+    "undecryptable",
+    "handshake",
+)
 """Why a connection was refused or ended unauthenticated: the connection cap, the
 handshake cap, the per-source handshake cap, the per-source rate, the handshake
-deadline, a handshake that failed (garbage, a bad HS1, a peer that hung up)."""
+deadline, an HS1 we could not decrypt (a device with the wrong centre key, or a
+forgery), another failed handshake (not our protocol, a peer that hung up)."""
 
 
 def source_of(address: str) -> str:
@@ -223,7 +232,9 @@ class IpCall(PortWorker):
             )
 
     def _transfer_config(self, call: DataCall | TcpCall) -> TransferConfig:
-        return tcp_transfer_config(self.listener.limits.handshake_timeout, self.bank.scale)
+        # real time even when the bank's modems run on a scaled virtual network: TCP
+        # does not scale
+        return tcp_transfer_config(self.listener.limits.handshake_timeout)
 
     async def _let_caller_hang_up(self, call: DataCall | TcpCall) -> None:
         """Nothing to wait for: TCP delivers what we wrote before our FIN."""
@@ -302,12 +313,11 @@ class IpListener:
         bank = self.bank
         if not self._servers:
             await self.start()
+        self._summary()  # the status file exists from the start
         try:
             while not bank.stopping.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        bank.stopping.wait(), self.limits.summary_interval * bank.scale
-                    )
+                    await asyncio.wait_for(bank.stopping.wait(), self.limits.summary_interval)
                 self._summary()
         finally:
             for server in self._servers:
@@ -328,7 +338,7 @@ class IpListener:
         if self.bank.stopping.is_set():
             call.abort()
             return
-        reason = self.admission.admit(source, loop.time() / max(self.bank.scale, 1e-9))
+        reason = self.admission.admit(source, loop.time())
         if reason is not None:
             call.abort()
             return
@@ -349,7 +359,7 @@ class IpListener:
                 deadline_hit = True
                 call.abort()
 
-        timer = loop.call_later(self.limits.handshake_timeout * self.bank.scale, deadline)
+        timer = loop.call_later(self.limits.handshake_timeout, deadline)
         state = CallState(PATH, handler.peer)
         try:
             await handler._serve_call(call, state)
@@ -359,7 +369,7 @@ class IpListener:
         finally:
             timer.cancel()
             with contextlib.suppress(OSError):
-                await call.hangup(linger=1.0 * self.bank.scale)
+                await call.hangup(linger=1.0)
             if deadline_hit:
                 state.outcome = "failed"
                 state.error = (
@@ -370,7 +380,13 @@ class IpListener:
                 await handler._record(call, state)
             finally:
                 self.in_call -= 1
-                reason = "deadline" if deadline_hit else "handshake"
+                reason = (
+                    "deadline"
+                    if deadline_hit
+                    else "undecryptable"
+                    if state.undecryptable
+                    else "handshake"
+                )
                 self.admission.closed(
                     handler.source, handshaking=handler.handshaking, reason=reason
                 )

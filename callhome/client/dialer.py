@@ -295,7 +295,7 @@ async def _converse(
         server_public=config.centre_key,
         call_counter=counter,
         epoch=spool.epoch,
-        config=tcp_transfer_config(scale=config.time_scale)
+        config=tcp_transfer_config()  # real time: TCP does not scale with a virtual line
         if isinstance(call, TcpCall)
         else transfer_config(call.record.rate, config.time_scale),
     )

@@ -36,6 +36,7 @@ def test_handshakes_per_source_and_in_all_and_connections():
         "source handshakes": 1,
         "rate": 0,
         "deadline": 1,
+        "undecryptable": 0,
         "handshake": 0,
     }
 
