@@ -33,6 +33,8 @@ import contextlib
 import ipaddress
 import json
 import os
+import socket
+import struct
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -58,6 +60,12 @@ log = structlog.get_logger("callhome.receiver.ip")
 PATH = "ip"
 """The path recorded with every call that came over TCP (the bank's are "modem")."""
 STATUS_FILE = "ip-status.json"
+BACKLOG = 4096
+"""The kernel's queue of connections not yet accepted (capped by net.core.somaxconn)."""
+ACCEPT_BATCH = 512
+"""Connections taken per wake-up: a flood is drained quickly, other work still runs."""
+_RESET = struct.pack("ii", 1, 0)
+"""SO_LINGER on, 0 s: close() sends a reset, and nothing else, to a refused peer."""
 
 
 @dataclass(frozen=True)
@@ -277,7 +285,8 @@ class IpListener:
         self.bound: list[tuple[str, int]] = []
         """The addresses actually listened on (port 0 in the config: the one chosen)."""
         self._tasks: set[asyncio.Task[None]] = set()
-        self._servers: list[asyncio.Server] = []
+        self._sockets: list[socket.socket] = []
+        self.accept_errors = 0
         self._reported: dict[str, int] = dict(self.admission.refused)
         self.started = time.time()
 
@@ -288,20 +297,18 @@ class IpListener:
         try:
             for host, port in self.addresses:
                 try:
-                    server = await loop.create_server(
-                        self._protocol, host, port, backlog=1024, reuse_address=True
+                    infos = await loop.getaddrinfo(
+                        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
                     )
+                    for family, kind, proto, _name, address in dict.fromkeys(infos):
+                        self._listen(socket.socket(family, kind, proto), address)
                 except OSError as exc:
                     raise OSError(
-                        exc.errno, f"cannot listen on {format_address(host, port)}: {exc.strerror}"
+                        exc.errno,
+                        f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}",
                     ) from None
-                self._servers.append(server)
-                for sock in server.sockets:
-                    name = sock.getsockname()
-                    self.bound.append((str(name[0]), int(name[1])))
         except OSError:
-            for server in self._servers:
-                server.close()
+            self._close_sockets()
             raise
         log.info(
             "ip.listening",
@@ -309,9 +316,29 @@ class IpListener:
             **asdict(self.limits),
         )
 
+    def _listen(self, sock: socket.socket, address: Any) -> None:
+        self._sockets.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+        name = sock.getsockname()
+        self.bound.append((str(name[0]), int(name[1])))
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, sock)
+
+    def _close_sockets(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError, ValueError):
+                loop.remove_reader(sock.fileno())
+            sock.close()
+        self._sockets.clear()
+
     async def run(self) -> None:
         bank = self.bank
-        if not self._servers:
+        if not self._sockets:
             await self.start()
         self._summary()  # the status file exists from the start
         try:
@@ -320,33 +347,53 @@ class IpListener:
                     await asyncio.wait_for(bank.stopping.wait(), self.limits.summary_interval)
                 self._summary()
         finally:
-            for server in self._servers:
-                server.close()
+            self._close_sockets()
             if self._tasks:  # the bank sets hard_stop when they may not finish
                 await asyncio.wait(set(self._tasks))
             self._summary()
             log.info("ip.stopped")
 
-    def _protocol(self) -> TcpCall:
-        return _Incoming(self)
-
-    def connected(self, call: TcpCall) -> None:
-        """A peer connected (called from the protocol, before any task exists)."""
-        peer = call.peer or ("?", 0)
-        source = source_of(peer[0])
+    def _accept(self, listening: socket.socket) -> None:
+        """Take the waiting connections; judge each on its source address before any
+        transport, task or buffer exists for it: a refused one costs an accept and a
+        reset, so a flood is turned away at the rate the kernel can hand it over."""
         loop = asyncio.get_running_loop()
-        if self.bank.stopping.is_set():
-            call.abort()
+        now = loop.time()
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # out of file descriptors or buffers: stop accepting for a moment
+                # rather than spin; the kernel's queue holds (or drops) the rest
+                self.accept_errors += 1
+                log.error("ip.accept_failed", error=str(exc))
+                loop.remove_reader(listening.fileno())
+                loop.call_later(0.1, loop.add_reader, listening.fileno(), self._accept, listening)
+                return
+            source = source_of(str(peer[0]))
+            if self.bank.stopping.is_set() or self.admission.admit(source, now) is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                sock.close()
+                continue
+            self.in_call += 1
+            task = asyncio.ensure_future(self._take(sock, source, format_address(*peer[:2])))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _take(self, sock: socket.socket, source: str, peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, call = await loop.connect_accepted_socket(
+                lambda: TcpCall(incoming=True), sock
+            )
+        except OSError:
+            sock.close()
+            self.in_call -= 1
+            self.admission.closed(source, handshaking=True, reason="handshake")
             return
-        reason = self.admission.admit(source, loop.time())
-        if reason is not None:
-            call.abort()
-            return
-        self.in_call += 1
-        handler = IpCall(self, call, source, format_address(*peer))
-        task = asyncio.ensure_future(self._serve(handler))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self._serve(IpCall(self, call, source, peer))
 
     async def _serve(self, handler: IpCall) -> None:
         call = handler.call
@@ -397,6 +444,7 @@ class IpListener:
             "since": self.started,
             "written": time.time(),
             "limits": asdict(self.limits),
+            "accept_errors": self.accept_errors,
             **self.admission.status(),
         }
 
@@ -412,16 +460,6 @@ class IpListener:
             self._reported = dict(refused)
         if self.status_path is not None:
             write_status(self.status_path, self.status())
-
-
-class _Incoming(TcpCall):
-    def __init__(self, listener: IpListener) -> None:
-        super().__init__(incoming=True)
-        self.listener = listener
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.listener.connected(self)
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
