@@ -82,3 +82,43 @@ async def send_report(
 
 def acknowledged(events: list[Event]) -> list[int]:
     return [e.seq for e in events if isinstance(e, MessageAcknowledged)]
+
+
+class CuttingRelay:
+    """A TCP relay to `target` that resets both sides once `cut_after` bytes from the
+    device have passed: a network path that fails mid-call."""
+
+    def __init__(self, target: str, cut_after: int) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.cut_after = cut_after
+        self.forwarded = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def down() -> None:
+            while data := await up_reader.read(4096):
+                writer.write(data)
+
+        async def up() -> None:
+            while data := await reader.read(512):
+                room = self.cut_after - self.forwarded
+                up_writer.write(data[:room])
+                self.forwarded += min(room, len(data))
+                if self.forwarded >= self.cut_after:
+                    for side in (writer, up_writer):
+                        side.transport.abort()
+                    return
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(down(), up())
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()

@@ -23,6 +23,8 @@ from receiver.bank import Bank
 from receiver.ip import IpListener
 from receiver.store import AsyncStore, SQLiteStore
 
+from .helpers import CuttingRelay
+
 SCALE = 0.05
 
 
@@ -138,3 +140,25 @@ async def test_every_path_down_is_no_carrier(world):
     report = await call_centre(config, world.spool, world.key)
     assert report.result == "no carrier" and report.exit_code == exitcodes.NO_CARRIER
     assert "127.0.0.1" in report.detail and len(world.spool.queued()) == 1
+
+
+async def test_a_message_cut_over_ip_resumes_over_ip(world):
+    big = {"severity": "error", "component": "raid1", "log": os.urandom(6000).hex()}
+    world.spool.enqueue(Kind.REPORT, big)
+    relay = CuttingRelay(world.ip, cut_after=4000)
+    through = await relay.start()
+    try:
+        first = await call_centre(world.config(lan=through), world.spool, world.key)
+    finally:
+        relay.close()
+    assert first.result == "dropped" and first.path == "lan", first
+    assert first.exit_code == exitcodes.NO_CARRIER
+    assert len(world.spool.queued()) == 1 and world.store.messages() == []
+    await _settled(world.store)
+    second = await call_centre(world.config(lan=world.ip), world.spool, world.key)
+    assert second.result == "ok", second
+    assert len(world.store.messages()) == 1 and world.spool.queued() == []
+    await _settled(world.store)
+    calls = world.store.calls()
+    assert [(c.path, c.outcome) for c in calls] == [("ip", "completed"), ("ip", "dropped")]
+    assert calls[0].bytes_in < 5000 < calls[0].bytes_in + calls[1].bytes_in  # resumed
