@@ -105,10 +105,17 @@ MESSAGE = encode_message(
 
 
 async def one_call(
-    port: int, centre_public: bytes, key: bytes, counter: int, *, source: str = "127.0.0.1"
+    port: int,
+    centre_public: bytes,
+    key: bytes,
+    counter: int,
+    *,
+    source: str = "127.0.0.1",
+    connects: list[float] | None = None,
 ) -> float | None:
     """A line-test call: handshake, one message, its acknowledgement, close. Returns
-    the seconds from connecting to the acknowledgement, None if it failed."""
+    the seconds from connecting to the acknowledgement, None if it failed; the seconds
+    the TCP connection took go to `connects`."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
@@ -123,6 +130,8 @@ async def one_call(
         )
     except (OSError, TimeoutError):
         return None
+    if connects is not None:
+        connects.append(loop.time() - started)
     session = ClientSession(
         static_private=key,
         server_public=centre_public,
