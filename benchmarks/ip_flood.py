@@ -6,12 +6,13 @@ devices keep calling: the devices' acknowledgement latency and the receiver's me
 
 Each flooder process (at nice 19: it stands for other machines) opens TCP connections
 from 127.0.0.2 (and up, `--sources` addresses), sends a forged HS1 (a well-framed
-handshake message of random bytes), and resets the connection, at `--rate` attempts a second in all. Meanwhile each device,
-from an address of its own (127.0.1.x), makes a line-test call (handshake, one message,
-acknowledgement, close) about once a second. The receiver is the real
-`callhome-receiver run` with the default [ip] limits; figures: the attempts a second
-actually made (Python on a shared machine may fall short of `--rate`: it is printed),
-the devices' calls and ack latency (p50, p99), the receiver's CPU and resident memory
+handshake message of random bytes), and resets the connection, at `--rate` attempts a
+second in all. Meanwhile each device, from an address of its own (127.0.1.x), makes a
+line-test call (handshake, one message, acknowledgement, close) about once a second.
+The receiver is the real `callhome-receiver run` with the default [ip] limits; figures:
+the attempts a second actually made (Python on a shared machine may fall short of
+`--rate`: it is printed), the devices' calls, TCP connect times and ack latency (p50,
+p99), the receiver's CPU and resident memory
 (start, peak, end), and its refusal counters.
 """
 
