@@ -164,6 +164,13 @@ class TcpCall(asyncio.Protocol):
             self._transport.resume_reading()
         return data
 
+    def unread(self, data: bytes) -> None:
+        """Put bytes back in front of what `read` returns next (what followed a header
+        the listener consumed)."""
+        if data:
+            self._buffer[:0] = data
+            self._readable.set()
+
     def write(self, data: bytes) -> None:
         transport = self._transport
         if self.ended.is_set() or transport is None or transport.is_closing():

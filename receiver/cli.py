@@ -314,6 +314,7 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
             config.ip_listen,
             config.ip_limits,
             status_path=config.store.parent / STATUS_FILE,
+            proxies=config.ip_proxies,
         )
         try:
             await listener.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ class CentreConfig:
     ip_listen: list[str] = field(default_factory=list)
     """`[ip] listen`: TCP addresses (host:port) the receiver also answers on."""
     ip_limits: IpLimits = field(default_factory=IpLimits)
+    ip_proxies: list[str] = field(default_factory=list)
+    """`[ip] proxies`: TCP proxies (addresses or networks) that send a PROXY header."""
 
     def dump(self) -> str:
         return dump_toml(
@@ -107,12 +110,12 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     )
     config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
-    config.ip_listen, config.ip_limits = _ip_settings(root.table("ip"))
+    config.ip_listen, config.ip_limits, config.ip_proxies = _ip_settings(root.table("ip"))
     root.finish()
     return config
 
 
-def _ip_settings(table: Table) -> tuple[list[str], IpLimits]:
+def _ip_settings(table: Table) -> tuple[list[str], IpLimits, list[str]]:
     """`[ip]`: where to listen for devices over TCP (none by default) and the limits
     that protect the listener before a peer has authenticated (docs/operations.md)."""
     listen = table.strings("listen", [])
@@ -143,5 +146,11 @@ def _ip_settings(table: Table) -> tuple[list[str], IpLimits]:
         burst=table.number("burst", int, default.burst, minimum=1, maximum=1_000_000),
         sources=table.number("sources", int, default.sources, minimum=16, maximum=10_000_000),
     )
+    proxies = table.strings("proxies", [])
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise table.error("proxies", f"{proxy!r} is not an address or network") from None
     table.finish()
-    return listen, limits
+    return listen, limits, proxies

@@ -43,7 +43,7 @@ from typing import Any
 
 import structlog
 
-from callhome.tcp import TcpCall, format_address, parse_endpoint, tcp_transfer_config
+from callhome.tcp import TcpCall, format_address, parse_endpoint, tcp_record, tcp_transfer_config
 from callhome.wire.session import (
     Event,
     HandshakeRefused,
@@ -54,6 +54,8 @@ from callhome.wire.transfer import TransferConfig
 from modem_drivers.hayes import DataCall
 
 from .bank import Bank, CallState, PortWorker
+from .proxyheader import ProxyHeader, ProxyHeaderError
+from .proxyheader import parse as parse_proxy_header
 
 log = structlog.get_logger("callhome.receiver.ip")
 
@@ -92,11 +94,13 @@ REASONS = (
     "deadline",
     "undecryptable",
     "handshake",
+    "proxy header",
 )
 """Why a connection was refused or ended unauthenticated: the connection cap, the
 handshake cap, the per-source handshake cap, the per-source rate, the handshake
 deadline, an HS1 we could not decrypt (a device with the wrong centre key, or a
-forgery), another failed handshake (not our protocol, a peer that hung up)."""
+forgery), another failed handshake (not our protocol, a peer that hung up), a trusted
+proxy's connection without a valid PROXY header in time."""
 
 
 def source_of(address: str) -> str:
@@ -275,8 +279,12 @@ class IpListener:
         limits: IpLimits | None = None,
         *,
         status_path: Path | None = None,
+        proxies: list[str] | None = None,
     ) -> None:
+        """`proxies`: addresses or networks of TCP proxies whose connections begin with
+        a PROXY header (`proxyheader.py`): the limits apply to the address it names."""
         self.bank = bank
+        self.proxies = [ipaddress.ip_network(p, strict=False) for p in proxies or []]
         self.addresses = [parse_endpoint(a, listen=True) for a in addresses]
         self.limits = limits or IpLimits()
         self.admission = Admission(self.limits)
@@ -372,6 +380,14 @@ class IpListener:
                 loop.remove_reader(listening.fileno())
                 loop.call_later(0.1, loop.add_reader, listening.fileno(), self._accept, listening)
                 return
+            if self.proxies and self._from_proxy(str(peer[0])):
+                if self.bank.stopping.is_set():
+                    self._reset(sock)
+                    continue
+                task = asyncio.ensure_future(self._take_proxied(sock, format_address(*peer[:2])))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                continue
             source = source_of(str(peer[0]))
             if self.bank.stopping.is_set() or self.admission.admit(source, now) is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
@@ -381,6 +397,57 @@ class IpListener:
             task = asyncio.ensure_future(self._take(sock, source, format_address(*peer[:2])))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _from_proxy(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.proxies)
+
+    @staticmethod
+    def _reset(sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        sock.close()
+
+    async def _take_proxied(self, sock: socket.socket, proxy: str) -> None:
+        """A connection from a trusted proxy: read its PROXY header (within the
+        handshake deadline), then judge the client it names as if it had connected."""
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, call = await loop.connect_accepted_socket(
+                lambda: TcpCall(incoming=True), sock
+            )
+        except OSError:
+            sock.close()
+            return
+        received = b""
+        header: ProxyHeader | None = None
+        try:
+            async with asyncio.timeout(self.limits.handshake_timeout):
+                while header is None:
+                    data = await call.read()
+                    if not data:
+                        raise ProxyHeaderError("the proxy closed the connection")
+                    received += data
+                    header = parse_proxy_header(received)
+        except (ProxyHeaderError, TimeoutError) as exc:
+            self.admission.refused["proxy header"] += 1
+            log.debug("ip.proxy_header_refused", proxy=proxy, error=str(exc) or "deadline")
+            call.abort()
+            return
+        call.unread(received[header.length :])
+        client = header.source
+        peer = format_address(*client) if client else proxy
+        source = source_of(client[0] if client else proxy.rsplit(":", 1)[0].strip("[]"))
+        if self.bank.stopping.is_set() or self.admission.admit(source, loop.time()) is not None:
+            call.abort()
+            return
+        self.in_call += 1
+        call.record = tcp_record(f"{peer} via {proxy}")
+        await self._serve(IpCall(self, call, source, peer))
 
     async def _take(self, sock: socket.socket, source: str, peer: str) -> None:
         loop = asyncio.get_running_loop()

@@ -33,6 +33,8 @@ from modem_drivers.configfile import ConfigError
 from modem_drivers.hayes.errors import ModemError
 from modem_drivers.hayes.framer import LineFramer
 from modem_drivers.hayes.state import CommandKind, ModemCore
+from receiver.proxyheader import ProxyHeaderError
+from receiver.proxyheader import parse as parse_proxy_header
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ def _stream_framing(data: bytes) -> None:
     for chunk in _chunks(data):
         for body in decoder.feed(chunk):
             assert 0 < len(body) <= MAX_BODY
+
+
+def _proxy_header(data: bytes) -> None:
+    header = parse_proxy_header(data)
+    assert header is None or 0 < header.length <= len(data)
 
 
 def _records(data: bytes) -> None:
@@ -282,6 +289,12 @@ TARGETS: dict[str, Target] = {
     for target in (
         Target("framing", _framing, (), (b"\x00\x05\x01\x02\x03\x00",)),
         Target("stream-framing", _stream_framing, (ProtocolError,), (b"\x03\x00\x02\x01\x02",)),
+        Target(
+            "proxy-header",
+            _proxy_header,
+            (ProxyHeaderError,),
+            (b"PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n", b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"),
+        ),
         Target("records", _records, (ProtocolError,), (b"\x01\x00\x02",)),
         Target("messages", _messages, (ProtocolError,), (b"\x00\xa1\x61a\x61b",)),
         Target("noise-responder", _noise_responder, (ProtocolError,), (b"\x05abc",)),

@@ -31,11 +31,15 @@ class Centre:
 
 
 @contextlib.asynccontextmanager
-async def centre(tmp_path: Path, limits: IpLimits | None = None) -> AsyncIterator[Centre]:
+async def centre(
+    tmp_path: Path, limits: IpLimits | None = None, proxies: list[str] | None = None
+) -> AsyncIterator[Centre]:
     store = SQLiteStore(tmp_path / "centre.db", create=True)
     key = write_private_key(tmp_path / "centre.key")
     bank = Bank([], AsyncStore(store), key, listening=True)
-    listener = IpListener(bank, ["127.0.0.1:0"], limits, status_path=tmp_path / "ip-status.json")
+    listener = IpListener(
+        bank, ["127.0.0.1:0"], limits, status_path=tmp_path / "ip-status.json", proxies=proxies
+    )
     await listener.start()
     bank.services.append(listener)
     stop = asyncio.Event()
@@ -54,11 +58,20 @@ def enroll(centre: Centre, tmp_path: Path, name: str) -> bytes:
 
 
 async def send_report(
-    centre: Centre, device_key: bytes, counter: int, seq: int = 1, **content: object
+    centre: Centre,
+    device_key: bytes,
+    counter: int,
+    seq: int = 1,
+    *,
+    header: bytes = b"",
+    **content: object,
 ) -> list[Event]:
-    """One call over TCP carrying one report; the client's events."""
+    """One call over TCP carrying one report (after `header`: a proxy's); the client's
+    events."""
     host, port = centre.address
     call = await connect_tcp(host, port, 5.0)
+    if header:
+        call.write(header)
     session = ClientSession(
         static_private=device_key,
         server_public=public_of(centre.key),

@@ -79,3 +79,40 @@ async def test_strangers_get_nothing_and_cost_no_call_record(tmp_path):
         assert c.store.calls() == []
     status = json.loads((tmp_path / "ip-status.json").read_text())
     assert status["refused"]["rate"] == 1 and status["admitted"] == 3
+
+
+async def test_behind_a_proxy_the_limits_and_records_use_the_client_it_names(tmp_path):
+    limits = IpLimits(burst=1, rate=0.001, handshake_timeout=0.5)
+    async with centre(tmp_path, limits, proxies=["127.0.0.0/8"]) as c:
+        key = enroll(c, tmp_path, "plant")
+        header = b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 7070\r\n"
+        events = await send_report(c, key, 1, header=header, severity="info")
+        assert acknowledged(events) == [1]
+        await _wait(lambda: c.store.calls() and c.store.calls()[0].outcome != "in progress")
+        (call,) = c.store.calls()
+        assert call.caller_id == "192.0.2.7:40000" and call.path == "ip"
+        # the same client again: its bucket (burst 1) is spent, not the proxy's
+        other = b"PROXY TCP4 192.0.2.8 127.0.0.1 40001 7070\r\n"
+        again = await send_report(c, key, 2, seq=2, header=header, severity="info")
+        assert acknowledged(again) == []
+        assert acknowledged(await send_report(c, key, 3, seq=3, header=other)) == [3]
+        # no header, or not in time: refused, never taken for the proxy's own client
+        host, port = c.address
+        bare = await connect_tcp(host, port, 5.0)
+        bare.write(b"\x00\x6b\x01" + bytes(107))
+        await asyncio.wait_for(bare.ended.wait(), 5.0)
+        silent = await connect_tcp(host, port, 5.0)
+        await asyncio.wait_for(silent.ended.wait(), 5.0)
+        admission = c.listener.admission
+        await _wait(lambda: admission.refused["proxy header"] == 2)
+        assert admission.refused["rate"] == 1 and bare.bytes_in == silent.bytes_in == 0
+
+
+async def test_a_proxy_header_from_an_untrusted_address_is_not_believed(tmp_path):
+    async with centre(tmp_path, proxies=["192.0.2.0/24"]) as c:
+        key = enroll(c, tmp_path, "plant")
+        header = b"PROXY TCP4 198.51.100.9 127.0.0.1 40000 7070\r\n"
+        events = await send_report(c, key, 1, header=header, severity="info")
+        assert acknowledged(events) == [] and c.store.messages() == []
+        await _wait(lambda: c.listener.admission.connections == 0)
+        assert c.listener.admission.refused["handshake"] == 1  # a stream not ours
