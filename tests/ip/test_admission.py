@@ -38,6 +38,7 @@ def test_handshakes_per_source_and_in_all_and_connections():
         "deadline": 1,
         "undecryptable": 0,
         "handshake": 0,
+        "proxy header": 0,
     }
 
 
