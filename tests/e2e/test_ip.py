@@ -65,15 +65,6 @@ async def test_a_report_over_ip_is_delivered_once_and_its_path_recorded(system):
     assert (call["path"], call["outcome"], call["port"]) == ("ip", "completed", "ip")
     table = (await system.receiver_cli("calls")).out
     assert "ip    ip" in table.splitlines()[1]  # the path column, then the port
-    # every path in turn: one row each
-    both = await client.cli("line-test", "--all-paths", timeout=180)
-    assert both.code == 0, both
-    rows = both.out.strip().splitlines()[-2:]
-    assert rows[0].startswith("lan ") and rows[0].endswith("ok")
-    assert rows[1].startswith("phone ") and rows[1].endswith("ok")
-    tests = await system.reports("--kind", "line-test")
-    assert sorted(t["path"] for t in tests) == ["ip", "modem"]
-    assert sorted(t["content"]["path_tested"] for t in tests) == ["lan", "phone"]
     only = await client.cli("line-test", "--path", "lan", "--json")
     assert only.code == 0 and json.loads(only.out)["path"] == "lan", only
     wrong = await client.cli("line-test", "--path", "carrier-pigeon")
@@ -82,6 +73,20 @@ async def test_a_report_over_ip_is_delivered_once_and_its_path_recorded(system):
     assert status.code == 0 and "listening on 127.0.0.1:" in status.out, status
 
 
+@pytest.mark.slow
+async def test_line_test_of_every_path_one_row_each(system):
+    client = await _ip_client(system, "plant-b", "5550002")
+    both = await client.cli("line-test", "--all-paths", timeout=180)
+    assert both.code == 0, both
+    rows = both.out.strip().splitlines()[-2:]
+    assert rows[0].startswith("lan ") and rows[0].endswith("ok")
+    assert rows[1].startswith("phone ") and rows[1].endswith("ok")
+    tests = await system.reports("--kind", "line-test")
+    assert sorted(t["path"] for t in tests) == ["ip", "modem"]
+    assert sorted(t["content"]["path_tested"] for t in tests) == ["lan", "phone"]
+
+
+@pytest.mark.slow  # the short versions: tests/ip/test_listener.py, test_dialer.py
 async def test_unknown_revoked_and_wrong_centre_key_over_ip(system):
     rogue = await _ip_client(system, "rogue", "5550666", enroll=False)
     result = await rogue.cli("line-test", "--path", "lan")
@@ -197,6 +202,7 @@ async def test_receiver_killed_between_receipt_and_commit_over_ip(system):
     assert await client.queue() == []
 
 
+@pytest.mark.slow  # the short version: tests/ip/test_dialer.py
 async def test_the_ip_path_down_the_modem_carries_the_report(system):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

@@ -72,7 +72,7 @@ async def world(tmp_path):
     world = type("World", (), {})()
     world.network, world.store, world.spool, world.key = network, store, spool, device_key
     world.config, world.ip = config, f"{host}:{port}"
-    world.bank = bank
+    world.bank, world.listener, world.tmp = bank, listener, tmp_path
     try:
         while bank.workers[0].state != "ready":
             await asyncio.sleep(0.02)
@@ -162,3 +162,18 @@ async def test_a_message_cut_over_ip_resumes_over_ip(world):
     calls = world.store.calls()
     assert [(c.path, c.outcome) for c in calls] == [("ip", "completed"), ("ip", "dropped")]
     assert calls[0].bytes_in < 5000 < calls[0].bytes_in + calls[1].bytes_in  # resumed
+
+
+async def test_wrong_centre_key_over_ip_is_a_protocol_error_and_counted(world):
+    world.spool.enqueue(Kind.LINE_TEST, {"time": 1})
+    config = world.config(lan=world.ip)
+    config.centre_key = public_of(write_private_key(world.tmp / "impostor.key"))
+    report = await call_centre(config, world.spool, world.key)
+    assert report.result == "protocol" and "wrong centre public key" in report.detail, report
+    assert len(world.spool.queued()) == 1  # nothing lost
+    admission = world.listener.admission
+    for _ in range(500):
+        if admission.refused["undecryptable"]:
+            break
+        await asyncio.sleep(0.01)
+    assert admission.refused["undecryptable"] == 1 and world.store.calls() == []
