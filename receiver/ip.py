@@ -46,6 +46,7 @@ import structlog
 from callhome.tcp import TcpCall, format_address, parse_endpoint, tcp_record, tcp_transfer_config
 from callhome.wire.session import (
     Event,
+    HandshakeDecryptionFailed,
     HandshakeRefused,
     HandshakeRequested,
     ServerSession,
@@ -62,6 +63,10 @@ log = structlog.get_logger("callhome.receiver.ip")
 PATH = "ip"
 """The path recorded with every call that came over TCP (the bank's are "modem")."""
 STATUS_FILE = "ip-status.json"
+UNDECRYPTABLE = 2
+"""Handshake messages that do not decrypt after which a TCP connection is closed (a
+device with the wrong centre key sends one, and resends it only after its NOTICE grace,
+so it has its NOTICE by then)."""
 BACKLOG = 4096
 """The kernel's queue of connections not yet accepted (capped by net.core.somaxconn)."""
 ACCEPT_BATCH = 512
@@ -255,6 +260,11 @@ class IpCall(PortWorker):
         if isinstance(event, HandshakeRequested | HandshakeRefused):
             await self._record_now(state)
         await super()._event(session, event, state)
+        if isinstance(event, HandshakeDecryptionFailed) and state.undecryptable >= UNDECRYPTABLE:
+            # on a modem line the next HS1 may be the genuine one after noise; TCP has no
+            # noise: more HS1s we cannot read are someone making us do DH for nothing.
+            # The NOTICE already written still goes out before the connection closes.
+            session.abort("handshake messages that do not decrypt")
         if self.handshaking and (state.confirmed or (state.outcome or "").startswith("refused")):
             # proved it holds a device key (or was refused by the protocol, which tells
             # it why and closes): no longer a handshake the limits count

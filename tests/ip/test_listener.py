@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 
 from callhome.tcp import connect_tcp
 from callhome.wire.errors import Refused
+from callhome.wire.records import NOTICE, NOTICE_UNDECRYPTABLE
 from callhome.wire.session import CallFailed
+from callhome.wire.streamframing import encode_stream_frame
+from modem_drivers.hayes import CallEnded
 from receiver.ip import IpLimits
 
 from .helpers import acknowledged, centre, enroll, send_report
@@ -116,3 +121,21 @@ async def test_a_proxy_header_from_an_untrusted_address_is_not_believed(tmp_path
         assert acknowledged(events) == [] and c.store.messages() == []
         await _wait(lambda: c.listener.admission.connections == 0)
         assert c.listener.admission.refused["handshake"] == 1  # a stream not ours
+
+
+async def test_forged_handshakes_get_small_notices_then_the_connection_ends(tmp_path):
+    async with centre(tmp_path) as c:
+        host, port = c.address
+        forger = await connect_tcp(host, port, 5.0)
+        forged = encode_stream_frame(b"\x01" + os.urandom(105))
+        for _ in range(5):
+            with contextlib.suppress(CallEnded):
+                forger.write(forged)
+            await asyncio.sleep(0.05)
+        await asyncio.wait_for(forger.ended.wait(), 5.0)
+        notices = await forger.read()
+        # two NOTICEs of 4 bytes for 5 x 108 bytes sent: no amplification, then closed
+        assert notices == encode_stream_frame(bytes([NOTICE, NOTICE_UNDECRYPTABLE])) * 2
+        admission = c.listener.admission
+        await _wait(lambda: admission.connections == 0)
+        assert admission.refused["undecryptable"] == 1 and c.store.calls() == []
