@@ -33,6 +33,7 @@ from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
+from .cli_oncall import oncall
 from .config import (
     DEFAULT_PATH,
     GRACE,
@@ -576,3 +577,6 @@ def ip_status(ctx: Context, as_json: bool) -> None:
         "  refused: "
         + (", ".join(f"{count} {why}" for why, count in refused.items() if count) or "none")
     )
+
+
+main.add_command(oncall)
