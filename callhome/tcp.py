@@ -216,6 +216,14 @@ async def connect_tcp(host: str, port: int, timeout: float) -> TcpCall:
     OSError (or TimeoutError) with the reason."""
     loop = asyncio.get_running_loop()
     _transport, call = await asyncio.wait_for(
-        loop.create_connection(lambda: TcpCall(incoming=False), host, port), timeout
+        loop.create_connection(
+            lambda: TcpCall(incoming=False),
+            host,
+            port,
+            # a dual-stack name: if the first address family hangs, race the other
+            happy_eyeballs_delay=0.25,
+            interleave=1,
+        ),
+        timeout,
     )
     return call

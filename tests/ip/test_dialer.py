@@ -177,3 +177,31 @@ async def test_wrong_centre_key_over_ip_is_a_protocol_error_and_counted(world):
             break
         await asyncio.sleep(0.01)
     assert admission.refused["undecryptable"] == 1 and world.store.calls() == []
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+async def test_an_ipv6_path(world, tmp_path):
+    listener = IpListener(world.bank, ["[::1]:0"])
+    await listener.start()
+    world.bank.services.append(listener)
+    serving = asyncio.ensure_future(listener.run())
+    try:
+        world.spool.enqueue(Kind.REPORT, {"severity": "info", "component": "v6"})
+        host, port = listener.bound[0]
+        report = await call_centre(world.config(v6=f"[{host}]:{port}"), world.spool, world.key)
+        assert report.result == "ok" and report.number == f"[::1]:{port}", report
+        await _settled(world.store)
+        (call,) = world.store.calls()
+        assert call.path == "ip" and call.caller_id.startswith("[::1]:")
+    finally:
+        world.bank.stopping.set()
+        await asyncio.wait_for(serving, 10)
