@@ -145,6 +145,7 @@ def _ip_settings(table: Table) -> tuple[list[str], IpLimits, list[str]]:
         rate=table.number("rate", float, default.rate, minimum=0.001, maximum=1e6),
         burst=table.number("burst", int, default.burst, minimum=1, maximum=1_000_000),
         sources=table.number("sources", int, default.sources, minimum=16, maximum=10_000_000),
+        evict_after=table.duration("evict_after", default.evict_after, minimum=0.1, maximum=120.0),
     )
     proxies = table.strings("proxies", [])
     for proxy in proxies:

@@ -89,6 +89,10 @@ class IpLimits:
     """Sources whose buckets are remembered (memory bound; the least recently seen
     are forgotten first)."""
     summary_interval: float = 10.0
+    evict_after: float = 1.0
+    """With `max_handshakes` reached, a connection that has been in its handshake this
+    long is dropped to make room for a new one (a device's handshake takes a round
+    trip or two; a peer that sits on a slot is holding it)."""
 
 
 REASONS = (
@@ -100,12 +104,14 @@ REASONS = (
     "undecryptable",
     "handshake",
     "proxy header",
+    "evicted",
 )
 """Why a connection was refused or ended unauthenticated: the connection cap, the
 handshake cap, the per-source handshake cap, the per-source rate, the handshake
 deadline, an HS1 we could not decrypt (a device with the wrong centre key, or a
 forgery), another failed handshake (not our protocol, a peer that hung up), a trusted
-proxy's connection without a valid PROXY header in time."""
+proxy's connection without a valid PROXY header in time, a handshake dropped to make
+room for a newer one."""
 
 
 def source_of(address: str) -> str:
@@ -177,6 +183,12 @@ class Admission:
             self._release(source)
             if reason is not None:
                 self.refused[reason] += 1
+
+    def evicted(self, source: str) -> None:
+        """A connection still in its handshake was dropped to make room: its slot is
+        free now (the connection counts until `closed(handshaking=False)`)."""
+        self.refused["evicted"] += 1
+        self._release(source)
 
     def _release(self, source: str) -> None:
         self.handshakes -= 1
@@ -268,7 +280,7 @@ class IpCall(PortWorker):
         if self.handshaking and (state.confirmed or (state.outcome or "").startswith("refused")):
             # proved it holds a device key (or was refused by the protocol, which tells
             # it why and closes): no longer a handshake the limits count
-            self.handshaking = False
+            self.listener.done_handshaking(self)
             self.listener.admission.authenticated(self.source)
 
     async def _record(self, call: DataCall | TcpCall, state: CallState) -> None:
@@ -304,6 +316,8 @@ class IpListener:
         """The addresses actually listened on (port 0 in the config: the one chosen)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._sockets: list[socket.socket] = []
+        self._pending: dict[IpCall, float] = {}
+        """Connections in their handshake, oldest first, with when they started."""
         self.accept_errors = 0
         self._reported: dict[str, int] = dict(self.admission.refused)
         self.started = time.time()
@@ -399,6 +413,7 @@ class IpListener:
                 task.add_done_callback(self._tasks.discard)
                 continue
             source = source_of(str(peer[0]))
+            self._make_room(now)
             if self.bank.stopping.is_set() or self.admission.admit(source, now) is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
                 sock.close()
@@ -407,6 +422,23 @@ class IpListener:
             task = asyncio.ensure_future(self._take(sock, source, format_address(*peer[:2])))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _make_room(self, now: float) -> None:
+        """At `max_handshakes`, drop the oldest handshake if it is older than
+        `evict_after`: slow or silent peers cannot keep devices out for the whole
+        handshake deadline."""
+        if self.admission.handshakes < self.limits.max_handshakes or not self._pending:
+            return
+        oldest, started = next(iter(self._pending.items()))
+        if now - started < self.limits.evict_after:
+            return
+        self.done_handshaking(oldest)
+        self.admission.evicted(oldest.source)
+        oldest.call.abort()
+
+    def done_handshaking(self, handler: IpCall) -> None:
+        handler.handshaking = False
+        self._pending.pop(handler, None)
 
     def _from_proxy(self, address: str) -> bool:
         try:
@@ -452,6 +484,7 @@ class IpListener:
         client = header.source
         peer = format_address(*client) if client else proxy
         source = source_of(client[0] if client else proxy.rsplit(":", 1)[0].strip("[]"))
+        self._make_room(loop.time())
         if self.bank.stopping.is_set() or self.admission.admit(source, loop.time()) is not None:
             call.abort()
             return
@@ -484,6 +517,7 @@ class IpListener:
                 call.abort()
 
         timer = loop.call_later(self.limits.handshake_timeout, deadline)
+        self._pending[handler] = loop.time()
         state = CallState(PATH, handler.peer)
         try:
             await handler._serve_call(call, state)
@@ -503,6 +537,7 @@ class IpListener:
             try:
                 await handler._record(call, state)
             finally:
+                self._pending.pop(handler, None)
                 self.in_call -= 1
                 reason = (
                     "deadline"

@@ -39,6 +39,7 @@ def test_handshakes_per_source_and_in_all_and_connections():
         "undecryptable": 0,
         "handshake": 0,
         "proxy header": 0,
+        "evicted": 0,
     }
 
 

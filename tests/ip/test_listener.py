@@ -139,3 +139,20 @@ async def test_forged_handshakes_get_small_notices_then_the_connection_ends(tmp_
         admission = c.listener.admission
         await _wait(lambda: admission.connections == 0)
         assert admission.refused["undecryptable"] == 1 and c.store.calls() == []
+
+
+async def test_silent_peers_holding_every_handshake_slot_are_evicted_for_a_device(tmp_path):
+    limits = IpLimits(max_handshakes=2, evict_after=0.2, handshake_timeout=30.0)
+    async with centre(tmp_path, limits) as c:
+        key = enroll(c, tmp_path, "plant")
+        host, port = c.address
+        squatters = [await connect_tcp(host, port, 5.0) for _ in range(2)]
+        admission = c.listener.admission
+        await _wait(lambda: admission.handshakes == 2)
+        await asyncio.sleep(0.3)  # older than evict_after now
+        events = await send_report(c, key, 1, severity="info")
+        assert acknowledged(events) == [1]
+        await asyncio.wait_for(squatters[0].ended.wait(), 5.0)  # the oldest made room
+        assert squatters[1].open and admission.refused["evicted"] == 1
+        squatters[1].abort()
+        await _wait(lambda: admission.connections == 0 and admission.handshakes == 0)
