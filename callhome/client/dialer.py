@@ -245,7 +245,6 @@ async def _call_ip(
     """One call over an IP path; None when it could not connect (the next path is
     tried). The name is resolved now: a centre that moved is found again."""
     progress("connecting", path=path.name, address=path.address)
-    counter = spool.next_call_counter()
     started = time.monotonic()
     try:
         call = await connect_tcp(
@@ -258,6 +257,7 @@ async def _call_ip(
         attempts.append({"path": path.name, "address": path.address, "result": "no carrier"})
         progress("connect failed", path=path.name, error=detail)
         return None
+    counter = spool.next_call_counter()
     report = await _converse(config, spool, private_key, call, counter, progress)
     if report.handshake_seconds is None and report.result in ("dropped", "protocol"):
         # reset or silent before the centre answered (its listener's limits, a proxy,
