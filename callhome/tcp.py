@@ -35,6 +35,9 @@ def tcp_transfer_config(handshake_timeout: float = 5.0) -> TransferConfig:
         stream=True,
         handshake_timeout=handshake_timeout,
         handshake_retry=min(3.0, handshake_timeout),
+        # TCP loses nothing: a resent HS1 only helps a centre slow to answer, and a
+        # silent one is given up after about 15 s for the next path, not a minute
+        handshake_attempts=3,
         initial_rto=1.0,
         min_rto=0.5,
         ack_delay=0.005,

@@ -259,9 +259,12 @@ async def _call_ip(
         return None
     counter = spool.next_call_counter()
     report = await _converse(config, spool, private_key, call, counter, progress)
-    if report.handshake_seconds is None and report.result in ("dropped", "protocol"):
-        # reset or silent before the centre answered (its listener's limits, a proxy,
-        # something else on that port): as if it had not connected, try the next path
+    if report.handshake_seconds is None and (
+        report.result == "dropped" or (report.result == "protocol" and not report.bytes_received)
+    ):
+        # reset, or silent, before the centre said anything (its listener's limits, a
+        # proxy with no centre behind it): as if it had not connected, try the next path.
+        # A centre that answered (a refusal, "cannot decrypt") is not asked again.
         failures.append(report.result)
         details[report.result] = f"{path.address}: {report.detail}"
         attempts.append({"path": path.name, "address": path.address, "result": report.result})
