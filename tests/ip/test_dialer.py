@@ -205,3 +205,29 @@ async def test_an_ipv6_path(world, tmp_path):
     finally:
         world.bank.stopping.set()
         await asyncio.wait_for(serving, 10)
+
+
+async def test_a_connection_reset_before_the_centre_speaks_moves_on_to_the_next_path(world):
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()  # the listener's limits, or a proxy with nothing behind
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    world.spool.enqueue(Kind.REPORT, {"severity": "info"})
+    try:
+        config = world.config(lan=f"127.0.0.1:{port}", phone="modem")
+        report = await call_centre(config, world.spool, world.key)
+    finally:
+        server.close()
+    assert report.result == "ok" and report.path == "phone", report
+    assert [a["result"] for a in report.attempts] == ["dropped", "connected"]
+
+
+async def test_a_refusal_over_ip_is_final_the_modem_is_not_tried(world):
+    world.store.revoke("plant", 0.0)
+    world.spool.enqueue(Kind.REPORT, {"severity": "info"})
+    config = world.config(lan=world.ip, phone="modem")
+    report = await call_centre(config, world.spool, world.key)
+    assert report.result == "refused" and report.detail == "revoked", report
+    assert [a["result"] for a in report.attempts] == ["connected"]
+    assert report.exit_code == exitcodes.REFUSED and len(world.spool.queued()) == 1
