@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 
+import structlog.testing
+
 from callhome.tcp import connect_tcp
 from callhome.wire.errors import Refused
 from callhome.wire.records import NOTICE, NOTICE_UNDECRYPTABLE
@@ -156,3 +158,19 @@ async def test_silent_peers_holding_every_handshake_slot_are_evicted_for_a_devic
         assert squatters[1].open and admission.refused["evicted"] == 1
         squatters[1].abort()
         await _wait(lambda: admission.connections == 0 and admission.handshakes == 0)
+
+
+async def test_refusals_are_logged_as_one_summary_per_interval(tmp_path):
+    limits = IpLimits(burst=1, rate=0.001, handshake_timeout=0.3)
+    async with centre(tmp_path, limits) as c:
+        host, port = c.address
+        calls = []
+        for _ in range(4):
+            with contextlib.suppress(ConnectionResetError):
+                calls.append(await connect_tcp(host, port, 5.0))
+        await _wait(lambda: c.listener.admission.connections == 0)
+        with structlog.testing.capture_logs() as logs:
+            c.listener._summary()
+            c.listener._summary()  # nothing new: nothing logged
+    (summary,) = [e for e in logs if e["event"] == "ip.refused"]
+    assert summary["rate"] == 3 and summary["deadline"] == 1 and summary["total"] == 4
