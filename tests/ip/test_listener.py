@@ -9,6 +9,7 @@ import os
 
 import structlog.testing
 
+from callhome.keys import write_private_key
 from callhome.tcp import connect_tcp
 from callhome.wire.errors import Refused
 from callhome.wire.records import NOTICE, NOTICE_UNDECRYPTABLE
@@ -45,6 +46,18 @@ async def test_a_report_over_tcp_is_stored_once_with_its_path(tmp_path):
         )
         assert call.caller_id.startswith("127.0.0.1:")
         assert c.listener.admission.authenticated_count == 1
+
+
+async def test_an_unknown_device_is_refused_and_recorded(tmp_path):
+    async with centre(tmp_path) as c:
+        stranger = write_private_key(tmp_path / "stranger.key")
+        events = await send_report(c, stranger, 1, severity="info")
+        (failed,) = [e for e in events if isinstance(e, CallFailed)]
+        assert isinstance(failed.error, Refused) and failed.error.reason == "unknown device"
+        await _wait(lambda: c.store.calls() and c.store.calls()[0].outcome != "in progress")
+        (call,) = c.store.calls()
+        assert (call.outcome, call.device, call.path) == ("refused: unknown device", None, "ip")
+        assert c.bank.refusals == {"unknown device": 1}
 
 
 async def test_a_revoked_device_is_refused_and_recorded(tmp_path):
