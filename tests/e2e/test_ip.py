@@ -25,7 +25,7 @@ async def system(tmp_path):
     system = System(tmp_path)
     await system.start()
     with system.centre_config.open("a") as config:
-        config.write('\n[ip]\nlisten = ["127.0.0.1:0"]\nhandshake_timeout = "3s"\n')
+        config.write('\n[ip]\nlisten = ["127.0.0.1:0"]\nhandshake_timeout = "10s"\n')
     await system.start_receiver()
     system.ip = await _listening(system)
     yield system
@@ -159,7 +159,9 @@ class SlowRelay:
 
 
 async def test_receiver_killed_between_receipt_and_commit_over_ip(system):
-    relay = SlowRelay(system.ip, rate=400.0)
+    # 200 bytes/s: the report's frame takes about 2 s to cross after the handshake,
+    # time enough for the test to lock the store however loaded the machine
+    relay = SlowRelay(system.ip, rate=200.0)
     through = await relay.start()
     client = await system.add_client("plant-d", "5550004")
     with client.config.open("a") as config:

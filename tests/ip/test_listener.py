@@ -73,7 +73,7 @@ async def test_a_revoked_device_is_refused_and_recorded(tmp_path):
 
 
 async def test_strangers_get_nothing_and_cost_no_call_record(tmp_path):
-    limits = IpLimits(handshake_timeout=0.3, burst=3, rate=0.01)
+    limits = IpLimits(handshake_timeout=1.0, burst=3, rate=0.01)
     async with centre(tmp_path, limits) as c:
         host, port = c.address
         junk = await connect_tcp(host, port, 5.0)
@@ -102,7 +102,7 @@ async def test_strangers_get_nothing_and_cost_no_call_record(tmp_path):
 
 
 async def test_behind_a_proxy_the_limits_and_records_use_the_client_it_names(tmp_path):
-    limits = IpLimits(burst=1, rate=0.001, handshake_timeout=0.5)
+    limits = IpLimits(burst=1, rate=0.001, handshake_timeout=2.0)
     async with centre(tmp_path, limits, proxies=["127.0.0.0/8"]) as c:
         key = enroll(c, tmp_path, "plant")
         header = b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 7070\r\n"
