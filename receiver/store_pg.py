@@ -408,11 +408,14 @@ class PostgresStore(Store):
 
     # -- calls ---------------------------------------------------------------------------
 
-    def start_call(self, port: str, caller_id: str | None, started: float) -> int:
+    def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int:
         with self._write() as cursor:
             cursor.execute(
-                "INSERT INTO calls (port, caller_id, started) VALUES (%s, %s, %s) RETURNING id",
-                (port, caller_id, started),
+                "INSERT INTO calls (port, caller_id, started, path) VALUES (%s, %s, %s, %s) "
+                "RETURNING id",
+                (port, caller_id, started, path),
             )
             row = cursor.fetchone()
         assert row is not None
@@ -461,7 +464,7 @@ class PostgresStore(Store):
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
             "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
             + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
-            + f" FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            + f", c.path FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT %s",
             (*args, limit),
         )
@@ -574,8 +577,8 @@ class PostgresStore(Store):
         )
         rows = self._read(
             "SELECT m.id, d.name, m.epoch, m.seq, m.kind, m.severity, m.component, m.state, "
-            "m.received_at, m.call_id, m.content FROM messages m "
-            f"JOIN devices d ON d.id = m.device_id {where} "
+            "m.received_at, m.call_id, m.content, c.path FROM messages m "
+            f"JOIN devices d ON d.id = m.device_id LEFT JOIN calls c ON c.id = m.call_id {where} "
             "ORDER BY m.received_at DESC, m.id DESC LIMIT %s",
             (*args, limit),
         )

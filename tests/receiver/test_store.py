@@ -97,6 +97,20 @@ def test_a_message_is_stored_once_across_restarts(store, backend):
         reopened.close()
 
 
+def test_calls_and_their_messages_carry_the_path_they_came_by(store):
+    device = enroll(store)
+    by_modem = store.start_call("bank0", "5551234", 1.0)
+    by_ip = store.start_call("listener", "192.0.2.7:40000", 2.0, path="ip")
+    for call_id, seq in ((by_modem, 1), (by_ip, 2)):
+        store.store_message(device.id, 1, seq, "report", b"x", {}, call_id, 2.5 + seq)
+        store.finish_call(
+            call_id, CallEnd(5.0, "completed", device.id, None, None, None, 1, 1, 1, None)
+        )
+    store.store_message(device.id, 1, 3, "report", b"y", {}, None, 9.0)  # no call recorded
+    assert [(c.id, c.path) for c in store.calls()] == [(by_ip, "ip"), (by_modem, "modem")]
+    assert [(m.seq, m.path) for m in store.messages()] == [(3, None), (2, "ip"), (1, "modem")]
+
+
 def test_storing_a_message_drops_its_partial_copy(store):
     device = enroll(store)
     store.append_partial(device.id, 7, 1, 0, b"abc")
