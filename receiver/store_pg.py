@@ -71,16 +71,6 @@ _DEADLINE = "coalesce(last_seen, enrolled_at) + test_interval + grace"
 same expression, or PostgreSQL will not use the index."""
 
 
-_BYTES = 'COLLATE "C"'
-"""Text sorts as SQLite's BINARY collation does (UTF-8 bytes, so code points), whatever
-the database's own collation: a list reads in the same order on both backends."""
-
-PG_CONSOLE_SORTS = {
-    key: re.sub(r"\b(name|site)\b", rf"\1 {_BYTES}", sql) for key, sql in CONSOLE_SORTS.items()
-}
-"""`CONSOLE_SORTS` with every text key sorted as SQLite sorts it."""
-
-
 def postgres_step(sql: str) -> str:
     """A SQLite migration step in PostgreSQL's dialect: 64-bit integers, identity keys
     (BY DEFAULT, so `store copy` can keep the ids), doubles, bytea, quoted reserved
@@ -96,10 +86,27 @@ def postgres_step(sql: str) -> str:
     return re.sub(r"(?<![\"'])\b(" + "|".join(_RESERVED) + r")\b(?![\"'])", r'"\1"', sql)
 
 
+_BYTE_ORDER = (("devices", "name"), ("devices", "site"), ("sun_escalations", "policy"))
+"""Text columns of the earlier steps that the store sorts by; step 4 collates them "C"
+(UTF-8 bytes, so code points) as SQLite's BINARY is, whatever the database's own
+collation, so that lists read in the same order on both backends and the indexes over
+those columns serve those orders. The console's names are made so."""
+
+
 def _step_4_console() -> str:
+    step = postgres_step(MIGRATIONS[3])
     # PostgreSQL wants an index's expression in parentheses of its own
-    return postgres_step(MIGRATIONS[3]).replace(
-        f"ON devices({_DEADLINE},", f"ON devices(({_DEADLINE}),"
+    step = step.replace(f"ON devices({_DEADLINE},", f"ON devices(({_DEADLINE}),")
+    # the account's name and the sessions' reference to it, as the tables are made
+    step = step.replace("\n    name TEXT PRIMARY KEY", '\n    name TEXT COLLATE "C" PRIMARY KEY')
+    step = step.replace("\n    account TEXT NOT NULL", '\n    account TEXT COLLATE "C" NOT NULL')
+    # before this step's indexes over them are built
+    return (
+        "".join(
+            f'ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT COLLATE "C";\n'
+            for table, column in _BYTE_ORDER
+        )
+        + step
     )
 
 
@@ -387,7 +394,7 @@ class PostgresStore(Store):
     def devices(self) -> list[Device]:
         return [
             Device(*row)
-            for row in self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY name {_BYTES}")
+            for row in self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY name")
         ]
 
     def device_by_key(self, public_key: bytes) -> Device | None:
@@ -638,8 +645,7 @@ class PostgresStore(Store):
 
     def sun_escalations(self) -> list[tuple[int, str, str]]:
         rows = self._read(
-            "SELECT incident_id, policy, state FROM sun_escalations "
-            f"ORDER BY incident_id, policy {_BYTES}"
+            "SELECT incident_id, policy, state FROM sun_escalations ORDER BY incident_id, policy"
         )
         return [(int(a), str(b), str(c)) for a, b, c in rows]
 
@@ -751,9 +757,7 @@ class PostgresStore(Store):
     _ACCOUNT_COLUMNS = "name, password_hash, role, created_at"
 
     def console_accounts(self) -> list[Account]:
-        rows = self._read(
-            f"SELECT {self._ACCOUNT_COLUMNS} FROM console_accounts ORDER BY name {_BYTES}"
-        )
+        rows = self._read(f"SELECT {self._ACCOUNT_COLUMNS} FROM console_accounts ORDER BY name")
         return [Account(*row) for row in rows]
 
     def console_account(self, name: str) -> Account | None:
@@ -824,22 +828,22 @@ class PostgresStore(Store):
     ) -> tuple[dict[str, int], list[tuple[str, str, float]]]:
         deadline = _DEADLINE
         late = f"%s <= {deadline} + 2 * test_interval"
-        # one statement, so the counts are of one snapshot (a full scan: count(*) is
-        # one anyway in PostgreSQL)
+        troubled = f"FROM devices WHERE revoked_at IS NULL AND {deadline} < %s"  # indexed
+        # one statement, so the counts are of one snapshot; each count but the total
+        # reads a partial index or a range of the deadline index, not every device
         rows = self._read(
-            "SELECT count(*), count(*) FILTER (WHERE revoked_at IS NOT NULL), "
-            "count(*) FILTER (WHERE revoked_at IS NULL AND last_seen IS NULL "
+            "SELECT (SELECT count(*) FROM devices), "
+            "(SELECT count(*) FROM devices WHERE revoked_at IS NOT NULL), "
+            "(SELECT count(*) FROM devices WHERE last_seen IS NULL AND revoked_at IS NULL "
             f"AND {deadline} >= %s), "
-            f"count(*) FILTER (WHERE revoked_at IS NULL AND {deadline} < %s AND {late}), "
-            f"count(*) FILTER (WHERE revoked_at IS NULL AND {deadline} < %s AND NOT {late}) "
-            "FROM devices",
+            f"(SELECT count(*) FILTER (WHERE {late}) {troubled}), "
+            f"(SELECT count(*) FILTER (WHERE NOT {late}) {troubled})",
             (now, now, now, now, now),
         )
         total, revoked, never, late_count, down = (int(value) for value in rows[0])
-        troubled = self._read(
+        worst = self._read(
             f"SELECT name, CASE WHEN {late} THEN 'late' ELSE 'down' END, {deadline} "
-            f"FROM devices WHERE revoked_at IS NULL AND {deadline} < %s "  # indexed range
-            f"ORDER BY {deadline}, test_interval, name {_BYTES} LIMIT %s",
+            f"{troubled} ORDER BY {deadline}, test_interval, name LIMIT %s",
             (now, now, limit),
         )
         counts = {
@@ -849,7 +853,7 @@ class PostgresStore(Store):
             "down": down,
             "revoked": revoked,
         }
-        return counts, [(str(a), str(b), float(c)) for a, b, c in troubled]
+        return counts, [(str(a), str(b), float(c)) for a, b, c in worst]
 
     def console_devices(
         self,
@@ -881,26 +885,19 @@ class PostgresStore(Store):
             clauses.append("strpos(lower(name), lower(%s)) > 0")
             args.append(text)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        # the page and the count in one statement (one snapshot, one round trip)
+        total = self._read(f"SELECT count(*) FROM ({judged}) judged {where}", tuple(args))
         rows = self._read(
-            f"SELECT *, count(*) OVER () FROM ({judged}) judged {where} "
-            f"ORDER BY {PG_CONSOLE_SORTS[sort]} LIMIT %s OFFSET %s",
+            f"SELECT * FROM ({judged}) judged {where} "
+            f"ORDER BY {CONSOLE_SORTS[sort]} LIMIT %s OFFSET %s",
             (*args, limit, offset),
         )
-        if rows:
-            total = int(rows[0][12])
-        else:  # a page past the end: count what matched
-            total = int(
-                self._read(f"SELECT count(*) FROM ({judged}) judged {where}", tuple(args))[0][0]
-            )
-        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], total
+        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total[0][0])
 
     def console_sites(self) -> list[str]:
         return [
             str(row[0])
             for row in self._read(
-                f"SELECT DISTINCT site {_BYTES} AS site FROM devices WHERE site IS NOT NULL "
-                "ORDER BY site"
+                "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
             )
         ]
 

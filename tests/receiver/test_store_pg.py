@@ -63,20 +63,24 @@ def sqlite_shape(path: Any) -> dict[str, Any]:
 
 
 def pg_shape(dsn: str, *, types: bool = False) -> dict[str, Any]:
-    """Tables with (column, not null) -- and with types and defaults if `types` -- and
-    the indexes made by CREATE INDEX (not those of keys and UNIQUE constraints)."""
+    """Tables with (column, not null) -- and with types, defaults and collations if
+    `types` -- and the indexes made by CREATE INDEX (not those of keys and UNIQUE
+    constraints)."""
     with psycopg.connect(dsn) as db:
         schema = db.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
         result: dict[str, Any] = {}
-        for table, column, nullable, kind, default in db.execute(
-            "SELECT table_name, column_name, is_nullable, data_type, column_default "
+        for table, column, nullable, kind, default, collation in db.execute(
+            "SELECT table_name, column_name, is_nullable, data_type, column_default, "
+            "collation_name "
             "FROM information_schema.columns WHERE table_schema = %s",
             (schema,),
         ):
             if table == "callhome_schema":
                 continue
             entry = (
-                (column, nullable == "NO", kind, default) if types else (column, nullable == "NO")
+                (column, nullable == "NO", kind, default, collation)
+                if types
+                else (column, nullable == "NO")
             )
             result.setdefault(table, []).append(entry)
         for columns in result.values():
