@@ -6,7 +6,8 @@ to PostgreSQL's dialect by `postgres_step` (types, identity keys, a reserved wor
 unless `PG_OVERRIDES` gives the PostgreSQL text of that step by hand. So a step appended
 to `receiver.store.MIGRATIONS` reaches PostgreSQL with nothing to do here, and the
 version recorded in `callhome_schema` means the same schema on both backends (the tests
-compare the two).
+compare the two). The names the store sorts by are collated "C", as SQLite's BINARY, so a
+list reads in the same order on both backends whatever the database's collation.
 
 The store is synchronous, like `SQLiteStore`, on psycopg's connection pool: `AsyncStore`
 runs it off the event loop exactly as it runs SQLite, so the bank and the CLI keep one
