@@ -9,7 +9,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
@@ -48,6 +48,8 @@ from ..keys import (
 from ..link import modem_timings
 from ..wire.errors import MessageError
 from ..wire.messages import SEVERITIES, Kind
+from .agent.cli import agent as agent_commands
+from .agent.modemlock import PERSON_WAIT, ModemBusy, modem_lock
 from .config import DEFAULT_PATH, ClientConfig, check_client_config, load_client_config
 from .dialer import CallReport, call_centre, line_test_content
 from .spool import Spool, SpoolError
@@ -428,7 +430,8 @@ async def _send(
         if no_call:
             return None
         private = load_private_key(config.key)
-        return await call_centre(config, spool, private, progress=_Narrator(as_json))
+        async with _modem(config):
+            return await call_centre(config, spool, private, progress=_Narrator(as_json))
     finally:
         spool.close()
 
@@ -495,7 +498,8 @@ async def _line_test(config_path: Path, as_json: bool) -> tuple[CallReport, int]
     try:
         seq = spool.enqueue(Kind.LINE_TEST, line_test_content(spool), "line test")
         private = load_private_key(config.key)
-        report = await call_centre(config, spool, private, progress=_Narrator(as_json))
+        async with _modem(config):
+            report = await call_centre(config, spool, private, progress=_Narrator(as_json))
         return report, seq
     finally:
         spool.close()
@@ -774,3 +778,18 @@ async def _dial(url: str, number: str, hold: float, choice: ModemChoice) -> dict
             result["hangup"] = report.method
         result["bytes_received"] = call.bytes_in
         return result
+
+
+@contextlib.asynccontextmanager
+async def _modem(config: ClientConfig) -> AsyncIterator[None]:
+    """The modem, shared with the agent: wait for it a while, then say who holds it."""
+    try:
+        async with modem_lock(config.spool, "callhome", wait=PERSON_WAIT * config.time_scale):
+            yield
+    except ModemBusy as exc:
+        raise UserError(
+            f"{exc}; the message stays queued for its next call", exitcodes.MODEM
+        ) from None
+
+
+main.add_command(agent_commands)

@@ -1,0 +1,271 @@
+"""The agent's thin asyncio shell: collect on schedule, feed the engine and the policy,
+queue what they say in the spool, and call when the policy says so (one call at a
+time, holding the modem lock, through the ordinary dialer).
+
+Every message enters the spool before any call, and leaves it only when the centre
+acknowledges it: a crash at any point (kill -9 mid-call included) loses nothing, and the
+centre's (epoch, seq) deduplication makes sure nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from ...wire.messages import (
+    Kind,
+    agent_event_content,
+    agent_line_test_content,
+    agent_throttled_content,
+)
+from ..config import ClientConfig
+from ..dialer import CallReport, call_centre, line_test_content
+from ..spool import Spool
+from . import sdnotify
+from .checks import CheckEvent, Engine
+from .collectors.base import State
+from .config import AgentConfig, CheckConfig
+from .modemlock import modem_lock
+from .policy import CallPlan, CallPolicy
+from .running import collect
+from .statefile import read_state, write_state
+
+log = structlog.get_logger("callhome.agent")
+
+Caller = Callable[[ClientConfig, Spool, bytes], Awaitable[CallReport]]
+
+
+async def _dial(config: ClientConfig, spool: Spool, key: bytes) -> CallReport:
+    return await call_centre(config, spool, key)
+
+
+@dataclass
+class Clock:
+    """The agent's time: wall-clock seconds, running `1 / scale` times faster when the
+    config scales time (the demo and tests). Persisted times are in this time."""
+
+    scale: float = 1.0
+    origin_wall: float = 0.0
+    origin_mono: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.origin_wall = self.origin_wall or time.time()
+        self.origin_mono = self.origin_mono or time.monotonic()
+
+    def now(self) -> float:
+        return self.origin_wall + (time.monotonic() - self.origin_mono) / self.scale
+
+    def real(self, seconds: float) -> float:
+        return max(0.0, seconds) * self.scale
+
+
+class Agent:
+    def __init__(
+        self,
+        client: ClientConfig,
+        config: AgentConfig,
+        private_key: bytes,
+        *,
+        caller: Caller = _dial,
+        rng: random.Random | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.private_key = private_key
+        self.caller = caller
+        self.clock = clock or Clock(config.time_scale)
+        self.spool = Spool(client.spool)
+        self.engine = Engine()
+        saved = read_state(config.state) or {}
+        for item in saved.get("checks", []):
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                self.engine.restore(item["check"], State[item["state"]], float(item["since"]))
+        now = self.clock.now()
+        last_test = saved.get("last_test")
+        self.policy = CallPolicy(
+            config.policy,
+            rng or random.Random(),
+            now=now,
+            last_test=float(last_test) if isinstance(last_test, int | float) else None,
+            pending=bool(self.spool.queued()),
+        )
+        interval = saved.get("test_interval")
+        if isinstance(interval, int | float) and interval != config.policy.test_interval:
+            self.policy.adopt_interval(float(interval), now)
+        self.last_call: dict[str, Any] | None = saved.get("last_call")
+        self.calls = 0
+        self.wake = asyncio.Event()
+        self.started = now
+
+    # -- collection ---------------------------------------------------------------------
+
+    async def collect_once(self, check: CheckConfig) -> list[CheckEvent]:
+        readings = await collect(check.collector, self.clock.real(check.deadline), name=check.name)
+        now = self.clock.now()
+        events = self.engine.observe(now, readings, check.rule)
+        for event in events:
+            self._queue_event(event, now)
+        if events:
+            self.save()
+        return events
+
+    def _queue_event(self, event: CheckEvent, now: float) -> None:
+        if not self.policy.admit(event, now):
+            log.info("agent.throttled", check=event.check)
+            return
+        content = agent_event_content(
+            check=event.check,
+            event=event.type.value,
+            state=event.state.name,
+            previous=event.previous.name,
+            since=event.since,
+            time=event.time,
+            text=event.text,
+            value=event.value,
+            unit=event.unit,
+        )
+        summary = f"{event.check} {event.previous.name}->{event.state.name}"
+        if event.type.value != "change":
+            summary = f"{event.check} {event.type.value} ({event.state.name})"
+        seq = self.spool.enqueue(Kind.REPORT, content, summary)
+        log.info(
+            "agent.event",
+            check=event.check,
+            change=event.type.value,
+            state=event.state.name,
+            seq=seq,
+        )
+        self.wake.set()
+
+    async def _collect_loop(self, check: CheckConfig) -> None:
+        while True:
+            await self.collect_once(check)
+            await asyncio.sleep(self.clock.real(check.interval))
+
+    # -- calls --------------------------------------------------------------------------
+
+    async def call_once(self) -> CallReport:
+        """One call now, carrying the line test and summaries the policy asks for."""
+        async with modem_lock(self.client.spool, "callhome agent", wait=None):
+            now = self.clock.now()
+            plan = self.policy.plan(now)
+            self._queue_plan(plan, now)
+            log.info("agent.calling", line_test=plan.line_test, queued=len(self.spool.queued()))
+            report = await self.caller(self.client, self.spool, self.private_key)
+        now = self.clock.now()
+        ok = report.result == "ok" and not report.undelivered
+        self.policy.finished(now, ok, plan)
+        self.calls += 1
+        self.last_call = {
+            "time": now,
+            "result": report.result,
+            "detail": report.detail,
+            "line_test": plan.line_test,
+            "delivered": len(report.acknowledged) + len(report.duplicates),
+        }
+        log.info("agent.called", result=report.result, next_call=round(self.policy.due() - now))
+        self.save()
+        return report
+
+    def _queue_plan(self, plan: CallPlan, now: float) -> None:
+        for item in plan.summaries:
+            self.spool.enqueue(
+                Kind.REPORT,
+                agent_throttled_content(**item),
+                f"{item['check']} throttled ({item['held']} held back)",
+            )
+        if plan.line_test and not any(m.kind is Kind.LINE_TEST for m in self.spool.queued()):
+            content = agent_line_test_content(line_test_content(self.spool), self.engine.summary())
+            self.spool.enqueue(Kind.LINE_TEST, content, "line test")
+
+    async def _call_loop(self) -> None:
+        while True:
+            self.wake.clear()
+            delay = self.policy.due() - self.clock.now()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.clock.real(delay))
+                continue
+            await self.call_once()
+
+    # -- state --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "updated": self.clock.now(),
+            "started": self.started,
+            "last_call": self.last_call,
+            "next_call": self.policy.due(),
+            "next_test": self.policy.next_test,
+            "last_test": self.policy.last_test,
+            "test_interval": self.policy.test_interval,
+            "calls": self.calls,
+            "checks": [
+                {
+                    "check": s.check,
+                    "state": s.reported.name,
+                    "since": s.reported_since,
+                    "flapping": s.flapping,
+                    "value": s.value,
+                    "unit": s.unit,
+                    "text": s.text,
+                    "last_seen": s.last_seen,
+                }
+                for s in sorted(self.engine.checks.values(), key=lambda s: s.check)
+            ],
+        }
+
+    def save(self) -> None:
+        try:
+            write_state(self.config.state, self.status())
+        except OSError as exc:
+            log.warning("agent.state_unwritable", path=str(self.config.state), error=exc.strerror)
+
+    # -- the whole --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self._collect_loop(check)) for check in self.config.checks
+        ]
+        tasks.append(asyncio.create_task(self._call_loop()))
+        watchdog = sdnotify.watchdog_interval()
+        if watchdog is not None:
+            tasks.append(asyncio.create_task(self._watchdog(watchdog)))
+        self.save()
+        sdnotify.notify("READY=1\nSTATUS=watching " + f"{len(self.config.checks)} checks")
+        log.info("agent.started", checks=len(self.config.checks), next_call=self.policy.due())
+        stopping: asyncio.Task[Any] = asyncio.create_task(stop.wait())
+        tasks.append(stopping)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopping:
+                    task.result()  # a loop that ended by an error: raise it
+        finally:
+            sdnotify.notify("STOPPING=1")
+            for task in [*tasks]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for check in self.config.checks:
+                closer = getattr(check.collector, "close", None)
+                if closer is not None:
+                    with contextlib.suppress(Exception):
+                        await closer()
+            self.save()
+            self.spool.close()
+
+    async def _watchdog(self, every: float) -> None:
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(every)
