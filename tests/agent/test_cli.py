@@ -44,7 +44,7 @@ def test_check_runs_every_collector_once_and_exits_with_the_worst_state(tmp_path
     rows = {row["check"]: row for row in json.loads(result.output)}
     assert rows["md/md0"]["state"] == "OK"
     assert rows["cpu"]["state"] == "WARNING" and rows["cpu"]["value"] == 75
-    assert rows["stuck"]["state"] == "UNKNOWN"  # a hung collector is never OK
+    assert rows["collector/stuck"]["state"] == "UNKNOWN"  # a hung collector is never OK
     assert result.exit_code == 3
     table = CliRunner().invoke(main, ["-c", str(path), "agent", "check"])
     assert "md/md0" in table.output and "WARNING" in table.output

@@ -19,8 +19,8 @@ from modem_drivers.configfile import Table, load_toml
 from ...backoff import Backoff
 from .checks import Direction, Rule, Thresholds
 from .collectors.base import Collector
+from .collectors.runner import build_collector
 from .policy import PolicyConfig
-from .running import real_runner
 
 
 @dataclass
@@ -141,8 +141,4 @@ def build(table: Table, time_scale: float) -> Collector:
         from .collectors.simulated import SimulatedCollector
 
         return SimulatedCollector.from_table(table, time_scale=time_scale)
-    runner = real_runner()
-    if runner is None:  # the real collectors are not part of this build
-        raise table.error("kind", f"unknown kind {kind!r} (this build has: simulated)") from None
-    collector: Collector = runner.build_collector(table)
-    return collector
+    return build_collector(table, finish=False)

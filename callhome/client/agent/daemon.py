@@ -104,12 +104,20 @@ class Agent:
         self.last_call: dict[str, Any] | None = saved.get("last_call")
         self.calls = 0
         self.wake = asyncio.Event()
+        self.seen: dict[str, set[str]] = {}
+        """The checks each collector reported last time (UNKNOWN all if it hangs)."""
         self.started = now
 
     # -- collection ---------------------------------------------------------------------
 
     async def collect_once(self, check: CheckConfig) -> list[CheckEvent]:
-        readings = await collect(check.collector, self.clock.real(check.deadline), name=check.name)
+        readings = await collect(
+            check.collector,
+            self.clock.real(check.deadline),
+            name=check.name,
+            checks=self.seen.get(check.name, ()),
+        )
+        self.seen[check.name] = {r.check for r in readings}
         now = self.clock.now()
         events = self.engine.observe(now, readings, check.rule)
         for event in events:

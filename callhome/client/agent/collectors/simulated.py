@@ -28,7 +28,8 @@ from typing import ClassVar
 
 from modem_drivers.configfile import Table, parse_duration
 
-from .base import Reading, State
+from .base import Collector, Reading, State
+from .runner import register
 
 
 class ScriptError(ValueError):
@@ -179,3 +180,8 @@ class SimulatedCollector:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+
+@register("simulated")
+def _from_table(table: Table) -> Collector:
+    return SimulatedCollector.from_table(table)
