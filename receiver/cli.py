@@ -32,6 +32,8 @@ from modem_drivers.configfile import ConfigError, format_duration, parse_duratio
 from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
+from .agent_reports import describe
+from .agent_reports import device as device_command
 from .bank import Bank
 from .config import (
     DEFAULT_PATH,
@@ -487,6 +489,7 @@ def reports(
                         "state": m.state,
                         "received": _when(m.received_at),
                         "call_id": m.call_id,
+                        "text": describe(m.kind, m.content),
                         "content": _jsonable(m.content),
                     }
                     for m in rows
@@ -502,6 +505,7 @@ def reports(
         click.echo(
             f"{_when(m.received_at):<20} {m.device:<12} {m.kind:<10} "
             f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-'}"
+            + (f"  {text}" if (text := describe(m.kind, m.content)) else "")
         )
 
 
@@ -523,3 +527,6 @@ def _jsonable(content: bytes) -> Any:
         return str(item)
 
     return convert(value)
+
+
+main.add_command(device_command)
