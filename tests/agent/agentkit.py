@@ -35,8 +35,11 @@ def write_config(folder: Path, agent: str) -> Path:
 class FakeCentre:
     """A call that the centre acknowledges in full; keeps what each call carried."""
 
-    def __init__(self, result: str = "ok", *, failures: int = 0) -> None:
+    def __init__(
+        self, result: str = "ok", *, failures: int = 0, test_interval: int | None = None
+    ) -> None:
         self.result = result
+        self.test_interval = test_interval
         self.failures = failures
         """So many calls fail (busy) before the centre answers."""
         self.calls: list[list[tuple[str, dict[str, Any]]]] = []
@@ -47,6 +50,7 @@ class FakeCentre:
             self.calls.append([(m.kind.label, cbor2.loads(m.plain)) for m in queued])
             result = "busy" if len(self.calls) <= self.failures else self.result
             report = CallReport(result=result, sent=[m.seq for m in queued])
+            report.test_interval = self.test_interval
             if result == "ok":
                 for message in queued:
                     spool.acknowledged(message.seq)

@@ -170,6 +170,12 @@ class Agent:
             log.info("agent.calling", line_test=plan.line_test, queued=len(self.spool.queued()))
             report = await self.caller(self.client, self.spool, self.private_key)
         now = self.clock.now()
+        if report.test_interval and self.policy.adopt_interval(float(report.test_interval), now):
+            log.info(
+                "agent.interval_adopted",
+                test_interval=report.test_interval,
+                next_test=round(self.policy.next_test - now),
+            )
         ok = report.result == "ok" and not report.undelivered
         self.policy.finished(now, ok, plan)
         self.calls += 1
