@@ -40,7 +40,6 @@ class AgentConfig:
     interval: float = 60.0
     deadline: float = 10.0
     time_scale: float = 1.0
-    modem_wait: float = 60.0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     checks: list[CheckConfig] = field(default_factory=list)
 
@@ -58,7 +57,6 @@ def parse_agent_config(data: dict[str, Any], path: Path, spool: Path) -> AgentCo
     config.time_scale = agent.number("time_scale", float, 1.0, minimum=1e-6, maximum=1.0)
     config.interval = agent.duration("interval", "60s", minimum=0.001, maximum=86400.0)
     config.deadline = agent.duration("deadline", "10s", minimum=0.001, maximum=3600.0)
-    config.modem_wait = agent.duration("modem_wait", "60s", maximum=3600.0)
     test_at = None
     text = agent.get("test_at", str)
     if text is not None:
