@@ -19,7 +19,6 @@ from tests.wire.framesim import run_call
 
 from .agentkit import FakeCentre, write_config
 
-
 ACCEPT = ServerSession.accept
 
 

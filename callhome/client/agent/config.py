@@ -40,6 +40,8 @@ class AgentConfig:
     interval: float = 60.0
     deadline: float = 10.0
     time_scale: float = 1.0
+    inventory_interval: float = 7 * 86400.0
+    """0: no inventory."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     checks: list[CheckConfig] = field(default_factory=list)
 
@@ -69,6 +71,7 @@ def parse_agent_config(data: dict[str, Any], path: Path, spool: Path) -> AgentCo
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise agent.error("test_zone", f"unknown time zone {zone!r}") from None
+    config.inventory_interval = agent.duration("inventory_interval", "7d", maximum=366 * 86400.0)
     retry = agent.duration("retry_delay", "5m", minimum=0.001, maximum=86400.0)
     config.policy = PolicyConfig(
         warning_delay=agent.duration("warning_delay", "1h", maximum=7 * 86400.0),

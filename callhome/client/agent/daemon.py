@@ -23,13 +23,14 @@ import structlog
 from ...wire.messages import (
     Kind,
     agent_event_content,
+    agent_inventory_content,
     agent_line_test_content,
     agent_throttled_content,
 )
 from ..config import ClientConfig
 from ..dialer import CallReport, call_centre, line_test_content
 from ..spool import Spool
-from . import sdnotify
+from . import inventory, sdnotify
 from .checks import CheckEvent, Engine
 from .collectors.base import State
 from .config import AgentConfig, CheckConfig
@@ -102,6 +103,15 @@ class Agent:
         if isinstance(interval, int | float) and interval != config.policy.test_interval:
             self.policy.adopt_interval(float(interval), now)
         self.last_call: dict[str, Any] | None = saved.get("last_call")
+        self.rng = rng or random.Random()
+        self.inventory: dict[str, Any] = saved.get("inventory") or {}
+        self.version = inventory.agent_version()
+        if config.inventory_interval and (
+            self.inventory.get("version") != self.version or "next" not in self.inventory
+        ):
+            # first run or an upgrade: an inventory rides with the next call; after that
+            # the weekly one falls at a random moment, so a fleet spreads over the week
+            self.inventory["next"] = now
         self.calls = 0
         self.wake = asyncio.Event()
         self.seen: dict[str, set[str]] = {}
@@ -167,9 +177,11 @@ class Agent:
             now = self.clock.now()
             plan = self.policy.plan(now)
             self._queue_plan(plan, now)
+            self._queue_inventory(now)
             log.info("agent.calling", line_test=plan.line_test, queued=len(self.spool.queued()))
             report = await self.caller(self.client, self.spool, self.private_key)
         now = self.clock.now()
+        self._settle_inventory()
         if report.test_interval and self.policy.adopt_interval(float(report.test_interval), now):
             log.info(
                 "agent.interval_adopted",
@@ -201,6 +213,35 @@ class Agent:
             content = agent_line_test_content(line_test_content(self.spool), self.engine.summary())
             self.spool.enqueue(Kind.LINE_TEST, content, "line test")
 
+    def _queue_inventory(self, now: float) -> None:
+        if not self.config.inventory_interval or now < self.inventory.get("next", now + 1):
+            return
+        acknowledged = self.inventory.get("acked") or {}
+        current = inventory.gather(version=self.version)
+        changed, removed = inventory.difference(acknowledged, current)
+        self.inventory["next"] = now + self.config.inventory_interval * self.rng.uniform(0.9, 1.1)
+        self.inventory["version"] = self.version
+        if not changed and not removed:
+            return
+        content = agent_inventory_content(changed, removed, full=not acknowledged, time=now)
+        seq = self.spool.enqueue(Kind.INVENTORY, content, f"inventory ({len(changed)} changed)")
+        self.inventory["pending"] = {"seq": seq, "changed": changed, "removed": removed}
+
+    def _settle_inventory(self) -> None:
+        """An inventory the centre acknowledged becomes what the next one is compared to."""
+        pending = self.inventory.get("pending")
+        if not pending:
+            return
+        waiting = {m.seq for m in self.spool.queued(include_rejected=True)}
+        if pending["seq"] in waiting:
+            return
+        acknowledged = dict(self.inventory.get("acked") or {})
+        acknowledged.update(pending["changed"])
+        for item in pending["removed"]:
+            acknowledged.pop(item, None)
+        self.inventory["acked"] = acknowledged
+        self.inventory["pending"] = None
+
     async def _call_loop(self) -> None:
         while True:
             self.wake.clear()
@@ -224,6 +265,7 @@ class Agent:
             "last_test": self.policy.last_test,
             "test_interval": self.policy.test_interval,
             "calls": self.calls,
+            "inventory": self.inventory,
             "checks": [
                 {
                     "check": s.check,
