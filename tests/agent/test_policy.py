@@ -144,3 +144,12 @@ def test_nothing_is_dropped_silently_and_critical_is_never_late(
     for _, plan in run(p, T0 + 8 * DAY):
         held_total += sum(s["held"] for s in plan.summaries)
     assert admitted + held_total == len(items)
+
+
+def test_an_event_during_a_call_gets_its_own_call() -> None:
+    p = policy()
+    p.admit(event("md", State.CRITICAL), T0)
+    plan = p.plan(T0)
+    p.admit(event("disk", State.CRITICAL), T0 + 5)  # the call in progress may miss it
+    p.finished(T0 + 10, True, plan)
+    assert p.due() == T0 + 5

@@ -178,7 +178,12 @@ class Agent:
             plan = self.policy.plan(now)
             self._queue_plan(plan, now)
             self._queue_inventory(now)
-            log.info("agent.calling", line_test=plan.line_test, queued=len(self.spool.queued()))
+            queued = len(self.spool.queued())
+            if not queued:
+                # what made the call due went with the previous call: no call for nothing
+                self.policy.finished(now, True, plan)
+                return CallReport(result="ok", detail="nothing to send")
+            log.info("agent.calling", line_test=plan.line_test, queued=queued)
             report = await self.caller(self.client, self.spool, self.private_key)
         now = self.clock.now()
         self._settle_inventory()

@@ -97,6 +97,9 @@ class CallPolicy:
         self.retry = config.retry
         self.test_interval = config.test_interval
         self.throttles: dict[str, _Throttle] = {}
+        self.in_call = False
+        self._during: float | None = None
+        """What was wanted while a call was on: that call may not carry it."""
         self.next_test = self._schedule(now, starting=True)
 
     # events -------------------------------------------------------------------------
@@ -127,6 +130,8 @@ class CallPolicy:
             return
         by = now if level is Urgency.NOW else now + self.config.warning_delay
         self.call_by = by if self.call_by is None else min(self.call_by, by)
+        if self.in_call:
+            self._during = by if self._during is None else min(self._during, by)
 
     # calls --------------------------------------------------------------------------
 
@@ -153,16 +158,18 @@ class CallPolicy:
                     }
                 )
                 throttle.held, throttle.first_held, throttle.latest = 0, None, None
+        self.in_call, self._during = True, None
         return CallPlan(line_test=now >= self.next_test, summaries=summaries)
 
     def finished(self, now: float, ok: bool, plan: CallPlan) -> None:
+        self.in_call = False
         if not ok:
             self.retry_at = now + self.retry.next()
             self.call_by = now if self.call_by is None else self.call_by
             return
         self.retry.reset()
         self.retry_at = None
-        self.call_by = None
+        self.call_by, self._during = self._during, None
         if plan.line_test:
             self.last_test = now
             self.next_test = self._schedule(now)
