@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,7 +49,9 @@ async def add_agent_client(system: System, name: str, number: str) -> Client:
     return client
 
 
-async def start_agent(client: Client) -> asyncio.subprocess.Process:
+async def start_agent(
+    client: Client, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     log = (client.config.parent / "agent.log").open("ab")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -59,6 +64,7 @@ async def start_agent(client: Client) -> asyncio.subprocess.Process:
         "--json-logs",
         stdout=log,
         stderr=log,
+        env={**os.environ, **(env or {})},
     )
     log.close()
     socket_path = client.config.parent / "sim.sock"
@@ -95,7 +101,16 @@ async def test_a_degraded_mirror_is_stored_and_kill_9_mid_call_loses_nothing(
     system: System,
 ) -> None:
     client = await add_agent_client(system, "plant-a", "5550001")
-    agent = await start_agent(client)
+    # systemd's notify socket (a short path: AF_UNIX paths are limited)
+    folder = tempfile.mkdtemp(prefix="notify-")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(f"{folder}/n")
+    notify.setblocking(False)
+    agent = await start_agent(client, {"NOTIFY_SOCKET": f"{folder}/n"})
+    loop = asyncio.get_running_loop()
+    ready = await asyncio.wait_for(loop.sock_recv(notify, 200), 30)
+    assert ready.startswith(b"READY=1")
+    notify.close()
     disks = [f"disk/sd{letter}" for letter in "bcdefg"]
     try:
         # 1. a mirror degrades: an urgent call, and the centre has the report
