@@ -40,6 +40,11 @@ class AgentConfig:
     interval: float = 60.0
     deadline: float = 10.0
     time_scale: float = 1.0
+    answer: bool = False
+    answer_window: float = 60.0
+    answer_rings: int = 2
+    answer_numbers: list[str] = field(default_factory=list)
+    answer_require_caller_id: bool = False
     inventory_interval: float = 7 * 86400.0
     """0: no inventory."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -71,6 +76,11 @@ def parse_agent_config(data: dict[str, Any], path: Path, spool: Path) -> AgentCo
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise agent.error("test_zone", f"unknown time zone {zone!r}") from None
+    config.answer = agent.get("answer", bool, False)
+    config.answer_window = agent.duration("answer_window", "60s", minimum=1.0, maximum=3600.0)
+    config.answer_rings = agent.number("answer_rings", int, 2, minimum=1, maximum=20)
+    config.answer_numbers = agent.strings("answer_numbers", [])
+    config.answer_require_caller_id = agent.get("answer_require_caller_id", bool, False)
     config.inventory_interval = agent.duration("inventory_interval", "7d", maximum=366 * 86400.0)
     retry = agent.duration("retry_delay", "5m", minimum=0.001, maximum=86400.0)
     config.policy = PolicyConfig(

@@ -20,6 +20,8 @@ from typing import Any
 
 import structlog
 
+from modem_drivers.hayes import ModemError
+
 from ...wire.messages import (
     Kind,
     agent_event_content,
@@ -31,6 +33,7 @@ from ..config import ClientConfig
 from ..dialer import CallReport, call_centre, line_test_content
 from ..spool import Spool
 from . import inventory, sdnotify
+from .answer import answer_once
 from .checks import CheckEvent, Engine
 from .collectors.base import State
 from .config import AgentConfig, CheckConfig
@@ -40,6 +43,9 @@ from .running import collect
 from .statefile import read_state, write_state
 
 log = structlog.get_logger("callhome.agent")
+
+ANSWER_GAP = 0.5
+"""Real seconds the modem stays free between two answering windows."""
 
 Caller = Callable[[ClientConfig, Spool, bytes], Awaitable[CallReport]]
 
@@ -114,6 +120,7 @@ class Agent:
             self.inventory["next"] = now
         self.calls = 0
         self.wake = asyncio.Event()
+        self.modem_wanted = asyncio.Event()
         self.seen: dict[str, set[str]] = {}
         """The checks each collector reported last time (UNKNOWN all if it hangs)."""
         self.started = now
@@ -173,6 +180,13 @@ class Agent:
 
     async def call_once(self) -> CallReport:
         """One call now, carrying the line test and summaries the policy asks for."""
+        self.modem_wanted.set()  # an answering window gives the modem up
+        try:
+            return await self._call_once()
+        finally:
+            self.modem_wanted.clear()
+
+    async def _call_once(self) -> CallReport:
         async with modem_lock(self.client.spool, "callhome agent", wait=None):
             now = self.clock.now()
             plan = self.policy.plan(now)
@@ -185,6 +199,10 @@ class Agent:
                 return CallReport(result="ok", detail="nothing to send")
             log.info("agent.calling", line_test=plan.line_test, queued=queued)
             report = await self.caller(self.client, self.spool, self.private_key)
+        self._after_call(report, plan)
+        return report
+
+    def _after_call(self, report: CallReport, plan: CallPlan) -> None:
         now = self.clock.now()
         self._settle_inventory()
         if report.test_interval and self.policy.adopt_interval(float(report.test_interval), now):
@@ -205,7 +223,55 @@ class Agent:
         }
         log.info("agent.called", result=report.result, next_call=round(self.policy.due() - now))
         self.save()
+
+    # -- answering the centre -----------------------------------------------------------
+
+    async def answer_once(self) -> CallReport | None:
+        """One answering window: if the centre calls, answer, send what is queued and a
+        line test."""
+        plans: list[CallPlan] = []
+
+        def connected() -> None:
+            now = self.clock.now()
+            plan = self.policy.plan(now)
+            plan = CallPlan(line_test=True, summaries=plan.summaries)  # the centre asked
+            self._queue_plan(plan, now)
+            plans.append(plan)
+
+        # at least a real second: every window opens and sets up the modem; a call of
+        # ours that falls due ends the window at once (`modem_wanted`)
+        window = max(self.clock.real(self.config.answer_window), 1.0)
+        async with modem_lock(self.client.spool, "callhome agent (answering)", wait=None):
+            report = await answer_once(
+                self.client,
+                self.spool,
+                self.private_key,
+                numbers=self.config.answer_numbers or self.client.numbers,
+                require_caller_id=self.config.answer_require_caller_id,
+                rings=self.config.answer_rings,
+                window=window,
+                interrupt=self.modem_wanted,
+                connected=connected,
+            )
+        if report is not None and plans:
+            self._after_call(report, plans[0])
+        elif plans:
+            self.policy.finished(self.clock.now(), False, plans[0])
         return report
+
+    async def _answer_loop(self) -> None:
+        while True:
+            if self.modem_wanted.is_set() or self.policy.due() <= self.clock.now():
+                await asyncio.sleep(ANSWER_GAP)  # a call of ours is starting
+                continue
+            try:
+                await self.answer_once()
+            except (ModemError, OSError) as exc:
+                log.warning("agent.answer_failed", error=str(exc))
+                await asyncio.sleep(self.clock.real(self.config.answer_window))
+            # the modem is free for a moment: a person's command (polling every 0.2 s)
+            # or our own call gets it here
+            await asyncio.sleep(ANSWER_GAP)
 
     def _queue_plan(self, plan: CallPlan, now: float) -> None:
         for item in plan.summaries:
@@ -300,6 +366,8 @@ class Agent:
             asyncio.create_task(self._collect_loop(check)) for check in self.config.checks
         ]
         tasks.append(asyncio.create_task(self._call_loop()))
+        if self.config.answer:
+            tasks.append(asyncio.create_task(self._answer_loop()))
         watchdog = sdnotify.watchdog_interval()
         if watchdog is not None:
             tasks.append(asyncio.create_task(self._watchdog(watchdog)))
