@@ -106,6 +106,16 @@ def test_ignore(tree: Path) -> None:
     assert not any(check.startswith("hwmon/nct6775/") for check in got)
 
 
+def test_include_keeps_only_the_fans(tree: Path) -> None:
+    got = by_check(hwmon.assess(hwmon.read_tree(tree), include=["hwmon/*/fan*"]))
+    assert set(got) == {
+        "hwmon/nct6775/fan1",
+        "hwmon/nct6775/fan2",
+        "hwmon/nct6775/fan3",
+        "hwmon/it87/fan1",
+    }
+
+
 def test_garbage_in_a_sensor_file_is_unknown() -> None:
     chip = hwmon.parse_chip("x", {"temp1_input": "banana", "temp2_input": "30000"})
     got = by_check(hwmon.assess([chip]))

@@ -97,15 +97,18 @@ def test_garbage_is_a_typed_error(text: str) -> None:
         ipmi.parse_sel(text)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet=st.sampled_from("ab1. |\n%Cdegrs,nokc"), max_size=30), max_size=8))
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.text(alphabet=st.sampled_from("ab1. |\n%Cdegrs,nokcNA/'"), max_size=30), max_size=8)
+)
 def test_any_text_parses_or_is_a_typed_error(lines: list[str]) -> None:
     text = "\n".join(lines)
-    try:
-        readings = ipmi.sensor_readings(ipmi.parse_sdr(text))
-    except IpmiError:
-        return
-    assert all(isinstance(r.state, State) for r in readings)
+    for parse in (lambda t: ipmi.sensor_readings(ipmi.parse_sdr(t)), ipmi.parse_freeipmi):
+        try:
+            readings = parse(text)
+        except IpmiError:
+            continue
+        assert all(isinstance(r.state, State) for r in readings)
 
 
 def _fake_ipmitool(tmp_path: Path, body: str) -> str:
@@ -129,8 +132,35 @@ async def test_collector_with_a_fake_ipmitool(tmp_path: Path) -> None:
 
 
 async def test_no_tool_or_no_bmc_is_no_readings(tmp_path: Path) -> None:
-    assert await IpmiCollector(ipmitool=str(tmp_path / "absent")).collect() == []
+    absent = str(tmp_path / "absent")
+    assert await IpmiCollector(ipmitool=absent, ipmi_sensors=absent).collect() == []
     program = _fake_ipmitool(tmp_path, f"cat {FIXTURES}/no_device_stderr.txt >&2; exit 1\n")
     assert await IpmiCollector(ipmitool=program).collect() == []
     out = await IpmiCollector(ipmitool=program, required=True).collect()
     assert out[0].state is State.UNKNOWN and "Could not open device" in out[0].text
+
+
+def test_freeipmi_sensors() -> None:
+    text = (FIXTURES / "freeipmi_sensors_state.csv").read_text()
+    got = {r.check: r for r in ipmi.parse_freeipmi(text)}
+    assert {c: r.state for c, r in got.items()} == {
+        "ipmi/CPU Temp": State.OK,
+        "ipmi/System Temp": State.OK,
+        "ipmi/FAN1": State.CRITICAL,
+        "ipmi/Vcpu": State.OK,
+        "ipmi/PS1 Status": State.CRITICAL,
+        "ipmi/PS2 Status": State.OK,
+    }
+    assert (got["ipmi/CPU Temp"].value, got["ipmi/CPU Temp"].unit) == (36.0, "C")
+    assert got["ipmi/PS1 Status"].text == "Presence detected Power Supply Failure detected"
+    with pytest.raises(IpmiError):
+        ipmi.parse_freeipmi("garbage\n")
+
+
+async def test_freeipmi_when_there_is_no_ipmitool(tmp_path: Path) -> None:
+    program = tmp_path / "ipmi-sensors"
+    program.write_text(f"#!/bin/sh\ncat {FIXTURES}/freeipmi_sensors_state.csv\n")
+    program.chmod(0o755)
+    collector = IpmiCollector(ipmitool=str(tmp_path / "absent"), ipmi_sensors=str(program))
+    out = {r.check: r.state for r in await collector.collect()}
+    assert out["ipmi/PS1 Status"] is State.CRITICAL and "ipmi/sel" not in out

@@ -82,14 +82,14 @@ _items = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(_items, max_size=5))
 def test_perfdata_round_trip(items: list[PerfItem]) -> None:
     items = [i for i in items if i.label.split()]  # a label of spaces only is not data
     assert perfdata.parse(perfdata.format_items(items)) == items
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.text(max_size=60))
 def test_any_text_parses_or_is_a_typed_error(text: str) -> None:
     try:

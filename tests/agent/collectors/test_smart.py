@@ -138,7 +138,7 @@ def test_garbage_is_a_typed_error(text: str) -> None:
         smart.parse_json(text)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(max_size=8),
@@ -236,6 +236,21 @@ async def test_collector_configured_devices_ignore_and_garbage(tmp_path: Path) -
     )
     out = await collector.collect()
     assert [(r.check, r.state) for r in out] == [("smart/sda", State.UNKNOWN)]
+
+
+async def test_configured_device_behind_a_controller(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    program = _fake_smartctl(
+        tmp_path, f'echo "$*" >> {calls}\ncat {FIXTURES}/ata_healthy_wdc.json\n'
+    )
+    collector = SmartCollector(devices=["/dev/bus/0@megaraid,3", "/dev/sda"], smartctl=str(program))
+    out = await collector.collect()
+    assert [r.check for r in out if r.state is State.OK][:1] == ["smart/bus/0@megaraid,3"]
+    lines = calls.read_text().splitlines()
+    assert lines == [
+        "--json -a -n standby -d megaraid,3 /dev/bus/0",
+        "--json -a -n standby /dev/sda",
+    ]
 
 
 async def test_no_smartctl_installed_is_no_readings(tmp_path: Path) -> None:

@@ -67,6 +67,8 @@ async def test_collector_filters_and_remembers(tmp_path: Path) -> None:
         "c",
     )
     collector = build_collector(table)
+    assert isinstance(collector, SystemdCollector)
+    collector.booted = tmp_path
     out = {r.check: r.state for r in await run_collector(collector, 5.0, name="systemd")}
     assert out == {
         "systemd/certbot.service": State.CRITICAL,
@@ -85,15 +87,21 @@ async def test_old_systemd_falls_back_to_the_plain_table(tmp_path: Path) -> None
         '  *--output=json*) echo "Unknown output json" >&2; exit 1 ;;\n'
         f"  *) cat {FIXTURES}/failed_units_plain.txt ;;\nesac\n",
     )
-    out = await SystemdCollector(systemctl=program, include=["nginx*"]).collect()
+    collector = SystemdCollector(systemctl=program, include=["nginx*"], booted=tmp_path)
+    out = await collector.collect()
     assert [(r.check, r.state) for r in out] == [("systemd/nginx.service", State.WARNING)]
 
 
 async def test_garbage_everywhere_is_unknown_and_no_systemctl_is_nothing(tmp_path: Path) -> None:
     program = _fake_systemctl(tmp_path, "echo '<<garbage>>'\n")
-    out = await run_collector(SystemdCollector(systemctl=program), 5.0, name="systemd")
+    collector = SystemdCollector(systemctl=program, booted=tmp_path)
+    out = await run_collector(collector, 5.0, name="systemd")
     assert [(r.check, r.state) for r in out] == [("collector/systemd", State.UNKNOWN)]
-    assert await SystemdCollector(systemctl=str(tmp_path / "absent")).collect() == []
+    absent = SystemdCollector(systemctl=str(tmp_path / "absent"), booted=tmp_path)
+    assert await absent.collect() == []
+    # systemctl installed but systemd not running (a container): nothing to say
+    not_booted = SystemdCollector(systemctl=program, booted=tmp_path / "no")
+    assert await not_booted.collect() == []
 
 
 def test_config() -> None:

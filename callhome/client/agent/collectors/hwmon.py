@@ -137,14 +137,19 @@ def chip_ids(chips: list[Chip]) -> list[str]:
 
 
 def assess(
-    chips: list[Chip], limits: Limits | None = None, ignore: Sequence[str] = ()
+    chips: list[Chip],
+    limits: Limits | None = None,
+    ignore: Sequence[str] = (),
+    include: Sequence[str] = ("*",),
 ) -> list[Reading]:
     limits = limits or Limits()
     out = []
     for chip_id, chip in zip(chip_ids(chips), chips, strict=True):
         for sensor in chip.sensors:
             check = f"hwmon/{chip_id}/{sensor.name}"
-            if any(fnmatch.fnmatchcase(check, pattern) for pattern in ignore):
+            if not any(fnmatch.fnmatchcase(check, pattern) for pattern in include) or any(
+                fnmatch.fnmatchcase(check, pattern) for pattern in ignore
+            ):
                 continue
             reading = _sensor(check, sensor, limits)
             if reading is not None:
@@ -220,12 +225,14 @@ def _voltage(sensor: Sensor, value: float) -> tuple[State | None, str]:
 
 @dataclass
 class HwmonCollector:
-    """`kind = "hwmon"`: keys `root` (default /sys/class/hwmon), `ignore` (globs of
-    check names), `temperature_warning`, `temperature_critical`, `fan_minimum` (used
-    where the chip has no limit of its own), `timeout` (sysfs reads)."""
+    """`kind = "hwmon"`: keys `root` (default /sys/class/hwmon), `include`, `ignore`
+    (globs of check names: `include = ["hwmon/*/fan*"]` for a check of the fans
+    alone), `temperature_warning`, `temperature_critical`, `fan_minimum` (used where
+    the chip has no limit of its own), `timeout` (sysfs reads)."""
 
     kind: ClassVar[str] = "hwmon"
     root: Path = Path("/sys/class/hwmon")
+    include: list[str] = field(default_factory=lambda: ["*"])
     ignore: list[str] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     timeout: float = 5.0
@@ -239,6 +246,7 @@ class HwmonCollector:
         )
         return cls(
             root=table.path_value("root", "/sys/class/hwmon"),
+            include=table.strings("include", ["*"]),
             ignore=table.strings("ignore", []),
             limits=limits,
             timeout=table.duration("timeout", 5.0, minimum=0.1, maximum=60.0),
@@ -247,7 +255,7 @@ class HwmonCollector:
     async def collect(self) -> list[Reading]:
         # a sysfs read can block in a driver talking to a slow bus (I2C, ACPI)
         chips = await run_blocking(lambda: read_tree(self.root), self.timeout)
-        return assess(chips, self.limits, self.ignore)
+        return assess(chips, self.limits, self.ignore, self.include)
 
 
 register("hwmon")(HwmonCollector.from_table)

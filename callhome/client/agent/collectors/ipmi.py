@@ -14,7 +14,11 @@ SEL is one check, `ipmi/sel`: WARNING while it holds asserted events whose words
 bad (it is a log: the live sensors say what is wrong now; clearing the SEL is the
 acknowledgement), OK otherwise.
 
-No ipmitool, or no BMC (/dev/ipmi0 missing): no readings at all, not UNKNOWN (most
+Without ipmitool, FreeIPMI's `ipmi-sensors --output-sensor-state` is used for the
+sensors (its own Nominal / Warning / Critical verdict, plus the same state words);
+the SEL is read through ipmitool only.
+
+No tool, or no BMC (/dev/ipmi0 missing): no readings at all, not UNKNOWN (most
 machines have no BMC; `required = true` makes that UNKNOWN for those that must).
 """
 
@@ -68,6 +72,7 @@ _STATUS = {
 }
 _UNITS = {
     "degrees c": "C",
+    "c": "C",
     "percent": "%",
     "watts": "W",
     "volts": "V",
@@ -139,6 +144,55 @@ def sensor_readings(entries: list[SdrEntry]) -> list[Reading]:
     return out
 
 
+_FREEIPMI_STATES = {"nominal": State.OK, "warning": State.WARNING, "critical": State.CRITICAL}
+FREEIPMI_ARGS = (
+    "--output-sensor-state",
+    "--comma-separated-output",
+    "--no-header-output",
+    "--ignore-not-available-sensors",
+)
+
+
+def parse_freeipmi(text: str) -> list[Reading]:
+    """`ipmi-sensors` with FREEIPMI_ARGS: `ID,Name,Type,State,Reading,Units,Event`,
+    the event a list of quoted words ('OK', 'Presence detected' 'Failure detected')."""
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        cells = [cell.strip() for cell in line.split(",")]
+        if len(cells) < 7 or not cells[1]:
+            raise IpmiError(f"not an ipmi-sensors line: {line[:60]!r}")
+        # a name may hold a comma: the last four columns are fixed
+        sensor_id, name = cells[0], ",".join(cells[1:-5])
+        rows.append((sensor_id, name, *cells[-5:]))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row[1]] = counts.get(row[1], 0) + 1
+    out = []
+    for sensor_id, name, _kind, state_text, reading, units, event in rows:
+        if state_text.upper() == "N/A":
+            continue
+        check = f"ipmi/{name}" + (f"@{sensor_id}" if counts[name] > 1 else "")
+        words = event.replace("'", "").strip()
+        state = _FREEIPMI_STATES.get(state_text.lower())
+        if state is None:
+            out.append(Reading(check, State.UNKNOWN, f"unknown state {state_text!r}"))
+            continue
+        state = max(state, _words_state(words))
+        value = unit = None
+        try:
+            value = float(reading)
+            unit = _UNITS.get(units.lower(), units) if units.upper() != "N/A" else None
+        except ValueError:
+            pass
+        text = f"{reading} {units}" if value is not None else words
+        if value is not None and words and words != "OK":
+            text = f"{text}, {words}"
+        out.append(Reading(check, state, text, value, unit, {"id": sensor_id}))
+    return out
+
+
 @dataclass(frozen=True)
 class SelEvent:
     number: str
@@ -178,11 +232,13 @@ def sel_reading(events: list[SelEvent]) -> Reading:
 
 @dataclass
 class IpmiCollector:
-    """`kind = "ipmi"`: keys `ipmitool` (the program), `sel` (read the SEL, default
-    true), `required` (no BMC is UNKNOWN, default false), `timeout`."""
+    """`kind = "ipmi"`: keys `ipmitool`, `ipmi_sensors` (the programs), `sel` (read the
+    SEL through ipmitool, default true), `required` (no BMC is UNKNOWN, default false),
+    `timeout`."""
 
     kind: ClassVar[str] = "ipmi"
     ipmitool: str = "ipmitool"
+    ipmi_sensors: str = "ipmi-sensors"
     sel: bool = True
     required: bool = False
     timeout: float = 30.0
@@ -191,6 +247,7 @@ class IpmiCollector:
     def from_table(cls, table: Table) -> Self:
         return cls(
             ipmitool=table.get("ipmitool", str, "ipmitool"),
+            ipmi_sensors=table.get("ipmi_sensors", str, "ipmi-sensors"),
             sel=table.get("sel", bool, True),
             required=table.get("required", bool, False),
             timeout=table.duration("timeout", 30.0, minimum=1.0, maximum=600.0),
@@ -200,7 +257,7 @@ class IpmiCollector:
         try:
             result = await run_command([self.ipmitool, "sdr", "elist"], self.timeout)
         except CommandNotFound:
-            return self._absent("ipmitool is not installed")
+            return await self._freeipmi()
         if result.timed_out:
             return [Reading("ipmi/bmc", State.UNKNOWN, f"no answer in {self.timeout:g} s")]
         if result.returncode != 0:
@@ -214,6 +271,18 @@ class IpmiCollector:
             else:
                 out.append(Reading("ipmi/sel", State.UNKNOWN, "cannot read the SEL"))
         return out
+
+    async def _freeipmi(self) -> list[Reading]:
+        try:
+            result = await run_command([self.ipmi_sensors, *FREEIPMI_ARGS], self.timeout)
+        except CommandNotFound:
+            return self._absent("neither ipmitool nor FreeIPMI is installed")
+        if result.timed_out:
+            return [Reading("ipmi/bmc", State.UNKNOWN, f"no answer in {self.timeout:g} s")]
+        if result.returncode != 0:
+            why = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            return self._absent(why[0] if why else f"ipmi-sensors exit {result.returncode}")
+        return parse_freeipmi(result.text)
 
     def _absent(self, why: str) -> list[Reading]:
         return [Reading("ipmi/bmc", State.UNKNOWN, why)] if self.required else []

@@ -47,7 +47,7 @@ MAX_OUTPUT = 256 * 1024
 """Bytes of a command's stdout (and of its stderr) that are kept; the rest is read and
 thrown away so that the child never blocks on a full pipe."""
 
-_abandoned: set[asyncio.Task[Any]] = set()
+_abandoned: set[asyncio.Future[Any]] = set()
 
 
 def collector_check(name: str) -> str:
@@ -75,7 +75,10 @@ async def run_collector(
     if not (deadline > 0 and math.isfinite(deadline)):
         raise ValueError(f"deadline must be a positive number of seconds, not {deadline!r}")
     own = collector_check(name)
-    task = asyncio.ensure_future(collector.collect())
+    try:
+        task = asyncio.ensure_future(collector.collect())
+    except Exception as error:  # collect() raised at once, or is not a coroutine
+        return _failed(own, checks, f"failed: {_describe(error)}")
     try:
         done, _ = await asyncio.wait({task}, timeout=deadline)
     except asyncio.CancelledError:
@@ -87,7 +90,7 @@ async def run_collector(
         finished, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE)
         if not finished:
             _abandoned.add(task)
-            task.add_done_callback(_abandoned.discard)
+            task.add_done_callback(_forget)
             log.warning("collector ignores cancellation, abandoned", collector=name)
         else:
             _consume(task)
@@ -109,7 +112,12 @@ async def run_collector(
     return [*readings, own_reading]
 
 
-def _consume(task: asyncio.Task[Any]) -> None:
+def _forget(task: asyncio.Future[Any]) -> None:
+    _abandoned.discard(task)
+    _consume(task)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log "never retrieved"
 
@@ -235,8 +243,8 @@ async def run_command(
     argv = tuple(argv)
     if not argv:
         raise ValueError("empty command")
-    try:
-        proc = await asyncio.create_subprocess_exec(
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -244,6 +252,18 @@ async def run_command(
             start_new_session=True,
             env=env,
         )
+    )
+    try:
+        proc = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        # Cancelled while the pipes were being connected: the child (and whatever it
+        # started) may be running already. asyncio's own clean-up would kill the child
+        # alone and then wait for pipes its children still hold: forever.
+        with contextlib.suppress(Exception):
+            started = await spawn
+            _kill_group(started.pid)
+            await asyncio.shield(_close(started))
+        raise
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise CommandNotFound(f"{argv[0]}: {exc.strerror or exc}") from None
     assert proc.stdout is not None and proc.stderr is not None
@@ -260,12 +280,8 @@ async def run_command(
     finally:
         # Always, also on cancellation: the group may outlive its leader.
         _kill_group(proc.pid)
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            # SIGKILL cannot be refused, so this wait is short; shielded so that a
-            # cancellation does not leave a zombie behind.
-            await asyncio.shield(proc.wait())
+        # Shielded so that a second cancellation does not leave a zombie behind.
+        await asyncio.shield(_close(proc))
     return CommandResult(
         argv=argv,
         returncode=None if timed_out else proc.returncode,
@@ -274,6 +290,19 @@ async def run_command(
         timed_out=timed_out,
         truncated=out.overflow or err.overflow,
     )
+
+
+async def _close(proc: asyncio.subprocess.Process) -> None:
+    """Close our ends of the pipes (SIGKILL for the child if it still runs), then reap
+    it. Waiting without closing would wait for every holder of the pipes, and a
+    process that left the group (setsid) may hold them for ever."""
+    transport = getattr(proc, "_transport", None)
+    if transport is not None:
+        transport.close()
+    elif proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.wait()
 
 
 def _kill_group(pgid: int) -> None:

@@ -145,7 +145,8 @@ def assess(document: Mapping[str, Any], check: str, limits: Limits = Limits()) -
         return [Reading(check, State.OK, f"{sleeping}, not checked", attributes=attributes)]
     first_message = next(iter(messages(document)), "")
     if status & BIT_COMMAND_LINE:
-        return [Reading(check, State.UNKNOWN, f"smartctl refused its command line {first_message}")]
+        why = f": {first_message}" if first_message else ""
+        return [Reading(check, State.UNKNOWN, f"smartctl refused its command line{why}")]
     if status & BIT_OPEN_FAILED:
         why = first_message or "cannot open the device"
         return [Reading(check, State.UNKNOWN, why, attributes=attributes)]
@@ -158,8 +159,11 @@ def assess(document: Mapping[str, Any], check: str, limits: Limits = Limits()) -
     passed = smart_status.get("passed")
     if status & BIT_FAILING or passed is False:
         problems.append((State.CRITICAL, "SMART says FAILING"))
-    table = [a for a in _list(_dict(document.get("ata_smart_attributes")).get("table"))]
-    table = [a for a in table if isinstance(a, dict)]
+    table = [
+        a
+        for a in _list(_dict(document.get("ata_smart_attributes")).get("table"))
+        if isinstance(a, dict)
+    ]
     now = [a for a in table if a.get("when_failed") == "now"]
     past = [a for a in table if a.get("when_failed") == "past"]
     if status & BIT_PREFAIL_NOW or now:
@@ -263,8 +267,9 @@ def parse_scan(text: str) -> list[tuple[str, str | None, str | None]]:
 @dataclass
 class SmartCollector:
     """`kind = "smart"`: keys `devices` (default: what `smartctl --scan-open` finds,
-    scanned again every `rescan`), `ignore` (globs of device names), `smartctl` (the
-    program), `timeout` (per disk), and the limits of `Limits`."""
+    scanned again every `rescan`; `DEVICE@TYPE` passes `-d TYPE`), `ignore` (globs of
+    device names), `smartctl` (the program), `timeout` (per disk), and the limits of
+    `Limits`."""
 
     kind: ClassVar[str] = "smart"
     devices: list[str] = field(default_factory=list)
@@ -299,7 +304,8 @@ class SmartCollector:
 
     async def _targets(self) -> list[tuple[str, str | None]]:
         if self.devices:
-            return [(d, None) for d in self.devices]
+            # "/dev/bus/0@megaraid,3": a device behind a controller, with smartctl's -d
+            return [(d.partition("@")[0], d.partition("@")[2] or None) for d in self.devices]
         # a scan opens every disk; once a day is enough to notice a new one
         now = time.monotonic()
         if self._scanned is None or now - self._scanned_at >= self.rescan:

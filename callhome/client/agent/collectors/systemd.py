@@ -6,7 +6,7 @@ has its recovery (a unit that is not failed is not listed at all, and a check wi
 reading would keep its last state). `include` / `exclude` are globs on unit names.
 
 systemd before 246 has no JSON output: then the plain table (`--plain --no-legend`)
-is read instead.
+is read instead. A system not booted with systemd has no such checks (no readings).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Self
 
 from modem_drivers.configfile import Table
@@ -99,6 +100,8 @@ class SystemdCollector:
     state: State = State.WARNING
     systemctl: str = "systemctl"
     timeout: float = 10.0
+    booted: Path = Path("/run/systemd/system")
+    """Exists when systemd is the init system (what sd_booted() tests)."""
     _seen: set[str] = field(default_factory=set)
 
     @classmethod
@@ -115,6 +118,8 @@ class SystemdCollector:
         )
 
     async def collect(self) -> list[Reading]:
+        if not self.booted.exists():
+            return []  # systemctl may be installed, but systemd does not run here
         base = [self.systemctl, "list-units", "--failed", "--no-pager"]
         try:
             result = await run_command([*base, "--output=json"], self.timeout)
