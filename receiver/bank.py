@@ -430,7 +430,12 @@ class PortWorker:
                 state.counter = event.call_counter
                 partial = await store.partials(device.id, event.epoch)
                 state.resume = {seq: len(data) for seq, data in partial.items()}
-                session.accept(loop.time(), clock_ms=int(time.time() * 1000), resume=partial)
+                session.accept(
+                    loop.time(),
+                    clock_ms=int(time.time() * 1000),
+                    resume=partial,
+                    test_interval=int(device.test_interval),
+                )
                 self._log.info(
                     "call.handshake",
                     device=device.name,
