@@ -433,7 +433,7 @@ class Engine:
 
     def _pop_sparse(self, i: int) -> None:
         for table in (self._schedules, self._paths, self._failed, self._tests, self._storms):
-            table.pop(i, None)  # type: ignore[attr-defined]
+            table.pop(i, None)
 
     def record(self, name: str) -> DeviceRecord:
         i = self._index[name]
