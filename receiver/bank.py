@@ -49,6 +49,7 @@ from modem_drivers.hayes import (
 )
 
 from .store import AsyncStore, CallEnd, Device, StoreUnavailable
+from .supervision.service import Stored, Supervisor, device_time
 
 log = structlog.get_logger("callhome.receiver")
 
@@ -498,6 +499,19 @@ class PortWorker:
         loop = asyncio.get_running_loop()
         session.message_stored(event.seq, loop.time(), duplicate=not stored)
         state.messages += 1
+        if self.bank.supervisor is not None:  # a resent one proves the device alive too
+            kind = event.kind.label
+            self.bank.supervisor.message_stored(
+                Stored(
+                    device,
+                    time.time(),
+                    self.name,
+                    state.caller,
+                    kind,
+                    device_time(kind, event.content),
+                    getattr(state, "path", None),
+                )
+            )
         self._log.info(
             "message.stored" if stored else "message.duplicate",
             device=device.name,
@@ -570,6 +584,7 @@ class Bank:
         scale: float = 1.0,
         drain_timeout: float = 30.0,
         notify: Callable[..., None] | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         if not ports:
             raise InitialisationError("no modem ports configured ([bank] ports)")
@@ -592,6 +607,8 @@ class Bank:
         self.penalised = 0
         """Calls answered late because their caller kept failing handshakes."""
         self._notify = notify or (lambda what, **fields: None)
+        self.supervisor = supervisor
+        """Told of every stored message; runs beside the ports (receiver/supervision)."""
 
     def notify(self, what: str, **fields: Any) -> None:
         """Tell an interested party (the demo's narrator) what just happened."""
@@ -600,6 +617,11 @@ class Bank:
     async def run(self, stop: asyncio.Event, hang_up_now: asyncio.Event | None = None) -> None:
         """Serve until `stop`; then let calls in progress finish for up to
         `drain_timeout` (or until `hang_up_now`), hang up what is left, and return."""
+        supervising = asyncio.Event()
+        supervision = None
+        if self.supervisor is not None:
+            await self.supervisor.start()  # every timer rebuilt from the store
+            supervision = asyncio.ensure_future(self.supervisor.run(supervising))
         tasks = [asyncio.ensure_future(worker.run()) for worker in self.workers]
         log.info("bank.started", ports=len(self.workers))
         await stop.wait()
@@ -632,4 +654,7 @@ class Bank:
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.error("bank.worker_failed", error=repr(task.exception()))
+        if supervision is not None:  # after the drain: its messages are supervised too
+            supervising.set()
+            await asyncio.wait({supervision}, timeout=10.0)
         log.info("bank.stopped")

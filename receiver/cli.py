@@ -33,6 +33,7 @@ from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
+from .cli_supervision import device_columns, paths_text, register, supervisor_for
 from .config import (
     DEFAULT_PATH,
     GRACE,
@@ -237,6 +238,7 @@ def devices(ctx: Context, as_json: bool) -> None:
     """List enrolled devices."""
     store = ctx.store()
     rows = guarded(store.devices)
+    supervision = guarded(lambda: device_columns(store, ctx.config().supervision))
     store.close()
     items = [
         {
@@ -249,18 +251,25 @@ def devices(ctx: Context, as_json: bool) -> None:
             "site": d.site,
             "last_counter": d.last_counter,
             "last_seen": _when(d.last_seen),
+            **supervision.get(d.name, {}),
         }
         for d in rows
     ]
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
-    click.echo(f"{'name':<16} {'state':<8} {'last seen':<20} {'site':<10} public key")
+    click.echo(
+        f"{'name':<16} {'state':<8} {'supervision':<11} {'last call':<20} "
+        f"{'next deadline':<20} {'paths':<12} {'site':<10} public key"
+    )
     for item in items:
         state = "revoked" if item["revoked"] else "active"
+        last_call = (item.get("last_call") or {}).get("at") or item["last_seen"]
         click.echo(
-            f"{item['name']:<16} {state:<8} {item['last_seen'] or '-':<20} "
-            f"{item['site'] or '-':<10} {item['public_key']}"
+            f"{item['name']:<16} {state:<8} {item.get('supervision', '-'):<11} "
+            f"{last_call or '-':<20} {item.get('next_deadline') or '-':<20} "
+            f"{paths_text(item.get('paths', {})):<12} {item['site'] or '-':<10} "
+            f"{item['public_key']}"
         )
 
 
@@ -305,6 +314,7 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
         health_check=config.health_check,
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,
+        supervisor=supervisor_for(config, async_store),
     )
     stop, hang_up_now = asyncio.Event(), asyncio.Event()
 
@@ -523,3 +533,6 @@ def _jsonable(content: bytes) -> Any:
         return str(item)
 
     return convert(value)
+
+
+register(main)

@@ -16,6 +16,8 @@ from modem_drivers.configfile import (
     loads_toml,
 )
 
+from .supervision.settings import SupervisionSettings, parse_supervision
+
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
 TEST_INTERVAL = (60.0, 366 * 86400.0)
 """The range of a device's line-test interval, in seconds."""
@@ -39,6 +41,7 @@ class CentreConfig:
     time_scale: float = 1.0
     test_interval: float = 86400.0
     grace: float = 900.0
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
 
     def dump(self) -> str:
         return dump_toml(
@@ -100,5 +103,6 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     )
     config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
+    config.supervision = parse_supervision(root.table("supervision"))
     root.finish()
     return config

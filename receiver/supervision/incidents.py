@@ -122,6 +122,17 @@ class Incidents:
                     self._member_of[device] = incident.id
             self._next_id = max(self._next_id, incident.id + 1)
 
+    def replace(self, incident: Incident) -> None:
+        """Take an incident as the store now has it (an operator changed it there)."""
+        old = self._open.pop(incident.id, None)
+        if old is not None:
+            if self._by_key.get(old.key) == old.id:
+                del self._by_key[old.key]
+            for device in old.members:
+                if self._member_of.get(device) == old.id:
+                    del self._member_of[device]
+        self.load([incident])
+
     def set_attributes(self, device: str, attributes: Mapping[str, str]) -> None:
         """What grouping and routing match on (site, port, exchange, model, customer)."""
         current = self._attributes.setdefault(device, {})

@@ -1,0 +1,253 @@
+"""The asyncio shell around the engine and the incidents: one task in `callhome-receiver
+run` that sleeps until the engine's next wakeup (woken early by a stored message or an
+operator's command), persists every change in one transaction, then hands the
+incident events to the notifier from an outbox, so that an alert is neither lost nor
+told twice across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cbor2
+import structlog
+
+from receiver.incident_events import IncidentEvent, Notifier
+from receiver.store import AsyncStore, Device, StoreUnavailable, SupervisionBatch
+
+from . import persist
+from .engine import DeviceRecord, Engine, Event, TestEnded, TestStarted, load_all
+from .incidents import Entry, Incident, Incidents
+from .notify import event_from_json, event_to_json
+from .settings import SupervisionSettings
+
+log = structlog.get_logger("callhome.supervision")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the bank tells supervision of a message it stored (authenticated)."""
+
+    device: Device
+    at: float
+    port: str
+    caller: str | None
+    kind: str
+    device_time: float | None
+    path: str | None = None
+    """The path the call came by, when the call knows it (else from the port)."""
+
+
+def device_time(kind: str, content: bytes) -> float | None:
+    """The device's clock in a line test (the only message made at the moment of its
+    call: a spooled report's "time" is when it was written, not when it was sent)."""
+    if kind != "line-test":
+        return None
+    try:
+        data = cbor2.loads(content)
+    except Exception:
+        return None
+    value = data.get("time") if isinstance(data, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: AsyncStore,
+        notifier: Notifier,
+        settings: SupervisionSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.settings = settings or SupervisionSettings()
+        self.clock = clock
+        self.engine = Engine(self.settings.engine)
+        self.incidents = Incidents(self.settings.grouping)
+        self._queue: collections.deque[Stored] = collections.deque()
+        self._wake = asyncio.Event()
+        self._contacts: dict[str, tuple[str | None, str | None]] = {}
+        self._command_cursor = 0
+        self._unsaved: list[SupervisionBatch] = []
+        """Batches a failed commit left: written first at the next turn, in order."""
+        self.started = False
+
+    # -- what the bank calls -----------------------------------------------------------------
+
+    def message_stored(self, stored: Stored) -> None:
+        """Never blocks and never fails the caller: the engine runs in its own task, so
+        a storm of one device cannot hold up another's acknowledgement."""
+        self._queue.append(stored)
+        self._wake.set()
+
+    def expected_interval(self, device: str) -> float | None:
+        """The interval the centre expects of a device (for its acknowledgement)."""
+        return self.engine.expected_interval(device) if device in self.engine else None
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Rebuild every timer from the store; hand over what a previous run committed
+        but did not deliver."""
+        rows = await self.store.supervision_rows()
+        records = [persist.record_from_row(row) for row in rows]
+        load_all(self.engine, records, schedule_lead=self.settings.schedule_lead)
+        for row in rows:
+            attributes = persist.grouping_attributes(row, self.settings.exchange_digits)
+            if attributes:
+                self.incidents.set_attributes(row.device, attributes)
+        open_rows = await self.store.incident_rows(status=("open", "acknowledged"), limit=10**9)
+        self.incidents.load(persist.incident_from_row(row) for row in open_rows)
+        commands = await self.store.supervision_commands(0)
+        self._command_cursor = commands[-1][0] if commands else 0  # already in the store
+        await self._deliver()
+        self.started = True
+        log.info(
+            "supervision.started",
+            devices=len(self.engine),
+            open_incidents=len(open_rows),
+            next_wakeup=self.engine.next_wakeup(),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not self.started:
+            await self.start()
+        while not stop.is_set():
+            try:
+                await self.turn(self.clock())
+            except StoreUnavailable as exc:
+                # what was not committed is still in memory: the next turn writes it
+                log.error("supervision.store_unavailable", error=str(exc))
+            wake = self._next_wakeup()
+            delay = self.settings.command_poll
+            if wake is not None:
+                delay = min(delay, max(0.0, wake - self.clock()))
+            self._wake.clear()
+            if self._queue:
+                continue
+            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+            try:
+                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        with contextlib.suppress(StoreUnavailable):
+            await self.turn(self.clock())
+
+    def _next_wakeup(self) -> float | None:
+        wakes = [w for w in (self.engine.next_wakeup(), self.incidents.next_wakeup()) if w]
+        return min(wakes) if wakes else None
+
+    async def turn(self, now: float) -> list[IncidentEvent]:
+        """Operators' commands, then stored messages, then whatever fell due; commit;
+        deliver. Returns the incident events it delivered."""
+        await self._take_commands()
+        out: list[IncidentEvent] = []
+        while self._queue:
+            stored = self._queue.popleft()
+            out += self._message(stored)
+        for event in self.engine.advance(now):
+            out += self._handle(event)
+        out += self.incidents.advance(now)
+        await self._commit(out)
+        return await self._deliver()
+
+    def _message(self, stored: Stored) -> list[IncidentEvent]:
+        device = stored.device
+        name = device.name
+        if name not in self.engine:
+            self.engine.add(
+                name, interval=device.test_interval, grace=device.grace, enrolled=device.enrolled_at
+            )
+            if device.site:
+                self.incidents.set_attributes(name, {"site": device.site})
+        path = stored.path or self.settings.path_of(stored.port)
+        attributes = {"port": stored.port}
+        if stored.caller:
+            attributes["exchange"] = persist.exchange_of(
+                stored.caller, self.settings.exchange_digits
+            )
+        self.incidents.set_attributes(name, attributes)
+        self._contacts[name] = (stored.port, stored.caller)
+        events = self.engine.message(
+            name, stored.at, path=path, device_time=stored.device_time, kind=stored.kind
+        )
+        out: list[IncidentEvent] = []
+        for event in events:
+            out += self._handle(event)
+        return out
+
+    def _handle(self, event: Event) -> list[IncidentEvent]:
+        if not isinstance(event, TestStarted | TestEnded):
+            log.info(f"supervision.{type(event).__name__.lower()}", device=event.device)
+        return self.incidents.handle(event)
+
+    async def _commit(self, events: list[IncidentEvent]) -> None:
+        records = self.engine.take_dirty()
+        incidents, entries = self.incidents.take_dirty()
+        if records or incidents or entries or events:
+            self._unsaved.append(self._batch(records, incidents, entries, events))
+        while self._unsaved:
+            await self.store.save_supervision(self._unsaved[0])
+            self._unsaved.pop(0)
+
+    def _batch(
+        self,
+        records: list[DeviceRecord],
+        incidents: list[Incident],
+        entries: list[tuple[int, Entry]],
+        events: list[IncidentEvent],
+    ) -> SupervisionBatch:
+        updates = []
+        for record in records:
+            port, caller = self._contacts.pop(record.name, (None, None))
+            updates.append(persist.update_from_record(record, last_port=port, last_caller=caller))
+        return SupervisionBatch(
+            devices=tuple(updates),
+            incidents=tuple(persist.incident_to_row(i) for i in incidents),
+            timeline=persist.timeline_rows(entries),
+            outbox=tuple(event_to_json(e) for e in events),
+        )
+
+    async def _deliver(self) -> list[IncidentEvent]:
+        pending = await self.store.outbox()
+        delivered: list[IncidentEvent] = []
+        done: list[int] = []
+        for outbox_id, text in pending:
+            event = event_from_json(text)
+            try:
+                await self.notifier.notify(event)
+            except Exception:
+                log.exception("supervision.notifier_failed", incident=event.incident_id)
+                break  # keep it and those after it, in order, for the next turn
+            delivered.append(event)
+            done.append(outbox_id)
+        if done:
+            await self.store.outbox_done(done)
+        return delivered
+
+    async def _take_commands(self) -> None:
+        """Operators' commands (`callhome-receiver incidents ack`, `on-test`) were applied
+        to the store by the command line: take their results into memory."""
+        commands = await self.store.supervision_commands(self._command_cursor)
+        for command_id, text in commands:
+            self._command_cursor = command_id
+            command = json.loads(text)
+            if command.get("reload") == "incident":
+                rows = await self.store.incident_rows(incident_id=int(command["id"]))
+                if rows:
+                    timeline = await self.store.incident_timeline(rows[0].id)
+                    self.incidents.replace(persist.incident_from_row(rows[0], timeline))
+            elif command.get("reload") == "device":
+                rows_ = await self.store.supervision_rows(str(command["device"]))
+                for row in rows_:
+                    self.engine.load(
+                        persist.record_from_row(row), schedule_lead=self.settings.schedule_lead
+                    )
