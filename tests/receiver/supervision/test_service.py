@@ -1,0 +1,219 @@
+"""Supervision in the receiver: the store, restarts, the outbox, operators' commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from receiver.cli import main
+from receiver.incident_events import Change, IncidentEvent
+from receiver.store import AsyncStore, SQLiteStore
+from receiver.supervision.notify import ListNotifier
+from receiver.supervision.service import Stored, Supervisor, device_time
+from receiver.supervision.settings import SupervisionSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def centre(tmp_path):
+    folder = tmp_path / "centre"
+    result = CliRunner().invoke(main, ["init", str(folder), "--port", "/dev/ttyS0"])
+    assert result.exit_code == 0, result.output
+    config = folder / "centre.toml"
+    for name in ("plant-a", "plant-b"):
+        enrolled = cli(
+            config, "enroll", name, "--pubkey", key(), "--test-interval", "1h", "--grace", "10m"
+        )
+        assert enrolled.exit_code == 0, enrolled.output
+    return config
+
+
+def key() -> str:
+    import base64
+
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def cli(config, *args):
+    return CliRunner().invoke(main, ["-c", str(config), *args])
+
+
+def supervisor(config, clock, notifier=None):
+    store = AsyncStore(SQLiteStore(config.parent / "centre.db"))
+    return Supervisor(store, notifier or ListNotifier(), SupervisionSettings(), clock=clock)
+
+
+def device(sup: Supervisor, name: str):
+    return next(d for d in sup.store.store.devices() if d.name == name)
+
+
+async def message(sup, name, clock, **fields):
+    sup.message_stored(
+        Stored(
+            device(sup, name),
+            clock(),
+            fields.get("port", "bank0"),
+            "0146001234",
+            fields.get("kind", "line-test"),
+            fields.get("device_time"),
+        )
+    )
+    return await sup.turn(clock())
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_a_restart_across_a_deadline_alerts_once(centre):
+    clock = Clock()
+
+    async def first():
+        sup = supervisor(centre, clock)
+        await sup.start()
+        await message(sup, "plant-a", clock)
+        await message(sup, "plant-b", clock)
+        sup.store.close()
+
+    async def later(expected_changes):
+        sup = supervisor(centre, clock)
+        await sup.start()
+        delivered = await sup.turn(clock())
+        sup.store.close()
+        assert [(e.device, e.change) for e in delivered] == expected_changes
+        return sup
+
+    run(first())
+    clock.now += 3600 + 600 - 1  # stopped inside the grace: nothing yet
+    run(later([]))
+    clock.now += 2  # across deadline and grace while stopped: at start, once
+    run(later([("plant-a", Change.OPENED), ("plant-b", Change.OPENED)]))
+    run(later([]))
+    store = SQLiteStore(centre.parent / "centre.db")
+    (row,) = [r for r in store.supervision_rows() if r.device == "plant-a"]
+    assert row.state == 3 and row.last_port == "bank0" and row.last_caller == "0146001234"
+    store.close()
+
+
+def test_an_event_the_notifier_could_not_take_waits_in_the_outbox(centre):
+    clock = Clock()
+
+    class Flaky(ListNotifier):
+        broken = True
+
+        async def notify(self, event: IncidentEvent) -> None:
+            if self.broken:
+                raise ConnectionError("routing is down")
+            await super().notify(event)
+
+    notifier = Flaky()
+
+    async def go():
+        sup = supervisor(centre, clock, notifier)
+        await sup.start()
+        await message(sup, "plant-a", clock, device_time=clock() + 3600)  # skewed
+        assert notifier.events == []
+        notifier.broken = False
+        sup.store.close()
+        sup = supervisor(centre, clock, notifier)  # even across a restart
+        await sup.start()
+        sup.store.close()
+
+    run(go())
+    assert [(e.kind, e.change) for e in notifier.events] == [("clock_skew", Change.OPENED)]
+
+
+def test_operators_commands_reach_the_running_engine(centre):
+    clock = Clock()
+    notifier = ListNotifier()
+    sup = supervisor(centre, clock, notifier)
+
+    async def start():
+        await sup.start()
+        await message(sup, "plant-a", clock)
+        await message(sup, "plant-b", clock)
+        clock.now += 4300
+        await sup.turn(clock())
+
+    run(start())
+    opened = {e.device: e.incident_id for e in notifier.events}
+    listing = json.loads(cli(centre, "incidents", "--json").output)
+    assert {i["device"] for i in listing} == {"plant-a", "plant-b"}
+    acked = cli(centre, "incidents", "ack", str(opened["plant-a"]), "--by", "alice")
+    assert acked.exit_code == 0 and "acknowledged" in acked.output
+    resolved = cli(centre, "incidents", "resolve", str(opened["plant-b"]), "--note", "swapped")
+    assert resolved.exit_code == 0
+    again = cli(centre, "incidents", "resolve", str(opened["plant-b"]), "--note", "again")
+    assert again.exit_code == 2 and "already resolved" in again.output
+    assert cli(centre, "incidents", "ack", "999").exit_code == 2
+    tested = cli(centre, "on-test", "plant-b", "--for", "4h", "--json")
+    assert tested.exit_code == 0, tested.output
+    assert json.loads(tested.output)["supervision"] == "on test"
+
+    async def after():
+        delivered = await sup.turn(clock())
+        # plant-b calls again: its incident was resolved by hand, nothing more to say
+        delivered += await message(sup, "plant-b", clock)
+        delivered += await message(sup, "plant-a", clock)
+        return delivered
+
+    delivered = run(after())
+    assert [(e.device, e.change, e.by) for e in delivered] == [
+        ("plant-a", Change.ACKNOWLEDGED, "alice"),
+        ("plant-b", Change.RESOLVED, os.environ.get("USER") or "operator"),
+        ("plant-a", Change.RESOLVED, None),
+    ]
+    assert sup.engine.status("plant-b").state.label == "on test"
+    sup.store.close()
+    shown = cli(centre, "incidents", "show", str(opened["plant-a"]), "--json")
+    timeline = [e["what"] for e in json.loads(shown.output)["timeline"]]
+    # (the test's clock runs ahead of the command line's: compare as sets)
+    assert sorted(timeline) == ["acknowledged", "opened", "restored"]
+    text = cli(centre, "incidents", "show", str(opened["plant-a"])).output
+    assert "acknowledged by alice" in text
+    assert cli(centre, "incidents").output.count("\n") == 1  # header only: none open
+    devices = {d["name"]: d for d in json.loads(cli(centre, "devices", "--json").output)}
+    assert devices["plant-a"]["supervision"] == "restored"
+    assert devices["plant-a"]["paths"]["modem"]["failed"] is False
+    assert devices["plant-a"]["next_deadline"] is not None
+    assert devices["plant-b"]["on_test_until"] is not None
+    assert "on test" in cli(centre, "devices").output
+
+
+def test_on_test_usage_errors(centre):
+    assert cli(centre, "on-test", "plant-a").exit_code == 2
+    assert cli(centre, "on-test", "plant-a", "--for", "soon").exit_code == 2
+    missing = cli(centre, "on-test", "nobody", "--for", "1h")
+    assert missing.exit_code == 2 and "no device" in missing.output
+
+
+def test_supervision_config_errors_name_file_and_key(centre):
+    text = centre.read_text() + '\n[supervision]\nskew_bound = "soon"\n'
+    centre.write_text(text)
+    result = cli(centre, "devices")
+    assert result.exit_code == 2 and "supervision.skew_bound" in result.output
+    assert str(centre) in result.output
+    centre.write_text(text.replace('"soon"', '"1m"\ngroup_by = ["colour"]'))
+    result = cli(centre, "devices")
+    assert result.exit_code == 2 and "supervision.group_by[0]" in result.output
+
+
+def test_device_time_comes_from_line_tests_only():
+    import cbor2
+
+    content = cbor2.dumps({"time": 1_800_000_000})
+    assert device_time("line-test", content) == 1_800_000_000
+    assert device_time("report", content) is None
+    assert device_time("line-test", b"\xff") is None
