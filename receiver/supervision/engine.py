@@ -431,6 +431,48 @@ class Engine:
             self._heap.append(self._due[i] << _INDEX_BITS | i)
             self._heapify = True
 
+    def load_plain(
+        self,
+        name: str,
+        interval: float,
+        grace: float,
+        state: State,
+        since: float,
+        last: float,
+        line_tests_only: bool = False,
+    ) -> None:
+        """`load` for the common device: no schedule, path, test, storm or skew; no
+        record object made (a million of these load in seconds). A new name only."""
+        i = len(self._names)
+        if i >= MAX_DEVICES:
+            raise ValueError(f"more than {MAX_DEVICES} devices")
+        self._names.append(name)
+        self._index[name] = i
+        self._state.append(state)
+        flags = _LINE_TESTS_ONLY if line_tests_only else 0
+        self._flags.append(flags if state == State.NEW else flags | _HEARD)
+        self._since.append(since)
+        self._last.append(last)
+        self._interval.append(interval)
+        self._grace.append(grace)
+        self._window_start.append(-math.inf)
+        self._window_count.append(0)
+        if state == State.LATE:
+            due: float | None = since + grace
+        elif state in (State.NEW, State.UP, State.RESTORED):
+            due = last + interval
+        elif state == State.ON_TEST:
+            raise ValueError("a device on test has a record: use load()")
+        else:
+            due = None
+        if due is None:
+            self._due.append(NO_TIMER)
+        else:
+            ms = math.ceil(due * 1000.0)
+            self._due.append(ms)
+            self._heap.append(ms << _INDEX_BITS | i)
+            self._heapify = True
+
     def _pop_sparse(self, i: int) -> None:
         for table in (self._schedules, self._paths, self._failed, self._tests, self._storms):
             table.pop(i, None)

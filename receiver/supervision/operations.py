@@ -13,7 +13,7 @@ from receiver.incident_events import IncidentEvent
 from receiver.store import NotFound, Store, SupervisionBatch, SupervisionUpdate
 
 from . import persist
-from .engine import DeviceStatus, Engine, State, load_all
+from .engine import DeviceStatus, Engine, State
 from .incidents import IncidentError, Incidents
 from .notify import event_to_json
 from .settings import SupervisionSettings
@@ -112,9 +112,5 @@ def start_test(
 def statuses(store: Store, settings: SupervisionSettings) -> dict[str, DeviceStatus]:
     """Every device's supervision as the store has it (deadlines computed)."""
     engine = Engine(settings.engine)
-    load_all(
-        engine,
-        (persist.record_from_row(row) for row in store.supervision_rows()),
-        schedule_lead=settings.schedule_lead,
-    )
+    persist.load_rows(engine, store.supervision_rows(), schedule_lead=settings.schedule_lead)
     return {name: engine.status(name) for name in engine.names()}

@@ -4,12 +4,13 @@ parts, so that a million ordinary devices load from plain columns)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from receiver.incident_events import Severity
 from receiver.store import IncidentRow, SupervisionRow, SupervisionUpdate, TimelineRow
 
-from .engine import DeviceRecord, State
+from .engine import DeviceRecord, Engine, State
 from .incidents import Entry, Incident, Status
 
 
@@ -38,6 +39,33 @@ def record_from_row(row: SupervisionRow) -> DeviceRecord:
         record.storm_last = None
         record.paths, record.failed_paths = {}, set()
     return record
+
+
+def load_rows(engine: Engine, rows: Iterable[SupervisionRow], *, schedule_lead: float) -> int:
+    """Load every device into `engine`: the plain ones by the fast path."""
+    count = 0
+    for row in rows:
+        count += 1
+        if (
+            row.state is not None
+            and row.extra is None
+            and row.schedule is None
+            and row.revoked_at is None
+            and row.state != State.ON_TEST
+            and row.device not in engine
+        ):
+            engine.load_plain(
+                row.device,
+                row.test_interval,
+                row.grace,
+                State(row.state),
+                row.since,  # type: ignore[arg-type]
+                row.last,  # type: ignore[arg-type]
+                bool(row.line_tests_only),
+            )
+        else:
+            engine.load(record_from_row(row), schedule_lead=schedule_lead)
+    return count
 
 
 def _apply_extra(record: DeviceRecord, extra: dict[str, Any]) -> None:
@@ -145,9 +173,7 @@ def timeline_rows(entries: list[tuple[int, Entry]]) -> tuple[TimelineRow, ...]:
     )
 
 
-def grouping_attributes(
-    row: SupervisionRow, exchange_digits: int, path_of: Any = None
-) -> dict[str, str]:
+def grouping_attributes(row: SupervisionRow, exchange_digits: int) -> dict[str, str]:
     """What outages are grouped by and routes match on, from what the store kept."""
     attributes: dict[str, str] = json.loads(row.attributes) if row.attributes else {}
     if row.site:

@@ -21,7 +21,7 @@ from receiver.incident_events import IncidentEvent, Notifier
 from receiver.store import AsyncStore, Device, StoreUnavailable, SupervisionBatch
 
 from . import persist
-from .engine import DeviceRecord, Engine, Event, TestEnded, TestStarted, load_all
+from .engine import DeviceRecord, Engine, Event, TestEnded, TestStarted
 from .incidents import Entry, Incident, Incidents
 from .notify import event_from_json, event_to_json
 from .settings import SupervisionSettings
@@ -97,8 +97,7 @@ class Supervisor:
         """Rebuild every timer from the store; hand over what a previous run committed
         but did not deliver."""
         rows = await self.store.supervision_rows()
-        records = [persist.record_from_row(row) for row in rows]
-        load_all(self.engine, records, schedule_lead=self.settings.schedule_lead)
+        persist.load_rows(self.engine, rows, schedule_lead=self.settings.schedule_lead)
         for row in rows:
             attributes = persist.grouping_attributes(row, self.settings.exchange_digits)
             if attributes:

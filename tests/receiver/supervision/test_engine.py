@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from receiver.supervision.engine import (
     DailySchedule,
+    DeviceRecord,
     Down,
     Engine,
     EngineConfig,
@@ -315,3 +316,12 @@ def test_down_and_restored_alternate_and_restarts_change_nothing(steps):
     alerts = [k for k in kinds(seen) if k in ("Down", "Restored")]
     assert alerts[::2] == ["Down"] * len(alerts[::2])
     assert alerts[1::2] == ["Restored"] * len(alerts[1::2])
+
+
+@pytest.mark.parametrize("state", [State.NEW, State.UP, State.LATE, State.DOWN, State.RESTORED])
+def test_the_fast_load_path_arms_the_same_timer_as_load(state):
+    slow, fast = engine(), engine()
+    slow.load(DeviceRecord("a", 100.0, 10.0, state=state, since=T0 + 5, last=T0))
+    fast.load_plain("a", 100.0, 10.0, state, T0 + 5, T0)
+    assert slow.status("a") == fast.status("a") and slow.next_wakeup() == fast.next_wakeup()
+    assert kinds(run_until(slow, T0 + 1000)) == kinds(run_until(fast, T0 + 1000))
