@@ -33,7 +33,7 @@ from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
-from .cli_supervision import device_columns, paths_text, register, supervisor_for
+from .cli_supervision import announce, device_columns, paths_text, register, supervisor_for
 from .config import (
     DEFAULT_PATH,
     GRACE,
@@ -181,6 +181,7 @@ def enroll(
             fail(f"{option}: must be between {format_duration(low)} and {format_duration(high)}")
     store = ctx.store()
     device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late, site=site))
+    guarded(lambda: announce(store, device.name))  # a running receiver supervises it now
     store.close()
     click.echo(f"enrolled {device.name} (tests every {interval:g} s, grace {late:g} s)")
 
@@ -211,6 +212,7 @@ def revoke(ctx: Context, name: str) -> None:
     """Revoke a device: its calls are refused from now on."""
     store = ctx.store()
     device = guarded(lambda: store.revoke(name, time.time()))
+    guarded(lambda: announce(store, device.name))  # a running receiver retires it now
     store.close()
     click.echo(f"revoked {device.name}")
 

@@ -19,7 +19,14 @@ from callhome import exitcodes
 from callhome.database import ConstraintViolation
 from modem_drivers.configfile import ConfigError, format_duration, parse_duration
 
-from .store import AsyncStore, NotFound, SQLiteStore, Store, StoreUnavailable
+from .store import (
+    AsyncStore,
+    NotFound,
+    SQLiteStore,
+    Store,
+    StoreUnavailable,
+    SupervisionBatch,
+)
 from .supervision import operations, persist
 from .supervision.engine import DeviceStatus
 from .supervision.incidents import IncidentError
@@ -69,6 +76,12 @@ def _open_store(ctx: click.Context) -> tuple[SQLiteStore, SupervisionSettings]:
     config = context.config()
     store: SQLiteStore = context.store()
     return store, config.supervision
+
+
+def announce(store: Store, device: str) -> None:
+    """Tell a running receiver that a device was enrolled, rekeyed or revoked."""
+    command = json.dumps({"reload": "device", "device": device})
+    store.save_supervision(SupervisionBatch(commands=((time.time(), command),)))
 
 
 # -- devices -------------------------------------------------------------------------------

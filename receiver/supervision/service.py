@@ -147,8 +147,7 @@ class Supervisor:
     async def turn(self, now: float) -> list[IncidentEvent]:
         """Operators' commands, then stored messages, then whatever fell due; commit;
         deliver. Returns the incident events it delivered."""
-        await self._take_commands()
-        out: list[IncidentEvent] = []
+        out = await self._take_commands(now)
         while self._queue:
             stored = self._queue.popleft()
             out += self._message(stored)
@@ -232,9 +231,11 @@ class Supervisor:
             await self.store.outbox_done(done)
         return delivered
 
-    async def _take_commands(self) -> None:
-        """Operators' commands (`callhome-receiver incidents ack`, `on-test`) were applied
-        to the store by the command line: take their results into memory."""
+    async def _take_commands(self, now: float) -> list[IncidentEvent]:
+        """Operators' commands (`callhome-receiver incidents ack`, `on-test`, `enroll`,
+        `revoke`) were applied to the store by the command line: take their results
+        into memory."""
+        out: list[IncidentEvent] = []
         commands = await self.store.supervision_commands(self._command_cursor)
         for command_id, text in commands:
             self._command_cursor = command_id
@@ -245,8 +246,15 @@ class Supervisor:
                     timeline = await self.store.incident_timeline(rows[0].id)
                     self.incidents.replace(persist.incident_from_row(rows[0], timeline))
             elif command.get("reload") == "device":
-                rows_ = await self.store.supervision_rows(str(command["device"]))
-                for row in rows_:
+                name = str(command["device"])
+                for row in await self.store.supervision_rows(name):
+                    if row.revoked_at is not None and name in self.engine:
+                        for event in self.engine.retire(name, now):  # its incidents resolve
+                            out += self._handle(event)
+                        continue
                     self.engine.load(
                         persist.record_from_row(row), schedule_lead=self.settings.schedule_lead
                     )
+                    if row.site:
+                        self.incidents.set_attributes(name, {"site": row.site})
+        return out

@@ -217,3 +217,27 @@ def test_device_time_comes_from_line_tests_only():
     assert device_time("line-test", content) == 1_800_000_000
     assert device_time("report", content) is None
     assert device_time("line-test", b"\xff") is None
+
+
+def test_devices_enrolled_or_revoked_while_running_are_taken_in(centre):
+    clock = Clock()
+    notifier = ListNotifier()
+    sup = supervisor(centre, clock, notifier)
+
+    async def before():
+        await sup.start()
+        clock.now += 4300  # both silent since enrolment: down
+        await sup.turn(clock())
+
+    run(before())
+    assert cli(centre, "enroll", "plant-c", "--pubkey", key()).exit_code == 0
+    assert cli(centre, "revoke", "plant-a").exit_code == 0
+
+    async def after():
+        return await sup.turn(clock())
+
+    delivered = run(after())
+    assert [(e.device, e.change) for e in delivered] == [("plant-a", Change.RESOLVED)]
+    assert sup.engine.status("plant-c").state.label == "new"
+    assert sup.engine.status("plant-a").state.label == "retired"
+    sup.store.close()
