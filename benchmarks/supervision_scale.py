@@ -238,7 +238,7 @@ def main() -> None:
         f"  timeliness: {len(lateness):,} alerts (late and down) and {messages:,} calls in "
         f"{args.window:g} engine s at {args.speed:g}x: late by p50 {p50:.3f} s, "
         f"p99 {p99:.3f} s, max {lateness[-1] if lateness else float('nan'):.3f} s "
-        f"(engine clock); RSS now {rss_mb():.0f} MB"
+        "(engine clock)"
     )
     print(
         "  a 5-minute polling loop on the same schedule: late by p50 150 s, p99 297 s, "

@@ -173,6 +173,8 @@ class PortWorker:
                 await modem.connect()
                 info = await modem.initialize()
                 self.state = "ready"
+                if bank.supervisor is not None:
+                    bank.supervisor.port_state(self.name, True)
                 self._log.info(
                     "port.up", profile=info.profile, refused=len(info.refused)
                 )  # modem.ready, logged by the driver, lists the features and refusals
@@ -184,6 +186,8 @@ class PortWorker:
                     await self._take_call(modem, incoming)
             except Exception as exc:
                 self.state = "down"
+                if bank.supervisor is not None:
+                    bank.supervisor.port_state(self.name, False, str(exc) or type(exc).__name__)
                 delay = backoff.next()
                 if isinstance(exc, ModemError | OSError):
                     self._log.error("port.down", error=str(exc), retry_in=round(delay, 3))
@@ -247,6 +251,8 @@ class PortWorker:
             if not outcome.connected or outcome.call is None:
                 self._log.info("call.not_connected", outcome=outcome.outcome.value)
                 return
+            if bank.supervisor is not None:
+                bank.supervisor.port_answered(self.name)
             bank.notify(
                 "answered",
                 port=self.name,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from receiver.incident_events import Change, IncidentEvent, Severity
 
 from . import engine as e
+from .ports import PortDown, PortEvent, PortSilent, PortUp
 
 
 class Status(enum.StrEnum):
@@ -97,8 +98,13 @@ def _device_summary(kind: str, device: str, detail: str) -> str:
 class Incidents:
     """The open incidents and what changes them; see the module's docstring."""
 
-    def __init__(self, config: GroupingConfig | None = None, next_id: int = 1) -> None:
+    def __init__(
+        self, config: GroupingConfig | None = None, next_id: int = 1, probe: str | None = None
+    ) -> None:
         self.config = config or GroupingConfig()
+        self.probe = probe
+        """The centre's own test device: its silence puts the bank's inbound path in
+        doubt, and other devices' alerts wait inside that incident meanwhile."""
         self._next_id = next_id
         self._open: dict[int, Incident] = {}
         self._by_key: dict[str, int] = {}
@@ -162,8 +168,21 @@ class Incidents:
             self._late(device, now, out)
         elif isinstance(event, e.LateCleared):
             self._recovered(device, now, "called inside its grace", out)
+        elif isinstance(event, e.Down) and device == self.probe:
+            self._open_incident(
+                "inbound_path",
+                Severity.CRITICAL,
+                "inbound_path",
+                f"the bank's inbound path is in doubt: the centre's test device {device} "
+                "has not got through",
+                now,
+                out,
+                device=device,
+            )
         elif isinstance(event, e.Down):
-            outage = self._member(device)
+            outage = self._member(device) or self._inbound_incident()
+            if outage is not None and device not in outage.members:
+                self._join(outage, device, now)
             if outage is not None:
                 outage.members[device] = "down"
                 self._entry(
@@ -183,6 +202,13 @@ class Incidents:
                     out,
                     device=device,
                 )
+        elif isinstance(event, e.Restored) and device == self.probe:
+            inbound = self._inbound_incident()
+            if inbound is not None:
+                self._resolve(inbound, now, "restored", "the test device got through", None, out)
+                for member, status in sorted(inbound.members.items()):
+                    if status == "down":  # the inbound path works: these are their own
+                        out += self._reopened_down(member, now)
         elif isinstance(event, e.Restored):
             self._resolve_key(f"device_down:{device}", now, "restored", "called again", out)
             self._recovered(device, now, "restored", out)
@@ -247,6 +273,52 @@ class Incidents:
             for incident in self._device_incidents(device):
                 self._resolve(incident, now, "resolved", "device retired", None, out)
             self._recovered(device, now, "retired", out)
+        return out
+
+    def _inbound_incident(self) -> Incident | None:
+        incident_id = self._by_key.get("inbound_path")
+        return None if incident_id is None else self._open[incident_id]
+
+    def _reopened_down(self, device: str, now: float) -> list[IncidentEvent]:
+        out: list[IncidentEvent] = []
+        self._open_incident(
+            "device_down",
+            Severity.CRITICAL,
+            f"device_down:{device}",
+            f"{device}: down (silent while the inbound path was in doubt, and since)",
+            now,
+            out,
+            device=device,
+        )
+        return out
+
+    def handle_port(self, event: PortEvent) -> list[IncidentEvent]:
+        """The centre's own ports (receiver/supervision/ports.py)."""
+        out: list[IncidentEvent] = []
+        key = f"port_trouble:{event.port}"
+        if isinstance(event, PortDown):
+            self._open_incident(
+                "port_trouble",
+                Severity.MAJOR,
+                key,
+                f"bank port {event.port}: its modem stopped answering ({event.error})",
+                event.at,
+                out,
+                extra={"port": event.port},
+            )
+        elif isinstance(event, PortSilent):
+            self._open_incident(
+                "port_trouble",
+                Severity.MAJOR,
+                key,
+                f"bank port {event.port}: answered nothing while the others answered "
+                f"{event.others} calls",
+                event.at,
+                out,
+                extra={"port": event.port},
+            )
+        elif isinstance(event, PortUp):
+            self._resolve_key(key, event.at, "restored", "answering again", out)
         return out
 
     def record(self, device: str, now: float, what: str, text: str) -> None:
@@ -369,7 +441,9 @@ class Incidents:
         del self._member_of[device]
         outage.members[device] = "recovered"
         self._entry(outage, Entry(now, "recovered", how, device=device))
-        if all(status == "recovered" for status in outage.members.values()):
+        if outage.kind != "inbound_path" and all(
+            status == "recovered" for status in outage.members.values()
+        ):
             self._resolve(outage, now, "restored", "every device recovered", None, out)
         else:
             self._touch(outage, now, out)

@@ -24,6 +24,7 @@ from . import persist
 from .engine import DeviceRecord, Engine, Event, TestEnded, TestStarted
 from .incidents import Entry, Incident, Incidents
 from .notify import event_from_json, event_to_json
+from .ports import PortWatch
 from .settings import SupervisionSettings
 
 log = structlog.get_logger("callhome.supervision")
@@ -56,6 +57,17 @@ def device_time(kind: str, content: bytes) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+@dataclass(frozen=True)
+class PortNote:
+    """What the bank tells supervision of one of its ports."""
+
+    port: str
+    at: float
+    up: bool | None
+    """True: ready, False: its modem failed, None: it answered a call."""
+    error: str = ""
+
+
 class Supervisor:
     def __init__(
         self,
@@ -70,8 +82,9 @@ class Supervisor:
         self.settings = settings or SupervisionSettings()
         self.clock = clock
         self.engine = Engine(self.settings.engine)
-        self.incidents = Incidents(self.settings.grouping)
-        self._queue: collections.deque[Stored] = collections.deque()
+        self.incidents = Incidents(self.settings.grouping, probe=self.settings.probe)
+        self.ports = PortWatch(self.settings.port_silent_after)
+        self._queue: collections.deque[Stored | PortNote] = collections.deque()
         self._wake = asyncio.Event()
         self._contacts: dict[str, tuple[str | None, str | None]] = {}
         self._command_cursor = 0
@@ -85,6 +98,14 @@ class Supervisor:
         """Never blocks and never fails the caller: the engine runs in its own task, so
         a storm of one device cannot hold up another's acknowledgement."""
         self._queue.append(stored)
+        self._wake.set()
+
+    def port_state(self, port: str, up: bool, error: str = "") -> None:
+        self._queue.append(PortNote(port, self.clock(), up, error))
+        self._wake.set()
+
+    def port_answered(self, port: str) -> None:
+        self._queue.append(PortNote(port, self.clock(), None))
         self._wake.set()
 
     def expected_interval(self, device: str) -> float | None:
@@ -104,6 +125,9 @@ class Supervisor:
                 self.incidents.set_attributes(row.device, attributes)
         open_rows = await self.store.incident_rows(status=("open", "acknowledged"), limit=10**9)
         self.incidents.load(persist.incident_from_row(row) for row in open_rows)
+        for incident_row in open_rows:
+            if incident_row.kind == "port_trouble":
+                self.ports.assume_troubled(incident_row.key.removeprefix("port_trouble:"))
         commands = await self.store.supervision_commands(0)
         self._command_cursor = commands[-1][0] if commands else 0  # already in the store
         await self._deliver()
@@ -149,8 +173,11 @@ class Supervisor:
         deliver. Returns the incident events it delivered."""
         out = await self._take_commands(now)
         while self._queue:
-            stored = self._queue.popleft()
-            out += self._message(stored)
+            item = self._queue.popleft()
+            if isinstance(item, PortNote):
+                out += self._port(item)
+            else:
+                out += self._message(item)
         for event in self.engine.advance(now):
             out += self._handle(event)
         out += self.incidents.advance(now)
@@ -180,6 +207,17 @@ class Supervisor:
         out: list[IncidentEvent] = []
         for event in events:
             out += self._handle(event)
+        return out
+
+    def _port(self, note: PortNote) -> list[IncidentEvent]:
+        if note.up is None:
+            events = self.ports.answered(note.port, note.at)
+        else:
+            events = self.ports.state(note.port, note.up, note.at, note.error)
+        out: list[IncidentEvent] = []
+        for event in events:
+            log.info(f"supervision.{type(event).__name__.lower()}", port=event.port)
+            out += self.incidents.handle_port(event)
         return out
 
     def _handle(self, event: Event) -> list[IncidentEvent]:

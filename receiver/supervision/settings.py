@@ -27,6 +27,12 @@ class SupervisionSettings:
     hunt group are one path, since which of them answers is chance."""
     command_poll: float = 2.0
     """How often the running engine looks for operators' commands (ack, on test)."""
+    probe: str | None = None
+    """The centre's own test device (enrolled like a client, calling the bank on its
+    own line): its silence puts the bank's inbound path in doubt."""
+    port_silent_after: int = 20
+    """A bank port that answered nothing while the others answered this many calls is
+    a trouble (0: never)."""
 
     def path_of(self, port: str) -> str:
         return self.paths.get(port, "modem")
@@ -64,6 +70,8 @@ def parse_supervision(table: Table) -> SupervisionSettings:
         exchange_digits=table.number("exchange_digits", int, 6, minimum=1, maximum=15),
         paths=paths,
         command_poll=table.duration("command_poll", "2s", minimum=0.1, maximum=3600.0),
+        probe=table.get("probe_device", str, None) or None,
+        port_silent_after=table.number("port_silent_after", int, 20, minimum=0, maximum=10**6),
     )
     table.finish()
     return settings

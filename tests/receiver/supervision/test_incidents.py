@@ -220,3 +220,54 @@ def test_every_open_is_paired_with_exactly_one_resolve_in_order(steps):
     still_open = {i.id for i in book.open_incidents()}
     for incident_id, changes in history.items():
         assert (Change.RESOLVED in changes) == (incident_id not in still_open)
+
+
+# -- the centre supervises itself ------------------------------------------------------------
+
+
+def test_a_bank_port_that_stops_answering_or_goes_quiet_is_a_trouble():
+    from receiver.supervision.ports import PortWatch
+
+    watch, book = PortWatch(silent_after=5), Incidents()
+    out = []
+    for port in ("bank0", "bank1", "bank2"):
+        out += [book.handle_port(ev) for ev in watch.state(port, True, T0)]
+    out = []
+    for ev in watch.state("bank2", False, T0 + 1, "no answer to AT"):
+        out += book.handle_port(ev)
+    assert [(ev.kind, ev.severity, ev.change) for ev in out] == [
+        ("port_trouble", Severity.MAJOR, Change.OPENED)
+    ]
+    assert watch.state("bank2", False, T0 + 2) == []  # still down: nothing new
+    for ev in watch.state("bank2", True, T0 + 60):
+        out += book.handle_port(ev)
+    assert out[-1].change is Change.RESOLVED
+    out = []
+    for k in range(10):  # bank0 answers every call: bank1 and bank2 never do
+        for ev in watch.answered("bank0", T0 + 100 + k):
+            out += book.handle_port(ev)
+    assert sorted(ev.summary.split(":")[0] for ev in out) == ["bank port bank1", "bank port bank2"]
+    assert "answered nothing while the others answered 5 calls" in out[0].summary
+    for ev in watch.answered("bank1", T0 + 200):
+        out += book.handle_port(ev)
+    assert out[-1].change is Change.RESOLVED and out[-1].attributes["port"] == "bank1"
+
+
+def test_the_centres_own_test_device_puts_the_inbound_path_in_doubt_first():
+    engine = Engine()
+    book = Incidents(GroupingConfig(threshold=0), probe="probe")
+    engine.add("probe", interval=300, grace=60, enrolled=T0)
+    for name in ("a", "b"):
+        engine.add(name, interval=600, grace=60, enrolled=T0)
+    out = drive(engine, book, T0 + 700)
+    assert [(ev.kind, ev.change) for ev in out] == [
+        ("inbound_path", Change.OPENED),  # the probe at +360, before the devices at +660
+        ("inbound_path", Change.UPDATED),  # they wait inside it, not paged one by one
+    ]
+    assert "inbound path is in doubt" in out[0].summary
+    out = feed(book, engine.message("a", T0 + 800))  # a gets through: ticked off
+    out += feed(book, engine.message("probe", T0 + 900))
+    assert [(ev.kind, ev.change, ev.device) for ev in out if ev.change is not Change.UPDATED] == [
+        ("inbound_path", Change.RESOLVED, "probe"),
+        ("device_down", Change.OPENED, "b"),  # the path works: b is down on its own
+    ]

@@ -241,3 +241,42 @@ def test_devices_enrolled_or_revoked_while_running_are_taken_in(centre):
     assert sup.engine.status("plant-c").state.label == "new"
     assert sup.engine.status("plant-a").state.label == "retired"
     sup.store.close()
+
+
+def test_a_port_trouble_open_at_restart_resolves_when_the_port_comes_back(centre):
+    clock = Clock()
+    notifier = ListNotifier()
+
+    async def go():
+        sup = supervisor(centre, clock, notifier)
+        await sup.start()
+        sup.port_state("bank0", True)
+        sup.port_state("bank1", True)
+        sup.port_state("bank1", False, "no answer to AT")
+        await sup.turn(clock())
+        sup.store.close()
+        sup = supervisor(centre, clock, notifier)
+        await sup.start()
+        sup.port_state("bank1", True)
+        await sup.turn(clock())
+        sup.store.close()
+
+    run(go())
+    assert [(e.kind, e.change, e.attributes["port"]) for e in notifier.events] == [
+        ("port_trouble", Change.OPENED, "bank1"),
+        ("port_trouble", Change.RESOLVED, "bank1"),
+    ]
+    assert "no answer to AT" in notifier.events[0].summary
+
+
+def test_probe_and_port_settings_are_read(centre):
+    centre.write_text(
+        centre.read_text()
+        + '\n[supervision]\nprobe_device = "centre-probe"\nport_silent_after = 50\n'
+        + '[supervision.paths]\nbank1 = "line-b"\n'
+    )
+    from receiver.config import load_centre_config
+
+    settings = load_centre_config(centre).supervision
+    assert (settings.probe, settings.port_silent_after) == ("centre-probe", 50)
+    assert settings.path_of("bank1") == "line-b" and settings.path_of("bank0") == "modem"
