@@ -663,4 +663,6 @@ class Bank:
         if supervision is not None:  # after the drain: its messages are supervised too
             supervising.set()
             await asyncio.wait({supervision}, timeout=10.0)
+            if supervision.done() and not supervision.cancelled() and supervision.exception():
+                log.error("bank.supervision_failed", error=repr(supervision.exception()))
         log.info("bank.stopped")

@@ -143,17 +143,21 @@ class Supervisor:
         if not self.started:
             await self.start()
         while not stop.is_set():
+            failed = True
             try:
                 await self.turn(self.clock())
+                failed = False
             except StoreUnavailable as exc:
                 # what was not committed is still in memory: the next turn writes it
                 log.error("supervision.store_unavailable", error=str(exc))
+            except Exception:  # a bug must cost a turn, never supervision or the bank
+                log.exception("supervision.internal_error")
             wake = self._next_wakeup()
             delay = self.settings.command_poll
-            if wake is not None:
+            if wake is not None and not failed:  # after a failure: not in a tight loop
                 delay = min(delay, max(0.0, wake - self.clock()))
             self._wake.clear()
-            if self._queue:
+            if self._queue and not failed:
                 continue
             waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
             try:

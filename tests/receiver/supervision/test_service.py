@@ -280,3 +280,35 @@ def test_probe_and_port_settings_are_read(centre):
     settings = load_centre_config(centre).supervision
     assert (settings.probe, settings.port_silent_after) == ("centre-probe", 50)
     assert settings.path_of("bank1") == "line-b" and settings.path_of("bank0") == "modem"
+
+
+def test_the_running_task_wakes_for_messages_and_deadlines(centre):
+    clock = Clock()
+    notifier = ListNotifier()
+    store = AsyncStore(SQLiteStore(centre.parent / "centre.db"))
+    sup = Supervisor(store, notifier, SupervisionSettings(command_poll=0.05), clock=clock)
+
+    async def go():
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(sup.run(stop))
+        while not sup.started:
+            await asyncio.sleep(0.01)
+        sup.message_stored(
+            Stored(device(sup, "plant-a"), clock(), "bank0", None, "line-test", None)
+        )
+        for _ in range(200):
+            if sup.engine.status("plant-a").state.label == "up":
+                break
+            await asyncio.sleep(0.01)
+        assert sup.engine.status("plant-a").state.label == "up"
+        clock.now += 3600 + 600  # the virtual clock jumps past deadline and grace
+        for _ in range(200):
+            if len(notifier.events) == 2:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    run(go())
+    assert sorted(e.device for e in notifier.events) == ["plant-a", "plant-b"]
+    store.close()
