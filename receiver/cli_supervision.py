@@ -28,7 +28,7 @@ from .store import (
     SupervisionBatch,
 )
 from .supervision import operations, persist
-from .supervision.engine import DeviceStatus
+from .supervision.engine import DailySchedule, DeviceStatus, ScheduleError
 from .supervision.incidents import IncidentError
 from .supervision.notify import LoggingNotifier
 from .supervision.service import Supervisor
@@ -113,6 +113,7 @@ def _status_item(status: DeviceStatus, call: Any = None) -> dict[str, Any]:
         "storming": status.storming,
         "on_test_until": _when(status.test_until),
         "expected_interval": status.interval,
+        "line_tests_only": status.line_tests_only,
     }
 
 
@@ -300,6 +301,59 @@ def on_test(
         click.echo(f"{device}: test ended, supervision {item['supervision']}")
 
 
+@click.command("supervise")
+@click.argument("device")
+@click.option(
+    "--schedule",
+    default=None,
+    help="Expect a call daily at a local time: 'daily 03:00 Europe/Paris'.",
+)
+@click.option("--interval-only", is_flag=True, help="Drop the schedule: last message + interval.")
+@click.option(
+    "--line-tests-only/--any-message",
+    default=None,
+    help="Whether only line tests reset the deadline (default: any authenticated message).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def supervise(
+    ctx: click.Context,
+    device: str,
+    schedule: str | None,
+    interval_only: bool,
+    line_tests_only: bool | None,
+    as_json: bool,
+) -> None:
+    """Show or change how DEVICE is supervised."""
+    if schedule and interval_only:
+        raise click.UsageError("give --schedule or --interval-only, not both")
+    store, settings = _open_store(ctx)
+    parsed: DailySchedule | bool | None = False
+    if schedule:
+        try:
+            parsed = DailySchedule.parse(schedule, settings.schedule_lead)
+        except ScheduleError as exc:
+            raise click.BadParameter(str(exc), param_hint="--schedule") from None
+    elif interval_only:
+        parsed = None
+    status = _guarded(
+        lambda: operations.configure(
+            store, settings, device, time.time(), schedule=parsed, line_tests_only=line_tests_only
+        )
+    )
+    store.close()
+    item = {"device": device, **_status_item(status)}
+    if as_json:
+        click.echo(json.dumps(item, indent=2))
+        return
+    expectation = status.schedule or f"every {format_duration(status.interval)}"
+    click.echo(
+        f"{device}: {item['supervision']}, expected {expectation} "
+        f"(grace {format_duration(status.grace)}), next deadline {item['next_deadline'] or '-'}"
+    )
+
+
 def register(main: click.Group) -> None:
     main.add_command(incidents)
     main.add_command(on_test)
+    main.add_command(supervise)

@@ -296,6 +296,7 @@ class DeviceStatus:
     skewed: bool
     storming: bool
     test_until: float | None
+    line_tests_only: bool = False
 
 
 @dataclass
@@ -568,6 +569,7 @@ class Engine:
             skewed=bool(self._flags[i] & _SKEWED),
             storming=i in self._storms,
             test_until=test.until if test else None,
+            line_tests_only=bool(self._flags[i] & _LINE_TESTS_ONLY),
         )
 
     # -- inputs ----------------------------------------------------------------------------

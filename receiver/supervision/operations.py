@@ -13,7 +13,7 @@ from receiver.incident_events import IncidentEvent
 from receiver.store import NotFound, Store, SupervisionBatch, SupervisionUpdate
 
 from . import persist
-from .engine import DeviceStatus, Engine, State
+from .engine import DailySchedule, DeviceStatus, Engine, State
 from .incidents import IncidentError, Incidents
 from .notify import event_to_json
 from .settings import SupervisionSettings
@@ -106,6 +106,27 @@ def start_test(
         out += book.handle(event)
     updates = tuple(persist.update_from_record(r) for r in engine.take_dirty())
     _save(store, book, out, now, devices=updates)
+    return engine.status(device)
+
+
+def configure(
+    store: Store,
+    settings: SupervisionSettings,
+    device: str,
+    now: float,
+    *,
+    schedule: DailySchedule | bool | None = False,
+    line_tests_only: bool | None = None,
+) -> DeviceStatus:
+    """Change how a device is supervised (`schedule=None`: back to its interval)."""
+    rows = store.supervision_rows(device)
+    if not rows:
+        raise NotFound(f"no device named {device!r}")
+    engine = Engine(settings.engine)
+    engine.load(persist.record_from_row(rows[0]), schedule_lead=settings.schedule_lead)
+    engine.configure(device, schedule=schedule, line_tests_only=line_tests_only)
+    updates = tuple(persist.update_from_record(r) for r in engine.take_dirty())
+    _save(store, Incidents(), [], now, devices=updates)
     return engine.status(device)
 
 

@@ -312,3 +312,30 @@ def test_the_running_task_wakes_for_messages_and_deadlines(centre):
     run(go())
     assert sorted(e.device for e in notifier.events) == ["plant-a", "plant-b"]
     store.close()
+
+
+def test_supervise_sets_a_schedule_and_line_tests_only(centre):
+    result = cli(
+        centre,
+        "supervise",
+        "plant-a",
+        "--schedule",
+        "daily 03:00 Europe/Paris",
+        "--line-tests-only",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    item = json.loads(result.output)
+    assert item["schedule"] == "daily 03:00 Europe/Paris" and item["line_tests_only"] is True
+    assert item["next_deadline"].endswith(("01:00:00", "02:00:00"))  # 03:00 Paris in UTC
+    clock = Clock()
+    sup = supervisor(centre, clock)
+    run(sup.start())
+    status = sup.engine.status("plant-a")
+    assert status.schedule == "daily 03:00 Europe/Paris" and status.line_tests_only
+    assert sup.expected_interval("plant-a") == 86400
+    sup.store.close()
+    back = cli(centre, "supervise", "plant-a", "--interval-only", "--any-message")
+    assert back.exit_code == 0 and "expected every 1h" in back.output
+    bad = cli(centre, "supervise", "plant-a", "--schedule", "daily 03:00 Mars/Olympus")
+    assert bad.exit_code == 2 and "unknown time zone" in bad.output
