@@ -49,6 +49,7 @@ from modem_drivers.hayes import (
 )
 
 from .store import AsyncStore, CallEnd, Device, StoreUnavailable
+from .supervision.callback import CallbackRequest, CallbackResult
 from .supervision.service import Stored, Supervisor, device_time
 
 log = structlog.get_logger("callhome.receiver")
@@ -94,6 +95,8 @@ class CallState:
     """What we told the caller we hold of its messages (number -> bytes)."""
     stats: dict[str, int] = field(default_factory=dict)
     """The session's counters (`ServerSession.stats()`), recorded with the call."""
+    callback: bool = False
+    """We called the device (supervision's callback): it did not call out."""
 
 
 class Penalties:
@@ -156,6 +159,8 @@ class PortWorker:
         self._held: tuple[str, int] | None = None
         """A penalised call we let ring: its penalty key and the ring to answer at."""
         self._log = log.bind(port=self.name, url=url)
+        self.callbacks: asyncio.Queue[CallbackRequest] = asyncio.Queue()
+        """Callbacks the bank gave this port to make (supervision's, an operator's)."""
 
     async def run(self) -> None:
         bank = self.bank
@@ -183,6 +188,9 @@ class PortWorker:
                     incoming = await self._wait_for_call(modem)
                     if incoming is None:
                         break
+                    if isinstance(incoming, CallbackRequest):
+                        await self._call_out(modem, incoming)
+                        continue
                     await self._take_call(modem, incoming)
             except Exception as exc:
                 self.state = "down"
@@ -200,26 +208,42 @@ class PortWorker:
                     await modem.close()
         self.state = "stopped"
 
-    async def _wait_for_call(self, modem: HayesModem) -> IncomingCall | None:
-        """The next call, or None when the bank stops. While idle the modem is asked `AT`
-        every `health_check`: a modem that died between calls would otherwise only be
-        noticed by the caller it failed to answer."""
+    async def _wait_for_call(self, modem: HayesModem) -> IncomingCall | CallbackRequest | None:
+        """The next call (or a callback to make), or None when the bank stops. While
+        idle the modem is asked `AT` every `health_check`: a modem that died between
+        calls would otherwise only be noticed by the caller it failed to answer."""
         waiter = asyncio.ensure_future(modem.wait_for_call(rings=self.bank.rings))
         stopper = asyncio.ensure_future(self.bank.stopping.wait())
+        dialler: asyncio.Future[CallbackRequest] | None = asyncio.ensure_future(
+            self.callbacks.get()
+        )
         try:
             while True:
+                watched: set[asyncio.Future[Any]] = {waiter, stopper}
+                if dialler is not None:
+                    watched.add(dialler)
                 done, _ = await asyncio.wait(
-                    {waiter, stopper},
-                    timeout=self.bank.health_check,
-                    return_when=asyncio.FIRST_COMPLETED,
+                    watched, timeout=self.bank.health_check, return_when=asyncio.FIRST_COMPLETED
                 )
+                if dialler is not None and dialler in done:
+                    if waiter not in done and stopper not in done and modem.state is State.IDLE:
+                        request, dialler = dialler.result(), None
+                        return request
+                    # a call is ringing in: it goes first, the callback after it
+                    self.callbacks.put_nowait(dialler.result())
+                    dialler = None
                 if waiter in done:
                     return waiter.result()
                 if stopper in done:
                     return None
-                if modem.state is State.IDLE:  # not while a call is ringing in
+                if modem.state is State.IDLE and not done:  # not while a call rings in
                     await self._check_alive(modem)
         finally:
+            if dialler is not None:
+                if dialler.done() and not dialler.cancelled():
+                    self.callbacks.put_nowait(dialler.result())  # not taken: keep it
+                else:
+                    dialler.cancel()
             for task in (waiter, stopper):
                 if not task.done():
                     task.cancel()
@@ -287,6 +311,39 @@ class PortWorker:
                 self._judge(key, state)
         finally:
             self.in_call = False
+
+    async def _call_out(self, modem: HayesModem, request: CallbackRequest) -> None:
+        """Call a device back: it answers and runs its ordinary session, served as any
+        call is; whether it answered tells dial-out-broken from down."""
+        result = CallbackResult(request.device, request.number, self.name, "failed")
+        self.in_call = True
+        try:
+            self._log.info("callback.dialling", device=request.device)
+            outcome = await modem.dial(request.number)
+            result.outcome = outcome.outcome.value
+            if outcome.connected and outcome.call is not None:
+                state = CallState(self.name, f"callback:{request.number}", callback=True)
+                try:
+                    state.call_id = await self.bank.store.start_call(
+                        self.name, state.caller, time.time()
+                    )
+                    await self._serve(outcome.call, state)
+                except StoreUnavailable as exc:
+                    state.outcome, state.error = "store unavailable", str(exc)
+                finally:
+                    with contextlib.suppress(HangupFailed, ModemError):
+                        if modem.state is not State.IDLE or outcome.call.open:
+                            await outcome.call.finish(hangup_patience(state))
+                    await self._record(outcome.call, state)
+                result.outcome = "answered"
+                result.confirmed = state.confirmed and (
+                    state.device is not None and state.device.name == request.device
+                )
+                result.messages = state.messages
+        finally:
+            self.in_call = False
+            if not request.result.done():
+                request.result.set_result(result)
 
     def _hold_off(self, caller: str | None, rings: int) -> str | None:
         """The penalty key of a call to answer now, or None to let it ring on.
@@ -516,6 +573,7 @@ class PortWorker:
                     kind,
                     device_time(kind, event.content),
                     getattr(state, "path", None),
+                    callback=state.callback,
                 )
             )
         self._log.info(
@@ -616,6 +674,16 @@ class Bank:
         self.supervisor = supervisor
         """Told of every stored message; runs beside the ports (receiver/supervision)."""
 
+    async def call(self, device: str, number: str) -> CallbackResult:
+        """Call a device back on an idle port ("no port": none is ready)."""
+        ready = [w for w in self.workers if w.state == "ready" and not self.stopping.is_set()]
+        if not ready:
+            return CallbackResult(device, number, None, "no port")
+        worker = min(ready, key=lambda w: (w.in_call, w.callbacks.qsize()))
+        request = CallbackRequest(device, number, asyncio.get_running_loop().create_future())
+        worker.callbacks.put_nowait(request)
+        return await request.result
+
     def notify(self, what: str, **fields: Any) -> None:
         """Tell an interested party (the demo's narrator) what just happened."""
         self._notify(what, **fields)
@@ -626,6 +694,7 @@ class Bank:
         supervising = asyncio.Event()
         supervision = None
         if self.supervisor is not None:
+            self.supervisor.dialler = self.call
             await self.supervisor.start()  # every timer rebuilt from the store
             supervision = asyncio.ensure_future(self.supervisor.run(supervising))
         tasks = [asyncio.ensure_future(worker.run()) for worker in self.workers]

@@ -28,6 +28,7 @@ from .store import (
     SupervisionBatch,
 )
 from .supervision import operations, persist
+from .supervision.callback import Policy
 from .supervision.engine import DailySchedule, DeviceStatus, ScheduleError
 from .supervision.incidents import IncidentError
 from .supervision.notify import LoggingNotifier
@@ -314,6 +315,13 @@ def on_test(
     default=None,
     help="Whether only line tests reset the deadline (default: any authenticated message).",
 )
+@click.option(
+    "--callback",
+    type=click.Choice([p.value for p in Policy]),
+    default=None,
+    help="When the centre calls it back: never, when late, on command (`call`).",
+)
+@click.option("--number", default=None, help="The number to call it back on.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def supervise(
@@ -322,6 +330,8 @@ def supervise(
     schedule: str | None,
     interval_only: bool,
     line_tests_only: bool | None,
+    callback: str | None,
+    number: str | None,
     as_json: bool,
 ) -> None:
     """Show or change how DEVICE is supervised."""
@@ -336,13 +346,25 @@ def supervise(
             raise click.BadParameter(str(exc), param_hint="--schedule") from None
     elif interval_only:
         parsed = None
-    status = _guarded(
+    status, attributes = _guarded(
         lambda: operations.configure(
-            store, settings, device, time.time(), schedule=parsed, line_tests_only=line_tests_only
+            store,
+            settings,
+            device,
+            time.time(),
+            schedule=parsed,
+            line_tests_only=line_tests_only,
+            callback=Policy(callback) if callback else None,
+            number=number,
         )
     )
     store.close()
-    item = {"device": device, **_status_item(status)}
+    item = {
+        "device": device,
+        **_status_item(status),
+        "callback": attributes.get("callback", "never"),
+        "number": attributes.get("number"),
+    }
     if as_json:
         click.echo(json.dumps(item, indent=2))
         return
@@ -350,10 +372,31 @@ def supervise(
     click.echo(
         f"{device}: {item['supervision']}, expected {expectation} "
         f"(grace {format_duration(status.grace)}), next deadline {item['next_deadline'] or '-'}"
+        f", callback {item['callback']}"
     )
+
+
+@click.command("call")
+@click.argument("device")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def call(ctx: click.Context, device: str, as_json: bool) -> None:
+    """Have the running receiver call DEVICE back on an idle bank port.
+
+    A device that answers and gets through but does not call by itself has a broken
+    dial-out (an incident of its own), not a dead line; the outcome goes on its
+    incidents' timelines and in the receiver's log."""
+    store, _ = _open_store(ctx)
+    attributes = _guarded(lambda: operations.request_callback(store, device, time.time()))
+    store.close()
+    if as_json:
+        click.echo(json.dumps({"device": device, "number": attributes["number"]}))
+    else:
+        click.echo(f"{device}: callback on {attributes['number']} requested from the receiver")
 
 
 def register(main: click.Group) -> None:
     main.add_command(incidents)
     main.add_command(on_test)
     main.add_command(supervise)
+    main.add_command(call)

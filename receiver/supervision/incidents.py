@@ -167,6 +167,9 @@ class Incidents:
         if isinstance(event, e.Late):
             self._late(device, now, out)
         elif isinstance(event, e.LateCleared):
+            self._resolve_key(
+                f"dial_out_broken:{device}", now, "restored", "called out by itself", out
+            )
             self._recovered(device, now, "called inside its grace", out)
         elif isinstance(event, e.Down) and device == self.probe:
             self._open_incident(
@@ -179,6 +182,9 @@ class Incidents:
                 out,
                 device=device,
             )
+        elif isinstance(event, e.Down) and f"dial_out_broken:{device}" in self._by_key:
+            broken = self._open[self._by_key[f"dial_out_broken:{device}"]]
+            self._entry(broken, Entry(now, "down", "grace over: not down, it answers callbacks"))
         elif isinstance(event, e.Down):
             outage = self._member(device) or self._inbound_incident()
             if outage is not None and device not in outage.members:
@@ -211,6 +217,9 @@ class Incidents:
                         out += self._reopened_down(member, now)
         elif isinstance(event, e.Restored):
             self._resolve_key(f"device_down:{device}", now, "restored", "called again", out)
+            self._resolve_key(
+                f"dial_out_broken:{device}", now, "restored", "called out by itself", out
+            )
             self._recovered(device, now, "restored", out)
         elif isinstance(event, e.PathFailed):
             working = ", ".join(event.working) or "none"
@@ -286,6 +295,36 @@ class Incidents:
             Severity.CRITICAL,
             f"device_down:{device}",
             f"{device}: down (silent while the inbound path was in doubt, and since)",
+            now,
+            out,
+            device=device,
+        )
+        return out
+
+    def handle_callback(
+        self, device: str, state: e.State, outcome: str, confirmed: bool, now: float
+    ) -> list[IncidentEvent]:
+        """The centre called `device` back: answered and got through (`confirmed`),
+        or the dial's outcome ("no answer", "busy", ...)."""
+        out: list[IncidentEvent] = []
+        if not confirmed:
+            text = f"callback: {outcome}" + (
+                ", confirms it is down" if state is e.State.DOWN else ""
+            )
+            self.record(device, now, "callback", text)
+            return out
+        if state not in (e.State.LATE, e.State.DOWN):
+            self.record(device, now, "callback", "answered a callback")
+            return out
+        self.record(device, now, "callback", "answered a callback but does not call out")
+        self._resolve_key(
+            f"device_down:{device}", now, "resolved", "not down: its dial-out is broken", out
+        )
+        self._open_incident(
+            "dial_out_broken",
+            Severity.MAJOR,
+            f"dial_out_broken:{device}",
+            f"{device}: dial-out broken (answers a callback, does not call out)",
             now,
             out,
             device=device,

@@ -13,6 +13,7 @@ from receiver.incident_events import IncidentEvent
 from receiver.store import NotFound, Store, SupervisionBatch, SupervisionUpdate
 
 from . import persist
+from .callback import Policy
 from .engine import DailySchedule, DeviceStatus, Engine, State
 from .incidents import IncidentError, Incidents
 from .notify import event_to_json
@@ -117,17 +118,46 @@ def configure(
     *,
     schedule: DailySchedule | bool | None = False,
     line_tests_only: bool | None = None,
-) -> DeviceStatus:
-    """Change how a device is supervised (`schedule=None`: back to its interval)."""
+    callback: Policy | None = None,
+    number: str | None = None,
+) -> tuple[DeviceStatus, dict[str, str]]:
+    """Change how a device is supervised (`schedule=None`: back to its interval).
+    Returns its status and its attributes (callback policy and number among them)."""
     rows = store.supervision_rows(device)
     if not rows:
         raise NotFound(f"no device named {device!r}")
+    attributes: dict[str, str] = json.loads(rows[0].attributes or "{}")
+    if callback is not None:
+        attributes["callback"] = callback.value
+    if number is not None:
+        attributes["number"] = number
     engine = Engine(settings.engine)
     engine.load(persist.record_from_row(rows[0]), schedule_lead=settings.schedule_lead)
     engine.configure(device, schedule=schedule, line_tests_only=line_tests_only)
-    updates = tuple(persist.update_from_record(r) for r in engine.take_dirty())
+    updates = tuple(
+        persist.update_from_record(r, attributes=attributes) for r in engine.take_dirty()
+    )
     _save(store, Incidents(), [], now, devices=updates)
-    return engine.status(device)
+    return engine.status(device), attributes
+
+
+def request_callback(store: Store, device: str, now: float) -> dict[str, str]:
+    """Ask the running receiver to call `device` back; returns its attributes."""
+    rows = store.supervision_rows(device)
+    if not rows:
+        raise NotFound(f"no device named {device!r}")
+    attributes: dict[str, str] = json.loads(rows[0].attributes or "{}")
+    if not attributes.get("number"):
+        raise IncidentError(
+            f"no number to call {device} on: callhome-receiver supervise {device} --number N"
+        )
+    if attributes.get("callback", "never") == Policy.NEVER:
+        raise IncidentError(
+            f"{device}'s callback policy is never: "
+            f"callhome-receiver supervise {device} --callback command"
+        )
+    store.save_supervision(SupervisionBatch(commands=((now, json.dumps({"callback": device})),)))
+    return attributes
 
 
 def statuses(store: Store, settings: SupervisionSettings) -> dict[str, DeviceStatus]:

@@ -11,17 +11,18 @@ import collections
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import cbor2
 import structlog
 
 from receiver.incident_events import IncidentEvent, Notifier
-from receiver.store import AsyncStore, Device, StoreUnavailable, SupervisionBatch
+from receiver.store import AsyncStore, Device, StoreUnavailable, SupervisionBatch, SupervisionRow
 
 from . import persist
-from .engine import DeviceRecord, Engine, Event, TestEnded, TestStarted
+from .callback import CallbackResult, Policy
+from .engine import DeviceRecord, Engine, Event, Late, TestEnded, TestStarted
 from .incidents import Entry, Incident, Incidents
 from .notify import event_from_json, event_to_json
 from .ports import PortWatch
@@ -42,6 +43,8 @@ class Stored:
     device_time: float | None
     path: str | None = None
     """The path the call came by, when the call knows it (else from the port)."""
+    callback: bool = False
+    """Received on a call the centre made: proves nothing of the device's dial-out."""
 
 
 def device_time(kind: str, content: bytes) -> float | None:
@@ -68,6 +71,15 @@ class PortNote:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class CallbackNote:
+    result: CallbackResult
+    at: float
+
+
+Dialler = Callable[[str, str], Awaitable[CallbackResult]]
+
+
 class Supervisor:
     def __init__(
         self,
@@ -84,7 +96,11 @@ class Supervisor:
         self.engine = Engine(self.settings.engine)
         self.incidents = Incidents(self.settings.grouping, probe=self.settings.probe)
         self.ports = PortWatch(self.settings.port_silent_after)
-        self._queue: collections.deque[Stored | PortNote] = collections.deque()
+        self._queue: collections.deque[Stored | PortNote | CallbackNote] = collections.deque()
+        self.dialler: Dialler | None = None
+        """How to call a device back (the bank's `call`), when there is a bank."""
+        self._callbacks: dict[str, tuple[Policy, str | None]] = {}
+        self._calling: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._contacts: dict[str, tuple[str | None, str | None]] = {}
         self._command_cursor = 0
@@ -120,9 +136,7 @@ class Supervisor:
         rows = await self.store.supervision_rows()
         persist.load_rows(self.engine, rows, schedule_lead=self.settings.schedule_lead)
         for row in rows:
-            attributes = persist.grouping_attributes(row, self.settings.exchange_digits)
-            if attributes:
-                self.incidents.set_attributes(row.device, attributes)
+            self._take_attributes(row)
         open_rows = await self.store.incident_rows(status=("open", "acknowledged"), limit=10**9)
         self.incidents.load(persist.incident_from_row(row) for row in open_rows)
         for incident_row in open_rows:
@@ -138,6 +152,43 @@ class Supervisor:
             open_incidents=len(open_rows),
             next_wakeup=self.engine.next_wakeup(),
         )
+
+    def _take_attributes(self, row: SupervisionRow) -> None:
+        attributes = persist.grouping_attributes(row, self.settings.exchange_digits)
+        policy = attributes.pop("callback", None)
+        number = attributes.pop("number", None)
+        if policy:
+            self._callbacks[row.device] = (Policy(policy), number)
+        if attributes:
+            self.incidents.set_attributes(row.device, attributes)
+
+    def request_callback(self, device: str, *, why: str = "operator") -> bool:
+        """Call `device` back (in a task of its own); False if it cannot be."""
+        policy, number = self._callbacks.get(device, (Policy.NEVER, None))
+        if self.dialler is None or not number or policy is Policy.NEVER:
+            log.warning(
+                "supervision.callback_impossible",
+                device=device,
+                policy=policy.value,
+                number=bool(number),
+                bank=self.dialler is not None,
+            )
+            return False
+        if device in self._calling:
+            return True
+        dialler = self.dialler
+
+        async def call() -> None:
+            try:
+                result = await dialler(device, number)
+            finally:
+                self._calling.pop(device, None)
+            self._queue.append(CallbackNote(result, self.clock()))
+            self._wake.set()
+
+        log.info("supervision.callback", device=device, why=why)
+        self._calling[device] = asyncio.ensure_future(call())
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.started:
@@ -180,6 +231,8 @@ class Supervisor:
             item = self._queue.popleft()
             if isinstance(item, PortNote):
                 out += self._port(item)
+            elif isinstance(item, CallbackNote):
+                out += self._called_back(item)
             else:
                 out += self._message(item)
         for event in self.engine.advance(now):
@@ -203,6 +256,9 @@ class Supervisor:
             attributes["exchange"] = persist.exchange_of(
                 stored.caller, self.settings.exchange_digits
             )
+        if stored.callback:  # we called it: says nothing of its own calls
+            self.incidents.record(name, stored.at, "call", "a message on the callback")
+            return []
         self.incidents.set_attributes(name, attributes)
         self._contacts[name] = (stored.port, stored.caller)
         events = self.engine.message(
@@ -212,6 +268,21 @@ class Supervisor:
         for event in events:
             out += self._handle(event)
         return out
+
+    def _called_back(self, note: CallbackNote) -> list[IncidentEvent]:
+        result = note.result
+        log.info(
+            "supervision.called_back",
+            device=result.device,
+            outcome=result.outcome,
+            confirmed=result.confirmed,
+        )
+        if result.device not in self.engine:
+            return []
+        state = self.engine.status(result.device).state
+        return self.incidents.handle_callback(
+            result.device, state, result.outcome, result.confirmed, note.at
+        )
 
     def _port(self, note: PortNote) -> list[IncidentEvent]:
         if note.up is None:
@@ -227,6 +298,8 @@ class Supervisor:
     def _handle(self, event: Event) -> list[IncidentEvent]:
         if not isinstance(event, TestStarted | TestEnded):
             log.info(f"supervision.{type(event).__name__.lower()}", device=event.device)
+        if isinstance(event, Late) and self._callbacks.get(event.device, (None,))[0] is Policy.LATE:
+            self.request_callback(event.device, why="late")
         return self.incidents.handle(event)
 
     async def _commit(self, events: list[IncidentEvent]) -> None:
@@ -287,6 +360,8 @@ class Supervisor:
                 if rows:
                     timeline = await self.store.incident_timeline(rows[0].id)
                     self.incidents.replace(persist.incident_from_row(rows[0], timeline))
+            elif "callback" in command:
+                self.request_callback(str(command["callback"]))
             elif command.get("reload") == "device":
                 name = str(command["device"])
                 for row in await self.store.supervision_rows(name):
@@ -297,6 +372,5 @@ class Supervisor:
                     self.engine.load(
                         persist.record_from_row(row), schedule_lead=self.settings.schedule_lead
                     )
-                    if row.site:
-                        self.incidents.set_attributes(name, {"site": row.site})
+                    self._take_attributes(row)
         return out
