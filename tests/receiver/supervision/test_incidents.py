@@ -271,3 +271,28 @@ def test_the_centres_own_test_device_puts_the_inbound_path_in_doubt_first():
         ("inbound_path", Change.RESOLVED, "probe"),
         ("device_down", Change.OPENED, "b"),  # the path works: b is down on its own
     ]
+
+
+def test_a_callback_tells_dial_out_broken_from_down():
+    engine, book = Engine(), Incidents()
+    engine.add("a", interval=100, grace=10, enrolled=T0)
+    (_opened,) = drive(engine, book, T0 + 200)
+    assert book.handle_callback("a", e.State.DOWN, "no answer", False, T0 + 210) == []
+    (incident,) = book.open_incidents()
+    assert incident.timeline[-1].text == "callback: no answer, confirms it is down"
+    out = book.handle_callback("a", e.State.DOWN, "answered", True, T0 + 220)
+    assert [(ev.kind, ev.change) for ev in out] == [
+        ("device_down", Change.RESOLVED),
+        ("dial_out_broken", Change.OPENED),
+    ]
+    out = feed(book, engine.message("a", T0 + 300))  # it calls out by itself again
+    assert [(ev.kind, ev.change) for ev in out] == [("dial_out_broken", Change.RESOLVED)]
+
+
+def test_a_late_device_found_dial_out_broken_is_not_paged_as_down():
+    engine, book = Engine(), Incidents()
+    engine.add("a", interval=100, grace=10, enrolled=T0)
+    assert drive(engine, book, T0 + 101) == []  # late
+    (opened,) = book.handle_callback("a", e.State.LATE, "answered", True, T0 + 102)
+    assert opened.kind == "dial_out_broken"
+    assert drive(engine, book, T0 + 1000) == []  # the grace ends: no device_down

@@ -339,3 +339,18 @@ def test_supervise_sets_a_schedule_and_line_tests_only(centre):
     assert back.exit_code == 0 and "expected every 1h" in back.output
     bad = cli(centre, "supervise", "plant-a", "--schedule", "daily 03:00 Mars/Olympus")
     assert bad.exit_code == 2 and "unknown time zone" in bad.output
+
+
+def test_call_needs_a_number_and_a_policy(centre):
+    refused = cli(centre, "call", "plant-a")
+    assert refused.exit_code == 2 and "supervise plant-a --number" in refused.output
+    assert cli(centre, "supervise", "plant-a", "--number", "5550001").exit_code == 0
+    refused = cli(centre, "call", "plant-a")
+    assert refused.exit_code == 2 and "policy is never" in refused.output
+    configured = cli(centre, "supervise", "plant-a", "--callback", "command", "--json")
+    assert json.loads(configured.output)["number"] == "5550001"
+    asked = cli(centre, "call", "plant-a")
+    assert asked.exit_code == 0 and "callback on 5550001 requested" in asked.output
+    store = SQLiteStore(centre.parent / "centre.db")
+    assert json.loads(store.supervision_commands(0)[-1][1]) == {"callback": "plant-a"}
+    store.close()
