@@ -174,7 +174,23 @@ def test_open_incidents_survive_a_restart():
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["msg", "msg-b", "skewed", "wait", "test", "ack", "resolve", "burst"]),
+            st.sampled_from(
+                [
+                    "msg",
+                    "msg-b",
+                    "skewed",
+                    "wait",
+                    "test",
+                    "ack",
+                    "resolve",
+                    "burst",
+                    "callback-ok",
+                    "callback-no",
+                    "port-down",
+                    "port-up",
+                    "answered",
+                ]
+            ),
             st.sampled_from(["a", "b", "c"]),
             st.floats(0, 400),
         ),
@@ -182,8 +198,11 @@ def test_open_incidents_survive_a_restart():
     )
 )
 def test_every_open_is_paired_with_exactly_one_resolve_in_order(steps):
+    from receiver.supervision.ports import PortWatch
+
     engine = Engine(EngineConfig(skew_bound=30, storm_threshold=5, storm_window=10))
-    book = Incidents(GroupingConfig(threshold=2, window=300, interval=60))
+    book = Incidents(GroupingConfig(threshold=2, window=300, interval=60), probe="c")
+    ports = PortWatch(silent_after=3)
     for name in "abc":
         engine.add(name, interval=100, grace=30, enrolled=T0)
         book.set_attributes(name, {"site": "one"})
@@ -201,6 +220,16 @@ def test_every_open_is_paired_with_exactly_one_resolve_in_order(steps):
                 out += feed(book, engine.message(name, now + k * 0.01))
         elif action == "test":
             out += feed(book, engine.start_test(name, now, dt + 1))
+        elif action.startswith("callback"):
+            state = engine.status(name).state
+            ok = action == "callback-ok"
+            out += book.handle_callback(name, state, "answered" if ok else "busy", ok, now)
+        elif action.startswith("port"):
+            for port_event in ports.state(f"bank-{name}", action == "port-up", now):
+                out += book.handle_port(port_event)
+        elif action == "answered":
+            for port_event in ports.answered(f"bank-{name}", now):
+                out += book.handle_port(port_event)
         elif book.open_incidents():
             target = book.open_incidents()[0].id
             if action == "ack":
