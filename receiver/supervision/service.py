@@ -181,6 +181,9 @@ class Supervisor:
         async def call() -> None:
             try:
                 result = await dialler(device, number)
+            except Exception as exc:  # the bank's trouble: that port says so itself
+                log.error("supervision.callback_failed", device=device, error=repr(exc))
+                result = CallbackResult(device, number, None, f"failed: {exc}")
             finally:
                 self._calling.pop(device, None)
             self._queue.append(CallbackNote(result, self.clock()))
