@@ -19,6 +19,7 @@ from callhome import exitcodes
 from callhome.database import ConstraintViolation
 from modem_drivers.configfile import ConfigError, format_duration, parse_duration
 
+from .incident_events import Notifier
 from .store import (
     AsyncStore,
     NotFound,
@@ -65,11 +66,14 @@ def _operator() -> str:
     return os.environ.get("USER") or os.environ.get("LOGNAME") or "operator"
 
 
-def supervisor_for(config: CentreConfig, store: AsyncStore) -> Supervisor | None:
-    """The supervision task of `run` ([supervision] enabled = false: none)."""
+def supervisor_for(
+    config: CentreConfig, store: AsyncStore, notifier: Notifier | None = None
+) -> Supervisor | None:
+    """The supervision task of `run` ([supervision] enabled = false: none); incident
+    events go to `notifier` (routing's), else to the log."""
     if not config.supervision.enabled:
         return None
-    return Supervisor(store, LoggingNotifier(), config.supervision)
+    return Supervisor(store, notifier or LoggingNotifier(), config.supervision)
 
 
 def _open_store(ctx: click.Context) -> tuple[SQLiteStore, SupervisionSettings]:
