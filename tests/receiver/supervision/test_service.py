@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from receiver.cli import main
 from receiver.incident_events import Change, IncidentEvent
 from receiver.store import AsyncStore, SQLiteStore
+from receiver.supervision.engine import EngineConfig
 from receiver.supervision.notify import ListNotifier
 from receiver.supervision.service import Stored, Supervisor, device_time
 from receiver.supervision.settings import SupervisionSettings
@@ -354,3 +355,33 @@ def test_call_needs_a_number_and_a_policy(centre):
     store = SQLiteStore(centre.parent / "centre.db")
     assert json.loads(store.supervision_commands(0)[-1][1]) == {"callback": "plant-a"}
     store.close()
+
+
+def test_a_storm_is_one_incident_and_another_device_is_served_in_the_same_turn(centre):
+    clock = Clock()
+    notifier = ListNotifier()
+    store = AsyncStore(SQLiteStore(centre.parent / "centre.db"))
+    settings = SupervisionSettings(engine=EngineConfig(storm_threshold=50, storm_window=60))
+    sup = Supervisor(store, notifier, settings, clock=clock)
+
+    async def go():
+        await sup.start()
+        noisy, quiet = device(sup, "plant-a"), device(sup, "plant-b")
+        for k in range(5000):  # queued without a wait: the bank never blocks on it
+            sup.message_stored(Stored(noisy, clock() + k * 0.001, "bank0", None, "report", None))
+        sup.message_stored(Stored(quiet, clock() + 5, "bank1", None, "line-test", None))
+        await sup.turn(clock() + 5)
+
+    run(go())
+    assert [(e.kind, e.device) for e in notifier.events] == [("storm", "plant-a")]
+    assert sup.engine.status("plant-b").state.label == "up"
+    store.close()
+
+
+def test_supervision_can_be_switched_off(centre):
+    from receiver.cli_supervision import supervisor_for
+    from receiver.config import load_centre_config
+
+    centre.write_text(centre.read_text() + "\n[supervision]\nenabled = false\n")
+    config = load_centre_config(centre)
+    assert supervisor_for(config, None) is None  # type: ignore[arg-type]
