@@ -903,6 +903,9 @@ class AsyncStore:
     async def incident_timeline(self, incident_id: int) -> list[TimelineRow]:
         return await self._call(self.store.incident_timeline, incident_id)
 
+    async def max_incident_id(self) -> int:
+        return await self._call(self.store.max_incident_id)
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.store.close()

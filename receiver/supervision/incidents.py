@@ -128,6 +128,12 @@ class Incidents:
                     self._member_of[device] = incident.id
             self._next_id = max(self._next_id, incident.id + 1)
 
+    @property
+    def next_id(self) -> int:
+        """The id the next incident gets (at start: one more than the store's highest,
+        resolved ones included)."""
+        return self._next_id
+
     def replace(self, incident: Incident) -> None:
         """Take an incident as the store now has it (an operator changed it there)."""
         old = self._open.pop(incident.id, None)

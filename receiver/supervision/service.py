@@ -135,6 +135,12 @@ class Supervisor:
         but did not deliver."""
         rows = await self.store.supervision_rows()
         persist.load_rows(self.engine, rows, schedule_lead=self.settings.schedule_lead)
+        # ids go on from the highest ever given, a resolved incident's too
+        self.incidents = Incidents(
+            self.settings.grouping,
+            next_id=await self.store.max_incident_id() + 1,
+            probe=self.settings.probe,
+        )
         for row in rows:
             self._take_attributes(row)
         open_rows = await self.store.incident_rows(status=("open", "acknowledged"), limit=10**9)

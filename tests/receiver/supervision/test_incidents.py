@@ -325,3 +325,77 @@ def test_a_late_device_found_dial_out_broken_is_not_paged_as_down():
     (opened,) = book.handle_callback("a", e.State.LATE, "answered", True, T0 + 102)
     assert opened.kind == "dial_out_broken"
     assert drive(engine, book, T0 + 1000) == []  # the grace ends: no device_down
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["msg", "msg-b", "skewed", "wait", "ack", "resolve", "restart"]),
+            st.sampled_from(["a", "b"]),
+            st.floats(0, 400),
+        ),
+        max_size=40,
+    )
+)
+def test_restarts_through_the_stored_rows_neither_lose_nor_repeat_an_event(steps):
+    """The same sequence with and without restarts (engine records and incidents
+    through the store's row types) tells the notifier exactly the same."""
+    from receiver.supervision import persist
+
+    def fresh():
+        engine = Engine(EngineConfig(skew_bound=30))
+        for name in "ab":
+            engine.add(name, interval=100, grace=30, enrolled=T0)
+        return engine, Incidents(GroupingConfig(threshold=0))
+
+    def restart(engine, book):
+        # the store gives the next id: one more than the highest ever (resolved too)
+        again, book2 = Engine(engine.config), Incidents(book.config, next_id=book.next_id)
+        for name in engine.names():
+            update = persist.update_from_record(engine.record(name))
+            row = persist.SupervisionRow(
+                name,
+                1,
+                100.0,
+                30.0,
+                T0,
+                None,
+                None,
+                update.state,
+                update.since,
+                update.last,
+                update.line_tests_only,
+                update.schedule,
+                update.extra,
+                None,
+                None,
+                None,
+            )
+            persist.load_rows(again, [row], schedule_lead=3600)
+        rows = [persist.incident_to_row(i) for i in book.open_incidents()]
+        book2.load(persist.incident_from_row(row) for row in rows)
+        return again, book2
+
+    streams = []
+    for with_restarts in (False, True):
+        engine, book = fresh()
+        now, out = T0, []
+        for action, name, dt in steps:
+            now += dt
+            out += drive(engine, book, now)
+            if action == "restart" and with_restarts:
+                engine, book = restart(engine, book)
+            elif action.startswith("msg") or action == "skewed":
+                skew = 100 if action == "skewed" else 0
+                path = "b" if action == "msg-b" else "a"
+                out += feed(book, engine.message(name, now, path=path, device_time=now + skew))
+            elif action in ("ack", "resolve") and book.open_incidents():
+                target = book.open_incidents()[0].id
+                if action == "ack":
+                    out += book.acknowledge(target, "op", now)
+                else:
+                    out += book.resolve(target, "op", now, "done")
+        out += drive(engine, book, now + 10_000)
+        streams.append([(ev.incident_id, ev.change, ev.kind, ev.at) for ev in out])
+    assert streams[0] == streams[1]

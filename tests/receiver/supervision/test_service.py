@@ -385,3 +385,29 @@ def test_supervision_can_be_switched_off(centre):
     centre.write_text(centre.read_text() + "\n[supervision]\nenabled = false\n")
     config = load_centre_config(centre)
     assert supervisor_for(config, None) is None  # type: ignore[arg-type]
+
+
+def test_incident_ids_are_never_reused_across_restarts(centre):
+    clock = Clock()
+    notifier = ListNotifier()
+
+    async def go():
+        sup = supervisor(centre, clock, notifier)
+        await sup.start()
+        await message(sup, "plant-a", clock, device_time=clock() + 3600)  # skew: opens
+        await message(sup, "plant-a", clock, device_time=clock())  # and resolves
+        sup.store.close()
+        sup = supervisor(centre, clock, notifier)
+        await sup.start()
+        await message(sup, "plant-b", clock, device_time=clock() + 3600)
+        sup.store.close()
+
+    run(go())
+    assert [(e.incident_id, e.device, e.change) for e in notifier.events] == [
+        (1, "plant-a", Change.OPENED),
+        (1, "plant-a", Change.RESOLVED),
+        (2, "plant-b", Change.OPENED),
+    ]
+    store = SQLiteStore(centre.parent / "centre.db")
+    assert [(r.id, r.status) for r in store.incident_rows()] == [(2, "open"), (1, "resolved")]
+    store.close()
