@@ -331,7 +331,9 @@ def test_a_late_device_found_dial_out_broken_is_not_paged_as_down():
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["msg", "msg-b", "skewed", "wait", "ack", "resolve", "restart"]),
+            st.sampled_from(
+                ["msg", "msg-b", "skewed", "wait", "ack", "resolve", "restart", "test"]
+            ),
             st.sampled_from(["a", "b"]),
             st.floats(0, 400),
         ),
@@ -390,6 +392,8 @@ def test_restarts_through_the_stored_rows_neither_lose_nor_repeat_an_event(steps
                 skew = 100 if action == "skewed" else 0
                 path = "b" if action == "msg-b" else "a"
                 out += feed(book, engine.message(name, now, path=path, device_time=now + skew))
+            elif action == "test":
+                out += feed(book, engine.start_test(name, now, dt + 1))
             elif action in ("ack", "resolve") and book.open_incidents():
                 target = book.open_incidents()[0].id
                 if action == "ack":
