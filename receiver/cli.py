@@ -33,6 +33,7 @@ from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from .bank import Bank
+from .cli_oncall import oncall
 from .cli_supervision import announce, device_columns, paths_text, register, supervisor_for
 from .config import (
     DEFAULT_PATH,
@@ -537,4 +538,5 @@ def _jsonable(content: bytes) -> Any:
     return convert(value)
 
 
+main.add_command(oncall)
 register(main)

@@ -216,6 +216,46 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    # -- follow the sun: outbox and escalations (receiver/sun) --------------------------
+
+    @abc.abstractmethod
+    def sun_commit(
+        self,
+        notifications: Collection[OutboxItem],
+        saved: Collection[tuple[int, str, str]],
+        deleted: Collection[tuple[int, str]],
+        when: float,
+        state: Mapping[str, str] | None = None,
+    ) -> int:
+        """In one transaction: queue `notifications` (one already queued under the same
+        outbox key is left as it is), save escalation states (incident, policy, JSON),
+        delete finished ones, set `state` names. Returns how many were queued."""
+
+    @abc.abstractmethod
+    def sun_escalations(self) -> list[tuple[int, str, str]]: ...
+
+    @abc.abstractmethod
+    def sun_state(self, name: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+        """Pending notifications whose next attempt is due, oldest first."""
+
+    @abc.abstractmethod
+    def outbox_attempt(
+        self,
+        row_id: int,
+        when: float,
+        *,
+        sent: bool,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        """Record one attempt: sent; or failed and retried at `retry_at`; or failed for
+        good (`retry_at` None)."""
+
+    @abc.abstractmethod
+    def outbox(self, *, pending: bool = False, limit: int = 100) -> list[OutboxRow]: ...
     # supervision (receiver/supervision): its state, incidents and their timelines
     @abc.abstractmethod
     def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
@@ -242,11 +282,11 @@ class Store(abc.ABC):
     def max_incident_id(self) -> int: ...
 
     @abc.abstractmethod
-    def outbox(self) -> list[tuple[int, str]]:
+    def supervision_outbox(self) -> list[tuple[int, str]]:
         """Incident events committed but not yet handed to the notifier (JSON)."""
 
     @abc.abstractmethod
-    def outbox_done(self, ids: Collection[int]) -> None: ...
+    def supervision_outbox_done(self, ids: Collection[int]) -> None: ...
 
     @abc.abstractmethod
     def supervision_commands(self, after: int) -> list[tuple[int, str]]:
@@ -318,7 +358,70 @@ _STEP_2_SECURITY_COUNTERS = "\n".join(
     f"ALTER TABLE calls ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0;" for name in SECURITY_COUNTERS
 )
 
-_STEP_3_SUPERVISION = """
+_STEP_3_SUN_OUTBOX = """
+CREATE TABLE IF NOT EXISTS sun_outbox (
+    id INTEGER PRIMARY KEY,
+    outbox_key TEXT NOT NULL UNIQUE,
+    idempotency_key TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    sent_at REAL,
+    failed_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS sun_outbox_pending ON sun_outbox(next_attempt)
+    WHERE sent_at IS NULL AND failed_at IS NULL;
+CREATE TABLE IF NOT EXISTS sun_escalations (
+    incident_id INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (incident_id, policy)
+);
+CREATE TABLE IF NOT EXISTS sun_state (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+"""Follow the sun: the notification outbox (written before it is sent, marked when
+done), the escalations in progress (so a restart resumes a wait), and small state."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A notification to queue (follow the sun)."""
+
+    outbox_key: str
+    idempotency_key: str
+    channel: str
+    address: str
+    recipient: str
+    subject: str
+    body: str
+    payload: str
+    """JSON."""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    item: OutboxItem
+    created_at: float
+    attempts: int
+    next_attempt: float
+    sent_at: float | None
+    failed_at: float | None
+    last_error: str | None
+
+
+_STEP_4_SUPERVISION = """
 CREATE TABLE supervision (
     device_id INTEGER PRIMARY KEY REFERENCES devices(id),
     state INTEGER NOT NULL,
@@ -368,7 +471,12 @@ CREATE TABLE supervision_commands (
 """Supervision (receiver/supervision): each device's state, incidents and their
 timelines, incident events not yet delivered, operators' commands for the engine."""
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_1, _STEP_2_SECURITY_COUNTERS, _STEP_3_SUPERVISION)
+MIGRATIONS: tuple[str, ...] = (
+    _SCHEMA_1,
+    _STEP_2_SECURITY_COUNTERS,
+    _STEP_3_SUN_OUTBOX,
+    _STEP_4_SUPERVISION,
+)
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
 
@@ -655,6 +763,121 @@ class SQLiteStore(Database, Store):
         )
         return [StoredMessage(*row) for row in rows]
 
+    # -- follow the sun ------------------------------------------------------------------
+
+    def sun_commit(
+        self,
+        notifications: Collection[OutboxItem],
+        saved: Collection[tuple[int, str, str]],
+        deleted: Collection[tuple[int, str]],
+        when: float,
+        state: Mapping[str, str] | None = None,
+    ) -> int:
+        queued = 0
+        with self._write() as db:
+            for item in notifications:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO sun_outbox (outbox_key, idempotency_key, channel, "
+                    "address, recipient, subject, body, payload, created_at, next_attempt) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        item.outbox_key,
+                        item.idempotency_key,
+                        item.channel,
+                        item.address,
+                        item.recipient,
+                        item.subject,
+                        item.body,
+                        item.payload,
+                        when,
+                        when,
+                    ),
+                )
+                queued += cursor.rowcount
+            for incident_id, policy, text in saved:
+                db.execute(
+                    "INSERT INTO sun_escalations (incident_id, policy, state, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (incident_id, policy) DO UPDATE SET "
+                    "state = excluded.state, updated_at = excluded.updated_at",
+                    (incident_id, policy, text, when),
+                )
+            for incident_id, policy in deleted:
+                db.execute(
+                    "DELETE FROM sun_escalations WHERE incident_id = ? AND policy = ?",
+                    (incident_id, policy),
+                )
+            for name, value in (state or {}).items():
+                db.execute(
+                    "INSERT INTO sun_state (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (name, value),
+                )
+        return queued
+
+    def sun_escalations(self) -> list[tuple[int, str, str]]:
+        rows = self._read(
+            "SELECT incident_id, policy, state FROM sun_escalations ORDER BY incident_id, policy"
+        )
+        return [(int(a), str(b), str(c)) for a, b, c in rows]
+
+    def sun_state(self, name: str) -> str | None:
+        rows = self._read("SELECT value FROM sun_state WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
+
+    _OUTBOX_COLUMNS = (
+        "id, outbox_key, idempotency_key, channel, address, recipient, subject, body, "
+        "payload, created_at, attempts, next_attempt, sent_at, failed_at, last_error"
+    )
+
+    @staticmethod
+    def _outbox_row(row: Any) -> OutboxRow:
+        return OutboxRow(row[0], OutboxItem(*row[1:9]), *row[9:])
+
+    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+        rows = self._read(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM sun_outbox WHERE sent_at IS NULL AND "
+            "failed_at IS NULL AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?",
+            (now, limit),
+        )
+        return [self._outbox_row(row) for row in rows]
+
+    def outbox_attempt(
+        self,
+        row_id: int,
+        when: float,
+        *,
+        sent: bool,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        with self._write() as db:
+            if sent:
+                db.execute(
+                    "UPDATE sun_outbox SET attempts = attempts + 1, sent_at = ?, "
+                    "last_error = NULL WHERE id = ?",
+                    (when, row_id),
+                )
+            elif retry_at is not None:
+                db.execute(
+                    "UPDATE sun_outbox SET attempts = attempts + 1, next_attempt = ?, "
+                    "last_error = ? WHERE id = ?",
+                    (retry_at, error, row_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE sun_outbox SET attempts = attempts + 1, failed_at = ?, "
+                    "last_error = ? WHERE id = ?",
+                    (when, error, row_id),
+                )
+
+    def outbox(self, *, pending: bool = False, limit: int = 100) -> list[OutboxRow]:
+        where = "WHERE sent_at IS NULL AND failed_at IS NULL " if pending else ""
+        rows = self._read(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM sun_outbox {where}ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [self._outbox_row(row) for row in rows]
+
     # -- supervision ---------------------------------------------------------------------
 
     def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
@@ -750,13 +973,13 @@ class SQLiteStore(Database, Store):
     def max_incident_id(self) -> int:
         return int(self._read("SELECT coalesce(max(id), 0) FROM incidents")[0][0])
 
-    def outbox(self) -> list[tuple[int, str]]:
+    def supervision_outbox(self) -> list[tuple[int, str]]:
         return [
             (int(i), str(e))
             for i, e in self._read("SELECT id, event FROM supervision_outbox ORDER BY id")
         ]
 
-    def outbox_done(self, ids: Collection[int]) -> None:
+    def supervision_outbox_done(self, ids: Collection[int]) -> None:
         with self._write() as db:
             db.executemany("DELETE FROM supervision_outbox WHERE id = ?", [(i,) for i in ids])
 
@@ -873,6 +1096,39 @@ class AsyncStore:
     ) -> None:
         await self._call(self.store.append_partial, device_id, epoch, seq, offset, data)
 
+    # follow the sun
+    async def sun_commit(
+        self,
+        notifications: Collection[OutboxItem],
+        saved: Collection[tuple[int, str, str]],
+        deleted: Collection[tuple[int, str]],
+        when: float,
+        state: Mapping[str, str] | None = None,
+    ) -> int:
+        return await self._call(self.store.sun_commit, notifications, saved, deleted, when, state)
+
+    async def sun_escalations(self) -> list[tuple[int, str, str]]:
+        return await self._call(self.store.sun_escalations)
+
+    async def sun_state(self, name: str) -> str | None:
+        return await self._call(self.store.sun_state, name)
+
+    async def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+        return await self._call(self.store.outbox_due, now, limit)
+
+    async def outbox_attempt(
+        self,
+        row_id: int,
+        when: float,
+        *,
+        sent: bool,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        await self._call(
+            self.store.outbox_attempt, row_id, when, sent=sent, error=error, retry_at=retry_at
+        )
+
     # supervision
     async def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
         return await self._call(self.store.supervision_rows, device)
@@ -880,11 +1136,11 @@ class AsyncStore:
     async def save_supervision(self, batch: SupervisionBatch) -> None:
         await self._call(self.store.save_supervision, batch)
 
-    async def outbox(self) -> list[tuple[int, str]]:
-        return await self._call(self.store.outbox)
+    async def supervision_outbox(self) -> list[tuple[int, str]]:
+        return await self._call(self.store.supervision_outbox)
 
-    async def outbox_done(self, ids: Collection[int]) -> None:
-        await self._call(self.store.outbox_done, ids)
+    async def supervision_outbox_done(self, ids: Collection[int]) -> None:
+        await self._call(self.store.supervision_outbox_done, ids)
 
     async def supervision_commands(self, after: int) -> list[tuple[int, str]]:
         return await self._call(self.store.supervision_commands, after)

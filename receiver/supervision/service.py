@@ -339,7 +339,7 @@ class Supervisor:
         )
 
     async def _deliver(self) -> list[IncidentEvent]:
-        pending = await self.store.outbox()
+        pending = await self.store.supervision_outbox()
         delivered: list[IncidentEvent] = []
         done: list[int] = []
         for outbox_id, text in pending:
@@ -352,7 +352,7 @@ class Supervisor:
             delivered.append(event)
             done.append(outbox_id)
         if done:
-            await self.store.outbox_done(done)
+            await self.store.supervision_outbox_done(done)
         return delivered
 
     async def _take_commands(self, now: float) -> list[IncidentEvent]:
