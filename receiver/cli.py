@@ -34,7 +34,15 @@ from modem_drivers.logs import configure_logging
 
 from .bank import Bank
 from .cli_oncall import oncall
-from .cli_supervision import announce, device_columns, paths_text, register, supervisor_for
+from .cli_supervision import (
+    Routed,
+    announce,
+    device_columns,
+    paths_text,
+    register,
+    routing_for,
+    supervisor_for,
+)
 from .config import (
     DEFAULT_PATH,
     GRACE,
@@ -51,6 +59,7 @@ from .store import (
     SQLiteStore,
     StoreUnavailable,
 )
+from .sun.model import Routing
 
 T = TypeVar("T")
 USAGE = exitcodes.USAGE
@@ -301,11 +310,15 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
         structlog.get_logger("callhome.receiver").warning(
             "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
         )
-    sys.exit(asyncio.run(_run(config, private, store)))
+    routing = guarded(lambda: routing_for(config))  # checked before anything starts
+    sys.exit(asyncio.run(_run(config, private, store, routing)))
 
 
-async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
+async def _run(
+    config: CentreConfig, private: bytes, store: SQLiteStore, routing: Routing | None = None
+) -> int:
     async_store = AsyncStore(store)
+    routed = Routed(routing, async_store)  # follow the sun: supervision's notifier
     bank = Bank(
         config.ports,
         async_store,
@@ -317,7 +330,7 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
         health_check=config.health_check,
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,
-        supervisor=supervisor_for(config, async_store),
+        supervisor=supervisor_for(config, async_store, routed.router),
     )
     stop, hang_up_now = asyncio.Event(), asyncio.Event()
 
@@ -329,7 +342,8 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        await bank.run(stop, hang_up_now)
+        async with routed:
+            await bank.run(stop, hang_up_now)
     finally:
         async_store.close()
     return 0

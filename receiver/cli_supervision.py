@@ -5,6 +5,7 @@ supervision columns from `device_columns`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+import structlog
 
 from callhome import exitcodes
 from callhome.database import ConstraintViolation
@@ -28,6 +30,8 @@ from .store import (
     StoreUnavailable,
     SupervisionBatch,
 )
+from .sun.model import ROUTING_NAME, Routing, routing_next_to
+from .sun.outbox import SunRouter
 from .supervision import operations, persist
 from .supervision.callback import Policy
 from .supervision.engine import DailySchedule, DeviceStatus, ScheduleError
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from .config import CentreConfig
 
 T = TypeVar("T")
+log = structlog.get_logger("callhome.receiver")
 
 
 def _fail(message: str, code: int = exitcodes.USAGE) -> NoReturn:
@@ -74,6 +79,41 @@ def supervisor_for(
     if not config.supervision.enabled:
         return None
     return Supervisor(store, notifier or LoggingNotifier(), config.supervision)
+
+
+def routing_for(config: CentreConfig) -> Routing | None:
+    """The centre's routing file (oncall.toml beside its config), checked; None (and
+    a warning) when it has none: incidents are then only logged."""
+    routing = routing_next_to(config.path)
+    if routing is None and config.supervision.enabled:
+        log.warning(
+            "supervision.no_routing",
+            detail=f"no {ROUTING_NAME} beside {config.path}: incidents reach nobody, "
+            "they are only logged",
+        )
+    return routing
+
+
+class Routed:
+    """Follow-the-sun routing beside the bank (when the centre has a routing file):
+    its escalations resumed before supervision hands it anything, its sender and steps
+    running until the bank has stopped."""
+
+    def __init__(self, routing: Routing | None, store: AsyncStore) -> None:
+        self.router = SunRouter(routing, store) if routing is not None else None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Routed:
+        if self.router is not None:
+            await self.router.start()
+            self._task = asyncio.ensure_future(self.router.run(self._stop))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=10.0)
 
 
 def _open_store(ctx: click.Context) -> tuple[SQLiteStore, SupervisionSettings]:

@@ -411,3 +411,36 @@ def test_incident_ids_are_never_reused_across_restarts(centre):
     store = SQLiteStore(centre.parent / "centre.db")
     assert [(r.id, r.status) for r in store.incident_rows()] == [(2, "open"), (1, "resolved")]
     store.close()
+
+
+def test_incident_events_reach_follow_the_sun_routing_when_the_centre_has_it(centre):
+    import shutil
+    from pathlib import Path
+
+    from receiver.cli_supervision import Routed, routing_for, supervisor_for
+    from receiver.config import load_centre_config
+
+    config = load_centre_config(centre)
+    assert routing_for(config) is None  # none yet: only logged
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    shutil.copy(docs / "follow-the-sun.toml", centre.parent / "oncall.toml")
+    routing = routing_for(config)
+    assert routing is not None
+    clock = Clock()
+
+    async def go():
+        store = AsyncStore(SQLiteStore(centre.parent / "centre.db"))
+        routed = Routed(routing, store)
+        sup = supervisor_for(config, store, routed.router)
+        sup.clock = clock
+        async with routed:
+            await sup.start()
+            clock.now += 3600 + 600  # both enrolled devices silent: down
+            delivered = await sup.turn(clock())
+        escalations = await store._call(store.store.sun_escalations)
+        store.close()
+        return delivered, escalations
+
+    delivered, escalations = run(go())
+    assert [e.kind for e in delivered] == ["device_down", "device_down"]
+    assert {incident for incident, _, _ in escalations} == {e.incident_id for e in delivered}
