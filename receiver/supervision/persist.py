@@ -180,11 +180,15 @@ def grouping_attributes(row: SupervisionRow, exchange_digits: int) -> dict[str, 
         attributes["site"] = row.site
     if row.last_port:
         attributes["port"] = row.last_port
-    if row.last_caller:
-        attributes["exchange"] = exchange_of(row.last_caller, exchange_digits)
+    exchange = exchange_of(row.last_caller or "", exchange_digits)
+    if exchange:
+        attributes["exchange"] = exchange
     return attributes
 
 
 def exchange_of(caller: str, digits: int) -> str:
-    """The exchange prefix of a caller ID (its first `digits` digits)."""
+    """The exchange prefix of a caller ID (its first `digits` digits); "" for what is
+    not a phone number (an IP peer's address, "P" for private)."""
+    if not caller or any(not (c.isdigit() or c in "+-() ") for c in caller):
+        return ""
     return "".join(c for c in caller if c.isdigit())[:digits]

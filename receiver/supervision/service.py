@@ -261,10 +261,9 @@ class Supervisor:
                 self.incidents.set_attributes(name, {"site": device.site})
         path = stored.path or self.settings.path_of(stored.port)
         attributes = {"port": stored.port}
-        if stored.caller:
-            attributes["exchange"] = persist.exchange_of(
-                stored.caller, self.settings.exchange_digits
-            )
+        exchange = persist.exchange_of(stored.caller or "", self.settings.exchange_digits)
+        if exchange:
+            attributes["exchange"] = exchange
         if stored.callback:  # we called it: says nothing of its own calls
             self.incidents.record(name, stored.at, "call", "a message on the callback")
             return []

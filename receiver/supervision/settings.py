@@ -23,8 +23,9 @@ class SupervisionSettings:
     exchange_digits: int = 6
     """How many leading digits of a caller ID name its exchange (a grouping factor)."""
     paths: dict[str, str] = field(default_factory=dict)
-    """Bank port -> path name. Ports not named are the path "modem": the ports of one
-    hunt group are one path, since which of them answers is chance."""
+    """Bank port -> path name. Ports not named are the path "modem" (the ports of one
+    hunt group are one path, since which of them answers is chance); the TCP
+    listener's port "ip" is the path "ip"."""
     command_poll: float = 2.0
     """How often the running engine looks for operators' commands (ack, on test)."""
     probe: str | None = None
@@ -35,7 +36,8 @@ class SupervisionSettings:
     a trouble (0: never)."""
 
     def path_of(self, port: str) -> str:
-        return self.paths.get(port, "modem")
+        # the TCP listener's calls come on the port named "ip" (the IP path)
+        return self.paths.get(port, "ip" if port == "ip" else "modem")
 
 
 def parse_supervision(table: Table) -> SupervisionSettings:

@@ -444,3 +444,12 @@ def test_incident_events_reach_follow_the_sun_routing_when_the_centre_has_it(cen
     delivered, escalations = run(go())
     assert [e.kind for e in delivered] == ["device_down", "device_down"]
     assert {incident for incident, _, _ in escalations} == {e.incident_id for e in delivered}
+
+
+def test_the_ip_listener_is_a_path_of_its_own_and_its_peer_no_exchange():
+    from receiver.supervision.persist import exchange_of
+
+    settings = SupervisionSettings()
+    assert (settings.path_of("ip"), settings.path_of("bank3")) == ("ip", "modem")
+    assert exchange_of("+33 (1) 46-00-12-34", 6) == "331460"
+    assert exchange_of("127.0.0.1:40022", 6) == exchange_of("P", 6) == ""
