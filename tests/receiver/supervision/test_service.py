@@ -437,7 +437,7 @@ def test_incident_events_reach_follow_the_sun_routing_when_the_centre_has_it(cen
             await sup.start()
             clock.now += 3600 + 600  # both enrolled devices silent: down
             delivered = await sup.turn(clock())
-        escalations = await store._call(store.store.sun_escalations)
+        escalations = await store.sun_escalations()
         store.close()
         return delivered, escalations
 
