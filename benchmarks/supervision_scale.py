@@ -88,6 +88,24 @@ def measure_memory(n: int, seed: int) -> tuple[float, float]:
     return after - before, after
 
 
+def measure_attributes(n: int) -> float:
+    """RSS growth of the grouping attributes (site, port, exchange) of `n` devices, the
+    device index shared with the engine as the receiver does (names not counted)."""
+    names = {f"dev{i:07d}": i for i in range(n)}
+    gc.collect()
+    before = rss_mb()
+    book = Incidents(device_ids=names)
+    for i in range(n):
+        book.set_attributes(
+            f"dev{i:07d}",
+            {"site": f"site{i % 1000}", "port": f"bank{i % 8}", "exchange": f"{i % 500:06d}"},
+        )
+    gc.collect()
+    grown = rss_mb() - before
+    assert book.attributes("dev0000001")["port"] == "bank1"
+    return grown
+
+
 def synthetic_store(path: Path, devices: list[tuple[str, float, float]]) -> None:
     SQLiteStore(path, create=True).close()
     db = sqlite3.connect(path)
@@ -218,6 +236,9 @@ def main() -> None:
         f"  memory: {growth:.0f} MB for the engine's devices and timers "
         f"(process RSS {total:.0f} MB)"
     )
+
+    attributes = measure_attributes(n)
+    print(f"  grouping attributes (site, port, exchange) of every device: {attributes:.0f} MB more")
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "centre.db"

@@ -352,6 +352,11 @@ class Engine:
     def names(self) -> list[str]:
         return list(self._names)
 
+    @property
+    def index(self) -> Mapping[str, int]:
+        """Device name -> its number here (live: grows as devices are added)."""
+        return self._index
+
     def add(
         self,
         name: str,

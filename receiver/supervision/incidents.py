@@ -18,6 +18,7 @@ announced at most once per `group_interval`.
 from __future__ import annotations
 
 import enum
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -99,7 +100,11 @@ class Incidents:
     """The open incidents and what changes them; see the module's docstring."""
 
     def __init__(
-        self, config: GroupingConfig | None = None, next_id: int = 1, probe: str | None = None
+        self,
+        config: GroupingConfig | None = None,
+        next_id: int = 1,
+        probe: str | None = None,
+        device_ids: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config or GroupingConfig()
         self.probe = probe
@@ -110,7 +115,18 @@ class Incidents:
         self._by_key: dict[str, int] = {}
         self._member_of: dict[str, int] = {}
         self._candidates: dict[tuple[str, str], dict[str, float]] = {}
-        self._attributes: dict[str, dict[str, str]] = {}
+        self._own_ids: dict[str, int] | None = None
+        if device_ids is None:
+            device_ids = self._own_ids = {}
+        self._ids: Mapping[str, int] = device_ids
+        """Device -> number (the engine's own index when shared: no second one)."""
+        self._columns: dict[str, array[int]] = {}
+        """Attribute -> per device number, the id of its value in `_values` (0: none):
+        a million devices' sites cost 4 bytes each, not a dict each."""
+        self._values: list[str] = [""]
+        self._value_ids: dict[str, int] = {}
+        self._loose: dict[str, dict[str, str]] = {}
+        """Attributes of devices `_ids` does not number."""
         self._dirty: dict[int, Incident] = {}
         self._new_entries: list[tuple[int, Entry]] = []
 
@@ -147,11 +163,34 @@ class Incidents:
 
     def set_attributes(self, device: str, attributes: Mapping[str, str]) -> None:
         """What grouping and routing match on (site, port, exchange, model, customer)."""
-        current = self._attributes.setdefault(device, {})
-        current.update({k: v for k, v in attributes.items() if v})
+        number = self._ids.get(device)
+        if number is None and self._own_ids is not None:
+            number = self._own_ids[device] = len(self._own_ids)
+        if number is None:
+            loose = self._loose.setdefault(device, {})
+            loose.update({k: v for k, v in attributes.items() if v})
+            return
+        for key, value in attributes.items():
+            if not value:
+                continue
+            value_id = self._value_ids.get(value)
+            if value_id is None:
+                value_id = self._value_ids[value] = len(self._values)
+                self._values.append(value)
+            column = self._columns.setdefault(key, array("I"))
+            if len(column) <= number:
+                column.frombytes(bytes(4 * (number + 1 - len(column))))  # 0: no value
+            column[number] = value_id
 
     def attributes(self, device: str) -> dict[str, str]:
-        return dict(self._attributes.get(device, {}))
+        number = self._ids.get(device)
+        if number is None:
+            return dict(self._loose.get(device, {}))
+        return {
+            key: self._values[column[number]]
+            for key, column in self._columns.items()
+            if number < len(column) and column[number]
+        }
 
     def open_incidents(self) -> list[Incident]:
         return sorted(self._open.values(), key=lambda i: i.id)
@@ -432,7 +471,7 @@ class Incidents:
             self._entry(outage, Entry(now, "late", "late again", device=device))
             self._touch(outage, now, out)
             return
-        attributes = self._attributes.get(device, {})
+        attributes = self.attributes(device)
         if config.threshold <= 0:
             return
         for factor in config.factors:
@@ -542,7 +581,7 @@ class Incidents:
             incident = self._open[existing]
             self._entry(incident, Entry(now, "again", summary, device=device))
             return incident
-        attributes = dict(self._attributes.get(device, {})) if device else {}
+        attributes = self.attributes(device) if device else {}
         attributes.update(extra or {})
         incident = Incident(
             id=self._next_id,

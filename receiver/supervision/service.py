@@ -94,7 +94,9 @@ class Supervisor:
         self.settings = settings or SupervisionSettings()
         self.clock = clock
         self.engine = Engine(self.settings.engine)
-        self.incidents = Incidents(self.settings.grouping, probe=self.settings.probe)
+        self.incidents = Incidents(
+            self.settings.grouping, probe=self.settings.probe, device_ids=self.engine.index
+        )
         self.ports = PortWatch(self.settings.port_silent_after)
         self._queue: collections.deque[Stored | PortNote | CallbackNote] = collections.deque()
         self.dialler: Dialler | None = None
@@ -140,6 +142,7 @@ class Supervisor:
             self.settings.grouping,
             next_id=await self.store.max_incident_id() + 1,
             probe=self.settings.probe,
+            device_ids=self.engine.index,  # one index of a million names, not two
         )
         for row in rows:
             self._take_attributes(row)

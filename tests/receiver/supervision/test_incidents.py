@@ -403,3 +403,18 @@ def test_restarts_through_the_stored_rows_neither_lose_nor_repeat_an_event(steps
         out += drive(engine, book, now + 10_000)
         streams.append([(ev.incident_id, ev.change, ev.kind, ev.at) for ev in out])
     assert streams[0] == streams[1]
+
+
+def test_attributes_share_the_engines_index_and_keep_devices_it_does_not_number():
+    engine = Engine()
+    engine.add("a", interval=100, grace=10, enrolled=T0)
+    book = Incidents(device_ids=engine.index)
+    book.set_attributes("a", {"site": "lyon", "port": "bank1"})
+    book.set_attributes("a", {"port": "bank2", "model": ""})
+    engine.add("b", interval=100, grace=10, enrolled=T0)  # numbered after the book was made
+    book.set_attributes("b", {"site": "lyon"})
+    book.set_attributes("stranger", {"site": "paris"})
+    assert book.attributes("a") == {"site": "lyon", "port": "bank2"}
+    assert book.attributes("b") == {"site": "lyon"}
+    assert book.attributes("stranger") == {"site": "paris"}
+    assert book.attributes("nobody") == {}
