@@ -228,6 +228,8 @@ class Supervisor:
             finally:
                 for waiter in waiters:
                     waiter.cancel()
+        for task in list(self._calling.values()):  # the bank stopped: no port will dial
+            task.cancel()
         with contextlib.suppress(StoreUnavailable):
             await self.turn(self.clock())
 
