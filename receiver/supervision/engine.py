@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 import math
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -478,6 +479,48 @@ class Engine:
             self._due.append(ms)
             self._heap.append(ms << _INDEX_BITS | i)
             self._heapify = True
+
+    def load_plain_many(
+        self, rows: Sequence[tuple[str, float, float, int, float, float, bool]]
+    ) -> None:
+        """`load_plain` for many new devices at once, (name, interval, grace, state,
+        since, last, line_tests_only) each: columns extended in one go."""
+        if not rows:
+            return
+        first = len(self._names)
+        if first + len(rows) > MAX_DEVICES:
+            raise ValueError(f"more than {MAX_DEVICES} devices")
+        names, intervals, graces, states, sinces, lasts, only = zip(*rows, strict=True)
+        if State.ON_TEST in states or any(name in self._index for name in names):
+            raise ValueError("load_plain_many: new devices not on test only")
+        self._names.extend(names)
+        self._index.update(zip(names, range(first, first + len(rows)), strict=True))
+        self._state.extend(states)
+        self._flags.extend(
+            (_LINE_TESTS_ONLY if o else 0) | (0 if st == State.NEW else _HEARD)
+            for o, st in zip(only, states, strict=True)
+        )
+        self._since.extend(sinces)
+        self._last.extend(lasts)
+        self._interval.extend(intervals)
+        self._grace.extend(graces)
+        self._window_start.extend(itertools.repeat(-math.inf, len(rows)))
+        self._window_count.extend(itertools.repeat(0, len(rows)))
+        ceil = math.ceil
+        late, timed = State.LATE, (State.NEW, State.UP, State.RESTORED)
+        dues = [
+            ceil((si + g) * 1000.0)
+            if st == late
+            else ceil((la + iv) * 1000.0)
+            if st in timed
+            else NO_TIMER
+            for st, si, la, iv, g in zip(states, sinces, lasts, intervals, graces, strict=True)
+        ]
+        self._due.extend(dues)
+        self._heap.extend(
+            ms << _INDEX_BITS | i for i, ms in enumerate(dues, first) if ms != NO_TIMER
+        )
+        self._heapify = True
 
     def _pop_sparse(self, i: int) -> None:
         for table in (self._schedules, self._paths, self._failed, self._tests, self._storms):

@@ -42,29 +42,37 @@ def record_from_row(row: SupervisionRow) -> DeviceRecord:
 
 
 def load_rows(engine: Engine, rows: Iterable[SupervisionRow], *, schedule_lead: float) -> int:
-    """Load every device into `engine`: the plain ones by the fast path."""
+    """Load every device into `engine`: the plain ones in bulk (no record objects)."""
+    plain: list[tuple[str, float, float, int, float, float, bool]] = []
     count = 0
+    on_test = State.ON_TEST
     for row in rows:
         count += 1
+        state, since, last = row.state, row.since, row.last
         if (
-            row.state is not None
+            state is not None
+            and since is not None
+            and last is not None
             and row.extra is None
             and row.schedule is None
             and row.revoked_at is None
-            and row.state != State.ON_TEST
+            and state != on_test
             and row.device not in engine
         ):
-            engine.load_plain(
-                row.device,
-                row.test_interval,
-                row.grace,
-                State(row.state),
-                row.since,  # type: ignore[arg-type]
-                row.last,  # type: ignore[arg-type]
-                bool(row.line_tests_only),
+            plain.append(
+                (
+                    row.device,
+                    row.test_interval,
+                    row.grace,
+                    state,
+                    since,
+                    last,
+                    bool(row.line_tests_only),
+                )
             )
         else:
             engine.load(record_from_row(row), schedule_lead=schedule_lead)
+    engine.load_plain_many(plain)
     return count
 
 

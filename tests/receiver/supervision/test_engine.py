@@ -320,8 +320,11 @@ def test_down_and_restored_alternate_and_restarts_change_nothing(steps):
 
 @pytest.mark.parametrize("state", [State.NEW, State.UP, State.LATE, State.DOWN, State.RESTORED])
 def test_the_fast_load_path_arms_the_same_timer_as_load(state):
-    slow, fast = engine(), engine()
+    slow, fast, bulk = engine(), engine(), engine()
+    bulk.load_plain_many([("a", 100.0, 10.0, state, T0 + 5, T0, False)])
     slow.load(DeviceRecord("a", 100.0, 10.0, state=state, since=T0 + 5, last=T0))
     fast.load_plain("a", 100.0, 10.0, state, T0 + 5, T0)
     assert slow.status("a") == fast.status("a") and slow.next_wakeup() == fast.next_wakeup()
-    assert kinds(run_until(slow, T0 + 1000)) == kinds(run_until(fast, T0 + 1000))
+    assert bulk.status("a") == fast.status("a") and bulk.next_wakeup() == fast.next_wakeup()
+    expected = kinds(run_until(slow, T0 + 1000))
+    assert expected == kinds(run_until(fast, T0 + 1000)) == kinds(run_until(bulk, T0 + 1000))
