@@ -292,6 +292,83 @@ class Store(abc.ABC):
     def supervision_commands(self, after: int) -> list[tuple[int, str]]:
         """Commands of `callhome-receiver` (JSON) for the running engine, after an id."""
 
+    # -- the operator console (receiver/web) --------------------------------------------
+
+    @abc.abstractmethod
+    def console_add_account(self, name: str, password_hash: str, role: str, when: float) -> None:
+        """AlreadyExists if the name is taken."""
+
+    @abc.abstractmethod
+    def console_set_account(
+        self, name: str, *, password_hash: str | None = None, role: str | None = None
+    ) -> None:
+        """Change a password (which ends the account's sessions) or a role; NotFound."""
+
+    @abc.abstractmethod
+    def console_remove_account(self, name: str) -> None:
+        """Remove an account and its sessions; NotFound."""
+
+    @abc.abstractmethod
+    def console_accounts(self) -> list[Account]: ...
+
+    @abc.abstractmethod
+    def console_account(self, name: str) -> Account | None: ...
+
+    @abc.abstractmethod
+    def console_start_session(
+        self, token_hash: str, account: str, csrf: str, when: float, expires: float
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def console_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        """The live session with this token hash (None when unknown or expired)."""
+
+    @abc.abstractmethod
+    def console_end_session(self, token_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    def console_audit(
+        self, who: str, action: str, target: str | None, detail: str | None, when: float
+    ) -> int: ...
+
+    @abc.abstractmethod
+    def console_audit_log(self, *, limit: int = 200) -> list[AuditEntry]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def console_device(self, name: str) -> Device | None: ...
+
+    @abc.abstractmethod
+    def console_outbox_counts(self) -> tuple[int, int]:
+        """Notifications pending, and failed for good."""
+
+    @abc.abstractmethod
+    def console_device_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float]]]:
+        """Devices judged from their last call alone (as receiver.web.sources.judge
+        does, in the database): counts by state, and the `limit` most overdue late or
+        down devices as (name, state, deadline)."""
+
+    @abc.abstractmethod
+    def console_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        """One page of devices with their state and deadline judged as
+        `console_device_states` does, filtered and sorted (CONSOLE_SORTS), and how many
+        match in all."""
+
+    @abc.abstractmethod
+    def console_sites(self) -> list[str]: ...
+
 
 _SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -421,7 +498,78 @@ class OutboxRow:
     last_error: str | None
 
 
-_STEP_4_SUPERVISION = """
+_STEP_4_CONSOLE = """
+CREATE TABLE IF NOT EXISTS console_accounts (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS console_sessions (
+    token_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES console_accounts(name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS console_audit (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS console_audit_at ON console_audit(at);
+CREATE INDEX IF NOT EXISTS devices_deadline
+    ON devices(coalesce(last_seen, enrolled_at) + test_interval + grace, test_interval, name)
+    WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS devices_never ON devices(enrolled_at) WHERE last_seen IS NULL;
+CREATE INDEX IF NOT EXISTS devices_revoked ON devices(revoked_at) WHERE revoked_at IS NOT NULL;
+"""
+"""The operator console: accounts (Argon2 hashes, a role), sessions (the SHA-256 of the
+cookie, never the cookie itself) and the audit log of every action; and the index of
+each device's next deadline, so the overview finds the late among 100,000 devices
+without judging every one."""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    password_hash: str
+    role: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    account: Account
+    csrf: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: float
+    who: str
+    action: str
+    target: str | None
+    detail: str | None
+
+
+CONSOLE_SORTS = {
+    "name": "name",
+    "state": "CASE state WHEN 'down' THEN 0 WHEN 'late' THEN 1 WHEN 'never' THEN 2 "
+    "WHEN 'ok' THEN 3 ELSE 4 END, name",
+    "site": "site IS NULL, site, name",
+    "last_call": "last_seen IS NULL, last_seen DESC, name",
+    "deadline": "deadline IS NULL, deadline, name",
+}
+"""How the console's device list sorts (the SQL of each key: never user input)."""
+
+_STEP_5_SUPERVISION = """
 CREATE TABLE supervision (
     device_id INTEGER PRIMARY KEY REFERENCES devices(id),
     state INTEGER NOT NULL,
@@ -475,7 +623,8 @@ MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_1,
     _STEP_2_SECURITY_COUNTERS,
     _STEP_3_SUN_OUTBOX,
-    _STEP_4_SUPERVISION,
+    _STEP_4_CONSOLE,
+    _STEP_5_SUPERVISION,
 )
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
@@ -988,6 +1137,193 @@ class SQLiteStore(Database, Store):
             (int(i), str(c))
             for i, c in self._read(
                 "SELECT id, command FROM supervision_commands WHERE id > ? ORDER BY id", (after,)
+            )
+        ]
+
+    # -- the operator console ------------------------------------------------------------
+
+    def console_add_account(self, name: str, password_hash: str, role: str, when: float) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO console_accounts (name, password_hash, role, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (name, password_hash, role, when),
+                )
+        except ConstraintViolation:
+            raise AlreadyExists(f"an account named {name!r} already exists") from None
+
+    def console_set_account(
+        self, name: str, *, password_hash: str | None = None, role: str | None = None
+    ) -> None:
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE console_accounts SET password_hash = coalesce(?, password_hash), "
+                "role = coalesce(?, role) WHERE name = ?",
+                (password_hash, role, name),
+            ).rowcount
+            if password_hash is not None:
+                # a new password logs every browser of the account out
+                db.execute("DELETE FROM console_sessions WHERE account = ?", (name,))
+        if not changed:
+            raise NotFound(f"no account named {name!r}")
+
+    def console_remove_account(self, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM console_sessions WHERE account = ?", (name,))
+            changed = db.execute("DELETE FROM console_accounts WHERE name = ?", (name,)).rowcount
+        if not changed:
+            raise NotFound(f"no account named {name!r}")
+
+    def console_accounts(self) -> list[Account]:
+        rows = self._read(
+            "SELECT name, password_hash, role, created_at FROM console_accounts ORDER BY name"
+        )
+        return [Account(*row) for row in rows]
+
+    def console_account(self, name: str) -> Account | None:
+        rows = self._read(
+            "SELECT name, password_hash, role, created_at FROM console_accounts WHERE name = ?",
+            (name,),
+        )
+        return Account(*rows[0]) if rows else None
+
+    def console_start_session(
+        self, token_hash: str, account: str, csrf: str, when: float, expires: float
+    ) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (when,))
+            db.execute(
+                "INSERT INTO console_sessions (token_hash, account, csrf, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?)",
+                (token_hash, account, csrf, when, expires),
+            )
+
+    def console_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        rows = self._read(
+            "SELECT a.name, a.password_hash, a.role, a.created_at, s.csrf, s.created_at, "
+            "s.expires_at FROM console_sessions s JOIN console_accounts a ON a.name = s.account "
+            "WHERE s.token_hash = ? AND s.expires_at > ?",
+            (token_hash, now),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ConsoleSession(Account(*row[:4]), *row[4:])
+
+    def console_end_session(self, token_hash: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,))
+
+    def console_audit(
+        self, who: str, action: str, target: str | None, detail: str | None, when: float
+    ) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO console_audit (at, who, action, target, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (when, who, action, target, detail),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def console_audit_log(self, *, limit: int = 200) -> list[AuditEntry]:
+        rows = self._read(
+            "SELECT id, at, who, action, target, detail FROM console_audit "
+            "ORDER BY at DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [AuditEntry(*row) for row in rows]
+
+    def console_device(self, name: str) -> Device | None:
+        return self._device("name = ?", (name,))
+
+    def console_outbox_counts(self) -> tuple[int, int]:
+        rows = self._read(
+            "SELECT coalesce(sum(sent_at IS NULL AND failed_at IS NULL), 0), "
+            "coalesce(sum(failed_at IS NOT NULL), 0) FROM sun_outbox"
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    _DEADLINE = "coalesce(last_seen, enrolled_at) + test_interval + grace"
+    """Must read exactly as in the devices_deadline index, or SQLite will not use it."""
+
+    def console_device_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float]]]:
+        deadline = self._DEADLINE
+        troubled = f"FROM devices WHERE revoked_at IS NULL AND {deadline} < ?"  # indexed range
+        verdict = f"CASE WHEN ? <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END"
+        # separate reads: counts may be a call apart under a busy bank, which a page
+        # refreshed on every change can live with
+        total = self._read("SELECT count(*) FROM devices")[0][0]
+        revoked = self._read("SELECT count(*) FROM devices WHERE revoked_at IS NOT NULL")[0][0]
+        never = self._read(
+            # few devices never called: their index, not the deadline's
+            "SELECT count(*) FROM devices INDEXED BY devices_never WHERE last_seen IS NULL "
+            "AND revoked_at IS NULL "
+            f"AND {deadline} >= ?",
+            (now,),
+        )[0][0]
+        counts = dict(
+            self._read(f"SELECT {verdict} AS state, count(*) {troubled} GROUP BY state", (now, now))
+        )
+        rows = self._read(
+            f"SELECT name, {verdict}, {deadline} {troubled} "
+            f"ORDER BY {deadline}, test_interval, name LIMIT ?",  # the index's order
+            (now, now, limit),
+        )
+        late, down = int(counts.get("late", 0)), int(counts.get("down", 0))
+        result = {
+            "ok": int(total) - int(revoked) - int(never) - late - down,
+            "never": int(never),
+            "late": late,
+            "down": down,
+            "revoked": int(revoked),
+        }
+        return result, [(str(a), str(b), float(c)) for a, b, c in rows]
+
+    def console_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        deadline = self._DEADLINE
+        judged = (
+            f"SELECT {_DEVICE_COLUMNS}, CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
+            f"WHEN ? <= {deadline} THEN CASE WHEN last_seen IS NULL THEN 'never' ELSE 'ok' END "
+            f"WHEN ? <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END AS state, "
+            f"CASE WHEN revoked_at IS NULL THEN {deadline} END AS deadline FROM devices"
+        )
+        clauses: list[str] = []
+        args: list[Any] = [now, now]
+        if state:
+            clauses.append("state = ?")
+            args.append(state)
+        if site:
+            clauses.append("site = ?")
+            args.append(site)
+        if text:
+            clauses.append("instr(lower(name), lower(?)) > 0")
+            args.append(text)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = self._read(f"SELECT count(*) FROM ({judged}) {where}", tuple(args))[0][0]
+        rows = self._read(
+            f"SELECT * FROM ({judged}) {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total)
+
+    def console_sites(self) -> list[str]:
+        return [
+            str(row[0])
+            for row in self._read(
+                "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
             )
         ]
 

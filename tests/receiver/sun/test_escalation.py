@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from receiver.incident_events import Change, IncidentEvent, Severity
@@ -203,6 +203,16 @@ OPS = st.lists(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 14 * 86400), OPS)
+@example(  # an ack after the resolve, then the same id opened anew: a new incident
+    0,
+    [
+        ("open", 1, Severity.CRITICAL),
+        ("resolve", 1),
+        ("tick", 1),
+        ("ack", 1),
+        ("open", 1, Severity.CRITICAL),
+    ],
+)
 def test_escalation_invariants_in_any_order(example: Routing, offset: int, ops: list) -> None:  # type: ignore[type-arg]
     now = ts(2026, 3, 2) + offset  # two weeks around the US change of 8 March
     steady = Escalator(example)
@@ -231,8 +241,8 @@ def test_escalation_invariants_in_any_order(example: Routing, offset: int, ops: 
             happened = event(incident, change, severities.get(incident, Severity.MAJOR), now)
             outputs = [steady.handle(happened, now), restarted.handle(happened, now)]
             if change is Change.ACKNOWLEDGED and any(
-                e.incident_id == incident for e in steady.escalations.values()
-            ):
+                e.incident_id == incident and not e.resolved for e in steady.escalations.values()
+            ):  # an acknowledgement of a resolved incident acknowledges nothing
                 acknowledged.add(incident)
             if change is Change.RESOLVED:
                 acknowledged.discard(incident)
