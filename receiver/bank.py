@@ -14,13 +14,14 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import cbor2
 import structlog
 
 from callhome.backoff import Backoff
 from callhome.link import modem_timings, run_session, transfer_config
+from callhome.tcp import TcpCall
 from callhome.wire.phases import Phase
 from callhome.wire.records import RefusalReason
 from callhome.wire.session import (
@@ -37,6 +38,7 @@ from callhome.wire.session import (
     SecurityAlert,
     ServerSession,
 )
+from callhome.wire.transfer import TransferConfig
 from modem_drivers.hayes import (
     DataCall,
     HangupFailed,
@@ -292,25 +294,7 @@ class PortWorker:
             )
             state = CallState(self.name, caller)
             try:
-                if bank.store_down is None:
-                    try:
-                        state.call_id = await bank.store.start_call(self.name, caller, time.time())
-                    except StoreUnavailable as exc:
-                        bank.store_failed(exc)  # the handshake is refused busy
-                await self._serve(outcome.call, state)
-            except (ModemError, OSError):
-                raise
-            except StoreUnavailable as exc:
-                # nothing acknowledged that is not committed: the device will call again
-                state.outcome = "store unavailable"
-                state.error = str(exc)
-                self._log.error("call.store_unavailable", error=str(exc))
-                bank.store_failed(exc)
-            except Exception as exc:
-                # a bug must cost this call, never the port or the process
-                state.outcome = "failed"
-                state.error = f"internal error: {type(exc).__name__}: {exc}"
-                self._log.exception("call.internal_error")
+                await self._serve_call(outcome.call, state)
             finally:
                 with contextlib.suppress(HangupFailed, ModemError):
                     if modem.state is not State.IDLE or outcome.call.open:
@@ -401,10 +385,48 @@ class PortWorker:
                 error=state.error,
             )
 
-    async def _serve(self, call: DataCall, state: CallState) -> None:
+    async def _serve_call(self, call: DataCall | TcpCall, state: CallState) -> None:
+        """Record the call and serve it: what the modem ports and the TCP listener
+        (`receiver.ip`) share. Trouble with the store or a bug costs this call only."""
+        try:
+            await self._start_record(state)
+            await self._serve(call, state)
+        except (ModemError, OSError):
+            raise
+        except StoreUnavailable as exc:
+            # nothing acknowledged that is not committed: the device will call again
+            state.outcome = "store unavailable"
+            state.error = str(exc)
+            self._log.error("call.store_unavailable", error=str(exc))
+            self.bank.store_failed(exc)
+        except Exception as exc:
+            # a bug must cost this call, never the port or the process
+            state.outcome = "failed"
+            state.error = f"internal error: {type(exc).__name__}: {exc}"
+            self._log.exception("call.internal_error")
+
+    async def _start_record(self, state: CallState) -> None:
+        bank = self.bank
+        if bank.store_down is not None:
+            return  # recorded once the store is back (`Bank.missed`)
+        try:
+            state.call_id = await bank.store.start_call(self.name, state.caller, time.time())
+        except StoreUnavailable as exc:
+            bank.store_failed(exc)  # the handshake is refused busy
+
+    def _transfer_config(self, call: DataCall | TcpCall) -> TransferConfig:
+        return transfer_config(call.record.rate, self.bank.scale)
+
+    async def _let_caller_hang_up(self, call: DataCall | TcpCall) -> None:
+        # let the refusal or the "cannot decrypt" notice leave the modem and the
+        # caller hang up: hanging up at once loses them in the modem's buffer
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(call.ended.wait(), 5.0 * self.bank.scale + 1.0)
+
+    async def _serve(self, call: DataCall | TcpCall, state: CallState) -> None:
         bank = self.bank
         loop = asyncio.get_running_loop()
-        config = transfer_config(call.record.rate, bank.scale)
+        config = self._transfer_config(call)
         session = ServerSession(static_private=bank.static_private, config=config)
         session.start(loop.time())
 
@@ -431,10 +453,7 @@ class PortWorker:
             else:
                 state.outcome = "failed"
         if state.outcome.startswith("refused") or (state.undecryptable and not session.confirmed):
-            # let the refusal or the "cannot decrypt" notice leave the modem and the
-            # caller hang up: hanging up at once loses them in the modem's buffer
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(call.ended.wait(), 5.0 * bank.scale + 1.0)
+            await self._let_caller_hang_up(call)
 
     async def _event(self, session: ServerSession, event: Event, state: CallState) -> None:
         bank = self.bank
@@ -614,7 +633,7 @@ class PortWorker:
             duplicate=not stored,
         )
 
-    async def _record(self, call: DataCall, state: CallState) -> None:
+    async def _record(self, call: DataCall | TcpCall, state: CallState) -> None:
         record = call.record
         outcome = state.outcome or "failed"
         end = CallEnd(
@@ -659,6 +678,15 @@ class PortWorker:
         )
 
 
+class Service(Protocol):
+    in_call: int
+    """Calls in progress."""
+
+    async def run(self) -> None:
+        """Serve until the bank is `stopping`, then let calls finish (the bank sets
+        `hard_stop` when they may not) and return."""
+
+
 class Bank:
     def __init__(
         self,
@@ -675,8 +703,11 @@ class Bank:
         drain_timeout: float = 30.0,
         notify: Callable[..., None] | None = None,
         supervisor: Supervisor | None = None,
+        listening: bool = False,
     ) -> None:
-        if not ports:
+        """`listening`: a TCP listener will be added to `services`, so no modem port is
+        needed."""
+        if not ports and not listening:
             raise InitialisationError("no modem ports configured ([bank] ports)")
         self.store = store
         self.static_private = static_private
@@ -691,6 +722,9 @@ class Bank:
         self.stopping = asyncio.Event()
         self.hard_stop = asyncio.Event()
         self.workers = [PortWorker(self, url, index) for index, url in enumerate(ports)]
+        self.services: list[Service] = []
+        """What serves calls beside the modem ports (the TCP listener, `receiver.ip`):
+        run, drained and stopped with them."""
         self.refusals: dict[str, int] = {}
         """Refused calls since start, by reason."""
         self.penalties = Penalties(forget_after=3600.0 * scale)
@@ -755,6 +789,9 @@ class Bank:
             recorded += 1
         return recorded
 
+    def calls_in_progress(self) -> int:
+        return sum(w.in_call for w in self.workers) + sum(s.in_call for s in self.services)
+
     def notify(self, what: str, **fields: Any) -> None:
         """Tell an interested party (the demo's narrator) what just happened."""
         self._notify(what, **fields)
@@ -768,12 +805,13 @@ class Bank:
             self.supervisor.dialler = self.call
             await self.supervisor.start()  # every timer rebuilt from the store
             supervision = asyncio.ensure_future(self.supervisor.run(supervising))
-        tasks = [asyncio.ensure_future(worker.run()) for worker in self.workers]
-        log.info("bank.started", ports=len(self.workers))
+        runners: list[PortWorker | Service] = [*self.workers, *self.services]
+        tasks = [asyncio.ensure_future(runner.run()) for runner in runners]
+        log.info("bank.started", ports=len(self.workers), services=len(self.services))
         await stop.wait()
         log.info(
             "bank.stopping",
-            calls_in_progress=sum(w.in_call for w in self.workers),
+            calls_in_progress=self.calls_in_progress(),
             drain_seconds=self.drain_timeout,
         )
         self.stopping.set()
@@ -792,7 +830,7 @@ class Bank:
         if self._reconnecting is not None:
             self._reconnecting.cancel()
         if pending:
-            log.warning("bank.hanging_up", calls=sum(w.in_call for w in self.workers))
+            log.warning("bank.hanging_up", calls=self.calls_in_progress())
             self.hard_stop.set()  # calls still up: hang them up now
             await asyncio.wait(pending, timeout=10.0)
         done = {task for task in tasks if task.done()}

@@ -54,6 +54,7 @@ from .config import (
     is_dsn,
     load_centre_config,
 )
+from .ip import STATUS_FILE, IpListener, read_status
 from .store import (
     INTERRUPTED,
     AlreadyExists,
@@ -335,8 +336,8 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     signal hangs them up at once."""
     configure_logging(log_level, json=json_logs)
     config = ctx.config()
-    if not config.ports:
-        fail(f"{config.path}: bank.ports: no modem ports configured")
+    if not config.ports and not config.ip_listen:
+        fail(f"{config.path}: bank.ports: no modem ports configured (and no ip.listen)")
     private = guarded(lambda: load_private_key(config.key))
     location = store_location(config)
     # a device waits for the answer to its handshake: a database that has gone away
@@ -375,7 +376,22 @@ async def _run(
         drain_timeout=config.drain * config.time_scale,
         notify=cli_web.bank_notify(console),
         supervisor=supervisor_for(config, async_store, routed.router),
+        listening=bool(config.ip_listen),
     )
+    if config.ip_listen:
+        listener = IpListener(
+            bank,
+            config.ip_listen,
+            config.ip_limits,
+            status_path=config.store.parent / STATUS_FILE,
+            proxies=config.ip_proxies,
+        )
+        try:
+            await listener.start()
+        except OSError as exc:
+            async_store.close()
+            fail(f"{config.path}: ip.listen: {exc.strerror or exc}")
+        bank.services.append(listener)
     stop, hang_up_now = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:
@@ -455,6 +471,7 @@ def calls(
             "messages": c.messages,
             "error": c.error,
             "security": c.security,
+            "path": c.path,
         }
         for c in rows
     ]
@@ -462,12 +479,13 @@ def calls(
         click.echo(json.dumps(items, indent=2))
         return
     click.echo(
-        f"{'started':<20} {'port':<7} {'device':<12} {'caller':<12} {'rate':>6} "
+        f"{'started':<20} {'path':<5} {'port':<7} {'device':<12} {'caller':<12} {'rate':>6} "
         f"{'in':>7} {'out':>6} {'msgs':>4}  outcome"
     )
     for item in items:
         click.echo(
-            f"{item['started']:<20} {item['port']:<7} {item['device'] or '-':<12} "
+            f"{item['started']:<20} {item['path']:<5} {item['port']:<7} "
+            f"{item['device'] or '-':<12} "
             f"{item['caller_id'] or '-':<12} {item['rate'] or '-':>6} "
             f"{item['bytes_in']:>7} {item['bytes_out']:>6} {item['messages']:>4}  "
             f"{item['outcome']}{_security_text(item['security'])}"
@@ -558,6 +576,7 @@ def reports(
                         "state": m.state,
                         "received": _when(m.received_at),
                         "call_id": m.call_id,
+                        "path": m.path,
                         "content": _jsonable(m.content),
                     }
                     for m in rows
@@ -567,12 +586,14 @@ def reports(
         )
         return
     click.echo(
-        f"{'received':<20} {'device':<12} {'kind':<10} {'severity':<9} {'component':<14} state"
+        f"{'received':<20} {'device':<12} {'kind':<10} {'severity':<9} {'component':<14} "
+        f"{'state':<10} path"
     )
     for m in rows:
         click.echo(
             f"{_when(m.received_at):<20} {m.device:<12} {m.kind:<10} "
-            f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-'}"
+            f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-':<10} "
+            f"{m.path or '-'}"
         )
 
 
@@ -594,6 +615,38 @@ def _jsonable(content: bytes) -> Any:
         return str(item)
 
     return convert(value)
+
+
+@main.command(name="ip")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def ip_status(ctx: Context, as_json: bool) -> None:
+    """The TCP listener's counters: connections, handshakes, refusals by reason.
+
+    The running receiver writes them every 10 s beside the store (ip-status.json)."""
+    config = ctx.config()
+    if not config.ip_listen:
+        fail(f"{config.path}: ip.listen: the receiver does not listen on TCP")
+    status = read_status(config.store.parent / STATUS_FILE)
+    if status is None:
+        fail("no status yet: the receiver has not run with [ip] listen", exitcodes.FAILURE)
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    refused = status.get("refused", {})
+    click.echo(
+        f"listening on {', '.join(status.get('listening', [])) or '-'} "
+        f"(as of {_when(status.get('written'))})"
+    )
+    click.echo(
+        f"  connections now {status.get('connections', 0)}, in handshake "
+        f"{status.get('handshakes', 0)}; admitted {status.get('admitted', 0)}, "
+        f"authenticated {status.get('authenticated', 0)}"
+    )
+    click.echo(
+        "  refused: "
+        + (", ".join(f"{count} {why}" for why, count in refused.items() if count) or "none")
+    )
 
 
 main.add_command(oncall)

@@ -97,6 +97,8 @@ class CallRecord:
     crc_failures: int = 0
     malformed: int = 0
     oversize: int = 0
+    path: str = "modem"
+    """How the call came: "modem" (the bank) or "ip" (the TCP listener)."""
 
     @property
     def security(self) -> dict[str, int]:
@@ -117,6 +119,8 @@ class StoredMessage:
     received_at: float
     call_id: int | None
     content: bytes
+    path: str | None = None
+    """The path of the call that delivered it ("modem", "ip")."""
 
 
 class Store(abc.ABC):
@@ -148,7 +152,9 @@ class Store(abc.ABC):
 
     # calls
     @abc.abstractmethod
-    def start_call(self, port: str, caller_id: str | None, started: float) -> int: ...
+    def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int: ...
 
     @abc.abstractmethod
     def finish_call(
@@ -569,7 +575,9 @@ CONSOLE_SORTS = {
 }
 """How the console's device list sorts (the SQL of each key: never user input)."""
 
-_STEP_5_SUPERVISION = """
+_STEP_5_CALL_PATH = "ALTER TABLE calls ADD COLUMN path TEXT NOT NULL DEFAULT 'modem';"
+"""Which path a call took: "modem" or "ip" (a message's is its call's)."""
+_STEP_6_SUPERVISION = """
 CREATE TABLE supervision (
     device_id INTEGER PRIMARY KEY REFERENCES devices(id),
     state INTEGER NOT NULL,
@@ -624,7 +632,8 @@ MIGRATIONS: tuple[str, ...] = (
     _STEP_2_SECURITY_COUNTERS,
     _STEP_3_SUN_OUTBOX,
     _STEP_4_CONSOLE,
-    _STEP_5_SUPERVISION,
+    _STEP_5_CALL_PATH,
+    _STEP_6_SUPERVISION,
 )
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
@@ -740,11 +749,13 @@ class SQLiteStore(Database, Store):
 
     # -- calls ---------------------------------------------------------------------------
 
-    def start_call(self, port: str, caller_id: str | None, started: float) -> int:
+    def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int:
         with self._write() as db:
             cursor = db.execute(
-                "INSERT INTO calls (port, caller_id, started) VALUES (?, ?, ?)",
-                (port, caller_id, started),
+                "INSERT INTO calls (port, caller_id, started, path) VALUES (?, ?, ?, ?)",
+                (port, caller_id, started, path),
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -800,7 +811,7 @@ class SQLiteStore(Database, Store):
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
             "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
             + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
-            + f" FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            + f", c.path FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT ?",
             (*args, limit),
         )
@@ -905,8 +916,8 @@ class SQLiteStore(Database, Store):
         )
         rows = self._read(
             "SELECT m.id, d.name, m.epoch, m.seq, m.kind, m.severity, m.component, m.state, "
-            "m.received_at, m.call_id, m.content FROM messages m "
-            f"JOIN devices d ON d.id = m.device_id {where} "
+            "m.received_at, m.call_id, m.content, c.path FROM messages m "
+            f"JOIN devices d ON d.id = m.device_id LEFT JOIN calls c ON c.id = m.call_id {where} "
             "ORDER BY m.received_at DESC, m.id DESC LIMIT ?",
             (*args, limit),
         )
@@ -1384,8 +1395,10 @@ class AsyncStore:
         return await self._call(self.store.advance_counter, device_id, counter, when)
 
     # calls
-    async def start_call(self, port: str, caller_id: str | None, started: float) -> int:
-        return await self._call(self.store.start_call, port, caller_id, started)
+    async def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int:
+        return await self._call(self.store.start_call, port, caller_id, started, path)
 
     async def finish_call(
         self,

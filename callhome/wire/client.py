@@ -24,7 +24,6 @@ from __future__ import annotations
 from .endpoint import DIGEST_THRESHOLD, PROLOGUE, PROTOCOL_VERSION, Endpoint, Outgoing
 from .errors import HandshakeFailed, MessageError, NotACentre, PeerMisbehaved, Refused
 from .events import HandshakeCompleted, MessageAcknowledged, MessageRejected
-from .framing import encode_frame
 from .messages import CURRENT_DICTIONARY, MAX_MESSAGE, EncodedMessage, message_digest
 from .noise import IKHandshake
 from .phases import Phase, Role
@@ -115,7 +114,7 @@ class ClientSession(Endpoint):
             + self.epoch.to_bytes(4, "big")
             + uleb(self.call_counter)
         )
-        self._hs1 = encode_frame(bytes([HS1]) + self._handshake.write_message_1(payload))
+        self._hs1 = self._encode(bytes([HS1]) + self._handshake.write_message_1(payload))
         self._last_heard = now
         self._send_hs1(now)
 

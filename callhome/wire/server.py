@@ -31,7 +31,6 @@ from .events import (
     MessageReceived,
     MessageStarted,
 )
-from .framing import encode_frame
 from .messages import MAX_MESSAGE, decode_body, decode_content, load_dictionary, message_digest
 from .noise import IKHandshake
 from .phases import Phase, Role
@@ -127,7 +126,7 @@ class ServerSession(Endpoint):
             self.stats.auth_failures += 1
             if self._notices < MAX_NOTICES:
                 self._notices += 1
-                self._write(encode_frame(bytes([NOTICE, NOTICE_UNDECRYPTABLE])))
+                self._write(self._encode(bytes([NOTICE, NOTICE_UNDECRYPTABLE])))
             self._events.append(HandshakeDecryptionFailed(str(error)))
             return
         reader = Reader(payload)
@@ -175,7 +174,7 @@ class ServerSession(Endpoint):
         payload += uleb(len(entries))
         for seq, stored in entries:
             payload += uleb(seq) + uleb(stored)
-        self._hs2 = encode_frame(bytes([HS2]) + self._handshake.write_message_2(payload))
+        self._hs2 = self._encode(bytes([HS2]) + self._handshake.write_message_2(payload))
         self._install_keys(self._handshake.keys())
         self._enter(Phase.ACCEPTED)
         self._accepted_at = now
@@ -186,7 +185,7 @@ class ServerSession(Endpoint):
         if self.phase is not Phase.AWAITING_DECISION or self._handshake is None:
             raise ValueError("nothing to refuse")
         payload = bytes([0x01, reason])
-        self._hs2 = encode_frame(bytes([HS2]) + self._handshake.write_message_2(payload))
+        self._hs2 = self._encode(bytes([HS2]) + self._handshake.write_message_2(payload))
         self._write(self._hs2)
         self._enter(Phase.CLOSED)  # the caller knows why: no event
 

@@ -126,7 +126,7 @@ async def test_a_late_device_that_answers_a_callback_is_dial_out_broken_not_down
         outcome = await modem.answer()
         assert outcome.call is not None
         report = await _converse(
-            config, spool, device_key, modem, outcome.call, spool.next_call_counter(), _noop
+            config, spool, device_key, outcome.call, spool.next_call_counter(), _noop
         )
         await modem.close()
         return report.result
