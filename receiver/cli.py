@@ -375,7 +375,7 @@ async def _run(
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,
         notify=cli_web.bank_notify(console),
-        supervisor=supervisor_for(config, async_store, routed.router),
+        supervisor=supervisor_for(config, async_store, routed.router, console),
         listening=bool(config.ip_listen),
     )
     if config.ip_listen:

@@ -36,12 +36,13 @@ from .supervision import operations, persist
 from .supervision.callback import Policy
 from .supervision.engine import DailySchedule, DeviceStatus, ScheduleError
 from .supervision.incidents import IncidentError
-from .supervision.notify import LoggingNotifier
+from .supervision.notify import FanOut, LoggingNotifier
 from .supervision.service import Supervisor
 from .supervision.settings import SupervisionSettings
 
 if TYPE_CHECKING:
     from .config import CentreConfig
+    from .web.app import Console
 
 T = TypeVar("T")
 log = structlog.get_logger("callhome.receiver")
@@ -72,13 +73,24 @@ def _operator() -> str:
 
 
 def supervisor_for(
-    config: CentreConfig, store: AsyncStore, notifier: Notifier | None = None
+    config: CentreConfig,
+    store: AsyncStore,
+    notifier: Notifier | None = None,
+    console: Console | None = None,
 ) -> Supervisor | None:
     """The supervision task of `run` ([supervision] enabled = false: none); incident
-    events go to `notifier` (routing's), else to the log."""
+    events go to `notifier` (routing's), else to the log, and to the console's live
+    pages when it serves them (which then read and act on supervision's store)."""
     if not config.supervision.enabled:
         return None
-    return Supervisor(store, notifier or LoggingNotifier(), config.supervision)
+    notifiers: list[Notifier] = []
+    if console is not None:
+        from .supervision.console import StoreSupervision
+
+        console.supervision = StoreSupervision(console.store, console.sqlite, config.supervision)
+        notifiers.append(console.live)  # first: it never fails, so never repeats
+    notifiers.append(notifier or LoggingNotifier())
+    return Supervisor(store, FanOut(*notifiers), config.supervision)
 
 
 def routing_for(config: CentreConfig) -> Routing | None:

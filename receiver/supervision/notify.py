@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from receiver.incident_events import Change, IncidentEvent, Severity
+from receiver.incident_events import Change, IncidentEvent, Notifier, Severity
 
 log = structlog.get_logger("callhome.supervision")
 
@@ -51,3 +51,16 @@ def event_from_json(text: str) -> IncidentEvent:
     data["change"] = Change(data["change"])
     data["severity"] = Severity(data["severity"])
     return IncidentEvent(**data)
+
+
+class FanOut:
+    """Several notifiers, in order: each event to every one. One that fails stops the
+    event there (it stays in supervision's outbox and is given again, to all: the ones
+    before it must take a repeat, as the console's live hub does)."""
+
+    def __init__(self, *notifiers: Notifier) -> None:
+        self.notifiers = notifiers
+
+    async def notify(self, event: IncidentEvent) -> None:
+        for notifier in self.notifiers:
+            await notifier.notify(event)

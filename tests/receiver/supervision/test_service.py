@@ -453,3 +453,49 @@ def test_the_ip_listener_is_a_path_of_its_own_and_its_peer_no_exchange():
     assert (settings.path_of("ip"), settings.path_of("bank3")) == ("ip", "modem")
     assert exchange_of("+33 (1) 46-00-12-34", 6) == "331460"
     assert exchange_of("127.0.0.1:40022", 6) == exchange_of("P", 6) == ""
+
+
+def test_the_console_reads_and_acts_on_supervision(centre):
+    from receiver.supervision.console import StoreSupervision
+    from receiver.web.sources import IncidentNotFound
+    from receiver.web.storage import ConsoleStore
+
+    clock = Clock()
+    sup = supervisor(centre, clock)
+
+    async def go():
+        await sup.start()
+        await message(sup, "plant-a", clock)
+        clock.now += 4300
+        await sup.turn(clock())  # both down
+        sqlite = SQLiteStore(centre.parent / "centre.db")
+        console = StoreSupervision(ConsoleStore(sqlite), sqlite, SupervisionSettings())
+        found, total = await console.incidents()
+        assert total == 2 and {i.device for i in found} == {"plant-a", "plant-b"}
+        assert (await console.incidents(device="plant-a"))[1] == 1
+        assert await console.open_by_kind() == {"device_down": 2}
+        first = found[-1]
+        acked = await console.acknowledge(first.id, "alice", clock())
+        assert (acked.state, acked.acknowledged_by) == ("acknowledged", "alice")
+        assert [e.what for e in acked.timeline] == ["opened", "acknowledged"]
+        resolved = await console.resolve(first.id, "bob", "line fixed", clock())
+        assert resolved.state == "resolved" and resolved.timeline[-1].text == "line fixed"
+        again = await console.resolve(first.id, "bob", "twice", clock())
+        assert again.state == "resolved" and len(again.timeline) == len(resolved.timeline)
+        try:
+            await console.acknowledge(999, "alice", clock())
+        except IncidentNotFound:
+            pass
+        else:
+            raise AssertionError("no incident 999")
+        devices = sqlite.devices()
+        await console.put_on_test("plant-b", "alice", clock() + 3600, clock())
+        states = await console.device_states(devices, clock())
+        assert states["plant-a"].state == "down" and states["plant-b"].state == "on test"
+        delivered = await sup.turn(clock())  # the running engine takes it all in
+        assert [e.change for e in delivered] == [Change.ACKNOWLEDGED, Change.RESOLVED]
+        assert sup.engine.status("plant-b").state.label == "on test"
+        sqlite.close()
+        sup.store.close()
+
+    run(go())
