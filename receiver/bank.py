@@ -494,7 +494,15 @@ class PortWorker:
                 state.counter = event.call_counter
                 partial = await store.partials(device.id, event.epoch)
                 state.resume = {seq: len(data) for seq, data in partial.items()}
-                session.accept(loop.time(), clock_ms=int(time.time() * 1000), resume=partial)
+                interval = device.test_interval  # what supervision expects, when it runs
+                if bank.supervisor is not None:
+                    interval = bank.supervisor.expected_interval(device.name) or interval
+                session.accept(
+                    loop.time(),
+                    clock_ms=int(time.time() * 1000),
+                    resume=partial,
+                    test_interval=int(interval),
+                )
                 self._log.info(
                     "call.handshake",
                     device=device.name,

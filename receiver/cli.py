@@ -33,6 +33,8 @@ from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from . import cli_web
+from .agent_reports import describe
+from .agent_reports import device as device_command
 from .bank import Bank
 from .cli_oncall import oncall
 from .cli_store import migrate_store, open_store, store_group, store_location
@@ -63,7 +65,7 @@ from .store import (
     Store,
     StoreUnavailable,
 )
-from .store_copy import describe
+from .store_copy import describe as describe_store
 from .store_pg import ENV_DSN, without_password
 from .sun.model import Routing
 
@@ -192,7 +194,7 @@ def init(
     private = made[key_file]
     click.echo(f"centre created in {folder}")
     if store_dsn:
-        click.echo(f"store: {describe(store_dsn)}")
+        click.echo(f"store: {describe_store(store_dsn)}")
         if without_password(store_dsn) != store_dsn:
             click.echo(
                 f"the password is not written in {config.path}: put it in ~/.pgpass or "
@@ -343,7 +345,7 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     # a device waits for the answer to its handshake: a database that has gone away
     # must turn into a busy refusal in seconds, not after libpq's 10 s connect timeout
     store = guarded(lambda: open_store(location, wait=3.0))
-    structlog.get_logger("callhome.receiver").info("store.opened", store=describe(location))
+    structlog.get_logger("callhome.receiver").info("store.opened", store=describe_store(location))
     interrupted = guarded(lambda: store.close_open_calls(time.time()))
     if interrupted:
         structlog.get_logger("callhome.receiver").warning(
@@ -577,6 +579,7 @@ def reports(
                         "received": _when(m.received_at),
                         "call_id": m.call_id,
                         "path": m.path,
+                        "text": describe(m.kind, m.content),
                         "content": _jsonable(m.content),
                     }
                     for m in rows
@@ -593,7 +596,7 @@ def reports(
         click.echo(
             f"{_when(m.received_at):<20} {m.device:<12} {m.kind:<10} "
             f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-':<10} "
-            f"{m.path or '-'}"
+            f"{m.path or '-'}" + (f"  {text}" if (text := describe(m.kind, m.content)) else "")
         )
 
 
@@ -652,4 +655,5 @@ def ip_status(ctx: Context, as_json: bool) -> None:
 main.add_command(oncall)
 cli_web.register(main)
 main.add_command(store_group)
+main.add_command(device_command)
 register(main)

@@ -10,7 +10,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
@@ -50,6 +50,8 @@ from ..link import modem_timings
 from ..tcp import parse_endpoint
 from ..wire.errors import MessageError
 from ..wire.messages import SEVERITIES, Kind
+from .agent.cli import agent as agent_commands
+from .agent.modemlock import PERSON_WAIT, ModemBusy, modem_lock
 from .config import DEFAULT_PATH, ClientConfig, check_client_config, load_client_config
 from .dialer import CallReport, call_centre, line_test_content
 from .paths import MODEM
@@ -446,7 +448,8 @@ async def _send(
         if no_call:
             return None
         private = load_private_key(config.key)
-        return await call_centre(config, spool, private, progress=_Narrator(as_json))
+        async with _modem(config):
+            return await call_centre(config, spool, private, progress=_Narrator(as_json))
     finally:
         spool.close()
 
@@ -527,7 +530,8 @@ async def _line_test(
             content["path_tested"] = path_name
         seq = spool.enqueue(Kind.LINE_TEST, content, "line test")
         private = load_private_key(config.key)
-        report = await call_centre(config, spool, private, progress=_Narrator(as_json))
+        async with _modem(config):
+            report = await call_centre(config, spool, private, progress=_Narrator(as_json))
         return report, seq
     finally:
         spool.close()
@@ -860,3 +864,18 @@ def _print_paths(results: list[tuple[str, CallReport]], as_json: bool) -> None:
         seconds = "-" if report.line_seconds is None else f"{report.line_seconds:.1f} s"
         result = report.result + (f" ({report.detail})" if report.detail else "")
         click.echo(f"{name:<12} {str(via)[:28]:<28} {handshake:>10} {seconds:>8}  {result}")
+
+
+@contextlib.asynccontextmanager
+async def _modem(config: ClientConfig) -> AsyncIterator[None]:
+    """The modem, shared with the agent: wait for it a while, then say who holds it."""
+    try:
+        async with modem_lock(config.spool, "callhome", wait=PERSON_WAIT * config.time_scale):
+            yield
+    except ModemBusy as exc:
+        raise UserError(
+            f"{exc}; the message stays queued for its next call", exitcodes.MODEM
+        ) from None
+
+
+main.add_command(agent_commands)

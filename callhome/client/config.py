@@ -119,5 +119,6 @@ def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
     config.attempts = calls.number("attempts", int, 3, minimum=1, maximum=100)
     config.retry_delay = calls.duration("retry_delay", "60s", maximum=86400.0)
     calls.finish()
+    root.used |= {"agent", "check"}  # the agent's tables: callhome.client.agent.config
     root.finish()
     return config

@@ -99,6 +99,8 @@ class CallReport:
     bytes_sent: int = 0
     bytes_received: int = 0
     skew_ms: int | None = None
+    test_interval: int | None = None
+    """The line-test interval the centre expects, when its handshake said."""
     sent: list[int] = field(default_factory=list)
     acknowledged: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
@@ -316,6 +318,7 @@ async def _converse(
         if isinstance(event, HandshakeCompleted):
             handshake_done.append(loop.time())
             report.handshake_seconds = event.round_trip
+            report.test_interval = event.test_interval
             # the centre's clock, read half a round trip ago
             report.skew_ms = int(
                 event.server_clock_ms + event.round_trip * 500 - time.time() * 1000

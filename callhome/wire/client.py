@@ -237,6 +237,7 @@ class ClientSession(Endpoint):
         for _ in range(reader.uleb(16)):
             seq = reader.uleb()
             resume[seq] = reader.uleb()
+        test_interval = reader.uleb() if flags & 0x04 else None
         self._install_keys(self._handshake.keys())
         self._enter(Phase.ESTABLISHED)
         if not self.dictionary_accepted:
@@ -251,7 +252,9 @@ class ClientSession(Endpoint):
                 and 0 < stored < len(resumed.message.body)
             ):
                 resumed.offset = stored
-        self._events.append(HandshakeCompleted(clock, resume, now - self._hs1_sent_at))
+        self._events.append(
+            HandshakeCompleted(clock, resume, now - self._hs1_sent_at, test_interval)
+        )
 
     def _frame(self, body: bytes, now: float) -> None:
         if body[0] != HS1:  # our own HS1 echoed back proves nothing (see below)

@@ -57,6 +57,7 @@ async def test_a_line_test_call_brings_a_new_device_up(tmp_path):
         spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
         report = await call_centre(config, spool, device_key)
         assert report.result == "ok", report
+        assert report.test_interval == 3600  # what supervision expects, in the HS2
         for _ in range(200):
             if supervisor.engine.status("plant").state is State.UP:
                 break
@@ -159,6 +160,55 @@ async def test_a_late_device_that_answers_a_callback_is_dial_out_broken_not_down
         with contextlib.suppress(Exception):
             await serving
         answering.cancel()
+        spool.close()
+        store.close()
+        await runner.stop()
+
+
+async def test_the_centre_tells_the_device_the_interval_supervision_expects(tmp_path):
+    from receiver.supervision import operations
+    from receiver.supervision.engine import DailySchedule
+    from receiver.supervision.settings import SupervisionSettings
+
+    network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
+    network.add_modem("bank0", "usr", number="5550100")
+    network.add_modem("plant", "generic", number="5550001")
+    runner = NetworkRunner(network, time_scale=SCALE)
+    await runner.start()
+    bank_url = (await runner.expose("bank0", "inproc")).url
+    plant_url = (await runner.expose("plant", "inproc")).url
+    store = SQLiteStore(tmp_path / "centre.db", create=True)
+    centre_key = write_private_key(tmp_path / "centre.key")
+    device_key = write_private_key(tmp_path / "device.key")
+    store.enroll("plant", public_of(device_key), test_interval=3600, grace=900, site=None)
+    schedule = DailySchedule.parse("daily 03:00 Europe/Paris")
+    operations.configure(store, SupervisionSettings(), "plant", 0.0, schedule=schedule)
+    spool = Spool(tmp_path / "spool.db", create=True)
+    config = ClientConfig(
+        path=tmp_path / "client.toml",
+        name="plant",
+        centre_key=public_of(centre_key),
+        numbers=["5550100"],
+        ports=[plant_url],
+        time_scale=SCALE,
+        attempts=1,
+    )
+    async_store = AsyncStore(store)
+    supervisor = Supervisor(async_store, ListNotifier())
+    bank = Bank([bank_url], async_store, centre_key, scale=SCALE, supervisor=supervisor)
+    stop = asyncio.Event()
+    serving = asyncio.ensure_future(bank.run(stop))
+    try:
+        while bank.workers[0].state != "ready":
+            await asyncio.sleep(0.02)
+        spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
+        report = await call_centre(config, spool, device_key)
+        assert report.result == "ok", report
+        assert report.test_interval == 86400  # a daily schedule, not the enrolment's 1 h
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await serving
         spool.close()
         store.close()
         await runner.stop()
