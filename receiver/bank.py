@@ -51,6 +51,8 @@ from modem_drivers.hayes import (
 )
 
 from .store import AsyncStore, CallEnd, Device, StoreUnavailable
+from .supervision.callback import CallbackRequest, CallbackResult
+from .supervision.service import Stored, Supervisor, device_time
 
 log = structlog.get_logger("callhome.receiver")
 
@@ -95,6 +97,8 @@ class CallState:
     """What we told the caller we hold of its messages (number -> bytes)."""
     stats: dict[str, int] = field(default_factory=dict)
     """The session's counters (`ServerSession.stats()`), recorded with the call."""
+    callback: bool = False
+    """We called the device (supervision's callback): it did not call out."""
     started: float = field(default_factory=time.time)
 
 
@@ -162,6 +166,8 @@ class PortWorker:
         self._held: tuple[str, int] | None = None
         """A penalised call we let ring: its penalty key and the ring to answer at."""
         self._log = log.bind(port=self.name, url=url)
+        self.callbacks: asyncio.Queue[CallbackRequest] = asyncio.Queue()
+        """Callbacks the bank gave this port to make (supervision's, an operator's)."""
 
     async def run(self) -> None:
         bank = self.bank
@@ -179,6 +185,8 @@ class PortWorker:
                 await modem.connect()
                 info = await modem.initialize()
                 self.state = "ready"
+                if bank.supervisor is not None:
+                    bank.supervisor.port_state(self.name, True)
                 self._log.info(
                     "port.up", profile=info.profile, refused=len(info.refused)
                 )  # modem.ready, logged by the driver, lists the features and refusals
@@ -187,9 +195,14 @@ class PortWorker:
                     incoming = await self._wait_for_call(modem)
                     if incoming is None:
                         break
+                    if isinstance(incoming, CallbackRequest):
+                        await self._call_out(modem, incoming)
+                        continue
                     await self._take_call(modem, incoming)
             except Exception as exc:
                 self.state = "down"
+                if bank.supervisor is not None:
+                    bank.supervisor.port_state(self.name, False, str(exc) or type(exc).__name__)
                 delay = backoff.next()
                 if isinstance(exc, ModemError | OSError):
                     self._log.error("port.down", error=str(exc), retry_in=round(delay, 3))
@@ -202,26 +215,42 @@ class PortWorker:
                     await modem.close()
         self.state = "stopped"
 
-    async def _wait_for_call(self, modem: HayesModem) -> IncomingCall | None:
-        """The next call, or None when the bank stops. While idle the modem is asked `AT`
-        every `health_check`: a modem that died between calls would otherwise only be
-        noticed by the caller it failed to answer."""
+    async def _wait_for_call(self, modem: HayesModem) -> IncomingCall | CallbackRequest | None:
+        """The next call (or a callback to make), or None when the bank stops. While
+        idle the modem is asked `AT` every `health_check`: a modem that died between
+        calls would otherwise only be noticed by the caller it failed to answer."""
         waiter = asyncio.ensure_future(modem.wait_for_call(rings=self.bank.rings))
         stopper = asyncio.ensure_future(self.bank.stopping.wait())
+        dialler: asyncio.Future[CallbackRequest] | None = asyncio.ensure_future(
+            self.callbacks.get()
+        )
         try:
             while True:
+                watched: set[asyncio.Future[Any]] = {waiter, stopper}
+                if dialler is not None:
+                    watched.add(dialler)
                 done, _ = await asyncio.wait(
-                    {waiter, stopper},
-                    timeout=self.bank.health_check,
-                    return_when=asyncio.FIRST_COMPLETED,
+                    watched, timeout=self.bank.health_check, return_when=asyncio.FIRST_COMPLETED
                 )
+                if dialler is not None and dialler in done:
+                    if waiter not in done and stopper not in done and modem.state is State.IDLE:
+                        request, dialler = dialler.result(), None
+                        return request
+                    # a call is ringing in: it goes first, the callback after it
+                    self.callbacks.put_nowait(dialler.result())
+                    dialler = None
                 if waiter in done:
                     return waiter.result()
                 if stopper in done:
                     return None
-                if modem.state is State.IDLE:  # not while a call is ringing in
+                if modem.state is State.IDLE and not done:  # not while a call rings in
                     await self._check_alive(modem)
         finally:
+            if dialler is not None:
+                if dialler.done() and not dialler.cancelled():
+                    self.callbacks.put_nowait(dialler.result())  # not taken: keep it
+                else:
+                    dialler.cancel()
             for task in (waiter, stopper):
                 if not task.done():
                     task.cancel()
@@ -253,6 +282,8 @@ class PortWorker:
             if not outcome.connected or outcome.call is None:
                 self._log.info("call.not_connected", outcome=outcome.outcome.value)
                 return
+            if bank.supervisor is not None:
+                bank.supervisor.port_answered(self.name)
             bank.notify(
                 "answered",
                 port=self.name,
@@ -275,6 +306,39 @@ class PortWorker:
                 self._judge(key, state)
         finally:
             self.in_call = False
+
+    async def _call_out(self, modem: HayesModem, request: CallbackRequest) -> None:
+        """Call a device back: it answers and runs its ordinary session, served as any
+        call is; whether it answered tells dial-out-broken from down."""
+        result = CallbackResult(request.device, request.number, self.name, "failed")
+        self.in_call = True
+        try:
+            self._log.info("callback.dialling", device=request.device)
+            outcome = await modem.dial(request.number)
+            result.outcome = outcome.outcome.value
+            if outcome.connected and outcome.call is not None:
+                state = CallState(self.name, f"callback:{request.number}", callback=True)
+                try:
+                    state.call_id = await self.bank.store.start_call(
+                        self.name, state.caller, time.time()
+                    )
+                    await self._serve(outcome.call, state)
+                except StoreUnavailable as exc:
+                    state.outcome, state.error = "store unavailable", str(exc)
+                finally:
+                    with contextlib.suppress(HangupFailed, ModemError):
+                        if modem.state is not State.IDLE or outcome.call.open:
+                            await outcome.call.finish(hangup_patience(state))
+                    await self._record(outcome.call, state)
+                result.outcome = "answered"
+                result.confirmed = state.confirmed and (
+                    state.device is not None and state.device.name == request.device
+                )
+                result.messages = state.messages
+        finally:
+            self.in_call = False
+            if not request.result.done():
+                request.result.set_result(result)
 
     def _hold_off(self, caller: str | None, rings: int) -> str | None:
         """The penalty key of a call to answer now, or None to let it ring on.
@@ -430,11 +494,14 @@ class PortWorker:
                 state.counter = event.call_counter
                 partial = await store.partials(device.id, event.epoch)
                 state.resume = {seq: len(data) for seq, data in partial.items()}
+                interval = device.test_interval  # what supervision expects, when it runs
+                if bank.supervisor is not None:
+                    interval = bank.supervisor.expected_interval(device.name) or interval
                 session.accept(
                     loop.time(),
                     clock_ms=int(time.time() * 1000),
                     resume=partial,
-                    test_interval=int(device.test_interval),
+                    test_interval=int(interval),
                 )
                 self._log.info(
                     "call.handshake",
@@ -544,6 +611,20 @@ class PortWorker:
         loop = asyncio.get_running_loop()
         session.message_stored(event.seq, loop.time(), duplicate=not stored)
         state.messages += 1
+        if self.bank.supervisor is not None:  # a resent one proves the device alive too
+            kind = event.kind.label
+            self.bank.supervisor.message_stored(
+                Stored(
+                    device,
+                    time.time(),
+                    self.name,
+                    state.caller,
+                    kind,
+                    device_time(kind, event.content),
+                    getattr(state, "path", None),
+                    callback=state.callback,
+                )
+            )
         self._log.info(
             "message.stored" if stored else "message.duplicate",
             device=device.name,
@@ -629,6 +710,7 @@ class Bank:
         scale: float = 1.0,
         drain_timeout: float = 30.0,
         notify: Callable[..., None] | None = None,
+        supervisor: Supervisor | None = None,
         listening: bool = False,
     ) -> None:
         """`listening`: a TCP listener will be added to `services`, so no modem port is
@@ -657,12 +739,24 @@ class Bank:
         self.penalised = 0
         """Calls answered late because their caller kept failing handshakes."""
         self._notify = notify or (lambda what, **fields: None)
+        self.supervisor = supervisor
+        """Told of every stored message; runs beside the ports (receiver/supervision)."""
         self.store_down: str | None = None
         """Why the store failed, while it does (None: usable). Meanwhile calls are refused
         busy without touching it, and `_reconnect` tries it again with backoff."""
         self._reconnecting: asyncio.Task[None] | None = None
         self.missed: list[tuple[str, str | None, float, CallEnd]] = []
         """Calls taken while the store was down (port, caller, start, end)."""
+
+    async def call(self, device: str, number: str) -> CallbackResult:
+        """Call a device back on an idle port ("no port": none is ready)."""
+        ready = [w for w in self.workers if w.state == "ready" and not self.stopping.is_set()]
+        if not ready:
+            return CallbackResult(device, number, None, "no port")
+        worker = min(ready, key=lambda w: (w.in_call, w.callbacks.qsize()))
+        request = CallbackRequest(device, number, asyncio.get_running_loop().create_future())
+        worker.callbacks.put_nowait(request)
+        return await request.result
 
     def store_failed(self, exc: StoreUnavailable) -> None:
         """The store failed: refuse calls busy until it can be read again."""
@@ -713,6 +807,12 @@ class Bank:
     async def run(self, stop: asyncio.Event, hang_up_now: asyncio.Event | None = None) -> None:
         """Serve until `stop`; then let calls in progress finish for up to
         `drain_timeout` (or until `hang_up_now`), hang up what is left, and return."""
+        supervising = asyncio.Event()
+        supervision = None
+        if self.supervisor is not None:
+            self.supervisor.dialler = self.call
+            await self.supervisor.start()  # every timer rebuilt from the store
+            supervision = asyncio.ensure_future(self.supervisor.run(supervising))
         runners: list[PortWorker | Service] = [*self.workers, *self.services]
         tasks = [asyncio.ensure_future(runner.run()) for runner in runners]
         log.info("bank.started", ports=len(self.workers), services=len(self.services))
@@ -748,4 +848,9 @@ class Bank:
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.error("bank.worker_failed", error=repr(task.exception()))
+        if supervision is not None:  # after the drain: its messages are supervised too
+            supervising.set()
+            await asyncio.wait({supervision}, timeout=10.0)
+            if supervision.done() and not supervision.cancelled() and supervision.exception():
+                log.error("bank.supervision_failed", error=repr(supervision.exception()))
         log.info("bank.stopped")

@@ -38,6 +38,15 @@ from .agent_reports import device as device_command
 from .bank import Bank
 from .cli_oncall import oncall
 from .cli_store import migrate_store, open_store, store_group, store_location
+from .cli_supervision import (
+    Routed,
+    announce,
+    device_columns,
+    paths_text,
+    register,
+    routing_for,
+    supervisor_for,
+)
 from .config import (
     DEFAULT_PATH,
     GRACE,
@@ -58,6 +67,7 @@ from .store import (
 )
 from .store_copy import describe as describe_store
 from .store_pg import ENV_DSN, without_password
+from .sun.model import Routing
 
 if TYPE_CHECKING:
     from .web.app import Console
@@ -225,6 +235,7 @@ def enroll(
             fail(f"{option}: must be between {format_duration(low)} and {format_duration(high)}")
     store = ctx.store()
     device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late, site=site))
+    guarded(lambda: announce(store, device.name))  # a running receiver supervises it now
     store.close()
     click.echo(f"enrolled {device.name} (tests every {interval:g} s, grace {late:g} s)")
 
@@ -248,6 +259,7 @@ def revoke(ctx: Context, name: str) -> None:
     """Revoke a device: its calls are refused from now on."""
     store = ctx.store()
     device = guarded(lambda: store.revoke(name, time.time()))
+    guarded(lambda: announce(store, device.name))  # a running receiver retires it now
     store.close()
     click.echo(f"revoked {device.name}")
 
@@ -275,6 +287,7 @@ def devices(ctx: Context, as_json: bool) -> None:
     """List enrolled devices."""
     store = ctx.store()
     rows = guarded(store.devices)
+    supervision = guarded(lambda: device_columns(store, ctx.config().supervision))
     store.close()
     items = [
         {
@@ -287,18 +300,25 @@ def devices(ctx: Context, as_json: bool) -> None:
             "site": d.site,
             "last_counter": d.last_counter,
             "last_seen": _when(d.last_seen),
+            **supervision.get(d.name, {}),
         }
         for d in rows
     ]
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
-    click.echo(f"{'name':<16} {'state':<8} {'last seen':<20} {'site':<10} public key")
+    click.echo(
+        f"{'name':<16} {'state':<8} {'supervision':<11} {'last call':<20} "
+        f"{'next deadline':<20} {'paths':<12} {'site':<10} public key"
+    )
     for item in items:
         state = "revoked" if item["revoked"] else "active"
+        last_call = (item.get("last_call") or {}).get("at") or item["last_seen"]
         click.echo(
-            f"{item['name']:<16} {state:<8} {item['last_seen'] or '-':<20} "
-            f"{item['site'] or '-':<10} {item['public_key']}"
+            f"{item['name']:<16} {state:<8} {item.get('supervision', '-'):<11} "
+            f"{last_call or '-':<20} {item.get('next_deadline') or '-':<20} "
+            f"{paths_text(item.get('paths', {})):<12} {item['site'] or '-':<10} "
+            f"{item['public_key']}"
         )
 
 
@@ -332,13 +352,19 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
             "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
         )
     console = cli_web.prepare(config)  # None unless [web] listen is set
-    sys.exit(asyncio.run(_run(config, private, store, console)))
+    routing = guarded(lambda: routing_for(config))  # checked before anything starts
+    sys.exit(asyncio.run(_run(config, private, store, console, routing)))
 
 
 async def _run(
-    config: CentreConfig, private: bytes, store: Store, console: Console | None = None
+    config: CentreConfig,
+    private: bytes,
+    store: Store,
+    console: Console | None = None,
+    routing: Routing | None = None,
 ) -> int:
     async_store = cli_web.bank_store(console, store)
+    routed = Routed(routing, async_store)  # follow the sun: supervision's notifier
     bank = Bank(
         config.ports,
         async_store,
@@ -351,6 +377,7 @@ async def _run(
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,
         notify=cli_web.bank_notify(console),
+        supervisor=supervisor_for(config, async_store, routed.router, console),
         listening=bool(config.ip_listen),
     )
     if config.ip_listen:
@@ -377,7 +404,7 @@ async def _run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        async with cli_web.served(console, list(bank.workers)):
+        async with cli_web.served(console, list(bank.workers)), routed:
             await bank.run(stop, hang_up_now)
     finally:
         async_store.close()
@@ -629,3 +656,4 @@ main.add_command(oncall)
 cli_web.register(main)
 main.add_command(store_group)
 main.add_command(device_command)
+register(main)

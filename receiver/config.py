@@ -19,6 +19,7 @@ from modem_drivers.configfile import (
 )
 
 from .ip import IpLimits
+from .supervision.settings import SupervisionSettings, parse_supervision
 
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
 TEST_INTERVAL = (60.0, 366 * 86400.0)
@@ -54,6 +55,7 @@ class CentreConfig:
     time_scale: float = 1.0
     test_interval: float = 86400.0
     grace: float = 900.0
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
     web: dict[str, Any] = field(default_factory=dict)
     """The console's [web] table, read by receiver/web/config.py."""
     ip_listen: list[str] = field(default_factory=list)
@@ -131,6 +133,7 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     )
     config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
+    config.supervision = parse_supervision(root.table("supervision"))
     config.web = root.get("web", dict, {})
     config.ip_listen, config.ip_limits, config.ip_proxies = _ip_settings(root.table("ip"))
     root.finish()

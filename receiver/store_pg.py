@@ -37,6 +37,7 @@ from callhome.database import ConstraintViolation
 
 from .store import (
     _DEVICE_COLUMNS,
+    _INCIDENT_COLUMNS,
     CONSOLE_SORTS,
     IN_PROGRESS,
     INTERRUPTED,
@@ -49,12 +50,16 @@ from .store import (
     CallRecord,
     ConsoleSession,
     Device,
+    IncidentRow,
     NotFound,
     OutboxItem,
     OutboxRow,
     Store,
     StoredMessage,
     StoreUnavailable,
+    SupervisionBatch,
+    SupervisionRow,
+    TimelineRow,
     security_counters,
 )
 
@@ -721,6 +726,125 @@ class PostgresStore(Store):
             (limit,),
         )
         return [self._outbox_row(row) for row in rows]
+
+    # -- supervision ---------------------------------------------------------------------
+
+    def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
+        where = "WHERE d.name = %s" if device is not None else ""
+        rows = self._read(
+            "SELECT d.name, d.id, d.test_interval, d.grace, d.enrolled_at, d.revoked_at, "
+            "d.site, s.state, s.since, s.last, coalesce(s.line_tests_only, 0), s.schedule, "
+            "s.extra, s.last_port, s.last_caller, s.attributes "
+            f"FROM devices d LEFT JOIN supervision s ON s.device_id = d.id {where} ORDER BY d.id",
+            () if device is None else (device,),
+        )
+        return list(map(SupervisionRow._make, rows))  # line_tests_only: 0 or 1, as SQLite
+
+    _INCIDENT_UPDATE = ", ".join(
+        f"{name} = excluded.{name}" for name in IncidentRow.__dataclass_fields__ if name != "id"
+    )
+
+    def save_supervision(self, batch: SupervisionBatch) -> None:
+        with self._write() as cursor:
+            cursor.executemany(
+                "INSERT INTO supervision (device_id, state, since, last, line_tests_only, "
+                "schedule, extra, last_port, last_caller, attributes) "
+                "SELECT id, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM devices WHERE name = %s "
+                "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, "
+                "since = excluded.since, last = excluded.last, "
+                "line_tests_only = excluded.line_tests_only, schedule = excluded.schedule, "
+                "extra = excluded.extra, "
+                "last_port = coalesce(excluded.last_port, supervision.last_port), "
+                "last_caller = coalesce(excluded.last_caller, supervision.last_caller), "
+                "attributes = coalesce(excluded.attributes, supervision.attributes)",
+                [
+                    (
+                        u.state,
+                        u.since,
+                        u.last,
+                        int(u.line_tests_only),
+                        u.schedule,
+                        u.extra,
+                        u.last_port,
+                        u.last_caller,
+                        u.attributes,
+                        u.device,
+                    )
+                    for u in batch.devices
+                ],
+            )
+            # SQLite's INSERT OR REPLACE: the incident as it is now, whole
+            cursor.executemany(
+                f"INSERT INTO incidents ({_INCIDENT_COLUMNS}) "
+                f"VALUES ({', '.join('%s' for _ in IncidentRow.__dataclass_fields__)}) "
+                f"ON CONFLICT (id) DO UPDATE SET {self._INCIDENT_UPDATE}",
+                [
+                    tuple(getattr(i, name) for name in IncidentRow.__dataclass_fields__)
+                    for i in batch.incidents
+                ],
+            )
+            cursor.executemany(
+                "INSERT INTO incident_timeline (incident_id, at, what, text, by, device) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                [(t.incident_id, t.at, t.what, t.text, t.by, t.device) for t in batch.timeline],
+            )
+            cursor.executemany(
+                "INSERT INTO supervision_outbox (event) VALUES (%s)", [(e,) for e in batch.outbox]
+            )
+            cursor.executemany(
+                "INSERT INTO supervision_commands (at, command) VALUES (%s, %s)", batch.commands
+            )
+
+    def incident_rows(
+        self,
+        *,
+        status: Collection[str] | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRow]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            clauses.append("status = ANY(%s)")
+            args.append(list(status))
+        if incident_id is not None:
+            clauses.append("id = %s")
+            args.append(incident_id)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._read(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents {where} ORDER BY id DESC LIMIT %s",
+            (*args, limit),
+        )
+        return [IncidentRow(*row) for row in rows]
+
+    def incident_timeline(self, incident_id: int) -> list[TimelineRow]:
+        rows = self._read(
+            "SELECT incident_id, at, what, text, by, device FROM incident_timeline "
+            "WHERE incident_id = %s ORDER BY at, id",
+            (incident_id,),
+        )
+        return [TimelineRow(*row) for row in rows]
+
+    def max_incident_id(self) -> int:
+        return int(self._read("SELECT coalesce(max(id), 0) FROM incidents")[0][0])
+
+    def supervision_outbox(self) -> list[tuple[int, str]]:
+        return [
+            (int(i), str(e))
+            for i, e in self._read("SELECT id, event FROM supervision_outbox ORDER BY id")
+        ]
+
+    def supervision_outbox_done(self, ids: Collection[int]) -> None:
+        self._one("DELETE FROM supervision_outbox WHERE id = ANY(%s)", (list(ids),))
+
+    def supervision_commands(self, after: int) -> list[tuple[int, str]]:
+        return [
+            (int(i), str(c))
+            for i, c in self._read(
+                "SELECT id, command FROM supervision_commands WHERE id > %s ORDER BY id",
+                (after,),
+            )
+        ]
 
     # -- the operator console ------------------------------------------------------------
 
