@@ -8,7 +8,11 @@ a degraded-component report, one long report is cut mid-call and delivered, exac
 once, on the next call, and an unknown system is refused. Then each client runs the
 diagnostics agent on simulated collectors in scaled time: scheduled line tests, a mirror
 that degrades (an urgent call) and recovers (carried by the next call), a flapping fan
-(one flapping event), a hung collector (UNKNOWN, reported). Then a summary.
+(one flapping event), a hung collector (UNKNOWN, reported). Then supervision, wired as
+`callhome-receiver run` wires it (`cli.centre_bank`), on an interval of seconds: a
+system falls silent (late, down, an incident routed to the centre on duty), a callback
+tells a broken dial-out from a dead system, one system is on test, one is restored.
+Then a summary.
 """
 
 from __future__ import annotations
@@ -750,7 +754,8 @@ def _supervision_summary(database: Path, observed: dict[str, dict[str, float]]) 
                 lines.append("routed to nobody (no notification sent)")
             for entry in timeline:
                 if entry.what == "callback":
-                    lines.append(f"callback at {_clock(entry.at)}: {entry.text}")
+                    text = entry.text.removeprefix("callback: ")
+                    lines.append(f"callback at {_clock(entry.at)}: {text}")
                 elif entry.what == "restored":
                     lines.append(f"called again at {_clock(entry.at)}: restored ({entry.text})")
             if row.resolved_at is not None:
