@@ -258,7 +258,13 @@ async def _demo(folder: Path, scale: float) -> int:
                 say.say("centre", f"bank ready: {len(bank.workers)} lines answer {CENTRE_NUMBER}")
                 await _story(say, network, runner, clients, failures)
                 await _supervision(
-                    say, clients, centre_folder / "centre.db", notes, observed, failures
+                    say,
+                    clients,
+                    centre_folder / "centre.db",
+                    notes,
+                    centre_config.supervision,
+                    observed,
+                    failures,
                 )
             finally:
                 stop.set()
@@ -542,6 +548,7 @@ async def _supervision(
     clients: dict[str, _Client],
     database: Path,
     notes: Path,
+    settings: SupervisionSettings,
     observed: dict[str, dict[str, float]],
     failures: list[str],
 ) -> None:
@@ -555,7 +562,6 @@ async def _supervision(
         f"\n6. supervision: {', '.join(c.name for c in (d, e, f))} must call every "
         f"{INTERVAL:g} s (a day, here), {GRACE:g} s of grace\n"
     )
-    settings = SupervisionSettings()
     # the operator's connection, as the command line's: enrol, callback policy, on test
     ops = SQLiteStore(database, busy_timeout=5.0)
     stop_answering = asyncio.Event()
