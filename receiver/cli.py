@@ -60,6 +60,7 @@ from .ip import STATUS_FILE, IpListener, read_status
 from .store import (
     INTERRUPTED,
     AlreadyExists,
+    AsyncStore,
     NotFound,
     SQLiteStore,
     Store,
@@ -356,16 +357,17 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     sys.exit(asyncio.run(_run(config, private, store, console, routing)))
 
 
-async def _run(
+def centre_bank(
     config: CentreConfig,
     private: bytes,
-    store: Store,
+    async_store: AsyncStore,
+    routed: Routed,
     console: Console | None = None,
-    routing: Routing | None = None,
-) -> int:
-    async_store = cli_web.bank_store(console, store)
-    routed = Routed(routing, async_store)  # follow the sun: supervision's notifier
-    bank = Bank(
+    notify: Callable[..., None] | None = None,
+) -> Bank:
+    """The bank as `run` wires it: supervision beside it, its incidents routed by
+    `routed` (follow the sun), the console told; `callhome demo` runs this very bank."""
+    return Bank(
         config.ports,
         async_store,
         private,
@@ -376,10 +378,22 @@ async def _run(
         health_check=config.health_check,
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,
-        notify=cli_web.bank_notify(console),
+        notify=notify if notify is not None else cli_web.bank_notify(console),
         supervisor=supervisor_for(config, async_store, routed.router, console),
         listening=bool(config.ip_listen),
     )
+
+
+async def _run(
+    config: CentreConfig,
+    private: bytes,
+    store: Store,
+    console: Console | None = None,
+    routing: Routing | None = None,
+) -> int:
+    async_store = cli_web.bank_store(console, store)
+    routed = Routed(routing, async_store)  # follow the sun: supervision's notifier
+    bank = centre_bank(config, private, async_store, routed, console)
     if config.ip_listen:
         listener = IpListener(
             bank,

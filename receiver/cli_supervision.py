@@ -124,6 +124,8 @@ class Routed:
 
     async def __aexit__(self, *exc: object) -> None:
         self._stop.set()
+        if self.router is not None:  # its sender sleeps on its own event, not on stop
+            self.router.dispatcher.wake()
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=10.0)
 

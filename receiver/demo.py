@@ -8,13 +8,18 @@ a degraded-component report, one long report is cut mid-call and delivered, exac
 once, on the next call, and an unknown system is refused. Then each client runs the
 diagnostics agent on simulated collectors in scaled time: scheduled line tests, a mirror
 that degrades (an urgent call) and recovers (carried by the next call), a flapping fan
-(one flapping event), a hung collector (UNKNOWN, reported). Then a summary.
+(one flapping event), a hung collector (UNKNOWN, reported). Then supervision, wired as
+`callhome-receiver run` wires it (`cli.centre_bank`), on an interval of seconds: a
+system falls silent (late, down, an incident routed to the centre on duty), a callback
+tells a broken dial-out from a dead system, one system is on test, one is restored.
+Then a summary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -35,9 +40,13 @@ from modem_drivers.virtual.network import NetworkTiming
 from modem_drivers.virtual.runner import NetworkRunner
 
 from .agent_reports import describe
-from .bank import Bank
+from .cli import centre_bank
+from .cli_supervision import Routed, announce, routing_for
 from .config import CentreConfig
 from .store import AsyncStore, SQLiteStore
+from .supervision import operations
+from .supervision.callback import Policy
+from .supervision.settings import SupervisionSettings
 
 CENTRE_NUMBER = "5550100"
 BANK = (("bank0", "usr"), ("bank1", "conexant"), ("bank2", "generic"))
@@ -48,6 +57,17 @@ CLIENTS = (
     ("plant-c", "conexant", "5550003", 14400),
 )
 ROGUE = ("rogue", "generic", "5550666", 2400)
+SUPERVISED = (
+    # name, profile, number, line rate: enrolled in part 6 on a short interval
+    ("plant-d", "generic", "5550004", 9600),  # stops calling; later calls again
+    ("plant-e", "usr", "5550005", 14400),  # its dial-out breaks: it only answers
+    ("plant-f", "conexant", "5550006", 9600),  # on test (maintenance), silent
+)
+INTERVAL = 3.0
+"""Part 6's expected interval and grace, real seconds: a day's supervision in scaled time
+(24 h and 15 m on a real centre; the engine only sees the numbers)."""
+GRACE = 2.0
+ON_TEST = 3600.0
 
 
 class Narrator:
@@ -184,7 +204,7 @@ async def _demo(folder: Path, scale: float) -> int:
     for name, profile in BANK:
         network.add_modem(name, profile)
     network.add_hunt_group(CENTRE_NUMBER, [name for name, _ in BANK])
-    for name, profile, number, rate in (*CLIENTS, ROGUE):
+    for name, profile, number, rate in (*CLIENTS, ROGUE, *SUPERVISED):
         network.add_modem(name, profile, number=number, line={"rate": rate})
     runner = NetworkRunner(network, time_scale=scale)
     await runner.start()
@@ -199,12 +219,16 @@ async def _demo(folder: Path, scale: float) -> int:
     centre_config = CentreConfig(
         path=centre_folder / "centre.toml", ports=[urls[name] for name, _ in BANK], time_scale=scale
     )
+    # operators' commands (enrol, on test, callback policy) reach the engine within 0.2 s
+    centre_config.supervision = SupervisionSettings(command_poll=0.2)
     centre_config.path.write_text(centre_config.dump())
+    notes = folder / "notifications.jsonl"
+    (centre_folder / "oncall.toml").write_text(_oncall_toml(notes))
     clients = {
         name: _Client(
             folder, name, profile, number, rate, public_of(centre_private), urls[name], scale
         )
-        for name, profile, number, rate in (*CLIENTS, ROGUE)
+        for name, profile, number, rate in (*CLIENTS, ROGUE, *SUPERVISED)
     }
     for name, _, _, _ in CLIENTS:
         store.enroll(name, clients[name].public, test_interval=86400, grace=900, site=None)
@@ -217,26 +241,42 @@ async def _demo(folder: Path, scale: float) -> int:
     click.echo(f"  time runs {1 / scale:g}x faster than on a real line\n")
 
     async_store = AsyncStore(store)
-    bank = Bank(centre_config.ports, async_store, centre_private, scale=scale, notify=say.centre)
+    # the centre as `callhome-receiver run` wires it: supervision, follow-the-sun routing
+    routed = Routed(routing_for(centre_config), async_store)
+    bank = centre_bank(centre_config, centre_private, async_store, routed, notify=say.centre)
     stop = asyncio.Event()
-    bank_task = asyncio.ensure_future(bank.run(stop))
     failures: list[str] = []
+    observed: dict[str, dict[str, float]] = {}
     try:
-        while not all(worker.state == "ready" for worker in bank.workers):
-            if bank_task.done():
-                raise RuntimeError("the bank stopped")
-            await asyncio.sleep(0.05)
-        say.say("centre", f"bank ready: {len(bank.workers)} lines answer {CENTRE_NUMBER}")
-        await _story(say, network, runner, clients, failures)
+        async with routed:
+            bank_task = asyncio.ensure_future(bank.run(stop))
+            try:
+                while not all(worker.state == "ready" for worker in bank.workers):
+                    if bank_task.done():
+                        raise RuntimeError("the bank stopped")
+                    await asyncio.sleep(0.05)
+                say.say("centre", f"bank ready: {len(bank.workers)} lines answer {CENTRE_NUMBER}")
+                await _story(say, network, runner, clients, failures)
+                await _supervision(
+                    say,
+                    clients,
+                    centre_folder / "centre.db",
+                    notes,
+                    centre_config.supervision,
+                    observed,
+                    failures,
+                )
+            finally:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await bank_task
     finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await bank_task
         async_store.close()
         for client in clients.values():
             client.spool.close()
         await runner.stop()
     _summary(folder / "centre" / "centre.db")
+    _supervision_summary(folder / "centre" / "centre.db", observed)
     if failures:
         click.echo("\nthe story did not go as written:\n  " + "\n  ".join(failures))
         return 1
@@ -466,3 +506,279 @@ def _summary(database: Path) -> None:
             f"{message.component or '':<6} {message.state or ''}"
             + (f"  {text}" if (text := describe(message.kind, message.content)) else "")
         )
+
+
+def _oncall_toml(notes: Path) -> str:
+    """The demo centre's routing (oncall.toml): three centres handing the watch west,
+    every notification written by a command to `notes`, one JSON object a line."""
+    script = (
+        "import json, sys; note = json.load(sys.stdin); "
+        "open(sys.argv[1], 'a').write(json.dumps(note) + '\\n')"
+    )
+    argv = json.dumps([sys.executable, "-c", script, str(notes)])
+    sites = (
+        ("tokyo", "Asia/Tokyo", "09:00-18:00", "aiko"),
+        ("paris", "Europe/Paris", "08:00-17:00", "alice"),
+        ("newyork", "America/New_York", "08:00-17:00", "carol"),
+    )
+    text = [
+        '[routing]\ndefault_policy = "demo"\n',
+        f'[command.notes]\nargv = {argv}\ntimeout = "10s"\n',
+        '[[policy]]\nname = "demo"\nrepeat = 1\n[[policy.step]]\nnotify = ["centre", "oncall"]\n'
+        'wait = "1h"\n',
+    ]
+    for site, zone, hours, person in sites:
+        text.append(
+            f'[[site]]\nname = "{site}"\nzone = "{zone}"\nhours = {{ daily = "{hours}" }}\n'
+            f'roster = "{site}-oncall"\ncommand = "notes"\n'
+            f'[people.{person}]\ncommand = "notes"\n'
+            f'[[roster]]\nname = "{site}-oncall"\nsite = "{site}"\n'
+            f'[[roster.layer]]\nname = "weekly"\nmembers = ["{person}"]\nturn = "7d"\n'
+            "start = 2026-01-05T09:00:00\n"
+        )
+    return "\n".join(text)
+
+
+def _clock(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%H:%M:%S", time.gmtime(at))
+
+
+async def _supervision(
+    say: Narrator,
+    clients: dict[str, _Client],
+    database: Path,
+    notes: Path,
+    settings: SupervisionSettings,
+    observed: dict[str, dict[str, float]],
+    failures: list[str],
+) -> None:
+    """Part 6: three systems enrolled on a short interval. plant-d stops calling (late,
+    down, an incident routed to the centre on duty; the centre's callback goes
+    unanswered: it is down) and later calls again (restored); plant-e stops calling too
+    but answers the callback (its dial-out is broken, not the line); plant-f goes on
+    test and its silence alerts nobody."""
+    d, e, f = (clients[name] for name, *_ in SUPERVISED)
+    click.echo(
+        f"\n6. supervision: {', '.join(c.name for c in (d, e, f))} must call every "
+        f"{INTERVAL:g} s (a day, here), {GRACE:g} s of grace\n"
+    )
+    # the operator's connection, as the command line's: enrol, callback policy, on test
+    ops = SQLiteStore(database, busy_timeout=5.0)
+    stop_answering = asyncio.Event()
+    answering: asyncio.Task[CallReport | None] | None = None
+    try:
+        for client in (d, e, f):
+            ops.enroll(client.name, client.public, test_interval=INTERVAL, grace=GRACE, site=None)
+            announce(ops, client.name)
+        # plant-e: called back as soon as it is late; plant-d: when an operator asks
+        for client, policy in ((d, Policy.COMMAND), (e, Policy.LATE)):
+            operations.configure(
+                ops, settings, client.name, time.time(), callback=policy, number=client.number
+            )
+        say.say("operator", f"{e.name}: the centre calls it back when it is late")
+        for client in (d, e, f):
+            client.spool.enqueue(Kind.LINE_TEST, line_test_content(client.spool), "line test")
+        reports = await asyncio.gather(*(_call(say, c, "line test") for c in (d, e, f)))
+        if not all(r.result == "ok" for r in reports):
+            failures.append("a supervised system's first line test failed")
+        until = operations.start_test(ops, settings, f.name, time.time(), ON_TEST).test_until
+        say.say("operator", f"{f.name} on test (maintenance) until {_clock(until)} UTC")
+        say.say(d.name, "falls silent")
+        say.say(e.name, "falls silent: its modem still answers, but it no longer dials out")
+        answering = asyncio.ensure_future(_answer(say, e, stop_answering))
+
+        def incident(device: str, kind: str) -> Any:
+            return next((r for r in _incidents_of(ops, device) if r.kind == kind), None)
+
+        def both_seen() -> bool:
+            down = incident(d.name, "device_down")
+            return (
+                down is not None
+                and incident(e.name, "dial_out_broken") is not None
+                and _notified(notes, down.id)
+            )
+
+        watch = _Watch(say, ops, settings, {c.name for c in (d, e, f)}, observed)
+        if not await watch.until(both_seen, 20.0):
+            failures.append("supervision did not see plant-d down and plant-e's dial-out broken")
+            return
+        say.say("operator", f"callhome-receiver call {d.name}: is it down, or only its dial-out?")
+        operations.request_callback(ops, d.name, time.time())
+        if not await watch.until(lambda: "callback" in observed.get(d.name, {}), 15.0):
+            failures.append("plant-d's callback did not reach its incident")
+        d.spool.enqueue(Kind.LINE_TEST, line_test_content(d.spool), "line test")
+        report = await _call(say, d, "back: calls again")
+        if report.result != "ok":
+            failures.append("plant-d's return call failed")
+
+        def restored() -> bool:
+            return any(
+                r.device == d.name and r.kind == "device_down" and r.status == "resolved"
+                for r in ops.incident_rows(status=None, limit=100)
+            )
+
+        if not await watch.until(restored, 10.0):
+            failures.append("plant-d's incident did not resolve when it called again")
+        status = operations.statuses(ops, settings)[f.name]
+        if status.state.label != "on test" or _incidents_of(ops, f.name):
+            failures.append("plant-f, on test, was alerted or left its test")
+    finally:
+        stop_answering.set()
+        if answering is not None:
+            await asyncio.gather(answering, return_exceptions=True)
+        ops.close()
+
+
+async def _answer(say: Narrator, client: _Client, stop: asyncio.Event) -> CallReport | None:
+    """plant-e's agent, answering the centre while idle (its dial-out is what broke)."""
+    from callhome.client.agent.answer import answer_once
+
+    def queue_test() -> None:  # the session carries it: the centre hears a line test
+        client.spool.enqueue(Kind.LINE_TEST, line_test_content(client.spool), "line test")
+
+    while not stop.is_set():
+        report = await answer_once(
+            client.config,
+            client.spool,
+            client.private,
+            numbers=[CENTRE_NUMBER],
+            require_caller_id=False,
+            rings=1,
+            window=5.0,
+            interrupt=stop,
+            connected=lambda: queue_test(),
+        )
+        if report is not None:
+            say.say(client.name, f"answered the centre's callback: {report.result}")
+            return report
+    return None
+
+
+def _incidents_of(store: SQLiteStore, device: str) -> list[Any]:
+    return [r for r in store.incident_rows(status=None, limit=100) if r.device == device]
+
+
+def _notified(notes: Path, incident_id: int) -> bool:
+    return any(n.get("incident_id") == incident_id for n in _notes(notes))
+
+
+def _notes(notes: Path) -> list[dict[str, Any]]:
+    if not notes.exists():
+        return []
+    return [json.loads(line) for line in notes.read_text().splitlines() if line.strip()]
+
+
+class _Watch:
+    """Narrates what supervision does, read from its store as an operator's console
+    would; `observed` keeps when each device was first seen in each state (and when a
+    callback entry reached its incident)."""
+
+    def __init__(
+        self,
+        say: Narrator,
+        store: SQLiteStore,
+        settings: SupervisionSettings,
+        names: set[str],
+        observed: dict[str, dict[str, float]],
+    ) -> None:
+        self.say, self.store, self.settings, self.names = say, store, settings, names
+        self.observed = observed
+        self.states: dict[str, str] = {}
+        self.entries: set[tuple[int, float, str]] = set()
+
+    def look(self) -> None:
+        for name, status in operations.statuses(self.store, self.settings).items():
+            label = status.state.label
+            if name in self.names and label != self.states.get(name):
+                self.states[name] = label
+                self.observed.setdefault(name, {}).setdefault(label, status.since)
+                self.say.say("centre", f"{name} is {label} (since {_clock(status.since)})")
+        for row in self.store.incident_rows(status=None, limit=100):
+            if row.device not in self.names:
+                continue
+            for entry in self.store.incident_timeline(row.id):
+                key = (row.id, entry.at, entry.what)
+                if key in self.entries:
+                    continue
+                self.entries.add(key)
+                if "callback" in entry.text.lower():
+                    self.observed.setdefault(row.device, {}).setdefault("callback", entry.at)
+                self.say.say("centre", f"incident {row.id} ({row.kind}) {entry.what}: {entry.text}")
+
+    async def until(self, condition: Any, timeout: float) -> bool:
+        started = time.monotonic()
+        while True:
+            self.look()
+            if condition():
+                return True
+            if time.monotonic() - started > timeout:
+                return False
+            await asyncio.sleep(0.1)
+
+
+def _supervision_summary(database: Path, observed: dict[str, dict[str, float]]) -> None:
+    """What supervision did in part 6, in an operator's words, read from the store (the
+    state a device passed through on its way is the narrator's: the store keeps the
+    current one)."""
+    store = SQLiteStore(database)
+    try:
+        incidents = {
+            row.id: (row, store.incident_timeline(row.id))
+            for row in store.incident_rows(status=None, limit=100)
+        }
+        told: dict[int, dict[str, set[str]]] = {}  # incident -> on duty -> recipients
+        for sent in store.outbox(limit=1000):
+            payload = json.loads(sent.item.payload)
+            if sent.sent_at is not None:
+                told.setdefault(payload["incident_id"], {}).setdefault(
+                    payload.get("on_duty") or "nobody", set()
+                ).add(sent.item.recipient.replace(":", " "))
+        statuses = operations.statuses(store, SupervisionSettings())
+    finally:
+        store.close()
+    click.echo("\nsupervision (from the centre's store)")
+    for name, *_ in SUPERVISED:
+        seen = observed.get(name, {})
+        lines = [f"late at {_clock(seen.get('late'))}"] if "late" in seen else []
+        for row, timeline in (item for item in incidents.values() if item[0].device == name):
+            if row.kind == "device_down":
+                lines.append(
+                    f"down at {_clock(row.opened_at)}: incident {row.id} opened "
+                    f"({row.kind}, {row.severity}): {row.summary}"
+                )
+            else:
+                lines.append(
+                    "callback: answered and got through, but never called out -> "
+                    f"dial-out broken, not down: incident {row.id} opened at "
+                    f"{_clock(row.opened_at)} ({row.kind}, {row.severity})"
+                )
+            for centre, recipients in sorted(told.get(row.id, {}).items()):
+                lines.append(
+                    f"routed to the centre on duty, {centre}: told {', '.join(sorted(recipients))}"
+                )
+            if not told.get(row.id):
+                lines.append("routed to nobody (no notification sent)")
+            for entry in timeline:
+                if entry.what == "callback":
+                    text = entry.text.removeprefix("callback: ")
+                    lines.append(f"callback at {_clock(entry.at)}: {text}")
+                elif entry.what == "restored":
+                    lines.append(f"called again at {_clock(entry.at)}: restored ({entry.text})")
+            if row.resolved_at is not None:
+                lines.append(f"incident {row.id} resolved at {_clock(row.resolved_at)}")
+        status = statuses.get(name)
+        if status is not None and status.test_until is not None:
+            lines.append(
+                f"on test until {_clock(status.test_until)} UTC: silent past its deadline, "
+                "and nobody was alerted"
+            )
+        if status is not None:
+            explained = any(
+                r.device == name and r.kind == "dial_out_broken" and r.status != "resolved"
+                for r, _ in incidents.values()
+            )
+            lines.append(
+                f"now {status.state.label}"
+                + (" (silent; its open incident says why: it cannot dial out)" if explained else "")
+            )
+        click.echo(f"  {name}: " + "\n    ".join(lines))
