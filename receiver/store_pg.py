@@ -1007,7 +1007,8 @@ class PostgresStore(Store):
             clauses.append("site = %s")
             args.append(site)
         if text:
-            clauses.append("strpos(lower(name), lower(%s)) > 0")
+            # both folded as the name's "C" collation folds: ASCII only, as SQLite
+            clauses.append('strpos(lower(name), lower(%s COLLATE "C")) > 0')
             args.append(text)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         total = self._read(f"SELECT count(*) FROM ({judged}) judged {where}", tuple(args))

@@ -154,6 +154,11 @@ def test_the_device_list_filters_pages_and_sorts(store: Store) -> None:
         ("Plant-0", "late"),
     ]
 
+    # case is folded for ASCII letters only, as SQLite's lower() does
+    store.enroll("ÉCOLE-x", bytes(range(32)), test_interval=100.0, grace=0.0, site=None)
+    assert store.console_devices(1250.0, text="ÉcOL")[1] == 1
+    assert store.console_devices(1250.0, text="écol")[1] == 0
+
 
 def test_outbox_counts_pending_and_failed(store: Store) -> None:
     items = [OutboxItem(f"k{n}", f"i{n}", "email", "a@x", "ann", "s", "b", "{}") for n in range(4)]
