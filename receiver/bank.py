@@ -91,6 +91,9 @@ class CallState:
     """The caller proved it is live (its first record after the handshake)."""
     resume: dict[int, int] = field(default_factory=dict)
     """What we told the caller we hold of its messages (number -> bytes)."""
+    settled: set[int] = field(default_factory=set)
+    """Messages answered STORED or DUPLICATE in this call: the rest of their bytes, which
+    may come in the same batch of events, must never become a partial copy."""
     stats: dict[str, int] = field(default_factory=dict)
     """The session's counters (`ServerSession.stats()`), recorded with the call."""
 
@@ -432,12 +435,16 @@ class PortWorker:
         elif isinstance(event, MessageStarted):
             device = state.device
             if device is not None and await store.has_message(device.id, state.epoch, event.seq):
+                state.settled.add(event.seq)
                 session.message_stored(event.seq, loop.time(), duplicate=True)
                 self._log.info("message.duplicate", device=device.name, seq=event.seq)
         elif isinstance(event, MessagePartReceived):
             device = state.device
             assert device is not None
-            await store.append_partial(device.id, state.epoch, event.seq, event.offset, event.data)
+            if event.seq not in state.settled:  # a duplicate's bytes are not kept
+                await store.append_partial(
+                    device.id, state.epoch, event.seq, event.offset, event.data
+                )
         elif isinstance(event, MessageReceived):
             await self._store(session, event, state)
         elif isinstance(event, MessageFailed):
@@ -496,6 +503,7 @@ class PortWorker:
             session.abort(str(exc))
             return
         loop = asyncio.get_running_loop()
+        state.settled.add(event.seq)
         session.message_stored(event.seq, loop.time(), duplicate=not stored)
         state.messages += 1
         self._log.info(

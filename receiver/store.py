@@ -523,8 +523,15 @@ class SQLiteStore(Database, Store):
     def append_partial(
         self, device_id: int, epoch: int, seq: int, offset: int, data: bytes
     ) -> None:
-        """Add a chunk of a long message; only what continues the held prefix is kept."""
+        """Add a chunk of a long message; only what continues the held prefix is kept,
+        and nothing of a message already stored (another call of the device may have
+        stored it meanwhile: its copy would never be deleted)."""
         with self._write() as db:
+            if db.execute(
+                "SELECT 1 FROM messages WHERE device_id = ? AND epoch = ? AND seq = ?",
+                (device_id, epoch, seq),
+            ).fetchone():
+                return
             if offset == 0:
                 db.execute(
                     "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
