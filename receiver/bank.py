@@ -47,6 +47,7 @@ from modem_drivers.hayes import (
     ModemTimeout,
     State,
 )
+from modem_drivers.logs import Throttle
 
 from .store import AsyncStore, CallEnd, Device, StoreUnavailable
 
@@ -187,10 +188,16 @@ class PortWorker:
             except Exception as exc:
                 self.state = "down"
                 delay = backoff.next()
-                if isinstance(exc, ModemError | OSError):
-                    self._log.error("port.down", error=str(exc), retry_in=round(delay, 3))
+                down = isinstance(exc, ModemError | OSError)
+                event = "port.down" if down else "port.internal_error"
+                now = asyncio.get_running_loop().time()
+                extra = bank.log_throttle.allow((event, str(exc)), now)
+                if extra is None:
+                    pass  # the same failure, logged often enough lately (counted)
+                elif event == "port.down":
+                    self._log.error(event, error=str(exc), retry_in=round(delay, 3), **extra)
                 else:  # a bug: it must cost this port a restart, never the bank
-                    self._log.exception("port.internal_error", retry_in=round(delay, 3))
+                    self._log.exception(event, retry_in=round(delay, 3), **extra)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(bank.stopping.wait(), delay)
             finally:
@@ -600,6 +607,8 @@ class Bank:
         self.penalised = 0
         """Calls answered late because their caller kept failing handshakes."""
         self._notify = notify or (lambda what, **fields: None)
+        self.log_throttle = Throttle()
+        """Port failures that repeat (the same error on many ports, or again and again)."""
 
     def notify(self, what: str, **fields: Any) -> None:
         """Tell an interested party (the demo's narrator) what just happened."""
