@@ -17,7 +17,7 @@ from callhome.wire.session import (
     MessageStarted,
     ServerSession,
 )
-from receiver.bank import Bank, CallState
+from receiver.bank import PARTIAL_COMMIT_BYTES, Bank, CallState
 from receiver.store import AsyncStore, SQLiteStore
 
 EPOCH = 5
@@ -33,8 +33,16 @@ def long_report() -> bytes:
     return encode_message(Kind.REPORT, {"component": "disk", "data": os.urandom(3000)}, None)
 
 
-async def _call_with(bank: Bank, centre_key: bytes, device_key: bytes, message: bytes) -> list:
-    """One call carrying `message` as seq 1; returns the bank's events, in order."""
+async def _call_with(
+    bank: Bank,
+    centre_key: bytes,
+    device_key: bytes,
+    message: bytes,
+    cut_after: int | None = None,
+    state: CallState | None = None,
+) -> list:
+    """One call carrying `message` as seq 1; returns the bank's events, in order.
+    `cut_after`: the line drops after that many bytes from the device."""
     worker = bank.workers[0]
     client = ClientSession(
         static_private=device_key, server_public=public_of(centre_key), call_counter=9, epoch=EPOCH
@@ -44,21 +52,32 @@ async def _call_with(bank: Bank, centre_key: bytes, device_key: bytes, message: 
     client.start(0.0)
     server = ServerSession(static_private=centre_key)
     server.start(0.0)
-    state = CallState(worker.name, None)
+    state = state or CallState(worker.name, None)
     seen: list[object] = []
     now = 0.1
-    for _ in range(200):
+    sent = 0
+    for _ in range(2000):
         data = client.data_to_send()
-        if data:
-            for event in server.receive_data(data, now):
-                seen.append(event)
-                await worker._event(server, event, state)
+        if cut_after is not None:
+            data = data[: max(0, cut_after - sent)]
+        sent += len(data)
+        events = server.receive_data(data, now) if data else []
         answer = server.data_to_send()
         if answer:
             client.receive_data(answer, now)
         if not data and not answer:
-            break
-        now += 0.05
+            if cut_after is not None and sent >= cut_after:
+                break  # the line is down
+            deadlines = [d for d in (client.next_deadline(), server.next_deadline()) if d]
+            if not deadlines:
+                break
+            now = max(now, min(deadlines))
+            client.handle_timer(now)
+            events += server.handle_timer(now)
+        for event in events:
+            seen.append(event)
+            await worker._event(server, event, state)
+        now += 0.01
     return seen
 
 
@@ -99,3 +118,35 @@ def test_the_store_keeps_no_chunk_of_a_stored_message(tmp_path):
         assert store.partials(device.id, EPOCH) == {2: b"abc"}
     finally:
         store.close()
+
+
+async def test_chunks_are_saved_in_large_pieces_and_all_of_them_when_the_call_drops(tmp_path):
+    path = tmp_path / "centre.db"
+    store = SQLiteStore(path, create=True)
+    centre_key = write_private_key(tmp_path / "centre.key")
+    device_key = write_private_key(tmp_path / "device.key")
+    device = store.enroll("plant", public_of(device_key), test_interval=86400, grace=900, site=None)
+    message = encode_message(Kind.REPORT, {"data": os.urandom(40_000)}, None)
+    saved: list[int] = []
+
+    class Counting(AsyncStore):
+        async def append_partial(self, device_id, epoch, seq, offset, data):
+            saved.append(len(data))
+            await super().append_partial(device_id, epoch, seq, offset, data)
+
+    bank = Bank(["unused"], Counting(store), centre_key)
+    state = CallState("bank0", None)
+    try:
+        seen = await _call_with(bank, centre_key, device_key, message, 30_000, state)
+        received = sum(len(e.data) for e in seen if isinstance(e, MessagePartReceived))
+        assert received > 3 * PARTIAL_COMMIT_BYTES
+        assert all(size >= PARTIAL_COMMIT_BYTES for size in saved)  # not one per frame
+        await bank.workers[0]._save_all_parts(state)  # the end of the call
+        assert sum(saved) == received
+        assert store.partials(device.id, EPOCH)[1] == message_body_prefix(seen)
+    finally:
+        store.close()
+
+
+def message_body_prefix(seen) -> bytes:
+    return b"".join(e.data for e in seen if isinstance(e, MessagePartReceived))
