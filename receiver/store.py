@@ -759,8 +759,9 @@ class AsyncStore:
     `Store.apply_batch`, one transaction and one fsync for all; each caller returns
     (and only then acknowledges) once the batch holding its own write has committed.
     While a batch commits, the next one gathers; when the store is idle, the first write
-    waits up to `window` seconds for company. A batch holds at most `max_batch` writes
-    or `max_bytes` of content."""
+    waits up to `window` seconds for company, if the last batch had any (a lone caller,
+    which always comes back right after its commit, is not made to wait for nobody).
+    A batch holds at most `max_batch` writes or `max_bytes` of content."""
 
     def __init__(
         self,
@@ -779,6 +780,7 @@ class AsyncStore:
         self._pending_bytes = 0
         self._committing = False
         self._timer: asyncio.Handle | None = None
+        self._last_batch = 1
         self.commits = 0
         """Batches committed (each one transaction: one fsync of the WAL)."""
         self.operations = 0
@@ -794,7 +796,7 @@ class AsyncStore:
         elif len(self._pending) >= self.max_batch or self._pending_bytes >= self.max_bytes:
             self._commit_next(loop)
         elif self._timer is None:
-            if self.window > 0:
+            if self.window > 0 and self._last_batch > 1:
                 self._timer = loop.call_later(self.window, self._commit_next, loop)
             else:
                 self._timer = loop.call_soon(self._commit_next, loop)
@@ -828,6 +830,7 @@ class AsyncStore:
         done: asyncio.Future[list[Any]],
     ) -> None:
         self._committing = False
+        self._last_batch = len(batch)
         error = done.exception()
         results: list[Any] = [error] * len(batch) if error is not None else done.result()
         if error is None:
