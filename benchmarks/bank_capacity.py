@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -110,6 +111,7 @@ def run_cell(
         env=env,
     )
     processes: list[subprocess.Popen[bytes]] = [sim]
+    spools = folder
     try:
         wait_for(ready, 120, sim)
         urls = {m["modem"]: m["url"] for m in json.loads(ready.read_text())["modems"]}
@@ -132,10 +134,15 @@ def run_cell(
         )
         centre_key = init.stdout.split("centre public key: ")[1].split()[0]
         devices = []
+        # each real device has a disk of its own; here hundreds share one process and one
+        # disk, and the spool's fsyncs block that process's loop for all of them: the
+        # spools go to memory (the receiver's store stays on the disk)
+        shm = Path("/dev/shm")
+        spools = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else folder
         store = SQLiteStore(centre / "centre.db")
         try:
             for index in range(ports):
-                device_folder = folder / f"dev{index}"
+                device_folder = spools / f"dev{index}"
                 device_folder.mkdir()
                 key = write_private_key(device_folder / "device.key")
                 store.enroll(
@@ -209,6 +216,8 @@ def run_cell(
         sim_cpu = cpu_seconds(sim.pid) - before[sim.pid]
         rss = rss_mib(receiver.pid)
     finally:
+        if spools != folder:
+            shutil.rmtree(spools, ignore_errors=True)
         for process in reversed(processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
