@@ -119,6 +119,7 @@ class CallState:
     may come in the same batch of events, must never become a partial copy."""
     stats: dict[str, int] = field(default_factory=dict)
     """The session's counters (`ServerSession.stats()`), recorded with the call."""
+    started: float = field(default_factory=time.time)
 
 
 class Penalties:
@@ -169,6 +170,10 @@ def hangup_patience(state: CallState) -> float | None:
 
 REOPEN_BACKOFF = Backoff(1.0, 2.0, 60.0, "decorrelated")
 """Waits before a port whose modem failed is opened again (scaled with the bank's time)."""
+STORE_BACKOFF = Backoff(1.0, 2.0, 30.0, "decorrelated")
+"""Waits between attempts to reach a store that failed (scaled with the bank's time)."""
+MISSED_CALLS = 10_000
+"""At most this many calls taken while the store was down are kept to record later."""
 
 
 class PortWorker:
@@ -284,10 +289,15 @@ class PortWorker:
                 caller=caller,
                 connect=outcome.call.record.connect_line.decode("latin-1"),
                 rings=incoming.rings,
+                call=outcome.call,  # the console reads its byte counters while it lasts
             )
             state = CallState(self.name, caller)
             try:
-                state.call_id = await bank.store.start_call(self.name, caller, time.time())
+                if bank.store_down is None:
+                    try:
+                        state.call_id = await bank.store.start_call(self.name, caller, time.time())
+                    except StoreUnavailable as exc:
+                        bank.store_failed(exc)  # the handshake is refused busy
                 await self._serve(outcome.call, state)
             except (ModemError, OSError):
                 raise
@@ -296,6 +306,7 @@ class PortWorker:
                 state.outcome = "store unavailable"
                 state.error = str(exc)
                 self._log.error("call.store_unavailable", error=str(exc))
+                bank.store_failed(exc)
             except Exception as exc:
                 # a bug must cost this call, never the port or the process
                 state.outcome = "failed"
@@ -406,9 +417,19 @@ class PortWorker:
             state.error = f"protocol version {event.version}"
             self._refused(event.reason, device, event.device_key, version=event.version)
         elif isinstance(event, HandshakeRequested):
-            device = await store.device_by_key(event.device_key)
+            device = None
+            if bank.store_down is None:
+                try:
+                    device = await store.device_by_key(event.device_key)
+                except StoreUnavailable as exc:
+                    bank.store_failed(exc)
             if bank.stopping.is_set():
                 reason = RefusalReason.BUSY  # draining: call again, another bank answers
+            elif bank.store_down is not None:
+                # nothing could be committed, so nothing may be acknowledged: the device
+                # keeps its messages and calls its next number (maybe another site)
+                reason = RefusalReason.BUSY
+                state.error = f"store unavailable: {bank.store_down}"
             elif device is None:
                 reason = RefusalReason.UNKNOWN_DEVICE
             elif device.revoked:
@@ -563,6 +584,7 @@ class PortWorker:
             state.outcome = "store unavailable"
             self._log.error("message.not_stored", device=device.name, seq=event.seq, error=str(exc))
             session.abort(str(exc))
+            self.bank.store_failed(exc)
             return
         loop = asyncio.get_running_loop()
         state.settled.add(event.seq)
@@ -588,26 +610,28 @@ class PortWorker:
     async def _record(self, call: DataCall, state: CallState) -> None:
         record = call.record
         outcome = state.outcome or "failed"
+        end = CallEnd(
+            ended=time.time(),
+            outcome=outcome,
+            device_id=state.device.id if state.device else None,
+            rate=record.rate,
+            modulation=record.modulation,
+            error_correction=record.error_correction,
+            bytes_in=call.bytes_in,
+            bytes_out=call.bytes_out,
+            messages=state.messages,
+            error=state.error,
+            security=state.stats,
+        )
         if state.call_id is not None:
             try:
-                await self.bank.store.finish_call(
-                    state.call_id,
-                    CallEnd(
-                        ended=time.time(),
-                        outcome=outcome,
-                        device_id=state.device.id if state.device else None,
-                        rate=record.rate,
-                        modulation=record.modulation,
-                        error_correction=record.error_correction,
-                        bytes_in=call.bytes_in,
-                        bytes_out=call.bytes_out,
-                        messages=state.messages,
-                        error=state.error,
-                        security=state.stats,
-                    ),
-                )
+                await self.bank.store.finish_call(state.call_id, end)
             except StoreUnavailable as exc:
                 self._log.error("call.not_recorded", error=str(exc))
+                self.bank.store_failed(exc)
+        elif self.bank.store_down is not None and len(self.bank.missed) < MISSED_CALLS:
+            # recorded once the store is back, so that `calls` shows the outage too
+            self.bank.missed.append((self.name, state.caller, state.started, end))
         security = {k: v for k, v in state.stats.items() if k in SECURITY_COUNTERS and v}
         self._log.info(
             "call.ended",
@@ -623,6 +647,8 @@ class PortWorker:
             device=state.device.name if state.device else None,
             caller=state.caller,
             port=self.name,
+            bytes_in=call.bytes_in,
+            bytes_out=call.bytes_out,
         )
 
 
@@ -665,6 +691,51 @@ class Bank:
         self._notify = notify or (lambda what, **fields: None)
         self.log_throttle = Throttle()
         """Port failures that repeat (the same error on many ports, or again and again)."""
+        self.store_down: str | None = None
+        """Why the store failed, while it does (None: usable). Meanwhile calls are refused
+        busy without touching it, and `_reconnect` tries it again with backoff."""
+        self._reconnecting: asyncio.Task[None] | None = None
+        self.missed: list[tuple[str, str | None, float, CallEnd]] = []
+        """Calls taken while the store was down (port, caller, start, end)."""
+
+    def store_failed(self, exc: StoreUnavailable) -> None:
+        """The store failed: refuse calls busy until it can be read again."""
+        if self.store_down is None:
+            log.error("store.unavailable", error=str(exc))
+        self.store_down = str(exc)
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        backoff = STORE_BACKOFF.scaled(self.scale)
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while self.store_down is not None and not self.stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), backoff.next())
+            try:
+                await self.store.device_by_key(b"")  # any read that goes to the database
+                recorded = await self._record_missed()
+            except StoreUnavailable as exc:
+                log.warning("store.still_unavailable", error=str(exc), attempts=backoff.count)
+                continue
+            self.store_down = None
+            log.info(
+                "store.reconnected",
+                after=round((loop.time() - since) / self.scale, 3),
+                attempts=backoff.count,
+                calls_recorded=recorded,
+            )
+
+    async def _record_missed(self) -> int:
+        recorded = 0
+        while self.missed:
+            port, caller, started, end = self.missed[0]
+            call_id = await self.store.start_call(port, caller, started)
+            await self.store.finish_call(call_id, end)
+            self.missed.pop(0)
+            recorded += 1
+        return recorded
 
     def notify(self, what: str, **fields: Any) -> None:
         """Tell an interested party (the demo's narrator) what just happened."""
@@ -694,6 +765,8 @@ class Bank:
             )
             pending = {task for task in tasks if not task.done()}
         impatient.cancel()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if pending:
             log.warning("bank.hanging_up", calls=sum(w.in_call for w in self.workers))
             self.hard_stop.set()  # calls still up: hang them up now

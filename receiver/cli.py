@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import cbor2
 import click
@@ -32,23 +32,32 @@ from modem_drivers.configfile import ConfigError, format_duration, parse_duratio
 from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
+from . import cli_web
 from .bank import Bank
+from .cli_oncall import oncall
+from .cli_store import migrate_store, open_store, store_group, store_location
 from .config import (
     DEFAULT_PATH,
     GRACE,
     TEST_INTERVAL,
     CentreConfig,
     check_centre_config,
+    is_dsn,
     load_centre_config,
 )
 from .store import (
     INTERRUPTED,
     AlreadyExists,
-    AsyncStore,
     NotFound,
     SQLiteStore,
+    Store,
     StoreUnavailable,
 )
+from .store_copy import describe
+from .store_pg import ENV_DSN, without_password
+
+if TYPE_CHECKING:
+    from .web.app import Console
 
 T = TypeVar("T")
 USAGE = exitcodes.USAGE
@@ -78,10 +87,10 @@ class Context:
     def config(self) -> CentreConfig:
         return guarded(lambda: load_centre_config(self.config_path))
 
-    def store(self) -> SQLiteStore:
+    def store(self) -> Store:
         config = self.config()
         # a person is waiting: do not sit on a locked store as long as the bank does
-        return guarded(lambda: SQLiteStore(config.store, busy_timeout=3.0))
+        return guarded(lambda: open_store(store_location(config), timeout=3.0))
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -118,10 +127,24 @@ def main(ctx: click.Context, config_path: str) -> None:
     "--profile", default="auto", show_default=True, type=click.Choice(["auto", *DRIVER_PROFILES])
 )
 @click.option("--time-scale", type=float, default=1.0, hidden=True)
+@click.option(
+    "--store",
+    "store_dsn",
+    default=None,
+    metavar="DSN",
+    help="A PostgreSQL database (postgresql://...) for the store instead of centre.db.",
+)
 def init(
-    directory: str, name: str, ports: tuple[str, ...], profile: str, time_scale: float
+    directory: str,
+    name: str,
+    ports: tuple[str, ...],
+    profile: str,
+    time_scale: float,
+    store_dsn: str | None,
 ) -> None:
     """Create a centre in DIRECTORY: key pair, config and store. Never overwrites."""
+    if store_dsn is not None and not is_dsn(store_dsn):
+        fail("--store: expected a postgresql:// DSN (without it the store is centre.db)")
     folder = Path(directory)
     config = CentreConfig(
         path=folder / "centre.toml",
@@ -131,20 +154,39 @@ def init(
         ports=list(ports),
         profile=profile,
         time_scale=time_scale,
+        # the password stays out of the file: ~/.pgpass or CALLHOME_STORE_DSN hold it
+        store_dsn=without_password(store_dsn) if store_dsn else None,
     )
     guarded(lambda: check_centre_config(config))
     key_file = folder / "centre.key"
+
+    def write_config(path: Path) -> None:
+        if store_dsn:  # last: if the database refuses, the files made are removed
+            open_store(store_dsn, create=True).close()
+        path.write_text(config.dump())
+
     made = guarded(
         lambda: create_files(
             {
-                folder / "centre.db": lambda path: SQLiteStore(path, create=True).close(),
+                **(
+                    {}
+                    if store_dsn
+                    else {folder / "centre.db": lambda path: SQLiteStore(path, create=True).close()}
+                ),
                 key_file: write_private_key,
-                config.path: lambda path: path.write_text(config.dump()),
+                config.path: write_config,
             }
         )
     )
     private = made[key_file]
     click.echo(f"centre created in {folder}")
+    if store_dsn:
+        click.echo(f"store: {describe(store_dsn)}")
+        if without_password(store_dsn) != store_dsn:
+            click.echo(
+                f"the password is not written in {config.path}: put it in ~/.pgpass or "
+                f"give the whole DSN in {ENV_DSN}"
+            )
     click.echo(f"centre public key: {encode_key(public_of(private))}")
     click.echo("give this key to every device (callhome init --centre-key ...)")
 
@@ -193,14 +235,7 @@ def migrate(ctx: Context) -> None:
     its number, so an interrupted migration resumes where it stopped. Run it with the
     bank stopped; `run` refuses a store that needs it."""
     config = ctx.config()
-    store = guarded(lambda: SQLiteStore(config.store, busy_timeout=3.0, migrate=True))
-    latest = store.latest_version()
-    before = store.migrated_from
-    store.close()
-    if before is None:
-        click.echo(f"{config.store}: schema {latest}, up to date")
-    else:
-        click.echo(f"{config.store}: migrated from schema {before} to {latest}")
+    click.echo(guarded(lambda: migrate_store(store_location(config))))
 
 
 @main.command()
@@ -283,17 +318,24 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     if not config.ports:
         fail(f"{config.path}: bank.ports: no modem ports configured")
     private = guarded(lambda: load_private_key(config.key))
-    store = guarded(lambda: SQLiteStore(config.store))
+    location = store_location(config)
+    # a device waits for the answer to its handshake: a database that has gone away
+    # must turn into a busy refusal in seconds, not after libpq's 10 s connect timeout
+    store = guarded(lambda: open_store(location, wait=3.0))
+    structlog.get_logger("callhome.receiver").info("store.opened", store=describe(location))
     interrupted = guarded(lambda: store.close_open_calls(time.time()))
     if interrupted:
         structlog.get_logger("callhome.receiver").warning(
             "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
         )
-    sys.exit(asyncio.run(_run(config, private, store)))
+    console = cli_web.prepare(config)  # None unless [web] listen is set
+    sys.exit(asyncio.run(_run(config, private, store, console)))
 
 
-async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
-    async_store = AsyncStore(store)
+async def _run(
+    config: CentreConfig, private: bytes, store: Store, console: Console | None = None
+) -> int:
+    async_store = cli_web.bank_store(console, store)
     bank = Bank(
         config.ports,
         async_store,
@@ -305,6 +347,7 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
         health_check=config.health_check,
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,
+        notify=cli_web.bank_notify(console),
     )
     stop, hang_up_now = asyncio.Event(), asyncio.Event()
 
@@ -316,7 +359,8 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        await bank.run(stop, hang_up_now)
+        async with cli_web.served(console, list(bank.workers)):
+            await bank.run(stop, hang_up_now)
     finally:
         async_store.close()
     return 0
@@ -523,3 +567,8 @@ def _jsonable(content: bytes) -> Any:
         return str(item)
 
     return convert(value)
+
+
+main.add_command(oncall)
+cli_web.register(main)
+main.add_command(store_group)

@@ -20,6 +20,15 @@ DEFAULT_PATH = Path("/etc/callhome/centre.toml")
 TEST_INTERVAL = (60.0, 366 * 86400.0)
 """The range of a device's line-test interval, in seconds."""
 GRACE = (0.0, 30 * 86400.0)
+DSN_SCHEMES = ("postgresql://", "postgres://")
+"""How `[centre] store` names a PostgreSQL database rather than a SQLite file."""
+
+
+def is_dsn(value: str) -> bool:
+    """Whether a store setting names a PostgreSQL database rather than a SQLite file."""
+    return value.startswith(DSN_SCHEMES)
+
+
 """The range of how late a line test may be, in seconds."""
 
 
@@ -29,6 +38,8 @@ class CentreConfig:
     name: str = "centre"
     key: Path = Path("centre.key")
     store: Path = Path("centre.db")
+    store_dsn: str | None = None
+    """A PostgreSQL store (`postgresql://...`) instead of the SQLite file `store`."""
     ports: list[str] = field(default_factory=list)
     profile: str = "auto"
     init: tuple[str, ...] = ()
@@ -39,11 +50,17 @@ class CentreConfig:
     time_scale: float = 1.0
     test_interval: float = 86400.0
     grace: float = 900.0
+    web: dict[str, Any] = field(default_factory=dict)
+    """The console's [web] table, read by receiver/web/config.py."""
 
     def dump(self) -> str:
         return dump_toml(
             {
-                "centre": {"name": self.name, "key": str(self.key), "store": str(self.store)},
+                "centre": {
+                    "name": self.name,
+                    "key": str(self.key),
+                    "store": self.store_dsn or str(self.store),
+                },
                 "bank": {
                     "ports": self.ports,
                     "profile": self.profile,
@@ -83,7 +100,11 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     centre = root.table("centre")
     config.name = centre.get("name", str, "centre")
     config.key = centre.path_value("key")
-    config.store = centre.path_value("store")
+    if is_dsn(centre.get("store", str, "")):
+        config.store_dsn = centre.get("store", str)
+        _check_dsn(centre, "store", config.store_dsn)
+    else:
+        config.store = centre.path_value("store")
     centre.finish()
     bank = root.table("bank")
     config.ports = port_urls(bank, "ports", [])
@@ -100,5 +121,17 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     )
     config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
+    config.web = root.get("web", dict, {})
     root.finish()
     return config
+
+
+def _check_dsn(table: Table, key: str, dsn: str) -> None:
+    import psycopg
+    import psycopg.conninfo
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        # libpq's sentence names the fault; the DSN itself (and its password) is not shown
+        raise table.error(key, f"not a usable PostgreSQL DSN: {exc}") from None
