@@ -1,7 +1,7 @@
 """The bank's capacity: N ports in one receiver, every line busy at 33,600 bit/s.
 
     python -m benchmarks.bank_capacity [--ports 16,64,128,256] [--kinds pty,tcp]
-        [--seconds 40] [--size 40000] [--runs 1] [--workers 2]
+        [--seconds 40] [--size 40000] [--runs 1] [--workers 4]
 
 For each cell, three kinds of process: `callhome-sim run` (the virtual network in real
 time: N bank modems in one hunt group and N device modems, exposed as ptys or TCP),
@@ -299,7 +299,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--size", type=int, default=40000)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--client-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_worker:
