@@ -29,7 +29,7 @@ def outcome(function, data):
         return ("error", None)
 
 
-@settings(max_examples=400)
+@settings(max_examples=200)
 @given(_bytes)
 @example(b"\x00" * 300)
 @example(b"\x41" * 254)
@@ -40,7 +40,7 @@ def test_encoders_match_the_reference(data):
     assert framing.stuff(data) == reference.stuff(data)
 
 
-@settings(max_examples=400)
+@settings(max_examples=200)
 @given(_bytes)
 @example(b"++")
 @example(b"++\x01")
@@ -52,7 +52,7 @@ def test_decoders_match_the_reference_on_any_input(data):
     assert outcome(framing.cobs_decode, data) == outcome(reference.cobs_decode, data)
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(_bytes)
 def test_round_trips(data):
     assert framing.cobs_decode(framing.cobs_encode(data)) == data
