@@ -28,3 +28,31 @@ def test_every_line_is_shown_or_counted(times):
             counted += fields.get("suppressed", 0)
     pending = throttle._windows.get("k", (0.0, 0, 0))[2]
     assert shown + counted + pending == len(times)
+
+
+async def test_a_port_that_keeps_failing_is_logged_a_few_times_then_counted(tmp_path):
+    import asyncio
+
+    from structlog.testing import capture_logs
+
+    from callhome.keys import write_private_key
+    from receiver.bank import Bank
+    from receiver.store import AsyncStore, SQLiteStore
+
+    store = SQLiteStore(tmp_path / "centre.db", create=True)
+    key = write_private_key(tmp_path / "centre.key")
+    bank = Bank([str(tmp_path / "no-such-tty")], AsyncStore(store), key, scale=0.002)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        serving = asyncio.ensure_future(bank.run(stop))
+        window = bank.log_throttle._windows
+        for _ in range(500):  # until the throttle has held some back
+            await asyncio.sleep(0.01)
+            if any(held for _, _, held in window.values()):
+                break
+        stop.set()
+        await serving
+    store.close()
+    down = [line for line in logs if line["event"] == "port.down"]
+    assert len(down) == bank.log_throttle.burst
+    assert any(held for _, _, held in window.values())
