@@ -33,9 +33,20 @@ from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
 from . import cli_web
+from .agent_reports import describe
+from .agent_reports import device as device_command
 from .bank import Bank
 from .cli_oncall import oncall
 from .cli_store import migrate_store, open_store, store_group, store_location
+from .cli_supervision import (
+    Routed,
+    announce,
+    device_columns,
+    paths_text,
+    register,
+    routing_for,
+    supervisor_for,
+)
 from .config import (
     DEFAULT_PATH,
     GRACE,
@@ -45,6 +56,7 @@ from .config import (
     is_dsn,
     load_centre_config,
 )
+from .ip import STATUS_FILE, IpListener, read_status
 from .store import (
     INTERRUPTED,
     AlreadyExists,
@@ -53,8 +65,9 @@ from .store import (
     Store,
     StoreUnavailable,
 )
-from .store_copy import describe
+from .store_copy import describe as describe_store
 from .store_pg import ENV_DSN, without_password
+from .sun.model import Routing
 
 if TYPE_CHECKING:
     from .web.app import Console
@@ -181,7 +194,7 @@ def init(
     private = made[key_file]
     click.echo(f"centre created in {folder}")
     if store_dsn:
-        click.echo(f"store: {describe(store_dsn)}")
+        click.echo(f"store: {describe_store(store_dsn)}")
         if without_password(store_dsn) != store_dsn:
             click.echo(
                 f"the password is not written in {config.path}: put it in ~/.pgpass or "
@@ -222,6 +235,7 @@ def enroll(
             fail(f"{option}: must be between {format_duration(low)} and {format_duration(high)}")
     store = ctx.store()
     device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late, site=site))
+    guarded(lambda: announce(store, device.name))  # a running receiver supervises it now
     store.close()
     click.echo(f"enrolled {device.name} (tests every {interval:g} s, grace {late:g} s)")
 
@@ -245,6 +259,7 @@ def revoke(ctx: Context, name: str) -> None:
     """Revoke a device: its calls are refused from now on."""
     store = ctx.store()
     device = guarded(lambda: store.revoke(name, time.time()))
+    guarded(lambda: announce(store, device.name))  # a running receiver retires it now
     store.close()
     click.echo(f"revoked {device.name}")
 
@@ -272,6 +287,7 @@ def devices(ctx: Context, as_json: bool) -> None:
     """List enrolled devices."""
     store = ctx.store()
     rows = guarded(store.devices)
+    supervision = guarded(lambda: device_columns(store, ctx.config().supervision))
     store.close()
     items = [
         {
@@ -284,18 +300,25 @@ def devices(ctx: Context, as_json: bool) -> None:
             "site": d.site,
             "last_counter": d.last_counter,
             "last_seen": _when(d.last_seen),
+            **supervision.get(d.name, {}),
         }
         for d in rows
     ]
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
-    click.echo(f"{'name':<16} {'state':<8} {'last seen':<20} {'site':<10} public key")
+    click.echo(
+        f"{'name':<16} {'state':<8} {'supervision':<11} {'last call':<20} "
+        f"{'next deadline':<20} {'paths':<12} {'site':<10} public key"
+    )
     for item in items:
         state = "revoked" if item["revoked"] else "active"
+        last_call = (item.get("last_call") or {}).get("at") or item["last_seen"]
         click.echo(
-            f"{item['name']:<16} {state:<8} {item['last_seen'] or '-':<20} "
-            f"{item['site'] or '-':<10} {item['public_key']}"
+            f"{item['name']:<16} {state:<8} {item.get('supervision', '-'):<11} "
+            f"{last_call or '-':<20} {item.get('next_deadline') or '-':<20} "
+            f"{paths_text(item.get('paths', {})):<12} {item['site'] or '-':<10} "
+            f"{item['public_key']}"
         )
 
 
@@ -315,27 +338,33 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     signal hangs them up at once."""
     configure_logging(log_level, json=json_logs)
     config = ctx.config()
-    if not config.ports:
-        fail(f"{config.path}: bank.ports: no modem ports configured")
+    if not config.ports and not config.ip_listen:
+        fail(f"{config.path}: bank.ports: no modem ports configured (and no ip.listen)")
     private = guarded(lambda: load_private_key(config.key))
     location = store_location(config)
     # a device waits for the answer to its handshake: a database that has gone away
     # must turn into a busy refusal in seconds, not after libpq's 10 s connect timeout
     store = guarded(lambda: open_store(location, wait=3.0))
-    structlog.get_logger("callhome.receiver").info("store.opened", store=describe(location))
+    structlog.get_logger("callhome.receiver").info("store.opened", store=describe_store(location))
     interrupted = guarded(lambda: store.close_open_calls(time.time()))
     if interrupted:
         structlog.get_logger("callhome.receiver").warning(
             "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
         )
     console = cli_web.prepare(config)  # None unless [web] listen is set
-    sys.exit(asyncio.run(_run(config, private, store, console)))
+    routing = guarded(lambda: routing_for(config))  # checked before anything starts
+    sys.exit(asyncio.run(_run(config, private, store, console, routing)))
 
 
 async def _run(
-    config: CentreConfig, private: bytes, store: Store, console: Console | None = None
+    config: CentreConfig,
+    private: bytes,
+    store: Store,
+    console: Console | None = None,
+    routing: Routing | None = None,
 ) -> int:
     async_store = cli_web.bank_store(console, store)
+    routed = Routed(routing, async_store)  # follow the sun: supervision's notifier
     bank = Bank(
         config.ports,
         async_store,
@@ -348,7 +377,23 @@ async def _run(
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,
         notify=cli_web.bank_notify(console),
+        supervisor=supervisor_for(config, async_store, routed.router, console),
+        listening=bool(config.ip_listen),
     )
+    if config.ip_listen:
+        listener = IpListener(
+            bank,
+            config.ip_listen,
+            config.ip_limits,
+            status_path=config.store.parent / STATUS_FILE,
+            proxies=config.ip_proxies,
+        )
+        try:
+            await listener.start()
+        except OSError as exc:
+            async_store.close()
+            fail(f"{config.path}: ip.listen: {exc.strerror or exc}")
+        bank.services.append(listener)
     stop, hang_up_now = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:
@@ -359,7 +404,7 @@ async def _run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        async with cli_web.served(console, list(bank.workers)):
+        async with cli_web.served(console, list(bank.workers)), routed:
             await bank.run(stop, hang_up_now)
     finally:
         async_store.close()
@@ -428,6 +473,7 @@ def calls(
             "messages": c.messages,
             "error": c.error,
             "security": c.security,
+            "path": c.path,
         }
         for c in rows
     ]
@@ -435,12 +481,13 @@ def calls(
         click.echo(json.dumps(items, indent=2))
         return
     click.echo(
-        f"{'started':<20} {'port':<7} {'device':<12} {'caller':<12} {'rate':>6} "
+        f"{'started':<20} {'path':<5} {'port':<7} {'device':<12} {'caller':<12} {'rate':>6} "
         f"{'in':>7} {'out':>6} {'msgs':>4}  outcome"
     )
     for item in items:
         click.echo(
-            f"{item['started']:<20} {item['port']:<7} {item['device'] or '-':<12} "
+            f"{item['started']:<20} {item['path']:<5} {item['port']:<7} "
+            f"{item['device'] or '-':<12} "
             f"{item['caller_id'] or '-':<12} {item['rate'] or '-':>6} "
             f"{item['bytes_in']:>7} {item['bytes_out']:>6} {item['messages']:>4}  "
             f"{item['outcome']}{_security_text(item['security'])}"
@@ -531,6 +578,8 @@ def reports(
                         "state": m.state,
                         "received": _when(m.received_at),
                         "call_id": m.call_id,
+                        "path": m.path,
+                        "text": describe(m.kind, m.content),
                         "content": _jsonable(m.content),
                     }
                     for m in rows
@@ -540,12 +589,14 @@ def reports(
         )
         return
     click.echo(
-        f"{'received':<20} {'device':<12} {'kind':<10} {'severity':<9} {'component':<14} state"
+        f"{'received':<20} {'device':<12} {'kind':<10} {'severity':<9} {'component':<14} "
+        f"{'state':<10} path"
     )
     for m in rows:
         click.echo(
             f"{_when(m.received_at):<20} {m.device:<12} {m.kind:<10} "
-            f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-'}"
+            f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-':<10} "
+            f"{m.path or '-'}" + (f"  {text}" if (text := describe(m.kind, m.content)) else "")
         )
 
 
@@ -569,6 +620,40 @@ def _jsonable(content: bytes) -> Any:
     return convert(value)
 
 
+@main.command(name="ip")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def ip_status(ctx: Context, as_json: bool) -> None:
+    """The TCP listener's counters: connections, handshakes, refusals by reason.
+
+    The running receiver writes them every 10 s beside the store (ip-status.json)."""
+    config = ctx.config()
+    if not config.ip_listen:
+        fail(f"{config.path}: ip.listen: the receiver does not listen on TCP")
+    status = read_status(config.store.parent / STATUS_FILE)
+    if status is None:
+        fail("no status yet: the receiver has not run with [ip] listen", exitcodes.FAILURE)
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    refused = status.get("refused", {})
+    click.echo(
+        f"listening on {', '.join(status.get('listening', [])) or '-'} "
+        f"(as of {_when(status.get('written'))})"
+    )
+    click.echo(
+        f"  connections now {status.get('connections', 0)}, in handshake "
+        f"{status.get('handshakes', 0)}; admitted {status.get('admitted', 0)}, "
+        f"authenticated {status.get('authenticated', 0)}"
+    )
+    click.echo(
+        "  refused: "
+        + (", ".join(f"{count} {why}" for why, count in refused.items() if count) or "none")
+    )
+
+
 main.add_command(oncall)
 cli_web.register(main)
 main.add_command(store_group)
+main.add_command(device_command)
+register(main)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from callhome.config import modem_settings, port_urls
+from callhome.tcp import parse_endpoint
 from modem_drivers.configfile import (
     Table,
     check_encodable,
@@ -15,6 +17,9 @@ from modem_drivers.configfile import (
     load_toml,
     loads_toml,
 )
+
+from .ip import IpLimits
+from .supervision.settings import SupervisionSettings, parse_supervision
 
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
 TEST_INTERVAL = (60.0, 366 * 86400.0)
@@ -50,8 +55,14 @@ class CentreConfig:
     time_scale: float = 1.0
     test_interval: float = 86400.0
     grace: float = 900.0
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
     web: dict[str, Any] = field(default_factory=dict)
     """The console's [web] table, read by receiver/web/config.py."""
+    ip_listen: list[str] = field(default_factory=list)
+    """`[ip] listen`: TCP addresses (host:port) the receiver also answers on."""
+    ip_limits: IpLimits = field(default_factory=IpLimits)
+    ip_proxies: list[str] = field(default_factory=list)
+    """`[ip] proxies`: TCP proxies (addresses or networks) that send a PROXY header."""
 
     def dump(self) -> str:
         return dump_toml(
@@ -75,6 +86,7 @@ class CentreConfig:
                     "test_interval": format_duration(self.test_interval),
                     "grace": format_duration(self.grace),
                 },
+                **({"ip": {"listen": self.ip_listen}} if self.ip_listen else {}),
             },
             header="callhome centre configuration (callhome-receiver)\n"
             "paths are relative to this file's folder",
@@ -121,7 +133,9 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     )
     config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
+    config.supervision = parse_supervision(root.table("supervision"))
     config.web = root.get("web", dict, {})
+    config.ip_listen, config.ip_limits, config.ip_proxies = _ip_settings(root.table("ip"))
     root.finish()
     return config
 
@@ -135,3 +149,45 @@ def _check_dsn(table: Table, key: str, dsn: str) -> None:
     except psycopg.Error as exc:
         # libpq's sentence names the fault; the DSN itself (and its password) is not shown
         raise table.error(key, f"not a usable PostgreSQL DSN: {exc}") from None
+
+
+def _ip_settings(table: Table) -> tuple[list[str], IpLimits, list[str]]:
+    """`[ip]`: where to listen for devices over TCP (none by default) and the limits
+    that protect the listener before a peer has authenticated (docs/operations.md)."""
+    listen = table.strings("listen", [])
+    for address in listen:
+        try:
+            parse_endpoint(address, listen=True)
+        except ValueError as exc:
+            raise table.error("listen", str(exc)) from None
+    default = IpLimits()
+    limits = IpLimits(
+        handshake_timeout=table.duration(
+            "handshake_timeout", default.handshake_timeout, minimum=0.5, maximum=120.0
+        ),
+        max_connections=table.number(
+            "max_connections", int, default.max_connections, minimum=1, maximum=1_000_000
+        ),
+        max_handshakes=table.number(
+            "max_handshakes", int, default.max_handshakes, minimum=1, maximum=1_000_000
+        ),
+        max_handshakes_per_source=table.number(
+            "max_handshakes_per_source",
+            int,
+            default.max_handshakes_per_source,
+            minimum=1,
+            maximum=1_000_000,
+        ),
+        rate=table.number("rate", float, default.rate, minimum=0.001, maximum=1e6),
+        burst=table.number("burst", int, default.burst, minimum=1, maximum=1_000_000),
+        sources=table.number("sources", int, default.sources, minimum=16, maximum=10_000_000),
+        evict_after=table.duration("evict_after", default.evict_after, minimum=0.1, maximum=120.0),
+    )
+    proxies = table.strings("proxies", [])
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise table.error("proxies", f"{proxy!r} is not an address or network") from None
+    table.finish()
+    return listen, limits, proxies

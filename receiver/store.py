@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from callhome.database import ConstraintViolation, Database
 
@@ -98,6 +98,8 @@ class CallRecord:
     crc_failures: int = 0
     malformed: int = 0
     oversize: int = 0
+    path: str = "modem"
+    """How the call came: "modem" (the bank) or "ip" (the TCP listener)."""
 
     @property
     def security(self) -> dict[str, int]:
@@ -118,6 +120,8 @@ class StoredMessage:
     received_at: float
     call_id: int | None
     content: bytes
+    path: str | None = None
+    """The path of the call that delivered it ("modem", "ip")."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ class StartCall:
     port: str
     caller_id: str | None
     started: float
+    path: str = "modem"
+    """The path of the call ("modem", "ip")."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,15 @@ class AppendPartial:
 Operation = StartCall | FinishCall | AdvanceCounter | StoreMessage | AppendPartial
 """The writes of the bank's hot path, which `apply_batch` commits together."""
 
+OPERATION_NAMES: dict[type, str] = {
+    StartCall: "start_call",
+    FinishCall: "finish_call",
+    AdvanceCounter: "advance_counter",
+    StoreMessage: "store_message",
+    AppendPartial: "append_partial",
+}
+"""Each operation by the name of the `Store` method it stands for (metrics, logs)."""
+
 
 class Store(abc.ABC):
     """What the bank and the CLI need from the centre's storage."""
@@ -204,7 +219,9 @@ class Store(abc.ABC):
 
     # calls
     @abc.abstractmethod
-    def start_call(self, port: str, caller_id: str | None, started: float) -> int: ...
+    def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int: ...
 
     @abc.abstractmethod
     def finish_call(
@@ -299,7 +316,7 @@ class Store(abc.ABC):
         if isinstance(op, AppendPartial):
             return self.append_partial(op.device_id, op.epoch, op.seq, op.offset, op.data)
         if isinstance(op, StartCall):
-            return self.start_call(op.port, op.caller_id, op.started)
+            return self.start_call(op.port, op.caller_id, op.started, op.path)
         if isinstance(op, FinishCall):
             return self.finish_call(op.call_id, op.end)
         return self.advance_counter(op.device_id, op.counter, op.when)
@@ -347,6 +364,41 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def outbox(self, *, pending: bool = False, limit: int = 100) -> list[OutboxRow]: ...
+    # supervision (receiver/supervision): its state, incidents and their timelines
+    @abc.abstractmethod
+    def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
+        """Every device (or one) with what supervision kept of it (None: nothing yet)."""
+
+    @abc.abstractmethod
+    def save_supervision(self, batch: SupervisionBatch) -> None:
+        """Commit device states, incidents, timeline entries, notifications still to
+        deliver and commands, all in one transaction (nothing alerted is forgotten)."""
+
+    @abc.abstractmethod
+    def incident_rows(
+        self,
+        *,
+        status: Collection[str] | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRow]: ...
+
+    @abc.abstractmethod
+    def incident_timeline(self, incident_id: int) -> list[TimelineRow]: ...
+
+    @abc.abstractmethod
+    def max_incident_id(self) -> int: ...
+
+    @abc.abstractmethod
+    def supervision_outbox(self) -> list[tuple[int, str]]:
+        """Incident events committed but not yet handed to the notifier (JSON)."""
+
+    @abc.abstractmethod
+    def supervision_outbox_done(self, ids: Collection[int]) -> None: ...
+
+    @abc.abstractmethod
+    def supervision_commands(self, after: int) -> list[tuple[int, str]]:
+        """Commands of `callhome-receiver` (JSON) for the running engine, after an id."""
 
     # -- the operator console (receiver/web) --------------------------------------------
 
@@ -625,12 +677,65 @@ CONSOLE_SORTS = {
 }
 """How the console's device list sorts (the SQL of each key: never user input)."""
 
+_STEP_5_CALL_PATH = "ALTER TABLE calls ADD COLUMN path TEXT NOT NULL DEFAULT 'modem';"
+"""Which path a call took: "modem" or "ip" (a message's is its call's)."""
+_STEP_6_SUPERVISION = """
+CREATE TABLE supervision (
+    device_id INTEGER PRIMARY KEY REFERENCES devices(id),
+    state INTEGER NOT NULL,
+    since REAL NOT NULL,
+    last REAL NOT NULL,
+    line_tests_only INTEGER NOT NULL DEFAULT 0,
+    schedule TEXT,
+    extra TEXT,
+    last_port TEXT,
+    last_caller TEXT,
+    attributes TEXT
+);
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    key TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    device TEXT,
+    status TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    acknowledged_at REAL,
+    acknowledged_by TEXT,
+    resolved_at REAL,
+    resolved_by TEXT,
+    members TEXT NOT NULL DEFAULT '{}',
+    attributes TEXT NOT NULL DEFAULT '{}',
+    last_notified REAL,
+    pending_since REAL
+);
+CREATE INDEX incidents_status ON incidents(status, id);
+CREATE TABLE incident_timeline (
+    id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    at REAL NOT NULL,
+    what TEXT NOT NULL,
+    text TEXT NOT NULL,
+    by TEXT,
+    device TEXT
+);
+CREATE INDEX incident_timeline_incident ON incident_timeline(incident_id, at);
+CREATE TABLE supervision_outbox (id INTEGER PRIMARY KEY, event TEXT NOT NULL);
+CREATE TABLE supervision_commands (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, command TEXT NOT NULL
+);
+"""
+"""Supervision (receiver/supervision): each device's state, incidents and their
+timelines, incident events not yet delivered, operators' commands for the engine."""
 
 MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_1,
     _STEP_2_SECURITY_COUNTERS,
     _STEP_3_SUN_OUTBOX,
     _STEP_4_CONSOLE,
+    _STEP_5_CALL_PATH,
+    _STEP_6_SUPERVISION,
 )
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
@@ -741,9 +846,11 @@ class SQLiteStore(Database, Store):
 
     # -- calls ---------------------------------------------------------------------------
 
-    def start_call(self, port: str, caller_id: str | None, started: float) -> int:
+    def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int:
         with self._write() as db:
-            return _start_call(db, StartCall(port, caller_id, started))
+            return _start_call(db, StartCall(port, caller_id, started, path))
 
     def finish_call(
         self,
@@ -775,7 +882,7 @@ class SQLiteStore(Database, Store):
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
             "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
             + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
-            + f" FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            + f", c.path FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT ?",
             (*args, limit),
         )
@@ -860,8 +967,8 @@ class SQLiteStore(Database, Store):
         )
         rows = self._read(
             "SELECT m.id, d.name, m.epoch, m.seq, m.kind, m.severity, m.component, m.state, "
-            "m.received_at, m.call_id, m.content FROM messages m "
-            f"JOIN devices d ON d.id = m.device_id {where} "
+            "m.received_at, m.call_id, m.content, c.path FROM messages m "
+            f"JOIN devices d ON d.id = m.device_id LEFT JOIN calls c ON c.id = m.call_id {where} "
             "ORDER BY m.received_at DESC, m.id DESC LIMIT ?",
             (*args, limit),
         )
@@ -981,6 +1088,119 @@ class SQLiteStore(Database, Store):
             (limit,),
         )
         return [self._outbox_row(row) for row in rows]
+
+    # -- supervision ---------------------------------------------------------------------
+
+    def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
+        where = "WHERE d.name = ?" if device is not None else ""
+        rows = self._read(
+            "SELECT d.name, d.id, d.test_interval, d.grace, d.enrolled_at, d.revoked_at, "
+            "d.site, s.state, s.since, s.last, coalesce(s.line_tests_only, 0), s.schedule, "
+            "s.extra, s.last_port, s.last_caller, s.attributes "
+            f"FROM devices d LEFT JOIN supervision s ON s.device_id = d.id {where} ORDER BY d.id",
+            () if device is None else (device,),
+        )
+        return list(map(SupervisionRow._make, rows))  # line_tests_only: 0 or 1
+
+    def save_supervision(self, batch: SupervisionBatch) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO supervision (device_id, state, since, last, line_tests_only, "
+                "schedule, extra, last_port, last_caller, attributes) "
+                "SELECT id, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM devices WHERE name = ? "
+                "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, "
+                "since = excluded.since, last = excluded.last, "
+                "line_tests_only = excluded.line_tests_only, schedule = excluded.schedule, "
+                "extra = excluded.extra, "
+                "last_port = coalesce(excluded.last_port, last_port), "
+                "last_caller = coalesce(excluded.last_caller, last_caller), "
+                "attributes = coalesce(excluded.attributes, attributes)",
+                [
+                    (
+                        u.state,
+                        u.since,
+                        u.last,
+                        int(u.line_tests_only),
+                        u.schedule,
+                        u.extra,
+                        u.last_port,
+                        u.last_caller,
+                        u.attributes,
+                        u.device,
+                    )
+                    for u in batch.devices
+                ],
+            )
+            db.executemany(
+                f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLUMNS}) "
+                f"VALUES ({', '.join('?' for _ in IncidentRow.__dataclass_fields__)})",
+                [
+                    tuple(getattr(i, name) for name in IncidentRow.__dataclass_fields__)
+                    for i in batch.incidents
+                ],
+            )
+            db.executemany(
+                "INSERT INTO incident_timeline (incident_id, at, what, text, by, device) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(t.incident_id, t.at, t.what, t.text, t.by, t.device) for t in batch.timeline],
+            )
+            db.executemany(
+                "INSERT INTO supervision_outbox (event) VALUES (?)", [(e,) for e in batch.outbox]
+            )
+            db.executemany(
+                "INSERT INTO supervision_commands (at, command) VALUES (?, ?)", batch.commands
+            )
+
+    def incident_rows(
+        self,
+        *,
+        status: Collection[str] | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRow]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            clauses.append(f"status IN ({', '.join('?' * len(status))})")
+            args.extend(status)
+        if incident_id is not None:
+            clauses.append("id = ?")
+            args.append(incident_id)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._read(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents {where} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [IncidentRow(*row) for row in rows]
+
+    def incident_timeline(self, incident_id: int) -> list[TimelineRow]:
+        rows = self._read(
+            "SELECT incident_id, at, what, text, by, device FROM incident_timeline "
+            "WHERE incident_id = ? ORDER BY at, id",
+            (incident_id,),
+        )
+        return [TimelineRow(*row) for row in rows]
+
+    def max_incident_id(self) -> int:
+        return int(self._read("SELECT coalesce(max(id), 0) FROM incidents")[0][0])
+
+    def supervision_outbox(self) -> list[tuple[int, str]]:
+        return [
+            (int(i), str(e))
+            for i, e in self._read("SELECT id, event FROM supervision_outbox ORDER BY id")
+        ]
+
+    def supervision_outbox_done(self, ids: Collection[int]) -> None:
+        with self._write() as db:
+            db.executemany("DELETE FROM supervision_outbox WHERE id = ?", [(i,) for i in ids])
+
+    def supervision_commands(self, after: int) -> list[tuple[int, str]]:
+        return [
+            (int(i), str(c))
+            for i, c in self._read(
+                "SELECT id, command FROM supervision_commands WHERE id > ? ORDER BY id", (after,)
+            )
+        ]
 
     # -- the operator console ------------------------------------------------------------
 
@@ -1183,8 +1403,8 @@ def _advance_counter(db: sqlite3.Connection, op: AdvanceCounter) -> bool:
 
 def _start_call(db: sqlite3.Connection, op: StartCall) -> int:
     cursor = db.execute(
-        "INSERT INTO calls (port, caller_id, started) VALUES (?, ?, ?)",
-        (op.port, op.caller_id, op.started),
+        "INSERT INTO calls (port, caller_id, started, path) VALUES (?, ?, ?, ?)",
+        (op.port, op.caller_id, op.started, op.path),
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
@@ -1418,8 +1638,10 @@ class AsyncStore:
         return bool(await self._submit(AdvanceCounter(device_id, counter, when)))
 
     # calls
-    async def start_call(self, port: str, caller_id: str | None, started: float) -> int:
-        return int(await self._submit(StartCall(port, caller_id, started)))
+    async def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int:
+        return int(await self._submit(StartCall(port, caller_id, started, path)))
 
     async def finish_call(
         self,
@@ -1493,6 +1715,39 @@ class AsyncStore:
             self.store.outbox_attempt, row_id, when, sent=sent, error=error, retry_at=retry_at
         )
 
+    # supervision
+    async def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
+        return await self._call(self.store.supervision_rows, device)
+
+    async def save_supervision(self, batch: SupervisionBatch) -> None:
+        await self._call(self.store.save_supervision, batch)
+
+    async def supervision_outbox(self) -> list[tuple[int, str]]:
+        return await self._call(self.store.supervision_outbox)
+
+    async def supervision_outbox_done(self, ids: Collection[int]) -> None:
+        await self._call(self.store.supervision_outbox_done, ids)
+
+    async def supervision_commands(self, after: int) -> list[tuple[int, str]]:
+        return await self._call(self.store.supervision_commands, after)
+
+    async def incident_rows(
+        self,
+        *,
+        status: Collection[str] | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRow]:
+        return await self._call(
+            self.store.incident_rows, status=status, incident_id=incident_id, limit=limit
+        )
+
+    async def incident_timeline(self, incident_id: int) -> list[TimelineRow]:
+        return await self._call(self.store.incident_timeline, incident_id)
+
+    async def max_incident_id(self) -> int:
+        return await self._call(self.store.max_incident_id)
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         if self._timer is not None:
@@ -1519,3 +1774,92 @@ def _size(operation: Operation) -> int:
     if isinstance(operation, AppendPartial):
         return len(operation.data)
     return 0
+
+
+# -- supervision's records (receiver/supervision/persist.py converts) ---------------------
+
+
+class SupervisionRow(NamedTuple):
+    """One device as supervision reads it at start: enrolment and the kept state (a
+    named tuple: a million of them are read at start)."""
+
+    device: str
+    device_id: int
+    test_interval: float
+    grace: float
+    enrolled_at: float
+    revoked_at: float | None
+    site: str | None
+    state: int | None
+    """None: supervision has not seen this device yet."""
+    since: float | None
+    last: float | None
+    line_tests_only: bool
+    schedule: str | None
+    extra: str | None
+    """JSON of the rare parts (paths, tests, storms), or None."""
+    last_port: str | None
+    last_caller: str | None
+    attributes: str | None
+
+
+@dataclass(frozen=True)
+class SupervisionUpdate:
+    device: str
+    state: int
+    since: float
+    last: float
+    line_tests_only: bool = False
+    schedule: str | None = None
+    extra: str | None = None
+    last_port: str | None = None
+    """None keeps what is stored (and so for the two below)."""
+    last_caller: str | None = None
+    attributes: str | None = None
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    id: int
+    kind: str
+    severity: str
+    key: str
+    summary: str
+    device: str | None
+    status: str
+    opened_at: float
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    resolved_at: float | None
+    resolved_by: str | None
+    members: str
+    """JSON: device -> late | down | recovered."""
+    attributes: str
+    last_notified: float | None
+    pending_since: float | None
+
+
+_INCIDENT_COLUMNS = ", ".join(IncidentRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    incident_id: int
+    at: float
+    what: str
+    text: str
+    by: str | None
+    device: str | None
+
+
+@dataclass(frozen=True)
+class SupervisionBatch:
+    """What one turn of supervision writes, in one transaction."""
+
+    devices: tuple[SupervisionUpdate, ...] = ()
+    incidents: tuple[IncidentRow, ...] = ()
+    timeline: tuple[TimelineRow, ...] = ()
+    outbox: tuple[str, ...] = ()
+    """Incident events (JSON) to hand to the notifier once committed."""
+    commands: tuple[tuple[float, str], ...] = ()
+    """(when, JSON) for the running engine (from the command line)."""

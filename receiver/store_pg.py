@@ -44,12 +44,16 @@ from .store import (
     CallEnd,
     CallRecord,
     Device,
+    IncidentRow,
     NotFound,
     OutboxItem,
     OutboxRow,
     Store,
     StoredMessage,
     StoreUnavailable,
+    SupervisionBatch,
+    SupervisionRow,
+    TimelineRow,
     security_counters,
 )
 
@@ -684,6 +688,119 @@ class PostgresStore(Store):
             (limit,),
         )
         return [self._outbox_row(row) for row in rows]
+
+    # -- supervision (receiver/supervision) ----------------------------------------------
+
+    def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
+        where = "WHERE d.name = %s" if device is not None else ""
+        rows = self._read(
+            "SELECT d.name, d.id, d.test_interval, d.grace, d.enrolled_at, d.revoked_at, "
+            "d.site, s.state, s.since, s.last, coalesce(s.line_tests_only, 0), s.schedule, "
+            "s.extra, s.last_port, s.last_caller, s.attributes "
+            f"FROM devices d LEFT JOIN supervision s ON s.device_id = d.id {where} ORDER BY d.id",
+            () if device is None else (device,),
+        )
+        return list(map(SupervisionRow._make, rows))
+
+    def save_supervision(self, batch: SupervisionBatch) -> None:
+        columns = ", ".join(IncidentRow.__dataclass_fields__)
+        updates = ", ".join(
+            f"{name} = excluded.{name}" for name in IncidentRow.__dataclass_fields__ if name != "id"
+        )
+        with self._write() as cursor:
+            for u in batch.devices:
+                cursor.execute(
+                    "INSERT INTO supervision (device_id, state, since, last, line_tests_only, "
+                    "schedule, extra, last_port, last_caller, attributes) "
+                    "SELECT id, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM devices WHERE name = %s "
+                    "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, "
+                    "since = excluded.since, last = excluded.last, "
+                    "line_tests_only = excluded.line_tests_only, schedule = excluded.schedule, "
+                    "extra = excluded.extra, "
+                    "last_port = coalesce(excluded.last_port, supervision.last_port), "
+                    "last_caller = coalesce(excluded.last_caller, supervision.last_caller), "
+                    "attributes = coalesce(excluded.attributes, supervision.attributes)",
+                    (
+                        u.state,
+                        u.since,
+                        u.last,
+                        int(u.line_tests_only),
+                        u.schedule,
+                        u.extra,
+                        u.last_port,
+                        u.last_caller,
+                        u.attributes,
+                        u.device,
+                    ),
+                )
+            for incident in batch.incidents:
+                cursor.execute(
+                    f"INSERT INTO incidents ({columns}) VALUES "
+                    f"({', '.join('%s' for _ in IncidentRow.__dataclass_fields__)}) "
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}",
+                    tuple(getattr(incident, name) for name in IncidentRow.__dataclass_fields__),
+                )
+            for t in batch.timeline:
+                cursor.execute(
+                    "INSERT INTO incident_timeline (incident_id, at, what, text, by, device) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (t.incident_id, t.at, t.what, t.text, t.by, t.device),
+                )
+            for event in batch.outbox:
+                cursor.execute("INSERT INTO supervision_outbox (event) VALUES (%s)", (event,))
+            for when, command in batch.commands:
+                cursor.execute(
+                    "INSERT INTO supervision_commands (at, command) VALUES (%s, %s)",
+                    (when, command),
+                )
+
+    def incident_rows(
+        self,
+        *,
+        status: Collection[str] | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRow]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            clauses.append("status = ANY(%s)")
+            args.append(list(status))
+        if incident_id is not None:
+            clauses.append("id = %s")
+            args.append(incident_id)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        columns = ", ".join(IncidentRow.__dataclass_fields__)
+        rows = self._read(
+            f"SELECT {columns} FROM incidents {where} ORDER BY id DESC LIMIT %s",
+            (*args, limit),
+        )
+        return [IncidentRow(*row) for row in rows]
+
+    def incident_timeline(self, incident_id: int) -> list[TimelineRow]:
+        rows = self._read(
+            "SELECT incident_id, at, what, text, by, device FROM incident_timeline "
+            "WHERE incident_id = %s ORDER BY at, id",
+            (incident_id,),
+        )
+        return [TimelineRow(*row) for row in rows]
+
+    def max_incident_id(self) -> int:
+        return int(self._read("SELECT coalesce(max(id), 0) FROM incidents")[0][0])
+
+    def supervision_outbox(self) -> list[tuple[int, str]]:
+        rows = self._read("SELECT id, event FROM supervision_outbox ORDER BY id")
+        return [(int(i), str(e)) for i, e in rows]
+
+    def supervision_outbox_done(self, ids: Collection[int]) -> None:
+        with self._write() as cursor:
+            cursor.execute("DELETE FROM supervision_outbox WHERE id = ANY(%s)", (list(ids),))
+
+    def supervision_commands(self, after: int) -> list[tuple[int, str]]:
+        rows = self._read(
+            "SELECT id, command FROM supervision_commands WHERE id > %s ORDER BY id", (after,)
+        )
+        return [(int(i), str(c)) for i, c in rows]
 
 
 def _due_order(row: OutboxRow) -> tuple[float, int]:

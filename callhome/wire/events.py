@@ -70,6 +70,8 @@ class HandshakeCompleted:
     server_clock_ms: int
     resume: dict[int, int]
     round_trip: float
+    test_interval: int | None = None
+    """Seconds between line tests the centre expects of this device, if it said."""
 
 
 @dataclass(frozen=True)
