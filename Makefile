@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench fuzz clean
+.PHONY: demo test lint typecheck bench fuzz chaos clean
 
 FUZZ_SECONDS ?= 60
 
@@ -40,6 +40,12 @@ bench: $(BIN)/.installed
 fuzz: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet atheris
 	$(BIN)/python -m tests.fuzz --seconds $(FUZZ_SECONDS)
+
+# the chaos soak (tests/chaos/soak.py) for CHAOS_SECONDS: faults, bad lines, SIGKILLs of
+# the receiver; prints lost / duplicated / corrupted / leftover partial rows (all 0)
+CHAOS_SECONDS ?= 300
+chaos: $(BIN)/.installed
+	$(BIN)/python -m tests.chaos --seconds $(CHAOS_SECONDS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

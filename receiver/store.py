@@ -12,8 +12,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import sqlite3
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
@@ -123,6 +124,72 @@ class StoredMessage:
     """The path of the call that delivered it ("modem", "ip")."""
 
 
+@dataclass(frozen=True)
+class StartCall:
+    """A write of `Store.apply_batch`: `Store.start_call` (result: the call's id)."""
+
+    port: str
+    caller_id: str | None
+    started: float
+    path: str = "modem"
+    """The path of the call ("modem", "ip")."""
+
+
+@dataclass(frozen=True)
+class FinishCall:
+    """`Store.finish_call` (result: None)."""
+
+    call_id: int
+    end: CallEnd
+
+
+@dataclass(frozen=True)
+class AdvanceCounter:
+    """`Store.advance_counter` (result: bool)."""
+
+    device_id: int
+    counter: int
+    when: float
+
+
+@dataclass(frozen=True)
+class StoreMessage:
+    """`Store.store_message` (result: bool, False for a duplicate)."""
+
+    device_id: int
+    epoch: int
+    seq: int
+    kind: str
+    content: bytes
+    summary: dict[str, str | None]
+    call_id: int | None
+    received_at: float
+
+
+@dataclass(frozen=True)
+class AppendPartial:
+    """`Store.append_partial` (result: None)."""
+
+    device_id: int
+    epoch: int
+    seq: int
+    offset: int
+    data: bytes
+
+
+Operation = StartCall | FinishCall | AdvanceCounter | StoreMessage | AppendPartial
+"""The writes of the bank's hot path, which `apply_batch` commits together."""
+
+OPERATION_NAMES: dict[type, str] = {
+    StartCall: "start_call",
+    FinishCall: "finish_call",
+    AdvanceCounter: "advance_counter",
+    StoreMessage: "store_message",
+    AppendPartial: "append_partial",
+}
+"""Each operation by the name of the `Store` method it stands for (metrics, logs)."""
+
+
 class Store(abc.ABC):
     """What the bank and the CLI need from the centre's storage."""
 
@@ -218,6 +285,41 @@ class Store(abc.ABC):
         kind: str | None = None,
         limit: int = 100,
     ) -> list[StoredMessage]: ...
+
+    def apply_batch(self, operations: Sequence[Operation]) -> list[Any]:
+        """Apply writes and return, for each, its result or the exception it raised.
+
+        A store that can (SQLite, PostgreSQL) commits them in one transaction, one
+        fsync for all: the bank's group commit (`AsyncStore`). No result may be
+        acted on (acknowledged) before this returns. This default applies them one
+        by one, each in its own transaction."""
+        results: list[Any] = []
+        for operation in operations:
+            try:
+                results.append(self._apply_one(operation))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def _apply_one(self, op: Operation) -> Any:
+        if isinstance(op, StoreMessage):
+            return self.store_message(
+                op.device_id,
+                op.epoch,
+                op.seq,
+                op.kind,
+                op.content,
+                op.summary,
+                op.call_id,
+                op.received_at,
+            )
+        if isinstance(op, AppendPartial):
+            return self.append_partial(op.device_id, op.epoch, op.seq, op.offset, op.data)
+        if isinstance(op, StartCall):
+            return self.start_call(op.port, op.caller_id, op.started, op.path)
+        if isinstance(op, FinishCall):
+            return self.finish_call(op.call_id, op.end)
+        return self.advance_counter(op.device_id, op.counter, op.when)
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -740,12 +842,7 @@ class SQLiteStore(Database, Store):
 
     def advance_counter(self, device_id: int, counter: int, when: float) -> bool:
         with self._write() as db:
-            changed = db.execute(
-                "UPDATE devices SET last_counter = ?, last_seen = ? "
-                "WHERE id = ? AND last_counter < ?",
-                (counter, when, device_id, counter),
-            ).rowcount
-        return bool(changed)
+            return _advance_counter(db, AdvanceCounter(device_id, counter, when))
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -753,41 +850,15 @@ class SQLiteStore(Database, Store):
         self, port: str, caller_id: str | None, started: float, path: str = "modem"
     ) -> int:
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO calls (port, caller_id, started, path) VALUES (?, ?, ?, ?)",
-                (port, caller_id, started, path),
-            )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+            return _start_call(db, StartCall(port, caller_id, started, path))
 
     def finish_call(
         self,
         call_id: int,
         end: CallEnd,
     ) -> None:
-        counters = security_counters(end.security)
         with self._write() as db:
-            db.execute(
-                "UPDATE calls SET ended = ?, outcome = ?, device_id = ?, rate = ?, "
-                "modulation = ?, error_correction = ?, bytes_in = ?, bytes_out = ?, "
-                "messages = ?, error = ?, "
-                + ", ".join(f"{name} = ?" for name in SECURITY_COUNTERS)
-                + " WHERE id = ?",
-                (
-                    end.ended,
-                    end.outcome,
-                    end.device_id,
-                    end.rate,
-                    end.modulation,
-                    end.error_correction,
-                    end.bytes_in,
-                    end.bytes_out,
-                    end.messages,
-                    end.error,
-                    *counters,
-                    call_id,
-                ),
-            )
+            _finish_call(db, FinishCall(call_id, end))
 
     def close_open_calls(self, when: float) -> int:
         with self._write() as db:
@@ -838,29 +909,9 @@ class SQLiteStore(Database, Store):
         call_id: int | None,
         received_at: float,
     ) -> bool:
+        op = StoreMessage(device_id, epoch, seq, kind, content, summary, call_id, received_at)
         with self._write() as db:
-            changed = db.execute(
-                "INSERT OR IGNORE INTO messages (device_id, epoch, seq, kind, severity, "
-                "component, state, received_at, call_id, content) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    device_id,
-                    epoch,
-                    seq,
-                    kind,
-                    summary.get("severity"),
-                    summary.get("component"),
-                    summary.get("state"),
-                    received_at,
-                    call_id,
-                    content,
-                ),
-            ).rowcount
-            db.execute(
-                "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
-                (device_id, epoch, seq),
-            )
-        return bool(changed)
+            return _store_message(db, op)
 
     def partials(self, device_id: int, epoch: int) -> dict[int, bytes]:
         held: dict[int, bytearray] = {}
@@ -877,24 +928,24 @@ class SQLiteStore(Database, Store):
     def append_partial(
         self, device_id: int, epoch: int, seq: int, offset: int, data: bytes
     ) -> None:
-        """Add a chunk of a long message; only what continues the held prefix is kept."""
+        """Add a chunk of a long message; only what continues the held prefix is kept,
+        and nothing of a message already stored (another call of the device may have
+        stored it meanwhile: its copy would never be deleted)."""
         with self._write() as db:
-            if offset == 0:
-                db.execute(
-                    "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
-                    (device_id, epoch, seq),
-                )
-            have = db.execute(
-                "SELECT coalesce(sum(length(data)), 0) FROM partial_chunks WHERE "
-                "device_id = ? AND epoch = ? AND seq = ?",
-                (device_id, epoch, seq),
-            ).fetchone()[0]
-            if offset == have and data:
-                db.execute(
-                    "INSERT INTO partial_chunks (device_id, epoch, seq, offset, data, "
-                    "stored_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (device_id, epoch, seq, offset, data, time.time()),
-                )
+            _append_partial(db, AppendPartial(device_id, epoch, seq, offset, data))
+
+    def apply_batch(self, operations: Sequence[Operation]) -> list[Any]:
+        """All in one transaction (one fsync). An operation that fails on its own (a
+        constraint) must not cost the others: the batch is then applied one by one."""
+        if not operations:
+            return []
+        try:
+            with self._write() as db:
+                return [_APPLY[type(op)](db, op) for op in operations]
+        except StoreUnavailable:
+            raise  # the disk, not an operation: every one of them failed
+        except Exception:
+            return super().apply_batch(operations)
 
     def messages(
         self,
@@ -1339,6 +1390,110 @@ class SQLiteStore(Database, Store):
         ]
 
 
+# -- the writes, inside a transaction the caller holds ----------------------------------
+
+
+def _advance_counter(db: sqlite3.Connection, op: AdvanceCounter) -> bool:
+    changed = db.execute(
+        "UPDATE devices SET last_counter = ?, last_seen = ? WHERE id = ? AND last_counter < ?",
+        (op.counter, op.when, op.device_id, op.counter),
+    ).rowcount
+    return bool(changed)
+
+
+def _start_call(db: sqlite3.Connection, op: StartCall) -> int:
+    cursor = db.execute(
+        "INSERT INTO calls (port, caller_id, started, path) VALUES (?, ?, ?, ?)",
+        (op.port, op.caller_id, op.started, op.path),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def _finish_call(db: sqlite3.Connection, op: FinishCall) -> None:
+    end = op.end
+    db.execute(
+        "UPDATE calls SET ended = ?, outcome = ?, device_id = ?, rate = ?, "
+        "modulation = ?, error_correction = ?, bytes_in = ?, bytes_out = ?, "
+        "messages = ?, error = ?, "
+        + ", ".join(f"{name} = ?" for name in SECURITY_COUNTERS)
+        + " WHERE id = ?",
+        (
+            end.ended,
+            end.outcome,
+            end.device_id,
+            end.rate,
+            end.modulation,
+            end.error_correction,
+            end.bytes_in,
+            end.bytes_out,
+            end.messages,
+            end.error,
+            *security_counters(end.security),
+            op.call_id,
+        ),
+    )
+
+
+def _store_message(db: sqlite3.Connection, op: StoreMessage) -> bool:
+    changed = db.execute(
+        "INSERT OR IGNORE INTO messages (device_id, epoch, seq, kind, severity, "
+        "component, state, received_at, call_id, content) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            op.device_id,
+            op.epoch,
+            op.seq,
+            op.kind,
+            op.summary.get("severity"),
+            op.summary.get("component"),
+            op.summary.get("state"),
+            op.received_at,
+            op.call_id,
+            op.content,
+        ),
+    ).rowcount
+    # the partial copy goes in the transaction that stores the message: never left over
+    db.execute(
+        "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
+        (op.device_id, op.epoch, op.seq),
+    )
+    return bool(changed)
+
+
+def _append_partial(db: sqlite3.Connection, op: AppendPartial) -> None:
+    key = (op.device_id, op.epoch, op.seq)
+    if db.execute(
+        "SELECT 1 FROM messages WHERE device_id = ? AND epoch = ? AND seq = ?", key
+    ).fetchone():
+        return
+    if op.offset == 0:
+        db.execute("DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?", key)
+    # the end of the held prefix is the end of its last chunk (chunks are only ever
+    # appended contiguously): one row by the primary key, not a sum over all of them
+    row = db.execute(
+        "SELECT offset + length(data) FROM partial_chunks WHERE device_id = ? AND "
+        "epoch = ? AND seq = ? ORDER BY offset DESC LIMIT 1",
+        key,
+    ).fetchone()
+    have = row[0] if row else 0
+    if op.offset == have and op.data:
+        db.execute(
+            "INSERT INTO partial_chunks (device_id, epoch, seq, offset, data, "
+            "stored_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (*key, op.offset, op.data, time.time()),
+        )
+
+
+_APPLY: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
+    StartCall: _start_call,
+    FinishCall: _finish_call,
+    AdvanceCounter: _advance_counter,
+    StoreMessage: _store_message,
+    AppendPartial: _append_partial,
+}
+
+
 def security_counters(security: Mapping[str, int] | None) -> tuple[int, ...]:
     """The values of `SECURITY_COUNTERS` in `security`, in order (0 when missing)."""
     given = security or {}
@@ -1377,11 +1532,99 @@ def _filters(
 class AsyncStore:
     """The store for asyncio code: the same methods, with the same signatures, each run on
     one thread of its own, so that a locked or slow disk does not stall the event loop
-    that serves every port of the bank (and mypy checks every call)."""
+    that serves every port of the bank (and mypy checks every call).
 
-    def __init__(self, store: Store) -> None:
+    Group commit: the writes of the bank's hot path (calls started and finished,
+    counters, messages, partial copies) are queued and committed together by one
+    `Store.apply_batch`, one transaction and one fsync for all; each caller returns
+    (and only then acknowledges) once the batch holding its own write has committed.
+    While a batch commits, the next one gathers; when the store is idle, the first write
+    waits up to `window` seconds for company, if the last batch had any (a lone caller,
+    which always comes back right after its commit, is not made to wait for nobody).
+    A batch holds at most `max_batch` writes or `max_bytes` of content."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        window: float = 0.002,
+        max_batch: int = 512,
+        max_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
         self.store = store
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "callhome-store")
+        self.window = window
+        self.max_batch = max_batch
+        self.max_bytes = max_bytes
+        self._pending: list[tuple[Operation, asyncio.Future[Any]]] = []
+        self._pending_bytes = 0
+        self._committing = False
+        self._timer: asyncio.Handle | None = None
+        self._last_batch = 1
+        self.commits = 0
+        """Batches committed (each one transaction: one fsync of the WAL)."""
+        self.operations = 0
+        """Writes committed in them."""
+
+    async def _submit(self, operation: Operation) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((operation, future))
+        self._pending_bytes += _size(operation)
+        if self._committing:
+            pass  # the batch after the one committing now takes it
+        elif len(self._pending) >= self.max_batch or self._pending_bytes >= self.max_bytes:
+            self._commit_next(loop)
+        elif self._timer is None:
+            if self.window > 0 and self._last_batch > 1:
+                self._timer = loop.call_later(self.window, self._commit_next, loop)
+            else:
+                self._timer = loop.call_soon(self._commit_next, loop)
+        return await future
+
+    def _commit_next(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._committing or not self._pending:
+            return
+        count = size = 0
+        for operation, _ in self._pending:
+            if count and (count >= self.max_batch or size >= self.max_bytes):
+                break
+            count += 1
+            size += _size(operation)
+        batch = self._pending[:count]
+        del self._pending[:count]
+        self._pending_bytes -= size
+        self._committing = True
+        done = loop.run_in_executor(
+            self._executor, self.store.apply_batch, [operation for operation, _ in batch]
+        )
+        done.add_done_callback(lambda result: self._committed(loop, batch, result))
+
+    def _committed(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[Operation, asyncio.Future[Any]]],
+        done: asyncio.Future[list[Any]],
+    ) -> None:
+        self._committing = False
+        self._last_batch = len(batch)
+        error = done.exception()
+        results: list[Any] = [error] * len(batch) if error is not None else done.result()
+        if error is None:
+            self.commits += 1
+            self.operations += len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():  # its caller was cancelled (the call ended meanwhile)
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        if self._pending:  # they waited a commit already: no window for them
+            self._commit_next(loop)
 
     async def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -1392,20 +1635,20 @@ class AsyncStore:
         return await self._call(self.store.device_by_key, public_key)
 
     async def advance_counter(self, device_id: int, counter: int, when: float) -> bool:
-        return await self._call(self.store.advance_counter, device_id, counter, when)
+        return bool(await self._submit(AdvanceCounter(device_id, counter, when)))
 
     # calls
     async def start_call(
         self, port: str, caller_id: str | None, started: float, path: str = "modem"
     ) -> int:
-        return await self._call(self.store.start_call, port, caller_id, started, path)
+        return int(await self._submit(StartCall(port, caller_id, started, path)))
 
     async def finish_call(
         self,
         call_id: int,
         end: CallEnd,
     ) -> None:
-        await self._call(self.store.finish_call, call_id, end)
+        await self._submit(FinishCall(call_id, end))
 
     async def close_open_calls(self, when: float) -> int:
         return await self._call(self.store.close_open_calls, when)
@@ -1425,16 +1668,10 @@ class AsyncStore:
         call_id: int | None,
         received_at: float,
     ) -> bool:
-        return await self._call(
-            self.store.store_message,
-            device_id,
-            epoch,
-            seq,
-            kind,
-            content,
-            summary,
-            call_id,
-            received_at,
+        return bool(
+            await self._submit(
+                StoreMessage(device_id, epoch, seq, kind, content, summary, call_id, received_at)
+            )
         )
 
     async def partials(self, device_id: int, epoch: int) -> dict[int, bytes]:
@@ -1443,7 +1680,7 @@ class AsyncStore:
     async def append_partial(
         self, device_id: int, epoch: int, seq: int, offset: int, data: bytes
     ) -> None:
-        await self._call(self.store.append_partial, device_id, epoch, seq, offset, data)
+        await self._submit(AppendPartial(device_id, epoch, seq, offset, data))
 
     # follow the sun
     async def sun_commit(
@@ -1513,7 +1750,30 @@ class AsyncStore:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending:  # written by callers still waiting: commit before closing
+            batch, self._pending = self._pending, []
+            try:
+                results = self.store.apply_batch([operation for operation, _ in batch])
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
         self.store.close()
+
+
+def _size(operation: Operation) -> int:
+    if isinstance(operation, StoreMessage):
+        return len(operation.content)
+    if isinstance(operation, AppendPartial):
+        return len(operation.data)
+    return 0
 
 
 # -- supervision's records (receiver/supervision/persist.py converts) ---------------------

@@ -44,22 +44,18 @@ def crc16(data: bytes) -> int:
 
 
 def cobs_encode(data: bytes) -> bytes:
-    out = bytearray()
-    block = bytearray()
-    for byte in data:
-        if byte == 0:
-            out.append(len(block) + 1)
-            out += block
-            block.clear()
-        else:
-            block.append(byte)
-            if len(block) == 254:
-                out.append(255)
-                out += block
-                block.clear()
-    out.append(len(block) + 1)
-    out += block
-    return bytes(out)
+    """COBS by slices: one block per run of non-zero bytes (split at 254), no loop over
+    bytes in Python."""
+    pieces: list[bytes] = []
+    for run in data.split(b"\x00"):
+        start = 0
+        while len(run) - start >= 254:
+            pieces.append(b"\xff")
+            pieces.append(run[start : start + 254])
+            start += 254
+        pieces.append(bytes((len(run) - start + 1,)))
+        pieces.append(run[start:] if start else run)
+    return b"".join(pieces)
 
 
 class CobsError(ValueError):
@@ -67,67 +63,43 @@ class CobsError(ValueError):
 
 
 def cobs_decode(data: bytes) -> bytes:
-    out = bytearray()
+    """One step per block, not per byte: a zero anywhere is an error, found by `find`."""
+    if data.find(0) >= 0:
+        raise CobsError("zero byte inside a COBS frame")
+    pieces: list[bytes] = []
     index = 0
     length = len(data)
     while index < length:
         code = data[index]
-        if code == 0:
-            raise CobsError("zero byte inside a COBS frame")
         end = index + code
         if end > length:
             raise CobsError("COBS block runs past the end of the frame")
-        block = data[index + 1 : end]
-        if 0 in block:
-            raise CobsError("zero byte inside a COBS block")
-        out += block
+        pieces.append(data[index + 1 : end])
         index = end
         if code < 255 and index < length:
-            out.append(0)
-    return bytes(out)
+            pieces.append(b"\x00")
+    return b"".join(pieces)
 
 
 def stuff(data: bytes) -> bytes:
-    """Insert 0x01 after every `++`: the output never contains `+++`."""
+    """Insert 0x01 after every `++`: the output never contains `+++`. (Inserting after
+    each pair of a run of `+` is what `replace` does: it scans left to right without
+    overlap, and the inserted byte ends the run.)"""
     if b"++" not in data:
         return data
-    out = bytearray()
-    run = 0
-    for byte in data:
-        out.append(byte)
-        if byte == PLUS:
-            run += 1
-            if run == 2:
-                out.append(STUFFED)
-                run = 0
-        else:
-            run = 0
-    return bytes(out)
+    return data.replace(b"++", b"++\x01")
 
 
 def unstuff(data: bytes) -> bytes:
     if b"++" not in data:
         return data
-    out = bytearray()
-    run = 0
-    skip = False
-    for byte in data:
-        if skip:
-            if byte != STUFFED:
-                raise CobsError("`++` not followed by the stuffing byte")
-            skip = False
-            run = 0
-            continue
-        out.append(byte)
-        if byte == PLUS:
-            run += 1
-            if run == 2:
-                skip = True
-        else:
-            run = 0
-    if skip:
-        raise CobsError("frame ends inside a stuffing sequence")
-    return bytes(out)
+    # in stuffed data every run of `+` is at most two long and every pair is followed by
+    # 0x01, so each `++ 0x01` is a stuffed pair; the data was well stuffed exactly when
+    # stuffing the result gives it back
+    out = data.replace(b"++\x01", b"++")
+    if out.replace(b"++", b"++\x01") != data:
+        raise CobsError("`++` not followed by the stuffing byte")
+    return out
 
 
 def encode_frame(body: bytes) -> bytes:

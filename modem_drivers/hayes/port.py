@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import os
 import threading
 from functools import partial
@@ -113,8 +114,100 @@ class _PyserialPort(SerialPort):
         return _read(lambda: self.serial.ri) if self.has_ri else None
 
 
+class _TtySerial(serial.Serial):  # type: ignore[misc]  # pyserial has no types
+    """pyserial's POSIX port with one descriptor and no `select()`.
+
+    pyserial opens two pipes per port (four descriptors, to abort a blocking read or
+    write) and reads and writes through `select()`, which cannot take a descriptor at
+    or above 1024: about 204 ports per process. The transport never blocks and never
+    aborts (it reads and writes the non-blocking descriptor when the event loop says it
+    is ready), so the pipes go and reading is `os.read`. Opening and configuring
+    (termios, the exclusive lock, DTR/RTS) stay pyserial's (setup.cfg pins the release;
+    tests/hayes/test_port_override.py checks what this relies on)."""
+
+    fd: int | None
+    is_open: bool
+
+    def open(self) -> None:
+        if self._port is None:
+            raise serial.SerialException("Port must be configured before it can be used.")
+        if self.is_open:
+            raise serial.SerialException("Port is already open.")
+        try:
+            self.fd = os.open(self.portstr, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as exc:
+            self.fd = None
+            raise serial.SerialException(
+                exc.errno, f"could not open port {self._port}: {exc}"
+            ) from exc
+        try:
+            self._reconfigure_port(force_update=True)
+            try:
+                if not self._dsrdtr:
+                    self._update_dtr_state()
+                if not self._rtscts:
+                    self._update_rts_state()
+            except OSError as exc:  # a pty: no modem-control lines
+                if exc.errno not in (errno.EINVAL, errno.ENOTTY):
+                    raise
+            self._reset_input_buffer()
+        except BaseException:
+            os.close(self.fd)
+            self.fd = None
+            raise
+        self.is_open = True
+
+    def close(self) -> None:
+        if self.is_open:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+            self.is_open = False
+
+    def read(self, size: int = 1) -> bytes:
+        """What is there now, up to `size` bytes (b"" if nothing); never waits."""
+        if not self.is_open or self.fd is None:
+            raise serial.PortNotOpenError()
+        try:
+            return os.read(self.fd, size)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError as exc:
+            raise serial.SerialException(f"read failed: {exc}") from exc
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Writes what the port takes now; returns how many bytes (0 when full)."""
+        if not self.is_open or self.fd is None:
+            raise serial.PortNotOpenError()
+        try:
+            return os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise serial.SerialException(f"write failed: {exc}") from exc
+
+
 class _SerialTransport(serial_asyncio_fast.SerialTransport):
-    """serial_asyncio_fast's transport with its write path fixed (see the module doc)."""
+    """serial_asyncio_fast's transport with its read and write paths fixed (see the
+    module doc): `os.read`/`os.write` on the descriptor the event loop watches, and an
+    error in a read (the port gone) or in the protocol's callback closes the port once,
+    with the error, instead of firing again on every turn of the loop."""
+
+    def _read_ready(self) -> None:
+        try:
+            data = os.read(self._serial.fileno(), self._max_read_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._abort(serial.SerialException(f"read failed: {_reason(exc)}"))
+            return
+        if not data:
+            self._abort(serial.SerialException("the port reported end of file"))
+            return
+        try:
+            self._protocol.data_received(data)
+        except Exception as exc:  # a bug above us: it costs this port, once
+            self._abort(exc)
 
     def _write_data(self, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -316,9 +409,8 @@ async def open_port(
         kwargs: dict[str, Any] = {"baudrate": baudrate, "rtscts": rtscts}
         if "://" not in url:
             kwargs["exclusive"] = True
-        serial_port = await loop.run_in_executor(
-            None, partial(serial.serial_for_url, url, **kwargs)
-        )
+        opener: Any = _TtySerial if "://" not in url else serial.serial_for_url
+        serial_port = await loop.run_in_executor(None, partial(opener, url, **kwargs))
         transport = _SerialTransport(loop, protocol, serial_port)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         return _PyserialPort(url, transport)

@@ -4,6 +4,7 @@ first if a release moves the ground under the override."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import pty
@@ -65,6 +66,38 @@ async def test_a_tty_is_opened_with_the_fixed_transport():
             assert os.read(controller, 16) == b"AT\r"
         finally:
             opened.transport.close()
+    finally:
+        os.close(controller)
+        os.close(device)
+
+
+def test_the_pyserial_internals_the_one_descriptor_port_uses_still_exist():
+    """`_TtySerial.open` is pyserial's POSIX `open` without the abort pipes."""
+    import serial
+    import serial.serialposix
+
+    major, minor, *_ = (int(part) for part in version("pyserial").split("."))
+    assert (major, minor) == (3, 5), "re-check port._TtySerial against this release"
+    assert serial.Serial is serial.serialposix.Serial
+    for name in ("_reconfigure_port", "_update_dtr_state", "_update_rts_state"):
+        assert callable(getattr(serial.Serial, name, None)), name
+    assert callable(getattr(serial.Serial, "_reset_input_buffer", None))
+    probe = serial.Serial()
+    for name in ("_port", "_dsrdtr", "_rtscts", "is_open", "portstr"):
+        assert hasattr(probe, name), name
+    assert "pipe_abort_read_r" in inspect.getsource(serial.serialposix.Serial.open)
+
+
+async def test_a_tty_costs_one_descriptor():
+    controller, device = pty.openpty()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        opened = await port.open_port(os.ttyname(device), asyncio.Protocol())
+        try:
+            assert len(os.listdir("/proc/self/fd")) - before == 1
+        finally:
+            opened.transport.close()
+            await asyncio.sleep(0.05)
     finally:
         os.close(controller)
         os.close(device)
