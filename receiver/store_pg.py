@@ -25,7 +25,7 @@ import contextlib
 import re
 import time
 import urllib.parse
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import psycopg
@@ -44,18 +44,24 @@ from .store import (
     MIGRATIONS,
     SECURITY_COUNTERS,
     Account,
+    AdvanceCounter,
     AlreadyExists,
+    AppendPartial,
     AuditEntry,
     CallEnd,
     CallRecord,
     ConsoleSession,
     Device,
+    FinishCall,
     IncidentRow,
     NotFound,
+    Operation,
     OutboxItem,
     OutboxRow,
+    StartCall,
     Store,
     StoredMessage,
+    StoreMessage,
     StoreUnavailable,
     SupervisionBatch,
     SupervisionRow,
@@ -204,6 +210,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class _Conflict(StoreUnavailable):
+    """A transaction that PostgreSQL aborted for another's sake (a deadlock, a
+    serialization failure): trying again succeeds."""
+
+
 class PostgresStore(Store):
     """`Store` on a PostgreSQL database named by a DSN (`postgresql://...`)."""
 
@@ -295,6 +306,8 @@ class PostgresStore(Store):
     # -- plumbing ------------------------------------------------------------------------
 
     def _failure(self, exc: BaseException) -> Exception:
+        if getattr(exc, "sqlstate", None) in ("40P01", "40001"):
+            return _Conflict(explain(exc, self.dsn))
         if isinstance(exc, psycopg.errors.IntegrityError):
             return ConstraintViolation(
                 f"{self.where}: a constraint of {self.what} was violated",
@@ -411,13 +424,8 @@ class PostgresStore(Store):
         return Device(*rows[0]) if rows else None
 
     def advance_counter(self, device_id: int, counter: int, when: float) -> bool:
-        return bool(
-            self._one(
-                "UPDATE devices SET last_counter = %s, last_seen = %s "
-                "WHERE id = %s AND last_counter < %s",
-                (counter, when, device_id, counter),
-            )
-        )
+        with self._write() as cursor:
+            return _advance_counter(cursor, AdvanceCounter(device_id, counter, when))
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -425,37 +433,11 @@ class PostgresStore(Store):
         self, port: str, caller_id: str | None, started: float, path: str = "modem"
     ) -> int:
         with self._write() as cursor:
-            cursor.execute(
-                "INSERT INTO calls (port, caller_id, started, path) VALUES (%s, %s, %s, %s) "
-                "RETURNING id",
-                (port, caller_id, started, path),
-            )
-            row = cursor.fetchone()
-        assert row is not None
-        return int(row[0])
+            return _start_call(cursor, StartCall(port, caller_id, started, path))
 
     def finish_call(self, call_id: int, end: CallEnd) -> None:
-        self._one(
-            "UPDATE calls SET ended = %s, outcome = %s, device_id = %s, rate = %s, "
-            "modulation = %s, error_correction = %s, bytes_in = %s, bytes_out = %s, "
-            "messages = %s, error = %s, "
-            + ", ".join(f"{name} = %s" for name in SECURITY_COUNTERS)
-            + " WHERE id = %s",
-            (
-                end.ended,
-                end.outcome,
-                end.device_id,
-                end.rate,
-                end.modulation,
-                end.error_correction,
-                end.bytes_in,
-                end.bytes_out,
-                end.messages,
-                end.error,
-                *security_counters(end.security),
-                call_id,
-            ),
-        )
+        with self._write() as cursor:
+            _finish_call(cursor, FinishCall(call_id, end))
 
     def close_open_calls(self, when: float) -> int:
         return self._one(
@@ -504,30 +486,9 @@ class PostgresStore(Store):
         call_id: int | None,
         received_at: float,
     ) -> bool:
+        op = StoreMessage(device_id, epoch, seq, kind, content, summary, call_id, received_at)
         with self._write() as cursor:
-            cursor.execute(
-                "INSERT INTO messages (device_id, epoch, seq, kind, severity, component, state, "
-                "received_at, call_id, content) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (device_id, epoch, seq) DO NOTHING",
-                (
-                    device_id,
-                    epoch,
-                    seq,
-                    kind,
-                    summary.get("severity"),
-                    summary.get("component"),
-                    summary.get("state"),
-                    received_at,
-                    call_id,
-                    content,
-                ),
-            )
-            changed = cursor.rowcount
-            cursor.execute(
-                "DELETE FROM partial_chunks WHERE device_id = %s AND epoch = %s AND seq = %s",
-                (device_id, epoch, seq),
-            )
-        return bool(changed)
+            return _store_message(cursor, op)
 
     def partials(self, device_id: int, epoch: int) -> dict[int, bytes]:
         held: dict[int, bytearray] = {}
@@ -544,31 +505,28 @@ class PostgresStore(Store):
     def append_partial(
         self, device_id: int, epoch: int, seq: int, offset: int, data: bytes
     ) -> None:
-        """Add a chunk of a long message; only what continues the held prefix is kept."""
-        key = (device_id, epoch, seq)
+        """Add a chunk of a long message; only what continues the held prefix is kept,
+        and nothing of a message already stored."""
         with self._write() as cursor:
-            # two banks resuming the same message must not both append at one offset
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"partial:{key}",)
-            )
-            if offset == 0:
-                cursor.execute(
-                    "DELETE FROM partial_chunks WHERE device_id = %s AND epoch = %s AND seq = %s",
-                    key,
-                )
-            cursor.execute(
-                "SELECT coalesce(sum(length(data)), 0) FROM partial_chunks WHERE "
-                "device_id = %s AND epoch = %s AND seq = %s",
-                key,
-            )
-            row = cursor.fetchone()
-            assert row is not None
-            if offset == row[0] and data:
-                cursor.execute(
-                    'INSERT INTO partial_chunks (device_id, epoch, seq, "offset", data, '
-                    "stored_at) VALUES (%s, %s, %s, %s, %s, %s)",
-                    (*key, offset, data, time.time()),
-                )
+            _append_partial(cursor, AppendPartial(device_id, epoch, seq, offset, data))
+
+    def apply_batch(self, operations: Sequence[Operation]) -> list[Any]:
+        """All in one transaction (one commit, one WAL flush). An operation that fails on
+        its own (a constraint) aborts PostgreSQL's transaction and must not cost the
+        others, and a deadlock with another receiver's batch (rows locked in another
+        order) is nobody's fault: the batch is then applied one by one."""
+        if not operations:
+            return []
+        try:
+            with self._write() as cursor:
+                return [_APPLY[type(op)](cursor, op) for op in operations]
+        except _Conflict:
+            pass
+        except StoreUnavailable:
+            raise  # the database, not an operation: every one of them failed
+        except Exception:
+            pass
+        return super().apply_batch(operations)
 
     def messages(
         self,
@@ -1026,6 +984,117 @@ class PostgresStore(Store):
                 "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
             )
         ]
+
+
+# -- the writes of the hot path, inside a transaction the caller holds --------------------
+
+
+def _advance_counter(cursor: psycopg.Cursor[Any], op: AdvanceCounter) -> bool:
+    cursor.execute(
+        "UPDATE devices SET last_counter = %s, last_seen = %s WHERE id = %s AND last_counter < %s",
+        (op.counter, op.when, op.device_id, op.counter),
+    )
+    return bool(cursor.rowcount)
+
+
+def _start_call(cursor: psycopg.Cursor[Any], op: StartCall) -> int:
+    cursor.execute(
+        "INSERT INTO calls (port, caller_id, started, path) VALUES (%s, %s, %s, %s) RETURNING id",
+        (op.port, op.caller_id, op.started, op.path),
+    )
+    row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _finish_call(cursor: psycopg.Cursor[Any], op: FinishCall) -> None:
+    end = op.end
+    cursor.execute(
+        "UPDATE calls SET ended = %s, outcome = %s, device_id = %s, rate = %s, "
+        "modulation = %s, error_correction = %s, bytes_in = %s, bytes_out = %s, "
+        "messages = %s, error = %s, "
+        + ", ".join(f"{name} = %s" for name in SECURITY_COUNTERS)
+        + " WHERE id = %s",
+        (
+            end.ended,
+            end.outcome,
+            end.device_id,
+            end.rate,
+            end.modulation,
+            end.error_correction,
+            end.bytes_in,
+            end.bytes_out,
+            end.messages,
+            end.error,
+            *security_counters(end.security),
+            op.call_id,
+        ),
+    )
+
+
+def _store_message(cursor: psycopg.Cursor[Any], op: StoreMessage) -> bool:
+    cursor.execute(
+        "INSERT INTO messages (device_id, epoch, seq, kind, severity, component, state, "
+        "received_at, call_id, content) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (device_id, epoch, seq) DO NOTHING",
+        (
+            op.device_id,
+            op.epoch,
+            op.seq,
+            op.kind,
+            op.summary.get("severity"),
+            op.summary.get("component"),
+            op.summary.get("state"),
+            op.received_at,
+            op.call_id,
+            op.content,
+        ),
+    )
+    changed = cursor.rowcount
+    # the partial copy goes in the transaction that stores the message: never left over
+    cursor.execute(
+        "DELETE FROM partial_chunks WHERE device_id = %s AND epoch = %s AND seq = %s",
+        (op.device_id, op.epoch, op.seq),
+    )
+    return bool(changed)
+
+
+def _append_partial(cursor: psycopg.Cursor[Any], op: AppendPartial) -> None:
+    key = (op.device_id, op.epoch, op.seq)
+    # two banks resuming the same message must not both append at one offset
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"partial:{key}",))
+    # another call of the device may have stored the message meanwhile: a copy made
+    # now would never be deleted
+    cursor.execute("SELECT 1 FROM messages WHERE device_id = %s AND epoch = %s AND seq = %s", key)
+    if cursor.fetchone():
+        return
+    if op.offset == 0:
+        cursor.execute(
+            "DELETE FROM partial_chunks WHERE device_id = %s AND epoch = %s AND seq = %s", key
+        )
+    # the end of the held prefix is the end of its last chunk (chunks are only ever
+    # appended contiguously): one row by the primary key, not a sum over all of them
+    cursor.execute(
+        'SELECT "offset" + length(data) FROM partial_chunks WHERE device_id = %s AND '
+        'epoch = %s AND seq = %s ORDER BY "offset" DESC LIMIT 1',
+        key,
+    )
+    row = cursor.fetchone()
+    if op.offset == (row[0] if row else 0) and op.data:
+        cursor.execute(
+            'INSERT INTO partial_chunks (device_id, epoch, seq, "offset", data, stored_at) '
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (*key, op.offset, op.data, time.time()),
+        )
+
+
+_APPLY: dict[type, Callable[[psycopg.Cursor[Any], Any], Any]] = {
+    StartCall: _start_call,
+    FinishCall: _finish_call,
+    AdvanceCounter: _advance_counter,
+    StoreMessage: _store_message,
+    AppendPartial: _append_partial,
+}
 
 
 def _due_order(row: OutboxRow) -> tuple[float, int]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 
@@ -12,10 +13,14 @@ from hypothesis import strategies as st
 
 from receiver.store import (
     AlreadyExists,
+    AppendPartial,
+    AsyncStore,
     CallEnd,
     NotFound,
     OutboxItem,
     SQLiteStore,
+    StartCall,
+    StoreMessage,
     StoreUnavailable,
 )
 
@@ -116,6 +121,9 @@ def test_storing_a_message_drops_its_partial_copy(store):
     store.append_partial(device.id, 7, 1, 0, b"abc")
     assert store.partials(device.id, 7) == {1: b"abc"}
     store.store_message(device.id, 7, 1, "report", b"abcdef", {}, None, 1.0)
+    assert store.partials(device.id, 7) == {}
+    # a chunk of it arriving late (another call of the device) is not kept either
+    store.append_partial(device.id, 7, 1, 0, b"abc")
     assert store.partials(device.id, 7) == {}
 
 
@@ -359,3 +367,49 @@ def test_the_outbox_and_escalations_of_follow_the_sun(store):
     assert (rows["k1"].sent_at, rows["k1"].last_error, rows["k1"].attempts) == (20.0, None, 1)
     assert (rows["k2"].failed_at, rows["k2"].last_error, rows["k2"].attempts) == (31.0, "gone", 2)
     assert [r.item.outbox_key for r in store.outbox(limit=1)] == ["k2"]
+
+
+def test_a_batch_in_one_transaction_matches_one_by_one_on_both_backends(store):
+    d = enroll(store).id
+    ops = [
+        StartCall("bank0", "555", 1.0),
+        AppendPartial(d, 3, 1, 0, b"abc"),
+        AppendPartial(d, 3, 1, 3, b"def"),
+        AppendPartial(d, 3, 1, 9, b"gap"),  # not contiguous: dropped
+        AppendPartial(d, 3, 2, 0, b"xyz"),
+        StoreMessage(d, 3, 2, "report", b"xyz!", {}, 1, 2.0),
+        StoreMessage(d, 3, 2, "report", b"xyz!", {}, 1, 2.0),  # duplicate
+        AppendPartial(d, 3, 2, 3, b"late"),  # of a stored message: dropped
+    ]
+    assert store.apply_batch(ops) == [1, None, None, None, None, True, False, None]
+    assert store.partials(d, 3) == {1: b"abcdef"}
+    # one write that breaks a constraint costs only itself (PostgreSQL aborts the whole
+    # transaction: the batch is then applied one by one)
+    results = store.apply_batch(
+        [
+            StoreMessage(d, 3, 3, "report", b"a", {}, None, 3.0),
+            StoreMessage(999, 3, 4, "report", b"b", {}, None, 3.0),  # no such device
+            StartCall("bank1", None, 4.0, "ip"),
+        ]
+    )
+    assert results[0] is True and isinstance(results[1], Exception) and results[2] == 2
+    assert {m.seq for m in store.messages()} == {2, 3}
+    assert [c.path for c in store.calls()] == ["ip", "modem"]
+
+
+async def test_group_commit_on_both_backends(store):
+    d = enroll(store).id
+    async_store = AsyncStore(store, window=0.05)
+    try:
+        results = await asyncio.gather(
+            *(
+                async_store.store_message(d, 3, seq, "report", b"x", {}, None, 1.0)
+                for seq in range(50)
+            ),
+            async_store.start_call("bank0", None, 1.0),
+        )
+        assert results == [True] * 50 + [1]
+        assert async_store.commits == 1 and async_store.operations == 51
+    finally:
+        async_store._executor.shutdown(wait=True)
+    assert len(store.messages(limit=100)) == 50

@@ -427,3 +427,34 @@ def test_lists_sort_as_sqlite_even_where_the_database_sorts_by_language():
             store.close()
     finally:
         admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def test_a_batch_that_deadlocks_with_another_receivers_is_applied_one_by_one(
+    pg_database, monkeypatch
+):
+    """Two receivers' batches that lock the same rows in opposite orders: PostgreSQL
+    aborts one (40P01), and its writes are then made one by one, not failed."""
+    from receiver import store_pg
+
+    store = PostgresStore(pg_database(), create=True)
+    try:
+        device = store.enroll("plant", bytes(32), test_interval=60, grace=0, site=None)
+        original = store_pg._APPLY[store_module.StoreMessage]
+        deadlocks = []
+
+        def deadlocked(cursor, op):
+            if not deadlocks:
+                deadlocks.append(op)
+                raise psycopg.errors.DeadlockDetected("deadlock detected")
+            return original(cursor, op)
+
+        monkeypatch.setitem(store_pg._APPLY, store_module.StoreMessage, deadlocked)
+        ops = [
+            store_module.StartCall("bank0", None, 1.0),
+            store_module.StoreMessage(device.id, 1, 1, "report", b"x", {}, None, 2.0),
+        ]
+        assert store.apply_batch(ops) == [2, True]  # call 1 was rolled back with the batch
+        assert deadlocks and [c.id for c in store.calls()] == [2]
+        assert store.has_message(device.id, 1, 1)
+    finally:
+        store.close()
