@@ -26,6 +26,7 @@ from .call import DataCall, brief
 from .callerid import CallerId
 from .classify import may_inform
 from .dialstring import dial_string
+from .drain import LineAccount, PortOutput, modem_has_taken_all
 from .errors import (
     CommandRejected,
     HangupFailed,
@@ -75,6 +76,18 @@ log = structlog.get_logger("callhome.modem")
 HELD_WRITES_LIMIT = 64 * 1024
 QUIET_LIMIT = 20
 """`Quiet` waits at most this many times its quiet period."""
+
+
+def _uart_output(port: SerialPort) -> tuple[int | None, bool | None]:
+    """The kernel's output queue and CTS of a real UART; (None, None) where the port
+    cannot tell (a pty answers 0 to TIOCOUTQ whatever it holds, and has no CTS)."""
+    if port.kind != "tty":
+        return None, None
+    device = getattr(port, "serial", None)
+    try:
+        return int(device.out_waiting), bool(device.cts)  # type: ignore[union-attr]
+    except (OSError, AttributeError, ValueError, TypeError):
+        return None, None
 
 
 class _PortLost:
@@ -144,6 +157,7 @@ class HayesModem:
         self._suspect = asyncio.Event()
         self._call: DataCall | None = None
         self._held_writes = bytearray()
+        self._account = LineAccount()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_rx = 0.0
         self._lost: BaseException | None = None
@@ -550,6 +564,10 @@ class HayesModem:
 
     def _start_call(self, event: Connected) -> DataCall:
         self._held_writes.clear()
+        record = event.record
+        self._account.start(
+            record.tx_rate or record.rate or self.baudrate, self._now(), self.timings.line_time
+        )
         self._suspect.clear()
         call = DataCall(self, event.record, incoming=event.incoming)
         self._call = call
@@ -598,6 +616,7 @@ class HayesModem:
         core = self._core
         if core.state is State.ONLINE_DATA and not core.suspecting and not self._held_writes:
             core.note_data_written(self._now())
+            self._account.wrote(len(data), self._now())
             self._write(data)
         elif core.in_call:
             # Carrier loss suspected, or escaped to check: a modem in command mode would
@@ -610,6 +629,7 @@ class HayesModem:
         if self._held_writes and core.state is State.ONLINE_DATA and not core.suspecting:
             data, self._held_writes = bytes(self._held_writes), bytearray()
             core.note_data_written(self._now())
+            self._account.wrote(len(data), self._now())
             self._write(data)
 
     async def _drain(self) -> None:
@@ -664,8 +684,10 @@ class HayesModem:
             return None
         if isinstance(step, proc.WaitDcd):
             return await self._wait_dcd(step.level, step.timeout)
+        if isinstance(step, proc.WaitDrained):
+            return await self._wait_drained(step.timeout)
         if isinstance(step, proc.Escape):
-            return await self._escape(step.guard, step.margin)
+            return await self._escape(step.guard, step.margin, step.after)
         if isinstance(step, proc.Probe):
             return await self._probe(step.timeout)
         if isinstance(step, proc.WaitCallEnd):
@@ -741,11 +763,37 @@ class HayesModem:
                 return False
             await asyncio.sleep(self.timings.dcd_poll / 4)
 
-    async def _escape(self, guard: float, margin: float) -> bool:
-        """Guarded `+++`: silence, the three characters, silence, then OK."""
+    def _port_output(self) -> PortOutput:
+        port = self._port
+        if port is None:
+            return PortOutput(0, 0, None)
+        return PortOutput(port.write_buffer_size(), *_uart_output(port))
+
+    async def _wait_drained(self, timeout: float) -> float:
+        """Until the modem has taken the last byte written (see `drain`); answers when."""
+        deadline = self._now() + timeout
+        port_held = False
+        while True:
+            now = self._now()
+            if self._port is None or now >= deadline:
+                return now
+            output = self._port_output()
+            if modem_has_taken_all(output, self._account, now):
+                if port_held:
+                    return now  # the port emptied during the last poll interval
+                # it may have drained long ago: the account says when, at the latest
+                return min(now, max(self._core.last_write_at, self._account.drained_at))
+            port_held = port_held or not output.empty
+            # the account's end is known in advance; the port's buffers are polled
+            wait = max(self._account.remaining(now), 0.005)
+            await asyncio.sleep(min(wait, deadline - now))
+
+    async def _escape(self, guard: float, margin: float, after: float = 0.0) -> bool:
+        """Guarded `+++`: silence, the three characters, silence, then OK. The silence
+        counts from `after` at the earliest (when the modem took the last byte)."""
         silence = guard + margin
         while True:
-            wait = self._core.last_write_at + silence - self._now()
+            wait = max(self._core.last_write_at, after) + silence - self._now()
             if wait <= 0 and (self._port is None or self._port.write_buffer_size() == 0):
                 break
             await asyncio.sleep(max(wait, 0.01))
