@@ -532,7 +532,7 @@ def _print_call(report: CallReport, as_json: bool, *, title: str) -> None:
         ]
         rows.append(("line", ", ".join(parts) + f"  ({connect['connect']})"))
     if report.handshake_seconds is not None:
-        rows.append(("handshake", f"{report.handshake_seconds:.2f} s round trip"))
+        rows.append(("handshake", _handshake_text(report)))
     if report.connect:
         rows.append(("bytes", f"{report.bytes_sent} sent, {report.bytes_received} received"))
     if report.transfer_seconds is not None:
@@ -774,3 +774,13 @@ async def _dial(url: str, number: str, hold: float, choice: ModemChoice) -> dict
             result["hangup"] = report.method
         result["bytes_received"] = call.bytes_in
         return result
+
+
+def _handshake_text(report: CallReport) -> str:
+    """Every attempt counted: a retry shows, with what it cost."""
+    seconds = report.handshake_seconds or 0.0
+    attempts = max(1, report.handshake_attempts)
+    text = f"{seconds:.2f} s, {attempts} attempt{'s' if attempts > 1 else ''}"
+    if report.handshake_round_trip is not None:
+        text += f" (round trip {report.handshake_round_trip:.2f} s)"
+    return text

@@ -87,6 +87,10 @@ class CallReport:
     connect: dict[str, Any] | None = None
     connect_seconds: float | None = None
     handshake_seconds: float | None = None
+    """From the first HS1 sent to the centre's answer (every attempt counted)."""
+    handshake_round_trip: float | None = None
+    """From the HS1 that was answered to the answer."""
+    handshake_attempts: int = 0
     transfer_seconds: float | None = None
     line_seconds: float | None = None
     bytes_sent: int = 0
@@ -250,7 +254,7 @@ async def _converse(
     async def handle(event: Event) -> None:
         if isinstance(event, HandshakeCompleted):
             handshake_done.append(loop.time())
-            report.handshake_seconds = event.round_trip
+            _handshake_timing(report, event)
             # the centre's clock, read half a round trip ago
             report.skew_ms = int(
                 event.server_clock_ms + event.round_trip * 500 - time.time() * 1000
@@ -266,6 +270,7 @@ async def _converse(
             failure.append(event.error)
 
     ended = await run_session(call, session, handle)
+    report.handshake_attempts = session.handshake_attempts
     said = call.early_result() if not handshake_done else None
     early = exitcodes.DIAL_RESULTS[Outcome.of(said)] if said is not None else None
     if handshake_done:
@@ -305,6 +310,14 @@ async def _converse(
         bytes_received=report.bytes_received,
     )
     return report
+
+
+def _handshake_timing(report: CallReport, event: HandshakeCompleted) -> None:
+    """Honest handshake figures: a retry costs the call its whole back-off, so the time
+    counts from the first HS1, not from the attempt that was answered."""
+    report.handshake_round_trip = event.round_trip
+    report.handshake_attempts = event.attempts
+    report.handshake_seconds = event.seconds if event.seconds is not None else event.round_trip
 
 
 def _looks_like_text(data: bytes) -> bool:
