@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -74,6 +75,28 @@ from .timings import Timings
 log = structlog.get_logger("callhome.modem")
 
 HELD_WRITES_LIMIT = 64 * 1024
+ECHO_WATCH = 64
+"""Bytes kept of what answered the last command, to tell an echo."""
+
+
+@dataclass(frozen=True)
+class _SetUp:
+    """A full set-up this process did (see `HayesModem.initialize`)."""
+
+    at: float
+    """`time.monotonic()` when it finished."""
+    choice: tuple[Any, ...]
+    """The profile asked for and the user's settings: another choice sets up anew."""
+    profile: DriverProfile
+    info: ModemInfo
+
+
+_RECENT_SETUPS: dict[str, _SetUp] = {}
+"""By port URL: what this process set up last on each port, while nothing went wrong
+with that modem since."""
+
+RESETTING = (b"&D3", b"&F", b"Z")
+"""Settings after which closing the port (DTR drop) resets the modem: no reuse."""
 QUIET_LIMIT = 20
 """`Quiet` waits at most this many times its quiet period."""
 
@@ -165,6 +188,7 @@ class HayesModem:
         self.info: ModemInfo | None = None
         self._log = log.bind(port=self.name)
         self._transcript = False
+        self._answer_bytes = bytearray()
 
     def _new_core(self) -> ModemCore:
         profile = self.profile
@@ -236,7 +260,7 @@ class HayesModem:
                 await self.close()
             try:
                 await self.connect()
-                return await self.initialize()
+                return await self.initialize(reuse=False)  # it may have lost power
             except (
                 PortOpenError,
                 PortGone,
@@ -275,10 +299,26 @@ class HayesModem:
 
     # -- initialisation ------------------------------------------------------------------
 
-    async def initialize(self) -> ModemInfo:
+    async def initialize(self, *, reuse: bool = True) -> ModemInfo:
         """Drain, wake, reset, identify, then apply the settings one line at a time: the
-        required ones must be accepted, an optional one refused marks its feature absent."""
+        required ones must be accepted, an optional one refused marks its feature absent.
+
+        The rule for a shorter set-up: when this process set up the modem on this port
+        in full less than `Timings.setup_reuse` ago (10 minutes), with the same profile
+        and settings, and nothing went wrong with it since (no timeout, no lost port, no
+        failed or resetting hang-up), one `AT` checks it instead: a verbose OK without
+        echo shows it is awake and as we left it (closing the port in between drops
+        DTR, which with &D2 hangs up and keeps the settings). Anything else, or settings
+        that make a DTR drop reset the modem (&D3, &F, Z), and the set-up runs in full.
+        The agent and the bank keep their ports open, so this only spares the one-shot
+        commands (`callhome send`, `line-test`) the second set-up in a row."""
         async with self._operation():
+            recent = self._recent_setup() if reuse else None
+            if recent is not None:
+                if await self._run(proc.quick_wake(self._core, self.timings)):
+                    return self._reuse(recent)
+                _RECENT_SETUPS.pop(self.url, None)
+                self._log.info("modem.setup_not_reused", reason="no verbose OK without echo")
             self.dcd_trusted = False
             report: proc.SetupReport = await self._run(
                 proc.initialise(
@@ -299,6 +339,7 @@ class HayesModem:
                 self.dcd_trusted,
                 report.settings,
             )
+            self._remember_setup(report.profile, self.info)
             summary = proc.settings_summary(report.settings)
             self._log.info(
                 "modem.ready",
@@ -311,6 +352,34 @@ class HayesModem:
                 refused=summary["refused"],
             )
             return self.info
+
+    def _setup_choice(self) -> tuple[Any, ...]:
+        fixed = self._fixed_profile.name if self._fixed_profile else None
+        return (fixed, self.setup, self.baudrate)
+
+    def _recent_setup(self) -> _SetUp | None:
+        recent = _RECENT_SETUPS.get(self.url)
+        if recent is None or recent.choice != self._setup_choice():
+            return None
+        if time.monotonic() - recent.at > self.timings.setup_reuse:
+            return None
+        return recent
+
+    def _remember_setup(self, profile: DriverProfile, info: ModemInfo) -> None:
+        sent = [r.setting.command.upper() for r in info.settings if r.accepted]
+        if any(marker in command for command in sent for marker in RESETTING):
+            _RECENT_SETUPS.pop(self.url, None)
+            return
+        _RECENT_SETUPS[self.url] = _SetUp(time.monotonic(), self._setup_choice(), profile, info)
+
+    def _reuse(self, recent: _SetUp) -> ModemInfo:
+        self.profile = recent.profile
+        self._core.use_profile(recent.profile.numeric_table(), recent.profile.reports)
+        self.dcd_trusted = self._check_dcd()
+        assert self._port is not None
+        self.info = replace(recent.info, port=self._port.describe(), dcd_trusted=self.dcd_trusted)
+        self._log.info("modem.ready", profile=recent.profile.name, reused_setup=True)
+        return self.info
 
     def _check_dcd(self) -> bool:
         """DCD is only worth watching if it is low while no call is up (&C1 took)."""
@@ -546,13 +615,15 @@ class HayesModem:
         """The ATZ and reopen rungs leave the modem with its stored settings, not ours
         (&C1, S0=0, E0 ...): set it up again, or the next call runs on the wrong ones."""
         if method in ("atz", "reopen"):
+            _RECENT_SETUPS.pop(self.url, None)
             try:
-                await self.initialize()
+                await self.initialize(reuse=False)
             except ModemError as exc:
                 self._log.warning("modem.reinitialise_failed", error=str(exc))
 
     def _hung_up(self, method: str | None, started: float) -> HangupReport:
         if method is None:
+            _RECENT_SETUPS.pop(self.url, None)
             raise HangupFailed(f"{self.name}: could not hang up")
         if self._call is not None:
             self._call._end("hung up" if method != "remote" else "far end hung up")
@@ -699,6 +770,8 @@ class HayesModem:
             return None
         if isinstance(step, proc.Now):
             return self._now()
+        if isinstance(step, proc.Echoed):
+            return b"AT\r" in bytes(self._answer_bytes).upper()
         if isinstance(step, proc.Note):
             self._log.info(step.event, **dict(step.fields))
             return None
@@ -722,6 +795,7 @@ class HayesModem:
             self._log.info("modem.hangup_withheld", reason="a call rings in")
             return proc.Withheld()
         self._op_events = asyncio.Queue()
+        self._answer_bytes.clear()
         data = self._core.start_command(
             step.line, step.kind, self._now(), step.timeout, expects_info=step.expects_info
         )
@@ -861,6 +935,8 @@ class HayesModem:
 
     def _on_data(self, data: bytes) -> None:
         self._last_rx = self._now()
+        if len(self._answer_bytes) < ECHO_WATCH:
+            self._answer_bytes += data[: ECHO_WATCH - len(self._answer_bytes)]
         if self._transcript:
             self._log.debug("modem.rx", data=escape_bytes(data, 300))
         self._dispatch(self._core.receive(data, self._last_rx))
@@ -872,6 +948,7 @@ class HayesModem:
             return
         self._lost = exc or ConnectionResetError("closed")
         self._port = None
+        _RECENT_SETUPS.pop(self.url, None)
         self._core.port_lost()
         self._log.error("port.lost", error=str(exc) if exc else "closed")
         marker = _PortLost(exc)
@@ -967,6 +1044,10 @@ class HayesModem:
             self._internal = asyncio.current_task()
         try:
             yield
+        except ModemError:
+            # something went wrong with this modem: its next set-up runs in full
+            _RECENT_SETUPS.pop(self.url, None)
+            raise
         finally:
             self._busy = False
             self._op_events = None

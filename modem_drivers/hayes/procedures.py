@@ -136,6 +136,11 @@ class Now:
 
 
 @dataclass(frozen=True)
+class Echoed:
+    """Answers True when the modem echoed the last command line (E1: it was reset)."""
+
+
+@dataclass(frozen=True)
 class Note:
     """Something worth a log line: `event` and its fields."""
 
@@ -165,6 +170,7 @@ Step = (
     | WaitCallEnd
     | Reopen
     | Now
+    | Echoed
     | Note
     | Emit
 )
@@ -413,6 +419,20 @@ def initialise(
                 core, timings, reason=f"{setting.command.decode('latin-1')} was answered {answer}"
             )
     return SetupReport(chosen, identity, tuple(results))
+
+
+def quick_wake(core: ModemCore, timings: Timings) -> Procedure:
+    """The modem was set up moments ago by this process (see `HayesModem.initialize`):
+    `AT` answered by a verbose OK without echo shows it is awake and still as we left it
+    (a reset modem echoes: E1 is every factory default). False: set it up in full."""
+    yield Quiet(timings.drain_quiet)
+    core.discard_input()
+    event = yield Send(b"AT", CommandKind.COMMAND, timings.init_timeout)
+    echoed = yield Echoed()
+    if _verbose_ok(event) and not echoed:
+        core.resynchronised()
+        return True
+    return False
 
 
 # -- calls ------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ class Timings:
     """Hayes (00000529): "100 ms is an adequate safety margin" over the guard time."""
     drain_timeout: float = 30.0
     """Longest wait for the modem to take what was written before an escape anyway."""
+    setup_reuse: float = 600.0
+    """A set-up by this process younger than this is checked with one `AT`, not
+    repeated (see `HayesModem.initialize`)."""
     line_time: float = 1.0
     """Seconds of this clock per second of line time: 1 on a real line; `scaled()`
     shrinks it with the rest, as a scaled virtual network runs its lines faster."""
