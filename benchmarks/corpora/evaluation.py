@@ -223,7 +223,7 @@ def disk(rng: random.Random) -> dict[str, Any]:
 
 
 def thermal(rng: random.Random) -> dict[str, Any]:
-    host, report = _envelope(
+    _, report = _envelope(
         rng, "critical", "cpu-package", "overheat", "package temperature above critical for 40 s"
     )
     chips: dict[str, Any] = {
@@ -255,7 +255,7 @@ def thermal(rng: random.Random) -> dict[str, Any]:
 
 
 def bmc(rng: random.Random) -> dict[str, Any]:
-    host, report = _envelope(rng, "error", "bmc", "sel", "new SEL entries since the last call")
+    _, report = _envelope(rng, "error", "bmc", "sel", "new SEL entries since the last call")
     report["sel"] = [
         {"id": i + 1, "when": _ts(rng)[:19], "event": rng.choice(SEL).format(k=rng.randrange(1, 9))}
         for i in range(rng.randrange(2, 20))

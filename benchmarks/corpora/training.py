@@ -60,7 +60,8 @@ LOGS = (
     "sd {scsi}: [{dev}] tag#{n} FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_SENSE",
     "blk_update_request: I/O error, dev {dev}, sector {sector} op 0x0:(READ)",
     "Device: /dev/{dev} [SAT], {n} Currently unreadable (pending) sectors",
-    "Device: /dev/{dev} [SAT], SMART Usage Attribute: 194 Temperature_Celsius changed from {t} to {t2}",
+    "Device: /dev/{dev} [SAT], SMART Usage Attribute: 194 Temperature_Celsius changed "
+    "from {t} to {t2}",
     "EDAC MC0: 1 CE memory read error on CPU_SrcID#0_Ha#0_Chan#1_DIMM#0 (page:0x{hex})",
     "{svc}.service: Main process exited, code=exited, status=1/FAILURE",
     "{svc}.service: Failed with result 'exit-code'.",
