@@ -50,6 +50,7 @@ from ..wire.errors import MessageError
 from ..wire.messages import SEVERITIES, Kind
 from .config import DEFAULT_PATH, ClientConfig, check_client_config, load_client_config
 from .dialer import CallReport, call_centre, line_test_content
+from .progress import CallProgress, with_ticks
 from .spool import Spool, SpoolError
 
 T = TypeVar("T")
@@ -428,7 +429,7 @@ async def _send(
         if no_call:
             return None
         private = load_private_key(config.key)
-        return await call_centre(config, spool, private, progress=_Narrator(as_json))
+        return await _call_with_progress(config, spool, private, as_json)
     finally:
         spool.close()
 
@@ -495,7 +496,7 @@ async def _line_test(config_path: Path, as_json: bool) -> tuple[CallReport, int]
     try:
         seq = spool.enqueue(Kind.LINE_TEST, line_test_content(spool), "line test")
         private = load_private_key(config.key)
-        report = await call_centre(config, spool, private, progress=_Narrator(as_json))
+        report = await _call_with_progress(config, spool, private, as_json)
         return report, seq
     finally:
         spool.close()
@@ -784,3 +785,11 @@ def _handshake_text(report: CallReport) -> str:
     if report.handshake_round_trip is not None:
         text += f" (round trip {report.handshake_round_trip:.2f} s)"
     return text
+
+
+async def _call_with_progress(
+    config: ClientConfig, spool: Spool, private: bytes, as_json: bool
+) -> CallReport:
+    """A progress bar on a terminal, plain lines elsewhere (stderr when stdout is JSON)."""
+    progress = CallProgress(sys.stderr if as_json else sys.stdout)
+    return await with_ticks(progress, call_centre(config, spool, private, progress=progress))

@@ -251,9 +251,12 @@ async def _converse(
     handshake_done: list[float] = []
     failure: list[Exception] = []
 
+    ticker: list[asyncio.Task[None]] = []
+
     async def handle(event: Event) -> None:
         if isinstance(event, HandshakeCompleted):
             handshake_done.append(loop.time())
+            ticker.append(asyncio.ensure_future(_sending(session, queued, progress)))
             _handshake_timing(report, event)
             # the centre's clock, read half a round trip ago
             report.skew_ms = int(
@@ -269,7 +272,11 @@ async def _converse(
         elif isinstance(event, CallFailed):
             failure.append(event.error)
 
-    ended = await run_session(call, session, handle)
+    try:
+        ended = await run_session(call, session, handle)
+    finally:
+        for task in ticker:
+            task.cancel()
     report.handshake_attempts = session.handshake_attempts
     said = call.early_result() if not handshake_done else None
     early = exitcodes.DIAL_RESULTS[Outcome.of(said)] if said is not None else None
@@ -310,6 +317,18 @@ async def _converse(
         bytes_received=report.bytes_received,
     )
     return report
+
+
+async def _sending(session: ClientSession, queued: list[Any], progress: Progress) -> None:
+    """Bytes sent of the total, every half second, for a progress display."""
+    loop = asyncio.get_running_loop()
+    started, base = loop.time(), session.stats.bytes_out
+    total = base + sum(len(message.encoded().body) for message in queued)
+    while True:
+        await asyncio.sleep(0.5)
+        sent = session.stats.bytes_out
+        rate = (sent - base) / max(loop.time() - started, 1e-3)
+        progress("sending", sent=min(sent, total), total=total, rate=rate)
 
 
 def _handshake_timing(report: CallReport, event: HandshakeCompleted) -> None:
