@@ -30,7 +30,7 @@ CURRENT_DICTIONARY = 2
 stays shipped so that a centre still decodes older clients: 1 was the tail of the
 benchmark's own reports; 2 is trained on `benchmarks/corpora/training` (issue 18: on
 the held-out corpus it makes reports 12 % smaller than 1; zstd with the same trained
-dictionary would save about 1 % more, not worth a compiled dependency on every
+dictionary would save about 2 % more, not worth a compiled dependency on every
 device; see docs/protocol.md)."""
 SEVERITIES = ("info", "notice", "warning", "error", "critical")
 """A report's severity, least to most severe."""
