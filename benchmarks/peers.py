@@ -293,7 +293,9 @@ def _load(path: Path) -> bytes:
 # -- the matrix -----------------------------------------------------------------------
 
 
-async def measure(runs: int, quick: bool, large: bool) -> list[tuple[str, ...]]:
+async def measure(
+    runs: int, quick: bool, large: bool, only: str | None = None
+) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     rates = (33600,) if quick else (2400, 33600)
     bers = (0.0, 1e-5)
@@ -323,7 +325,9 @@ async def measure(runs: int, quick: bool, large: bool) -> list[tuple[str, ...]]:
                 for ber in bers:
                     for name in ("plant", "bank", "peer"):
                         network.set_line(name, rate=rate, ber=ber, v42=False, latency=0.05)
-                    for payload in payloads(large):
+                    for payload in payloads(large or only is not None):
+                        if only is not None and payload.name != only:
+                            continue
                         n = len(payload.file)
                         ideal = 10 * n / rate
                         for who in ("callhome", *PEERS):
@@ -380,13 +384,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="33,600 bit/s only")
     parser.add_argument("--no-64k", action="store_true", help="without the 64 KiB payload")
+    parser.add_argument("--only", help="one payload: report, '4 KiB random', '64 KiB random'")
     args = parser.parse_args()
     if shutil.which("sz") is None or shutil.which("rz") is None:
         print("needs lrzsz: apt-get install lrzsz", file=sys.stderr)
         return 2
     configure_logging("warning")
     print(" | ".join(HEADER), flush=True)
-    rows = asyncio.run(measure(args.runs, args.quick, not args.no_64k))
+    rows = asyncio.run(measure(args.runs, args.quick, not args.no_64k, args.only))
     print("\n| " + " | ".join(HEADER) + " |")
     print("|" + "---|" * len(HEADER))
     for row in rows:

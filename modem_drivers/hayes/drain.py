@@ -37,7 +37,9 @@ class LineAccount:
         self.line_time = line_time
 
     def stop(self) -> None:
+        """The call is gone: what the modem held is lost, nothing more will drain."""
         self.rate = 0
+        self.drained_at = 0.0
 
     def wrote(self, count: int, now: float) -> None:
         """`count` bytes handed to the port at `now` (data mode)."""

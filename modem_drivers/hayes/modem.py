@@ -851,6 +851,8 @@ class HayesModem:
             now = self._now()
             if self._port is None or now >= deadline:
                 return now
+            if self._core.state is not State.ONLINE_DATA:
+                return now  # the call is gone: nothing more will drain
             output = self._port_output()
             if modem_has_taken_all(output, self._account, now):
                 if port_held:
@@ -991,6 +993,7 @@ class HayesModem:
                 )
             elif isinstance(event, CarrierLost):
                 self._held_writes.clear()
+                self._account.stop()
                 if self._call is not None:
                     self._call._end(event.reason)
                 if self._op_events is not None:

@@ -114,6 +114,8 @@ def test_the_line_account():
     scaled.start(33600, 0.0, line_time=0.01)  # a virtual network 100 times faster
     scaled.wrote(3360, 0.0)
     assert abs(scaled.drained_at - 0.01) < 1e-12
+    account.stop()  # carrier lost: nothing left to wait for
+    assert account.remaining(20.5) == 0
 
 
 def test_the_port_or_the_account_decides():
