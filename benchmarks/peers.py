@@ -268,6 +268,11 @@ async def own_call(
         attempts=1,
     )
     spool.enqueue(Kind.REPORT, payload.content)
+    # each call finds the bank's port idle, as each lrzsz call finds its modem: a call
+    # right after the last would ring only once the bank noticed the last one end
+    while centre.bank.workers[0].in_call or centre.bank.workers[0].state != "ready":
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5 * scale)
     report = await call_centre(config, spool, private)
     ok = report.result == "ok"
     data = ((report.handshake_seconds or 0) + (report.transfer_seconds or 0)) / scale
@@ -294,7 +299,7 @@ def _load(path: Path) -> bytes:
 
 
 async def measure(
-    runs: int, quick: bool, large: bool, only: str | None = None
+    runs: int, quick: bool, large: bool, only: str | None = None, who_only: str | None = None
 ) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     rates = (33600,) if quick else (2400, 33600)
@@ -331,6 +336,8 @@ async def measure(
                         n = len(payload.file)
                         ideal = 10 * n / rate
                         for who in ("callhome", *PEERS):
+                            if who_only is not None and who != who_only:
+                                continue
                             results = []
                             for _ in range(runs):
                                 if who == "callhome":
@@ -385,13 +392,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="33,600 bit/s only")
     parser.add_argument("--no-64k", action="store_true", help="without the 64 KiB payload")
     parser.add_argument("--only", help="one payload: report, '4 KiB random', '64 KiB random'")
+    parser.add_argument("--sender", help="one sender: callhome, zmodem, ...")
     args = parser.parse_args()
     if shutil.which("sz") is None or shutil.which("rz") is None:
         print("needs lrzsz: apt-get install lrzsz", file=sys.stderr)
         return 2
     configure_logging("warning")
     print(" | ".join(HEADER), flush=True)
-    rows = asyncio.run(measure(args.runs, args.quick, not args.no_64k, args.only))
+    rows = asyncio.run(measure(args.runs, args.quick, not args.no_64k, args.only, args.sender))
     print("\n| " + " | ".join(HEADER) + " |")
     print("|" + "---|" * len(HEADER))
     for row in rows:
