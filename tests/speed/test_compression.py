@@ -36,7 +36,7 @@ def test_the_current_dictionary_ships_and_the_old_one_stays():
     assert old is not None and old.data != current.data  # older clients still decode
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), CONTENT, max_size=8))
 def test_any_content_round_trips_with_either_dictionary(content):
     for dictionary_id in (1, 2):
