@@ -25,8 +25,10 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy --strict modem_drivers callhome receiver
 
+# loadgroup: tests that share a machine-wide resource (mgetty's compiled-in paths, apt)
+# carry @pytest.mark.xdist_group and run on one worker
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadgroup
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.wire_budget

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from modem_drivers.hayes import CallEnded, DataCall, Timings
 
@@ -19,6 +20,20 @@ from .wire.session import ClientSession, Event, Phase, ServerSession
 from .wire.transfer import TransferConfig
 
 Session = ClientSession | ServerSession
+
+
+class ByteCall(Protocol):
+    """What a session runs over: a modem's `DataCall`, or a TCP connection
+    (`callhome.tcp.TcpCall`)."""
+
+    @property
+    def open(self) -> bool: ...
+
+    async def read(self) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
 
 
 def modem_timings(scale: float = 1.0) -> Timings:
@@ -49,7 +64,7 @@ def transfer_config(rate: int | None, scale: float = 1.0) -> TransferConfig:
 
 
 async def run_session(
-    call: DataCall,
+    call: DataCall | ByteCall,
     session: Session,
     handle: Callable[[Event], Awaitable[None]],
     *,
@@ -97,7 +112,7 @@ async def run_session(
                     await task
 
 
-async def _flush(call: DataCall, session: Session) -> bool:
+async def _flush(call: DataCall | ByteCall, session: Session) -> bool:
     data = session.data_to_send()
     if not data:
         return call.open

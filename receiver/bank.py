@@ -14,13 +14,14 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import cbor2
 import structlog
 
 from callhome.backoff import Backoff
 from callhome.link import modem_timings, run_session, transfer_config
+from callhome.tcp import TcpCall
 from callhome.wire.phases import Phase
 from callhome.wire.records import RefusalReason
 from callhome.wire.session import (
@@ -37,6 +38,7 @@ from callhome.wire.session import (
     SecurityAlert,
     ServerSession,
 )
+from callhome.wire.transfer import TransferConfig
 from modem_drivers.hayes import (
     DataCall,
     HangupFailed,
@@ -49,6 +51,8 @@ from modem_drivers.hayes import (
 )
 
 from .store import AsyncStore, CallEnd, Device, StoreUnavailable
+from .supervision.callback import CallbackRequest, CallbackResult
+from .supervision.service import Stored, Supervisor, device_time
 
 log = structlog.get_logger("callhome.receiver")
 
@@ -93,6 +97,9 @@ class CallState:
     """What we told the caller we hold of its messages (number -> bytes)."""
     stats: dict[str, int] = field(default_factory=dict)
     """The session's counters (`ServerSession.stats()`), recorded with the call."""
+    callback: bool = False
+    """We called the device (supervision's callback): it did not call out."""
+    started: float = field(default_factory=time.time)
 
 
 class Penalties:
@@ -143,6 +150,10 @@ def hangup_patience(state: CallState) -> float | None:
 
 REOPEN_BACKOFF = Backoff(1.0, 2.0, 60.0, "decorrelated")
 """Waits before a port whose modem failed is opened again (scaled with the bank's time)."""
+STORE_BACKOFF = Backoff(1.0, 2.0, 30.0, "decorrelated")
+"""Waits between attempts to reach a store that failed (scaled with the bank's time)."""
+MISSED_CALLS = 10_000
+"""At most this many calls taken while the store was down are kept to record later."""
 
 
 class PortWorker:
@@ -155,6 +166,8 @@ class PortWorker:
         self._held: tuple[str, int] | None = None
         """A penalised call we let ring: its penalty key and the ring to answer at."""
         self._log = log.bind(port=self.name, url=url)
+        self.callbacks: asyncio.Queue[CallbackRequest] = asyncio.Queue()
+        """Callbacks the bank gave this port to make (supervision's, an operator's)."""
 
     async def run(self) -> None:
         bank = self.bank
@@ -172,6 +185,8 @@ class PortWorker:
                 await modem.connect()
                 info = await modem.initialize()
                 self.state = "ready"
+                if bank.supervisor is not None:
+                    bank.supervisor.port_state(self.name, True)
                 self._log.info(
                     "port.up", profile=info.profile, refused=len(info.refused)
                 )  # modem.ready, logged by the driver, lists the features and refusals
@@ -180,9 +195,14 @@ class PortWorker:
                     incoming = await self._wait_for_call(modem)
                     if incoming is None:
                         break
+                    if isinstance(incoming, CallbackRequest):
+                        await self._call_out(modem, incoming)
+                        continue
                     await self._take_call(modem, incoming)
             except Exception as exc:
                 self.state = "down"
+                if bank.supervisor is not None:
+                    bank.supervisor.port_state(self.name, False, str(exc) or type(exc).__name__)
                 delay = backoff.next()
                 if isinstance(exc, ModemError | OSError):
                     self._log.error("port.down", error=str(exc), retry_in=round(delay, 3))
@@ -195,30 +215,46 @@ class PortWorker:
                     await modem.close()
         self.state = "stopped"
 
-    async def _wait_for_call(self, modem: HayesModem) -> IncomingCall | None:
-        """The next call, or None when the bank stops. While idle the modem is asked `AT`
-        every `health_check`: a modem that died between calls would otherwise only be
-        noticed by the caller it failed to answer."""
+    async def _wait_for_call(self, modem: HayesModem) -> IncomingCall | CallbackRequest | None:
+        """The next call (or a callback to make), or None when the bank stops. While
+        idle the modem is asked `AT` every `health_check`: a modem that died between
+        calls would otherwise only be noticed by the caller it failed to answer."""
         waiter = asyncio.ensure_future(
             modem.wait_for_call(
                 rings=self.bank.rings, wait_for_caller_id=self.bank.wait_for_caller_id
             )
         )
         stopper = asyncio.ensure_future(self.bank.stopping.wait())
+        dialler: asyncio.Future[CallbackRequest] | None = asyncio.ensure_future(
+            self.callbacks.get()
+        )
         try:
             while True:
+                watched: set[asyncio.Future[Any]] = {waiter, stopper}
+                if dialler is not None:
+                    watched.add(dialler)
                 done, _ = await asyncio.wait(
-                    {waiter, stopper},
-                    timeout=self.bank.health_check,
-                    return_when=asyncio.FIRST_COMPLETED,
+                    watched, timeout=self.bank.health_check, return_when=asyncio.FIRST_COMPLETED
                 )
+                if dialler is not None and dialler in done:
+                    if waiter not in done and stopper not in done and modem.state is State.IDLE:
+                        request, dialler = dialler.result(), None
+                        return request
+                    # a call is ringing in: it goes first, the callback after it
+                    self.callbacks.put_nowait(dialler.result())
+                    dialler = None
                 if waiter in done:
                     return waiter.result()
                 if stopper in done:
                     return None
-                if modem.state is State.IDLE:  # not while a call is ringing in
+                if modem.state is State.IDLE and not done:  # not while a call rings in
                     await self._check_alive(modem)
         finally:
+            if dialler is not None:
+                if dialler.done() and not dialler.cancelled():
+                    self.callbacks.put_nowait(dialler.result())  # not taken: keep it
+                else:
+                    dialler.cancel()
             for task in (waiter, stopper):
                 if not task.done():
                     task.cancel()
@@ -250,29 +286,19 @@ class PortWorker:
             if not outcome.connected or outcome.call is None:
                 self._log.info("call.not_connected", outcome=outcome.outcome.value)
                 return
+            if bank.supervisor is not None:
+                bank.supervisor.port_answered(self.name)
             bank.notify(
                 "answered",
                 port=self.name,
                 caller=caller,
                 connect=outcome.call.record.connect_line.decode("latin-1"),
                 rings=incoming.rings,
+                call=outcome.call,  # the console reads its byte counters while it lasts
             )
             state = CallState(self.name, caller)
             try:
-                state.call_id = await bank.store.start_call(self.name, caller, time.time())
-                await self._serve(outcome.call, state)
-            except (ModemError, OSError):
-                raise
-            except StoreUnavailable as exc:
-                # nothing acknowledged that is not committed: the device will call again
-                state.outcome = "store unavailable"
-                state.error = str(exc)
-                self._log.error("call.store_unavailable", error=str(exc))
-            except Exception as exc:
-                # a bug must cost this call, never the port or the process
-                state.outcome = "failed"
-                state.error = f"internal error: {type(exc).__name__}: {exc}"
-                self._log.exception("call.internal_error")
+                await self._serve_call(outcome.call, state)
             finally:
                 with contextlib.suppress(HangupFailed, ModemError):
                     if modem.state is not State.IDLE or outcome.call.open:
@@ -284,6 +310,39 @@ class PortWorker:
                 self._judge(key, state)
         finally:
             self.in_call = False
+
+    async def _call_out(self, modem: HayesModem, request: CallbackRequest) -> None:
+        """Call a device back: it answers and runs its ordinary session, served as any
+        call is; whether it answered tells dial-out-broken from down."""
+        result = CallbackResult(request.device, request.number, self.name, "failed")
+        self.in_call = True
+        try:
+            self._log.info("callback.dialling", device=request.device)
+            outcome = await modem.dial(request.number)
+            result.outcome = outcome.outcome.value
+            if outcome.connected and outcome.call is not None:
+                state = CallState(self.name, f"callback:{request.number}", callback=True)
+                try:
+                    state.call_id = await self.bank.store.start_call(
+                        self.name, state.caller, time.time()
+                    )
+                    await self._serve(outcome.call, state)
+                except StoreUnavailable as exc:
+                    state.outcome, state.error = "store unavailable", str(exc)
+                finally:
+                    with contextlib.suppress(HangupFailed, ModemError):
+                        if modem.state is not State.IDLE or outcome.call.open:
+                            await outcome.call.finish(hangup_patience(state))
+                    await self._record(outcome.call, state)
+                result.outcome = "answered"
+                result.confirmed = state.confirmed and (
+                    state.device is not None and state.device.name == request.device
+                )
+                result.messages = state.messages
+        finally:
+            self.in_call = False
+            if not request.result.done():
+                request.result.set_result(result)
 
     def _hold_off(self, caller: str | None, rings: int) -> str | None:
         """The penalty key of a call to answer now, or None to let it ring on.
@@ -330,10 +389,48 @@ class PortWorker:
                 error=state.error,
             )
 
-    async def _serve(self, call: DataCall, state: CallState) -> None:
+    async def _serve_call(self, call: DataCall | TcpCall, state: CallState) -> None:
+        """Record the call and serve it: what the modem ports and the TCP listener
+        (`receiver.ip`) share. Trouble with the store or a bug costs this call only."""
+        try:
+            await self._start_record(state)
+            await self._serve(call, state)
+        except (ModemError, OSError):
+            raise
+        except StoreUnavailable as exc:
+            # nothing acknowledged that is not committed: the device will call again
+            state.outcome = "store unavailable"
+            state.error = str(exc)
+            self._log.error("call.store_unavailable", error=str(exc))
+            self.bank.store_failed(exc)
+        except Exception as exc:
+            # a bug must cost this call, never the port or the process
+            state.outcome = "failed"
+            state.error = f"internal error: {type(exc).__name__}: {exc}"
+            self._log.exception("call.internal_error")
+
+    async def _start_record(self, state: CallState) -> None:
+        bank = self.bank
+        if bank.store_down is not None:
+            return  # recorded once the store is back (`Bank.missed`)
+        try:
+            state.call_id = await bank.store.start_call(self.name, state.caller, time.time())
+        except StoreUnavailable as exc:
+            bank.store_failed(exc)  # the handshake is refused busy
+
+    def _transfer_config(self, call: DataCall | TcpCall) -> TransferConfig:
+        return transfer_config(call.record.rate, self.bank.scale)
+
+    async def _let_caller_hang_up(self, call: DataCall | TcpCall) -> None:
+        # let the refusal or the "cannot decrypt" notice leave the modem and the
+        # caller hang up: hanging up at once loses them in the modem's buffer
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(call.ended.wait(), 5.0 * self.bank.scale + 1.0)
+
+    async def _serve(self, call: DataCall | TcpCall, state: CallState) -> None:
         bank = self.bank
         loop = asyncio.get_running_loop()
-        config = transfer_config(call.record.rate, bank.scale)
+        config = self._transfer_config(call)
         session = ServerSession(static_private=bank.static_private, config=config)
         session.start(loop.time())
 
@@ -360,10 +457,7 @@ class PortWorker:
             else:
                 state.outcome = "failed"
         if state.outcome.startswith("refused") or (state.undecryptable and not session.confirmed):
-            # let the refusal or the "cannot decrypt" notice leave the modem and the
-            # caller hang up: hanging up at once loses them in the modem's buffer
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(call.ended.wait(), 5.0 * bank.scale + 1.0)
+            await self._let_caller_hang_up(call)
 
     async def _event(self, session: ServerSession, event: Event, state: CallState) -> None:
         bank = self.bank
@@ -377,9 +471,19 @@ class PortWorker:
             state.error = f"protocol version {event.version}"
             self._refused(event.reason, device, event.device_key, version=event.version)
         elif isinstance(event, HandshakeRequested):
-            device = await store.device_by_key(event.device_key)
+            device = None
+            if bank.store_down is None:
+                try:
+                    device = await store.device_by_key(event.device_key)
+                except StoreUnavailable as exc:
+                    bank.store_failed(exc)
             if bank.stopping.is_set():
                 reason = RefusalReason.BUSY  # draining: call again, another bank answers
+            elif bank.store_down is not None:
+                # nothing could be committed, so nothing may be acknowledged: the device
+                # keeps its messages and calls its next number (maybe another site)
+                reason = RefusalReason.BUSY
+                state.error = f"store unavailable: {bank.store_down}"
             elif device is None:
                 reason = RefusalReason.UNKNOWN_DEVICE
             elif device.revoked:
@@ -394,7 +498,15 @@ class PortWorker:
                 state.counter = event.call_counter
                 partial = await store.partials(device.id, event.epoch)
                 state.resume = {seq: len(data) for seq, data in partial.items()}
-                session.accept(loop.time(), clock_ms=int(time.time() * 1000), resume=partial)
+                interval = device.test_interval  # what supervision expects, when it runs
+                if bank.supervisor is not None:
+                    interval = bank.supervisor.expected_interval(device.name) or interval
+                session.accept(
+                    loop.time(),
+                    clock_ms=int(time.time() * 1000),
+                    resume=partial,
+                    test_interval=int(interval),
+                )
                 self._log.info(
                     "call.handshake",
                     device=device.name,
@@ -498,10 +610,25 @@ class PortWorker:
             state.outcome = "store unavailable"
             self._log.error("message.not_stored", device=device.name, seq=event.seq, error=str(exc))
             session.abort(str(exc))
+            self.bank.store_failed(exc)
             return
         loop = asyncio.get_running_loop()
         session.message_stored(event.seq, loop.time(), duplicate=not stored)
         state.messages += 1
+        if self.bank.supervisor is not None:  # a resent one proves the device alive too
+            kind = event.kind.label
+            self.bank.supervisor.message_stored(
+                Stored(
+                    device,
+                    time.time(),
+                    self.name,
+                    state.caller,
+                    kind,
+                    device_time(kind, event.content),
+                    getattr(state, "path", None),
+                    callback=state.callback,
+                )
+            )
         self._log.info(
             "message.stored" if stored else "message.duplicate",
             device=device.name,
@@ -518,29 +645,31 @@ class PortWorker:
             duplicate=not stored,
         )
 
-    async def _record(self, call: DataCall, state: CallState) -> None:
+    async def _record(self, call: DataCall | TcpCall, state: CallState) -> None:
         record = call.record
         outcome = state.outcome or "failed"
+        end = CallEnd(
+            ended=time.time(),
+            outcome=outcome,
+            device_id=state.device.id if state.device else None,
+            rate=record.rate,
+            modulation=record.modulation,
+            error_correction=record.error_correction,
+            bytes_in=call.bytes_in,
+            bytes_out=call.bytes_out,
+            messages=state.messages,
+            error=state.error,
+            security=state.stats,
+        )
         if state.call_id is not None:
             try:
-                await self.bank.store.finish_call(
-                    state.call_id,
-                    CallEnd(
-                        ended=time.time(),
-                        outcome=outcome,
-                        device_id=state.device.id if state.device else None,
-                        rate=record.rate,
-                        modulation=record.modulation,
-                        error_correction=record.error_correction,
-                        bytes_in=call.bytes_in,
-                        bytes_out=call.bytes_out,
-                        messages=state.messages,
-                        error=state.error,
-                        security=state.stats,
-                    ),
-                )
+                await self.bank.store.finish_call(state.call_id, end)
             except StoreUnavailable as exc:
                 self._log.error("call.not_recorded", error=str(exc))
+                self.bank.store_failed(exc)
+        elif self.bank.store_down is not None and len(self.bank.missed) < MISSED_CALLS:
+            # recorded once the store is back, so that `calls` shows the outage too
+            self.bank.missed.append((self.name, state.caller, state.started, end))
         security = {k: v for k, v in state.stats.items() if k in SECURITY_COUNTERS and v}
         self._log.info(
             "call.ended",
@@ -556,7 +685,18 @@ class PortWorker:
             device=state.device.name if state.device else None,
             caller=state.caller,
             port=self.name,
+            bytes_in=call.bytes_in,
+            bytes_out=call.bytes_out,
         )
+
+
+class Service(Protocol):
+    in_call: int
+    """Calls in progress."""
+
+    async def run(self) -> None:
+        """Serve until the bank is `stopping`, then let calls finish (the bank sets
+        `hard_stop` when they may not) and return."""
 
 
 class Bank:
@@ -575,8 +715,12 @@ class Bank:
         scale: float = 1.0,
         drain_timeout: float = 30.0,
         notify: Callable[..., None] | None = None,
+        supervisor: Supervisor | None = None,
+        listening: bool = False,
     ) -> None:
-        if not ports:
+        """`listening`: a TCP listener will be added to `services`, so no modem port is
+        needed."""
+        if not ports and not listening:
             raise InitialisationError("no modem ports configured ([bank] ports)")
         self.store = store
         self.static_private = static_private
@@ -595,12 +739,75 @@ class Bank:
         self.stopping = asyncio.Event()
         self.hard_stop = asyncio.Event()
         self.workers = [PortWorker(self, url, index) for index, url in enumerate(ports)]
+        self.services: list[Service] = []
+        """What serves calls beside the modem ports (the TCP listener, `receiver.ip`):
+        run, drained and stopped with them."""
         self.refusals: dict[str, int] = {}
         """Refused calls since start, by reason."""
         self.penalties = Penalties(forget_after=3600.0 * scale)
         self.penalised = 0
         """Calls answered late because their caller kept failing handshakes."""
         self._notify = notify or (lambda what, **fields: None)
+        self.supervisor = supervisor
+        """Told of every stored message; runs beside the ports (receiver/supervision)."""
+        self.store_down: str | None = None
+        """Why the store failed, while it does (None: usable). Meanwhile calls are refused
+        busy without touching it, and `_reconnect` tries it again with backoff."""
+        self._reconnecting: asyncio.Task[None] | None = None
+        self.missed: list[tuple[str, str | None, float, CallEnd]] = []
+        """Calls taken while the store was down (port, caller, start, end)."""
+
+    async def call(self, device: str, number: str) -> CallbackResult:
+        """Call a device back on an idle port ("no port": none is ready)."""
+        ready = [w for w in self.workers if w.state == "ready" and not self.stopping.is_set()]
+        if not ready:
+            return CallbackResult(device, number, None, "no port")
+        worker = min(ready, key=lambda w: (w.in_call, w.callbacks.qsize()))
+        request = CallbackRequest(device, number, asyncio.get_running_loop().create_future())
+        worker.callbacks.put_nowait(request)
+        return await request.result
+
+    def store_failed(self, exc: StoreUnavailable) -> None:
+        """The store failed: refuse calls busy until it can be read again."""
+        if self.store_down is None:
+            log.error("store.unavailable", error=str(exc))
+        self.store_down = str(exc)
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        backoff = STORE_BACKOFF.scaled(self.scale)
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while self.store_down is not None and not self.stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), backoff.next())
+            try:
+                await self.store.device_by_key(b"")  # any read that goes to the database
+                recorded = await self._record_missed()
+            except StoreUnavailable as exc:
+                log.warning("store.still_unavailable", error=str(exc), attempts=backoff.count)
+                continue
+            self.store_down = None
+            log.info(
+                "store.reconnected",
+                after=round((loop.time() - since) / self.scale, 3),
+                attempts=backoff.count,
+                calls_recorded=recorded,
+            )
+
+    async def _record_missed(self) -> int:
+        recorded = 0
+        while self.missed:
+            port, caller, started, end = self.missed[0]
+            call_id = await self.store.start_call(port, caller, started)
+            await self.store.finish_call(call_id, end)
+            self.missed.pop(0)
+            recorded += 1
+        return recorded
+
+    def calls_in_progress(self) -> int:
+        return sum(w.in_call for w in self.workers) + sum(s.in_call for s in self.services)
 
     def notify(self, what: str, **fields: Any) -> None:
         """Tell an interested party (the demo's narrator) what just happened."""
@@ -609,12 +816,19 @@ class Bank:
     async def run(self, stop: asyncio.Event, hang_up_now: asyncio.Event | None = None) -> None:
         """Serve until `stop`; then let calls in progress finish for up to
         `drain_timeout` (or until `hang_up_now`), hang up what is left, and return."""
-        tasks = [asyncio.ensure_future(worker.run()) for worker in self.workers]
-        log.info("bank.started", ports=len(self.workers))
+        supervising = asyncio.Event()
+        supervision = None
+        if self.supervisor is not None:
+            self.supervisor.dialler = self.call
+            await self.supervisor.start()  # every timer rebuilt from the store
+            supervision = asyncio.ensure_future(self.supervisor.run(supervising))
+        runners: list[PortWorker | Service] = [*self.workers, *self.services]
+        tasks = [asyncio.ensure_future(runner.run()) for runner in runners]
+        log.info("bank.started", ports=len(self.workers), services=len(self.services))
         await stop.wait()
         log.info(
             "bank.stopping",
-            calls_in_progress=sum(w.in_call for w in self.workers),
+            calls_in_progress=self.calls_in_progress(),
             drain_seconds=self.drain_timeout,
         )
         self.stopping.set()
@@ -630,8 +844,10 @@ class Bank:
             )
             pending = {task for task in tasks if not task.done()}
         impatient.cancel()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if pending:
-            log.warning("bank.hanging_up", calls=sum(w.in_call for w in self.workers))
+            log.warning("bank.hanging_up", calls=self.calls_in_progress())
             self.hard_stop.set()  # calls still up: hang them up now
             await asyncio.wait(pending, timeout=10.0)
         done = {task for task in tasks if task.done()}
@@ -641,4 +857,9 @@ class Bank:
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.error("bank.worker_failed", error=repr(task.exception()))
+        if supervision is not None:  # after the drain: its messages are supervised too
+            supervising.set()
+            await asyncio.wait({supervision}, timeout=10.0)
+            if supervision.done() and not supervision.cancelled() and supervision.exception():
+                log.error("bank.supervision_failed", error=repr(supervision.exception()))
         log.info("bank.stopped")

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import cbor2
 import click
@@ -32,23 +32,45 @@ from modem_drivers.configfile import ConfigError, format_duration, parse_duratio
 from modem_drivers.hayes import DRIVER_PROFILES
 from modem_drivers.logs import configure_logging
 
+from . import cli_web
+from .agent_reports import describe
+from .agent_reports import device as device_command
 from .bank import Bank
+from .cli_oncall import oncall
+from .cli_store import migrate_store, open_store, store_group, store_location
+from .cli_supervision import (
+    Routed,
+    announce,
+    device_columns,
+    paths_text,
+    register,
+    routing_for,
+    supervisor_for,
+)
 from .config import (
     DEFAULT_PATH,
     GRACE,
     TEST_INTERVAL,
     CentreConfig,
     check_centre_config,
+    is_dsn,
     load_centre_config,
 )
+from .ip import STATUS_FILE, IpListener, read_status
 from .store import (
     INTERRUPTED,
     AlreadyExists,
-    AsyncStore,
     NotFound,
     SQLiteStore,
+    Store,
     StoreUnavailable,
 )
+from .store_copy import describe as describe_store
+from .store_pg import ENV_DSN, without_password
+from .sun.model import Routing
+
+if TYPE_CHECKING:
+    from .web.app import Console
 
 T = TypeVar("T")
 USAGE = exitcodes.USAGE
@@ -78,10 +100,10 @@ class Context:
     def config(self) -> CentreConfig:
         return guarded(lambda: load_centre_config(self.config_path))
 
-    def store(self) -> SQLiteStore:
+    def store(self) -> Store:
         config = self.config()
         # a person is waiting: do not sit on a locked store as long as the bank does
-        return guarded(lambda: SQLiteStore(config.store, busy_timeout=3.0))
+        return guarded(lambda: open_store(store_location(config), timeout=3.0))
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -118,10 +140,24 @@ def main(ctx: click.Context, config_path: str) -> None:
     "--profile", default="auto", show_default=True, type=click.Choice(["auto", *DRIVER_PROFILES])
 )
 @click.option("--time-scale", type=float, default=1.0, hidden=True)
+@click.option(
+    "--store",
+    "store_dsn",
+    default=None,
+    metavar="DSN",
+    help="A PostgreSQL database (postgresql://...) for the store instead of centre.db.",
+)
 def init(
-    directory: str, name: str, ports: tuple[str, ...], profile: str, time_scale: float
+    directory: str,
+    name: str,
+    ports: tuple[str, ...],
+    profile: str,
+    time_scale: float,
+    store_dsn: str | None,
 ) -> None:
     """Create a centre in DIRECTORY: key pair, config and store. Never overwrites."""
+    if store_dsn is not None and not is_dsn(store_dsn):
+        fail("--store: expected a postgresql:// DSN (without it the store is centre.db)")
     folder = Path(directory)
     config = CentreConfig(
         path=folder / "centre.toml",
@@ -131,20 +167,39 @@ def init(
         ports=list(ports),
         profile=profile,
         time_scale=time_scale,
+        # the password stays out of the file: ~/.pgpass or CALLHOME_STORE_DSN hold it
+        store_dsn=without_password(store_dsn) if store_dsn else None,
     )
     guarded(lambda: check_centre_config(config))
     key_file = folder / "centre.key"
+
+    def write_config(path: Path) -> None:
+        if store_dsn:  # last: if the database refuses, the files made are removed
+            open_store(store_dsn, create=True).close()
+        path.write_text(config.dump())
+
     made = guarded(
         lambda: create_files(
             {
-                folder / "centre.db": lambda path: SQLiteStore(path, create=True).close(),
+                **(
+                    {}
+                    if store_dsn
+                    else {folder / "centre.db": lambda path: SQLiteStore(path, create=True).close()}
+                ),
                 key_file: write_private_key,
-                config.path: lambda path: path.write_text(config.dump()),
+                config.path: write_config,
             }
         )
     )
     private = made[key_file]
     click.echo(f"centre created in {folder}")
+    if store_dsn:
+        click.echo(f"store: {describe_store(store_dsn)}")
+        if without_password(store_dsn) != store_dsn:
+            click.echo(
+                f"the password is not written in {config.path}: put it in ~/.pgpass or "
+                f"give the whole DSN in {ENV_DSN}"
+            )
     click.echo(f"centre public key: {encode_key(public_of(private))}")
     click.echo("give this key to every device (callhome init --centre-key ...)")
 
@@ -180,6 +235,7 @@ def enroll(
             fail(f"{option}: must be between {format_duration(low)} and {format_duration(high)}")
     store = ctx.store()
     device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late, site=site))
+    guarded(lambda: announce(store, device.name))  # a running receiver supervises it now
     store.close()
     click.echo(f"enrolled {device.name} (tests every {interval:g} s, grace {late:g} s)")
 
@@ -193,14 +249,7 @@ def migrate(ctx: Context) -> None:
     its number, so an interrupted migration resumes where it stopped. Run it with the
     bank stopped; `run` refuses a store that needs it."""
     config = ctx.config()
-    store = guarded(lambda: SQLiteStore(config.store, busy_timeout=3.0, migrate=True))
-    latest = store.latest_version()
-    before = store.migrated_from
-    store.close()
-    if before is None:
-        click.echo(f"{config.store}: schema {latest}, up to date")
-    else:
-        click.echo(f"{config.store}: migrated from schema {before} to {latest}")
+    click.echo(guarded(lambda: migrate_store(store_location(config))))
 
 
 @main.command()
@@ -210,6 +259,7 @@ def revoke(ctx: Context, name: str) -> None:
     """Revoke a device: its calls are refused from now on."""
     store = ctx.store()
     device = guarded(lambda: store.revoke(name, time.time()))
+    guarded(lambda: announce(store, device.name))  # a running receiver retires it now
     store.close()
     click.echo(f"revoked {device.name}")
 
@@ -237,6 +287,7 @@ def devices(ctx: Context, as_json: bool) -> None:
     """List enrolled devices."""
     store = ctx.store()
     rows = guarded(store.devices)
+    supervision = guarded(lambda: device_columns(store, ctx.config().supervision))
     store.close()
     items = [
         {
@@ -249,18 +300,25 @@ def devices(ctx: Context, as_json: bool) -> None:
             "site": d.site,
             "last_counter": d.last_counter,
             "last_seen": _when(d.last_seen),
+            **supervision.get(d.name, {}),
         }
         for d in rows
     ]
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
-    click.echo(f"{'name':<16} {'state':<8} {'last seen':<20} {'site':<10} public key")
+    click.echo(
+        f"{'name':<16} {'state':<8} {'supervision':<11} {'last call':<20} "
+        f"{'next deadline':<20} {'paths':<12} {'site':<10} public key"
+    )
     for item in items:
         state = "revoked" if item["revoked"] else "active"
+        last_call = (item.get("last_call") or {}).get("at") or item["last_seen"]
         click.echo(
-            f"{item['name']:<16} {state:<8} {item['last_seen'] or '-':<20} "
-            f"{item['site'] or '-':<10} {item['public_key']}"
+            f"{item['name']:<16} {state:<8} {item.get('supervision', '-'):<11} "
+            f"{last_call or '-':<20} {item.get('next_deadline') or '-':<20} "
+            f"{paths_text(item.get('paths', {})):<12} {item['site'] or '-':<10} "
+            f"{item['public_key']}"
         )
 
 
@@ -280,20 +338,33 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     signal hangs them up at once."""
     configure_logging(log_level, json=json_logs)
     config = ctx.config()
-    if not config.ports:
-        fail(f"{config.path}: bank.ports: no modem ports configured")
+    if not config.ports and not config.ip_listen:
+        fail(f"{config.path}: bank.ports: no modem ports configured (and no ip.listen)")
     private = guarded(lambda: load_private_key(config.key))
-    store = guarded(lambda: SQLiteStore(config.store))
+    location = store_location(config)
+    # a device waits for the answer to its handshake: a database that has gone away
+    # must turn into a busy refusal in seconds, not after libpq's 10 s connect timeout
+    store = guarded(lambda: open_store(location, wait=3.0))
+    structlog.get_logger("callhome.receiver").info("store.opened", store=describe_store(location))
     interrupted = guarded(lambda: store.close_open_calls(time.time()))
     if interrupted:
         structlog.get_logger("callhome.receiver").warning(
             "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
         )
-    sys.exit(asyncio.run(_run(config, private, store)))
+    console = cli_web.prepare(config)  # None unless [web] listen is set
+    routing = guarded(lambda: routing_for(config))  # checked before anything starts
+    sys.exit(asyncio.run(_run(config, private, store, console, routing)))
 
 
-async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
-    async_store = AsyncStore(store)
+async def _run(
+    config: CentreConfig,
+    private: bytes,
+    store: Store,
+    console: Console | None = None,
+    routing: Routing | None = None,
+) -> int:
+    async_store = cli_web.bank_store(console, store)
+    routed = Routed(routing, async_store)  # follow the sun: supervision's notifier
     bank = Bank(
         config.ports,
         async_store,
@@ -306,7 +377,24 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
         health_check=config.health_check,
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,
+        notify=cli_web.bank_notify(console),
+        supervisor=supervisor_for(config, async_store, routed.router, console),
+        listening=bool(config.ip_listen),
     )
+    if config.ip_listen:
+        listener = IpListener(
+            bank,
+            config.ip_listen,
+            config.ip_limits,
+            status_path=config.store.parent / STATUS_FILE,
+            proxies=config.ip_proxies,
+        )
+        try:
+            await listener.start()
+        except OSError as exc:
+            async_store.close()
+            fail(f"{config.path}: ip.listen: {exc.strerror or exc}")
+        bank.services.append(listener)
     stop, hang_up_now = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:
@@ -317,7 +405,8 @@ async def _run(config: CentreConfig, private: bytes, store: SQLiteStore) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        await bank.run(stop, hang_up_now)
+        async with cli_web.served(console, list(bank.workers)), routed:
+            await bank.run(stop, hang_up_now)
     finally:
         async_store.close()
     return 0
@@ -385,6 +474,7 @@ def calls(
             "messages": c.messages,
             "error": c.error,
             "security": c.security,
+            "path": c.path,
         }
         for c in rows
     ]
@@ -392,12 +482,13 @@ def calls(
         click.echo(json.dumps(items, indent=2))
         return
     click.echo(
-        f"{'started':<20} {'port':<7} {'device':<12} {'caller':<12} {'rate':>6} "
+        f"{'started':<20} {'path':<5} {'port':<7} {'device':<12} {'caller':<12} {'rate':>6} "
         f"{'in':>7} {'out':>6} {'msgs':>4}  outcome"
     )
     for item in items:
         click.echo(
-            f"{item['started']:<20} {item['port']:<7} {item['device'] or '-':<12} "
+            f"{item['started']:<20} {item['path']:<5} {item['port']:<7} "
+            f"{item['device'] or '-':<12} "
             f"{item['caller_id'] or '-':<12} {item['rate'] or '-':>6} "
             f"{item['bytes_in']:>7} {item['bytes_out']:>6} {item['messages']:>4}  "
             f"{item['outcome']}{_security_text(item['security'])}"
@@ -488,6 +579,8 @@ def reports(
                         "state": m.state,
                         "received": _when(m.received_at),
                         "call_id": m.call_id,
+                        "path": m.path,
+                        "text": describe(m.kind, m.content),
                         "content": _jsonable(m.content),
                     }
                     for m in rows
@@ -497,12 +590,14 @@ def reports(
         )
         return
     click.echo(
-        f"{'received':<20} {'device':<12} {'kind':<10} {'severity':<9} {'component':<14} state"
+        f"{'received':<20} {'device':<12} {'kind':<10} {'severity':<9} {'component':<14} "
+        f"{'state':<10} path"
     )
     for m in rows:
         click.echo(
             f"{_when(m.received_at):<20} {m.device:<12} {m.kind:<10} "
-            f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-'}"
+            f"{m.severity or '-':<9} {m.component or '-':<14} {m.state or '-':<10} "
+            f"{m.path or '-'}" + (f"  {text}" if (text := describe(m.kind, m.content)) else "")
         )
 
 
@@ -524,3 +619,42 @@ def _jsonable(content: bytes) -> Any:
         return str(item)
 
     return convert(value)
+
+
+@main.command(name="ip")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def ip_status(ctx: Context, as_json: bool) -> None:
+    """The TCP listener's counters: connections, handshakes, refusals by reason.
+
+    The running receiver writes them every 10 s beside the store (ip-status.json)."""
+    config = ctx.config()
+    if not config.ip_listen:
+        fail(f"{config.path}: ip.listen: the receiver does not listen on TCP")
+    status = read_status(config.store.parent / STATUS_FILE)
+    if status is None:
+        fail("no status yet: the receiver has not run with [ip] listen", exitcodes.FAILURE)
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    refused = status.get("refused", {})
+    click.echo(
+        f"listening on {', '.join(status.get('listening', [])) or '-'} "
+        f"(as of {_when(status.get('written'))})"
+    )
+    click.echo(
+        f"  connections now {status.get('connections', 0)}, in handshake "
+        f"{status.get('handshakes', 0)}; admitted {status.get('admitted', 0)}, "
+        f"authenticated {status.get('authenticated', 0)}"
+    )
+    click.echo(
+        "  refused: "
+        + (", ".join(f"{count} {why}" for why, count in refused.items() if count) or "none")
+    )
+
+
+main.add_command(oncall)
+cli_web.register(main)
+main.add_command(store_group)
+main.add_command(device_command)
+register(main)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from callhome.config import modem_settings, port_urls
+from callhome.tcp import parse_endpoint
 from modem_drivers.configfile import (
     Table,
     check_encodable,
@@ -16,10 +18,22 @@ from modem_drivers.configfile import (
     loads_toml,
 )
 
+from .ip import IpLimits
+from .supervision.settings import SupervisionSettings, parse_supervision
+
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
 TEST_INTERVAL = (60.0, 366 * 86400.0)
 """The range of a device's line-test interval, in seconds."""
 GRACE = (0.0, 30 * 86400.0)
+DSN_SCHEMES = ("postgresql://", "postgres://")
+"""How `[centre] store` names a PostgreSQL database rather than a SQLite file."""
+
+
+def is_dsn(value: str) -> bool:
+    """Whether a store setting names a PostgreSQL database rather than a SQLite file."""
+    return value.startswith(DSN_SCHEMES)
+
+
 """The range of how late a line test may be, in seconds."""
 
 
@@ -29,6 +43,8 @@ class CentreConfig:
     name: str = "centre"
     key: Path = Path("centre.key")
     store: Path = Path("centre.db")
+    store_dsn: str | None = None
+    """A PostgreSQL store (`postgresql://...`) instead of the SQLite file `store`."""
     ports: list[str] = field(default_factory=list)
     profile: str = "auto"
     init: tuple[str, ...] = ()
@@ -40,11 +56,23 @@ class CentreConfig:
     time_scale: float = 1.0
     test_interval: float = 86400.0
     grace: float = 900.0
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
+    web: dict[str, Any] = field(default_factory=dict)
+    """The console's [web] table, read by receiver/web/config.py."""
+    ip_listen: list[str] = field(default_factory=list)
+    """`[ip] listen`: TCP addresses (host:port) the receiver also answers on."""
+    ip_limits: IpLimits = field(default_factory=IpLimits)
+    ip_proxies: list[str] = field(default_factory=list)
+    """`[ip] proxies`: TCP proxies (addresses or networks) that send a PROXY header."""
 
     def dump(self) -> str:
         return dump_toml(
             {
-                "centre": {"name": self.name, "key": str(self.key), "store": str(self.store)},
+                "centre": {
+                    "name": self.name,
+                    "key": str(self.key),
+                    "store": self.store_dsn or str(self.store),
+                },
                 "bank": {
                     "ports": self.ports,
                     "profile": self.profile,
@@ -60,6 +88,7 @@ class CentreConfig:
                     "test_interval": format_duration(self.test_interval),
                     "grace": format_duration(self.grace),
                 },
+                **({"ip": {"listen": self.ip_listen}} if self.ip_listen else {}),
             },
             header="callhome centre configuration (callhome-receiver)\n"
             "paths are relative to this file's folder",
@@ -85,7 +114,11 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     centre = root.table("centre")
     config.name = centre.get("name", str, "centre")
     config.key = centre.path_value("key")
-    config.store = centre.path_value("store")
+    if is_dsn(centre.get("store", str, "")):
+        config.store_dsn = centre.get("store", str)
+        _check_dsn(centre, "store", config.store_dsn)
+    else:
+        config.store = centre.path_value("store")
     centre.finish()
     bank = root.table("bank")
     config.ports = port_urls(bank, "ports", [])
@@ -103,5 +136,61 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     )
     config.grace = devices.duration("grace", "15m", minimum=GRACE[0], maximum=GRACE[1])
     devices.finish()
+    config.supervision = parse_supervision(root.table("supervision"))
+    config.web = root.get("web", dict, {})
+    config.ip_listen, config.ip_limits, config.ip_proxies = _ip_settings(root.table("ip"))
     root.finish()
     return config
+
+
+def _check_dsn(table: Table, key: str, dsn: str) -> None:
+    import psycopg
+    import psycopg.conninfo
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        # libpq's sentence names the fault; the DSN itself (and its password) is not shown
+        raise table.error(key, f"not a usable PostgreSQL DSN: {exc}") from None
+
+
+def _ip_settings(table: Table) -> tuple[list[str], IpLimits, list[str]]:
+    """`[ip]`: where to listen for devices over TCP (none by default) and the limits
+    that protect the listener before a peer has authenticated (docs/operations.md)."""
+    listen = table.strings("listen", [])
+    for address in listen:
+        try:
+            parse_endpoint(address, listen=True)
+        except ValueError as exc:
+            raise table.error("listen", str(exc)) from None
+    default = IpLimits()
+    limits = IpLimits(
+        handshake_timeout=table.duration(
+            "handshake_timeout", default.handshake_timeout, minimum=0.5, maximum=120.0
+        ),
+        max_connections=table.number(
+            "max_connections", int, default.max_connections, minimum=1, maximum=1_000_000
+        ),
+        max_handshakes=table.number(
+            "max_handshakes", int, default.max_handshakes, minimum=1, maximum=1_000_000
+        ),
+        max_handshakes_per_source=table.number(
+            "max_handshakes_per_source",
+            int,
+            default.max_handshakes_per_source,
+            minimum=1,
+            maximum=1_000_000,
+        ),
+        rate=table.number("rate", float, default.rate, minimum=0.001, maximum=1e6),
+        burst=table.number("burst", int, default.burst, minimum=1, maximum=1_000_000),
+        sources=table.number("sources", int, default.sources, minimum=16, maximum=10_000_000),
+        evict_after=table.duration("evict_after", default.evict_after, minimum=0.1, maximum=120.0),
+    )
+    proxies = table.strings("proxies", [])
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise table.error("proxies", f"{proxy!r} is not an address or network") from None
+    table.finish()
+    return listen, limits, proxies

@@ -5,7 +5,10 @@ modem as a pty; the centre's bank and each client drive their modems with the Ha
 driver; calls run the call-home protocol; the centre stores into SQLite. A short story:
 every client line-tests (at once: the hunt group spreads them over the bank), one sends
 a degraded-component report, one long report is cut mid-call and delivered, exactly
-once, on the next call, and an unknown system is refused. Then a summary.
+once, on the next call, and an unknown system is refused. Then each client runs the
+diagnostics agent on simulated collectors in scaled time: scheduled line tests, a mirror
+that degrades (an urgent call) and recovers (carried by the next call), a flapping fan
+(one flapping event), a hung collector (UNKNOWN, reported). Then a summary.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from modem_drivers.virtual import PhoneNetwork
 from modem_drivers.virtual.network import NetworkTiming
 from modem_drivers.virtual.runner import NetworkRunner
 
+from .agent_reports import describe
 from .bank import Bank
 from .config import CentreConfig
 from .store import AsyncStore, SQLiteStore
@@ -332,7 +336,109 @@ async def _story(
     rogue.spool.enqueue(Kind.LINE_TEST, line_test_content(rogue.spool), "line test")
     report = await _call(say, rogue, "line test")
     expect(report.result == "refused", "the rogue system was not refused")
+
+    click.echo(
+        f"\n5. the agents take over: {1 / AGENT_SCALE / 3600:g} h of their time per second\n"
+    )
+    await _agents(say, clients, expect, clients["plant-a"].folder.parent / "centre" / "centre.db")
     await asyncio.sleep(2.0 * runner.time_scale + 0.5)  # the centre records its calls
+
+
+AGENT_SCALE = 1 / 14400
+"""The agents' time in the demo: four hours a second (a day of line tests in six)."""
+AGENT_STORY = {
+    # client: (check name, script, [[check]] settings, what the centre must receive)
+    "plant-a": (
+        "mirror",
+        "0s md/md0 OK clean [UU]\n2h md/md0 CRITICAL degraded [U_]: sdb failed\n"
+        "10h md/md0 OK clean [UU]: rebuilt onto the spare\n",
+        "",
+        ("md/md0 OK -> CRITICAL", "md/md0 CRITICAL -> OK"),
+    ),
+    "plant-b": (
+        "fans",
+        "0s fan1 2400 fan1 2400 RPM\n1h fan1 cycle:600,2400 fan1 speed\n"
+        "9h fan1 2400 fan1 2400 RPM\n",
+        'direction = "below"\nwarning = 1000\nwarning_clear = 1100\nfor = "1h"\n',
+        ("fan1 flapping", "fan1 stable again"),
+    ),
+    "plant-c": (
+        "ipmi",
+        "0s ipmi/psu1 OK psu1 presence detected\n2h hang on\n",
+        'deadline = "10m"\nunknown_after = "2h"\n',
+        ("ipmi/psu1 OK -> UNKNOWN",),
+    ),
+}
+
+
+async def _agents(say: Narrator, clients: dict[str, _Client], expect: Any, database: Path) -> None:
+    """Each enrolled client runs the agent on simulated collectors until the centre has
+    stored what the story says (or a minute passes)."""
+    from callhome.client.agent.config import load_agent_config
+    from callhome.client.agent.daemon import Agent
+    from callhome.client.agent.statefile import write_state
+
+    agents = []
+    for name, (check, script, settings, _) in AGENT_STORY.items():
+        client = clients[name]
+        (client.folder / f"{check}.script").write_text(script)
+        with client.config.path.open("a") as file:
+            file.write(
+                f'\n[agent]\ntime_scale = {AGENT_SCALE}\ninterval = "10m"\n'
+                f'[[check]]\nkind = "simulated"\nname = "{check}"\n'
+                f'script = "{check}.script"\n{settings}'
+            )
+        config = load_agent_config(client.config.path, client.config.spool)
+        # tested by hand twenty hours ago: the schedule's next test falls within seconds
+        write_state(config.state, {"last_test": time.time() - 20 * 3600})
+        agents.append(Agent(client.config, config, client.private, caller=_agent_caller(say, name)))
+    started = time.monotonic()
+    since = time.time()
+
+    def missing() -> list[str]:
+        """What the centre has not stored yet, read from its store."""
+        centre = SQLiteStore(database, busy_timeout=5.0)
+        try:
+            stored = centre.messages(since=since - 1, limit=1000)
+        finally:
+            centre.close()
+        texts: dict[str, list[str]] = {}
+        for message in stored:
+            texts.setdefault(message.device, []).append(
+                describe(message.kind, message.content) or ""
+            )
+        return [
+            f"{name}: {item}"
+            for name, story in AGENT_STORY.items()
+            for item in (*story[3], "health:")
+            if not any(text.startswith(item) for text in texts.get(name, []))
+        ]
+
+    stop = asyncio.Event()
+    tasks = [asyncio.ensure_future(agent.run(stop)) for agent in agents]
+    left = missing()
+    try:
+        while left and time.monotonic() - started < 60 and not any(t.done() for t in tasks):
+            await asyncio.sleep(0.25)
+            left = missing()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for item in left:
+        expect(False, f"the centre never stored {item!r}")
+    say.say("centre", "has every event of the story")
+
+
+def _agent_caller(say: Narrator, name: str) -> Any:
+    async def call(config: ClientConfig, spool: Spool, key: bytes) -> CallReport:
+        queued = [m.summary or m.kind.label for m in spool.queued()]
+        say.say(name, "agent calls, carrying: " + "; ".join(queued))
+        report = await call_centre(config, spool, key, progress=say.client(name))
+        acknowledged = len(report.acknowledged) + len(report.duplicates)
+        say.say(name, f"agent: {report.result}, {acknowledged} message(s) acknowledged")
+        return report
+
+    return call
 
 
 def _summary(database: Path) -> None:
@@ -358,4 +464,5 @@ def _summary(database: Path) -> None:
         click.echo(
             f"  {message.device:<9} {message.kind:<10} {message.severity or '':<8} "
             f"{message.component or '':<6} {message.state or ''}"
+            + (f"  {text}" if (text := describe(message.kind, message.content)) else "")
         )

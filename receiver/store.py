@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from callhome.database import ConstraintViolation, Database
 
@@ -97,6 +97,8 @@ class CallRecord:
     crc_failures: int = 0
     malformed: int = 0
     oversize: int = 0
+    path: str = "modem"
+    """How the call came: "modem" (the bank) or "ip" (the TCP listener)."""
 
     @property
     def security(self) -> dict[str, int]:
@@ -117,6 +119,8 @@ class StoredMessage:
     received_at: float
     call_id: int | None
     content: bytes
+    path: str | None = None
+    """The path of the call that delivered it ("modem", "ip")."""
 
 
 class Store(abc.ABC):
@@ -148,7 +152,9 @@ class Store(abc.ABC):
 
     # calls
     @abc.abstractmethod
-    def start_call(self, port: str, caller_id: str | None, started: float) -> int: ...
+    def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int: ...
 
     @abc.abstractmethod
     def finish_call(
@@ -216,6 +222,159 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    # -- follow the sun: outbox and escalations (receiver/sun) --------------------------
+
+    @abc.abstractmethod
+    def sun_commit(
+        self,
+        notifications: Collection[OutboxItem],
+        saved: Collection[tuple[int, str, str]],
+        deleted: Collection[tuple[int, str]],
+        when: float,
+        state: Mapping[str, str] | None = None,
+    ) -> int:
+        """In one transaction: queue `notifications` (one already queued under the same
+        outbox key is left as it is), save escalation states (incident, policy, JSON),
+        delete finished ones, set `state` names. Returns how many were queued."""
+
+    @abc.abstractmethod
+    def sun_escalations(self) -> list[tuple[int, str, str]]: ...
+
+    @abc.abstractmethod
+    def sun_state(self, name: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+        """Pending notifications whose next attempt is due, oldest first."""
+
+    @abc.abstractmethod
+    def outbox_attempt(
+        self,
+        row_id: int,
+        when: float,
+        *,
+        sent: bool,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        """Record one attempt: sent; or failed and retried at `retry_at`; or failed for
+        good (`retry_at` None)."""
+
+    @abc.abstractmethod
+    def outbox(self, *, pending: bool = False, limit: int = 100) -> list[OutboxRow]: ...
+    # supervision (receiver/supervision): its state, incidents and their timelines
+    @abc.abstractmethod
+    def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
+        """Every device (or one) with what supervision kept of it (None: nothing yet)."""
+
+    @abc.abstractmethod
+    def save_supervision(self, batch: SupervisionBatch) -> None:
+        """Commit device states, incidents, timeline entries, notifications still to
+        deliver and commands, all in one transaction (nothing alerted is forgotten)."""
+
+    @abc.abstractmethod
+    def incident_rows(
+        self,
+        *,
+        status: Collection[str] | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRow]: ...
+
+    @abc.abstractmethod
+    def incident_timeline(self, incident_id: int) -> list[TimelineRow]: ...
+
+    @abc.abstractmethod
+    def max_incident_id(self) -> int: ...
+
+    @abc.abstractmethod
+    def supervision_outbox(self) -> list[tuple[int, str]]:
+        """Incident events committed but not yet handed to the notifier (JSON)."""
+
+    @abc.abstractmethod
+    def supervision_outbox_done(self, ids: Collection[int]) -> None: ...
+
+    @abc.abstractmethod
+    def supervision_commands(self, after: int) -> list[tuple[int, str]]:
+        """Commands of `callhome-receiver` (JSON) for the running engine, after an id."""
+
+    # -- the operator console (receiver/web) --------------------------------------------
+
+    @abc.abstractmethod
+    def console_add_account(self, name: str, password_hash: str, role: str, when: float) -> None:
+        """AlreadyExists if the name is taken."""
+
+    @abc.abstractmethod
+    def console_set_account(
+        self, name: str, *, password_hash: str | None = None, role: str | None = None
+    ) -> None:
+        """Change a password (which ends the account's sessions) or a role; NotFound."""
+
+    @abc.abstractmethod
+    def console_remove_account(self, name: str) -> None:
+        """Remove an account and its sessions; NotFound."""
+
+    @abc.abstractmethod
+    def console_accounts(self) -> list[Account]: ...
+
+    @abc.abstractmethod
+    def console_account(self, name: str) -> Account | None: ...
+
+    @abc.abstractmethod
+    def console_start_session(
+        self, token_hash: str, account: str, csrf: str, when: float, expires: float
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def console_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        """The live session with this token hash (None when unknown or expired)."""
+
+    @abc.abstractmethod
+    def console_end_session(self, token_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    def console_audit(
+        self, who: str, action: str, target: str | None, detail: str | None, when: float
+    ) -> int: ...
+
+    @abc.abstractmethod
+    def console_audit_log(self, *, limit: int = 200) -> list[AuditEntry]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def console_device(self, name: str) -> Device | None: ...
+
+    @abc.abstractmethod
+    def console_outbox_counts(self) -> tuple[int, int]:
+        """Notifications pending, and failed for good."""
+
+    @abc.abstractmethod
+    def console_device_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float]]]:
+        """Devices judged from their last call alone (as receiver.web.sources.judge
+        does, in the database): counts by state, and the `limit` most overdue late or
+        down devices as (name, state, deadline)."""
+
+    @abc.abstractmethod
+    def console_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        """One page of devices with their state and deadline judged as
+        `console_device_states` does, filtered and sorted (CONSOLE_SORTS), and how many
+        match in all."""
+
+    @abc.abstractmethod
+    def console_sites(self) -> list[str]: ...
+
 
 _SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -282,7 +441,200 @@ _STEP_2_SECURITY_COUNTERS = "\n".join(
     f"ALTER TABLE calls ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0;" for name in SECURITY_COUNTERS
 )
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_1, _STEP_2_SECURITY_COUNTERS)
+_STEP_3_SUN_OUTBOX = """
+CREATE TABLE IF NOT EXISTS sun_outbox (
+    id INTEGER PRIMARY KEY,
+    outbox_key TEXT NOT NULL UNIQUE,
+    idempotency_key TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    sent_at REAL,
+    failed_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS sun_outbox_pending ON sun_outbox(next_attempt)
+    WHERE sent_at IS NULL AND failed_at IS NULL;
+CREATE TABLE IF NOT EXISTS sun_escalations (
+    incident_id INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (incident_id, policy)
+);
+CREATE TABLE IF NOT EXISTS sun_state (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+"""Follow the sun: the notification outbox (written before it is sent, marked when
+done), the escalations in progress (so a restart resumes a wait), and small state."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A notification to queue (follow the sun)."""
+
+    outbox_key: str
+    idempotency_key: str
+    channel: str
+    address: str
+    recipient: str
+    subject: str
+    body: str
+    payload: str
+    """JSON."""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    item: OutboxItem
+    created_at: float
+    attempts: int
+    next_attempt: float
+    sent_at: float | None
+    failed_at: float | None
+    last_error: str | None
+
+
+_STEP_4_CONSOLE = """
+CREATE TABLE IF NOT EXISTS console_accounts (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS console_sessions (
+    token_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES console_accounts(name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS console_audit (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS console_audit_at ON console_audit(at);
+CREATE INDEX IF NOT EXISTS devices_deadline
+    ON devices(coalesce(last_seen, enrolled_at) + test_interval + grace, test_interval, name)
+    WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS devices_never ON devices(enrolled_at) WHERE last_seen IS NULL;
+CREATE INDEX IF NOT EXISTS devices_revoked ON devices(revoked_at) WHERE revoked_at IS NOT NULL;
+"""
+"""The operator console: accounts (Argon2 hashes, a role), sessions (the SHA-256 of the
+cookie, never the cookie itself) and the audit log of every action; and the index of
+each device's next deadline, so the overview finds the late among 100,000 devices
+without judging every one."""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    password_hash: str
+    role: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    account: Account
+    csrf: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: float
+    who: str
+    action: str
+    target: str | None
+    detail: str | None
+
+
+CONSOLE_SORTS = {
+    "name": "name",
+    "state": "CASE state WHEN 'down' THEN 0 WHEN 'late' THEN 1 WHEN 'never' THEN 2 "
+    "WHEN 'ok' THEN 3 ELSE 4 END, name",
+    "site": "site IS NULL, site, name",
+    "last_call": "last_seen IS NULL, last_seen DESC, name",
+    "deadline": "deadline IS NULL, deadline, name",
+}
+"""How the console's device list sorts (the SQL of each key: never user input)."""
+
+_STEP_5_CALL_PATH = "ALTER TABLE calls ADD COLUMN path TEXT NOT NULL DEFAULT 'modem';"
+"""Which path a call took: "modem" or "ip" (a message's is its call's)."""
+_STEP_6_SUPERVISION = """
+CREATE TABLE supervision (
+    device_id INTEGER PRIMARY KEY REFERENCES devices(id),
+    state INTEGER NOT NULL,
+    since REAL NOT NULL,
+    last REAL NOT NULL,
+    line_tests_only INTEGER NOT NULL DEFAULT 0,
+    schedule TEXT,
+    extra TEXT,
+    last_port TEXT,
+    last_caller TEXT,
+    attributes TEXT
+);
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    key TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    device TEXT,
+    status TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    acknowledged_at REAL,
+    acknowledged_by TEXT,
+    resolved_at REAL,
+    resolved_by TEXT,
+    members TEXT NOT NULL DEFAULT '{}',
+    attributes TEXT NOT NULL DEFAULT '{}',
+    last_notified REAL,
+    pending_since REAL
+);
+CREATE INDEX incidents_status ON incidents(status, id);
+CREATE TABLE incident_timeline (
+    id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    at REAL NOT NULL,
+    what TEXT NOT NULL,
+    text TEXT NOT NULL,
+    by TEXT,
+    device TEXT
+);
+CREATE INDEX incident_timeline_incident ON incident_timeline(incident_id, at);
+CREATE TABLE supervision_outbox (id INTEGER PRIMARY KEY, event TEXT NOT NULL);
+CREATE TABLE supervision_commands (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, command TEXT NOT NULL
+);
+"""
+"""Supervision (receiver/supervision): each device's state, incidents and their
+timelines, incident events not yet delivered, operators' commands for the engine."""
+
+MIGRATIONS: tuple[str, ...] = (
+    _SCHEMA_1,
+    _STEP_2_SECURITY_COUNTERS,
+    _STEP_3_SUN_OUTBOX,
+    _STEP_4_CONSOLE,
+    _STEP_5_CALL_PATH,
+    _STEP_6_SUPERVISION,
+)
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
 
@@ -397,11 +749,13 @@ class SQLiteStore(Database, Store):
 
     # -- calls ---------------------------------------------------------------------------
 
-    def start_call(self, port: str, caller_id: str | None, started: float) -> int:
+    def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int:
         with self._write() as db:
             cursor = db.execute(
-                "INSERT INTO calls (port, caller_id, started) VALUES (?, ?, ?)",
-                (port, caller_id, started),
+                "INSERT INTO calls (port, caller_id, started, path) VALUES (?, ?, ?, ?)",
+                (port, caller_id, started, path),
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -457,7 +811,7 @@ class SQLiteStore(Database, Store):
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
             "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
             + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
-            + f" FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            + f", c.path FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT ?",
             (*args, limit),
         )
@@ -562,12 +916,427 @@ class SQLiteStore(Database, Store):
         )
         rows = self._read(
             "SELECT m.id, d.name, m.epoch, m.seq, m.kind, m.severity, m.component, m.state, "
-            "m.received_at, m.call_id, m.content FROM messages m "
-            f"JOIN devices d ON d.id = m.device_id {where} "
+            "m.received_at, m.call_id, m.content, c.path FROM messages m "
+            f"JOIN devices d ON d.id = m.device_id LEFT JOIN calls c ON c.id = m.call_id {where} "
             "ORDER BY m.received_at DESC, m.id DESC LIMIT ?",
             (*args, limit),
         )
         return [StoredMessage(*row) for row in rows]
+
+    # -- follow the sun ------------------------------------------------------------------
+
+    def sun_commit(
+        self,
+        notifications: Collection[OutboxItem],
+        saved: Collection[tuple[int, str, str]],
+        deleted: Collection[tuple[int, str]],
+        when: float,
+        state: Mapping[str, str] | None = None,
+    ) -> int:
+        queued = 0
+        with self._write() as db:
+            for item in notifications:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO sun_outbox (outbox_key, idempotency_key, channel, "
+                    "address, recipient, subject, body, payload, created_at, next_attempt) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        item.outbox_key,
+                        item.idempotency_key,
+                        item.channel,
+                        item.address,
+                        item.recipient,
+                        item.subject,
+                        item.body,
+                        item.payload,
+                        when,
+                        when,
+                    ),
+                )
+                queued += cursor.rowcount
+            for incident_id, policy, text in saved:
+                db.execute(
+                    "INSERT INTO sun_escalations (incident_id, policy, state, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (incident_id, policy) DO UPDATE SET "
+                    "state = excluded.state, updated_at = excluded.updated_at",
+                    (incident_id, policy, text, when),
+                )
+            for incident_id, policy in deleted:
+                db.execute(
+                    "DELETE FROM sun_escalations WHERE incident_id = ? AND policy = ?",
+                    (incident_id, policy),
+                )
+            for name, value in (state or {}).items():
+                db.execute(
+                    "INSERT INTO sun_state (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (name, value),
+                )
+        return queued
+
+    def sun_escalations(self) -> list[tuple[int, str, str]]:
+        rows = self._read(
+            "SELECT incident_id, policy, state FROM sun_escalations ORDER BY incident_id, policy"
+        )
+        return [(int(a), str(b), str(c)) for a, b, c in rows]
+
+    def sun_state(self, name: str) -> str | None:
+        rows = self._read("SELECT value FROM sun_state WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
+
+    _OUTBOX_COLUMNS = (
+        "id, outbox_key, idempotency_key, channel, address, recipient, subject, body, "
+        "payload, created_at, attempts, next_attempt, sent_at, failed_at, last_error"
+    )
+
+    @staticmethod
+    def _outbox_row(row: Any) -> OutboxRow:
+        return OutboxRow(row[0], OutboxItem(*row[1:9]), *row[9:])
+
+    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+        rows = self._read(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM sun_outbox WHERE sent_at IS NULL AND "
+            "failed_at IS NULL AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?",
+            (now, limit),
+        )
+        return [self._outbox_row(row) for row in rows]
+
+    def outbox_attempt(
+        self,
+        row_id: int,
+        when: float,
+        *,
+        sent: bool,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        with self._write() as db:
+            if sent:
+                db.execute(
+                    "UPDATE sun_outbox SET attempts = attempts + 1, sent_at = ?, "
+                    "last_error = NULL WHERE id = ?",
+                    (when, row_id),
+                )
+            elif retry_at is not None:
+                db.execute(
+                    "UPDATE sun_outbox SET attempts = attempts + 1, next_attempt = ?, "
+                    "last_error = ? WHERE id = ?",
+                    (retry_at, error, row_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE sun_outbox SET attempts = attempts + 1, failed_at = ?, "
+                    "last_error = ? WHERE id = ?",
+                    (when, error, row_id),
+                )
+
+    def outbox(self, *, pending: bool = False, limit: int = 100) -> list[OutboxRow]:
+        where = "WHERE sent_at IS NULL AND failed_at IS NULL " if pending else ""
+        rows = self._read(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM sun_outbox {where}ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [self._outbox_row(row) for row in rows]
+
+    # -- supervision ---------------------------------------------------------------------
+
+    def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
+        where = "WHERE d.name = ?" if device is not None else ""
+        rows = self._read(
+            "SELECT d.name, d.id, d.test_interval, d.grace, d.enrolled_at, d.revoked_at, "
+            "d.site, s.state, s.since, s.last, coalesce(s.line_tests_only, 0), s.schedule, "
+            "s.extra, s.last_port, s.last_caller, s.attributes "
+            f"FROM devices d LEFT JOIN supervision s ON s.device_id = d.id {where} ORDER BY d.id",
+            () if device is None else (device,),
+        )
+        return list(map(SupervisionRow._make, rows))  # line_tests_only: 0 or 1
+
+    def save_supervision(self, batch: SupervisionBatch) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO supervision (device_id, state, since, last, line_tests_only, "
+                "schedule, extra, last_port, last_caller, attributes) "
+                "SELECT id, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM devices WHERE name = ? "
+                "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, "
+                "since = excluded.since, last = excluded.last, "
+                "line_tests_only = excluded.line_tests_only, schedule = excluded.schedule, "
+                "extra = excluded.extra, "
+                "last_port = coalesce(excluded.last_port, last_port), "
+                "last_caller = coalesce(excluded.last_caller, last_caller), "
+                "attributes = coalesce(excluded.attributes, attributes)",
+                [
+                    (
+                        u.state,
+                        u.since,
+                        u.last,
+                        int(u.line_tests_only),
+                        u.schedule,
+                        u.extra,
+                        u.last_port,
+                        u.last_caller,
+                        u.attributes,
+                        u.device,
+                    )
+                    for u in batch.devices
+                ],
+            )
+            db.executemany(
+                f"INSERT OR REPLACE INTO incidents ({_INCIDENT_COLUMNS}) "
+                f"VALUES ({', '.join('?' for _ in IncidentRow.__dataclass_fields__)})",
+                [
+                    tuple(getattr(i, name) for name in IncidentRow.__dataclass_fields__)
+                    for i in batch.incidents
+                ],
+            )
+            db.executemany(
+                "INSERT INTO incident_timeline (incident_id, at, what, text, by, device) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(t.incident_id, t.at, t.what, t.text, t.by, t.device) for t in batch.timeline],
+            )
+            db.executemany(
+                "INSERT INTO supervision_outbox (event) VALUES (?)", [(e,) for e in batch.outbox]
+            )
+            db.executemany(
+                "INSERT INTO supervision_commands (at, command) VALUES (?, ?)", batch.commands
+            )
+
+    def incident_rows(
+        self,
+        *,
+        status: Collection[str] | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRow]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            clauses.append(f"status IN ({', '.join('?' * len(status))})")
+            args.extend(status)
+        if incident_id is not None:
+            clauses.append("id = ?")
+            args.append(incident_id)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._read(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents {where} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [IncidentRow(*row) for row in rows]
+
+    def incident_timeline(self, incident_id: int) -> list[TimelineRow]:
+        rows = self._read(
+            "SELECT incident_id, at, what, text, by, device FROM incident_timeline "
+            "WHERE incident_id = ? ORDER BY at, id",
+            (incident_id,),
+        )
+        return [TimelineRow(*row) for row in rows]
+
+    def max_incident_id(self) -> int:
+        return int(self._read("SELECT coalesce(max(id), 0) FROM incidents")[0][0])
+
+    def supervision_outbox(self) -> list[tuple[int, str]]:
+        return [
+            (int(i), str(e))
+            for i, e in self._read("SELECT id, event FROM supervision_outbox ORDER BY id")
+        ]
+
+    def supervision_outbox_done(self, ids: Collection[int]) -> None:
+        with self._write() as db:
+            db.executemany("DELETE FROM supervision_outbox WHERE id = ?", [(i,) for i in ids])
+
+    def supervision_commands(self, after: int) -> list[tuple[int, str]]:
+        return [
+            (int(i), str(c))
+            for i, c in self._read(
+                "SELECT id, command FROM supervision_commands WHERE id > ? ORDER BY id", (after,)
+            )
+        ]
+
+    # -- the operator console ------------------------------------------------------------
+
+    def console_add_account(self, name: str, password_hash: str, role: str, when: float) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO console_accounts (name, password_hash, role, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (name, password_hash, role, when),
+                )
+        except ConstraintViolation:
+            raise AlreadyExists(f"an account named {name!r} already exists") from None
+
+    def console_set_account(
+        self, name: str, *, password_hash: str | None = None, role: str | None = None
+    ) -> None:
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE console_accounts SET password_hash = coalesce(?, password_hash), "
+                "role = coalesce(?, role) WHERE name = ?",
+                (password_hash, role, name),
+            ).rowcount
+            if password_hash is not None:
+                # a new password logs every browser of the account out
+                db.execute("DELETE FROM console_sessions WHERE account = ?", (name,))
+        if not changed:
+            raise NotFound(f"no account named {name!r}")
+
+    def console_remove_account(self, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM console_sessions WHERE account = ?", (name,))
+            changed = db.execute("DELETE FROM console_accounts WHERE name = ?", (name,)).rowcount
+        if not changed:
+            raise NotFound(f"no account named {name!r}")
+
+    def console_accounts(self) -> list[Account]:
+        rows = self._read(
+            "SELECT name, password_hash, role, created_at FROM console_accounts ORDER BY name"
+        )
+        return [Account(*row) for row in rows]
+
+    def console_account(self, name: str) -> Account | None:
+        rows = self._read(
+            "SELECT name, password_hash, role, created_at FROM console_accounts WHERE name = ?",
+            (name,),
+        )
+        return Account(*rows[0]) if rows else None
+
+    def console_start_session(
+        self, token_hash: str, account: str, csrf: str, when: float, expires: float
+    ) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (when,))
+            db.execute(
+                "INSERT INTO console_sessions (token_hash, account, csrf, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?)",
+                (token_hash, account, csrf, when, expires),
+            )
+
+    def console_session(self, token_hash: str, now: float) -> ConsoleSession | None:
+        rows = self._read(
+            "SELECT a.name, a.password_hash, a.role, a.created_at, s.csrf, s.created_at, "
+            "s.expires_at FROM console_sessions s JOIN console_accounts a ON a.name = s.account "
+            "WHERE s.token_hash = ? AND s.expires_at > ?",
+            (token_hash, now),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ConsoleSession(Account(*row[:4]), *row[4:])
+
+    def console_end_session(self, token_hash: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,))
+
+    def console_audit(
+        self, who: str, action: str, target: str | None, detail: str | None, when: float
+    ) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO console_audit (at, who, action, target, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (when, who, action, target, detail),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def console_audit_log(self, *, limit: int = 200) -> list[AuditEntry]:
+        rows = self._read(
+            "SELECT id, at, who, action, target, detail FROM console_audit "
+            "ORDER BY at DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [AuditEntry(*row) for row in rows]
+
+    def console_device(self, name: str) -> Device | None:
+        return self._device("name = ?", (name,))
+
+    def console_outbox_counts(self) -> tuple[int, int]:
+        rows = self._read(
+            "SELECT coalesce(sum(sent_at IS NULL AND failed_at IS NULL), 0), "
+            "coalesce(sum(failed_at IS NOT NULL), 0) FROM sun_outbox"
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    _DEADLINE = "coalesce(last_seen, enrolled_at) + test_interval + grace"
+    """Must read exactly as in the devices_deadline index, or SQLite will not use it."""
+
+    def console_device_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float]]]:
+        deadline = self._DEADLINE
+        troubled = f"FROM devices WHERE revoked_at IS NULL AND {deadline} < ?"  # indexed range
+        verdict = f"CASE WHEN ? <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END"
+        # separate reads: counts may be a call apart under a busy bank, which a page
+        # refreshed on every change can live with
+        total = self._read("SELECT count(*) FROM devices")[0][0]
+        revoked = self._read("SELECT count(*) FROM devices WHERE revoked_at IS NOT NULL")[0][0]
+        never = self._read(
+            # few devices never called: their index, not the deadline's
+            "SELECT count(*) FROM devices INDEXED BY devices_never WHERE last_seen IS NULL "
+            "AND revoked_at IS NULL "
+            f"AND {deadline} >= ?",
+            (now,),
+        )[0][0]
+        counts = dict(
+            self._read(f"SELECT {verdict} AS state, count(*) {troubled} GROUP BY state", (now, now))
+        )
+        rows = self._read(
+            f"SELECT name, {verdict}, {deadline} {troubled} "
+            f"ORDER BY {deadline}, test_interval, name LIMIT ?",  # the index's order
+            (now, now, limit),
+        )
+        late, down = int(counts.get("late", 0)), int(counts.get("down", 0))
+        result = {
+            "ok": int(total) - int(revoked) - int(never) - late - down,
+            "never": int(never),
+            "late": late,
+            "down": down,
+            "revoked": int(revoked),
+        }
+        return result, [(str(a), str(b), float(c)) for a, b, c in rows]
+
+    def console_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        deadline = self._DEADLINE
+        judged = (
+            f"SELECT {_DEVICE_COLUMNS}, CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
+            f"WHEN ? <= {deadline} THEN CASE WHEN last_seen IS NULL THEN 'never' ELSE 'ok' END "
+            f"WHEN ? <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END AS state, "
+            f"CASE WHEN revoked_at IS NULL THEN {deadline} END AS deadline FROM devices"
+        )
+        clauses: list[str] = []
+        args: list[Any] = [now, now]
+        if state:
+            clauses.append("state = ?")
+            args.append(state)
+        if site:
+            clauses.append("site = ?")
+            args.append(site)
+        if text:
+            clauses.append("instr(lower(name), lower(?)) > 0")
+            args.append(text)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = self._read(f"SELECT count(*) FROM ({judged}) {where}", tuple(args))[0][0]
+        rows = self._read(
+            f"SELECT * FROM ({judged}) {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total)
+
+    def console_sites(self) -> list[str]:
+        return [
+            str(row[0])
+            for row in self._read(
+                "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
+            )
+        ]
 
 
 def security_counters(security: Mapping[str, int] | None) -> tuple[int, ...]:
@@ -626,8 +1395,10 @@ class AsyncStore:
         return await self._call(self.store.advance_counter, device_id, counter, when)
 
     # calls
-    async def start_call(self, port: str, caller_id: str | None, started: float) -> int:
-        return await self._call(self.store.start_call, port, caller_id, started)
+    async def start_call(
+        self, port: str, caller_id: str | None, started: float, path: str = "modem"
+    ) -> int:
+        return await self._call(self.store.start_call, port, caller_id, started, path)
 
     async def finish_call(
         self,
@@ -674,6 +1445,161 @@ class AsyncStore:
     ) -> None:
         await self._call(self.store.append_partial, device_id, epoch, seq, offset, data)
 
+    # follow the sun
+    async def sun_commit(
+        self,
+        notifications: Collection[OutboxItem],
+        saved: Collection[tuple[int, str, str]],
+        deleted: Collection[tuple[int, str]],
+        when: float,
+        state: Mapping[str, str] | None = None,
+    ) -> int:
+        return await self._call(self.store.sun_commit, notifications, saved, deleted, when, state)
+
+    async def sun_escalations(self) -> list[tuple[int, str, str]]:
+        return await self._call(self.store.sun_escalations)
+
+    async def sun_state(self, name: str) -> str | None:
+        return await self._call(self.store.sun_state, name)
+
+    async def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+        return await self._call(self.store.outbox_due, now, limit)
+
+    async def outbox_attempt(
+        self,
+        row_id: int,
+        when: float,
+        *,
+        sent: bool,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        await self._call(
+            self.store.outbox_attempt, row_id, when, sent=sent, error=error, retry_at=retry_at
+        )
+
+    # supervision
+    async def supervision_rows(self, device: str | None = None) -> list[SupervisionRow]:
+        return await self._call(self.store.supervision_rows, device)
+
+    async def save_supervision(self, batch: SupervisionBatch) -> None:
+        await self._call(self.store.save_supervision, batch)
+
+    async def supervision_outbox(self) -> list[tuple[int, str]]:
+        return await self._call(self.store.supervision_outbox)
+
+    async def supervision_outbox_done(self, ids: Collection[int]) -> None:
+        await self._call(self.store.supervision_outbox_done, ids)
+
+    async def supervision_commands(self, after: int) -> list[tuple[int, str]]:
+        return await self._call(self.store.supervision_commands, after)
+
+    async def incident_rows(
+        self,
+        *,
+        status: Collection[str] | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRow]:
+        return await self._call(
+            self.store.incident_rows, status=status, incident_id=incident_id, limit=limit
+        )
+
+    async def incident_timeline(self, incident_id: int) -> list[TimelineRow]:
+        return await self._call(self.store.incident_timeline, incident_id)
+
+    async def max_incident_id(self) -> int:
+        return await self._call(self.store.max_incident_id)
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.store.close()
+
+
+# -- supervision's records (receiver/supervision/persist.py converts) ---------------------
+
+
+class SupervisionRow(NamedTuple):
+    """One device as supervision reads it at start: enrolment and the kept state (a
+    named tuple: a million of them are read at start)."""
+
+    device: str
+    device_id: int
+    test_interval: float
+    grace: float
+    enrolled_at: float
+    revoked_at: float | None
+    site: str | None
+    state: int | None
+    """None: supervision has not seen this device yet."""
+    since: float | None
+    last: float | None
+    line_tests_only: bool
+    schedule: str | None
+    extra: str | None
+    """JSON of the rare parts (paths, tests, storms), or None."""
+    last_port: str | None
+    last_caller: str | None
+    attributes: str | None
+
+
+@dataclass(frozen=True)
+class SupervisionUpdate:
+    device: str
+    state: int
+    since: float
+    last: float
+    line_tests_only: bool = False
+    schedule: str | None = None
+    extra: str | None = None
+    last_port: str | None = None
+    """None keeps what is stored (and so for the two below)."""
+    last_caller: str | None = None
+    attributes: str | None = None
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    id: int
+    kind: str
+    severity: str
+    key: str
+    summary: str
+    device: str | None
+    status: str
+    opened_at: float
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    resolved_at: float | None
+    resolved_by: str | None
+    members: str
+    """JSON: device -> late | down | recovered."""
+    attributes: str
+    last_notified: float | None
+    pending_since: float | None
+
+
+_INCIDENT_COLUMNS = ", ".join(IncidentRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    incident_id: int
+    at: float
+    what: str
+    text: str
+    by: str | None
+    device: str | None
+
+
+@dataclass(frozen=True)
+class SupervisionBatch:
+    """What one turn of supervision writes, in one transaction."""
+
+    devices: tuple[SupervisionUpdate, ...] = ()
+    incidents: tuple[IncidentRow, ...] = ()
+    timeline: tuple[TimelineRow, ...] = ()
+    outbox: tuple[str, ...] = ()
+    """Incident events (JSON) to hand to the notifier once committed."""
+    commands: tuple[tuple[float, str], ...] = ()
+    """(when, JSON) for the running engine (from the command line)."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import math
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
@@ -46,10 +47,14 @@ from ..keys import (
     write_private_key,
 )
 from ..link import modem_timings
+from ..tcp import parse_endpoint
 from ..wire.errors import MessageError
 from ..wire.messages import SEVERITIES, Kind
+from .agent.cli import agent as agent_commands
+from .agent.modemlock import PERSON_WAIT, ModemBusy, modem_lock
 from .config import DEFAULT_PATH, ClientConfig, check_client_config, load_client_config
 from .dialer import CallReport, call_centre, line_test_content
+from .paths import MODEM
 from .progress import CallProgress, with_ticks
 from .spool import Spool, SpoolError
 
@@ -247,15 +252,19 @@ def _client(config_path: Path) -> tuple[ClientConfig, Spool]:
     "--number",
     "numbers",
     multiple=True,
-    required=True,
     help="A number of the centre (repeatable; tried in order).",
 )
 @click.option(
     "--port",
     "ports",
     multiple=True,
-    required=True,
     help="A modem URL (repeatable; tried in order).",
+)
+@click.option(
+    "--ip",
+    "ips",
+    multiple=True,
+    help="The centre's TCP address, host:port (repeatable): tried before the modem.",
 )
 @click.option(
     "--profile", default="auto", show_default=True, type=click.Choice(["auto", *DRIVER_PROFILES])
@@ -280,6 +289,7 @@ def init(
     centre_key: str,
     numbers: tuple[str, ...],
     ports: tuple[str, ...],
+    ips: tuple[str, ...],
     profile: str,
     attempts: int,
     retry_delay: str,
@@ -287,6 +297,13 @@ def init(
 ) -> None:
     """Set up this device in DIRECTORY: key pair, config and spool. Never overwrites."""
     folder = Path(directory)
+    if (numbers or ports or not ips) and not (numbers and ports):
+        raise click.UsageError("give --number and --port (a modem path), or --ip, or both")
+    for address in ips:
+        try:
+            parse_endpoint(address)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ip") from None
     try:
         delay = round(parse_duration(retry_delay), 3)  # the file holds milliseconds
     except ValueError as exc:
@@ -302,6 +319,7 @@ def init(
         time_scale=time_scale,
         attempts=attempts,
         retry_delay=delay,
+        path_specs=init_paths(ips, modem=bool(ports)),
     )
     try:
         config.centre_key = parse_public_key(centre_key)
@@ -348,6 +366,8 @@ class _Narrator:
             "transfer": "transfer: {messages} message(s)",
             "hanging up": "hanging up",
             "waiting": "every line failed; trying again in {seconds:g} s",
+            "connecting": "connecting to {address} (path {path})",
+            "connect failed": "path {path}: {error}",
         }.get(step, step)
         if step == "dialling":
             text += " ... ringing, training"
@@ -429,7 +449,8 @@ async def _send(
         if no_call:
             return None
         private = load_private_key(config.key)
-        return await _call_with_progress(config, spool, private, as_json)
+        async with _modem(config):
+            return await _call_with_progress(config, spool, private, as_json)
     finally:
         spool.close()
 
@@ -478,11 +499,19 @@ def queue(config_path: Path, as_json: bool) -> None:
 
 @main.command(name="line-test")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--path", "path_name", default=None, help="Test this path only (a [paths] name).")
+@click.option("--all-paths", is_flag=True, help="Test every path in turn, one row each.")
 @logging_options
 @click.pass_obj
-def line_test(config_path: Path, as_json: bool) -> None:
+def line_test(config_path: Path, as_json: bool, path_name: str | None, all_paths: bool) -> None:
     """Call the centre with a test message and report how the call went."""
-    report, seq = run_async(_line_test(config_path, as_json))
+    if path_name is not None and all_paths:
+        raise click.UsageError("give --path or --all-paths, not both")
+    if all_paths:
+        results = run_async(_line_test_paths(config_path, as_json))
+        _print_paths(results, as_json)
+        sys.exit(next((r.exit_code for _, r in results if r.exit_code), 0))
+    report, seq = run_async(_line_test(config_path, as_json, path_name))
     acknowledged = seq in report.acknowledged or seq in report.duplicates
     if report.result == "ok" and not acknowledged:
         report.result = "protocol"
@@ -491,12 +520,19 @@ def line_test(config_path: Path, as_json: bool) -> None:
     sys.exit(report.exit_code)
 
 
-async def _line_test(config_path: Path, as_json: bool) -> tuple[CallReport, int]:
+async def _line_test(
+    config_path: Path, as_json: bool, path_name: str | None = None
+) -> tuple[CallReport, int]:
     config, spool = _client(config_path)
     try:
-        seq = spool.enqueue(Kind.LINE_TEST, line_test_content(spool), "line test")
+        content = line_test_content(spool)
+        if path_name is not None:
+            config = only_path(config, path_name)
+            content["path_tested"] = path_name
+        seq = spool.enqueue(Kind.LINE_TEST, content, "line test")
         private = load_private_key(config.key)
-        report = await _call_with_progress(config, spool, private, as_json)
+        async with _modem(config):
+            report = await _call_with_progress(config, spool, private, as_json)
         return report, seq
     finally:
         spool.close()
@@ -519,11 +555,13 @@ def _print_call(report: CallReport, as_json: bool, *, title: str) -> None:
     )
     click.echo(f"\n{title}: {verdict}")
     rows: list[tuple[str, str]] = []
-    if report.number:
+    if report.path is not None and report.port == "tcp":
+        rows.append(("path", f"{report.path}: TCP to {report.number}"))
+    elif report.number:
         rows.append(("number", f"{report.number} via {report.port} ({report.profile})"))
     if report.connect_seconds is not None:
         rows.append(("time to CONNECT", f"{report.connect_seconds:.1f} s"))
-    if report.connect:
+    if report.connect and report.port != "tcp":
         connect = report.connect
         parts = [f"{connect.get('dce_rate') or '?'} bit/s"]
         parts += [
@@ -777,6 +815,70 @@ async def _dial(url: str, number: str, hold: float, choice: ModemChoice) -> dict
         return result
 
 
+def init_paths(ips: tuple[str, ...], *, modem: bool) -> dict[str, str]:
+    """`init`'s [paths]: the IP addresses first (ip, ip2, ...), then the modem; none
+    at all for a modem alone (the default)."""
+    if not ips:
+        return {}
+    specs = {("ip" if index == 0 else f"ip{index + 1}"): ip for index, ip in enumerate(ips)}
+    return specs | ({MODEM: MODEM} if modem else {})
+
+
+def only_path(config: ClientConfig, name: str) -> ClientConfig:
+    """`config` with the one path `name`, tried once (the caller asked for this path)."""
+    specs = config.path_specs or {MODEM: MODEM}
+    if name not in specs:
+        raise UserError(f"{config.path}: no path named {name!r} (paths: {', '.join(specs)})")
+    return dataclasses.replace(config, path_specs={name: specs[name]}, attempts=1)
+
+
+async def _line_test_paths(config_path: Path, as_json: bool) -> list[tuple[str, CallReport]]:
+    """A line test on each path in turn (each its own call, tried once)."""
+    config, spool = _client(config_path)
+    results: list[tuple[str, CallReport]] = []
+    try:
+        private = load_private_key(config.key)
+        for name in config.path_specs or {MODEM: MODEM}:
+            content = line_test_content(spool) | {"path_tested": name}
+            seq = spool.enqueue(Kind.LINE_TEST, content, f"line test of {name}")
+            report = await call_centre(
+                only_path(config, name), spool, private, progress=_Narrator(True)
+            )
+            if report.result == "ok" and seq not in report.acknowledged + report.duplicates:
+                report.result = "protocol"
+                report.detail = "the centre did not acknowledge the test"
+            results.append((name, report))
+    finally:
+        spool.close()
+    return results
+
+
+def _print_paths(results: list[tuple[str, CallReport]], as_json: bool) -> None:
+    if as_json:
+        items = [{"path_tested": name, **report.as_dict()} for name, report in results]
+        click.echo(json.dumps(items, indent=2, default=str))
+        return
+    click.echo(f"{'path':<12} {'via':<28} {'handshake':>10} {'on line':>8}  result")
+    for name, report in results:
+        via = report.number if report.port == "tcp" else report.port or "-"
+        handshake = "-" if report.handshake_seconds is None else f"{report.handshake_seconds:.2f} s"
+        seconds = "-" if report.line_seconds is None else f"{report.line_seconds:.1f} s"
+        result = report.result + (f" ({report.detail})" if report.detail else "")
+        click.echo(f"{name:<12} {str(via)[:28]:<28} {handshake:>10} {seconds:>8}  {result}")
+
+
+@contextlib.asynccontextmanager
+async def _modem(config: ClientConfig) -> AsyncIterator[None]:
+    """The modem, shared with the agent: wait for it a while, then say who holds it."""
+    try:
+        async with modem_lock(config.spool, "callhome", wait=PERSON_WAIT * config.time_scale):
+            yield
+    except ModemBusy as exc:
+        raise UserError(
+            f"{exc}; the message stays queued for its next call", exitcodes.MODEM
+        ) from None
+
+
 def _handshake_text(report: CallReport) -> str:
     """Every attempt counted: a retry shows, with what it cost."""
     seconds = report.handshake_seconds or 0.0
@@ -793,3 +895,6 @@ async def _call_with_progress(
     """A progress bar on a terminal, plain lines elsewhere (stderr when stdout is JSON)."""
     progress = CallProgress(sys.stderr if as_json else sys.stdout)
     return await with_ticks(progress, call_centre(config, spool, private, progress=progress))
+
+
+main.add_command(agent_commands)

@@ -19,6 +19,7 @@ from modem_drivers.hayes import dial_string
 
 from ..config import modem_settings, port_urls
 from ..keys import KeyFileError, parse_public_key
+from .paths import MODEM, CallPath, parse_path, read_paths
 
 DEFAULT_PATH = Path("/etc/callhome/client.toml")
 
@@ -38,6 +39,14 @@ class ClientConfig:
     time_scale: float = 1.0
     attempts: int = 3
     retry_delay: float = 60.0
+    path_specs: dict[str, str] = field(default_factory=dict)
+    """`[paths]`: name -> "modem" or "host:port", in order of preference (empty: the
+    modem alone)."""
+
+    def paths(self) -> list[CallPath]:
+        """The paths to the centre, in order of preference (`paths.py`)."""
+        specs = self.path_specs or {MODEM: MODEM}
+        return [parse_path(name, spec, self.ports, self.numbers) for name, spec in specs.items()]
 
     def dump(self, centre_key_text: str) -> str:
         return dump_toml(
@@ -55,6 +64,7 @@ class ClientConfig:
                     "attempts": self.attempts,
                     "retry_delay": format_duration(self.retry_delay),
                 },
+                **({"paths": self.path_specs} if self.path_specs else {}),
             },
             header="callhome client configuration\npaths are relative to this file's folder",
         )
@@ -76,6 +86,8 @@ def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
     path = Path(path)
     root = Table(data, "", path)
     config = ClientConfig(path=path)
+    config.path_specs = read_paths(root.table("paths"))
+    modem_used = not config.path_specs or MODEM in config.path_specs.values()
     device = root.table("device")
     config.name = device.get("name", str, REQUIRED)
     config.key = device.path_value("key")
@@ -86,8 +98,8 @@ def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
         config.centre_key = parse_public_key(centre.get("public_key", str, REQUIRED))
     except KeyFileError as exc:
         raise centre.error("public_key", str(exc)) from None
-    config.numbers = centre.strings("numbers")
-    if not config.numbers:
+    config.numbers = centre.strings("numbers", REQUIRED if modem_used else [])
+    if not config.numbers and modem_used:
         raise centre.error("numbers", "at least one number of the centre is needed")
     for number in config.numbers:
         try:
@@ -96,8 +108,8 @@ def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
             raise centre.error("numbers", str(exc)) from None
     centre.finish()
     modem = root.table("modem")
-    config.ports = port_urls(modem, "ports")
-    if not config.ports:
+    config.ports = port_urls(modem, "ports", None if modem_used else [])
+    if not config.ports and modem_used:
         raise modem.error("ports", "at least one modem port is needed")
     settings = modem_settings(modem)
     config.profile, config.time_scale = settings.profile, settings.time_scale
@@ -107,5 +119,6 @@ def parse_client_config(data: dict[str, Any], path: str | Path) -> ClientConfig:
     config.attempts = calls.number("attempts", int, 3, minimum=1, maximum=100)
     config.retry_delay = calls.duration("retry_delay", "60s", maximum=86400.0)
     calls.finish()
+    root.used |= {"agent", "check"}  # the agent's tables: callhome.client.agent.config
     root.finish()
     return config

@@ -39,6 +39,7 @@ from modem_drivers.hayes import (
 from .. import exitcodes
 from ..backoff import Backoff
 from ..link import modem_timings, run_session, transfer_config
+from ..tcp import TcpCall, connect_tcp, tcp_transfer_config
 from ..wire.client import ClientSession
 from ..wire.errors import NotACentre, Refused
 from ..wire.events import (
@@ -49,6 +50,7 @@ from ..wire.events import (
     MessageRejected,
 )
 from .config import ClientConfig
+from .paths import IpPath, legs
 from .spool import Spool
 
 log = structlog.get_logger("callhome.dialer")
@@ -73,6 +75,9 @@ EARLY_RESULTS = ("busy", "no answer", "no dial tone", "no carrier")
 """What a call that ended before the centre's first frame may come to (its modem said
 CONNECT on link-up, then the far end's result as text)."""
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds a TCP connection to the centre may take (resolving the name included)."""
+
 RETRY_CAP = 3600.0
 """Seconds: the longest wait between two rounds of dialling, however many failed."""
 
@@ -84,6 +89,8 @@ class CallReport:
     port: str | None = None
     profile: str | None = None
     number: str | None = None
+    path: str | None = None
+    """The name of the path the call took (`[paths]`; "modem" by default)."""
     connect: dict[str, Any] | None = None
     connect_seconds: float | None = None
     handshake_seconds: float | None = None
@@ -96,6 +103,8 @@ class CallReport:
     bytes_sent: int = 0
     bytes_received: int = 0
     skew_ms: int | None = None
+    test_interval: int | None = None
+    """The line-test interval the centre expects, when its handshake said."""
     sent: list[int] = field(default_factory=list)
     acknowledged: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
@@ -131,7 +140,14 @@ async def call_centre(
     timings = modem_timings(config.time_scale)
     attempts: list[dict[str, Any]] = []
     for attempt in range(1, config.attempts + 1):
-        for port in config.ports:
+        for path, port in legs(config.paths()):
+            if isinstance(path, IpPath):
+                report = await _call_ip(
+                    config, spool, private_key, path, attempts, failures, details, progress
+                )
+                if report is not None:
+                    return report
+                continue
             progress("opening", port=port)
             modem = HayesModem(
                 port,
@@ -159,7 +175,7 @@ async def call_centre(
                     await modem.close()
                 continue
             try:
-                for number in config.numbers:
+                for number in path.numbers:
                     counter = spool.next_call_counter()
                     progress("dialling", number=number, port=port, profile=info.profile)
                     started = time.monotonic()
@@ -174,7 +190,7 @@ async def call_centre(
                         break
                     if outcome.connected and outcome.call is not None:
                         report = await _converse(
-                            config, spool, private_key, modem, outcome.call, counter, progress
+                            config, spool, private_key, outcome.call, counter, progress
                         )
                         if report.result in EARLY_RESULTS:
                             # the far end never came up: as if the dial had said so
@@ -188,6 +204,7 @@ async def call_centre(
                                 break
                             continue
                         report.port, report.profile, report.number = port, info.profile, number
+                        report.path = path.name
                         report.connect_seconds = outcome.seconds
                         report.line_seconds = time.monotonic() - started
                         report.attempts = [
@@ -221,12 +238,60 @@ async def call_centre(
     return report
 
 
+async def _call_ip(
+    config: ClientConfig,
+    spool: Spool,
+    private_key: bytes,
+    path: IpPath,
+    attempts: list[dict[str, Any]],
+    failures: list[str],
+    details: dict[str, str],
+    progress: Progress,
+) -> CallReport | None:
+    """One call over an IP path; None when it could not connect (the next path is
+    tried). The name is resolved now: a centre that moved is found again."""
+    progress("connecting", path=path.name, address=path.address)
+    started = time.monotonic()
+    try:
+        call = await connect_tcp(
+            path.host, path.port, max(2.0, CONNECT_TIMEOUT * config.time_scale)
+        )
+    except (OSError, TimeoutError) as exc:
+        detail = f"{path.address}: {exc or 'no answer in time'}"
+        failures.append("no carrier")
+        details["no carrier"] = detail
+        attempts.append({"path": path.name, "address": path.address, "result": "no carrier"})
+        progress("connect failed", path=path.name, error=detail)
+        return None
+    counter = spool.next_call_counter()
+    report = await _converse(config, spool, private_key, call, counter, progress)
+    if report.handshake_seconds is None and (
+        report.result == "dropped" or (report.result == "protocol" and not report.bytes_received)
+    ):
+        # reset, or silent, before the centre said anything (its listener's limits, a
+        # proxy with no centre behind it): as if it had not connected, try the next path.
+        # A centre that answered (a refusal, "cannot decrypt") is not asked again.
+        failures.append(report.result)
+        details[report.result] = f"{path.address}: {report.detail}"
+        attempts.append({"path": path.name, "address": path.address, "result": report.result})
+        progress("connect failed", path=path.name, error=report.detail)
+        return None
+    report.path, report.port, report.number = path.name, "tcp", path.address
+    report.connect_seconds = None
+    report.line_seconds = time.monotonic() - started
+    report.attempts = [
+        *attempts,
+        {"path": path.name, "address": path.address, "result": "connected"},
+    ]
+    _remember(spool, report)
+    return report
+
+
 async def _converse(
     config: ClientConfig,
     spool: Spool,
     private_key: bytes,
-    modem: HayesModem,
-    call: DataCall,
+    call: DataCall | TcpCall,
     counter: int,
     progress: Progress,
 ) -> CallReport:
@@ -239,7 +304,9 @@ async def _converse(
         server_public=config.centre_key,
         call_counter=counter,
         epoch=spool.epoch,
-        config=transfer_config(call.record.rate, config.time_scale),
+        config=tcp_transfer_config()  # real time: TCP does not scale with a virtual line
+        if isinstance(call, TcpCall)
+        else transfer_config(call.record.rate, config.time_scale),
     )
     for message in queued:
         session.queue(message.seq, message.encoded(), message.uncompressed())
@@ -258,6 +325,7 @@ async def _converse(
             handshake_done.append(loop.time())
             ticker.append(asyncio.ensure_future(_sending(session, queued, progress)))
             _handshake_timing(report, event)
+            report.test_interval = event.test_interval
             # the centre's clock, read half a round trip ago
             report.skew_ms = int(
                 event.server_clock_ms + event.round_trip * 500 - time.time() * 1000

@@ -24,7 +24,6 @@ from __future__ import annotations
 from .endpoint import DIGEST_THRESHOLD, PROLOGUE, PROTOCOL_VERSION, Endpoint, Outgoing
 from .errors import HandshakeFailed, MessageError, NotACentre, PeerMisbehaved, Refused
 from .events import HandshakeCompleted, MessageAcknowledged, MessageRejected
-from .framing import encode_frame
 from .messages import CURRENT_DICTIONARY, MAX_MESSAGE, EncodedMessage, message_digest
 from .noise import IKHandshake
 from .phases import Phase, Role
@@ -116,7 +115,7 @@ class ClientSession(Endpoint):
             + self.epoch.to_bytes(4, "big")
             + uleb(self.call_counter)
         )
-        self._hs1 = encode_frame(bytes([HS1]) + self._handshake.write_message_1(payload))
+        self._hs1 = self._encode(bytes([HS1]) + self._handshake.write_message_1(payload))
         self._last_heard = now
         self._send_hs1(now)
 
@@ -246,6 +245,7 @@ class ClientSession(Endpoint):
         for _ in range(reader.uleb(16)):
             seq = reader.uleb()
             resume[seq] = reader.uleb()
+        test_interval = reader.uleb() if flags & 0x04 else None
         self._install_keys(self._handshake.keys())
         self._enter(Phase.ESTABLISHED)
         if not self.dictionary_accepted:
@@ -262,7 +262,14 @@ class ClientSession(Endpoint):
                 resumed.offset = stored
         first = self._hs1_sent_at if self._first_hs1_at is None else self._first_hs1_at
         self._events.append(
-            HandshakeCompleted(clock, resume, now - self._hs1_sent_at, self._attempts, now - first)
+            HandshakeCompleted(
+                clock,
+                resume,
+                now - self._hs1_sent_at,
+                test_interval,
+                attempts=self._attempts,
+                seconds=now - first,
+            )
         )
 
     def _frame(self, body: bytes, now: float) -> None:

@@ -35,6 +35,7 @@ from .records import (
     encode_flags_and_ack,
     expand,
 )
+from .streamframing import StreamDecoder, encode_stream_frame
 from .transfer import FRAME_OVERHEAD, ReceiveWindow, SendWindow, TransferConfig
 
 PROTOCOL_VERSION = 1
@@ -111,7 +112,10 @@ class Endpoint:
     def __init__(self, config: TransferConfig) -> None:
         self.config = config
         self.phase = Phase.HANDSHAKE
-        self.decoder = FrameDecoder()
+        self.decoder: FrameDecoder | StreamDecoder = (
+            StreamDecoder() if config.stream else FrameDecoder()
+        )
+        self._encode = encode_stream_frame if config.stream else encode_frame
         self.stats = SessionStats(line=self.decoder.stats)
         self._out = bytearray()
         self._events: list[Event] = []
@@ -364,7 +368,7 @@ class Endpoint:
         header = bytes([DATA, seq & 0xFF])
         ack = self._receive.ack_info() if self._replay.highest >= 0 else None
         plaintext = encode_flags_and_ack(ack, fin) + b"".join(pieces)
-        wire = encode_frame(header + self._sealer.seal(seq, header, plaintext))
+        wire = self._encode(header + self._sealer.seal(seq, header, plaintext))
         send.sent(seq, wire, fin, now)
         self._write(wire)
         self._ack_due = None
@@ -378,7 +382,7 @@ class Endpoint:
         header = bytes([ACK, number & 0xFF])
         plaintext = encode_flags_and_ack(self._receive.ack_info(), False)
         self._write(
-            encode_frame(header + self._sealer.seal(ACK_NONCE_BASE + number, header, plaintext))
+            self._encode(header + self._sealer.seal(ACK_NONCE_BASE + number, header, plaintext))
         )
         self._ack_due = None
 

@@ -165,3 +165,85 @@ def decode_body(body: bytes, compressed: bool, dictionary: Dictionary | None) ->
     if dictionary is None:
         raise MessageError("compressed with a dictionary this side does not have")
     return dictionary.decompress(body)
+
+
+# -- the agent's messages (issue 11; docs/protocol.md "Agent messages") ------------------
+
+AGENT_FORMAT = 1
+"""The `v` of the agent's message contents. A reader takes any `v` it knows, and from a
+newer one the fields it knows (fields are only ever added within a version)."""
+
+AGENT_STATES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+_STATE_SEVERITY = {"OK": "info", "WARNING": "warning", "CRITICAL": "critical", "UNKNOWN": "warning"}
+
+
+def agent_event_content(
+    *,
+    check: str,
+    event: str,
+    state: str,
+    previous: str,
+    since: float,
+    time: float,
+    text: str,
+    value: float | None = None,
+    unit: str | None = None,
+) -> dict[str, Any]:
+    """A check's state change ("change"), the start of its flapping ("flapping") or its
+    end ("stable"). `severity`, `component` and `state` are the fields every centre
+    indexes, so an older centre files it as an ordinary report."""
+    content: dict[str, Any] = {
+        "v": AGENT_FORMAT,
+        "type": "event",
+        "event": event,
+        "check": check,
+        "component": check,
+        "state": state,
+        "previous": previous,
+        "severity": "warning" if event == "flapping" else _STATE_SEVERITY.get(state, "warning"),
+        "since": int(since),
+        "time": int(time),
+        "text": text[:500],
+    }
+    if value is not None:
+        content["value"] = value
+    if unit:
+        content["unit"] = unit
+    return content
+
+
+def agent_throttled_content(
+    *, check: str, held: int, first_held: float | None, state: str, since: float, text: str
+) -> dict[str, Any]:
+    """What a throttle held back for one check: how many events, and the state it is in."""
+    return {
+        "v": AGENT_FORMAT,
+        "type": "throttled",
+        "check": check,
+        "component": check,
+        "held": held,
+        "first_held": None if first_held is None else int(first_held),
+        "state": state,
+        "severity": "notice",
+        "since": int(since),
+        "text": text[:500],
+    }
+
+
+def agent_line_test_content(base: dict[str, Any], health: str) -> dict[str, Any]:
+    """A line test (the client's usual content) with the agent's one-line health summary."""
+    return {**base, "v": AGENT_FORMAT, "health": health[:200]}
+
+
+def agent_inventory_content(
+    changed: dict[str, str], removed: list[str], *, full: bool, time: float
+) -> dict[str, Any]:
+    """The inventory items that changed since the last one the centre acknowledged."""
+    return {
+        "v": AGENT_FORMAT,
+        "type": "inventory",
+        "full": full,
+        "time": int(time),
+        "changed": dict(sorted(changed.items())),
+        "removed": sorted(removed),
+    }

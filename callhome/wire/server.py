@@ -31,7 +31,6 @@ from .events import (
     MessageReceived,
     MessageStarted,
 )
-from .framing import encode_frame
 from .messages import MAX_MESSAGE, decode_body, decode_content, load_dictionary, message_digest
 from .noise import IKHandshake
 from .phases import Phase, Role
@@ -127,7 +126,7 @@ class ServerSession(Endpoint):
             self.stats.auth_failures += 1
             if self._notices < MAX_NOTICES:
                 self._notices += 1
-                self._write(encode_frame(bytes([NOTICE, NOTICE_UNDECRYPTABLE])))
+                self._write(self._encode(bytes([NOTICE, NOTICE_UNDECRYPTABLE])))
             self._events.append(HandshakeDecryptionFailed(str(error)))
             return
         reader = Reader(payload)
@@ -162,20 +161,29 @@ class ServerSession(Endpoint):
         self._events.append(self.request)
 
     def accept(
-        self, now: float, *, clock_ms: int, resume: Mapping[int, bytes] | None = None
+        self,
+        now: float,
+        *,
+        clock_ms: int,
+        resume: Mapping[int, bytes] | None = None,
+        test_interval: int | None = None,
     ) -> None:
-        """Let the device in; `resume` maps message numbers to what is already stored.
+        """Let the device in; `resume` maps message numbers to what is already stored;
+        `test_interval`: the seconds between line tests the centre expects of it.
         The caller is not yet known to be live: wait for `HandshakeConfirmed`."""
         if self.phase is not Phase.AWAITING_DECISION or self._handshake is None:
             raise ValueError("nothing to accept")
         self._resume = dict(resume or {})
         dictionary_ok = load_dictionary(self._dictionary_id) is not None
-        payload = bytes([0x02 if dictionary_ok else 0x00]) + uleb(clock_ms)
+        flags = (0x02 if dictionary_ok else 0x00) | (0x04 if test_interval else 0x00)
+        payload = bytes([flags]) + uleb(clock_ms)
         entries = [(seq, len(data)) for seq, data in self._resume.items() if data][:16]
         payload += uleb(len(entries))
         for seq, stored in entries:
             payload += uleb(seq) + uleb(stored)
-        self._hs2 = encode_frame(bytes([HS2]) + self._handshake.write_message_2(payload))
+        if test_interval:  # after everything a device of before it reads: it ignores it
+            payload += uleb(test_interval)
+        self._hs2 = self._encode(bytes([HS2]) + self._handshake.write_message_2(payload))
         self._install_keys(self._handshake.keys())
         self._enter(Phase.ACCEPTED)
         self._accepted_at = now
@@ -186,7 +194,7 @@ class ServerSession(Endpoint):
         if self.phase is not Phase.AWAITING_DECISION or self._handshake is None:
             raise ValueError("nothing to refuse")
         payload = bytes([0x01, reason])
-        self._hs2 = encode_frame(bytes([HS2]) + self._handshake.write_message_2(payload))
+        self._hs2 = self._encode(bytes([HS2]) + self._handshake.write_message_2(payload))
         self._write(self._hs2)
         self._enter(Phase.CLOSED)  # the caller knows why: no event
 

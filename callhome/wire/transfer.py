@@ -62,6 +62,9 @@ class TransferConfig:
     peer_max_stray: int = 1024
     """Client: bytes from the far end before its first valid frame beyond which it is
     taken for something other than a call-home centre (a login banner, say)."""
+    stream: bool = False
+    """Frames for a reliable byte stream (TCP, `streamframing.py`) instead of a modem
+    line's COBS frames."""
 
     def line_time(self, nbytes: int) -> float:
         """Seconds `nbytes` take on the line (10 bits a byte)."""

@@ -29,15 +29,20 @@ def test_the_demo_runs_its_story_and_exits_zero(tmp_path: Path) -> None:
             " on d.id = m.device_id group by d.name, m.kind"
         ).fetchall()
         outcomes = [row[0] for row in db.execute("select outcome from calls")]
-    assert sorted(stored) == [
-        ("plant-a", "line-test", 1),
-        ("plant-b", "line-test", 1),
-        ("plant-b", "report", 1),
-        ("plant-c", "line-test", 1),
-        ("plant-c", "report", 1),
-    ]
+        agent = db.execute(
+            "select d.name, m.component, m.state from messages m join devices d"
+            " on d.id = m.device_id where m.component is not null"
+        ).fetchall()
+    # the hand-made story: a line test each, plant-b's and plant-c's reports; then the
+    # agents' scheduled line tests (at least one more each) and their events
+    counts = {(name, kind): n for name, kind, n in stored}
+    assert counts[("plant-b", "report")] >= 1 and counts[("plant-c", "report")] >= 1
+    assert all(counts[(name, "line-test")] >= 2 for name in ("plant-a", "plant-b", "plant-c"))
+    assert ("plant-a", "md/md0", "CRITICAL") in agent and ("plant-a", "md/md0", "OK") in agent
+    assert [row for row in agent if row[1] == "fan1"] == [("plant-b", "fan1", "OK")] * 2
+    assert ("plant-c", "ipmi/psu1", "UNKNOWN") in agent
     assert sum(o.startswith("refused") for o in outcomes) == 1
-    assert outcomes.count("completed") == 5
+    assert outcomes.count("completed") >= 5 + 3
 
 
 def test_the_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:

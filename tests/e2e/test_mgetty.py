@@ -52,6 +52,11 @@ def handshake_deadline(scale: float) -> float:
     return PEER_WAIT + MGETTY_BANNER_DELAY / scale
 
 
+# mgetty's paths are compiled in and bound over per test, and it is installed with apt:
+# one worker runs these, one at a time
+pytestmark = pytest.mark.xdist_group("mgetty")
+
+
 async def wait_until(predicate, what: str, timeout: float, details=lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -17,8 +17,9 @@ from pathlib import Path
 from callhome.wire.client import ClientSession
 from callhome.wire.errors import ProtocolError
 from callhome.wire.events import CallFailed, HandshakeRequested
-from callhome.wire.framing import FrameDecoder
+from callhome.wire.framing import MAX_BODY, FrameDecoder
 from callhome.wire.messages import (
+    CURRENT_DICTIONARY,
     Kind,
     decode_body,
     decode_content,
@@ -28,10 +29,13 @@ from callhome.wire.messages import (
 from callhome.wire.noise import IKHandshake, generate_private_key, public_key
 from callhome.wire.records import Reader, decode_segments
 from callhome.wire.server import ServerSession
+from callhome.wire.streamframing import StreamDecoder
 from modem_drivers.configfile import ConfigError
 from modem_drivers.hayes.errors import ModemError
 from modem_drivers.hayes.framer import LineFramer
 from modem_drivers.hayes.state import CommandKind, ModemCore
+from receiver.proxyheader import ProxyHeaderError
+from receiver.proxyheader import parse as parse_proxy_header
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,23 @@ def _framing(data: bytes) -> None:
             assert len(body) <= decoder.max_wire
 
 
+def _stream_framing(data: bytes) -> None:
+    decoder = StreamDecoder()
+    for chunk in _chunks(data):
+        for body in decoder.feed(chunk):
+            assert 0 < len(body) <= MAX_BODY
+
+
+def _proxy_header(data: bytes) -> None:
+    header = parse_proxy_header(data)
+    assert header is None or 0 < header.length <= len(data)
+
+
 def _records(data: bytes) -> None:
     decode_segments(Reader(data))
 
 
-_DICTIONARY = load_dictionary(1)
+_DICTIONARY = load_dictionary(CURRENT_DICTIONARY)
 
 
 def _messages(data: bytes) -> None:
@@ -273,6 +289,13 @@ TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
         Target("framing", _framing, (), (b"\x00\x05\x01\x02\x03\x00",)),
+        Target("stream-framing", _stream_framing, (ProtocolError,), (b"\x03\x00\x02\x01\x02",)),
+        Target(
+            "proxy-header",
+            _proxy_header,
+            (ProxyHeaderError,),
+            (b"PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n", b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"),
+        ),
         Target("records", _records, (ProtocolError,), (b"\x01\x00\x02",)),
         Target("messages", _messages, (ProtocolError,), (b"\x00\xa1\x61a\x61b",)),
         Target("noise-responder", _noise_responder, (ProtocolError,), (b"\x05abc",)),

@@ -8,6 +8,7 @@ import dataclasses
 import os
 
 import pytest
+import structlog.testing
 
 from modem_drivers.hayes import (
     HayesModem,
@@ -285,10 +286,15 @@ async def test_late_reply_after_timeout(site):
     client = await site.driver("client", "tcp")
     modem = site.network.modem("client")
     modem.reply_delay = 150.0  # network seconds: 3 s of real time, past the timeout
-    with pytest.raises(ModemTimeout):
-        await client.command("ATI3", timeout=0.5)
-    modem.reply_delay = 0.0
-    await asyncio.sleep(3.0)  # the late answer arrives (and is logged as stray)
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(ModemTimeout):
+            await client.command("ATI3", timeout=0.5)
+        modem.reply_delay = 0.0
+        # the late answer arrives and is logged as stray, not taken for the next command's
+        deadline = asyncio.get_running_loop().time() + 30
+        while not any(entry["event"] == "modem.stray" for entry in logs):
+            assert asyncio.get_running_loop().time() < deadline, logs
+            await asyncio.sleep(0.05)
     response = await client.command("ATI0")
     assert response.ok and response.info == (b"V250",)
 

@@ -31,11 +31,11 @@ class FlakyStore(SQLiteStore):
 
     failures = 1
 
-    def start_call(self, port, caller_id, started):
+    def start_call(self, port, caller_id, started, path="modem"):
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("the store is locked by another process")
-        return super().start_call(port, caller_id, started)
+        return super().start_call(port, caller_id, started, path)
 
 
 async def test_a_store_that_cannot_record_a_call_costs_that_call_only(tmp_path):

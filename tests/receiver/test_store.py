@@ -1,4 +1,5 @@
-"""The centre's SQLite store: what it promises the bank, across restarts."""
+"""The centre's store: what it promises the bank, across restarts, on both backends
+(SQLite and PostgreSQL: see pgtest.py for how PostgreSQL is found, skipped or failed)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,23 @@ import os
 import sqlite3
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.store import AlreadyExists, CallEnd, NotFound, SQLiteStore, StoreUnavailable
+from receiver.store import (
+    AlreadyExists,
+    CallEnd,
+    NotFound,
+    OutboxItem,
+    SQLiteStore,
+    StoreUnavailable,
+)
+
+from .pgtest import (  # noqa: F401 - the fixtures
+    backend_fixture,
+    pg_database_fixture,
+    pg_session_database_fixture,
+)
 
 KEY_A, KEY_B = os.urandom(32), os.urandom(32)
 
@@ -20,8 +34,8 @@ def path(tmp_path):
 
 
 @pytest.fixture
-def store(path):
-    store = SQLiteStore(path, create=True)
+def store(backend):
+    store = backend.open(create=True)
     yield store
     store.close()
 
@@ -51,14 +65,14 @@ def test_revocation(store):
     assert store.device_by_key(KEY_A).revoked
 
 
-def test_call_counters_only_go_up_and_survive_a_restart(store, path):
+def test_call_counters_only_go_up_and_survive_a_restart(store, backend):
     device = enroll(store)
     assert store.advance_counter(device.id, 1, 10.0)
     assert store.advance_counter(device.id, 5, 11.0)
     assert not store.advance_counter(device.id, 5, 12.0)  # a replay of the same call
     assert not store.advance_counter(device.id, 3, 13.0)
     store.close()
-    reopened = SQLiteStore(path)
+    reopened = backend.open()
     try:
         assert not reopened.advance_counter(device.id, 5, 14.0)
         assert reopened.device_by_key(KEY_A).last_counter == 5
@@ -67,14 +81,14 @@ def test_call_counters_only_go_up_and_survive_a_restart(store, path):
         reopened.close()
 
 
-def test_a_message_is_stored_once_across_restarts(store, path):
+def test_a_message_is_stored_once_across_restarts(store, backend):
     device = enroll(store)
     summary = {"severity": "error", "component": "fan", "state": "failed"}
     assert store.store_message(device.id, 7, 1, "report", b"x", summary, None, 1.0)
     assert not store.store_message(device.id, 7, 1, "report", b"y", summary, None, 2.0)
     assert store.store_message(device.id, 8, 1, "report", b"z", summary, None, 3.0)  # new epoch
     store.close()
-    reopened = SQLiteStore(path)
+    reopened = backend.open()
     try:
         assert reopened.has_message(device.id, 7, 1)
         assert not reopened.store_message(device.id, 7, 1, "report", b"w", summary, None, 4.0)
@@ -91,29 +105,31 @@ def test_storing_a_message_drops_its_partial_copy(store):
     assert store.partials(device.id, 7) == {}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(
+    max_examples=60,
+    deadline=None,
+    # one store for every example (a database per example would be slow): each example
+    # works on a device of its own
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     message=st.binary(min_size=1, max_size=300),
     cuts=st.lists(st.tuples(st.integers(0, 300), st.integers(1, 80)), max_size=25),
 )
-def test_a_partial_copy_is_always_a_prefix_of_the_message(tmp_path_factory, message, cuts):
+def test_a_partial_copy_is_always_a_prefix_of_the_message(store, message, cuts):
     """Chunks arrive in any order, repeated or overlapping (resends, resumed calls);
     what the store holds is always the longest prefix it was given, never a gap."""
-    store = SQLiteStore(tmp_path_factory.mktemp("p") / "c.db", create=True)
-    try:
-        device = enroll(store)
-        held = 0
-        for offset, size in cuts:
-            offset = min(offset, len(message) - 1)
-            chunk = message[offset : offset + size]
-            if offset == 0:
-                held = 0  # a message sent again from its start replaces the old copy
-            store.append_partial(device.id, 1, 1, offset, chunk)
-            if offset == held:
-                held += len(chunk)
-            assert store.partials(device.id, 1).get(1, b"") == message[:held]
-    finally:
-        store.close()
+    device = enroll(store, f"plant-{os.urandom(6).hex()}", os.urandom(32))
+    held = 0
+    for offset, size in cuts:
+        offset = min(offset, len(message) - 1)
+        chunk = message[offset : offset + size]
+        if offset == 0:
+            held = 0  # a message sent again from its start replaces the old copy
+        store.append_partial(device.id, 1, 1, offset, chunk)
+        if offset == held:
+            held += len(chunk)
+        assert store.partials(device.id, 1).get(1, b"") == message[:held]
 
 
 def test_filters(store):
@@ -227,7 +243,7 @@ def test_calls_left_open_are_closed_as_interrupted(store):
         assert calls[started].error == "the receiver stopped before the call ended"
 
 
-def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(path):
+def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(backend):
     import asyncio
     import inspect
     import threading
@@ -245,7 +261,7 @@ def test_the_async_store_has_the_stores_signatures_and_runs_off_the_loop(path):
         assert mine.return_annotation == theirs.return_annotation, name
 
     async def scenario():
-        async_store = AsyncStore(SQLiteStore(path, create=True))
+        async_store = AsyncStore(backend.open(create=True))
         seen = []
         original = async_store.store.device_by_key
         async_store.store.device_by_key = lambda key: (
@@ -297,3 +313,35 @@ def test_a_call_records_the_protocols_security_counters(store):
     }
     other = store.start_call("bank0", None, 3.0)
     assert store.calls()[0].id == other and set(store.calls()[0].security.values()) == {0}
+
+
+def item(key: str) -> OutboxItem:
+    return OutboxItem(key, f"idem-{key}", "email", "a@example.com", "ann", "subj", "body", "{}")
+
+
+def test_the_outbox_and_escalations_of_follow_the_sun(store):
+    assert store.sun_commit([item("k1"), item("k2")], [(1, "p", "s1")], [], 10.0, {"x": "1"}) == 2
+    # the same outbox key again is left as it was; an escalation state is replaced
+    assert store.sun_commit([item("k1")], [(1, "p", "s2"), (2, "p", "t")], [], 11.0) == 0
+    assert store.sun_escalations() == [(1, "p", "s2"), (2, "p", "t")]
+    store.sun_commit([], [], [(1, "p")], 12.0, {"x": "2"})
+    assert store.sun_escalations() == [(2, "p", "t")]
+    assert (store.sun_state("x"), store.sun_state("missing")) == ("2", None)
+    due = store.outbox_due(10.0)
+    assert [(r.item.outbox_key, r.attempts, r.next_attempt) for r in due] == [
+        ("k1", 0, 10.0),
+        ("k2", 0, 10.0),
+    ]
+    assert due[0].item == item("k1") and due[0].created_at == 10.0
+    first, second = due
+    store.outbox_attempt(first.id, 20.0, sent=True)
+    store.outbox_attempt(second.id, 20.0, sent=False, error="refused", retry_at=30.0)
+    assert store.outbox_due(29.0) == []
+    (retry,) = store.outbox_due(30.0, limit=5)
+    assert (retry.attempts, retry.last_error) == (1, "refused")
+    store.outbox_attempt(second.id, 31.0, sent=False, error="gone")
+    assert store.outbox(pending=True) == []
+    rows = {r.item.outbox_key: r for r in store.outbox()}
+    assert (rows["k1"].sent_at, rows["k1"].last_error, rows["k1"].attempts) == (20.0, None, 1)
+    assert (rows["k2"].failed_at, rows["k2"].last_error, rows["k2"].attempts) == (31.0, "gone", 2)
+    assert [r.item.outbox_key for r in store.outbox(limit=1)] == ["k2"]

@@ -50,7 +50,7 @@ def test_an_unhindered_handshake_is_one_attempt():
 
 def test_the_call_report_and_line_test_show_the_attempts():
     call = CallReport()
-    _handshake_timing(call, HandshakeCompleted(0, {}, 0.82, 2, 4.07))
+    _handshake_timing(call, HandshakeCompleted(0, {}, 0.82, attempts=2, seconds=4.07))
     assert call.handshake_seconds == 4.07 and call.handshake_attempts == 2
     assert call.handshake_round_trip == 0.82
     assert _handshake_text(call) == "4.07 s, 2 attempts (round trip 0.82 s)"

@@ -1,0 +1,400 @@
+"""The agent's thin asyncio shell: collect on schedule, feed the engine and the policy,
+queue what they say in the spool, and call when the policy says so (one call at a
+time, holding the modem lock, through the ordinary dialer).
+
+Every message enters the spool before any call, and leaves it only when the centre
+acknowledges it: a crash at any point (kill -9 mid-call included) loses nothing, and the
+centre's (epoch, seq) deduplication makes sure nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from modem_drivers.hayes import ModemError
+
+from ...wire.messages import (
+    Kind,
+    agent_event_content,
+    agent_inventory_content,
+    agent_line_test_content,
+    agent_throttled_content,
+)
+from ..config import ClientConfig
+from ..dialer import CallReport, call_centre, line_test_content
+from ..spool import Spool
+from . import inventory, sdnotify
+from .answer import answer_once
+from .checks import CheckEvent, Engine
+from .collectors.base import State
+from .config import AgentConfig, CheckConfig
+from .modemlock import modem_lock
+from .policy import CallPlan, CallPolicy
+from .running import collect
+from .statefile import read_state, write_state
+
+log = structlog.get_logger("callhome.agent")
+
+ANSWER_GAP = 0.5
+"""Real seconds the modem stays free between two answering windows."""
+
+Caller = Callable[[ClientConfig, Spool, bytes], Awaitable[CallReport]]
+
+
+async def _dial(config: ClientConfig, spool: Spool, key: bytes) -> CallReport:
+    return await call_centre(config, spool, key)
+
+
+@dataclass
+class Clock:
+    """The agent's time: wall-clock seconds, running `1 / scale` times faster when the
+    config scales time (the demo and tests). Persisted times are in this time."""
+
+    scale: float = 1.0
+    origin_wall: float = 0.0
+    origin_mono: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.origin_wall = self.origin_wall or time.time()
+        self.origin_mono = self.origin_mono or time.monotonic()
+
+    def now(self) -> float:
+        return self.origin_wall + (time.monotonic() - self.origin_mono) / self.scale
+
+    def real(self, seconds: float) -> float:
+        return max(0.0, seconds) * self.scale
+
+
+class Agent:
+    def __init__(
+        self,
+        client: ClientConfig,
+        config: AgentConfig,
+        private_key: bytes,
+        *,
+        caller: Caller = _dial,
+        rng: random.Random | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.private_key = private_key
+        self.caller = caller
+        self.clock = clock or Clock(config.time_scale)
+        self.spool = Spool(client.spool)
+        self.engine = Engine()
+        saved = read_state(config.state) or {}
+        for item in saved.get("checks", []):
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                self.engine.restore(item["check"], State[item["state"]], float(item["since"]))
+        now = self.clock.now()
+        last_test = saved.get("last_test")
+        self.policy = CallPolicy(
+            config.policy,
+            rng or random.Random(),
+            now=now,
+            last_test=float(last_test) if isinstance(last_test, int | float) else None,
+            pending=bool(self.spool.queued()),
+        )
+        interval = saved.get("test_interval")
+        if isinstance(interval, int | float) and interval != config.policy.test_interval:
+            self.policy.adopt_interval(float(interval), now)
+        self.last_call: dict[str, Any] | None = saved.get("last_call")
+        self.rng = rng or random.Random()
+        self.inventory: dict[str, Any] = saved.get("inventory") or {}
+        self.version = inventory.agent_version()
+        if config.inventory_interval and (
+            self.inventory.get("version") != self.version or "next" not in self.inventory
+        ):
+            # first run or an upgrade: an inventory rides with the next call; after that
+            # the weekly one falls at a random moment, so a fleet spreads over the week
+            self.inventory["next"] = now
+        self.calls = 0
+        self.wake = asyncio.Event()
+        self.modem_wanted = asyncio.Event()
+        self.seen: dict[str, set[str]] = {}
+        """The checks each collector reported last time (UNKNOWN all if it hangs)."""
+        self.started = now
+
+    # -- collection ---------------------------------------------------------------------
+
+    async def collect_once(self, check: CheckConfig) -> list[CheckEvent]:
+        readings = await collect(
+            check.collector,
+            self.clock.real(check.deadline),
+            name=check.name,
+            checks=self.seen.get(check.name, ()),
+        )
+        self.seen[check.name] = {r.check for r in readings}
+        now = self.clock.now()
+        events = self.engine.observe(now, readings, check.rule)
+        for event in events:
+            self._queue_event(event, now)
+        if events:
+            self.save()
+        return events
+
+    def _queue_event(self, event: CheckEvent, now: float) -> None:
+        if not self.policy.admit(event, now):
+            log.info("agent.throttled", check=event.check)
+            return
+        content = agent_event_content(
+            check=event.check,
+            event=event.type.value,
+            state=event.state.name,
+            previous=event.previous.name,
+            since=event.since,
+            time=event.time,
+            text=event.text,
+            value=event.value,
+            unit=event.unit,
+        )
+        summary = f"{event.check} {event.previous.name}->{event.state.name}"
+        if event.type.value != "change":
+            summary = f"{event.check} {event.type.value} ({event.state.name})"
+        seq = self.spool.enqueue(Kind.REPORT, content, summary)
+        log.info(
+            "agent.event",
+            check=event.check,
+            change=event.type.value,
+            state=event.state.name,
+            seq=seq,
+        )
+        self.wake.set()
+
+    async def _collect_loop(self, check: CheckConfig) -> None:
+        while True:
+            await self.collect_once(check)
+            await asyncio.sleep(self.clock.real(check.interval))
+
+    # -- calls --------------------------------------------------------------------------
+
+    async def call_once(self) -> CallReport:
+        """One call now, carrying the line test and summaries the policy asks for."""
+        self.modem_wanted.set()  # an answering window gives the modem up
+        try:
+            return await self._call_once()
+        finally:
+            self.modem_wanted.clear()
+
+    async def _call_once(self) -> CallReport:
+        async with modem_lock(self.client.spool, "callhome agent", wait=None):
+            now = self.clock.now()
+            plan = self.policy.plan(now)
+            self._queue_plan(plan, now)
+            self._queue_inventory(now)
+            queued = len(self.spool.queued())
+            if not queued:
+                # what made the call due went with the previous call: no call for nothing
+                self.policy.finished(now, True, plan)
+                return CallReport(result="ok", detail="nothing to send")
+            log.info("agent.calling", line_test=plan.line_test, queued=queued)
+            report = await self.caller(self.client, self.spool, self.private_key)
+        self._after_call(report, plan)
+        return report
+
+    def _after_call(self, report: CallReport, plan: CallPlan) -> None:
+        now = self.clock.now()
+        self._settle_inventory()
+        if report.test_interval and self.policy.adopt_interval(float(report.test_interval), now):
+            log.info(
+                "agent.interval_adopted",
+                test_interval=report.test_interval,
+                next_test=round(self.policy.next_test - now),
+            )
+        ok = report.result == "ok" and not report.undelivered
+        self.policy.finished(now, ok, plan)
+        self.calls += 1
+        self.last_call = {
+            "time": now,
+            "result": report.result,
+            "detail": report.detail,
+            "line_test": plan.line_test,
+            "delivered": len(report.acknowledged) + len(report.duplicates),
+        }
+        log.info("agent.called", result=report.result, next_call=round(self.policy.due() - now))
+        self.save()
+
+    # -- answering the centre -----------------------------------------------------------
+
+    async def answer_once(self) -> CallReport | None:
+        """One answering window: if the centre calls, answer, send what is queued and a
+        line test."""
+        plans: list[CallPlan] = []
+
+        def connected() -> None:
+            now = self.clock.now()
+            plan = self.policy.plan(now)
+            plan = CallPlan(line_test=True, summaries=plan.summaries)  # the centre asked
+            self._queue_plan(plan, now)
+            plans.append(plan)
+
+        # at least a real second: every window opens and sets up the modem; a call of
+        # ours that falls due ends the window at once (`modem_wanted`)
+        window = max(self.clock.real(self.config.answer_window), 1.0)
+        async with modem_lock(self.client.spool, "callhome agent (answering)", wait=None):
+            report = await answer_once(
+                self.client,
+                self.spool,
+                self.private_key,
+                numbers=self.config.answer_numbers or self.client.numbers,
+                require_caller_id=self.config.answer_require_caller_id,
+                rings=self.config.answer_rings,
+                window=window,
+                interrupt=self.modem_wanted,
+                connected=connected,
+            )
+        if report is not None and plans:
+            self._after_call(report, plans[0])
+        elif plans:
+            self.policy.finished(self.clock.now(), False, plans[0])
+        return report
+
+    async def _answer_loop(self) -> None:
+        while True:
+            if self.modem_wanted.is_set() or self.policy.due() <= self.clock.now():
+                await asyncio.sleep(ANSWER_GAP)  # a call of ours is starting
+                continue
+            try:
+                await self.answer_once()
+            except (ModemError, OSError) as exc:
+                log.warning("agent.answer_failed", error=str(exc))
+                await asyncio.sleep(self.clock.real(self.config.answer_window))
+            # the modem is free for a moment: a person's command (polling every 0.2 s)
+            # or our own call gets it here
+            await asyncio.sleep(ANSWER_GAP)
+
+    def _queue_plan(self, plan: CallPlan, now: float) -> None:
+        for item in plan.summaries:
+            self.spool.enqueue(
+                Kind.REPORT,
+                agent_throttled_content(**item),
+                f"{item['check']} throttled ({item['held']} held back)",
+            )
+        if plan.line_test and not any(m.kind is Kind.LINE_TEST for m in self.spool.queued()):
+            content = agent_line_test_content(line_test_content(self.spool), self.engine.summary())
+            self.spool.enqueue(Kind.LINE_TEST, content, "line test")
+
+    def _queue_inventory(self, now: float) -> None:
+        if not self.config.inventory_interval or now < self.inventory.get("next", now + 1):
+            return
+        acknowledged = self.inventory.get("acked") or {}
+        current = inventory.gather(version=self.version)
+        changed, removed = inventory.difference(acknowledged, current)
+        self.inventory["next"] = now + self.config.inventory_interval * self.rng.uniform(0.9, 1.1)
+        self.inventory["version"] = self.version
+        if not changed and not removed:
+            return
+        content = agent_inventory_content(changed, removed, full=not acknowledged, time=now)
+        seq = self.spool.enqueue(Kind.INVENTORY, content, f"inventory ({len(changed)} changed)")
+        self.inventory["pending"] = {"seq": seq, "changed": changed, "removed": removed}
+
+    def _settle_inventory(self) -> None:
+        """An inventory the centre acknowledged becomes what the next one is compared to."""
+        pending = self.inventory.get("pending")
+        if not pending:
+            return
+        waiting = {m.seq for m in self.spool.queued(include_rejected=True)}
+        if pending["seq"] in waiting:
+            return
+        acknowledged = dict(self.inventory.get("acked") or {})
+        acknowledged.update(pending["changed"])
+        for item in pending["removed"]:
+            acknowledged.pop(item, None)
+        self.inventory["acked"] = acknowledged
+        self.inventory["pending"] = None
+
+    async def _call_loop(self) -> None:
+        while True:
+            self.wake.clear()
+            delay = self.policy.due() - self.clock.now()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.clock.real(delay))
+                continue
+            await self.call_once()
+
+    # -- state --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "updated": self.clock.now(),
+            "started": self.started,
+            "last_call": self.last_call,
+            "next_call": self.policy.due(),
+            "next_test": self.policy.next_test,
+            "last_test": self.policy.last_test,
+            "test_interval": self.policy.test_interval,
+            "calls": self.calls,
+            "inventory": self.inventory,
+            "checks": [
+                {
+                    "check": s.check,
+                    "state": s.reported.name,
+                    "since": s.reported_since,
+                    "flapping": s.flapping,
+                    "value": s.value,
+                    "unit": s.unit,
+                    "text": s.text,
+                    "last_seen": s.last_seen,
+                }
+                for s in sorted(self.engine.checks.values(), key=lambda s: s.check)
+            ],
+        }
+
+    def save(self) -> None:
+        try:
+            write_state(self.config.state, self.status())
+        except OSError as exc:
+            log.warning("agent.state_unwritable", path=str(self.config.state), error=exc.strerror)
+
+    # -- the whole --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self._collect_loop(check)) for check in self.config.checks
+        ]
+        tasks.append(asyncio.create_task(self._call_loop()))
+        if self.config.answer:
+            tasks.append(asyncio.create_task(self._answer_loop()))
+        watchdog = sdnotify.watchdog_interval()
+        if watchdog is not None:
+            tasks.append(asyncio.create_task(self._watchdog(watchdog)))
+        self.save()
+        sdnotify.notify("READY=1\nSTATUS=watching " + f"{len(self.config.checks)} checks")
+        log.info("agent.started", checks=len(self.config.checks), next_call=self.policy.due())
+        stopping: asyncio.Task[Any] = asyncio.create_task(stop.wait())
+        tasks.append(stopping)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopping:
+                    task.result()  # a loop that ended by an error: raise it
+        finally:
+            sdnotify.notify("STOPPING=1")
+            for task in [*tasks]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for check in self.config.checks:
+                closer = getattr(check.collector, "close", None)
+                if closer is not None:
+                    with contextlib.suppress(Exception):
+                        await closer()
+            self.save()
+            self.spool.close()
+
+    async def _watchdog(self, every: float) -> None:
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(every)

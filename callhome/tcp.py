@@ -1,0 +1,232 @@
+"""The second path: the call-home protocol over TCP, beside the modem.
+
+`TcpCall` gives a TCP connection the surface of a modem's `DataCall` that `run_session`
+and the bank use (read, write, drain, open, ended, record, byte counts, hangup), so a
+connection runs the very same `ClientSession` / `ServerSession` as a modem call. Only the
+framing (`TransferConfig.stream`: a length in front of each frame, no COBS) and the
+timers (`tcp_transfer_config`) differ. It is an `asyncio.Protocol`, not a stream pair:
+the centre holds thousands of these, and a refused peer is dropped with no task made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+
+from modem_drivers.hayes import CallEnded, ConnectRecord
+
+from .wire.transfer import TransferConfig
+
+READ_LIMIT = 256 * 1024
+"""Bytes buffered from the peer before we stop reading its socket (TCP pushes back)."""
+TCP_RATE = 100_000_000
+"""The nominal "line rate" of a TCP path, bit/s: it only bounds the bytes in flight
+(`flight_seconds` of it) and makes line time negligible in the deadlines."""
+
+
+def tcp_transfer_config(handshake_timeout: float = 5.0) -> TransferConfig:
+    """Protocol timers for TCP: no line to wait for, nothing lost or damaged, so the
+    handshake has `handshake_timeout` in all (the centre's deadline before a peer has
+    proved anything) and retransmission only covers a peer that stalls."""
+    return TransferConfig(
+        line_rate=TCP_RATE,
+        stream=True,
+        handshake_timeout=handshake_timeout,
+        handshake_retry=min(3.0, handshake_timeout),
+        # TCP loses nothing: a resent HS1 only helps a centre slow to answer, and a
+        # silent one is given up after about 15 s for the next path, not a minute
+        handshake_attempts=3,
+        initial_rto=1.0,
+        min_rto=0.5,
+        ack_delay=0.005,
+        close_linger=1.0,
+    )
+
+
+def tcp_record(peer: str) -> ConnectRecord:
+    """What a TCP call says in place of a modem's CONNECT line."""
+    return ConnectRecord(connect_line=f"TCP {peer}".encode(), modulation="TCP")
+
+
+def format_address(host: str, port: int) -> str:
+    """host:port, with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_endpoint(text: str, *, listen: bool = False) -> tuple[str, int]:
+    """`host:port`, `1.2.3.4:port` or `[2001:db8::1]:port` -> (host, port). Raises
+    ValueError with a sentence. `listen`: port 0 (any free port) is allowed."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"{text!r}: an IPv6 address is written [address]:port")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address") from None
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{text!r}: give host:port")
+        if ":" in host:
+            raise ValueError(f"{text!r}: an IPv6 address is written [address]:port")
+    lowest = 0 if listen else 1
+    if not port_text.isascii() or not port_text.isdigit() or not lowest <= int(port_text) < 65536:
+        raise ValueError(f"{text!r}: the port must be a number from {lowest} to 65535")
+    if not host.isascii() or any(c.isspace() or c in "/@" for c in host):
+        raise ValueError(f"{text!r}: {host!r} is not a host name or address")
+    return host, int(port_text)
+
+
+class TcpCall(asyncio.Protocol):
+    """One TCP connection as a call."""
+
+    def __init__(self, *, incoming: bool) -> None:
+        self.incoming = incoming
+        self.started = time.time()
+        self.record = tcp_record("?")
+        self.peer: tuple[str, int] | None = None
+        self.ended = asyncio.Event()
+        self.end_reason: str | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._readable = asyncio.Event()
+        self._paused = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.peer = (str(peer[0]), int(peer[1]))
+            self.record = tcp_record(format_address(*self.peer))
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # our frames are small and each one is awaited: never hold one back (Nagle)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        if self.ended.is_set():
+            return
+        self.bytes_in += len(data)
+        self._buffer += data
+        self._readable.set()
+        if len(self._buffer) > READ_LIMIT and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        self._end("closed by the peer")
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end("reset" if exc is not None else "closed")
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- the DataCall surface ------------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        return not self.ended.is_set()
+
+    def _end(self, reason: str) -> None:
+        if self.ended.is_set():
+            return
+        self.end_reason = reason
+        self.ended.set()
+        self._readable.set()
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Up to `max_bytes`; b"" once the connection has ended and everything was read."""
+        while not self._buffer and not self.ended.is_set():
+            self._readable.clear()
+            await self._readable.wait()
+        data = bytes(self._buffer[:max_bytes])
+        del self._buffer[:max_bytes]
+        if self._paused and len(self._buffer) < READ_LIMIT // 2 and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Put bytes back in front of what `read` returns next (what followed a header
+        the listener consumed)."""
+        if data:
+            self._buffer[:0] = data
+            self._readable.set()
+
+    def write(self, data: bytes) -> None:
+        transport = self._transport
+        if self.ended.is_set() or transport is None or transport.is_closing():
+            raise CallEnded(f"the connection has ended ({self.end_reason or 'closed'})")
+        self.bytes_out += len(data)
+        transport.write(data)
+
+    async def drain(self) -> None:
+        await self._writable.wait()
+
+    def early_result(self) -> None:
+        """A modem may report BUSY as text after CONNECT; a TCP connection cannot."""
+        return None
+
+    async def hangup(self, linger: float = 1.0) -> None:
+        """Close: what we wrote is still delivered (TCP sends it before the FIN); waits
+        up to `linger` seconds for the peer's side to close too."""
+        transport = self._transport
+        if transport is None:
+            return
+        if not transport.is_closing():
+            transport.close()
+        if not self.ended.is_set():
+            try:
+                await asyncio.wait_for(self.ended.wait(), linger)
+            except TimeoutError:
+                transport.abort()
+        self._end("hung up")
+
+    async def finish(self, patience: float | None = None) -> None:
+        await self.hangup(patience if patience is not None else 1.0)
+
+    def abort(self) -> None:
+        """Drop the connection at once (a reset): for peers we owe nothing."""
+        if self._transport is not None:
+            self._transport.abort()
+        self._end("aborted")
+
+
+async def connect_tcp(host: str, port: int, timeout: float) -> TcpCall:
+    """Resolve `host` now (a name may move between calls) and connect, trying each
+    address it resolves to (IPv6 and IPv4) within `timeout` seconds in all. Raises
+    OSError (or TimeoutError) with the reason."""
+    loop = asyncio.get_running_loop()
+    _transport, call = await asyncio.wait_for(
+        loop.create_connection(
+            lambda: TcpCall(incoming=False),
+            host,
+            port,
+            # a dual-stack name: if the first address family hangs, race the other
+            happy_eyeballs_delay=0.25,
+            interleave=1,
+        ),
+        timeout,
+    )
+    return call

@@ -1,0 +1,1 @@
+"""Supervision at the centre: devices that fall silent, and the incidents they open."""

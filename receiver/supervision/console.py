@@ -1,0 +1,134 @@
+"""The operator console's view of supervision (receiver/web/sources.py `Supervision`):
+incidents and their timelines from the store, acknowledge and resolve through the same
+operations as the command line, device states from supervision's own, on test."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from receiver.incident_events import Severity
+from receiver.store import Device, IncidentRow, NotFound, Store, TimelineRow
+from receiver.web.sources import (
+    DEVICE_STATES,
+    DeviceState,
+    Incident,
+    IncidentNotFound,
+    NoSupervision,
+    TimelineEntry,
+)
+from receiver.web.storage import ConsoleStore
+
+from . import operations, persist
+from .engine import State
+from .incidents import IncidentError
+from .settings import SupervisionSettings
+
+STATE_NAMES: dict[State, str] = {
+    State.NEW: "never",
+    State.UP: "ok",
+    State.RESTORED: "ok",
+    State.LATE: "late",
+    State.DOWN: "down",
+    State.ON_TEST: "on test",
+    State.RETIRED: "revoked",
+}
+"""Supervision's states in the console's words (`DEVICE_STATES`)."""
+assert set(STATE_NAMES.values()) <= set(DEVICE_STATES)
+
+
+def _incident(row: IncidentRow, timeline: Sequence[TimelineRow] = ()) -> Incident:
+    return Incident(
+        id=row.id,
+        kind=row.kind,
+        severity=Severity(row.severity),
+        summary=row.summary,
+        opened_at=row.opened_at,
+        state=row.status,
+        device=row.device,
+        acknowledged_by=row.acknowledged_by,
+        resolved_by=row.resolved_by,
+        timeline=tuple(TimelineEntry(t.at, t.what, t.by, t.text) for t in timeline),
+    )
+
+
+class StoreSupervision(NoSupervision):
+    """Supervision as the store has it (the running engine writes every change there
+    and takes the console's through the same commands as the command line's). The
+    overview's counts and the device list stay judged in the database from the last
+    call (a hundred thousand devices); a device's own page shows supervision's state."""
+
+    supported = True
+
+    def __init__(self, store: ConsoleStore, sync: Store, settings: SupervisionSettings) -> None:
+        super().__init__(store, sync)
+        self.settings = settings
+
+    async def incidents(
+        self, *, open_only: bool = True, device: str | None = None, limit: int = 200
+    ) -> tuple[list[Incident], int]:
+        status = operations.OPEN if open_only else None
+        rows = await self.store.read(self.sync.incident_rows, status=status, limit=10**9)
+        matching = [row for row in rows if device is None or row.device == device]
+        return [_incident(row) for row in matching[:limit]], len(matching)
+
+    async def incident(self, incident_id: int) -> Incident | None:
+        rows = await self.store.read(self.sync.incident_rows, incident_id=incident_id)
+        if not rows:
+            return None
+        timeline = await self.store.read(self.sync.incident_timeline, incident_id)
+        return _incident(rows[0], timeline)
+
+    async def open_by_kind(self) -> dict[str, int]:
+        rows = await self.store.read(self.sync.incident_rows, status=operations.OPEN, limit=10**9)
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row.kind] = counts.get(row.kind, 0) + 1
+        return counts
+
+    async def _change(
+        self, incident_id: int, change: str, who: str, note: str, now: float
+    ) -> Incident:
+        def apply() -> None:
+            try:
+                if change == "ack":
+                    operations.acknowledge(self.sync, incident_id, who, now)
+                else:
+                    operations.resolve(self.sync, incident_id, who, now, note)
+            except IncidentError:
+                pass  # already resolved (by someone else, or the device came back)
+
+        try:
+            await self.store.read(apply)
+        except NotFound:
+            raise IncidentNotFound(incident_id) from None
+        found = await self.incident(incident_id)
+        if found is None:
+            raise IncidentNotFound(incident_id)
+        return found
+
+    async def acknowledge(self, incident_id: int, who: str, now: float) -> Incident:
+        return await self._change(incident_id, "ack", who, "", now)
+
+    async def resolve(self, incident_id: int, who: str, note: str, now: float) -> Incident:
+        return await self._change(incident_id, "resolve", who, note or "resolved", now)
+
+    async def device_states(self, devices: Sequence[Device], now: float) -> dict[str, DeviceState]:
+        judged = await super().device_states(devices, now)
+        out: dict[str, DeviceState] = {}
+        for device in devices:
+            rows = await self.store.read(self.sync.supervision_rows, device.name)
+            verdict = judged[device.name]
+            if rows and rows[0].state is not None:
+                record = persist.record_from_row(rows[0])
+                state = STATE_NAMES[record.state]
+                until = record.test_until if record.state is State.ON_TEST else None
+                verdict = replace(verdict, state=state, on_test_until=until)
+            out[device.name] = verdict
+        return out
+
+    async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
+        def apply() -> None:
+            operations.start_test(self.sync, self.settings, device, now, max(1.0, until - now))
+
+        await self.store.read(apply)

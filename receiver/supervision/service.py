@@ -1,0 +1,389 @@
+"""The asyncio shell around the engine and the incidents: one task in `callhome-receiver
+run` that sleeps until the engine's next wakeup (woken early by a stored message or an
+operator's command), persists every change in one transaction, then hands the
+incident events to the notifier from an outbox, so that an alert is neither lost nor
+told twice across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import cbor2
+import structlog
+
+from receiver.incident_events import IncidentEvent, Notifier
+from receiver.store import AsyncStore, Device, StoreUnavailable, SupervisionBatch, SupervisionRow
+
+from . import persist
+from .callback import CallbackResult, Policy
+from .engine import DeviceRecord, Engine, Event, Late, TestEnded, TestStarted
+from .incidents import Entry, Incident, Incidents
+from .notify import event_from_json, event_to_json
+from .ports import PortWatch
+from .settings import SupervisionSettings
+
+log = structlog.get_logger("callhome.supervision")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the bank tells supervision of a message it stored (authenticated)."""
+
+    device: Device
+    at: float
+    port: str
+    caller: str | None
+    kind: str
+    device_time: float | None
+    path: str | None = None
+    """The path the call came by, when the call knows it (else from the port)."""
+    callback: bool = False
+    """Received on a call the centre made: proves nothing of the device's dial-out."""
+
+
+def device_time(kind: str, content: bytes) -> float | None:
+    """The device's clock in a line test (the only message made at the moment of its
+    call: a spooled report's "time" is when it was written, not when it was sent)."""
+    if kind != "line-test":
+        return None
+    try:
+        data = cbor2.loads(content)
+    except Exception:
+        return None
+    value = data.get("time") if isinstance(data, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class PortNote:
+    """What the bank tells supervision of one of its ports."""
+
+    port: str
+    at: float
+    up: bool | None
+    """True: ready, False: its modem failed, None: it answered a call."""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CallbackNote:
+    result: CallbackResult
+    at: float
+
+
+Dialler = Callable[[str, str], Awaitable[CallbackResult]]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: AsyncStore,
+        notifier: Notifier,
+        settings: SupervisionSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.settings = settings or SupervisionSettings()
+        self.clock = clock
+        self.engine = Engine(self.settings.engine)
+        self.incidents = Incidents(
+            self.settings.grouping, probe=self.settings.probe, device_ids=self.engine.index
+        )
+        self.ports = PortWatch(self.settings.port_silent_after)
+        self._queue: collections.deque[Stored | PortNote | CallbackNote] = collections.deque()
+        self.dialler: Dialler | None = None
+        """How to call a device back (the bank's `call`), when there is a bank."""
+        self._callbacks: dict[str, tuple[Policy, str | None]] = {}
+        self._calling: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._contacts: dict[str, tuple[str | None, str | None]] = {}
+        self._command_cursor = 0
+        self._unsaved: list[SupervisionBatch] = []
+        """Batches a failed commit left: written first at the next turn, in order."""
+        self.started = False
+
+    # -- what the bank calls -----------------------------------------------------------------
+
+    def message_stored(self, stored: Stored) -> None:
+        """Never blocks and never fails the caller: the engine runs in its own task, so
+        a storm of one device cannot hold up another's acknowledgement."""
+        self._queue.append(stored)
+        self._wake.set()
+
+    def port_state(self, port: str, up: bool, error: str = "") -> None:
+        self._queue.append(PortNote(port, self.clock(), up, error))
+        self._wake.set()
+
+    def port_answered(self, port: str) -> None:
+        self._queue.append(PortNote(port, self.clock(), None))
+        self._wake.set()
+
+    def expected_interval(self, device: str) -> float | None:
+        """The interval the centre expects of a device (for its acknowledgement)."""
+        return self.engine.expected_interval(device) if device in self.engine else None
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Rebuild every timer from the store; hand over what a previous run committed
+        but did not deliver."""
+        rows = await self.store.supervision_rows()
+        persist.load_rows(self.engine, rows, schedule_lead=self.settings.schedule_lead)
+        # ids go on from the highest ever given, a resolved incident's too
+        self.incidents = Incidents(
+            self.settings.grouping,
+            next_id=await self.store.max_incident_id() + 1,
+            probe=self.settings.probe,
+            device_ids=self.engine.index,  # one index of a million names, not two
+        )
+        for row in rows:
+            self._take_attributes(row)
+        open_rows = await self.store.incident_rows(status=("open", "acknowledged"), limit=10**9)
+        self.incidents.load(persist.incident_from_row(row) for row in open_rows)
+        for incident_row in open_rows:
+            if incident_row.kind == "port_trouble":
+                self.ports.assume_troubled(incident_row.key.removeprefix("port_trouble:"))
+        commands = await self.store.supervision_commands(0)
+        self._command_cursor = commands[-1][0] if commands else 0  # already in the store
+        await self._deliver()
+        self.started = True
+        log.info(
+            "supervision.started",
+            devices=len(self.engine),
+            open_incidents=len(open_rows),
+            next_wakeup=self.engine.next_wakeup(),
+        )
+
+    def _take_attributes(self, row: SupervisionRow) -> None:
+        attributes = persist.grouping_attributes(row, self.settings.exchange_digits)
+        policy = attributes.pop("callback", None)
+        number = attributes.pop("number", None)
+        if policy:
+            self._callbacks[row.device] = (Policy(policy), number)
+        if attributes:
+            self.incidents.set_attributes(row.device, attributes)
+
+    def request_callback(self, device: str, *, why: str = "operator") -> bool:
+        """Call `device` back (in a task of its own); False if it cannot be."""
+        policy, number = self._callbacks.get(device, (Policy.NEVER, None))
+        if self.dialler is None or not number or policy is Policy.NEVER:
+            log.warning(
+                "supervision.callback_impossible",
+                device=device,
+                policy=policy.value,
+                number=bool(number),
+                bank=self.dialler is not None,
+            )
+            return False
+        if device in self._calling:
+            return True
+        dialler = self.dialler
+
+        async def call() -> None:
+            try:
+                result = await dialler(device, number)
+            except Exception as exc:  # the bank's trouble: that port says so itself
+                log.error("supervision.callback_failed", device=device, error=repr(exc))
+                result = CallbackResult(device, number, None, f"failed: {exc}")
+            finally:
+                self._calling.pop(device, None)
+            self._queue.append(CallbackNote(result, self.clock()))
+            self._wake.set()
+
+        log.info("supervision.callback", device=device, why=why)
+        self._calling[device] = asyncio.ensure_future(call())
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not self.started:
+            await self.start()
+        while not stop.is_set():
+            failed = True
+            try:
+                await self.turn(self.clock())
+                failed = False
+            except StoreUnavailable as exc:
+                # what was not committed is still in memory: the next turn writes it
+                log.error("supervision.store_unavailable", error=str(exc))
+            except Exception:  # a bug must cost a turn, never supervision or the bank
+                log.exception("supervision.internal_error")
+            wake = self._next_wakeup()
+            delay = self.settings.command_poll
+            if wake is not None and not failed:  # after a failure: not in a tight loop
+                delay = min(delay, max(0.0, wake - self.clock()))
+            self._wake.clear()
+            if self._queue and not failed:
+                continue
+            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+            try:
+                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        for task in list(self._calling.values()):  # the bank stopped: no port will dial
+            task.cancel()
+        with contextlib.suppress(StoreUnavailable):
+            await self.turn(self.clock())
+
+    def _next_wakeup(self) -> float | None:
+        wakes = [w for w in (self.engine.next_wakeup(), self.incidents.next_wakeup()) if w]
+        return min(wakes) if wakes else None
+
+    async def turn(self, now: float) -> list[IncidentEvent]:
+        """Operators' commands, then stored messages, then whatever fell due; commit;
+        deliver. Returns the incident events it delivered."""
+        out = await self._take_commands(now)
+        while self._queue:
+            item = self._queue.popleft()
+            if isinstance(item, PortNote):
+                out += self._port(item)
+            elif isinstance(item, CallbackNote):
+                out += self._called_back(item)
+            else:
+                out += self._message(item)
+        for event in self.engine.advance(now):
+            out += self._handle(event)
+        out += self.incidents.advance(now)
+        await self._commit(out)
+        return await self._deliver()
+
+    def _message(self, stored: Stored) -> list[IncidentEvent]:
+        device = stored.device
+        name = device.name
+        if name not in self.engine:
+            self.engine.add(
+                name, interval=device.test_interval, grace=device.grace, enrolled=device.enrolled_at
+            )
+            if device.site:
+                self.incidents.set_attributes(name, {"site": device.site})
+        path = stored.path or self.settings.path_of(stored.port)
+        attributes = {"port": stored.port}
+        exchange = persist.exchange_of(stored.caller or "", self.settings.exchange_digits)
+        if exchange:
+            attributes["exchange"] = exchange
+        if stored.callback:  # we called it: says nothing of its own calls
+            self.incidents.record(name, stored.at, "call", "a message on the callback")
+            return []
+        self.incidents.set_attributes(name, attributes)
+        self._contacts[name] = (stored.port, stored.caller)
+        events = self.engine.message(
+            name, stored.at, path=path, device_time=stored.device_time, kind=stored.kind
+        )
+        out: list[IncidentEvent] = []
+        for event in events:
+            out += self._handle(event)
+        return out
+
+    def _called_back(self, note: CallbackNote) -> list[IncidentEvent]:
+        result = note.result
+        log.info(
+            "supervision.called_back",
+            device=result.device,
+            outcome=result.outcome,
+            confirmed=result.confirmed,
+        )
+        if result.device not in self.engine:
+            return []
+        state = self.engine.status(result.device).state
+        return self.incidents.handle_callback(
+            result.device, state, result.outcome, result.confirmed, note.at
+        )
+
+    def _port(self, note: PortNote) -> list[IncidentEvent]:
+        if note.up is None:
+            events = self.ports.answered(note.port, note.at)
+        else:
+            events = self.ports.state(note.port, note.up, note.at, note.error)
+        out: list[IncidentEvent] = []
+        for event in events:
+            log.info(f"supervision.{type(event).__name__.lower()}", port=event.port)
+            out += self.incidents.handle_port(event)
+        return out
+
+    def _handle(self, event: Event) -> list[IncidentEvent]:
+        if not isinstance(event, TestStarted | TestEnded):
+            log.info(f"supervision.{type(event).__name__.lower()}", device=event.device)
+        if isinstance(event, Late) and self._callbacks.get(event.device, (None,))[0] is Policy.LATE:
+            self.request_callback(event.device, why="late")
+        return self.incidents.handle(event)
+
+    async def _commit(self, events: list[IncidentEvent]) -> None:
+        records = self.engine.take_dirty()
+        incidents, entries = self.incidents.take_dirty()
+        if records or incidents or entries or events:
+            self._unsaved.append(self._batch(records, incidents, entries, events))
+        while self._unsaved:
+            await self.store.save_supervision(self._unsaved[0])
+            self._unsaved.pop(0)
+
+    def _batch(
+        self,
+        records: list[DeviceRecord],
+        incidents: list[Incident],
+        entries: list[tuple[int, Entry]],
+        events: list[IncidentEvent],
+    ) -> SupervisionBatch:
+        updates = []
+        for record in records:
+            port, caller = self._contacts.pop(record.name, (None, None))
+            updates.append(persist.update_from_record(record, last_port=port, last_caller=caller))
+        return SupervisionBatch(
+            devices=tuple(updates),
+            incidents=tuple(persist.incident_to_row(i) for i in incidents),
+            timeline=persist.timeline_rows(entries),
+            outbox=tuple(event_to_json(e) for e in events),
+        )
+
+    async def _deliver(self) -> list[IncidentEvent]:
+        pending = await self.store.supervision_outbox()
+        delivered: list[IncidentEvent] = []
+        done: list[int] = []
+        for outbox_id, text in pending:
+            event = event_from_json(text)
+            try:
+                await self.notifier.notify(event)
+            except Exception:
+                log.exception("supervision.notifier_failed", incident=event.incident_id)
+                break  # keep it and those after it, in order, for the next turn
+            delivered.append(event)
+            done.append(outbox_id)
+        if done:
+            await self.store.supervision_outbox_done(done)
+        return delivered
+
+    async def _take_commands(self, now: float) -> list[IncidentEvent]:
+        """Operators' commands (`callhome-receiver incidents ack`, `on-test`, `enroll`,
+        `revoke`) were applied to the store by the command line: take their results
+        into memory."""
+        out: list[IncidentEvent] = []
+        commands = await self.store.supervision_commands(self._command_cursor)
+        for command_id, text in commands:
+            self._command_cursor = command_id
+            command = json.loads(text)
+            if command.get("reload") == "incident":
+                rows = await self.store.incident_rows(incident_id=int(command["id"]))
+                if rows:
+                    timeline = await self.store.incident_timeline(rows[0].id)
+                    self.incidents.replace(persist.incident_from_row(rows[0], timeline))
+            elif "callback" in command:
+                self.request_callback(str(command["callback"]))
+            elif command.get("reload") == "device":
+                name = str(command["device"])
+                for row in await self.store.supervision_rows(name):
+                    if row.revoked_at is not None and name in self.engine:
+                        for event in self.engine.retire(name, now):  # its incidents resolve
+                            out += self._handle(event)
+                        continue
+                    self.engine.load(
+                        persist.record_from_row(row), schedule_lead=self.settings.schedule_lead
+                    )
+                    self._take_attributes(row)
+        return out

@@ -1,0 +1,109 @@
+"""The agent answers the centre: caller ID checked, then the ordinary client session
+(the device is still the initiator) with what is queued and a line test."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import cbor2
+
+from benchmarks.linesim import Centre
+from callhome.client.agent.answer import caller_allowed
+from callhome.client.agent.config import load_agent_config
+from callhome.client.agent.daemon import Agent
+from callhome.client.agent.modemlock import modem_lock
+from callhome.client.agent.statefile import write_state
+from callhome.client.config import load_client_config
+from callhome.client.spool import Spool
+from callhome.keys import encode_key, public_of, write_private_key
+from callhome.link import modem_timings, run_session, transfer_config
+from callhome.wire.events import Event
+from callhome.wire.messages import Kind
+from callhome.wire.session import ServerSession
+from modem_drivers.hayes import HayesModem
+from modem_drivers.virtual import PhoneNetwork
+from modem_drivers.virtual.runner import NetworkRunner
+
+SCALE = 0.05
+
+
+def test_caller_id_is_checked_against_the_centres_numbers() -> None:
+    numbers = ["9,0123 555 0100", "5550200"]
+    assert caller_allowed("01235550100", numbers, require=True)
+    assert caller_allowed("5550100", numbers, require=True)  # no area code on the line
+    assert caller_allowed("+44 5550200", numbers, require=True)
+    assert not caller_allowed("5550666", numbers, require=True)
+    assert not caller_allowed("00", numbers, require=False)  # too short to prove anything
+    assert caller_allowed(None, numbers, require=False)  # no caller ID on this line
+    assert not caller_allowed(None, numbers, require=True)
+
+
+async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_test(
+    tmp_path: Path,
+) -> None:
+    network = PhoneNetwork()
+    network.add_modem("centre", "usr", number="5550100")
+    network.add_modem("dev", "usr", number="5550001")
+    runner = NetworkRunner(network, time_scale=SCALE)
+    await runner.start()
+    urls = {
+        name: (await runner.expose(name, "pty", path=str(tmp_path / f"{name}.pty"))).url
+        for name in ("centre", "dev")
+    }
+    centre = Centre()
+    device_key = write_private_key(tmp_path / "device.key")
+    centre.enroll(public_of(device_key), "dev")
+    (tmp_path / "client.toml").write_text(
+        f'[device]\nname = "dev"\nkey = "device.key"\nspool = "spool.db"\n'
+        f'[centre]\npublic_key = "{encode_key(centre.public)}"\nnumbers = ["5550100"]\n'
+        f'[modem]\nports = ["{urls["dev"]}"]\ntime_scale = {SCALE}\n'
+        "[agent]\nanswer = true\nanswer_require_caller_id = true\ninventory_interval = 0\n"
+    )
+    Spool(tmp_path / "spool.db", create=True).close()
+    client = load_client_config(tmp_path / "client.toml")
+    config = load_agent_config(tmp_path / "client.toml", client.spool)
+    write_state(config.state, {"last_test": 2e9})  # no test of its own falls due
+    agent = Agent(client, config, device_key, rng=random.Random(1))
+    agent.spool.enqueue(Kind.REPORT, {"severity": "warning", "component": "psu2"}, "psu2")
+    agent.policy.call_by = None  # the queued report waits: the centre will call
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(agent.run(stop))
+    modem = await HayesModem.open(urls["centre"], timings=modem_timings(SCALE))
+    try:
+        await asyncio.sleep(1.0)  # the agent's modem is waiting for a call
+        outcome = await modem.dial("5550001")
+        assert outcome.connected and outcome.call is not None
+        call = outcome.call
+        loop = asyncio.get_running_loop()
+        session = ServerSession(
+            static_private=centre.static_private, config=transfer_config(call.record.rate, SCALE)
+        )
+        session.start(loop.time())
+
+        async def handle(event: Event) -> None:
+            centre.handle(session, event, loop.time())
+
+        ended = await asyncio.wait_for(run_session(call, session, handle), 60)
+        assert ended == "closed"
+        if call.open:
+            await call.hangup()
+        # between answering windows a person's command gets the modem
+        async with modem_lock(client.spool, "callhome", wait=10):
+            pass
+    finally:
+        await modem.close()
+        stop.set()
+        await task
+        await runner.stop()
+    kinds = sorted(
+        cbor2.loads(content).get("component", "line test") for content in centre.stored.values()
+    )
+    assert kinds == ["line test", "psu2"]
+    [test] = [cbor2.loads(c) for c in centre.stored.values() if "health" in cbor2.loads(c)]
+    assert test["health"] == "no checks"
+    spool = Spool(tmp_path / "spool.db")
+    assert spool.queued() == []
+    spool.close()
+    assert agent.last_call is not None and agent.last_call["line_test"]

@@ -1,0 +1,153 @@
+"""The daemon over simulated collectors in scaled time (1 agent second = 1 ms)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from callhome.client.agent import sdnotify
+from callhome.client.agent.config import load_agent_config
+from callhome.client.agent.daemon import Agent
+from callhome.client.agent.modemlock import ModemBusy, modem_lock
+from callhome.client.agent.statefile import read_state
+from callhome.client.config import load_client_config
+from callhome.client.spool import Spool
+
+from .agentkit import FakeCentre, write_config
+
+SCALE = 0.001
+
+
+def make_agent(tmp_path: Path, agent: str, centre: FakeCentre) -> Agent:
+    path = write_config(tmp_path, f"[agent]\ntime_scale = {SCALE}\n" + agent)
+    client = load_client_config(path)
+    return Agent(
+        client,
+        load_agent_config(path, client.spool),
+        b"k" * 32,
+        caller=centre,
+        rng=random.Random(1),
+    )
+
+
+async def run_until(agent: Agent, done: Callable[[], bool], limit: float = 10.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + limit
+    while not done() and not task.done() and loop.time() < give_up:
+        await asyncio.sleep(0.005)
+    stop.set()
+    await task
+    assert done(), "the agent did not get there in time"
+
+
+MIRROR = """
+0s md/md0 OK clean [UU]
+30s md/md0 CRITICAL degraded [U_]
+200s md/md0 OK clean [UU]
+"""
+
+
+async def test_a_degraded_mirror_calls_at_once_and_the_recovery_rides_with_the_next_call(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "mirror.txt").write_text(MIRROR)
+    centre = FakeCentre()
+    agent = make_agent(
+        tmp_path,
+        'catch_up_delay = "10m"\ntest_interval = "1h"\ntest_spread = 0\n'
+        '[[check]]\nkind = "simulated"\nname = "md"\nscript = "mirror.txt"\ninterval = "10s"\n',
+        centre,
+    )
+    agent.policy.last_test = agent.clock.now()  # tested just now: nothing else calls
+    agent.policy.next_test = agent.clock.now() + 400
+
+    def recovered_and_carried() -> bool:
+        return any(e["state"] == "OK" for e in centre.events())
+
+    await run_until(agent, recovered_and_carried)
+    first = centre.calls[0]
+    [content] = [c for kind, c in first if kind == "report"]
+    assert {kind for kind, _ in first} == {"report", "inventory"}  # the first rides along
+    assert (content["check"], content["previous"], content["state"]) == ("md/md0", "OK", "CRITICAL")
+    assert content["v"] == 1 and content["severity"] == "critical"
+    # the recovery did not call by itself: the line test call carried it
+    last = centre.calls[-1]
+    assert {kind for kind, _ in last} == {"report", "line-test"}
+    [test] = [c for kind, c in last if kind == "line-test"]
+    assert test["health"] == "2 checks: 2 OK"  # md/md0 and the collector itself
+    state = read_state(agent.config.state)
+    assert state is not None and state["checks"][0]["state"] == "OK"
+
+
+async def test_a_hung_collector_is_reported_unknown_when_it_lasts(tmp_path: Path) -> None:
+    (tmp_path / "hang.txt").write_text("0s ipmi OK fine\n20s hang on\n")
+    centre = FakeCentre()
+    agent = make_agent(
+        tmp_path,
+        '[[check]]\nkind = "simulated"\nname = "ipmi"\nscript = "hang.txt"\n'
+        'interval = "10s"\ndeadline = "5s"\nunknown_after = "60s"\n',
+        centre,
+    )
+    await run_until(agent, lambda: any(e["state"] == "UNKNOWN" for e in centre.events()))
+    await run_until(
+        agent, lambda: len([e for e in centre.events() if e["state"] == "UNKNOWN"]) == 2
+    )
+    unknown = {e["check"]: e for e in centre.events() if e["state"] == "UNKNOWN"}
+    # the collector itself, and the check it used to report: neither keeps a stale OK
+    assert set(unknown) == {"collector/ipmi", "ipmi"}
+    assert "within" in unknown["collector/ipmi"]["text"]
+
+
+async def test_a_failed_call_is_retried_and_nothing_is_lost(tmp_path: Path) -> None:
+    (tmp_path / "m.txt").write_text("0s md/md0 CRITICAL degraded\n")
+    centre = FakeCentre(failures=2)
+    agent = make_agent(
+        tmp_path,
+        'retry_delay = "30s"\n[[check]]\nkind = "simulated"\nscript = "m.txt"\ninterval = "10s"\n',
+        centre,
+    )
+
+    await run_until(agent, lambda: len(centre.calls) >= 3)
+    assert all(any(c.get("state") == "CRITICAL" for _, c in call) for call in centre.calls[:3])
+    spool = Spool(tmp_path / "spool.db")
+    assert spool.queued() == []  # the event left the spool only once acknowledged
+    spool.close()
+
+
+async def test_a_restart_does_not_report_a_known_state_again(tmp_path: Path) -> None:
+    (tmp_path / "m.txt").write_text("0s md/md0 CRITICAL degraded\n")
+    centre = FakeCentre()
+    check = '[[check]]\nkind = "simulated"\nscript = "m.txt"\ninterval = "10s"\n'
+    agent = make_agent(tmp_path, check, centre)
+    await run_until(agent, lambda: bool(centre.events()))
+    again = make_agent(tmp_path, check, FakeCentre())
+    assert again.engine.checks["md/md0"].reported.name == "CRITICAL"
+    assert again.policy.last_test is not None or again.policy.next_test > 0
+
+
+async def test_the_modem_lock_makes_a_person_wait_then_names_the_holder(tmp_path: Path) -> None:
+    spool = tmp_path / "spool.db"
+    async with modem_lock(spool, "callhome agent", wait=None):
+        with pytest.raises(ModemBusy, match=r"callhome agent \(pid \d+\) holds the modem"):
+            async with modem_lock(spool, "callhome", wait=0.05, poll=0.01):
+                pass
+    async with modem_lock(spool, "callhome", wait=0.05):
+        pass
+
+
+def test_sd_notify_sends_one_datagram(tmp_path: Path) -> None:
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(address)
+        assert sdnotify.notify("READY=1", {"NOTIFY_SOCKET": address})
+        assert server.recv(100) == b"READY=1"
+    assert not sdnotify.notify("READY=1", {})
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "20000000"}) == 10.0
+    assert sdnotify.watchdog_interval({}) is None
