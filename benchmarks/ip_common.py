@@ -16,7 +16,7 @@ from pathlib import Path
 from callhome.keys import load_private_key, public_of
 from callhome.link import run_session
 from callhome.tcp import TcpCall, tcp_transfer_config
-from callhome.wire.messages import Kind, encode_message, load_dictionary
+from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from callhome.wire.noise import generate_private_key
 from callhome.wire.session import ClientSession, Event, MessageAcknowledged
 from receiver.store import SQLiteStore
@@ -100,7 +100,7 @@ def start_receiver(
 MESSAGE = encode_message(
     Kind.LINE_TEST,
     {"time": 1_700_000_000, "skew_ms": 3, "previous": {"result": "ok", "total_ms": 40}},
-    load_dictionary(1),
+    load_dictionary(CURRENT_DICTIONARY),
 )
 
 

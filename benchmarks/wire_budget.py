@@ -20,7 +20,13 @@ import argparse
 import statistics
 import sys
 
-from callhome.wire.messages import EncodedMessage, Kind, encode_message, load_dictionary
+from callhome.wire.messages import (
+    CURRENT_DICTIONARY,
+    EncodedMessage,
+    Kind,
+    encode_message,
+    load_dictionary,
+)
 from modem_drivers.virtual.line import LineModel
 
 from . import reference_reports as ref
@@ -42,7 +48,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
-    dictionary = load_dictionary(1)
+    dictionary = load_dictionary(CURRENT_DICTIONARY)
     messages = {}
     for name, content in ref.reference_set().items():
         kind = Kind.LINE_TEST if name == "line-test" else Kind.REPORT

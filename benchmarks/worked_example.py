@@ -53,6 +53,7 @@ def main() -> int:
         call_counter=42,
         epoch=0x1234ABCD,
         config=config,
+        dictionary_id=1,  # the example as documented; dictionary 2 works the same way
         ephemeral_private=DEVICE_E,
     )
     client.queue(7, message)

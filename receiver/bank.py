@@ -251,7 +251,11 @@ class PortWorker:
         """The next call (or a callback to make), or None when the bank stops. While
         idle the modem is asked `AT` every `health_check`: a modem that died between
         calls would otherwise only be noticed by the caller it failed to answer."""
-        waiter = asyncio.ensure_future(modem.wait_for_call(rings=self.bank.rings))
+        waiter = asyncio.ensure_future(
+            modem.wait_for_call(
+                rings=self.bank.rings, wait_for_caller_id=self.bank.wait_for_caller_id
+            )
+        )
         stopper = asyncio.ensure_future(self.bank.stopping.wait())
         dialler: asyncio.Future[CallbackRequest] | None = asyncio.ensure_future(
             self.callbacks.get()
@@ -777,6 +781,7 @@ class Bank:
         init: tuple[str, ...] = (),
         skip: tuple[str, ...] = (),
         rings: int = 1,
+        wait_for_caller_id: bool = False,
         health_check: float = 300.0,
         scale: float = 1.0,
         drain_timeout: float = 30.0,
@@ -793,6 +798,10 @@ class Bank:
         self.profile = profile
         self.init, self.skip = init, skip
         self.rings = rings
+        self.wait_for_caller_id = wait_for_caller_id
+        """False: answer on the `rings`-th ring, with the caller ID that came before it
+        (if any: most lines send it after the first ring). True: allow one ring more
+        for it, which costs every call a ring cycle (about 6 s) where none comes."""
         self.health_check = health_check * scale
         """Real seconds of silence on an idle port before its modem is asked `AT`."""
         self.scale = scale

@@ -375,6 +375,7 @@ def centre_bank(
         init=config.init,
         skip=config.skip,
         rings=config.rings,
+        wait_for_caller_id=config.wait_for_caller_id,
         health_check=config.health_check,
         scale=config.time_scale,
         drain_timeout=config.drain * config.time_scale,

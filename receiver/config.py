@@ -50,6 +50,7 @@ class CentreConfig:
     init: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
     rings: int = 1
+    wait_for_caller_id: bool = False
     health_check: float = 300.0
     drain: float = 60.0
     time_scale: float = 1.0
@@ -78,6 +79,7 @@ class CentreConfig:
                     **({"init": list(self.init)} if self.init else {}),
                     **({"skip": list(self.skip)} if self.skip else {}),
                     "rings": self.rings,
+                    "wait_for_caller_id": self.wait_for_caller_id,
                     "health_check": format_duration(self.health_check),
                     "drain": format_duration(self.drain),
                     "time_scale": self.time_scale,
@@ -124,6 +126,7 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     config.profile, config.time_scale = settings.profile, settings.time_scale
     config.init, config.skip = settings.init, settings.skip
     config.rings = bank.number("rings", int, 1, minimum=1, maximum=10)
+    config.wait_for_caller_id = bank.get("wait_for_caller_id", bool, False)
     config.health_check = bank.duration("health_check", "5m", minimum=1.0, maximum=86400.0)
     config.drain = bank.duration("drain", "60s", maximum=3600.0)
     bank.finish()

@@ -14,10 +14,10 @@ import random
 import pytest
 
 from benchmarks.linesim import Centre, Device, LinkSim
-from callhome.wire.messages import Kind, encode_message, load_dictionary
+from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from modem_drivers.virtual.line import LineModel
 
-DICTIONARY = load_dictionary(1)
+DICTIONARY = load_dictionary(CURRENT_DICTIONARY)
 
 
 def soak(line_seconds: float, seed: int) -> tuple[int, float]:

@@ -55,6 +55,7 @@ from .agent.modemlock import PERSON_WAIT, ModemBusy, modem_lock
 from .config import DEFAULT_PATH, ClientConfig, check_client_config, load_client_config
 from .dialer import CallReport, call_centre, line_test_content
 from .paths import MODEM
+from .progress import CallProgress, with_ticks
 from .spool import Spool, SpoolError
 
 T = TypeVar("T")
@@ -449,7 +450,7 @@ async def _send(
             return None
         private = load_private_key(config.key)
         async with _modem(config):
-            return await call_centre(config, spool, private, progress=_Narrator(as_json))
+            return await _call_with_progress(config, spool, private, as_json)
     finally:
         spool.close()
 
@@ -531,7 +532,7 @@ async def _line_test(
         seq = spool.enqueue(Kind.LINE_TEST, content, "line test")
         private = load_private_key(config.key)
         async with _modem(config):
-            report = await call_centre(config, spool, private, progress=_Narrator(as_json))
+            report = await _call_with_progress(config, spool, private, as_json)
         return report, seq
     finally:
         spool.close()
@@ -570,7 +571,7 @@ def _print_call(report: CallReport, as_json: bool, *, title: str) -> None:
         ]
         rows.append(("line", ", ".join(parts) + f"  ({connect['connect']})"))
     if report.handshake_seconds is not None:
-        rows.append(("handshake", f"{report.handshake_seconds:.2f} s round trip"))
+        rows.append(("handshake", _handshake_text(report)))
     if report.connect:
         rows.append(("bytes", f"{report.bytes_sent} sent, {report.bytes_received} received"))
     if report.transfer_seconds is not None:
@@ -876,6 +877,24 @@ async def _modem(config: ClientConfig) -> AsyncIterator[None]:
         raise UserError(
             f"{exc}; the message stays queued for its next call", exitcodes.MODEM
         ) from None
+
+
+def _handshake_text(report: CallReport) -> str:
+    """Every attempt counted: a retry shows, with what it cost."""
+    seconds = report.handshake_seconds or 0.0
+    attempts = max(1, report.handshake_attempts)
+    text = f"{seconds:.2f} s, {attempts} attempt{'s' if attempts > 1 else ''}"
+    if report.handshake_round_trip is not None:
+        text += f" (round trip {report.handshake_round_trip:.2f} s)"
+    return text
+
+
+async def _call_with_progress(
+    config: ClientConfig, spool: Spool, private: bytes, as_json: bool
+) -> CallReport:
+    """A progress bar on a terminal, plain lines elsewhere (stderr when stdout is JSON)."""
+    progress = CallProgress(sys.stderr if as_json else sys.stdout)
+    return await with_ticks(progress, call_centre(config, spool, private, progress=progress))
 
 
 main.add_command(agent_commands)

@@ -94,6 +94,10 @@ class CallReport:
     connect: dict[str, Any] | None = None
     connect_seconds: float | None = None
     handshake_seconds: float | None = None
+    """From the first HS1 sent to the centre's answer (every attempt counted)."""
+    handshake_round_trip: float | None = None
+    """From the HS1 that was answered to the answer."""
+    handshake_attempts: int = 0
     transfer_seconds: float | None = None
     line_seconds: float | None = None
     bytes_sent: int = 0
@@ -314,10 +318,13 @@ async def _converse(
     handshake_done: list[float] = []
     failure: list[Exception] = []
 
+    ticker: list[asyncio.Task[None]] = []
+
     async def handle(event: Event) -> None:
         if isinstance(event, HandshakeCompleted):
             handshake_done.append(loop.time())
-            report.handshake_seconds = event.round_trip
+            ticker.append(asyncio.ensure_future(_sending(session, queued, progress)))
+            _handshake_timing(report, event)
             report.test_interval = event.test_interval
             # the centre's clock, read half a round trip ago
             report.skew_ms = int(
@@ -333,7 +340,12 @@ async def _converse(
         elif isinstance(event, CallFailed):
             failure.append(event.error)
 
-    ended = await run_session(call, session, handle)
+    try:
+        ended = await run_session(call, session, handle)
+    finally:
+        for task in ticker:
+            task.cancel()
+    report.handshake_attempts = session.handshake_attempts
     said = call.early_result() if not handshake_done else None
     early = exitcodes.DIAL_RESULTS[Outcome.of(said)] if said is not None else None
     if handshake_done:
@@ -373,6 +385,26 @@ async def _converse(
         bytes_received=report.bytes_received,
     )
     return report
+
+
+async def _sending(session: ClientSession, queued: list[Any], progress: Progress) -> None:
+    """Bytes sent of the total, every half second, for a progress display."""
+    loop = asyncio.get_running_loop()
+    started, base = loop.time(), session.stats.bytes_out
+    total = base + sum(len(message.encoded().body) for message in queued)
+    while True:
+        await asyncio.sleep(0.5)
+        sent = session.stats.bytes_out
+        rate = (sent - base) / max(loop.time() - started, 1e-3)
+        progress("sending", sent=min(sent, total), total=total, rate=rate)
+
+
+def _handshake_timing(report: CallReport, event: HandshakeCompleted) -> None:
+    """Honest handshake figures: a retry costs the call its whole back-off, so the time
+    counts from the first HS1, not from the attempt that was answered."""
+    report.handshake_round_trip = event.round_trip
+    report.handshake_attempts = event.attempts
+    report.handshake_seconds = event.seconds if event.seconds is not None else event.round_trip
 
 
 def _looks_like_text(data: bytes) -> bool:

@@ -21,6 +21,7 @@ from ..wire.messages import (
     CURRENT_DICTIONARY,
     EncodedMessage,
     Kind,
+    current_form,
     encode_content,
     load_dictionary,
     pack_message,
@@ -69,7 +70,7 @@ class SpooledMessage:
     summary: str | None
 
     def encoded(self) -> EncodedMessage:
-        return EncodedMessage(self.kind, self.body, self.compressed, len(self.plain))
+        return current_form(self.kind, self.body, self.compressed, self.plain)
 
     def uncompressed(self) -> EncodedMessage:
         return EncodedMessage(self.kind, self.plain, False, len(self.plain))

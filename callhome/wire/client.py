@@ -78,6 +78,7 @@ class ClientSession(Endpoint):
         self.dictionary_id = dictionary_id
         self._hs1 = b""
         self._hs1_sent_at = 0.0
+        self._first_hs1_at: float | None = None
         self._retry_at: float | None = None
         self._attempts = 0
         self._messages: dict[int, Outgoing] = {}
@@ -118,6 +119,11 @@ class ClientSession(Endpoint):
         self._last_heard = now
         self._send_hs1(now)
 
+    @property
+    def handshake_attempts(self) -> int:
+        """How many times HS1 has been sent in this call."""
+        return self._attempts
+
     def undelivered(self) -> list[int]:
         """Messages the centre has not acknowledged (they stay in the spool)."""
         return [seq for seq in self._order if not self._messages[seq].answered]
@@ -128,6 +134,8 @@ class ClientSession(Endpoint):
         self._write(self._hs1)
         self._attempts += 1
         self._hs1_sent_at = now
+        if self._first_hs1_at is None:
+            self._first_hs1_at = now
         backoff = min(
             self.config.handshake_retry * 1.5 ** (self._attempts - 1),
             self.config.handshake_retry_max,
@@ -252,8 +260,16 @@ class ClientSession(Endpoint):
                 and 0 < stored < len(resumed.message.body)
             ):
                 resumed.offset = stored
+        first = self._hs1_sent_at if self._first_hs1_at is None else self._first_hs1_at
         self._events.append(
-            HandshakeCompleted(clock, resume, now - self._hs1_sent_at, test_interval)
+            HandshakeCompleted(
+                clock,
+                resume,
+                now - self._hs1_sent_at,
+                test_interval,
+                attempts=self._attempts,
+                seconds=now - first,
+            )
         )
 
     def _frame(self, body: bytes, now: float) -> None:

@@ -70,8 +70,13 @@ class HandshakeCompleted:
     server_clock_ms: int
     resume: dict[int, int]
     round_trip: float
+    """From the HS1 that was answered to its answer (the line's round trip)."""
     test_interval: int | None = None
     """Seconds between line tests the centre expects of this device, if it said."""
+    attempts: int = 1
+    """How many times HS1 was sent (a retry means a lost or damaged HS1 or HS2)."""
+    seconds: float | None = None
+    """From the first HS1 sent to the answer: what the handshake cost this call."""
 
 
 @dataclass(frozen=True)

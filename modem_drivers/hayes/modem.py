@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -26,6 +27,7 @@ from .call import DataCall, brief
 from .callerid import CallerId
 from .classify import may_inform
 from .dialstring import dial_string
+from .drain import LineAccount, PortOutput, modem_has_taken_all
 from .errors import (
     CommandRejected,
     HangupFailed,
@@ -73,8 +75,42 @@ from .timings import Timings
 log = structlog.get_logger("callhome.modem")
 
 HELD_WRITES_LIMIT = 64 * 1024
+ECHO_WATCH = 64
+"""Bytes kept of what answered the last command, to tell an echo."""
+
+
+@dataclass(frozen=True)
+class _SetUp:
+    """A full set-up this process did (see `HayesModem.initialize`)."""
+
+    at: float
+    """`time.monotonic()` when it finished."""
+    choice: tuple[Any, ...]
+    """The profile asked for and the user's settings: another choice sets up anew."""
+    profile: DriverProfile
+    info: ModemInfo
+
+
+_RECENT_SETUPS: dict[str, _SetUp] = {}
+"""By port URL: what this process set up last on each port, while nothing went wrong
+with that modem since."""
+
+RESETTING = (b"&D3", b"&F", b"Z")
+"""Settings after which closing the port (DTR drop) resets the modem: no reuse."""
 QUIET_LIMIT = 20
 """`Quiet` waits at most this many times its quiet period."""
+
+
+def _uart_output(port: SerialPort) -> tuple[int | None, bool | None]:
+    """The kernel's output queue and CTS of a real UART; (None, None) where the port
+    cannot tell (a pty answers 0 to TIOCOUTQ whatever it holds, and has no CTS)."""
+    if port.kind != "tty":
+        return None, None
+    device = getattr(port, "serial", None)
+    try:
+        return int(device.out_waiting), bool(device.cts)  # type: ignore[union-attr]
+    except (OSError, AttributeError, ValueError, TypeError):
+        return None, None
 
 
 class _PortLost:
@@ -144,6 +180,7 @@ class HayesModem:
         self._suspect = asyncio.Event()
         self._call: DataCall | None = None
         self._held_writes = bytearray()
+        self._account = LineAccount()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_rx = 0.0
         self._lost: BaseException | None = None
@@ -151,6 +188,7 @@ class HayesModem:
         self.info: ModemInfo | None = None
         self._log = log.bind(port=self.name)
         self._transcript = False
+        self._answer_bytes = bytearray()
 
     def _new_core(self) -> ModemCore:
         profile = self.profile
@@ -222,7 +260,7 @@ class HayesModem:
                 await self.close()
             try:
                 await self.connect()
-                return await self.initialize()
+                return await self.initialize(reuse=False)  # it may have lost power
             except (
                 PortOpenError,
                 PortGone,
@@ -261,10 +299,26 @@ class HayesModem:
 
     # -- initialisation ------------------------------------------------------------------
 
-    async def initialize(self) -> ModemInfo:
+    async def initialize(self, *, reuse: bool = True) -> ModemInfo:
         """Drain, wake, reset, identify, then apply the settings one line at a time: the
-        required ones must be accepted, an optional one refused marks its feature absent."""
+        required ones must be accepted, an optional one refused marks its feature absent.
+
+        The rule for a shorter set-up: when this process set up the modem on this port
+        in full less than `Timings.setup_reuse` ago (10 minutes), with the same profile
+        and settings, and nothing went wrong with it since (no timeout, no lost port, no
+        failed or resetting hang-up), one `AT` checks it instead: a verbose OK without
+        echo shows it is awake and as we left it (closing the port in between drops
+        DTR, which with &D2 hangs up and keeps the settings). Anything else, or settings
+        that make a DTR drop reset the modem (&D3, &F, Z), and the set-up runs in full.
+        The agent and the bank keep their ports open, so this only spares the one-shot
+        commands (`callhome send`, `line-test`) the second set-up in a row."""
         async with self._operation():
+            recent = self._recent_setup() if reuse else None
+            if recent is not None:
+                if await self._run(proc.quick_wake(self._core, self.timings)):
+                    return self._reuse(recent)
+                _RECENT_SETUPS.pop(self.url, None)
+                self._log.info("modem.setup_not_reused", reason="no verbose OK without echo")
             self.dcd_trusted = False
             report: proc.SetupReport = await self._run(
                 proc.initialise(
@@ -285,6 +339,7 @@ class HayesModem:
                 self.dcd_trusted,
                 report.settings,
             )
+            self._remember_setup(report.profile, self.info)
             summary = proc.settings_summary(report.settings)
             self._log.info(
                 "modem.ready",
@@ -297,6 +352,34 @@ class HayesModem:
                 refused=summary["refused"],
             )
             return self.info
+
+    def _setup_choice(self) -> tuple[Any, ...]:
+        fixed = self._fixed_profile.name if self._fixed_profile else None
+        return (fixed, self.setup, self.baudrate)
+
+    def _recent_setup(self) -> _SetUp | None:
+        recent = _RECENT_SETUPS.get(self.url)
+        if recent is None or recent.choice != self._setup_choice():
+            return None
+        if time.monotonic() - recent.at > self.timings.setup_reuse:
+            return None
+        return recent
+
+    def _remember_setup(self, profile: DriverProfile, info: ModemInfo) -> None:
+        sent = [r.setting.command.upper() for r in info.settings if r.accepted]
+        if any(marker in command for command in sent for marker in RESETTING):
+            _RECENT_SETUPS.pop(self.url, None)
+            return
+        _RECENT_SETUPS[self.url] = _SetUp(time.monotonic(), self._setup_choice(), profile, info)
+
+    def _reuse(self, recent: _SetUp) -> ModemInfo:
+        self.profile = recent.profile
+        self._core.use_profile(recent.profile.numeric_table(), recent.profile.reports)
+        self.dcd_trusted = self._check_dcd()
+        assert self._port is not None
+        self.info = replace(recent.info, port=self._port.describe(), dcd_trusted=self.dcd_trusted)
+        self._log.info("modem.ready", profile=recent.profile.name, reused_setup=True)
+        return self.info
 
     def _check_dcd(self) -> bool:
         """DCD is only worth watching if it is low while no call is up (&C1 took)."""
@@ -532,13 +615,15 @@ class HayesModem:
         """The ATZ and reopen rungs leave the modem with its stored settings, not ours
         (&C1, S0=0, E0 ...): set it up again, or the next call runs on the wrong ones."""
         if method in ("atz", "reopen"):
+            _RECENT_SETUPS.pop(self.url, None)
             try:
-                await self.initialize()
+                await self.initialize(reuse=False)
             except ModemError as exc:
                 self._log.warning("modem.reinitialise_failed", error=str(exc))
 
     def _hung_up(self, method: str | None, started: float) -> HangupReport:
         if method is None:
+            _RECENT_SETUPS.pop(self.url, None)
             raise HangupFailed(f"{self.name}: could not hang up")
         if self._call is not None:
             self._call._end("hung up" if method != "remote" else "far end hung up")
@@ -550,6 +635,10 @@ class HayesModem:
 
     def _start_call(self, event: Connected) -> DataCall:
         self._held_writes.clear()
+        record = event.record
+        self._account.start(
+            record.tx_rate or record.rate or self.baudrate, self._now(), self.timings.line_time
+        )
         self._suspect.clear()
         call = DataCall(self, event.record, incoming=event.incoming)
         self._call = call
@@ -598,6 +687,7 @@ class HayesModem:
         core = self._core
         if core.state is State.ONLINE_DATA and not core.suspecting and not self._held_writes:
             core.note_data_written(self._now())
+            self._account.wrote(len(data), self._now())
             self._write(data)
         elif core.in_call:
             # Carrier loss suspected, or escaped to check: a modem in command mode would
@@ -610,6 +700,7 @@ class HayesModem:
         if self._held_writes and core.state is State.ONLINE_DATA and not core.suspecting:
             data, self._held_writes = bytes(self._held_writes), bytearray()
             core.note_data_written(self._now())
+            self._account.wrote(len(data), self._now())
             self._write(data)
 
     async def _drain(self) -> None:
@@ -664,8 +755,10 @@ class HayesModem:
             return None
         if isinstance(step, proc.WaitDcd):
             return await self._wait_dcd(step.level, step.timeout)
+        if isinstance(step, proc.WaitDrained):
+            return await self._wait_drained(step.timeout)
         if isinstance(step, proc.Escape):
-            return await self._escape(step.guard, step.margin)
+            return await self._escape(step.guard, step.margin, step.after)
         if isinstance(step, proc.Probe):
             return await self._probe(step.timeout)
         if isinstance(step, proc.WaitCallEnd):
@@ -677,6 +770,8 @@ class HayesModem:
             return None
         if isinstance(step, proc.Now):
             return self._now()
+        if isinstance(step, proc.Echoed):
+            return b"AT\r" in bytes(self._answer_bytes).upper()
         if isinstance(step, proc.Note):
             self._log.info(step.event, **dict(step.fields))
             return None
@@ -700,6 +795,7 @@ class HayesModem:
             self._log.info("modem.hangup_withheld", reason="a call rings in")
             return proc.Withheld()
         self._op_events = asyncio.Queue()
+        self._answer_bytes.clear()
         data = self._core.start_command(
             step.line, step.kind, self._now(), step.timeout, expects_info=step.expects_info
         )
@@ -741,11 +837,39 @@ class HayesModem:
                 return False
             await asyncio.sleep(self.timings.dcd_poll / 4)
 
-    async def _escape(self, guard: float, margin: float) -> bool:
-        """Guarded `+++`: silence, the three characters, silence, then OK."""
+    def _port_output(self) -> PortOutput:
+        port = self._port
+        if port is None:
+            return PortOutput(0, 0, None)
+        return PortOutput(port.write_buffer_size(), *_uart_output(port))
+
+    async def _wait_drained(self, timeout: float) -> float:
+        """Until the modem has taken the last byte written (see `drain`); answers when."""
+        deadline = self._now() + timeout
+        port_held = False
+        while True:
+            now = self._now()
+            if self._port is None or now >= deadline:
+                return now
+            if self._core.state is not State.ONLINE_DATA:
+                return now  # the call is gone: nothing more will drain
+            output = self._port_output()
+            if modem_has_taken_all(output, self._account, now):
+                if port_held:
+                    return now  # the port emptied during the last poll interval
+                # it may have drained long ago: the account says when, at the latest
+                return min(now, max(self._core.last_write_at, self._account.drained_at))
+            port_held = port_held or not output.empty
+            # the account's end is known in advance; the port's buffers are polled
+            wait = max(self._account.remaining(now), 0.005)
+            await asyncio.sleep(min(wait, deadline - now))
+
+    async def _escape(self, guard: float, margin: float, after: float = 0.0) -> bool:
+        """Guarded `+++`: silence, the three characters, silence, then OK. The silence
+        counts from `after` at the earliest (when the modem took the last byte)."""
         silence = guard + margin
         while True:
-            wait = self._core.last_write_at + silence - self._now()
+            wait = max(self._core.last_write_at, after) + silence - self._now()
             if wait <= 0 and (self._port is None or self._port.write_buffer_size() == 0):
                 break
             await asyncio.sleep(max(wait, 0.01))
@@ -813,6 +937,8 @@ class HayesModem:
 
     def _on_data(self, data: bytes) -> None:
         self._last_rx = self._now()
+        if len(self._answer_bytes) < ECHO_WATCH:
+            self._answer_bytes += data[: ECHO_WATCH - len(self._answer_bytes)]
         if self._transcript:
             self._log.debug("modem.rx", data=escape_bytes(data, 300))
         self._dispatch(self._core.receive(data, self._last_rx))
@@ -824,6 +950,7 @@ class HayesModem:
             return
         self._lost = exc or ConnectionResetError("closed")
         self._port = None
+        _RECENT_SETUPS.pop(self.url, None)
         self._core.port_lost()
         self._log.error("port.lost", error=str(exc) if exc else "closed")
         marker = _PortLost(exc)
@@ -866,6 +993,7 @@ class HayesModem:
                 )
             elif isinstance(event, CarrierLost):
                 self._held_writes.clear()
+                self._account.stop()
                 if self._call is not None:
                     self._call._end(event.reason)
                 if self._op_events is not None:
@@ -919,6 +1047,10 @@ class HayesModem:
             self._internal = asyncio.current_task()
         try:
             yield
+        except ModemError:
+            # something went wrong with this modem: its next set-up runs in full
+            _RECENT_SETUPS.pop(self.url, None)
+            raise
         finally:
             self._busy = False
             self._op_events = None

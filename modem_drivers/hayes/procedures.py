@@ -90,12 +90,23 @@ class WaitDcd:
 
 
 @dataclass(frozen=True)
+class WaitDrained:
+    """Wait until the modem has taken the last byte written: the port's output drained
+    and CTS high where the port can tell, else the driver's own account of the line
+    rate (see `drain`). Answers the time it happened (or `timeout` later, given up)."""
+
+    timeout: float
+
+
+@dataclass(frozen=True)
 class Escape:
     """Keep silent for the guard time (nothing written, the output drained), then `+++`;
-    answers True when the modem confirmed command mode within the guard time."""
+    answers True when the modem confirmed command mode within the guard time. The
+    silence counts from `after` at the earliest: when the modem took the last byte."""
 
     guard: float
     margin: float
+    after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,11 @@ class Now:
 
 
 @dataclass(frozen=True)
+class Echoed:
+    """Answers True when the modem echoed the last command line (E1: it was reset)."""
+
+
+@dataclass(frozen=True)
 class Note:
     """Something worth a log line: `event` and its fields."""
 
@@ -148,11 +164,13 @@ Step = (
     | Quiet
     | SetDtr
     | WaitDcd
+    | WaitDrained
     | Escape
     | Probe
     | WaitCallEnd
     | Reopen
     | Now
+    | Echoed
     | Note
     | Emit
 )
@@ -403,6 +421,20 @@ def initialise(
     return SetupReport(chosen, identity, tuple(results))
 
 
+def quick_wake(core: ModemCore, timings: Timings) -> Procedure:
+    """The modem was set up moments ago by this process (see `HayesModem.initialize`):
+    `AT` answered by a verbose OK without echo shows it is awake and still as we left it
+    (a reset modem echoes: E1 is every factory default). False: set it up in full."""
+    yield Quiet(timings.drain_quiet)
+    core.discard_input()
+    event = yield Send(b"AT", CommandKind.COMMAND, timings.init_timeout)
+    echoed = yield Echoed()
+    if _verbose_ok(event) and not echoed:
+        core.resynchronised()
+        return True
+    return False
+
+
 # -- calls ------------------------------------------------------------------------------------
 
 
@@ -507,7 +539,7 @@ def verify_carrier(core: ModemCore, timings: Timings, port: Port) -> Procedure:
         yield Emit(tuple(core.release_held()))
         return True
     if not core.call_ending:
-        escaped = yield Escape(timings.guard, timings.guard_margin)
+        escaped = yield from guarded_escape(timings)
         if escaped:
             event = yield Send(b"ATO", CommandKind.ONLINE, timings.online_timeout)
             if isinstance(event, Connected):
@@ -532,6 +564,14 @@ def verify_carrier(core: ModemCore, timings: Timings, port: Port) -> Procedure:
     return True
 
 
+def guarded_escape(timings: Timings) -> Procedure:
+    """The escape, its guard time counted from when the modem took the last byte (a
+    guard counted from the driver's last write ends while a pty or a modem holding CTS
+    low is still passing data: the `+++` is then data, and `ATH0` after it too)."""
+    drained = yield WaitDrained(timings.drain_timeout)
+    return (yield Escape(timings.guard, timings.guard_margin, drained))
+
+
 def hangup(core: ModemCore, timings: Timings, port: Port) -> Procedure:
     """Hang up by the first rung that works: DTR, `+++`/ATH, ATZ, close and reopen.
     Never ATH while a call rings in: on such modems it rejects the new call, and a
@@ -543,7 +583,7 @@ def hangup(core: ModemCore, timings: Timings, port: Port) -> Procedure:
         if (yield from _dtr_took(core, timings, port)):
             return "dtr"
     if core.state is State.ONLINE_DATA:
-        escaped = yield Escape(timings.guard, timings.guard_margin)
+        escaped = yield from guarded_escape(timings)
         if escaped:
             if (yield from _ath(core, timings, port)):
                 return "escape"

@@ -23,7 +23,16 @@ class Timings:
     online_timeout: float = 10.0
     guard: float = 1.0
     """The modem's S12 guard time (S12=50 is one second)."""
-    guard_margin: float = 0.2
+    guard_margin: float = 0.1
+    """Hayes (00000529): "100 ms is an adequate safety margin" over the guard time."""
+    drain_timeout: float = 30.0
+    """Longest wait for the modem to take what was written before an escape anyway."""
+    setup_reuse: float = 600.0
+    """A set-up by this process younger than this is checked with one `AT`, not
+    repeated (see `HayesModem.initialize`)."""
+    line_time: float = 1.0
+    """Seconds of this clock per second of line time: 1 on a real line; `scaled()`
+    shrinks it with the rest, as a scaled virtual network runs its lines faster."""
     dtr_drop: float = 0.5
     drain_quiet: float = 0.25
     dcd_poll: float = 0.2

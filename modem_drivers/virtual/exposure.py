@@ -188,8 +188,12 @@ class PtyExposure(Exposure):
             self._reading = False
 
     def _readable(self) -> None:
+        room = self.modem.dte_room()
+        if room <= 0:
+            self.set_reading(False)  # CTS low: the kernel holds the rest
+            return
         try:
-            data = os.read(self._master, 4096)
+            data = os.read(self._master, min(room, 4096))
         except BlockingIOError:
             return
         except OSError:

@@ -153,6 +153,10 @@ class _Silent(Exception):
     """The command line ends here with no final result at all (tcpser's idle `ATA`)."""
 
 
+DTE_CHUNK = 4096
+"""What a port reads from its DTE at once when the modem applies no flow control."""
+
+
 class VirtualModem:
     def __init__(
         self,
@@ -245,6 +249,15 @@ class VirtualModem:
     def accepting(self) -> bool:
         """False while the DTE should hold off (CTS low with &K3)."""
         return self.cts
+
+    def dte_room(self) -> int:
+        """How many bytes the modem would take from its DTE now: what fits its transmit
+        buffer in data mode with RTS/CTS, a UART's worth otherwise. A port reads no
+        more than this, so what the modem cannot take stays in the port (and the kernel
+        back-pressures the writer) rather than in a buffer of the port's own."""
+        if self.state is State.ONLINE and self.settings.flow_control == 3:
+            return self._switch.tx_space(self) if self.cts else 0
+        return DTE_CHUNK
 
     def set_dtr(self, level: bool) -> None:
         if level == self.dtr:

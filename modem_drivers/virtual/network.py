@@ -492,6 +492,7 @@ class PhoneNetwork:
             self._count(call, source, count)
             source.modem.tx_space_available()
 
+        profile = source.modem.profile
         return LineDirection(
             self.scheduler,
             call.model,
@@ -499,6 +500,7 @@ class PhoneNetwork:
             call.rng,
             deliver=sink.modem.line_data,
             on_departed=departed,
+            buffer_size=profile.tx_buffer_arq if call.model.v42 else profile.tx_buffer_plain,
             tick=self.timing.line_tick,
         )
 

@@ -178,6 +178,12 @@ class ModemProfile:
     hook, swallows the next command line (no echo, not executed) and answers it OK."""
     hangup_rejects_ringing: bool = False
     """True: `ATH`/`ATH0` while an incoming call rings rejects that call."""
+    tx_buffer_arq: int = 3328
+    """Bytes from the DTE the modem holds for the line under error control before it
+    drops CTS (USRobotics Courier V.34 manual, "Transmit Data Buffer Sizes": 3.25 K
+    with ARQ, 1.5 K without)."""
+    tx_buffer_plain: int = 1536
+    """The same without error control."""
     double_hangup_reply: bool = False
     """True: `ATH0` prints NO CARRIER (a call was up) or OK (idle) before its final OK."""
     carrier_loss_wait: bool = True

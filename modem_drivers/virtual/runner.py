@@ -164,7 +164,8 @@ class NetworkRunner:
             if taken == 0:
                 break
             del exposure.held[:taken]
-        exposure.set_reading(not exposure.held)
+        # CTS low: the port stops reading too, so the bytes wait in the DTE's port
+        exposure.set_reading(not exposure.held and modem.accepting())
 
     def _after(self) -> None:
         self._flush()
@@ -188,8 +189,7 @@ class NetworkRunner:
                         log.debug("dte.tx", modem=modem.name, data=escape_bytes(output, 200))
                     exposure.send_to_dte(output)
                 exposure.lines_changed()
-                if exposure.held:
-                    self._feed(exposure)
+                self._feed(exposure)  # feeds what is held; reading follows CTS
         finally:
             self._flushing = False
 

@@ -13,7 +13,7 @@ from benchmarks.linesim import Centre, Device
 from callhome.client.agent.config import load_agent_config
 from callhome.client.agent.daemon import Agent
 from callhome.client.config import load_client_config
-from callhome.wire.messages import Kind, encode_message, load_dictionary
+from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from callhome.wire.session import HandshakeCompleted, ServerSession
 from tests.wire.framesim import run_call
 
@@ -29,7 +29,9 @@ def one_call(monkeypatch: pytest.MonkeyPatch, interval: int | None) -> Handshake
     monkeypatch.setattr(ServerSession, "accept", accept)
     centre, device = Centre(), Device()
     centre.enroll(device.public, "device")
-    device.add(1, encode_message(Kind.REPORT, {"severity": "info"}, load_dictionary(1)))
+    device.add(
+        1, encode_message(Kind.REPORT, {"severity": "info"}, load_dictionary(CURRENT_DICTIONARY))
+    )
     outcome = run_call(device, centre)
     assert outcome.closed and outcome.failure is None
     return next(e for e in outcome.client_events if isinstance(e, HandshakeCompleted))

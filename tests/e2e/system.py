@@ -72,7 +72,7 @@ class System:
     # -- the network ---------------------------------------------------------------------
 
     async def start(
-        self, bank: int = 2, *, profiles: list[str] | None = None, **centre_settings: str
+        self, bank: int = 2, *, profiles: list[str] | None = None, **centre_settings: str | bool
     ) -> None:
         """A bank of `bank` modems on one hunt group (of `profiles` in turn), and the
         centre's config, with `centre_settings` (e.g. health_check="20s") written into
@@ -99,7 +99,8 @@ class System:
         self.centre_key = result.out.split("centre public key: ")[1].split()[0]
         text = self.centre_config.read_text()
         for key, value in centre_settings.items():
-            text, count = re.subn(rf"(?m)^{key} = .*$", f'{key} = "{value}"', text)
+            literal = str(value).lower() if isinstance(value, bool) else f'"{value}"'
+            text, count = re.subn(rf"(?m)^{key} = .*$", f"{key} = {literal}", text)
             assert count == 1, key
         self.centre_config.write_text(text)
 

@@ -18,7 +18,9 @@ from .system import CENTRE_NUMBER, System
 @pytest.fixture
 async def system(tmp_path):
     system = System(tmp_path)
-    await system.start(health_check="20s", drain="2m")
+    # caller ID is what the tests here check: wait for it (the bank's default answers
+    # on the first ring, before a usr line's caller ID)
+    await system.start(health_check="20s", drain="2m", wait_for_caller_id=True)
     await system.start_receiver()
     yield system
     await system.stop()

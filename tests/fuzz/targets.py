@@ -19,6 +19,7 @@ from callhome.wire.errors import ProtocolError
 from callhome.wire.events import CallFailed, HandshakeRequested
 from callhome.wire.framing import MAX_BODY, FrameDecoder
 from callhome.wire.messages import (
+    CURRENT_DICTIONARY,
     Kind,
     decode_body,
     decode_content,
@@ -86,7 +87,7 @@ def _records(data: bytes) -> None:
     decode_segments(Reader(data))
 
 
-_DICTIONARY = load_dictionary(1)
+_DICTIONARY = load_dictionary(CURRENT_DICTIONARY)
 
 
 def _messages(data: bytes) -> None:

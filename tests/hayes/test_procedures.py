@@ -50,6 +50,8 @@ class Line:
     """What comes back to `AT` sent while online (None: nothing, the line is up)."""
     far_end_hangs_up_after: float | None = None
     """While waiting for the call to end: the far end's NO CARRIER after this long."""
+    drained_at: float = 0.0
+    """When the modem has taken the last byte written (the answer to `WaitDrained`)."""
     now: float = 0.0
     writes: list[tuple[float, bytes]] = field(default_factory=list)
     dtr: list[tuple[float, bool]] = field(default_factory=list)
@@ -130,8 +132,12 @@ class Line:
                 return True
             self.now += step.timeout
             return False
+        if isinstance(step, proc.WaitDrained):
+            self.now = max(self.now, self.drained_at)
+            return self.now
         if isinstance(step, proc.Escape):
-            self.now = max(self.now, core.last_write_at + step.guard + step.margin)
+            silent_from = max(core.last_write_at, step.after)
+            self.now = max(self.now, silent_from + step.guard + step.margin)
             self._write(core.start_escape(self.now, step.guard))
             self.now += step.guard
             if self.escape_answer is not None:

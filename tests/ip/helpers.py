@@ -11,7 +11,7 @@ from pathlib import Path
 from callhome.keys import public_of, write_private_key
 from callhome.link import run_session
 from callhome.tcp import connect_tcp, tcp_transfer_config
-from callhome.wire.messages import Kind, encode_message, load_dictionary
+from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from callhome.wire.session import ClientSession, Event, MessageAcknowledged
 from receiver.bank import Bank
 from receiver.ip import IpLimits, IpListener
@@ -79,7 +79,9 @@ async def send_report(
         epoch=7,
         config=tcp_transfer_config(),
     )
-    session.queue(seq, encode_message(Kind.REPORT, dict(content), load_dictionary(1)))
+    session.queue(
+        seq, encode_message(Kind.REPORT, dict(content), load_dictionary(CURRENT_DICTIONARY))
+    )
     session.finish()
     loop = asyncio.get_running_loop()
     session.start(loop.time())

@@ -12,7 +12,7 @@ from benchmarks.linesim import Centre, Device
 from callhome.tcp import tcp_transfer_config
 from callhome.wire.errors import PeerMisbehaved
 from callhome.wire.framing import MAX_BODY
-from callhome.wire.messages import Kind, encode_message, load_dictionary
+from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from callhome.wire.records import HS1
 from callhome.wire.session import (
     CallFailed,
@@ -103,7 +103,9 @@ def test_a_whole_call_in_stream_frames():
         epoch=device.epoch,
         config=config,
     )
-    message = encode_message(Kind.REPORT, {"severity": "info", "x": "y" * 3000}, load_dictionary(1))
+    message = encode_message(
+        Kind.REPORT, {"severity": "info", "x": "y" * 3000}, load_dictionary(CURRENT_DICTIONARY)
+    )
     client.queue(1, message)
     client.finish()
     server = ServerSession(static_private=centre.static_private, config=config)

@@ -178,7 +178,14 @@ async def test_a_wrong_key_call_ends_with_the_notice_not_dropped(tmp_path):
         elif what == "answered":
             answered.append(fields["rings"])
 
-    bank = Bank([bank_url], AsyncStore(store), centre_key, scale=SCALE, notify=notify)
+    bank = Bank(
+        [bank_url],
+        AsyncStore(store),
+        centre_key,
+        scale=SCALE,
+        notify=notify,
+        wait_for_caller_id=True,  # penalties are per caller ID
+    )
     stop = asyncio.Event()
     serving = asyncio.ensure_future(bank.run(stop))
     try:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from benchmarks.linesim import Centre, Device
 from callhome.wire.errors import NotACentre, SessionTimeout
 from callhome.wire.framing import cobs_decode, encode_frame, unstuff
-from callhome.wire.messages import Kind, encode_message, load_dictionary
+from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from callhome.wire.phases import TRANSITIONS, Phase, PhaseError, Role, advance
 from callhome.wire.records import DATA
 from callhome.wire.session import (
@@ -34,7 +34,9 @@ from .framesim import frame_type, run_call
 def report(size: int = 200, seed: int = 0) -> object:
     rng = random.Random(seed)
     return encode_message(
-        Kind.REPORT, {"component": "fan2", "data": rng.randbytes(size).hex()}, load_dictionary(1)
+        Kind.REPORT,
+        {"component": "fan2", "data": rng.randbytes(size).hex()},
+        load_dictionary(CURRENT_DICTIONARY),
     )
 
 

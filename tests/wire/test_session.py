@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from benchmarks.linesim import Centre, Device
 from callhome.wire.errors import HandshakeFailed, Refused, SessionTimeout
 from callhome.wire.framing import MAX_BODY, cobs_decode, encode_frame, unstuff
-from callhome.wire.messages import EncodedMessage, Kind, encode_message, load_dictionary
+from callhome.wire.messages import (
+    CURRENT_DICTIONARY,
+    EncodedMessage,
+    Kind,
+    encode_message,
+    load_dictionary,
+)
 from callhome.wire.noise import IKHandshake
 from callhome.wire.records import ACK, DATA, HS1, HS2, NOTICE, RefusalReason, RejectReason
 from callhome.wire.session import (
@@ -34,7 +40,7 @@ from callhome.wire.transfer import TransferConfig
 
 from .framesim import deliver, frame_type, run_call, split_frames
 
-DICTIONARY = load_dictionary(1)
+DICTIONARY = load_dictionary(CURRENT_DICTIONARY)
 
 
 def report(size: int = 300, seed: int = 0) -> object:
@@ -67,7 +73,7 @@ def test_a_whole_call_stores_and_acknowledges():
     assert complete.server_clock_ms >= 0 and complete.round_trip > 0
     request = next(e for e in outcome.server_events if isinstance(e, HandshakeRequested))
     assert request.device_key == device.public and request.call_counter == 1
-    assert request.epoch == device.epoch and request.dictionary_id == 1
+    assert request.epoch == device.epoch and request.dictionary_id == CURRENT_DICTIONARY
 
 
 def test_the_centre_learns_the_device_and_the_client_authenticates_the_centre():

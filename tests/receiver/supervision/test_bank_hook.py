@@ -46,7 +46,14 @@ async def test_a_line_test_call_brings_a_new_device_up(tmp_path):
     )
     async_store = AsyncStore(store)
     supervisor = Supervisor(async_store, ListNotifier())
-    bank = Bank([bank_url], async_store, centre_key, scale=SCALE, supervisor=supervisor)
+    bank = Bank(
+        [bank_url],
+        async_store,
+        centre_key,
+        scale=SCALE,
+        supervisor=supervisor,
+        wait_for_caller_id=True,  # the exchange comes from the caller ID
+    )
     stop = asyncio.Event()
     serving = asyncio.ensure_future(bank.run(stop))
     try:

@@ -1,0 +1,135 @@
+"""The escape's guard time counts from when the modem took the last byte (issue 18).
+
+A pty absorbs about 20 KiB, and the virtual modem takes it from there only as fast as its
+line drains; a guard time counted from the driver's last `write()` ends while the modem
+is still receiving data, the `+++` is data, and the hang-up falls back to ATZ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from modem_drivers.hayes import HayesModem
+from modem_drivers.virtual import PhoneNetwork
+from modem_drivers.virtual.runner import NetworkRunner
+from tests.hayes.test_virtual_integration import Site, answer_one, sim_timings
+
+SCALE = 0.05
+
+
+async def _call(tmp_path, rate: int, kind: str = "pty"):
+    network = PhoneNetwork()
+    runner = NetworkRunner(network, time_scale=SCALE)
+    await runner.start()
+    site = Site(runner, tmp_path)
+    network.add_modem("client", "generic", number="5550001", line={"rate": rate})
+    network.add_modem("centre", "generic", number="5550100")
+    url = await site.expose("client", kind)
+    client = await HayesModem.open(url, timings=sim_timings(SCALE), name="client")
+    await client.initialize()
+    site.modems.append(client)
+    centre = await site.driver("centre")
+    dial = asyncio.ensure_future(client.dial("5550100"))
+    _, answered = await answer_one(centre)
+    outcome = await dial
+    assert outcome.connected and answered.connected
+    return site, client, outcome.call, answered.call
+
+
+async def _sink(call) -> int:
+    got = 0
+    while chunk := await call.read():
+        got += len(chunk)
+    return got
+
+
+async def test_escape_after_a_large_write_at_33600_is_recognised(tmp_path):
+    site, client, call, far = await _call(tmp_path, 33600)
+    try:
+        sink = asyncio.ensure_future(_sink(far))
+        call.write(os.urandom(64 * 1024))
+        await call.drain()  # the driver's buffer is shallow; the pty holds ~20 KiB more
+        started = site.runner.now()
+        report = await client.hangup()
+        print("hangup network seconds", site.runner.now() - started, report.seconds / SCALE)
+        assert report.method == "escape"  # not ATH as data, then ATZ
+        received = await asyncio.wait_for(sink, 10)
+        # everything written had gone to the line before the escape (and the `+++`
+        # after it: a modem passes it on before it knows it was an escape)
+        assert received in (64 * 1024, 64 * 1024 + 3)
+    finally:
+        await site.close()
+
+
+async def test_hangup_after_a_64k_upload_is_quick(tmp_path):
+    site, client, call, far = await _call(tmp_path, 33600)
+    try:
+        payload = os.urandom(64 * 1024)
+        call.write(payload)
+        got = 0
+        while got < len(payload):
+            got += len(await asyncio.wait_for(far.read(), 10))
+        started = site.runner.now()
+        report = await client.hangup()
+        seconds = site.runner.now() - started
+        print("hangup network seconds", seconds)
+        assert report.method == "escape"
+        assert seconds < 2.5 + 20 * 0.005 / SCALE  # network seconds; slack for the loop
+    finally:
+        await site.close()
+
+
+# -- the sans-IO parts ----------------------------------------------------------------------
+
+
+def test_the_procedure_counts_the_guard_from_when_the_modem_took_the_last_byte():
+    from modem_drivers.hayes import procedures as proc
+    from tests.hayes.test_procedures import TIMINGS, Line
+
+    line = Line(has_dtr=False, dcd_trusted=False)
+    line.connect()
+    line.core.note_data_written(1.0)
+    line.now = 1.0
+    line.drained_at = 7.5  # the modem still passes data for 6.5 s after our last write
+    method = line.run(proc.hangup(line.core, TIMINGS, line.port))
+    assert method == "escape"
+    plus = [at for at, data in line.writes if data == b"+++"]
+    assert plus == [7.5 + TIMINGS.guard + TIMINGS.guard_margin]
+
+
+def test_the_line_account():
+    from modem_drivers.hayes.drain import LineAccount
+
+    account = LineAccount()
+    account.wrote(1000, 0.0)  # no call: nothing to account for
+    assert account.remaining(0.0) == 0
+    account.start(2400, 10.0)
+    account.wrote(240, 10.0)  # 1 s of line time
+    account.wrote(240, 10.5)  # queued behind the first
+    assert account.drained_at == 12.0 and account.remaining(11.0) == 1.0
+    account.wrote(240, 20.0)  # the line was idle meanwhile
+    assert account.drained_at == 21.0
+    scaled = LineAccount()
+    scaled.start(33600, 0.0, line_time=0.01)  # a virtual network 100 times faster
+    scaled.wrote(3360, 0.0)
+    assert abs(scaled.drained_at - 0.01) < 1e-12
+    account.stop()  # carrier lost: nothing left to wait for
+    assert account.remaining(20.5) == 0
+
+
+def test_the_port_or_the_account_decides():
+    from modem_drivers.hayes.drain import LineAccount, PortOutput, modem_has_taken_all
+
+    busy = LineAccount()
+    busy.start(2400, 0.0)
+    busy.wrote(2400, 0.0)  # 10 s of line time
+    idle = LineAccount()
+    uart_empty = PortOutput(0, 0, True)
+    assert modem_has_taken_all(uart_empty, busy, 1.0)  # a UART that can say, says
+    assert not modem_has_taken_all(PortOutput(0, 0, False), idle, 1.0)  # CTS low
+    assert not modem_has_taken_all(PortOutput(0, 12, True), idle, 1.0)  # TIOCOUTQ
+    assert not modem_has_taken_all(PortOutput(5, 0, True), idle, 1.0)  # transport
+    pty = PortOutput(0, None, None)
+    assert not modem_has_taken_all(pty, busy, 9.9)
+    assert modem_has_taken_all(pty, busy, 10.0)
