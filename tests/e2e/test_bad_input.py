@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import resource
 import sqlite3
@@ -81,18 +82,13 @@ async def test_a_full_disk_at_the_centre_acknowledges_nothing_and_loses_nothing(
     await system.stop_receiver()
     database = system.centre_config.parent / "centre.db"
     await system.start_receiver(file_size_limit=database.stat().st_size + 4096)
-    blob = os.urandom(20_000).hex()  # a long report: its partial copy needs room
-    result = await client.cli(
-        "send",
-        "--severity",
-        "error",
-        "--component",
-        "raid0",
-        "--state",
-        "failed",
-        "--message",
-        blob,
-    )
+    # a report longer than the room the limit leaves: however large the schema makes the
+    # database (the write-ahead log may grow to the same limit), its copies cannot fit
+    room = database.stat().st_size + 4096
+    report = system.centre_config.parent / "long-report.json"
+    blob = os.urandom(room + 40_000).hex()  # hex of random bytes: compresses 2:1 at best
+    report.write_text(json.dumps({"severity": "error", "component": "raid0", "log": blob}))
+    result = await client.cli("send", "--file", str(report))
     assert result.code != 0, result
     assert len(await client.queue()) == 1  # not acknowledged, so still queued
     await system.wait_for("call.ended")

@@ -56,7 +56,7 @@ async def test_a_report_over_ip_is_delivered_once_and_its_path_recorded(system):
         "send", "--severity", "warning", "--component", "psu1", "--message", "low"
     )
     assert result.code == 0, result
-    assert "connecting to 127.0.0.1:" in result.out and "1 of 1 acknowledged" in result.out
+    assert "connected: TCP 127.0.0.1:" in result.out and "1 of 1 acknowledged" in result.out
     assert "dialling" not in result.out  # the first path carried it
     (stored,) = await system.reports("--kind", "report")
     assert (stored["device"], stored["component"], stored["path"]) == ("plant-a", "psu1", "ip")
