@@ -25,10 +25,12 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy --strict modem_drivers callhome receiver
 
-# loadgroup: tests that share a machine-wide resource (mgetty's compiled-in paths, apt)
-# carry @pytest.mark.xdist_group and run on one worker
+# four workers on two cores: the end-to-end tests mostly wait on child processes and
+# scaled line time (two workers kept two cores only 45 % busy). loadgroup: tests that
+# share a machine-wide resource (mgetty's compiled-in paths, apt) carry
+# @pytest.mark.xdist_group and run on one worker
 test: lint typecheck
-	$(BIN)/pytest -q -n auto --dist loadgroup
+	$(BIN)/pytest -q -n 4 --dist loadgroup
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.wire_budget
