@@ -111,8 +111,15 @@ def test_garbage_is_counted_and_the_decoder_resynchronises():
     assert decoder.stats.crc_failures + decoder.stats.malformed == 2
 
 
+def _body_whose_crc_does_not_end_in_zero() -> bytes:
+    # see the xfail test below: a CRC ending in 0x00 is a known hole
+    while not crc16(body := os.urandom(200)) & 0xFF:
+        pass
+    return body
+
+
 def test_bit_flips_fail_the_crc():
-    body = os.urandom(200)
+    body = _body_whose_crc_does_not_end_in_zero()
     frame = encode_frame(body)
     for bit in range(0, (len(frame) - 1) * 8, 7):
         damaged = bytearray(frame)
@@ -334,3 +341,21 @@ def test_the_body_limit_holds_for_any_content_and_chunking(size, pattern, data):
         previous = cut
     assert out == ([body] if size <= MAX_BODY else []) + [b"ok"]
     assert len(decoder._buffer) <= MAX_WIRE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect, found 2026-12-02: when a body's CRC-16 ends in 0x00, COBS encodes "
+    "that zero as a final code byte 0x01; one bit flip makes it a delimiter, and the "
+    "frame decodes to the body less its last byte with a CRC that checks (CRC-16/CCITT "
+    "with no final XOR: crc(m[:-1]) == m[-1] << 8 | crc_hi exactly then). 1 frame in 256 "
+    "is exposed. Sealed records (AEAD) still refuse the damaged frame, but it counts as "
+    "an authentication failure rather than a line error. The fix changes the wire "
+    "format (e.g. a final XOR, or the length in the frame) and so a protocol version.",
+)
+def test_a_frame_whose_crc_ends_in_zero_survives_losing_its_last_code_byte():
+    body = next(b for i in range(100_000) if crc16(b := i.to_bytes(4, "big") * 8) & 0xFF == 0)
+    frame = encode_frame(body)
+    assert frame.endswith(b"\x01\x00")
+    damaged = frame[:-2] + b"\x00\x00"  # the final code byte hit by a one-bit error
+    assert list(FrameDecoder().feed(damaged)) == []
