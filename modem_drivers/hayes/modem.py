@@ -113,6 +113,10 @@ def _uart_output(port: SerialPort) -> tuple[int | None, bool | None]:
         return None, None
 
 
+DCD_LOW_READINGS = 2
+"""Consecutive low DCD readings, one `dcd_poll` apart, that end a call."""
+
+
 class _PortLost:
     def __init__(self, exc: BaseException | None) -> None:
         self.exc = exc
@@ -650,9 +654,17 @@ class HayesModem:
 
     async def _watch_carrier(self, call: DataCall) -> None:
         port = self._port
+        low = 0
         while not call.ended.is_set() and port is not None and port is self._port:
             await asyncio.sleep(self.timings.dcd_poll)
-            if port.dcd() is False and self._core.in_call:
+            if port.dcd() is not False or not self._core.in_call:
+                low = 0
+                continue
+            low += 1
+            # one low reading is not a lost carrier: control lines reported from afar
+            # (RFC 2217's NOTIFY-MODEMSTATE) can still show the state from before the
+            # CONNECT, and a lost carrier stays lost for the next poll
+            if low >= DCD_LOW_READINGS:
                 self._dispatch(self._core.carrier_dropped(self._now()))
                 self._reschedule()
                 return

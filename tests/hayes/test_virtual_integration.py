@@ -348,3 +348,35 @@ async def test_flow_controlled_pty_writes_do_not_trip_the_transport(site):
     while len(got) < len(payload):
         got += await asyncio.wait_for(answered.call.read(), 30)
     assert got == payload
+
+
+async def _call_on(site, kind: str):
+    site.network.add_modem("client", "usr", number="5550001")
+    site.network.add_modem("centre", "usr", number="5550100")
+    client = await site.driver("client", kind)
+    centre = await site.driver("centre")
+    assert client.dcd_trusted
+    dial = asyncio.ensure_future(client.dial("T5550100"))
+    _, answered = await answer_one(centre)
+    outcome = await dial
+    assert outcome.connected and answered.connected
+    return client, outcome.call, answered.call
+
+
+async def test_one_stale_low_dcd_reading_does_not_end_the_call(site):
+    # RFC 2217 reports the lines from afar: just after CONNECT the state it last sent
+    # can still say DCD low (seen once in five runs beside two CPU burners)
+    client, call, other = await _call_on(site, "inproc")
+    port = client._port
+    real, stale = port.dcd, [False]
+    port.dcd = lambda: stale.pop() if stale else real()
+    await asyncio.sleep(client.timings.dcd_poll * 4)
+    assert not stale and call.open, call.end_reason
+    assert await exchange(other, call, b"still here") == b"still here"
+
+
+async def test_dcd_that_stays_low_ends_the_call(site):
+    client, call, _ = await _call_on(site, "inproc")
+    client._port.dcd = lambda: False
+    await asyncio.wait_for(call.ended.wait(), client.timings.dcd_poll * 10 + 5)
+    assert call.end_reason == "DCD dropped"
