@@ -4,7 +4,6 @@ listener, one client with a modem on the virtual network and the centre's addres
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 
@@ -13,19 +12,12 @@ import pytest
 from callhome import exitcodes
 from callhome.client.config import ClientConfig
 from callhome.client.dialer import call_centre
-from callhome.client.spool import Spool
 from callhome.keys import public_of, write_private_key
 from callhome.wire.messages import Kind
-from modem_drivers.virtual import PhoneNetwork
-from modem_drivers.virtual.network import NetworkTiming
-from modem_drivers.virtual.runner import NetworkRunner
-from receiver.bank import Bank
 from receiver.ip import IpListener
-from receiver.store import AsyncStore, SQLiteStore
+from tests.bankworld import bank_world
 
 from .helpers import CuttingRelay
-
-SCALE = 0.05
 
 
 def closed_port() -> int:
@@ -37,59 +29,23 @@ def closed_port() -> int:
 
 @pytest.fixture
 async def world(tmp_path):
-    network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
-    network.add_modem("bank0", "usr", number="5550100")
-    network.add_modem("plant", "generic", number="5550001")
-    runner = NetworkRunner(network, time_scale=SCALE)
-    await runner.start()
-    bank_url = (await runner.expose("bank0", "inproc")).url
-    plant_url = (await runner.expose("plant", "inproc")).url
-    store = SQLiteStore(tmp_path / "centre.db", create=True)
-    centre_key = write_private_key(tmp_path / "centre.key")
-    device_key = write_private_key(tmp_path / "device.key")
-    store.enroll("plant", public_of(device_key), test_interval=86400, grace=900, site=None)
-    bank = Bank([bank_url], AsyncStore(store), centre_key, scale=SCALE)
-    listener = IpListener(bank, ["127.0.0.1:0"])
-    await listener.start()
-    bank.services.append(listener)
-    stop = asyncio.Event()
-    serving = asyncio.ensure_future(bank.run(stop))
-    spool = Spool(tmp_path / "spool.db", create=True)
-    host, port = listener.bound[0]
+    async with bank_world(tmp_path) as base:
+        bank = base.bank()
+        listener = IpListener(bank, ["127.0.0.1:0"])
+        await listener.start()
+        bank.services.append(listener)
+        host, port = listener.bound[0]
 
-    def config(**paths: str) -> ClientConfig:
-        return ClientConfig(
-            path=tmp_path / "client.toml",
-            name="plant",
-            centre_key=public_of(centre_key),
-            numbers=["5550100"],
-            ports=[plant_url],
-            time_scale=SCALE,
-            attempts=1,
-            path_specs=paths,
-        )
+        def config(**paths: str) -> ClientConfig:
+            return base.config(path_specs=paths)
 
-    world = type("World", (), {})()
-    world.network, world.store, world.spool, world.key = network, store, spool, device_key
-    world.config, world.ip = config, f"{host}:{port}"
-    world.bank, world.listener, world.tmp = bank, listener, tmp_path
-    try:
-        while bank.workers[0].state != "ready":
-            await asyncio.sleep(0.02)
-        yield world
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(serving, 30)
-        spool.close()
-        await runner.stop()
-
-
-async def _settled(store: SQLiteStore) -> None:
-    for _ in range(500):
-        if all(c.outcome != "in progress" for c in store.calls()):
-            return
-        await asyncio.sleep(0.01)
+        world = type("World", (), {})()
+        world.network, world.store, world.spool = base.network, base.store, base.spool
+        world.key, world.config, world.ip = base.device_key, config, f"{host}:{port}"
+        world.bank, world.listener, world.tmp = bank, listener, tmp_path
+        world.settled = base.settled
+        async with base.serving(bank):
+            yield world
 
 
 async def test_the_modem_path_fails_and_the_ip_path_carries_the_report(world):
@@ -111,7 +67,7 @@ async def test_the_ip_path_fails_and_the_modem_carries_the_report(world):
     assert [a["result"] for a in report.attempts] == ["no carrier", "connected"]
     (stored,) = world.store.messages()
     assert stored.path == "modem"
-    await _settled(world.store)
+    await world.settled()
     assert world.store.calls()[0].path == "modem"
 
 
@@ -122,12 +78,12 @@ async def test_a_message_cut_on_the_modem_resumes_over_ip(world):
     first = await call_centre(world.config(phone="modem"), world.spool, world.key)
     assert first.result == "dropped", first
     assert len(world.spool.queued()) == 1 and world.store.messages() == []
-    await _settled(world.store)
+    await world.settled()
     second = await call_centre(world.config(lan=world.ip), world.spool, world.key)
     assert second.result == "ok" and second.path == "lan", second
     (stored,) = world.store.messages()
     assert stored.path == "ip" and stored.content  # delivered once, whole
-    await _settled(world.store)
+    await world.settled()
     calls = world.store.calls()
     assert [(c.path, c.outcome) for c in calls] == [("ip", "completed"), ("modem", "dropped")]
     # it resumed: the IP call carried the rest (~3 kB), not the whole (~7 kB compressed)
@@ -154,11 +110,11 @@ async def test_a_message_cut_over_ip_resumes_over_ip(world):
     assert first.result == "dropped" and first.path == "lan", first
     assert first.exit_code == exitcodes.NO_CARRIER
     assert len(world.spool.queued()) == 1 and world.store.messages() == []
-    await _settled(world.store)
+    await world.settled()
     second = await call_centre(world.config(lan=world.ip), world.spool, world.key)
     assert second.result == "ok", second
     assert len(world.store.messages()) == 1 and world.spool.queued() == []
-    await _settled(world.store)
+    await world.settled()
     calls = world.store.calls()
     assert [(c.path, c.outcome) for c in calls] == [("ip", "completed"), ("ip", "dropped")]
     assert calls[0].bytes_in < 5000 < calls[0].bytes_in + calls[1].bytes_in  # resumed
@@ -199,7 +155,7 @@ async def test_an_ipv6_path(world, tmp_path):
         host, port = listener.bound[0]
         report = await call_centre(world.config(v6=f"[{host}]:{port}"), world.spool, world.key)
         assert report.result == "ok" and report.number == f"[::1]:{port}", report
-        await _settled(world.store)
+        await world.settled()
         (call,) = world.store.calls()
         assert call.path == "ip" and call.caller_id.startswith("[::1]:")
     finally:

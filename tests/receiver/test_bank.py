@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from callhome import exitcodes
-from callhome.client.config import ClientConfig
 from callhome.client.dialer import call_centre, line_test_content
-from callhome.client.spool import Spool
 from callhome.keys import public_of, write_private_key
 from callhome.wire.errors import Refused
 from callhome.wire.framing import encode_frame
@@ -17,13 +14,9 @@ from callhome.wire.noise import IKHandshake
 from callhome.wire.phases import Phase
 from callhome.wire.records import HS1, RefusalReason
 from callhome.wire.session import PROLOGUE, CallFailed, ClientSession, ServerSession
-from modem_drivers.virtual import PhoneNetwork
-from modem_drivers.virtual.network import NetworkTiming
-from modem_drivers.virtual.runner import NetworkRunner
 from receiver.bank import Bank, CallState, Penalties, hangup_patience
 from receiver.store import AsyncStore, SQLiteStore, StartCall, StoreUnavailable
-
-SCALE = 0.05
+from tests.bankworld import bank_world
 
 
 class FlakyStore(SQLiteStore):
@@ -39,47 +32,16 @@ class FlakyStore(SQLiteStore):
 
 
 async def test_a_store_that_cannot_record_a_call_costs_that_call_only(tmp_path):
-    network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
-    network.add_modem("bank0", "usr", number="5550100")
-    network.add_modem("plant", "generic", number="5550001")
-    runner = NetworkRunner(network, time_scale=SCALE)
-    await runner.start()
-    bank_url = (await runner.expose("bank0", "inproc")).url
-    plant_url = (await runner.expose("plant", "inproc")).url
-    store = FlakyStore(tmp_path / "centre.db", create=True)
-    centre_key = write_private_key(tmp_path / "centre.key")
-    device_key = write_private_key(tmp_path / "device.key")
-    store.enroll("plant", public_of(device_key), test_interval=86400, grace=900, site=None)
-    spool = Spool(tmp_path / "spool.db", create=True)
-    config = ClientConfig(
-        path=tmp_path / "client.toml",
-        name="plant",
-        centre_key=public_of(centre_key),
-        numbers=["5550100"],
-        ports=[plant_url],
-        time_scale=SCALE,
-        attempts=1,
-    )
-    bank = Bank([bank_url], AsyncStore(store), centre_key, scale=SCALE)
-    stop = asyncio.Event()
-    serving = asyncio.ensure_future(bank.run(stop))
-    try:
-        while bank.workers[0].state != "ready":
-            await asyncio.sleep(0.02)
-        spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
-        first = await call_centre(config, spool, device_key)
-        assert first.result != "ok" and len(spool.queued()) == 1  # nothing lost
-        second = await call_centre(config, spool, device_key)
-        assert second.result == "ok", second
-        assert spool.queued() == [] and len(store.messages()) == 1
-        assert bank.workers[0].state == "ready" and not serving.done()
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await serving
-        spool.close()
-        store.close()
-        await runner.stop()
+    flaky = lambda path: FlakyStore(path / "centre.db", create=True)  # noqa: E731
+    async with bank_world(tmp_path, store=flaky) as world:
+        bank = world.bank()
+        async with world.serving(bank):
+            first = await world.line_test()
+            assert first.result != "ok" and len(world.spool.queued()) == 1  # nothing lost
+            second = await call_centre(world.config(), world.spool, world.device_key)
+            assert second.result == "ok", second
+            assert world.spool.queued() == [] and len(world.store.messages()) == 1
+            assert bank.workers[0].state == "ready"
 
 
 # -- decisions at the handshake, in-process (no modem) -----------------------------------
@@ -147,28 +109,6 @@ async def test_a_draining_bank_answers_busy(tmp_path):
 async def test_a_wrong_key_call_ends_with_the_notice_not_dropped(tmp_path):
     """10 of 10 such calls over in-process lines used to end `dropped` (exit 7): the bank
     hung up before the "cannot decrypt" notice had left."""
-    network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
-    network.add_modem("bank0", "usr", number="5550100")
-    network.add_modem("plant", "generic", number="5550001")
-    runner = NetworkRunner(network, time_scale=SCALE)
-    await runner.start()
-    bank_url = (await runner.expose("bank0", "inproc")).url
-    plant_url = (await runner.expose("plant", "inproc")).url
-    store = SQLiteStore(tmp_path / "centre.db", create=True)
-    centre_key = write_private_key(tmp_path / "centre.key")
-    other_key = write_private_key(tmp_path / "other.key")
-    device_key = write_private_key(tmp_path / "device.key")
-    store.enroll("plant", public_of(device_key), test_interval=86400, grace=900, site=None)
-    spool = Spool(tmp_path / "spool.db", create=True)
-    config = ClientConfig(
-        path=tmp_path / "client.toml",
-        name="plant",
-        centre_key=public_of(other_key),  # not the centre's
-        numbers=["5550100"],
-        ports=[plant_url],
-        time_scale=SCALE,
-        attempts=1,
-    )
     ended: list[dict[str, object]] = []
     answered: list[object] = []
 
@@ -178,52 +118,38 @@ async def test_a_wrong_key_call_ends_with_the_notice_not_dropped(tmp_path):
         elif what == "answered":
             answered.append(fields["rings"])
 
-    bank = Bank(
-        [bank_url],
-        AsyncStore(store),
-        centre_key,
-        scale=SCALE,
-        notify=notify,
-        wait_for_caller_id=True,  # penalties are per caller ID
-    )
-    stop = asyncio.Event()
-    serving = asyncio.ensure_future(bank.run(stop))
-    try:
-        while bank.workers[0].state != "ready":
-            await asyncio.sleep(0.02)
-        spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
-        for attempt in range(5):
+    async with bank_world(tmp_path) as world:
+        other_key = write_private_key(tmp_path / "other.key")
+        config = world.config(centre_key=public_of(other_key))  # not the centre's
+        spool, store, device_key = world.spool, world.store, world.device_key
+        bank = world.bank(notify=notify, wait_for_caller_id=True)  # penalties: per caller ID
+        async with world.serving(bank):
+            spool.enqueue(Kind.LINE_TEST, line_test_content(spool))
+            for attempt in range(5):
+                report = await call_centre(config, spool, device_key)
+                assert report.result == "protocol", report
+                assert exitcodes.CALL_RESULTS["protocol"] == exitcodes.PROTOCOL == 10
+                assert "wrong centre public key" in report.detail
+                assert len(spool.queued()) == 1  # nothing lost
+                while len(ended) <= attempt or bank.workers[0].in_call:
+                    await asyncio.sleep(0.02)
+            assert [call["outcome"] for call in ended] == ["failed"] * 5
+            calls = store.calls()
+            assert all("decrypt" in (c.error or "") for c in calls)
+            device = store.device_by_key(public_of(device_key))
+            assert device is not None and device.last_seen is None  # never got in
+            # issue 10 defect 3: the same caller ID failing again and again is answered
+            # later and later (the 3rd, 4th and 5th call here), no longer at once
+            assert bank.penalised == 3 and answered == [1, 1, 2, 3, 5]
+            # the same caller, now with the right key: answered (late), and forgiven
+            config.centre_key = public_of(world.centre_key)
             report = await call_centre(config, spool, device_key)
-            assert report.result == "protocol", report
-            assert exitcodes.CALL_RESULTS["protocol"] == exitcodes.PROTOCOL == 10
-            assert "wrong centre public key" in report.detail
-            assert len(spool.queued()) == 1  # nothing lost
-            while len(ended) <= attempt or bank.workers[0].in_call:
+            assert report.result == "ok", report
+            while len(ended) < 6:
                 await asyncio.sleep(0.02)
-        assert [call["outcome"] for call in ended] == ["failed"] * 5
-        calls = store.calls()
-        assert all("decrypt" in (c.error or "") for c in calls)
-        device = store.device_by_key(public_of(device_key))
-        assert device is not None and device.last_seen is None  # never got in
-        # issue 10 defect 3: the same caller ID failing again and again is answered
-        # later and later (the 3rd, 4th and 5th call here), no longer at once
-        assert bank.penalised == 3 and answered == [1, 1, 2, 3, 5]
-        # the same caller, now with the right key: answered (late), and forgiven
-        config.centre_key = public_of(centre_key)
-        report = await call_centre(config, spool, device_key)
-        assert report.result == "ok", report
-        while len(ended) < 6:
-            await asyncio.sleep(0.02)
-        assert answered[-1] == 7
-        assert bank.penalties.extra_rings("5550001", asyncio.get_running_loop().time()) == 0
-        assert not serving.done()
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await serving
-        spool.close()
-        store.close()
-        await runner.stop()
+            assert answered[-1] == 7
+            loop = asyncio.get_running_loop()
+            assert bank.penalties.extra_rings("5550001", loop.time()) == 0
 
 
 # -- liveness and penalties ---------------------------------------------------------------
