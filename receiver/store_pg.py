@@ -511,15 +511,18 @@ class PostgresStore(Store):
             _append_partial(cursor, AppendPartial(device_id, epoch, seq, offset, data))
 
     def apply_batch(self, operations: Sequence[Operation]) -> list[Any]:
-        """All in one transaction (one commit, one WAL flush). An operation that fails on
-        its own (a constraint) aborts PostgreSQL's transaction and must not cost the
-        others, and a deadlock with another receiver's batch (rows locked in another
-        order) is nobody's fault: the batch is then applied one by one."""
+        """All in one transaction (one commit, one WAL flush) and one round trip: each
+        kind of write is one statement over arrays of all its rows (`_apply_together`),
+        sent pipelined between BEGIN and COMMIT, so a batch costs a few statements
+        whatever its size. An operation that fails on its own (a constraint) aborts
+        PostgreSQL's transaction and must not cost the others, and a deadlock with
+        another receiver's batch (rows locked in another order) is nobody's fault: the
+        batch is then applied one by one."""
         if not operations:
             return []
         try:
-            with self._write() as cursor:
-                return [_APPLY[type(op)](cursor, op) for op in operations]
+            with self._connection() as db:
+                return _apply_together(db, operations)
         except _Conflict:
             pass
         except StoreUnavailable:
@@ -1095,6 +1098,225 @@ _APPLY: dict[type, Callable[[psycopg.Cursor[Any], Any], Any]] = {
     StoreMessage: _store_message,
     AppendPartial: _append_partial,
 }
+
+
+# -- a batch of them, each kind in one statement over arrays of its rows (apply_batch) ----
+
+_INSERT_CALLS = (
+    "INSERT INTO calls (port, caller_id, started, path) "
+    "SELECT port, caller_id, started, path FROM unnest(%s::text[], %s::text[], "
+    "%s::float8[], %s::text[]) WITH ORDINALITY AS v(port, caller_id, started, path, n) "
+    "ORDER BY n RETURNING id"
+)
+"""The calls of a batch, in its order: the identity's values are drawn in that order,
+so the ids returned, sorted, are the calls' in the batch's order (RETURNING itself
+promises no order)."""
+
+_LOCK_DEVICES = (
+    "SELECT id, last_counter FROM devices WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE"
+)
+"""The counters before the batch, of the devices it advances more than once (two calls of
+one device in one batch): what each of its advances is judged against."""
+
+_ADVANCE_COUNTERS = (
+    "UPDATE devices d SET last_counter = v.counter, last_seen = v.seen "
+    "FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS v(id, counter, seen) "
+    "WHERE d.id = v.id AND d.last_counter < v.counter RETURNING d.id"
+)
+
+_MESSAGE_COLUMNS = (
+    "device_id, epoch, seq, kind, severity, component, state, received_at, call_id, content"
+)
+_INSERT_MESSAGES = (
+    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) SELECT {_MESSAGE_COLUMNS} FROM unnest("
+    "%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::float8[], %s::bigint[], %b::bytea[]) WITH ORDINALITY AS "
+    f"v({_MESSAGE_COLUMNS}, n) ORDER BY n ON CONFLICT (device_id, epoch, seq) DO NOTHING "
+    "RETURNING device_id, epoch, seq"
+)
+"""In the batch's order, so that of two copies of one message the first is stored."""
+
+_DELETE_PARTIALS = (
+    "DELETE FROM partial_chunks p USING unnest(%s::bigint[], %s::bigint[], %s::bigint[]) "
+    "AS v(device_id, epoch, seq) WHERE p.device_id = v.device_id AND p.epoch = v.epoch "
+    "AND p.seq = v.seq"
+)
+
+_END_COLUMNS = (
+    ("ended", "float8"),
+    ("outcome", "text"),
+    ("device_id", "bigint"),
+    ("rate", "bigint"),
+    ("modulation", "text"),
+    ("error_correction", "text"),
+    ("bytes_in", "bigint"),
+    ("bytes_out", "bigint"),
+    ("messages", "bigint"),
+    ("error", "text"),
+    *((name, "bigint") for name in SECURITY_COUNTERS),
+)
+_FINISH_CALLS = (
+    "UPDATE calls c SET "
+    + ", ".join(f"{name} = v.{name}" for name, _ in _END_COLUMNS)
+    + " FROM unnest(%s::bigint[], "
+    + ", ".join(f"%s::{kind}[]" for _, kind in _END_COLUMNS)
+    + ") AS v(id, "
+    + ", ".join(name for name, _ in _END_COLUMNS)
+    + ") WHERE c.id = v.id"
+)
+
+
+def _apply_together(db: psycopg.Connection[Any], operations: Sequence[Operation]) -> list[Any]:
+    """`operations` in one transaction, with the results one by one would have given:
+    one statement per kind of write over arrays of all its rows, in an order that
+    respects what a row can need of another (a message names a call started before it
+    in the batch), all sent pipelined with BEGIN and COMMIT and answered in one round
+    trip. Only the chunks of long messages (`AppendPartial`, rare) go one by one, each
+    as `append_partial` does it, after the messages: whichever of a message and a chunk
+    of it comes first in the batch, the chunk is not kept.
+
+    Returns when PostgreSQL has answered the COMMIT; on an error the transaction has
+    been rolled back and the connection is clean for the pool."""
+    results: list[Any] = [None] * len(operations)
+    starts: list[StartCall] = []
+    advances: dict[int, list[tuple[int, AdvanceCounter]]] = {}
+    stores: list[tuple[int, StoreMessage]] = []
+    ends: dict[int, FinishCall] = {}  # the last end of each call wins, as one by one
+    appends: list[AppendPartial] = []
+    for index, op in enumerate(operations):
+        if isinstance(op, StartCall):
+            starts.append(op)
+        elif isinstance(op, AdvanceCounter):
+            advances.setdefault(op.device_id, []).append((index, op))
+        elif isinstance(op, StoreMessage):
+            stores.append((index, op))
+        elif isinstance(op, FinishCall):
+            ends[op.call_id] = op
+        else:
+            appends.append(op)
+    # each device's winning advance: the first with the greatest counter
+    best = {
+        device: max((op for _, op in ops), key=lambda op: op.counter)
+        for device, ops in sorted(advances.items())
+    }
+    repeated = [device for device, ops in advances.items() if len(ops) > 1]
+    started = locked = advanced = stored = None
+    try:
+        # BEGIN and COMMIT as statements of the pipeline: `db.transaction()` would sync
+        # it after BEGIN and before COMMIT, three round trips instead of one
+        with db.pipeline():
+            db.execute("BEGIN")
+            if starts:
+                started = db.execute(
+                    _INSERT_CALLS,
+                    (
+                        [op.port for op in starts],
+                        [op.caller_id for op in starts],
+                        [float(op.started) for op in starts],
+                        [op.path for op in starts],
+                    ),
+                )
+            if repeated:
+                locked = db.execute(_LOCK_DEVICES, (sorted(repeated),))
+            if best:
+                advanced = db.execute(
+                    _ADVANCE_COUNTERS,
+                    (
+                        list(best),
+                        [op.counter for op in best.values()],
+                        [float(op.when) for op in best.values()],
+                    ),
+                )
+            if stores:
+                messages = [op for _, op in stores]
+                stored = db.execute(
+                    _INSERT_MESSAGES,
+                    (
+                        [op.device_id for op in messages],
+                        [op.epoch for op in messages],
+                        [op.seq for op in messages],
+                        [op.kind for op in messages],
+                        [op.summary.get("severity") for op in messages],
+                        [op.summary.get("component") for op in messages],
+                        [op.summary.get("state") for op in messages],
+                        [float(op.received_at) for op in messages],
+                        [op.call_id for op in messages],
+                        [bytes(op.content) for op in messages],
+                    ),
+                )
+                # the partial copies go in the transaction that stores their messages
+                db.execute(
+                    _DELETE_PARTIALS,
+                    (
+                        [op.device_id for op in messages],
+                        [op.epoch for op in messages],
+                        [op.seq for op in messages],
+                    ),
+                )
+            if ends:
+                finished = [ends[call] for call in sorted(ends)]
+                db.execute(
+                    _FINISH_CALLS,
+                    (
+                        [op.call_id for op in finished],
+                        *(
+                            [row[column] for row in map(_end_row, finished)]
+                            for column in range(len(_END_COLUMNS))
+                        ),
+                    ),
+                )
+            for op in appends:
+                _append_partial(db.cursor(), op)
+            db.execute("COMMIT")
+    except BaseException:
+        if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                db.rollback()
+        raise
+    if started is not None:
+        ids = sorted(int(row[0]) for row in started.fetchall())
+        for index, call_id in zip(
+            (i for i, op in enumerate(operations) if isinstance(op, StartCall)), ids, strict=True
+        ):
+            results[index] = call_id
+    if advanced is not None:
+        moved = {int(row[0]) for row in advanced.fetchall()}
+        before = {int(row[0]): int(row[1]) for row in locked.fetchall()} if locked else {}
+        for device, ops in advances.items():
+            if len(ops) == 1:
+                results[ops[0][0]] = device in moved
+                continue
+            # one by one, each is judged against the counter the ones before it left
+            counter = before.get(device)
+            for index, op in ops:
+                results[index] = counter is not None and op.counter > counter
+                if results[index]:
+                    counter = op.counter
+    if stored is not None:
+        new = {(int(d), int(e), int(s)) for d, e, s in stored.fetchall()}
+        for index, op in stores:
+            key = (op.device_id, op.epoch, op.seq)
+            results[index] = key in new
+            new.discard(key)  # a second copy in the batch was not stored
+    return results
+
+
+def _end_row(op: FinishCall) -> tuple[Any, ...]:
+    """The values of `_END_COLUMNS` for a call's end, in order."""
+    end = op.end
+    return (
+        float(end.ended),
+        end.outcome,
+        end.device_id,
+        end.rate,
+        end.modulation,
+        end.error_correction,
+        end.bytes_in,
+        end.bytes_out,
+        end.messages,
+        end.error,
+        *security_counters(end.security),
+    )
 
 
 def _due_order(row: OutboxRow) -> tuple[float, int]:
