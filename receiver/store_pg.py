@@ -1178,14 +1178,14 @@ def _apply_together(db: psycopg.Connection[Any], operations: Sequence[Operation]
     Returns when PostgreSQL has answered the COMMIT; on an error the transaction has
     been rolled back and the connection is clean for the pool."""
     results: list[Any] = [None] * len(operations)
-    starts: list[StartCall] = []
+    starts: list[tuple[int, StartCall]] = []
     advances: dict[int, list[tuple[int, AdvanceCounter]]] = {}
     stores: list[tuple[int, StoreMessage]] = []
     ends: dict[int, FinishCall] = {}  # the last end of each call wins, as one by one
     appends: list[AppendPartial] = []
     for index, op in enumerate(operations):
         if isinstance(op, StartCall):
-            starts.append(op)
+            starts.append((index, op))
         elif isinstance(op, AdvanceCounter):
             advances.setdefault(op.device_id, []).append((index, op))
         elif isinstance(op, StoreMessage):
@@ -1201,83 +1201,90 @@ def _apply_together(db: psycopg.Connection[Any], operations: Sequence[Operation]
     }
     repeated = [device for device, ops in advances.items() if len(ops) > 1]
     started = locked = advanced = stored = None
+    failure: psycopg.Error | None = None
     try:
         # BEGIN and COMMIT as statements of the pipeline: `db.transaction()` would sync
         # it after BEGIN and before COMMIT, three round trips instead of one
         with db.pipeline():
-            db.execute("BEGIN")
-            if starts:
-                started = db.execute(
-                    _INSERT_CALLS,
-                    (
-                        [op.port for op in starts],
-                        [op.caller_id for op in starts],
-                        [float(op.started) for op in starts],
-                        [op.path for op in starts],
-                    ),
-                )
-            if repeated:
-                locked = db.execute(_LOCK_DEVICES, (sorted(repeated),))
-            if best:
-                advanced = db.execute(
-                    _ADVANCE_COUNTERS,
-                    (
-                        list(best),
-                        [op.counter for op in best.values()],
-                        [float(op.when) for op in best.values()],
-                    ),
-                )
-            if stores:
-                messages = [op for _, op in stores]
-                stored = db.execute(
-                    _INSERT_MESSAGES,
-                    (
-                        [op.device_id for op in messages],
-                        [op.epoch for op in messages],
-                        [op.seq for op in messages],
-                        [op.kind for op in messages],
-                        [op.summary.get("severity") for op in messages],
-                        [op.summary.get("component") for op in messages],
-                        [op.summary.get("state") for op in messages],
-                        [float(op.received_at) for op in messages],
-                        [op.call_id for op in messages],
-                        [bytes(op.content) for op in messages],
-                    ),
-                )
-                # the partial copies go in the transaction that stores their messages
-                db.execute(
-                    _DELETE_PARTIALS,
-                    (
-                        [op.device_id for op in messages],
-                        [op.epoch for op in messages],
-                        [op.seq for op in messages],
-                    ),
-                )
-            if ends:
-                finished = [ends[call] for call in sorted(ends)]
-                db.execute(
-                    _FINISH_CALLS,
-                    (
-                        [op.call_id for op in finished],
-                        *(
-                            [row[column] for row in map(_end_row, finished)]
-                            for column in range(len(_END_COLUMNS))
+            try:
+                db.execute("BEGIN")
+                if starts:
+                    started = db.execute(
+                        _INSERT_CALLS,
+                        (
+                            [op.port for _, op in starts],
+                            [op.caller_id for _, op in starts],
+                            [float(op.started) for _, op in starts],
+                            [op.path for _, op in starts],
                         ),
-                    ),
-                )
-            for op in appends:
-                _append_partial(db.cursor(), op)
-            db.execute("COMMIT")
+                    )
+                if repeated:
+                    locked = db.execute(_LOCK_DEVICES, (sorted(repeated),))
+                if best:
+                    advanced = db.execute(
+                        _ADVANCE_COUNTERS,
+                        (
+                            list(best),
+                            [op.counter for op in best.values()],
+                            [float(op.when) for op in best.values()],
+                        ),
+                    )
+                if stores:
+                    messages = [op for _, op in stores]
+                    stored = db.execute(
+                        _INSERT_MESSAGES,
+                        (
+                            [op.device_id for op in messages],
+                            [op.epoch for op in messages],
+                            [op.seq for op in messages],
+                            [op.kind for op in messages],
+                            [op.summary.get("severity") for op in messages],
+                            [op.summary.get("component") for op in messages],
+                            [op.summary.get("state") for op in messages],
+                            [float(op.received_at) for op in messages],
+                            [op.call_id for op in messages],
+                            [bytes(op.content) for op in messages],
+                        ),
+                    )
+                    # the partial copies go in the transaction that stores their messages
+                    db.execute(
+                        _DELETE_PARTIALS,
+                        (
+                            [op.device_id for op in messages],
+                            [op.epoch for op in messages],
+                            [op.seq for op in messages],
+                        ),
+                    )
+                if ends:
+                    finished = [ends[call] for call in sorted(ends)]
+                    db.execute(
+                        _FINISH_CALLS,
+                        (
+                            [op.call_id for op in finished],
+                            *(
+                                list(column)
+                                for column in zip(*map(_end_row, finished), strict=True)
+                            ),
+                        ),
+                    )
+                for op in appends:
+                    _append_partial(db.cursor(), op)
+                db.execute("COMMIT")
+            except psycopg.Error as exc:
+                # raised below, out of the pipeline: raised through it, psycopg would
+                # log the abort of the commands queued after the failed one
+                failure = exc
+    except psycopg.Error as exc:
+        failure = failure or exc
     except BaseException:
-        if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            with contextlib.suppress(psycopg.Error):
-                db.rollback()
+        _roll_back(db)
         raise
+    if failure is not None:
+        _roll_back(db)
+        raise failure
     if started is not None:
         ids = sorted(int(row[0]) for row in started.fetchall())
-        for index, call_id in zip(
-            (i for i, op in enumerate(operations) if isinstance(op, StartCall)), ids, strict=True
-        ):
+        for (index, _), call_id in zip(starts, ids, strict=True):
             results[index] = call_id
     if advanced is not None:
         moved = {int(row[0]) for row in advanced.fetchall()}
@@ -1299,6 +1306,13 @@ def _apply_together(db: psycopg.Connection[Any], operations: Sequence[Operation]
             results[index] = key in new
             new.discard(key)  # a second copy in the batch was not stored
     return results
+
+
+def _roll_back(db: psycopg.Connection[Any]) -> None:
+    """End the transaction a failed batch left open (aborted), if it did."""
+    if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        with contextlib.suppress(psycopg.Error):
+            db.rollback()
 
 
 def _end_row(op: FinishCall) -> tuple[Any, ...]:

@@ -5,7 +5,10 @@ a connection the server closed is replaced."""
 from __future__ import annotations
 
 import inspect
+import os
 import sqlite3
+import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -429,32 +432,92 @@ def test_lists_sort_as_sqlite_even_where_the_database_sorts_by_language():
         admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def test_a_batch_that_deadlocks_with_another_receivers_is_applied_one_by_one(
-    pg_database, monkeypatch
-):
+def test_a_batch_that_deadlocks_with_another_receivers_is_applied_one_by_one(pg_database):
     """Two receivers' batches that lock the same rows in opposite orders: PostgreSQL
     aborts one (40P01), and its writes are then made one by one, not failed."""
-    from receiver import store_pg
-
-    store = PostgresStore(pg_database(), create=True)
+    dsn = pg_database()
+    store = PostgresStore(dsn, create=True)
     try:
         device = store.enroll("plant", bytes(32), test_interval=60, grace=0, site=None)
-        original = store_pg._APPLY[store_module.StoreMessage]
-        deadlocks = []
-
-        def deadlocked(cursor, op):
-            if not deadlocks:
-                deadlocks.append(op)
-                raise psycopg.errors.DeadlockDetected("deadlock detected")
-            return original(cursor, op)
-
-        monkeypatch.setitem(store_pg._APPLY, store_module.StoreMessage, deadlocked)
+        # the server reports a deadlock the first time messages are written (a sequence
+        # counts: it is not rolled back with the transaction)
+        with psycopg.connect(dsn, autocommit=True) as db:
+            db.execute(
+                "CREATE SEQUENCE deadlocks; CREATE FUNCTION deadlock_once() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN IF nextval('deadlocks') = 1 THEN RAISE "
+                "EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected'; END IF; "
+                "RETURN NULL; END $$; CREATE TRIGGER deadlock_once BEFORE INSERT ON messages "
+                "FOR EACH STATEMENT EXECUTE FUNCTION deadlock_once()"
+            )
         ops = [
             store_module.StartCall("bank0", None, 1.0),
             store_module.StoreMessage(device.id, 1, 1, "report", b"x", {}, None, 2.0),
         ]
-        assert store.apply_batch(ops) == [2, True]  # call 1 was rolled back with the batch
-        assert deadlocks and [c.id for c in store.calls()] == [2]
+        results = store.apply_batch(ops)
+        assert results[1] is True
+        # the call of the aborted try was rolled back with it (its id drawn for nothing)
+        assert [c.id for c in store.calls()] == [results[0]] and results[0] > 1
         assert store.has_message(device.id, 1, 1)
+    finally:
+        store.close()
+
+
+def sent_by(store: PostgresStore, action: Callable[[], Any]) -> tuple[list[str], Any]:
+    """What `action` returned, and the messages of the protocol the store's connection
+    sent while it ran, as libpq's trace names them: a "Bind" for each statement, a "Sync"
+    for each exchange that waits for the server (the store has one connection:
+    `pool_size=1`)."""
+    with tempfile.TemporaryFile() as trace:
+        with store._pool.connection() as db:
+            db.pgconn.trace(os.dup(trace.fileno()))  # libpq writes it through a FILE
+            db.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            result = action()
+        finally:
+            with store._pool.connection() as db:
+                db.pgconn.untrace()  # flushes the FILE
+        trace.seek(0)
+        lines = trace.read().decode(errors="replace").splitlines()
+    return [f[2] for f in (line.split("\t") for line in lines) if f[0] == "F"], result
+
+
+def test_a_batch_is_a_few_statements_whatever_its_size(pg_database):
+    """apply_batch sends one statement per kind of write over all its rows, with BEGIN
+    and COMMIT, in one exchange: as many statements for 5 devices' writes as for 300's
+    (each device: its call ended, a new one started, its counter advanced, three
+    reports, one of them naming the new call, which must be inserted before it)."""
+    store = PostgresStore(pg_database(), create=True, pool_size=1)
+    try:
+        devices = [
+            store.enroll(f"d{n}", n.to_bytes(32, "big"), test_interval=60, grace=0, site=None)
+            for n in range(300)
+        ]
+        calls = store.apply_batch([store_module.StartCall(f"p{d.id}", None, 1.0) for d in devices])
+        end = CallEnd(2.0, "completed", None, 33600, None, None, 0, 0, 3, None)
+        counts = []
+        for some in (devices[:5], devices[5:]):
+            new = max(calls) + 1  # the id of the first call the batch starts
+            ops: list[store_module.Operation] = []
+            for n, device in enumerate(some):
+                ops += [
+                    store_module.FinishCall(calls[device.id - 1], end),
+                    store_module.StartCall(f"p{device.id}", None, 2.0),
+                    store_module.AdvanceCounter(device.id, 1, 2.0),
+                    *(
+                        store_module.StoreMessage(
+                            device.id, 1, seq, "report", b"x" * 300, {}, new + n, 2.0
+                        )
+                        for seq in range(3)
+                    ),
+                ]
+            sent, results = sent_by(store, lambda ops=ops: store.apply_batch(ops))
+            assert results == [
+                r for n in range(len(some)) for r in (None, new + n, True, True, True, True)
+            ]
+            calls += results[1::6]
+            counts.append((sent.count("Bind"), sent.count("Sync")))
+        # BEGIN, the calls, the counters, the messages, their partial copies, the ends,
+        # COMMIT; and one exchange
+        assert counts[0] == counts[1] == (7, 1), counts
     finally:
         store.close()
