@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 import psycopg.errors
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from receiver import store as store_module
 from receiver.config import is_dsn
@@ -521,3 +523,114 @@ def test_a_batch_is_a_few_statements_whatever_its_size(pg_database):
         assert counts[0] == counts[1] == (7, 1), counts
     finally:
         store.close()
+
+
+_DEVICE = st.integers(0, 1)
+_SEQ = st.integers(0, 2)
+_OPERATION = st.one_of(
+    st.builds(
+        lambda d, counter, when: ("advance", d, counter, when),
+        _DEVICE,
+        st.integers(-1, 4),
+        st.integers(1, 9),
+    ),
+    st.builds(
+        lambda d, seq, body, call: ("store", d, seq, body, call),
+        _DEVICE,
+        _SEQ,
+        st.sampled_from([b"a", b"bb"]),
+        st.sampled_from([None, 0, 1]),
+    ),
+    st.builds(
+        lambda d, seq, offset, data: ("append", d, seq, offset, data),
+        _DEVICE,
+        _SEQ,
+        st.sampled_from([0, 2, 4]),
+        st.sampled_from([b"", b"xy", b"xyz"]),
+    ),
+    st.builds(
+        lambda call, outcome, d: ("finish", call, outcome, d),
+        st.integers(0, 1),
+        st.sampled_from(["completed", "failed"]),
+        st.sampled_from([None, 0, 1]),
+    ),
+    st.just(("start",)),
+)
+
+
+@pytest.fixture
+def two_stores(pg_database):
+    """Two PostgreSQL stores: one given batches, one given the same writes one by one."""
+    stores = [PostgresStore(pg_database(), create=True) for _ in range(2)]
+    yield stores
+    for store in stores:
+        store.close()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(plan=st.lists(_OPERATION, min_size=1, max_size=14))
+def test_a_batch_gives_what_one_by_one_gives(two_stores, plan):
+    """Any mix of writes touching the same rows (two devices, three messages each, two
+    calls): the results of `apply_batch` and the rows it leaves are those of the same
+    writes applied one by one, each in its own transaction."""
+    seen = []
+    for store in two_stores:
+        n = len(store.devices())
+        devices = [
+            store.enroll(f"d{n + i}", os.urandom(32), test_interval=60, grace=0, site=None).id
+            for i in range(2)
+        ]
+        calls = [store.start_call("bank", None, 1.0) for _ in range(2)]
+        ops: list[store_module.Operation] = []
+        for step in plan:
+            kind, *a = step
+            if kind == "advance":
+                ops.append(store_module.AdvanceCounter(devices[a[0]], a[1], float(a[2])))
+            elif kind == "store":
+                call = None if a[3] is None else calls[a[3]]
+                ops.append(
+                    store_module.StoreMessage(devices[a[0]], 1, a[1], "report", a[2], {}, call, 2.0)
+                )
+            elif kind == "append":
+                ops.append(store_module.AppendPartial(devices[a[0]], 1, a[1], a[2], a[3]))
+            elif kind == "finish":
+                device = None if a[2] is None else devices[a[2]]
+                end = CallEnd(3.0, a[1], device, None, None, None, 0, 0, 0, None)
+                ops.append(store_module.FinishCall(calls[a[0]], end))
+            else:
+                ops.append(store_module.StartCall("late", None, 4.0))
+        if store is two_stores[0]:
+            results = store.apply_batch(ops)
+        else:
+            results = store_module.Store.apply_batch(store, ops)  # one by one
+        started = [isinstance(op, store_module.StartCall) for op in ops]
+        new_calls = [r for r, start in zip(results, started, strict=True) if start]
+        by_id = {d.id: d for d in store.devices()}
+        names = {by_id[d].name: i for i, d in enumerate(devices)}
+        by_call = {c.id: c for c in store.calls(limit=10_000)}
+        seen.append(
+            (
+                # a call's id is told by its rank among the calls the batch started
+                [
+                    new_calls.index(r) if start else r
+                    for r, start in zip(results, started, strict=True)
+                ],
+                [(by_id[d].last_counter, by_id[d].last_seen) for d in devices],
+                sorted(
+                    (names[m.device], m.seq, m.content, m.call_id and calls.index(m.call_id))
+                    for m in store.messages(limit=10_000)
+                    if m.device in names
+                ),
+                [store.partials(d, 1) for d in devices],
+                [
+                    (by_call[c].outcome, by_call[c].ended, names.get(by_call[c].device or ""))
+                    for c in calls
+                ],
+                [by_call[c].port for c in new_calls],
+            )
+        )
+    assert seen[0] == seen[1]
