@@ -52,8 +52,10 @@ from .store import (
     CallRecord,
     ConsoleSession,
     Device,
+    Fence,
     FinishCall,
     IncidentRow,
+    LeaseLost,
     NotFound,
     Operation,
     OutboxItem,
@@ -433,17 +435,19 @@ class PostgresStore(Store):
         self, port: str, caller_id: str | None, started: float, path: str = "modem"
     ) -> int:
         with self._write() as cursor:
-            return _start_call(cursor, StartCall(port, caller_id, started, path))
+            return _start_call(cursor, StartCall(port, caller_id, started, path, self.receiver))
 
     def finish_call(self, call_id: int, end: CallEnd) -> None:
         with self._write() as cursor:
             _finish_call(cursor, FinishCall(call_id, end))
 
-    def close_open_calls(self, when: float) -> int:
+    def close_open_calls(self, when: float, receiver: str | None = None) -> int:
+        mine = "" if receiver is None else " AND (receiver = %s OR receiver IS NULL)"
         return self._one(
             "UPDATE calls SET ended = greatest(%s, started), outcome = %s, "
-            "error = coalesce(error, %s) WHERE outcome = %s",
-            (when, INTERRUPTED, "the receiver stopped before the call ended", IN_PROGRESS),
+            "error = coalesce(error, %s) WHERE outcome = %s" + mine,
+            (when, INTERRUPTED, "the receiver stopped before the call ended", IN_PROGRESS)
+            + (() if receiver is None else (receiver,)),
         )
 
     def calls(
@@ -567,6 +571,7 @@ class PostgresStore(Store):
     ) -> int:
         queued = 0
         with self._write() as cursor:
+            self._check_fence(cursor)
             for item in notifications:
                 cursor.execute(
                     "INSERT INTO sun_outbox (outbox_key, idempotency_key, channel, address, "
@@ -704,6 +709,10 @@ class PostgresStore(Store):
 
     def save_supervision(self, batch: SupervisionBatch) -> None:
         with self._write() as cursor:
+            self._check_fence(cursor)
+            cursor.execute(
+                "DELETE FROM supervision_inbox WHERE id = ANY(%s)", (list(batch.inbox_done),)
+            )
             cursor.executemany(
                 "INSERT INTO supervision (device_id, state, since, last, line_tests_only, "
                 "schedule, extra, last_port, last_caller, attributes) "
@@ -793,7 +802,47 @@ class PostgresStore(Store):
         ]
 
     def supervision_outbox_done(self, ids: Collection[int]) -> None:
-        self._one("DELETE FROM supervision_outbox WHERE id = ANY(%s)", (list(ids),))
+        with self._write() as cursor:
+            self._check_fence(cursor)
+            cursor.execute("DELETE FROM supervision_outbox WHERE id = ANY(%s)", (list(ids),))
+
+    def take_lease(self, name: str, holder: str, when: float) -> Fence:
+        with self._write() as cursor:
+            cursor.execute(
+                "INSERT INTO receiver_leases (name, holder, epoch, at) VALUES (%s, %s, 1, %s) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "epoch = receiver_leases.epoch + 1, at = excluded.at RETURNING epoch",
+                (name, holder, when),
+            )
+            row = cursor.fetchone()
+        assert row is not None
+        return Fence(name, int(row[0]))
+
+    def lease_holder(self, name: str) -> tuple[str, int, float] | None:
+        rows = self._read("SELECT holder, epoch, at FROM receiver_leases WHERE name = %s", (name,))
+        return (str(rows[0][0]), int(rows[0][1]), float(rows[0][2])) if rows else None
+
+    def _check_fence(self, cursor: psycopg.Cursor[Any]) -> None:
+        """Inside a write transaction: the lease row is share-locked until it commits,
+        so a receiver taking the lease over (`take_lease` updates the row) waits for
+        this transaction, or this one sees the new epoch and is refused."""
+        fence = self.fence
+        if fence is None:
+            return
+        cursor.execute("SELECT epoch FROM receiver_leases WHERE name = %s FOR SHARE", (fence.name,))
+        row = cursor.fetchone()
+        if row is None or int(row[0]) != fence.epoch:
+            raise LeaseLost(f"the lease {fence.name!r} was taken over (epoch {fence.epoch})")
+
+    def supervision_inbox_put(self, receiver: str, at: float, event: str) -> None:
+        self._one(
+            "INSERT INTO supervision_inbox (at, receiver, event) VALUES (%s, %s, %s)",
+            (at, receiver, event),
+        )
+
+    def supervision_inbox(self, limit: int = 1000) -> list[tuple[int, str]]:
+        rows = self._read("SELECT id, event FROM supervision_inbox ORDER BY id LIMIT %s", (limit,))
+        return [(int(i), str(e)) for i, e in rows]
 
     def supervision_commands(self, after: int) -> list[tuple[int, str]]:
         return [
@@ -999,8 +1048,9 @@ def _advance_counter(cursor: psycopg.Cursor[Any], op: AdvanceCounter) -> bool:
 
 def _start_call(cursor: psycopg.Cursor[Any], op: StartCall) -> int:
     cursor.execute(
-        "INSERT INTO calls (port, caller_id, started, path) VALUES (%s, %s, %s, %s) RETURNING id",
-        (op.port, op.caller_id, op.started, op.path),
+        "INSERT INTO calls (port, caller_id, started, path, receiver) "
+        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (op.port, op.caller_id, op.started, op.path, op.receiver),
     )
     row = cursor.fetchone()
     assert row is not None
