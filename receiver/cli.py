@@ -57,6 +57,7 @@ from .config import (
     load_centre_config,
 )
 from .ip import STATUS_FILE, IpListener, read_status
+from .leases import lease_for
 from .store import (
     INTERRUPTED,
     AlreadyExists,
@@ -69,6 +70,7 @@ from .store import (
 from .store_copy import describe as describe_store
 from .store_pg import ENV_DSN, without_password
 from .sun.model import Routing
+from .supervision.leader import LEASE, Leadership
 
 if TYPE_CHECKING:
     from .web.app import Console
@@ -346,8 +348,12 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     # a device waits for the answer to its handshake: a database that has gone away
     # must turn into a busy refusal in seconds, not after libpq's 10 s connect timeout
     store = guarded(lambda: open_store(location, wait=3.0))
-    structlog.get_logger("callhome.receiver").info("store.opened", store=describe_store(location))
-    interrupted = guarded(lambda: store.close_open_calls(time.time()))
+    store.receiver = config.receiver
+    structlog.get_logger("callhome.receiver").info(
+        "store.opened", store=describe_store(location), receiver=config.receiver
+    )
+    # only this receiver's: another site's open calls may be in progress
+    interrupted = guarded(lambda: store.close_open_calls(time.time(), config.receiver))
     if interrupted:
         structlog.get_logger("callhome.receiver").warning(
             "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
@@ -395,6 +401,15 @@ async def _run(
     async_store = cli_web.bank_store(console, store)
     routed = Routed(routing, async_store)  # follow the sun: supervision's notifier
     bank = centre_bank(config, private, async_store, routed, console)
+    if bank.supervisor is not None:  # on the one receiver that holds the lease
+        bank.leadership = Leadership(
+            bank.supervisor,
+            lease_for(store, LEASE, idle=3 * config.supervision.lease_check),
+            async_store,
+            config.receiver,
+            router=routed.router,
+            check=config.supervision.lease_check,
+        )
     if config.ip_listen:
         listener = IpListener(
             bank,

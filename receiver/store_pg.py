@@ -357,9 +357,9 @@ class PostgresStore(Store):
         with contextlib.suppress(Exception):
             self._pool.close()
 
-    def lease(self, name: str) -> Lease:
+    def lease(self, name: str, idle: float | None = None) -> Lease:
         """The leadership `name` among the receivers on this database (see `Lease`)."""
-        return Lease(self.dsn, name, timeout=self.timeout)
+        return Lease(self.dsn, name, timeout=self.timeout, idle=idle)
 
     # -- devices -------------------------------------------------------------------------
 
@@ -1221,10 +1221,17 @@ class Lease:
     few seconds; the holder calls `held` as often, and stops leading when it says False
     (its connection was lost: another receiver may lead now)."""
 
-    def __init__(self, dsn: str, name: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, dsn: str, name: str, *, timeout: float = 10.0, idle: float | None = None
+    ) -> None:
         self.dsn = dsn
         self.name = name
         self.timeout = timeout
+        self.idle = idle
+        """With a value: the server ends the lease's connection (and so releases the
+        lease) when the holder has not asked `held` for that many seconds: a holder
+        that is paused (SIGSTOP, a VM frozen, a stalled event loop) cannot keep the
+        lease from the others; on the network, TCP keepalives of the same order."""
         self._db: psycopg.Connection[Any] | None = None
 
     @property
@@ -1244,6 +1251,15 @@ class Lease:
                     connect_timeout=max(2, round(self.timeout)),
                     application_name=f"callhome lease {self.name}"[:63],
                 )
+                if self.idle is not None:
+                    idle_ms = max(1000, round(self.idle * 1000))
+                    for setting, value in (
+                        ("idle_session_timeout", f"{idle_ms}ms"),
+                        ("tcp_keepalives_idle", str(max(1, round(self.idle / 2)))),
+                        ("tcp_keepalives_interval", "1"),
+                        ("tcp_keepalives_count", "2"),
+                    ):
+                        self._db.execute("SELECT set_config(%s, %s, false)", (setting, value))
             row = self._db.execute(
                 "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
                 (f"callhome-lease:{self.name}",),
