@@ -123,8 +123,8 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     centre = root.table("centre")
     config.name = centre.get("name", str, "centre")
     config.receiver = centre.get("receiver", str, config.receiver)
-    if not config.receiver.strip() or len(config.receiver) > 63:
-        raise centre.error("receiver", "give a name of 1 to 63 characters")
+    if not config.receiver.strip() or len(config.receiver) > 63 or ":" in config.receiver:
+        raise centre.error("receiver", "give a name of 1 to 63 characters, without ':'")
     config.key = centre.path_value("key")
     if is_dsn(centre.get("store", str, "")):
         config.store_dsn = centre.get("store", str)

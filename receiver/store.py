@@ -1846,7 +1846,7 @@ class AsyncStore:
     async def supervision_inbox(self, limit: int = 1000) -> list[tuple[int, str]]:
         return await self._call(self.store.supervision_inbox, limit)
 
-    async def device(self, name: str) -> Device | None:
+    async def console_device(self, name: str) -> Device | None:
         return await self._call(self.store.console_device, name)
 
     async def supervision_commands(self, after: int) -> list[tuple[int, str]]:

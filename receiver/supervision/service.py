@@ -161,7 +161,7 @@ class Supervisor:
         self.incidents = Incidents(
             self.settings.grouping, probe=self.settings.probe, device_ids=self.engine.index
         )
-        self.ports = PortWatch(self.settings.port_silent_after)
+        self.ports = PortWatch(self.settings.port_silent_after, sites=self.receiver is not None)
         self._queue.clear()
         self._callbacks.clear()
         self._contacts.clear()
@@ -365,7 +365,7 @@ class Supervisor:
                 )
                 continue
             name = str(item["device"])
-            device = await self.store.device(name)
+            device = await self.store.console_device(name)
             if device is None:
                 continue
             self._queue.append(
