@@ -504,6 +504,7 @@ def calls(
             "error": c.error,
             "security": c.security,
             "path": c.path,
+            "receiver": c.receiver,
         }
         for c in rows
     ]

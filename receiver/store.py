@@ -115,6 +115,8 @@ class CallRecord:
     oversize: int = 0
     path: str = "modem"
     """How the call came: "modem" (the bank) or "ip" (the TCP listener)."""
+    receiver: str | None = None
+    """The receiver (site) that answered it, when it had a name."""
 
     @property
     def security(self) -> dict[str, int]:
@@ -947,7 +949,8 @@ class SQLiteStore(Database, Store):
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
             "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
             + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
-            + f", c.path FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            + ", c.path, c.receiver FROM calls c "
+            + f"LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT ?",
             (*args, limit),
         )

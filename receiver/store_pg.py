@@ -463,7 +463,8 @@ class PostgresStore(Store):
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
             "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
             + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
-            + f", c.path FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            + ", c.path, c.receiver FROM calls c "
+            + f"LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT %s",
             (*args, limit),
         )

@@ -6,6 +6,7 @@ appends to a file) is sent exactly once across the three."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from receiver.store_pg import PostgresStore
 from ..receiver.pgtest import admin, dsn_for, require_postgres
 
 SITES = ("paris", "newyork", "tokyo")
+RECEIVER = (sys.executable, "-m", "receiver")
 TAKEOVER = 10.0
 
 ROUTING = """
@@ -62,7 +64,7 @@ backoff_initial = "1s"
 backoff_cap = "2s"
 
 [command.pager]
-argv = ["/bin/sh", "-c", "echo \\"$CALLHOME_IDEMPOTENCY_KEY $CALLHOME_INCIDENT $CALLHOME_SUBJECT\\" >> {sent}"]
+argv = ["/bin/sh", "-c", "echo \\"$CALLHOME_IDEMPOTENCY_KEY $CALLHOME_INCIDENT\\" >> {sent}"]
 """
 
 
@@ -87,8 +89,7 @@ class Site:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "receiver", "-c", str(self.folder / "centre.toml")]
-                + ["run", "--json-logs"],
+                [*RECEIVER, "-c", str(self.folder / "centre.toml"), "run", "--json-logs"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.folder,
@@ -126,10 +127,37 @@ def wait_until(condition, timeout: float, what: str):
         time.sleep(0.1)
 
 
-def make_sites(tmp_path: Path, dsn: str, sent: Path) -> list[Site]:
+class Device:
+    """A client system whose paths ip, ip2, ip3 are the three sites' listeners."""
+
+    def __init__(self, folder: Path, name: str, centre_key: str, addresses: list[str]) -> None:
+        self.config = folder / "client.toml"
+        command = ["init", str(folder), "--name", name, "--centre-key", centre_key]
+        for address in addresses:
+            command += ["--ip", address]
+        result = self.cli(*command)
+        assert result.returncode == 0, result
+        self.public = base64.b64decode(result.stdout.split("device public key: ")[1].split()[0])
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "callhome", "-c", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def line_test(self, path: str) -> None:
+        result = self.cli("line-test", "--path", path, "--json")
+        assert result.returncode == 0, result
+        assert json.loads(result.stdout)["path"] == path
+
+
+def make_sites(tmp_path: Path, dsn: str, sent: Path) -> tuple[list[Site], str]:
     first = tmp_path / SITES[0]
     result = CliRunner().invoke(main, ["init", str(first), "--store", dsn])
     assert result.exit_code == 0, result.output
+    centre_key = result.output.split("centre public key: ")[1].split()[0]
     template = (first / "centre.toml").read_text()
     key = (first / "centre.key").read_bytes()
     sites = []
@@ -146,7 +174,7 @@ def make_sites(tmp_path: Path, dsn: str, sent: Path) -> list[Site]:
         (folder / "centre.toml").write_text(text)
         (folder / "oncall.toml").write_text(ROUTING.format(sent=sent))
         sites.append(Site(name, folder))
-    return sites
+    return sites, centre_key
 
 
 def sent_lines(sent: Path) -> list[str]:
@@ -155,10 +183,9 @@ def sent_lines(sent: Path) -> list[str]:
 
 def test_three_sites_one_supervisor_a_takeover_and_each_notification_once(tmp_path, database):
     sent = tmp_path / "sent.txt"
-    sites = make_sites(tmp_path, database, sent)
+    sites, centre_key = make_sites(tmp_path, database, sent)
     store = PostgresStore(database)
     try:
-        store.enroll("late-1", os.urandom(32), test_interval=4.0, grace=0.0, site="lyon")
         for site in sites:
             site.start()
         leaders = wait_until(
@@ -168,8 +195,25 @@ def test_three_sites_one_supervisor_a_takeover_and_each_notification_once(tmp_pa
         )
         assert len(leaders) == 1, [s.name for s in leaders]
         leader = leaders[0]
-        for site in sites:  # every site answers devices
-            wait_until(lambda site=site: site.events("ip.listening"), 30, f"{site.name} ready")
+        addresses = [
+            str(
+                wait_until(lambda s=s: s.events("ip.listening"), 30, f"{s.name} listening")[0][
+                    "addresses"
+                ][0]
+            )  # type: ignore[index]
+            for s in sites
+        ]
+        paths = dict(zip(SITES, ("ip", "ip2", "ip3"), strict=True))
+        plant = Device(tmp_path / "plant-a", "plant-a", centre_key, addresses)
+        store.enroll("plant-a", plant.public, test_interval=3600.0, grace=600.0, site="lyon")
+        store.enroll("late-1", os.urandom(32), test_interval=4.0, grace=0.0, site="lille")
+        for name in ("plant-a", "late-1"):
+            announce(store, name)
+        for path in paths.values():  # a device calls each of the three sites
+            plant.line_test(path)
+        calls = [c for c in store.calls() if c.device == "plant-a"]
+        assert sorted(c.receiver for c in calls) == sorted(SITES)  # type: ignore[attr-defined]
+        assert all(c.outcome == "completed" for c in calls)
         # late-1 is late: one alert, one page, sent by one of the three
         wait_until(lambda: sent_lines(sent), 60, "the page for late-1")
         first_page = sent_lines(sent)
@@ -187,6 +231,15 @@ def test_three_sites_one_supervisor_a_takeover_and_each_notification_once(tmp_pa
         took = time.monotonic() - killed
         assert took < TAKEOVER, f"took over after {took:.1f} s"
         assert store.lease_holder("supervisor")[0] == successor.name  # type: ignore[index]
+        # a call to a site that does not lead reaches supervision through the inbox
+        (third,) = [s for s in others if s is not successor]
+        called = time.time()
+        plant.line_test(paths[third.name])
+        wait_until(
+            lambda: store.supervision_rows("plant-a")[0].last >= called,
+            30,
+            "the call to reach the new leader's supervision",
+        )
         # the new leader goes on: a device enrolled now is watched and alerted
         store.enroll("late-2", os.urandom(32), test_interval=3.0, grace=0.0, site="osaka")
         announce(store, "late-2")
