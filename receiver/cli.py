@@ -56,6 +56,7 @@ from .config import (
     is_dsn,
     load_centre_config,
 )
+from .events import Events
 from .ip import STATUS_FILE, IpListener, read_status
 from .leases import lease_for
 from .store import (
@@ -68,9 +69,10 @@ from .store import (
     StoreUnavailable,
 )
 from .store_copy import describe as describe_store
-from .store_pg import ENV_DSN, without_password
+from .store_pg import ENV_DSN, PostgresStore, without_password
 from .sun.model import Routing
 from .supervision.leader import LEASE, Leadership
+from .supervision.notify import FanOut
 
 if TYPE_CHECKING:
     from .web.app import Console
@@ -400,7 +402,21 @@ async def _run(
 ) -> int:
     async_store = cli_web.bank_store(console, store)
     routed = Routed(routing, async_store)  # follow the sun: supervision's notifier
-    bank = centre_bank(config, private, async_store, routed, console)
+    events = None
+    if isinstance(store, PostgresStore):  # the other receivers' live events, and ours to them
+        events = Events(store.dsn, config.receiver, console.live.show if console else None)
+    bank = centre_bank(
+        config,
+        private,
+        async_store,
+        routed,
+        console,
+        events.bank_event if events is not None and console is None else None,
+    )
+    if events is not None and console is not None:
+        console.live.forward = events.publish  # the bank's notes and the incidents
+    elif events is not None and bank.supervisor is not None:
+        bank.supervisor.notifier = FanOut(events, bank.supervisor.notifier)
     if bank.supervisor is not None:  # on the one receiver that holds the lease
         bank.leadership = Leadership(
             bank.supervisor,
@@ -433,10 +449,16 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    events_stop = asyncio.Event()
+    events_task = asyncio.ensure_future(events.run(events_stop)) if events is not None else None
     try:
         async with cli_web.served(console, list(bank.workers)), routed:
             await bank.run(stop, hang_up_now)
     finally:
+        events_stop.set()
+        if events_task is not None:
+            await asyncio.wait({events_task}, timeout=5.0)
+            events_task.cancel()
         async_store.close()
     return 0
 
