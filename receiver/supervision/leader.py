@@ -69,7 +69,9 @@ class Leadership:
                     await _wait(stop, self.check)
         finally:
             self.lease.release()
-            await self.supervisor.handed()
+            with contextlib.suppress(TimeoutError):  # the database may be out of reach
+                async with asyncio.timeout(5.0):
+                    await self.supervisor.handed()
 
     async def _try(self) -> bool:
         try:
