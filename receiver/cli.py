@@ -425,6 +425,7 @@ async def _run(
             config.receiver,
             router=routed.router,
             check=config.supervision.lease_check,
+            name_ports=isinstance(store, PostgresStore),  # a SQLite store is one site's
         )
     if config.ip_listen:
         listener = IpListener(

@@ -43,6 +43,7 @@ class Leadership:
         router: SunRouter | None = None,
         check: float = 2.0,
         clock: Callable[[], float] = time.time,
+        name_ports: bool = False,
     ) -> None:
         self.supervisor = supervisor
         self.lease = lease
@@ -52,6 +53,7 @@ class Leadership:
         self.check = check
         self.clock = clock
         supervisor.receiver = receiver
+        supervisor.name_ports = name_ports
         supervisor.leading = False
         if router is not None:
             router.leading = False

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cbor2
 import structlog
 
+from callhome.backoff import Backoff
 from receiver.incident_events import IncidentEvent, Notifier
 from receiver.store import (
     AsyncStore,
@@ -143,9 +144,11 @@ class Supervisor:
         """Batches a failed commit left: written first at the next turn, in order."""
         self.started = False
         self.receiver: str | None = None
-        """Set when several receivers share the store (`receiver.supervision.leader`):
-        port notes are then named `receiver:port`, and the supervisor reads what the
-        others hand it from the supervision inbox."""
+        """Set when several receivers may share the store (`receiver.supervision.leader`):
+        the supervisor then reads what the others hand it from the supervision inbox."""
+        self.name_ports = False
+        """Ports named `receiver:port` (and silent only against their own site's): on a
+        PostgreSQL store, where the sites' port names may be the same."""
         self.leading = True
         """False on a receiver that does not run supervision: what the bank tells it
         goes to the supervision inbox, for the receiver that does."""
@@ -161,7 +164,7 @@ class Supervisor:
         self.incidents = Incidents(
             self.settings.grouping, probe=self.settings.probe, device_ids=self.engine.index
         )
-        self.ports = PortWatch(self.settings.port_silent_after, sites=self.receiver is not None)
+        self.ports = PortWatch(self.settings.port_silent_after, sites=self.name_ports)
         self._queue.clear()
         self._callbacks.clear()
         self._contacts.clear()
@@ -183,7 +186,7 @@ class Supervisor:
         self._take(PortNote(self._port_name(port), self.clock(), None))
 
     def _port_name(self, port: str) -> str:
-        return port if self.receiver is None else f"{self.receiver}:{port}"
+        return f"{self.receiver}:{port}" if self.name_ports and self.receiver else port
 
     def _take(self, item: Stored | PortNote) -> None:
         if self.leading:
@@ -198,18 +201,17 @@ class Supervisor:
         """Write what the bank told a receiver that does not lead to the supervision
         inbox, in order; the store out of reach: try again (what is not written yet is
         only in memory: see docs/operations.md, "What a crash costs")."""
-        delay = 0.5
+        backoff = Backoff(0.5, 2.0, 30.0, jitter="full")
         receiver = self.receiver or ""
         while self._outgoing:
             try:
                 await self.store.supervision_inbox_put(receiver, self.clock(), self._outgoing[0])
             except StoreUnavailable as exc:
                 log.warning("supervision.handover_failed", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                await asyncio.sleep(backoff.next())
                 continue
             self._outgoing.pop(0)
-            delay = 0.5
+            backoff.reset()
 
     async def handed(self) -> None:
         """Wait until what was handed over is written (tests; a clean stop)."""

@@ -104,6 +104,7 @@ def test_a_receiver_that_does_not_lead_hands_its_events_to_the_one_that_does(sto
     async def scenario() -> None:
         leader, other = supervisor(first, clock, notifier), supervisor(second, clock)
         leader.receiver, other.receiver = "paris", "tokyo"
+        leader.name_ports = other.name_ports = True
         other.leading = False
         await leader.start()
         other.message_stored(stored(second, clock()))
