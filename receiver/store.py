@@ -395,8 +395,11 @@ class Store(abc.ABC):
     def sun_state(self, name: str) -> str | None: ...
 
     @abc.abstractmethod
-    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
-        """Pending notifications whose next attempt is due, oldest first."""
+    def outbox_due(
+        self, now: float, limit: int = 50, claim: float | None = None
+    ) -> list[OutboxRow]:
+        """Pending notifications whose next attempt is due, oldest first; on PostgreSQL
+        each claimed for `claim` seconds (see `PostgresStore.outbox_due`)."""
 
     @abc.abstractmethod
     def outbox_attempt(
@@ -1113,7 +1116,9 @@ class SQLiteStore(Database, Store):
     def _outbox_row(row: Any) -> OutboxRow:
         return OutboxRow(row[0], OutboxItem(*row[1:9]), *row[9:])
 
-    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+    def outbox_due(
+        self, now: float, limit: int = 50, claim: float | None = None
+    ) -> list[OutboxRow]:
         rows = self._read(
             f"SELECT {self._OUTBOX_COLUMNS} FROM sun_outbox WHERE sent_at IS NULL AND "
             "failed_at IS NULL AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?",
@@ -1811,8 +1816,10 @@ class AsyncStore:
     async def sun_state(self, name: str) -> str | None:
         return await self._call(self.store.sun_state, name)
 
-    async def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
-        return await self._call(self.store.outbox_due, now, limit)
+    async def outbox_due(
+        self, now: float, limit: int = 50, claim: float | None = None
+    ) -> list[OutboxRow]:
+        return await self._call(self.store.outbox_due, now, limit, claim)
 
     async def outbox_attempt(
         self,

@@ -632,13 +632,15 @@ class PostgresStore(Store):
     def _outbox_row(row: Any) -> OutboxRow:
         return OutboxRow(row[0], OutboxItem(*row[1:9]), *row[9:])
 
-    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+    def outbox_due(
+        self, now: float, limit: int = 50, claim: float | None = None
+    ) -> list[OutboxRow]:
         """Pending notifications whose next attempt is due, oldest first, each claimed
-        for `outbox_lease` seconds: several receivers work one outbox, and a row one of
-        them is sending is skipped by the others (`FOR UPDATE SKIP LOCKED`, then its
-        next attempt moved past the lease). `outbox_attempt` ends the claim; a receiver
-        that dies mid-send leaves the row to be sent again when the lease runs out.
-        The rows are returned as they were before the claim."""
+        for `claim` seconds (default: `outbox_lease`): several receivers work one
+        outbox, and a row one of them is sending is skipped by the others (`FOR UPDATE
+        SKIP LOCKED`, then its next attempt moved past the claim). `outbox_attempt`
+        ends the claim; a receiver that dies mid-send leaves the row to be sent again
+        when the claim runs out. The rows are returned as they were before the claim."""
         with self._write() as cursor:
             cursor.execute(
                 "WITH due AS (SELECT id, next_attempt FROM sun_outbox WHERE sent_at IS NULL "
@@ -650,7 +652,7 @@ class PostgresStore(Store):
                     "due.next_attempt" if name == "next_attempt" else f"o.{name}"
                     for name in self._OUTBOX_COLUMNS.split(", ")
                 ),
-                (now, limit, now + self.outbox_lease),
+                (now, limit, now + (self.outbox_lease if claim is None else claim)),
             )
             rows = cursor.fetchall()
         return sorted((self._outbox_row(row) for row in rows), key=_due_order)

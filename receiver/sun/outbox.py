@@ -102,7 +102,7 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Send every row that is due (each once); returns how many were tried."""
-        rows = await self.store.outbox_due(self.clock())
+        rows = await self.store.outbox_due(self.clock(), claim=self.routing.delivery.claim)
         for row in rows:
             try:
                 await self.send(row)
