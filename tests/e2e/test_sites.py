@@ -1,8 +1,10 @@
 """Three sites, one PostgreSQL database: three real `callhome-receiver run` processes
 (each its own config, `[centre] receiver` and TCP listener) on a database this test
-creates. One leads supervision; it is killed with SIGKILL; another takes over within
-10 s, raises nothing again, and goes on alerting; every notification (a command that
-appends to a file) is sent exactly once across the three."""
+creates. A device calls each of them. One leads supervision; it is killed with SIGKILL;
+another takes over within 10 s, raises nothing again, and goes on alerting; a call to a
+site that does not lead reaches supervision; the receiver sending a page is killed in
+the middle of it and another sends it; every page (a command that appends to a file
+when done) is delivered exactly once across the three."""
 
 from __future__ import annotations
 
@@ -62,10 +64,19 @@ wait = "24h"
 attempts = 3
 backoff_initial = "1s"
 backoff_cap = "2s"
+claim = "3s"
 
 [command.pager]
-argv = ["/bin/sh", "-c", "echo \\"$CALLHOME_IDEMPOTENCY_KEY $CALLHOME_INCIDENT\\" >> {sent}"]
+argv = ["/bin/sh", "{pager}"]
 """
+
+PAGER = """
+echo "$CALLHOME_IDEMPOTENCY_KEY $PPID $$" >> {started}
+if [ "$CALLHOME_INCIDENT" = 2 ] && mkdir {hang} 2>/dev/null; then sleep 120; fi
+echo "$CALLHOME_IDEMPOTENCY_KEY $CALLHOME_INCIDENT" >> {sent}
+"""
+"""The page: appended to `sent` once done. The first send of incident 2's page hangs
+(its sender is then killed mid-send, with the machine: the receiver and the command)."""
 
 
 @pytest.fixture
@@ -158,6 +169,10 @@ def make_sites(tmp_path: Path, dsn: str, sent: Path) -> tuple[list[Site], str]:
     result = CliRunner().invoke(main, ["init", str(first), "--store", dsn])
     assert result.exit_code == 0, result.output
     centre_key = result.output.split("centre public key: ")[1].split()[0]
+    pager = tmp_path / "pager.sh"
+    pager.write_text(
+        PAGER.format(started=sent.with_suffix(".started"), hang=tmp_path / "hang", sent=sent)
+    )
     template = (first / "centre.toml").read_text()
     key = (first / "centre.key").read_bytes()
     sites = []
@@ -172,7 +187,7 @@ def make_sites(tmp_path: Path, dsn: str, sent: Path) -> tuple[list[Site], str]:
         text += '\n[ip]\nlisten = ["127.0.0.1:0"]\n'
         text += '\n[supervision]\ncommand_poll = "0.5s"\n'
         (folder / "centre.toml").write_text(text)
-        (folder / "oncall.toml").write_text(ROUTING.format(sent=sent))
+        (folder / "oncall.toml").write_text(ROUTING.format(pager=pager))
         sites.append(Site(name, folder))
     return sites, centre_key
 
@@ -240,11 +255,26 @@ def test_three_sites_one_supervisor_a_takeover_and_each_notification_once(tmp_pa
             30,
             "the call to reach the new leader's supervision",
         )
-        # the new leader goes on: a device enrolled now is watched and alerted
+        # the new leader goes on: a device enrolled now is watched and alerted; its page's
+        # first sender is killed mid-send, and another sends it once the claim runs out
         store.enroll("late-2", os.urandom(32), test_interval=3.0, grace=0.0, site="osaka")
         announce(store, "late-2")
+        started = sent.with_suffix(".started")
+        hanging = wait_until(
+            lambda: [line for line in sent_lines(started) if line.startswith("incident-2@")],
+            60,
+            "the page for late-2 to start",
+        )
+        key, receiver_pid, command_pid = hanging[0].split()
+        (sender,) = [s for s in others if s.process and s.process.pid == int(receiver_pid)]
+        assert sender.process is not None
+        sender.process.send_signal(signal.SIGKILL)
+        os.kill(int(command_pid), signal.SIGKILL)
+        sender.process.wait(10)
+        alive = [s for s in others if s is not sender]
         wait_until(lambda: len(sent_lines(sent)) >= 2, 60, "the page for late-2")
-        time.sleep(3 * 2.0)  # a few more turns of the new leader and of every sender
+        time.sleep(3 * 2.0)  # a few more turns of the leader and of every sender
+        assert [line.split()[0] for line in sent_lines(started)].count(key) == 2  # resent
         lines = sent_lines(sent)
         keys = Counter(line.split()[0] for line in lines)
         assert all(count == 1 for count in keys.values()), lines  # each sent once
@@ -253,12 +283,12 @@ def test_three_sites_one_supervisor_a_takeover_and_each_notification_once(tmp_pa
         opened = store.incident_rows(status=("open", "acknowledged"))
         assert sorted(i.device or "" for i in opened) == ["late-1", "late-2"]
         assert all(row.sent_at is not None for row in store.outbox())
-        for site in others:
+        for site in alive:
             assert site.process is not None and site.process.poll() is None
             assert not site.events("supervision.failed")
     finally:
         for site in sites:
             site.stop()
         store.close()
-    for site in others:
+    for site in alive:
         assert site.process is not None and site.process.returncode == 0
