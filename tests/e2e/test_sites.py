@@ -72,7 +72,9 @@ argv = ["/bin/sh", "{pager}"]
 
 PAGER = """
 echo "$CALLHOME_IDEMPOTENCY_KEY $PPID $$" >> {started}
-if [ "$CALLHOME_INCIDENT" = 2 ] && mkdir {hang} 2>/dev/null; then sleep 120; fi
+if [ "$CALLHOME_INCIDENT" = 2 ] && mkdir {hang} 2>/dev/null; then
+    i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done  # killed first
+fi
 echo "$CALLHOME_IDEMPOTENCY_KEY $CALLHOME_INCIDENT" >> {sent}
 """
 """The page: appended to `sent` once done. The first send of incident 2's page hangs
@@ -273,7 +275,8 @@ def test_three_sites_one_supervisor_a_takeover_and_each_notification_once(tmp_pa
         sender.process.wait(10)
         alive = [s for s in others if s is not sender]
         wait_until(lambda: len(sent_lines(sent)) >= 2, 60, "the page for late-2")
-        time.sleep(3 * 2.0)  # a few more turns of the leader and of every sender
+        # nothing more may come: give the leader and every sender a few more turns
+        time.sleep(3 * 2.0)
         assert [line.split()[0] for line in sent_lines(started)].count(key) == 2  # resent
         lines = sent_lines(sent)
         keys = Counter(line.split()[0] for line in lines)
