@@ -295,3 +295,45 @@ def test_three_sites_one_supervisor_a_takeover_and_each_notification_once(tmp_pa
         store.close()
     for site in alive:
         assert site.process is not None and site.process.returncode == 0
+
+
+def test_a_paused_supervisor_loses_the_lead_and_writes_nothing_when_it_wakes(tmp_path, database):
+    """SIGSTOP, not SIGKILL: its connections stay open, but the lease's idle limit ends
+    it; another takes over; woken up (SIGCONT), the old leader resigns, and no alert is
+    raised twice."""
+    sent = tmp_path / "sent.txt"
+    sites, _ = make_sites(tmp_path, database, sent)
+    sites = sites[:2]
+    store = PostgresStore(database)
+    try:
+        store.enroll("late-1", os.urandom(32), test_interval=3.0, grace=0.0, site="lille")
+        for site in sites:
+            site.start()
+        wait_until(lambda: sent_lines(sent), 60, "the page for late-1")
+        (leader,) = [s for s in sites if s.events("supervision.leading")]
+        (other,) = [s for s in sites if s is not leader]
+        assert leader.process is not None
+        leader.process.send_signal(signal.SIGSTOP)
+        paused = time.monotonic()
+        try:
+            wait_until(lambda: other.events("supervision.leading"), 30, "the other to lead")
+            took = time.monotonic() - paused
+            assert took < 3 * 2.0 + TAKEOVER, f"took over after {took:.1f} s"
+        finally:
+            leader.process.send_signal(signal.SIGCONT)
+        resigned = wait_until(
+            lambda: leader.events("supervision.resigned"), 30, "the old leader to resign"
+        )
+        assert resigned[0]["why"] == "lease lost"
+        store.enroll("late-2", os.urandom(32), test_interval=3.0, grace=0.0, site="osaka")
+        announce(store, "late-2")
+        wait_until(lambda: len(sent_lines(sent)) >= 2, 60, "the page for late-2")
+        time.sleep(2 * 2.0)  # nothing more may come
+        lines = sent_lines(sent)
+        assert len(lines) == 2 and len({line.split()[1] for line in lines}) == 2, lines
+        assert store.lease_holder("supervisor")[:2] == (other.name, 2)  # type: ignore[index]
+        assert leader.process.poll() is None  # it goes on answering calls
+    finally:
+        for site in sites:
+            site.stop()
+        store.close()
