@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cbor2
 import structlog
@@ -54,6 +54,9 @@ from modem_drivers.logs import Throttle
 from .store import AsyncStore, CallEnd, Device, StoreUnavailable
 from .supervision.callback import CallbackRequest, CallbackResult
 from .supervision.service import Stored, Supervisor, device_time
+
+if TYPE_CHECKING:
+    from .supervision.leader import Leadership
 
 log = structlog.get_logger("callhome.receiver")
 
@@ -823,6 +826,9 @@ class Bank:
         """Port failures that repeat (the same error on many ports, or again and again)."""
         self.supervisor = supervisor
         """Told of every stored message; runs beside the ports (receiver/supervision)."""
+        self.leadership: Leadership | None = None
+        """Set when several receivers may share the store: supervision then runs here
+        only while this receiver holds its lease (receiver/supervision/leader.py)."""
         self.store_down: str | None = None
         """Why the store failed, while it does (None: usable). Meanwhile calls are refused
         busy without touching it, and `_reconnect` tries it again with backoff."""
@@ -893,8 +899,11 @@ class Bank:
         supervision = None
         if self.supervisor is not None:
             self.supervisor.dialler = self.call
-            await self.supervisor.start()  # every timer rebuilt from the store
-            supervision = asyncio.ensure_future(self.supervisor.run(supervising))
+            if self.leadership is not None:  # supervision here only while it leads
+                supervision = asyncio.ensure_future(self.leadership.run(supervising))
+            else:
+                await self.supervisor.start()  # every timer rebuilt from the store
+                supervision = asyncio.ensure_future(self.supervisor.run(supervising))
         runners: list[PortWorker | Service] = [*self.workers, *self.services]
         tasks = [asyncio.ensure_future(runner.run()) for runner in runners]
         log.info("bank.started", ports=len(self.workers), services=len(self.services))

@@ -56,7 +56,9 @@ from .config import (
     is_dsn,
     load_centre_config,
 )
+from .events import Events
 from .ip import STATUS_FILE, IpListener, read_status
+from .leases import lease_for
 from .store import (
     INTERRUPTED,
     AlreadyExists,
@@ -67,8 +69,10 @@ from .store import (
     StoreUnavailable,
 )
 from .store_copy import describe as describe_store
-from .store_pg import ENV_DSN, without_password
+from .store_pg import ENV_DSN, PostgresStore, without_password
 from .sun.model import Routing
+from .supervision.leader import LEASE, Leadership
+from .supervision.notify import FanOut
 
 if TYPE_CHECKING:
     from .web.app import Console
@@ -346,8 +350,12 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     # a device waits for the answer to its handshake: a database that has gone away
     # must turn into a busy refusal in seconds, not after libpq's 10 s connect timeout
     store = guarded(lambda: open_store(location, wait=3.0))
-    structlog.get_logger("callhome.receiver").info("store.opened", store=describe_store(location))
-    interrupted = guarded(lambda: store.close_open_calls(time.time()))
+    store.receiver = config.receiver
+    structlog.get_logger("callhome.receiver").info(
+        "store.opened", store=describe_store(location), receiver=config.receiver
+    )
+    # only this receiver's: another site's open calls may be in progress
+    interrupted = guarded(lambda: store.close_open_calls(time.time(), config.receiver))
     if interrupted:
         structlog.get_logger("callhome.receiver").warning(
             "calls.interrupted", calls=interrupted, outcome=INTERRUPTED
@@ -394,7 +402,31 @@ async def _run(
 ) -> int:
     async_store = cli_web.bank_store(console, store)
     routed = Routed(routing, async_store)  # follow the sun: supervision's notifier
-    bank = centre_bank(config, private, async_store, routed, console)
+    events = None
+    if isinstance(store, PostgresStore):  # the other receivers' live events, and ours to them
+        events = Events(store.dsn, config.receiver, console.live.show if console else None)
+    bank = centre_bank(
+        config,
+        private,
+        async_store,
+        routed,
+        console,
+        events.bank_event if events is not None and console is None else None,
+    )
+    if events is not None and console is not None:
+        console.live.forward = events.publish  # the bank's notes and the incidents
+    elif events is not None and bank.supervisor is not None:
+        bank.supervisor.notifier = FanOut(events, bank.supervisor.notifier)
+    if bank.supervisor is not None:  # on the one receiver that holds the lease
+        bank.leadership = Leadership(
+            bank.supervisor,
+            lease_for(store, LEASE, idle=3 * config.supervision.lease_check),
+            async_store,
+            config.receiver,
+            router=routed.router,
+            check=config.supervision.lease_check,
+            name_ports=isinstance(store, PostgresStore),  # a SQLite store is one site's
+        )
     if config.ip_listen:
         listener = IpListener(
             bank,
@@ -418,10 +450,16 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    events_stop = asyncio.Event()
+    events_task = asyncio.ensure_future(events.run(events_stop)) if events is not None else None
     try:
         async with cli_web.served(console, list(bank.workers)), routed:
             await bank.run(stop, hang_up_now)
     finally:
+        events_stop.set()
+        if events_task is not None:
+            await asyncio.wait({events_task}, timeout=5.0)
+            events_task.cancel()
         async_store.close()
     return 0
 
@@ -489,6 +527,7 @@ def calls(
             "error": c.error,
             "security": c.security,
             "path": c.path,
+            "receiver": c.receiver,
         }
         for c in rows
     ]

@@ -25,7 +25,7 @@ from modem_drivers.configfile import ConfigError
 from modem_drivers.logs import configure_logging
 
 from .config import CentreConfig
-from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, Store, StoreUnavailable
+from .store import AlreadyExists, AsyncStore, NotFound, Store, StoreUnavailable
 from .sun.model import routing_next_to
 from .web.auth import ROLES, BadPassword, hash_password
 from .web.config import WebConfig, parse_web
@@ -56,7 +56,9 @@ def prepare(config: CentreConfig, web: WebConfig | None = None) -> Console | Non
 
         routing = routing_next_to(config.path)
         context = tls_context(web)
-        sqlite = SQLiteStore(config.store, busy_timeout=3.0)
+        from .cli_store import open_store, store_location
+
+        sqlite = open_store(store_location(config), timeout=3.0)
     except ConfigError as exc:
         _fail(str(exc))
     except (OSError, ssl.SSLError) as exc:
@@ -158,8 +160,8 @@ def _password(given: str | None) -> str:
         _fail(str(exc))
 
 
-def _store(ctx: click.Context) -> SQLiteStore:
-    store: SQLiteStore = ctx.find_root().obj.store()
+def _store(ctx: click.Context) -> Store:
+    store: Store = ctx.find_root().obj.store()
     return store
 
 

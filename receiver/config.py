@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ DSN_SCHEMES = ("postgresql://", "postgres://")
 """How `[centre] store` names a PostgreSQL database rather than a SQLite file."""
 
 
+def default_receiver() -> str:
+    """The name a receiver goes by when its config gives none: the host's."""
+    return socket.gethostname() or "receiver"
+
+
 def is_dsn(value: str) -> bool:
     """Whether a store setting names a PostgreSQL database rather than a SQLite file."""
     return value.startswith(DSN_SCHEMES)
@@ -41,6 +47,9 @@ def is_dsn(value: str) -> bool:
 class CentreConfig:
     path: Path
     name: str = "centre"
+    receiver: str = field(default_factory=lambda: default_receiver())
+    """`[centre] receiver`: this receiver's name among those sharing one store (one per
+    site; recorded on its calls). Default: the host's name."""
     key: Path = Path("centre.key")
     store: Path = Path("centre.db")
     store_dsn: str | None = None
@@ -113,6 +122,9 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     config = CentreConfig(path=path)
     centre = root.table("centre")
     config.name = centre.get("name", str, "centre")
+    config.receiver = centre.get("receiver", str, config.receiver)
+    if not config.receiver.strip() or len(config.receiver) > 63 or ":" in config.receiver:
+        raise centre.error("receiver", "give a name of 1 to 63 characters, without ':'")
     config.key = centre.path_value("key")
     if is_dsn(centre.get("store", str, "")):
         config.store_dsn = centre.get("store", str)

@@ -68,10 +68,11 @@ class FileLease:
             self._fd = None
 
 
-def lease_for(store: Store, name: str) -> LeaderLease:
-    """The lease `name` (e.g. "supervisor") among the receivers sharing `store`."""
+def lease_for(store: Store, name: str, idle: float | None = None) -> LeaderLease:
+    """The lease `name` (e.g. "supervisor") among the receivers sharing `store`; on
+    PostgreSQL, lost by a holder that has not checked it for `idle` seconds."""
     if isinstance(store, PostgresStore):
-        return Lease(store.dsn, name, timeout=store.timeout)
+        return Lease(store.dsn, name, timeout=store.timeout, idle=idle)
     if isinstance(store, SQLiteStore):
         return FileLease(store.path.with_name(f"{store.path.name}.lease-{name}"))
     raise TypeError(f"no lease for a {type(store).__name__}")

@@ -33,6 +33,21 @@ class StoreUnavailable(Exception):
     """The store cannot be used right now (locked, read-only, full, corrupt)."""
 
 
+class LeaseLost(Exception):
+    """A write as the holder of a lease (`Store.fence`) that another receiver has taken
+    since: refused, so that a holder that was paused or cut off cannot write over the
+    one that leads now."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The lease a leading receiver's supervision writes under: its name and the epoch
+    this receiver was given when it took it (`Store.take_lease`)."""
+
+    name: str
+    epoch: int
+
+
 class NotFound(Exception):
     pass
 
@@ -100,6 +115,8 @@ class CallRecord:
     oversize: int = 0
     path: str = "modem"
     """How the call came: "modem" (the bank) or "ip" (the TCP listener)."""
+    receiver: str | None = None
+    """The receiver (site) that answered it, when it had a name."""
 
     @property
     def security(self) -> dict[str, int]:
@@ -133,6 +150,8 @@ class StartCall:
     started: float
     path: str = "modem"
     """The path of the call ("modem", "ip")."""
+    receiver: str | None = None
+    """The receiver (site) that answered it (`[centre] receiver`)."""
 
 
 @dataclass(frozen=True)
@@ -233,10 +252,40 @@ class Store(abc.ABC):
         `SECURITY_COUNTERS`; missing ones are 0, others are ignored)."""
 
     @abc.abstractmethod
-    def close_open_calls(self, when: float) -> int:
+    def close_open_calls(self, when: float, receiver: str | None = None) -> int:
         """At start: every call still "in progress" was left open by a receiver that
         stopped without finishing it (crash, kill, full disk); record it `interrupted`.
+        With `receiver`: only the calls of that receiver (and those that name none, from
+        before receivers had names): the others are another site's, maybe in progress.
         Returns how many."""
+
+    receiver: str | None = None
+    """This receiver's name (`[centre] receiver`), recorded on the calls it starts."""
+
+    fence: Fence | None = None
+    """Set while this receiver leads (runs supervision): its supervision writes
+    (`save_supervision`, `supervision_outbox_done`, `sun_commit`) then raise `LeaseLost`
+    if the lease's epoch in the store is no longer this one's."""
+
+    # several receivers on one store
+    @abc.abstractmethod
+    def take_lease(self, name: str, holder: str, when: float) -> Fence:
+        """Record that `holder` has just taken the lease `name` (it holds the advisory
+        lock or file lock of `receiver.leases`): the lease's epoch goes up by one, which
+        fences off every earlier holder. Returns the new fence."""
+
+    @abc.abstractmethod
+    def lease_holder(self, name: str) -> tuple[str, int, float] | None:
+        """(holder, epoch, taken at) of the lease `name`, as last taken."""
+
+    @abc.abstractmethod
+    def supervision_inbox_put(self, receiver: str, at: float, event: str) -> None:
+        """A receiver that does not run supervision hands it an event (JSON)."""
+
+    @abc.abstractmethod
+    def supervision_inbox(self, limit: int = 1000) -> list[tuple[int, str]]:
+        """Events handed to supervision, oldest first; `save_supervision` deletes the
+        ones a turn took (`SupervisionBatch.inbox_done`) with what they changed."""
 
     @abc.abstractmethod
     def calls(
@@ -346,8 +395,11 @@ class Store(abc.ABC):
     def sun_state(self, name: str) -> str | None: ...
 
     @abc.abstractmethod
-    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
-        """Pending notifications whose next attempt is due, oldest first."""
+    def outbox_due(
+        self, now: float, limit: int = 50, claim: float | None = None
+    ) -> list[OutboxRow]:
+        """Pending notifications whose next attempt is due, oldest first; on PostgreSQL
+        each claimed for `claim` seconds (see `PostgresStore.outbox_due`)."""
 
     @abc.abstractmethod
     def outbox_attempt(
@@ -729,6 +781,21 @@ CREATE TABLE supervision_commands (
 """Supervision (receiver/supervision): each device's state, incidents and their
 timelines, incident events not yet delivered, operators' commands for the engine."""
 
+_STEP_7_SITES = """
+ALTER TABLE calls ADD COLUMN receiver TEXT;
+CREATE INDEX calls_open ON calls(outcome, receiver);
+CREATE TABLE supervision_inbox (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, receiver TEXT NOT NULL, event TEXT NOT NULL
+);
+CREATE TABLE receiver_leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch INTEGER NOT NULL, at REAL NOT NULL
+);
+"""
+"""Several receivers on one store (docs/operations.md, "Several sites"): which receiver
+answered each call (each closes only its own open calls at start), what the receivers
+that do not run supervision hand to the one that does, and the epoch of each lease
+(the fence: a receiver whose lease was taken over cannot write as its holder)."""
+
 MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_1,
     _STEP_2_SECURITY_COUNTERS,
@@ -736,6 +803,7 @@ MIGRATIONS: tuple[str, ...] = (
     _STEP_4_CONSOLE,
     _STEP_5_CALL_PATH,
     _STEP_6_SUPERVISION,
+    _STEP_7_SITES,
 )
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
@@ -850,7 +918,7 @@ class SQLiteStore(Database, Store):
         self, port: str, caller_id: str | None, started: float, path: str = "modem"
     ) -> int:
         with self._write() as db:
-            return _start_call(db, StartCall(port, caller_id, started, path))
+            return _start_call(db, StartCall(port, caller_id, started, path, self.receiver))
 
     def finish_call(
         self,
@@ -860,12 +928,14 @@ class SQLiteStore(Database, Store):
         with self._write() as db:
             _finish_call(db, FinishCall(call_id, end))
 
-    def close_open_calls(self, when: float) -> int:
+    def close_open_calls(self, when: float, receiver: str | None = None) -> int:
+        mine = "" if receiver is None else " AND (receiver = ? OR receiver IS NULL)"
         with self._write() as db:
             closed = db.execute(
                 "UPDATE calls SET ended = max(?, started), outcome = ?, error = coalesce(error, ?) "
-                "WHERE outcome = ?",
-                (when, INTERRUPTED, "the receiver stopped before the call ended", IN_PROGRESS),
+                "WHERE outcome = ?" + mine,
+                (when, INTERRUPTED, "the receiver stopped before the call ended", IN_PROGRESS)
+                + (() if receiver is None else (receiver,)),
             ).rowcount
         return int(closed)
 
@@ -882,7 +952,8 @@ class SQLiteStore(Database, Store):
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
             "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
             + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
-            + f", c.path FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            + ", c.path, c.receiver FROM calls c "
+            + f"LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT ?",
             (*args, limit),
         )
@@ -986,6 +1057,7 @@ class SQLiteStore(Database, Store):
     ) -> int:
         queued = 0
         with self._write() as db:
+            self._check_fence(db)
             for item in notifications:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO sun_outbox (outbox_key, idempotency_key, channel, "
@@ -1044,7 +1116,9 @@ class SQLiteStore(Database, Store):
     def _outbox_row(row: Any) -> OutboxRow:
         return OutboxRow(row[0], OutboxItem(*row[1:9]), *row[9:])
 
-    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+    def outbox_due(
+        self, now: float, limit: int = 50, claim: float | None = None
+    ) -> list[OutboxRow]:
         rows = self._read(
             f"SELECT {self._OUTBOX_COLUMNS} FROM sun_outbox WHERE sent_at IS NULL AND "
             "failed_at IS NULL AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?",
@@ -1102,8 +1176,48 @@ class SQLiteStore(Database, Store):
         )
         return list(map(SupervisionRow._make, rows))  # line_tests_only: 0 or 1
 
+    def take_lease(self, name: str, holder: str, when: float) -> Fence:
+        with self._write() as db:
+            row = db.execute(
+                "INSERT INTO receiver_leases (name, holder, epoch, at) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "epoch = receiver_leases.epoch + 1, at = excluded.at RETURNING epoch",
+                (name, holder, when),
+            ).fetchone()
+        return Fence(name, int(row[0]))
+
+    def lease_holder(self, name: str) -> tuple[str, int, float] | None:
+        rows = self._read("SELECT holder, epoch, at FROM receiver_leases WHERE name = ?", (name,))
+        return (str(rows[0][0]), int(rows[0][1]), float(rows[0][2])) if rows else None
+
+    def _check_fence(self, db: sqlite3.Connection) -> None:
+        """Inside a write transaction (SQLite's are one at a time)."""
+        fence = self.fence
+        if fence is None:
+            return
+        row = db.execute(
+            "SELECT epoch FROM receiver_leases WHERE name = ?", (fence.name,)
+        ).fetchone()
+        if row is None or int(row[0]) != fence.epoch:
+            raise LeaseLost(f"the lease {fence.name!r} was taken over (epoch {fence.epoch})")
+
+    def supervision_inbox_put(self, receiver: str, at: float, event: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO supervision_inbox (at, receiver, event) VALUES (?, ?, ?)",
+                (at, receiver, event),
+            )
+
+    def supervision_inbox(self, limit: int = 1000) -> list[tuple[int, str]]:
+        rows = self._read("SELECT id, event FROM supervision_inbox ORDER BY id LIMIT ?", (limit,))
+        return [(int(i), str(e)) for i, e in rows]
+
     def save_supervision(self, batch: SupervisionBatch) -> None:
         with self._write() as db:
+            self._check_fence(db)
+            db.executemany(
+                "DELETE FROM supervision_inbox WHERE id = ?", [(i,) for i in batch.inbox_done]
+            )
             db.executemany(
                 "INSERT INTO supervision (device_id, state, since, last, line_tests_only, "
                 "schedule, extra, last_port, last_caller, attributes) "
@@ -1192,6 +1306,7 @@ class SQLiteStore(Database, Store):
 
     def supervision_outbox_done(self, ids: Collection[int]) -> None:
         with self._write() as db:
+            self._check_fence(db)
             db.executemany("DELETE FROM supervision_outbox WHERE id = ?", [(i,) for i in ids])
 
     def supervision_commands(self, after: int) -> list[tuple[int, str]]:
@@ -1403,8 +1518,8 @@ def _advance_counter(db: sqlite3.Connection, op: AdvanceCounter) -> bool:
 
 def _start_call(db: sqlite3.Connection, op: StartCall) -> int:
     cursor = db.execute(
-        "INSERT INTO calls (port, caller_id, started, path) VALUES (?, ?, ?, ?)",
-        (op.port, op.caller_id, op.started, op.path),
+        "INSERT INTO calls (port, caller_id, started, path, receiver) VALUES (?, ?, ?, ?, ?)",
+        (op.port, op.caller_id, op.started, op.path, op.receiver),
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
@@ -1641,7 +1756,9 @@ class AsyncStore:
     async def start_call(
         self, port: str, caller_id: str | None, started: float, path: str = "modem"
     ) -> int:
-        return int(await self._submit(StartCall(port, caller_id, started, path)))
+        return int(
+            await self._submit(StartCall(port, caller_id, started, path, self.store.receiver))
+        )
 
     async def finish_call(
         self,
@@ -1650,8 +1767,8 @@ class AsyncStore:
     ) -> None:
         await self._submit(FinishCall(call_id, end))
 
-    async def close_open_calls(self, when: float) -> int:
-        return await self._call(self.store.close_open_calls, when)
+    async def close_open_calls(self, when: float, receiver: str | None = None) -> int:
+        return await self._call(self.store.close_open_calls, when, receiver)
 
     # messages
     async def has_message(self, device_id: int, epoch: int, seq: int) -> bool:
@@ -1699,8 +1816,10 @@ class AsyncStore:
     async def sun_state(self, name: str) -> str | None:
         return await self._call(self.store.sun_state, name)
 
-    async def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
-        return await self._call(self.store.outbox_due, now, limit)
+    async def outbox_due(
+        self, now: float, limit: int = 50, claim: float | None = None
+    ) -> list[OutboxRow]:
+        return await self._call(self.store.outbox_due, now, limit, claim)
 
     async def outbox_attempt(
         self,
@@ -1727,6 +1846,18 @@ class AsyncStore:
 
     async def supervision_outbox_done(self, ids: Collection[int]) -> None:
         await self._call(self.store.supervision_outbox_done, ids)
+
+    async def take_lease(self, name: str, holder: str, when: float) -> Fence:
+        return await self._call(self.store.take_lease, name, holder, when)
+
+    async def supervision_inbox_put(self, receiver: str, at: float, event: str) -> None:
+        await self._call(self.store.supervision_inbox_put, receiver, at, event)
+
+    async def supervision_inbox(self, limit: int = 1000) -> list[tuple[int, str]]:
+        return await self._call(self.store.supervision_inbox, limit)
+
+    async def console_device(self, name: str) -> Device | None:
+        return await self._call(self.store.console_device, name)
 
     async def supervision_commands(self, after: int) -> list[tuple[int, str]]:
         return await self._call(self.store.supervision_commands, after)
@@ -1863,3 +1994,5 @@ class SupervisionBatch:
     """Incident events (JSON) to hand to the notifier once committed."""
     commands: tuple[tuple[float, str], ...] = ()
     """(when, JSON) for the running engine (from the command line)."""
+    inbox_done: tuple[int, ...] = ()
+    """Ids of `supervision_inbox` rows this turn took in (deleted with it)."""

@@ -52,8 +52,10 @@ from .store import (
     CallRecord,
     ConsoleSession,
     Device,
+    Fence,
     FinishCall,
     IncidentRow,
+    LeaseLost,
     NotFound,
     Operation,
     OutboxItem,
@@ -355,9 +357,9 @@ class PostgresStore(Store):
         with contextlib.suppress(Exception):
             self._pool.close()
 
-    def lease(self, name: str) -> Lease:
+    def lease(self, name: str, idle: float | None = None) -> Lease:
         """The leadership `name` among the receivers on this database (see `Lease`)."""
-        return Lease(self.dsn, name, timeout=self.timeout)
+        return Lease(self.dsn, name, timeout=self.timeout, idle=idle)
 
     # -- devices -------------------------------------------------------------------------
 
@@ -433,17 +435,19 @@ class PostgresStore(Store):
         self, port: str, caller_id: str | None, started: float, path: str = "modem"
     ) -> int:
         with self._write() as cursor:
-            return _start_call(cursor, StartCall(port, caller_id, started, path))
+            return _start_call(cursor, StartCall(port, caller_id, started, path, self.receiver))
 
     def finish_call(self, call_id: int, end: CallEnd) -> None:
         with self._write() as cursor:
             _finish_call(cursor, FinishCall(call_id, end))
 
-    def close_open_calls(self, when: float) -> int:
+    def close_open_calls(self, when: float, receiver: str | None = None) -> int:
+        mine = "" if receiver is None else " AND (receiver = %s OR receiver IS NULL)"
         return self._one(
             "UPDATE calls SET ended = greatest(%s, started), outcome = %s, "
-            "error = coalesce(error, %s) WHERE outcome = %s",
-            (when, INTERRUPTED, "the receiver stopped before the call ended", IN_PROGRESS),
+            "error = coalesce(error, %s) WHERE outcome = %s" + mine,
+            (when, INTERRUPTED, "the receiver stopped before the call ended", IN_PROGRESS)
+            + (() if receiver is None else (receiver,)),
         )
 
     def calls(
@@ -459,7 +463,8 @@ class PostgresStore(Store):
             "SELECT c.id, c.port, c.caller_id, d.name, c.started, c.ended, c.outcome, c.rate, "
             "c.modulation, c.error_correction, c.bytes_in, c.bytes_out, c.messages, c.error, "
             + ", ".join(f"c.{name}" for name in SECURITY_COUNTERS)
-            + f", c.path FROM calls c LEFT JOIN devices d ON d.id = c.device_id {where} "
+            + ", c.path, c.receiver FROM calls c "
+            + f"LEFT JOIN devices d ON d.id = c.device_id {where} "
             "ORDER BY c.started DESC, c.id DESC LIMIT %s",
             (*args, limit),
         )
@@ -570,6 +575,7 @@ class PostgresStore(Store):
     ) -> int:
         queued = 0
         with self._write() as cursor:
+            self._check_fence(cursor)
             for item in notifications:
                 cursor.execute(
                     "INSERT INTO sun_outbox (outbox_key, idempotency_key, channel, address, "
@@ -629,13 +635,15 @@ class PostgresStore(Store):
     def _outbox_row(row: Any) -> OutboxRow:
         return OutboxRow(row[0], OutboxItem(*row[1:9]), *row[9:])
 
-    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxRow]:
+    def outbox_due(
+        self, now: float, limit: int = 50, claim: float | None = None
+    ) -> list[OutboxRow]:
         """Pending notifications whose next attempt is due, oldest first, each claimed
-        for `outbox_lease` seconds: several receivers work one outbox, and a row one of
-        them is sending is skipped by the others (`FOR UPDATE SKIP LOCKED`, then its
-        next attempt moved past the lease). `outbox_attempt` ends the claim; a receiver
-        that dies mid-send leaves the row to be sent again when the lease runs out.
-        The rows are returned as they were before the claim."""
+        for `claim` seconds (default: `outbox_lease`): several receivers work one
+        outbox, and a row one of them is sending is skipped by the others (`FOR UPDATE
+        SKIP LOCKED`, then its next attempt moved past the claim). `outbox_attempt`
+        ends the claim; a receiver that dies mid-send leaves the row to be sent again
+        when the claim runs out. The rows are returned as they were before the claim."""
         with self._write() as cursor:
             cursor.execute(
                 "WITH due AS (SELECT id, next_attempt FROM sun_outbox WHERE sent_at IS NULL "
@@ -647,7 +655,7 @@ class PostgresStore(Store):
                     "due.next_attempt" if name == "next_attempt" else f"o.{name}"
                     for name in self._OUTBOX_COLUMNS.split(", ")
                 ),
-                (now, limit, now + self.outbox_lease),
+                (now, limit, now + (self.outbox_lease if claim is None else claim)),
             )
             rows = cursor.fetchall()
         return sorted((self._outbox_row(row) for row in rows), key=_due_order)
@@ -707,6 +715,10 @@ class PostgresStore(Store):
 
     def save_supervision(self, batch: SupervisionBatch) -> None:
         with self._write() as cursor:
+            self._check_fence(cursor)
+            cursor.execute(
+                "DELETE FROM supervision_inbox WHERE id = ANY(%s)", (list(batch.inbox_done),)
+            )
             cursor.executemany(
                 "INSERT INTO supervision (device_id, state, since, last, line_tests_only, "
                 "schedule, extra, last_port, last_caller, attributes) "
@@ -796,7 +808,47 @@ class PostgresStore(Store):
         ]
 
     def supervision_outbox_done(self, ids: Collection[int]) -> None:
-        self._one("DELETE FROM supervision_outbox WHERE id = ANY(%s)", (list(ids),))
+        with self._write() as cursor:
+            self._check_fence(cursor)
+            cursor.execute("DELETE FROM supervision_outbox WHERE id = ANY(%s)", (list(ids),))
+
+    def take_lease(self, name: str, holder: str, when: float) -> Fence:
+        with self._write() as cursor:
+            cursor.execute(
+                "INSERT INTO receiver_leases (name, holder, epoch, at) VALUES (%s, %s, 1, %s) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "epoch = receiver_leases.epoch + 1, at = excluded.at RETURNING epoch",
+                (name, holder, when),
+            )
+            row = cursor.fetchone()
+        assert row is not None
+        return Fence(name, int(row[0]))
+
+    def lease_holder(self, name: str) -> tuple[str, int, float] | None:
+        rows = self._read("SELECT holder, epoch, at FROM receiver_leases WHERE name = %s", (name,))
+        return (str(rows[0][0]), int(rows[0][1]), float(rows[0][2])) if rows else None
+
+    def _check_fence(self, cursor: psycopg.Cursor[Any]) -> None:
+        """Inside a write transaction: the lease row is share-locked until it commits,
+        so a receiver taking the lease over (`take_lease` updates the row) waits for
+        this transaction, or this one sees the new epoch and is refused."""
+        fence = self.fence
+        if fence is None:
+            return
+        cursor.execute("SELECT epoch FROM receiver_leases WHERE name = %s FOR SHARE", (fence.name,))
+        row = cursor.fetchone()
+        if row is None or int(row[0]) != fence.epoch:
+            raise LeaseLost(f"the lease {fence.name!r} was taken over (epoch {fence.epoch})")
+
+    def supervision_inbox_put(self, receiver: str, at: float, event: str) -> None:
+        self._one(
+            "INSERT INTO supervision_inbox (at, receiver, event) VALUES (%s, %s, %s)",
+            (at, receiver, event),
+        )
+
+    def supervision_inbox(self, limit: int = 1000) -> list[tuple[int, str]]:
+        rows = self._read("SELECT id, event FROM supervision_inbox ORDER BY id LIMIT %s", (limit,))
+        return [(int(i), str(e)) for i, e in rows]
 
     def supervision_commands(self, after: int) -> list[tuple[int, str]]:
         return [
@@ -1002,8 +1054,9 @@ def _advance_counter(cursor: psycopg.Cursor[Any], op: AdvanceCounter) -> bool:
 
 def _start_call(cursor: psycopg.Cursor[Any], op: StartCall) -> int:
     cursor.execute(
-        "INSERT INTO calls (port, caller_id, started, path) VALUES (%s, %s, %s, %s) RETURNING id",
-        (op.port, op.caller_id, op.started, op.path),
+        "INSERT INTO calls (port, caller_id, started, path, receiver) "
+        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (op.port, op.caller_id, op.started, op.path, op.receiver),
     )
     row = cursor.fetchone()
     assert row is not None
@@ -1407,10 +1460,17 @@ class Lease:
     few seconds; the holder calls `held` as often, and stops leading when it says False
     (its connection was lost: another receiver may lead now)."""
 
-    def __init__(self, dsn: str, name: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, dsn: str, name: str, *, timeout: float = 10.0, idle: float | None = None
+    ) -> None:
         self.dsn = dsn
         self.name = name
         self.timeout = timeout
+        self.idle = idle
+        """With a value: the server ends the lease's connection (and so releases the
+        lease) when the holder has not asked `held` for that many seconds: a holder
+        that is paused (SIGSTOP, a VM frozen, a stalled event loop) cannot keep the
+        lease from the others; on the network, TCP keepalives of the same order."""
         self._db: psycopg.Connection[Any] | None = None
 
     @property
@@ -1430,6 +1490,15 @@ class Lease:
                     connect_timeout=max(2, round(self.timeout)),
                     application_name=f"callhome lease {self.name}"[:63],
                 )
+                if self.idle is not None:
+                    idle_ms = max(1000, round(self.idle * 1000))
+                    for setting, value in (
+                        ("idle_session_timeout", f"{idle_ms}ms"),
+                        ("tcp_keepalives_idle", str(max(1, round(self.idle / 2)))),
+                        ("tcp_keepalives_interval", "1"),
+                        ("tcp_keepalives_count", "2"),
+                    ):
+                        self._db.execute("SELECT set_config(%s, %s, false)", (setting, value))
             row = self._db.execute(
                 "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
                 (f"callhome-lease:{self.name}",),

@@ -191,6 +191,9 @@ class Delivery:
     attempts: int = 6
     initial: float = 10.0
     cap: float = 600.0
+    claim: float = 300.0
+    """How long a notification a receiver took to send stays its own (PostgreSQL):
+    one whose receiver died mid-send is sent again by another after this long."""
 
 
 @dataclass(frozen=True)
@@ -565,6 +568,7 @@ def parse_routing(data: dict[str, Any], path: str | Path) -> Routing:
         delivery_table.number("attempts", int, 6, minimum=1, maximum=100),
         delivery_table.duration("backoff_initial", "10s", minimum=0.001, maximum=3600.0),
         delivery_table.duration("backoff_cap", "10m", minimum=0.001, maximum=86400.0),
+        delivery_table.duration("claim", "5m", minimum=1.0, maximum=86400.0),
     )
     delivery_table.finish()
 

@@ -24,7 +24,7 @@ import structlog
 from callhome.backoff import Backoff
 
 from ..incident_events import IncidentEvent
-from ..store import AsyncStore, OutboxItem, OutboxRow
+from ..store import AsyncStore, LeaseLost, OutboxItem, OutboxRow, StoreUnavailable
 from .escalation import Changes, Escalation, Escalator, handovers_between
 from .model import Routing
 from .notifiers import DeliveryError, send_command, send_email, send_webhook
@@ -102,7 +102,7 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Send every row that is due (each once); returns how many were tried."""
-        rows = await self.store.outbox_due(self.clock())
+        rows = await self.store.outbox_due(self.clock(), claim=self.routing.delivery.claim)
         for row in rows:
             try:
                 await self.send(row)
@@ -174,6 +174,14 @@ class SunRouter:
         self.dispatcher = dispatcher or Dispatcher(routing, store, clock=clock)
         self.escalator = Escalator(routing)
         self._lock = asyncio.Lock()
+        self.leading = True
+        """False on a receiver that does not run supervision (several receivers on one
+        store): it sends the outbox with the others but takes no escalation step."""
+        self._step_wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Step now (this receiver has just taken the lead)."""
+        self._step_wake.set()
 
     async def start(self) -> None:
         """Load the escalations a previous run left (a wait resumes where it was)."""
@@ -228,11 +236,23 @@ class SunRouter:
         sender = asyncio.create_task(self.dispatcher.run(stop))
         try:
             while not stop.is_set():
-                due = await self.step()
+                due = None
+                if self.leading:
+                    try:
+                        due = await self.step()
+                    except (LeaseLost, StoreUnavailable) as exc:
+                        log.warning("escalation step not taken", error=str(exc))
                 wait = poll if due is None else min(poll, max(0.0, due - self.clock()))
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await stop.wait()
+                self._step_wake.clear()
+                waiters = {
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self._step_wake.wait()),
+                }
+                try:
+                    await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
         finally:
             stop.set()
             await sender

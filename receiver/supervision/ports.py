@@ -33,8 +33,11 @@ class PortUp(PortEvent):
 
 
 class PortWatch:
-    def __init__(self, silent_after: int = 20) -> None:
+    def __init__(self, silent_after: int = 20, *, sites: bool = False) -> None:
         self.silent_after = silent_after
+        self.sites = sites
+        """Ports named `site:port` (several receivers): a port is silent only against
+        the ports of its own site, whose calls may go elsewhere by design."""
         self._ready: dict[str, bool] = {}
         self._since: dict[str, int] = {}
         """Calls answered by the other ports since this one answered (or came up)."""
@@ -70,7 +73,7 @@ class PortWatch:
         if self.silent_after <= 0:
             return events
         for other in self._since:
-            if other == port:
+            if other == port or (self.sites and _site(other) != _site(port)):
                 continue
             self._since[other] += 1
             if (
@@ -81,3 +84,7 @@ class PortWatch:
                 self._troubled.add(other)
                 events.append(PortSilent(other, now, self._since[other]))
         return events
+
+
+def _site(port: str) -> str:
+    return port.partition(":")[0]

@@ -17,8 +17,16 @@ from dataclasses import dataclass
 import cbor2
 import structlog
 
+from callhome.backoff import Backoff
 from receiver.incident_events import IncidentEvent, Notifier
-from receiver.store import AsyncStore, Device, StoreUnavailable, SupervisionBatch, SupervisionRow
+from receiver.store import (
+    AsyncStore,
+    Device,
+    LeaseLost,
+    StoreUnavailable,
+    SupervisionBatch,
+    SupervisionRow,
+)
 
 from . import persist
 from .callback import CallbackResult, Policy
@@ -80,6 +88,32 @@ class CallbackNote:
 Dialler = Callable[[str, str], Awaitable[CallbackResult]]
 
 
+def handed_over(item: Stored | PortNote) -> str:
+    """What a receiver that does not run supervision writes to the supervision inbox."""
+    if isinstance(item, PortNote):
+        fields: dict[str, object] = {
+            "port": item.port,
+            "at": item.at,
+            "up": item.up,
+            "error": item.error,
+        }
+        return json.dumps({"note": "port", **fields}, sort_keys=True)
+    return json.dumps(
+        {
+            "note": "stored",
+            "device": item.device.name,
+            "at": item.at,
+            "port": item.port,
+            "caller": item.caller,
+            "kind": item.kind,
+            "device_time": item.device_time,
+            "path": item.path,
+            "callback": item.callback,
+        },
+        sort_keys=True,
+    )
+
+
 class Supervisor:
     def __init__(
         self,
@@ -109,22 +143,80 @@ class Supervisor:
         self._unsaved: list[SupervisionBatch] = []
         """Batches a failed commit left: written first at the next turn, in order."""
         self.started = False
+        self.receiver: str | None = None
+        """Set when several receivers may share the store (`receiver.supervision.leader`):
+        the supervisor then reads what the others hand it from the supervision inbox."""
+        self.name_ports = False
+        """Ports named `receiver:port` (and silent only against their own site's): on a
+        PostgreSQL store, where the sites' port names may be the same."""
+        self.leading = True
+        """False on a receiver that does not run supervision: what the bank tells it
+        goes to the supervision inbox, for the receiver that does."""
+        self._outgoing: list[str] = []
+        self._handing: asyncio.Task[None] | None = None
+        self._inbox_taken: set[int] = set()
+        """Inbox rows taken in but not yet deleted by a committed batch."""
+
+    def reset(self) -> None:
+        """Forget everything in memory (before leading again: `start` rebuilds it all
+        from the store, where the receiver that led meanwhile left it)."""
+        self.engine = Engine(self.settings.engine)
+        self.incidents = Incidents(
+            self.settings.grouping, probe=self.settings.probe, device_ids=self.engine.index
+        )
+        self.ports = PortWatch(self.settings.port_silent_after, sites=self.name_ports)
+        self._queue.clear()
+        self._callbacks.clear()
+        self._contacts.clear()
+        self._unsaved.clear()
+        self._inbox_taken.clear()
+        self.started = False
 
     # -- what the bank calls -----------------------------------------------------------------
 
     def message_stored(self, stored: Stored) -> None:
         """Never blocks and never fails the caller: the engine runs in its own task, so
         a storm of one device cannot hold up another's acknowledgement."""
-        self._queue.append(stored)
-        self._wake.set()
+        self._take(stored)
 
     def port_state(self, port: str, up: bool, error: str = "") -> None:
-        self._queue.append(PortNote(port, self.clock(), up, error))
-        self._wake.set()
+        self._take(PortNote(self._port_name(port), self.clock(), up, error))
 
     def port_answered(self, port: str) -> None:
-        self._queue.append(PortNote(port, self.clock(), None))
-        self._wake.set()
+        self._take(PortNote(self._port_name(port), self.clock(), None))
+
+    def _port_name(self, port: str) -> str:
+        return f"{self.receiver}:{port}" if self.name_ports and self.receiver else port
+
+    def _take(self, item: Stored | PortNote) -> None:
+        if self.leading:
+            self._queue.append(item)
+            self._wake.set()
+            return
+        self._outgoing.append(handed_over(item))
+        if self._handing is None or self._handing.done():
+            self._handing = asyncio.ensure_future(self._hand_over())
+
+    async def _hand_over(self) -> None:
+        """Write what the bank told a receiver that does not lead to the supervision
+        inbox, in order; the store out of reach: try again (what is not written yet is
+        only in memory: see docs/operations.md, "What a crash costs")."""
+        backoff = Backoff(0.5, 2.0, 30.0, jitter="full")
+        receiver = self.receiver or ""
+        while self._outgoing:
+            try:
+                await self.store.supervision_inbox_put(receiver, self.clock(), self._outgoing[0])
+            except StoreUnavailable as exc:
+                log.warning("supervision.handover_failed", error=str(exc))
+                await asyncio.sleep(backoff.next())
+                continue
+            self._outgoing.pop(0)
+            backoff.reset()
+
+    async def handed(self) -> None:
+        """Wait until what was handed over is written (tests; a clean stop)."""
+        while self._handing is not None and not self._handing.done():
+            await asyncio.wait({self._handing})
 
     def expected_interval(self, device: str) -> float | None:
         """The interval the centre expects of a device (for its acknowledgement)."""
@@ -213,6 +305,8 @@ class Supervisor:
             except StoreUnavailable as exc:
                 # what was not committed is still in memory: the next turn writes it
                 log.error("supervision.store_unavailable", error=str(exc))
+            except LeaseLost:
+                raise  # another receiver leads now: this one must write nothing more
             except Exception:  # a bug must cost a turn, never supervision or the bank
                 log.exception("supervision.internal_error")
             wake = self._next_wakeup()
@@ -230,8 +324,9 @@ class Supervisor:
                     waiter.cancel()
         for task in list(self._calling.values()):  # the bank stopped: no port will dial
             task.cancel()
-        with contextlib.suppress(StoreUnavailable):
-            await self.turn(self.clock())
+        if self.leading:
+            with contextlib.suppress(StoreUnavailable):
+                await self.turn(self.clock())
 
     def _next_wakeup(self) -> float | None:
         wakes = [w for w in (self.engine.next_wakeup(), self.incidents.next_wakeup()) if w]
@@ -241,6 +336,7 @@ class Supervisor:
         """Operators' commands, then stored messages, then whatever fell due; commit;
         deliver. Returns the incident events it delivered."""
         out = await self._take_commands(now)
+        inbox = await self._take_inbox() if self.receiver is not None else ()
         while self._queue:
             item = self._queue.popleft()
             if isinstance(item, PortNote):
@@ -252,8 +348,41 @@ class Supervisor:
         for event in self.engine.advance(now):
             out += self._handle(event)
         out += self.incidents.advance(now)
-        await self._commit(out)
+        await self._commit(out, inbox)
         return await self._deliver()
+
+    async def _take_inbox(self) -> tuple[int, ...]:
+        """What the receivers that do not lead handed over, into the queue; their ids
+        are deleted by the batch that commits what they changed."""
+        taken: list[int] = []
+        for inbox_id, text in await self.store.supervision_inbox():
+            if inbox_id in self._inbox_taken:
+                continue  # taken by a turn whose commit failed: in `_unsaved`
+            taken.append(inbox_id)
+            self._inbox_taken.add(inbox_id)
+            item = json.loads(text)
+            if item.get("note") == "port":
+                self._queue.append(
+                    PortNote(str(item["port"]), float(item["at"]), item["up"], item["error"])
+                )
+                continue
+            name = str(item["device"])
+            device = await self.store.console_device(name)
+            if device is None:
+                continue
+            self._queue.append(
+                Stored(
+                    device,
+                    float(item["at"]),
+                    str(item["port"]),
+                    item["caller"],
+                    str(item["kind"]),
+                    item["device_time"],
+                    item["path"],
+                    callback=bool(item["callback"]),
+                )
+            )
+        return tuple(taken)
 
     def _message(self, stored: Stored) -> list[IncidentEvent]:
         device = stored.device
@@ -315,14 +444,14 @@ class Supervisor:
             self.request_callback(event.device, why="late")
         return self.incidents.handle(event)
 
-    async def _commit(self, events: list[IncidentEvent]) -> None:
+    async def _commit(self, events: list[IncidentEvent], inbox: tuple[int, ...] = ()) -> None:
         records = self.engine.take_dirty()
         incidents, entries = self.incidents.take_dirty()
-        if records or incidents or entries or events:
-            self._unsaved.append(self._batch(records, incidents, entries, events))
+        if records or incidents or entries or events or inbox:
+            self._unsaved.append(self._batch(records, incidents, entries, events, inbox))
         while self._unsaved:
             await self.store.save_supervision(self._unsaved[0])
-            self._unsaved.pop(0)
+            self._inbox_taken.difference_update(self._unsaved.pop(0).inbox_done)
 
     def _batch(
         self,
@@ -330,6 +459,7 @@ class Supervisor:
         incidents: list[Incident],
         entries: list[tuple[int, Entry]],
         events: list[IncidentEvent],
+        inbox: tuple[int, ...] = (),
     ) -> SupervisionBatch:
         updates = []
         for record in records:
@@ -340,6 +470,7 @@ class Supervisor:
             incidents=tuple(persist.incident_to_row(i) for i in incidents),
             timeline=persist.timeline_rows(entries),
             outbox=tuple(event_to_json(e) for e in events),
+            inbox_done=inbox,
         )
 
     async def _deliver(self) -> list[IncidentEvent]:
@@ -350,6 +481,8 @@ class Supervisor:
             event = event_from_json(text)
             try:
                 await self.notifier.notify(event)
+            except LeaseLost:
+                raise
             except Exception:
                 log.exception("supervision.notifier_failed", incident=event.incident_id)
                 break  # keep it and those after it, in order, for the next turn

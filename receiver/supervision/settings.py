@@ -27,6 +27,9 @@ class SupervisionSettings:
     hunt group are one path, since which of them answers is chance); the TCP
     listener's port "ip" is the path "ip"."""
     command_poll: float = 2.0
+    lease_check: float = 2.0
+    """How often a receiver tries supervision's lease, and its holder checks it (several
+    receivers on one store): a dead leader is replaced within about this long."""
     """How often the running engine looks for operators' commands (ack, on test)."""
     probe: str | None = None
     """The centre's own test device (enrolled like a client, calling the bank on its
@@ -72,6 +75,7 @@ def parse_supervision(table: Table) -> SupervisionSettings:
         exchange_digits=table.number("exchange_digits", int, 6, minimum=1, maximum=15),
         paths=paths,
         command_poll=table.duration("command_poll", "2s", minimum=0.1, maximum=3600.0),
+        lease_check=table.duration("lease_check", "2s", minimum=0.1, maximum=60.0),
         probe=table.get("probe_device", str, None) or None,
         port_silent_after=table.number("port_silent_after", int, 20, minimum=0, maximum=10**6),
     )

@@ -76,6 +76,9 @@ class Live:
         self._subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
         self._reasons: set[str] = set()
         self.has_bank = False
+        self.forward: Callable[[str, dict[str, Any]], None] | None = None
+        """Where this receiver's own notes also go (the other receivers, by
+        `receiver.events`); what they send comes in by `show`."""
 
     # -- the bank ------------------------------------------------------------------------
 
@@ -170,6 +173,12 @@ class Live:
     # -- subscribers ---------------------------------------------------------------------
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
+        self.show(kind, data)
+        if self.forward is not None:
+            self.forward(kind, data)
+
+    def show(self, kind: str, data: dict[str, Any]) -> None:
+        """To this console's pages only (a note of another receiver's, for one)."""
         text = json.dumps(data, separators=(",", ":"))
         for queue in list(self._subscribers):
             if queue.full():

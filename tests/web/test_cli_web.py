@@ -135,3 +135,49 @@ async def test_run_with_web_listen_serves_the_bank_s_ports(config: Path) -> None
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await runner.stop()
+
+
+async def test_the_console_serves_a_postgresql_store(tmp_path: Path) -> None:
+    """A site whose store is PostgreSQL: accounts, pages and the calls of every site."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from receiver.web.app import make_app
+    from tests.receiver.pgtest import admin, dsn_for, require_postgres
+
+    from .conftest import csrf_of
+
+    require_postgres()
+    import uuid
+
+    name = f"callhome_web_{uuid.uuid4().hex[:12]}"
+    admin(f'CREATE DATABASE "{name}"')
+    try:
+        folder = tmp_path / "centre"
+        made = CliRunner().invoke(main, ["init", str(folder), "--store", dsn_for(name)])
+        assert made.exit_code == 0, made.output
+        config = folder / "centre.toml"
+        with config.open("a") as file:
+            file.write('\n[web]\nlisten = "127.0.0.1:0"\n')
+        added = cli(config, "users", "add", "ada", "--role", "admin", "--password", "x" * 12)
+        assert added.exit_code == 0, added.output
+        console = cli_web.prepare(load_centre_config(config))
+        assert console is not None and type(console.sqlite).__name__ == "PostgresStore"
+        console.sqlite.receiver = "tokyo"
+        call = console.sqlite.start_call("ttyS0", "0312345678", 1.0)
+        assert [c.receiver for c in console.sqlite.calls()] == ["tokyo"] and call
+        async with TestClient(TestServer(make_app(console))) as client:
+            page = await client.get("/login")
+            token = csrf_of(await page.text())
+            login = await client.post(
+                "/login",
+                data={"name": "ada", "password": "x" * 12, "csrf": token, "next": "/"},
+                allow_redirects=False,
+            )
+            assert login.status == 303
+            for path in ("/", "/devices", "/calls", "/incidents", "/audit"):
+                response = await client.get(path)
+                assert response.status == 200, path
+            assert "ttyS0" in await (await client.get("/calls")).text()
+        console.sqlite.close()
+    finally:
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
