@@ -1156,9 +1156,10 @@ _APPLY: dict[type, Callable[[psycopg.Cursor[Any], Any], Any]] = {
 # -- a batch of them, each kind in one statement over arrays of its rows (apply_batch) ----
 
 _INSERT_CALLS = (
-    "INSERT INTO calls (port, caller_id, started, path) "
-    "SELECT port, caller_id, started, path FROM unnest(%s::text[], %s::text[], "
-    "%s::float8[], %s::text[]) WITH ORDINALITY AS v(port, caller_id, started, path, n) "
+    "INSERT INTO calls (port, caller_id, started, path, receiver) "
+    "SELECT port, caller_id, started, path, receiver FROM unnest(%s::text[], %s::text[], "
+    "%s::float8[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS v(port, caller_id, started, path, receiver, n) "
     "ORDER BY n RETURNING id"
 )
 """The calls of a batch, in its order: the identity's values are drawn in that order,
@@ -1269,6 +1270,7 @@ def _apply_together(db: psycopg.Connection[Any], operations: Sequence[Operation]
                             [op.caller_id for _, op in starts],
                             [float(op.started) for _, op in starts],
                             [op.path for _, op in starts],
+                            [op.receiver for _, op in starts],
                         ),
                     )
                 if repeated:
