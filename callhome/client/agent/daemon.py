@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -30,7 +30,6 @@ from ...wire.messages import (
     agent_throttled_content,
 )
 from ..config import ClientConfig
-from ..dialer import CallReport, call_centre, line_test_content
 from ..spool import Spool
 from . import inventory, sdnotify
 from .answer import answer_once
@@ -42,15 +41,22 @@ from .policy import CallPlan, CallPolicy
 from .running import collect
 from .statefile import read_state, write_state
 
+if TYPE_CHECKING:
+    # the dialer (the protocol, pyca/cryptography: about 7 MB) is imported when a call
+    # starts: an idle agent does without it (tests/agent/test_footprint.py)
+    from ..dialer import CallReport
+
 log = structlog.get_logger("callhome.agent")
 
 ANSWER_GAP = 0.5
 """Real seconds the modem stays free between two answering windows."""
 
-Caller = Callable[[ClientConfig, Spool, bytes], Awaitable[CallReport]]
+Caller = Callable[[ClientConfig, Spool, bytes], Awaitable["CallReport"]]
 
 
 async def _dial(config: ClientConfig, spool: Spool, key: bytes) -> CallReport:
+    from ..dialer import call_centre
+
     return await call_centre(config, spool, key)
 
 
@@ -194,6 +200,8 @@ class Agent:
             self._queue_inventory(now)
             queued = len(self.spool.queued())
             if not queued:
+                from ..dialer import CallReport
+
                 # what made the call due went with the previous call: no call for nothing
                 self.policy.finished(now, True, plan)
                 return CallReport(result="ok", detail="nothing to send")
@@ -281,6 +289,8 @@ class Agent:
                 f"{item['check']} throttled ({item['held']} held back)",
             )
         if plan.line_test and not any(m.kind is Kind.LINE_TEST for m in self.spool.queued()):
+            from ..dialer import line_test_content
+
             content = agent_line_test_content(line_test_content(self.spool), self.engine.summary())
             self.spool.enqueue(Kind.LINE_TEST, content, "line test")
 
