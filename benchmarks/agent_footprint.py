@@ -101,7 +101,9 @@ def idle(seconds: float, *, hide_rich: bool = False) -> tuple[float, float]:
         folder = Path(tmp)
         # every 10 s, six times as often as the default: the window sees collections
         path = _client_toml(
-            folder, '[agent]\ninterval = "10s"\ninventory_interval = 0\n' + REAL_CHECKS
+            folder,
+            # no modem here (/dev/null): the idle agent collects and waits, not answering
+            '[agent]\ninterval = "10s"\ninventory_interval = 0\nanswer = false\n' + REAL_CHECKS,
         )
         Spool(folder / "spool.db", create=True).close()
         write_private_key(folder / "device.key")
@@ -236,7 +238,7 @@ async def healthy_days(days: int) -> tuple[int, float, float]:
                 {"last_test": time.time()},  # tested just now, at the start of the week
             )
             agent = centre.agent(
-                f'[agent]\ntime_scale = {scale}\ninterval = "1h"\n'
+                f'[agent]\ntime_scale = {scale}\ninterval = "1h"\nanswer = false\n'
                 '[[check]]\nkind = "simulated"\nname = "sim"\nscript = "sim.txt"\n',
                 caller,
             )
@@ -257,7 +259,7 @@ async def failure_to_stored() -> float:
                 centre.client_path.parent / "spool.db.agent.json", {"last_test": time.time()}
             )
             agent = centre.agent(
-                '[agent]\ninterval = "1s"\ninventory_interval = 0\n'
+                '[agent]\ninterval = "1s"\ninventory_interval = 0\nanswer = false\n'
                 '[[check]]\nkind = "simulated"\nname = "sim"\nscript = "sim.txt"\n'
             )
             stop = asyncio.Event()

@@ -148,6 +148,12 @@ class Spool(Database):
         with self._write() as db:
             db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
 
+    def withdraw(self, seq: int) -> None:
+        """Take back a message that no longer needs sending (a line test queued for a
+        call that turned out not to be the centre's)."""
+        with self._write() as db:
+            db.execute("DELETE FROM messages WHERE seq = ? AND status != 'rejected'", (seq,))
+
     def rejected(self, seq: int, reason: str) -> None:
         """The centre will never take it: kept, marked, for the operator to see."""
         with self._write() as db:

@@ -40,7 +40,8 @@ class AgentConfig:
     interval: float = 60.0
     deadline: float = 10.0
     time_scale: float = 1.0
-    answer: bool = False
+    answer: bool = True
+    """Answer the centre's calls while idle (a device with no modem port cannot)."""
     answer_window: float = 60.0
     answer_rings: int = 2
     answer_numbers: list[str] = field(default_factory=list)
@@ -76,7 +77,7 @@ def parse_agent_config(data: dict[str, Any], path: Path, spool: Path) -> AgentCo
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise agent.error("test_zone", f"unknown time zone {zone!r}") from None
-    config.answer = agent.get("answer", bool, False)
+    config.answer = agent.get("answer", bool, True)
     config.answer_window = agent.duration("answer_window", "60s", minimum=1.0, maximum=3600.0)
     config.answer_rings = agent.number("answer_rings", int, 2, minimum=1, maximum=20)
     config.answer_numbers = agent.strings("answer_numbers", [])

@@ -238,12 +238,13 @@ class Agent:
         """One answering window: if the centre calls, answer, send what is queued and a
         line test."""
         plans: list[CallPlan] = []
+        tests: list[int] = []
 
         def connected() -> None:
             now = self.clock.now()
             plan = self.policy.plan(now)
             plan = CallPlan(line_test=True, summaries=plan.summaries)  # the centre asked
-            self._queue_plan(plan, now)
+            tests.extend(self._queue_plan(plan, now))
             plans.append(plan)
 
         # at least a real second: every window opens and sets up the modem; a call of
@@ -261,11 +262,26 @@ class Agent:
                 interrupt=self.modem_wanted,
                 connected=connected,
             )
-        if report is not None and plans:
+        if report is not None and plans and report.handshake_seconds is None:
+            # answered, but the caller never proved it holds the centre's key (the Noise
+            # handshake authenticates the centre; caller ID only filters): nothing left
+            # the spool, and the caller must not make us call out either, so the line
+            # test it asked for is taken back and no retry is scheduled
+            log.warning("agent.caller_not_centre", result=report.result, detail=report.detail)
+            for seq in tests:
+                self.spool.withdraw(seq)
+            self.policy.abandoned()
+        elif report is not None and plans:
             self._after_call(report, plans[0])
         elif plans:
             self.policy.finished(self.clock.now(), False, plans[0])
         return report
+
+    @property
+    def answering(self) -> bool:
+        """Whether the agent answers the centre: on unless the config says `answer =
+        false`, and only with a modem (a device that calls over IP only has none)."""
+        return self.config.answer and bool(self.client.ports)
 
     async def _answer_loop(self) -> None:
         while True:
@@ -281,7 +297,8 @@ class Agent:
             # or our own call gets it here
             await asyncio.sleep(ANSWER_GAP)
 
-    def _queue_plan(self, plan: CallPlan, now: float) -> None:
+    def _queue_plan(self, plan: CallPlan, now: float) -> list[int]:
+        """Queues what `plan` asks for; returns the seq of a line test it queued."""
         for item in plan.summaries:
             self.spool.enqueue(
                 Kind.REPORT,
@@ -292,7 +309,8 @@ class Agent:
             from ..dialer import line_test_content
 
             content = agent_line_test_content(line_test_content(self.spool), self.engine.summary())
-            self.spool.enqueue(Kind.LINE_TEST, content, "line test")
+            return [self.spool.enqueue(Kind.LINE_TEST, content, "line test")]
+        return []
 
     def _queue_inventory(self, now: float) -> None:
         if not self.config.inventory_interval or now < self.inventory.get("next", now + 1):
@@ -376,7 +394,7 @@ class Agent:
             asyncio.create_task(self._collect_loop(check)) for check in self.config.checks
         ]
         tasks.append(asyncio.create_task(self._call_loop()))
-        if self.config.answer:
+        if self.answering:
             tasks.append(asyncio.create_task(self._answer_loop()))
         watchdog = sdnotify.watchdog_interval()
         if watchdog is not None:
