@@ -20,6 +20,7 @@ from ...backoff import Backoff
 from .checks import Direction, Rule, Thresholds
 from .collectors.base import Collector
 from .collectors.runner import build_collector
+from .inventory import DEFAULT_PACKAGES
 from .policy import PolicyConfig
 
 
@@ -48,6 +49,8 @@ class AgentConfig:
     answer_require_caller_id: bool = False
     inventory_interval: float = 7 * 86400.0
     """0: no inventory."""
+    inventory_packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
+    """Globs of the package names whose versions the inventory lists ([]: none)."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     checks: list[CheckConfig] = field(default_factory=list)
 
@@ -83,6 +86,7 @@ def parse_agent_config(data: dict[str, Any], path: Path, spool: Path) -> AgentCo
     config.answer_numbers = agent.strings("answer_numbers", [])
     config.answer_require_caller_id = agent.get("answer_require_caller_id", bool, False)
     config.inventory_interval = agent.duration("inventory_interval", "7d", maximum=366 * 86400.0)
+    config.inventory_packages = agent.strings("inventory_packages", list(DEFAULT_PACKAGES))
     retry = agent.duration("retry_delay", "5m", minimum=0.001, maximum=86400.0)
     config.policy = PolicyConfig(
         warning_delay=agent.duration("warning_delay", "1h", maximum=7 * 86400.0),

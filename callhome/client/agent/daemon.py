@@ -193,11 +193,12 @@ class Agent:
             self.modem_wanted.clear()
 
     async def _call_once(self) -> CallReport:
+        packages = await self._packages(self.clock.now())  # before the modem is taken
         async with modem_lock(self.client.spool, "callhome agent", wait=None):
             now = self.clock.now()
             plan = self.policy.plan(now)
             self._queue_plan(plan, now)
-            self._queue_inventory(now)
+            self._queue_inventory(now, packages)
             queued = len(self.spool.queued())
             if not queued:
                 from ..dialer import CallReport
@@ -312,11 +313,21 @@ class Agent:
             return [self.spool.enqueue(Kind.LINE_TEST, content, "line test")]
         return []
 
-    def _queue_inventory(self, now: float) -> None:
-        if not self.config.inventory_interval or now < self.inventory.get("next", now + 1):
+    def _inventory_due(self, now: float) -> bool:
+        return bool(self.config.inventory_interval) and now >= self.inventory.get("next", now + 1)
+
+    async def _packages(self, now: float) -> dict[str, str]:
+        """The `package/` items of an inventory due now (none when none is)."""
+        if not self._inventory_due(now) or not self.config.inventory_packages:
+            return {}
+        installed = await inventory.installed_packages(timeout=self.config.deadline)
+        return inventory.select_packages(installed, self.config.inventory_packages)
+
+    def _queue_inventory(self, now: float, packages: dict[str, str]) -> None:
+        if not self._inventory_due(now):
             return
         acknowledged = self.inventory.get("acked") or {}
-        current = inventory.gather(version=self.version)
+        current = inventory.gather(version=self.version, packages=packages)
         changed, removed = inventory.difference(acknowledged, current)
         self.inventory["next"] = now + self.config.inventory_interval * self.rng.uniform(0.9, 1.1)
         self.inventory["version"] = self.version
