@@ -201,3 +201,28 @@ async def test_an_upgraded_package_is_all_the_next_inventory_sends(
     [update] = [c for kind, c in centre.calls[-1] if kind == "inventory"]
     assert update["changed"] == {"package/mdadm": "4.2-6"} and not update["full"]
     agent.spool.close()
+
+
+async def test_a_crash_before_the_state_file_is_written_queues_no_second_inventory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callhome.client.agent import daemon
+
+    root = fake_root(tmp_path / "root")
+    real = inventory.gather
+    monkeypatch.setattr(inventory, "gather", lambda **kw: real(root, **kw))
+
+    async def no_packages(*args: object, **kw: object) -> dict[str, str]:
+        return {}
+
+    monkeypatch.setattr(inventory, "installed_packages", no_packages)
+    monkeypatch.setattr(daemon, "write_state", lambda *a: None)  # every save is lost
+    path = write_config(tmp_path, "[agent]\ntime_scale = 0.001\n")
+    client = load_client_config(path)
+    config = load_agent_config(path, client.spool)
+    for _ in range(2):  # the agent, then the agent restarted
+        agent = Agent(client, config, b"k" * 32, caller=FakeCentre("busy"), rng=random.Random(5))
+        await agent.call_once()
+        inventories = [m for m in agent.spool.queued() if m.kind.label == "inventory"]
+        assert len(inventories) == 1
+        agent.spool.close()

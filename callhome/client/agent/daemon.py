@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import time
@@ -47,6 +48,12 @@ if TYPE_CHECKING:
     from ..dialer import CallReport
 
 log = structlog.get_logger("callhome.agent")
+
+CHECKS_KEY = "agent.checks"
+"""The spool's state value that holds the check states reported, as JSON."""
+
+INVENTORY_KEY = "agent.inventory"
+"""The spool's state value that holds the inventory's progress (next, acked, pending)."""
 
 ANSWER_GAP = 0.5
 """Real seconds the modem stays free between two answering windows."""
@@ -99,7 +106,13 @@ class Agent:
         self.spool = Spool(client.spool)
         self.engine = Engine()
         saved = read_state(config.state) or {}
-        for item in saved.get("checks", []):
+        # the states kept with the events in the spool are the ones the centre was told;
+        # the state file (written just after) is only read when the spool has none (a
+        # spool from before they were kept there)
+        checks = saved.get("checks", [])
+        with contextlib.suppress(TypeError, ValueError):
+            checks = json.loads(self.spool.value(CHECKS_KEY) or "null") or checks
+        for item in checks:
             with contextlib.suppress(KeyError, ValueError, TypeError):
                 self.engine.restore(item["check"], State[item["state"]], float(item["since"]))
         now = self.clock.now()
@@ -117,6 +130,8 @@ class Agent:
         self.last_call: dict[str, Any] | None = saved.get("last_call")
         self.rng = rng or random.Random()
         self.inventory: dict[str, Any] = saved.get("inventory") or {}
+        with contextlib.suppress(TypeError, ValueError):
+            self.inventory = json.loads(self.spool.value(INVENTORY_KEY) or "null") or self.inventory
         self.version = inventory.agent_version()
         if config.inventory_interval and (
             self.inventory.get("version") != self.version or "next" not in self.inventory
@@ -143,16 +158,44 @@ class Agent:
         self.seen[check.name] = {r.check for r in readings}
         now = self.clock.now()
         events = self.engine.observe(now, readings, check.rule)
-        for event in events:
-            self._queue_event(event, now)
         if events:
+            self._queue_events(events, now)
             self.save()
         return events
 
-    def _queue_event(self, event: CheckEvent, now: float) -> None:
-        if not self.policy.admit(event, now):
-            log.info("agent.throttled", check=event.check)
-            return
+    def _queue_events(self, events: list[CheckEvent], now: float) -> None:
+        """The events that pass the throttle enter the spool in one transaction with the
+        check states they leave behind (`CHECKS_KEY`): a crash before it commits loses
+        the events and the new states alike (the next collection finds the change
+        again), a crash after it keeps both (a restart does not report it again)."""
+        admitted = []
+        for event in events:
+            if self.policy.admit(event, now):
+                admitted.append(event)
+            else:
+                log.info("agent.throttled", check=event.check)
+        messages = [self._event_message(event) for event in admitted]
+        seqs = self.spool.enqueue_many(messages, {CHECKS_KEY: json.dumps(self._reported())})
+        for event, seq in zip(admitted, seqs, strict=True):
+            log.info(
+                "agent.event",
+                check=event.check,
+                change=event.type.value,
+                state=event.state.name,
+                seq=seq,
+            )
+        if admitted:
+            self.wake.set()
+
+    def _reported(self) -> list[dict[str, Any]]:
+        """What the centre has been told (or will be: it is queued) of each check."""
+        return [
+            {"check": s.check, "state": s.reported.name, "since": s.reported_since}
+            for s in sorted(self.engine.checks.values(), key=lambda s: s.check)
+        ]
+
+    @staticmethod
+    def _event_message(event: CheckEvent) -> tuple[Kind, dict[str, Any], str]:
         content = agent_event_content(
             check=event.check,
             event=event.type.value,
@@ -167,15 +210,7 @@ class Agent:
         summary = f"{event.check} {event.previous.name}->{event.state.name}"
         if event.type.value != "change":
             summary = f"{event.check} {event.type.value} ({event.state.name})"
-        seq = self.spool.enqueue(Kind.REPORT, content, summary)
-        log.info(
-            "agent.event",
-            check=event.check,
-            change=event.type.value,
-            state=event.state.name,
-            seq=seq,
-        )
-        self.wake.set()
+        return Kind.REPORT, content, summary
 
     async def _collect_loop(self, check: CheckConfig) -> None:
         while True:
@@ -331,11 +366,18 @@ class Agent:
         changed, removed = inventory.difference(acknowledged, current)
         self.inventory["next"] = now + self.config.inventory_interval * self.rng.uniform(0.9, 1.1)
         self.inventory["version"] = self.version
-        if not changed and not removed:
-            return
-        content = agent_inventory_content(changed, removed, full=not acknowledged, time=now)
-        seq = self.spool.enqueue(Kind.INVENTORY, content, f"inventory ({len(changed)} changed)")
-        self.inventory["pending"] = {"seq": seq, "changed": changed, "removed": removed}
+        messages = []
+        if changed or removed:
+            content = agent_inventory_content(changed, removed, full=not acknowledged, time=now)
+            messages.append((Kind.INVENTORY, content, f"inventory ({len(changed)} changed)"))
+
+        def progress(seqs: list[int]) -> dict[str, str]:
+            if seqs:
+                self.inventory["pending"] = {"seq": seqs[0], "changed": changed, "removed": removed}
+            return {INVENTORY_KEY: json.dumps(self.inventory)}
+
+        # the message and the inventory's progress in one transaction (see `_queue_events`)
+        self.spool.enqueue_many(messages, progress)
 
     def _settle_inventory(self) -> None:
         """An inventory the centre acknowledged becomes what the next one is compared to."""
@@ -351,6 +393,7 @@ class Agent:
             acknowledged.pop(item, None)
         self.inventory["acked"] = acknowledged
         self.inventory["pending"] = None
+        self.spool.enqueue_many([], {INVENTORY_KEY: json.dumps(self.inventory)})
 
     async def _call_loop(self) -> None:
         while True:
