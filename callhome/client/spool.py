@@ -150,6 +150,10 @@ class Spool(Database):
                 db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
         return seqs
 
+    def count(self) -> int:
+        """How many messages wait for the centre (not those it rejected)."""
+        return int(self._read("SELECT COUNT(*) FROM messages WHERE status = 'queued'")[0][0])
+
     def value(self, key: str) -> str | None:
         """A value set with `enqueue_many` (None when never set)."""
         return self._get(key)

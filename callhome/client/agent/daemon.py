@@ -32,7 +32,7 @@ from ...wire.messages import (
 )
 from ..config import ClientConfig
 from ..spool import Spool
-from . import inventory, sdnotify
+from . import inventory, sdnotify, textfile
 from .answer import answer_once
 from .checks import CheckEvent, Engine
 from .collectors.base import State
@@ -161,6 +161,8 @@ class Agent:
         if events:
             self._queue_events(events, now)
             self.save()
+        else:
+            self.export()  # the values move even when the states do not
         return events
 
     def _queue_events(self, events: list[CheckEvent], now: float) -> None:
@@ -435,10 +437,24 @@ class Agent:
         }
 
     def save(self) -> None:
+        status = self.status()
         try:
-            write_state(self.config.state, self.status())
+            write_state(self.config.state, status)
         except OSError as exc:
             log.warning("agent.state_unwritable", path=str(self.config.state), error=exc.strerror)
+        self.export(status)
+
+    def export(self, status: dict[str, Any] | None = None) -> None:
+        """The check states for node_exporter's textfile collector, when configured."""
+        if self.config.textfile is None:
+            return
+        text = textfile.render(status or self.status(), self.spool.count())
+        try:
+            textfile.write(self.config.textfile, text)
+        except OSError as exc:
+            log.warning(
+                "agent.textfile_unwritable", path=str(self.config.textfile), error=exc.strerror
+            )
 
     # -- the whole --------------------------------------------------------------------------
 
