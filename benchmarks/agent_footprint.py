@@ -103,7 +103,7 @@ def idle(seconds: float, *, hide_rich: bool = False, answer: bool = False) -> tu
         sim = None
         port = "/dev/null"
         if answer:
-            sim, port = _sim_modem(folder)
+            sim, port = sim_modem(folder)
         # every 10 s, six times as often as the default: the window sees collections
         path = _client_toml(
             folder,
@@ -135,7 +135,7 @@ def idle(seconds: float, *, hide_rich: bool = False, answer: bool = False) -> tu
     return 100 * (cpu1 - cpu0) / (wall1 - wall0), rss
 
 
-def _sim_modem(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+def sim_modem(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A one-modem virtual network in its own process; (the process, the modem's pty)."""
     (folder / "net.toml").write_text(
         f'[[modem]]\nname = "dev"\nprofile = "usr"\nport = "pty"\npath = "{folder / "dev"}"\n'
