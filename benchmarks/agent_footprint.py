@@ -95,13 +95,21 @@ HIDE_RICH = "import sys; sys.modules['rich'] = None; from callhome.client.cli im
 and structlog's console renderer imports it when it is there (about 4.5 MB)."""
 
 
-def idle(seconds: float, *, hide_rich: bool = False) -> tuple[float, float]:
-    """(CPU % of one core, RSS MB) of `callhome agent run`, idle after a warm-up."""
+def idle(seconds: float, *, hide_rich: bool = False, answer: bool = False) -> tuple[float, float]:
+    """(CPU % of one core, RSS MB) of `callhome agent run`, idle after a warm-up; with
+    `answer`, waiting for the centre's call on a virtual modem (`callhome-sim`, a pty)."""
     with tempfile.TemporaryDirectory(prefix="agent-idle-") as tmp:
         folder = Path(tmp)
+        sim = None
+        port = "/dev/null"
+        if answer:
+            sim, port = sim_modem(folder)
         # every 10 s, six times as often as the default: the window sees collections
         path = _client_toml(
-            folder, '[agent]\ninterval = "10s"\ninventory_interval = 0\n' + REAL_CHECKS
+            folder,
+            f'[agent]\ninterval = "10s"\ninventory_interval = 0\nanswer = {str(answer).lower()}\n'
+            + REAL_CHECKS,
+            port=port,
         )
         Spool(folder / "spool.db", create=True).close()
         write_private_key(folder / "device.key")
@@ -121,7 +129,34 @@ def idle(seconds: float, *, hide_rich: bool = False) -> tuple[float, float]:
         finally:
             process.terminate()
             process.wait(30)
+            if sim is not None:
+                sim.terminate()
+                sim.wait(30)
     return 100 * (cpu1 - cpu0) / (wall1 - wall0), rss
+
+
+def sim_modem(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A one-modem virtual network in its own process; (the process, the modem's pty)."""
+    (folder / "net.toml").write_text(
+        f'[[modem]]\nname = "dev"\nprofile = "usr"\nport = "pty"\npath = "{folder / "dev"}"\n'
+        'number = "5550001"\n'
+    )
+    ready = folder / "ready.json"
+    sim = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "modem_drivers.virtual", "run", str(folder / "net.toml")),
+            *("--ready-file", str(ready), "--log-level", "error"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline and sim.poll() is None:
+        time.sleep(0.05)
+    if not ready.exists():
+        sim.kill()
+        raise RuntimeError("callhome-sim did not start")
+    return sim, str(folder / "dev")
 
 
 async def one_collection() -> float:
@@ -236,7 +271,7 @@ async def healthy_days(days: int) -> tuple[int, float, float]:
                 {"last_test": time.time()},  # tested just now, at the start of the week
             )
             agent = centre.agent(
-                f'[agent]\ntime_scale = {scale}\ninterval = "1h"\n'
+                f'[agent]\ntime_scale = {scale}\ninterval = "1h"\nanswer = false\n'
                 '[[check]]\nkind = "simulated"\nname = "sim"\nscript = "sim.txt"\n',
                 caller,
             )
@@ -257,7 +292,7 @@ async def failure_to_stored() -> float:
                 centre.client_path.parent / "spool.db.agent.json", {"last_test": time.time()}
             )
             agent = centre.agent(
-                '[agent]\ninterval = "1s"\ninventory_interval = 0\n'
+                '[agent]\ninterval = "1s"\ninventory_interval = 0\nanswer = false\n'
                 '[[check]]\nkind = "simulated"\nname = "sim"\nscript = "sim.txt"\n'
             )
             stop = asyncio.Event()
@@ -295,6 +330,12 @@ def main() -> int:
         )
         bare = [idle(args.idle_seconds, hide_rich=True)[1] for _ in range(args.runs)]
         print(f"   without the test extras (no rich): {statistics.median(bare):.1f} MB RSS")
+        answering = [idle(args.idle_seconds, answer=True) for _ in range(args.runs)]
+        print(
+            "   answering (the default), a virtual modem waiting for the centre's call: "
+            f"{statistics.median(c for c, _ in answering):.3f} % of one core, "
+            f"{statistics.median(r for _, r in answering):.1f} MB RSS"
+        )
     if "2" in args.parts:
         collections = [asyncio.run(one_collection()) for _ in range(max(args.runs, 5))]
         print(

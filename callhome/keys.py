@@ -14,8 +14,6 @@ import os
 import stat
 from pathlib import Path
 
-from .wire.noise import generate_private_key, public_key
-
 HEADER = "# callhome X25519 private key: keep this file private (mode 0600)\n"
 
 
@@ -40,7 +38,10 @@ def parse_public_key(text: str) -> bytes:
 
 def write_private_key(path: str | Path, private: bytes | None = None) -> bytes:
     """Create a new private key file (never overwrites); returns the private key."""
-    private = private or generate_private_key()
+    if private is None:
+        from .wire.noise import generate_private_key  # pyca/cryptography: only when used
+
+        private = generate_private_key()
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,4 +89,7 @@ def load_private_key(path: str | Path) -> bytes:
 
 
 def public_of(private: bytes) -> bytes:
+    # imported here: loading and parsing keys (all an idle agent does) needs no cryptography
+    from .wire.noise import public_key
+
     return public_key(private)

@@ -14,8 +14,9 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from modem_drivers.hayes import CallEnded, DataCall, Timings
+from modem_drivers.hayes import CallEnded, DataCall
 
+from .modemtimings import modem_timings as modem_timings  # re-exported: its old home
 from .wire.session import ClientSession, Event, Phase, ServerSession
 from .wire.transfer import TransferConfig
 
@@ -34,21 +35,6 @@ class ByteCall(Protocol):
     def write(self, data: bytes) -> None: ...
 
     async def drain(self) -> None: ...
-
-
-def modem_timings(scale: float = 1.0) -> Timings:
-    """The driver's waits for a line running `scale` times real time (a virtual network
-    run faster); waits on a local reply keep a real floor, since I/O does not scale."""
-    if scale == 1.0:
-        return Timings()
-    scaled = Timings().scaled(scale)
-    return dataclasses.replace(
-        scaled,
-        command_timeout=max(scaled.command_timeout, 2.0),
-        init_timeout=max(scaled.init_timeout, 2.0),
-        reset_timeout=max(scaled.reset_timeout, 2.0),
-        hangup_step=max(scaled.hangup_step, 2.0),
-    )
 
 
 def transfer_config(rate: int | None, scale: float = 1.0) -> TransferConfig:

@@ -14,10 +14,12 @@ import asyncio
 import ipaddress
 import socket
 import time
+from typing import TYPE_CHECKING
 
 from modem_drivers.hayes import CallEnded, ConnectRecord
 
-from .wire.transfer import TransferConfig
+if TYPE_CHECKING:
+    from .wire.transfer import TransferConfig
 
 READ_LIMIT = 256 * 1024
 """Bytes buffered from the peer before we stop reading its socket (TCP pushes back)."""
@@ -30,6 +32,10 @@ def tcp_transfer_config(handshake_timeout: float = 5.0) -> TransferConfig:
     """Protocol timers for TCP: no line to wait for, nothing lost or damaged, so the
     handshake has `handshake_timeout` in all (the centre's deadline before a peer has
     proved anything) and retransmission only covers a peer that stalls."""
+    # imported here: the client's config reads addresses from this module, and an idle
+    # agent needs none of the protocol (nor the cryptography that the records import)
+    from .wire.transfer import TransferConfig
+
     return TransferConfig(
         line_rate=TCP_RATE,
         stream=True,

@@ -424,7 +424,9 @@ async def _agents(say: Narrator, clients: dict[str, _Client], expect: Any, datab
         (client.folder / f"{check}.script").write_text(script)
         with client.config.path.open("a") as file:
             file.write(
-                f'\n[agent]\ntime_scale = {AGENT_SCALE}\ninterval = "10m"\n'
+                # the story's calls share these modems without the agent's lock; plant-e
+                # answers the callback by its own path (`_answer`)
+                f'\n[agent]\ntime_scale = {AGENT_SCALE}\ninterval = "10m"\nanswer = false\n'
                 f'[[check]]\nkind = "simulated"\nname = "{check}"\n'
                 f'script = "{check}.script"\n{settings}'
             )

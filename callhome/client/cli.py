@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -46,17 +46,21 @@ from ..keys import (
     public_of,
     write_private_key,
 )
-from ..link import modem_timings
+from ..modemtimings import modem_timings
 from ..tcp import parse_endpoint
 from ..wire.errors import MessageError
 from ..wire.messages import SEVERITIES, Kind
 from .agent.cli import agent as agent_commands
 from .agent.modemlock import PERSON_WAIT, ModemBusy, modem_lock
 from .config import DEFAULT_PATH, ClientConfig, check_client_config, load_client_config
-from .dialer import CallReport, call_centre, line_test_content
 from .paths import MODEM
 from .progress import CallProgress, with_ticks
 from .spool import Spool, SpoolError
+
+if TYPE_CHECKING:
+    # the dialer (the protocol, pyca/cryptography) is imported where a command calls:
+    # `callhome agent run` idles without it (see tests/agent/test_footprint.py)
+    from .dialer import CallReport
 
 T = TypeVar("T")
 
@@ -523,6 +527,8 @@ def line_test(config_path: Path, as_json: bool, path_name: str | None, all_paths
 async def _line_test(
     config_path: Path, as_json: bool, path_name: str | None = None
 ) -> tuple[CallReport, int]:
+    from .dialer import line_test_content
+
     config, spool = _client(config_path)
     try:
         content = line_test_content(spool)
@@ -834,6 +840,8 @@ def only_path(config: ClientConfig, name: str) -> ClientConfig:
 
 async def _line_test_paths(config_path: Path, as_json: bool) -> list[tuple[str, CallReport]]:
     """A line test on each path in turn (each its own call, tried once)."""
+    from .dialer import call_centre, line_test_content
+
     config, spool = _client(config_path)
     results: list[tuple[str, CallReport]] = []
     try:
@@ -893,6 +901,8 @@ async def _call_with_progress(
     config: ClientConfig, spool: Spool, private: bytes, as_json: bool
 ) -> CallReport:
     """A progress bar on a terminal, plain lines elsewhere (stderr when stdout is JSON)."""
+    from .dialer import call_centre
+
     progress = CallProgress(sys.stderr if as_json else sys.stdout)
     return await with_ticks(progress, call_centre(config, spool, private, progress=progress))
 

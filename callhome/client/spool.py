@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,18 +113,50 @@ class Spool(Database):
         return value
 
     def enqueue(self, kind: Kind, content: dict[str, Any], summary: str | None = None) -> int:
+        [seq] = self.enqueue_many([(kind, content, summary)])
+        return seq
+
+    def enqueue_many(
+        self,
+        messages: Sequence[tuple[Kind, dict[str, Any], str | None]],
+        state: Mapping[str, str] | Callable[[list[int]], Mapping[str, str]] | None = None,
+    ) -> list[int]:
+        """Queue `messages` and set the `state` values (see `value`; a function is given
+        the new messages' numbers) in one transaction: a crash leaves all of it or none
+        (the agent keeps the check states it reported and its inventory's progress here,
+        so that a restart neither loses an event nor reports one twice)."""
         # both forms are kept byte for byte: a message cut mid-call resumes on the next
         # call from the same bytes, whatever zlib version compresses by then
-        plain = encode_content(content)
-        message = pack_message(kind, plain, load_dictionary(CURRENT_DICTIONARY))
-        with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO messages (kind, body, compressed, plain, created, summary) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (kind.label, message.body, int(message.compressed), plain, time.time(), summary),
+        dictionary = load_dictionary(CURRENT_DICTIONARY)
+        rows = []
+        for kind, content, summary in messages:
+            plain = encode_content(content)
+            message = pack_message(kind, plain, dictionary)
+            rows.append(
+                (kind.label, message.body, int(message.compressed), plain, time.time(), summary)
             )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        seqs: list[int] = []
+        with self._write() as db:
+            for row in rows:
+                cursor = db.execute(
+                    "INSERT INTO messages (kind, body, compressed, plain, created, summary) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                assert cursor.lastrowid is not None
+                seqs.append(cursor.lastrowid)
+            values = state(seqs) if callable(state) else state
+            for key, value in (values or {}).items():
+                db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+        return seqs
+
+    def count(self) -> int:
+        """How many messages wait for the centre (not those it rejected)."""
+        return int(self._read("SELECT COUNT(*) FROM messages WHERE status = 'queued'")[0][0])
+
+    def value(self, key: str) -> str | None:
+        """A value set with `enqueue_many` (None when never set)."""
+        return self._get(key)
 
     def queued(self, *, include_rejected: bool = False) -> list[SpooledMessage]:
         where = "" if include_rejected else "WHERE status = 'queued'"
@@ -147,6 +180,12 @@ class Spool(Database):
         """The centre holds it durably: it leaves the spool."""
         with self._write() as db:
             db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+
+    def withdraw(self, seq: int) -> None:
+        """Take back a message that no longer needs sending (a line test queued for a
+        call that turned out not to be the centre's)."""
+        with self._write() as db:
+            db.execute("DELETE FROM messages WHERE seq = ? AND status != 'rejected'", (seq,))
 
     def rejected(self, seq: int, reason: str) -> None:
         """The centre will never take it: kept, marked, for the operator to see."""

@@ -26,6 +26,14 @@ ports = ["/dev/ttyS0"]
 
 
 def write_config(folder: Path, agent: str) -> Path:
+    """The client's config with `agent` after it; the agent does not answer (it would open
+    the port, a real serial port here) unless `agent` says `answer`."""
+    if "answer" not in agent:
+        agent = (
+            agent.replace("[agent]\n", "[agent]\nanswer = false\n", 1)
+            if "[agent]\n" in agent
+            else "[agent]\nanswer = false\n" + agent
+        )
     path = folder / "client.toml"
     path.write_text(CLIENT + agent)
     Spool(folder / "spool.db", create=True).close()

@@ -107,3 +107,83 @@ async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_
     assert spool.queued() == []
     spool.close()
     assert agent.last_call is not None and agent.last_call["line_test"]
+
+
+async def test_a_caller_that_is_not_the_centre_gets_nothing_and_makes_the_agent_call_nobody(
+    tmp_path: Path,
+) -> None:
+    """Caller ID can be forged: the centre is whoever completes the Noise handshake with
+    the centre's key. An impostor calling from the centre's number is answered, hears
+    only HS1 (sealed to the centre's key), and leaves behind no message sent, no line
+    test queued, no call-out scheduled."""
+    network = PhoneNetwork()
+    network.add_modem("impostor", "usr", number="5550100")  # the centre's number
+    network.add_modem("dev", "usr", number="5550001")
+    runner = NetworkRunner(network, time_scale=SCALE)
+    await runner.start()
+    urls = {
+        name: (await runner.expose(name, "pty", path=str(tmp_path / f"{name}.pty"))).url
+        for name in ("impostor", "dev")
+    }
+    centre = Centre()
+    device_key = write_private_key(tmp_path / "device.key")
+    (tmp_path / "client.toml").write_text(
+        f'[device]\nname = "dev"\nkey = "device.key"\nspool = "spool.db"\n'
+        f'[centre]\npublic_key = "{encode_key(centre.public)}"\nnumbers = ["5550100"]\n'
+        f'[modem]\nports = ["{urls["dev"]}"]\ntime_scale = {SCALE}\n'
+        "[agent]\ninventory_interval = 0\n"  # answering is the default
+    )
+    Spool(tmp_path / "spool.db", create=True).close()
+    client = load_client_config(tmp_path / "client.toml")
+    config = load_agent_config(tmp_path / "client.toml", client.spool)
+    assert config.answer
+    write_state(config.state, {"last_test": 2e9})
+    agent = Agent(client, config, device_key, rng=random.Random(1))
+    report_seq = agent.spool.enqueue(Kind.REPORT, {"severity": "warning", "component": "x"}, "x")
+    agent.policy.call_by = None
+    answered: list[object] = []
+    real_answer = agent.answer_once
+
+    async def answer_once() -> object:
+        report = await real_answer()
+        if report is not None:
+            answered.append(report)
+        return report
+
+    agent.answer_once = answer_once  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(agent.run(stop))
+    modem = await HayesModem.open(urls["impostor"], timings=modem_timings(SCALE))
+    try:
+        await asyncio.sleep(1.0)
+        outcome = await modem.dial("5550001")
+        assert outcome.connected and outcome.call is not None
+        call = outcome.call
+        loop = asyncio.get_running_loop()
+        # a centre of its own making: a key that is not the one the device knows
+        impostor = ServerSession(
+            static_private=Centre().static_private,
+            config=transfer_config(call.record.rate, SCALE),
+        )
+        impostor.start(loop.time())
+
+        async def ignore(event: Event) -> None:
+            return None
+
+        await asyncio.wait_for(run_session(call, impostor, ignore), 60)
+        if call.open:
+            await call.hangup()
+        deadline = loop.time() + 60
+        while not answered and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await modem.close()
+        stop.set()
+        await task
+        await runner.stop()
+    assert answered, "the agent never answered"
+    spool = Spool(tmp_path / "spool.db")
+    assert [m.seq for m in spool.queued(include_rejected=True)] == [report_seq]
+    spool.close()
+    assert agent.last_call is None  # not counted as a call
+    assert agent.policy.retry_at is None and agent.policy.call_by is None

@@ -85,3 +85,28 @@ interval = "30s"
 def test_errors_name_file_and_key(tmp_path: Path, agent: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load(tmp_path, agent)
+
+
+def test_the_agent_answers_the_centre_unless_told_not_to(tmp_path: Path) -> None:
+    from callhome.client.agent.config import parse_agent_config
+
+    spool = tmp_path / "spool.db"
+    assert parse_agent_config({}, tmp_path / "c.toml", spool).answer
+    assert not parse_agent_config({"agent": {"answer": False}}, tmp_path / "c.toml", spool).answer
+
+
+def test_a_device_without_a_modem_does_not_answer(tmp_path: Path) -> None:
+    from callhome.client.agent.daemon import Agent
+    from callhome.client.spool import Spool
+
+    path = tmp_path / "client.toml"
+    path.write_text(
+        '[device]\nname = "a"\nkey = "device.key"\nspool = "spool.db"\n'
+        f'[centre]\npublic_key = "{"A" * 43}="\n'
+        '[paths]\nip = "127.0.0.1:4000"\n'
+    )
+    Spool(tmp_path / "spool.db", create=True).close()
+    client = load_client_config(path)
+    config = load_agent_config(path, client.spool)
+    assert config.answer and client.ports == []
+    assert not Agent(client, config, b"\x01" * 32).answering

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from callhome.client.agent import sdnotify
+from callhome.client.agent.collectors.simulated import SimulatedCollector, parse_line
 from callhome.client.agent.config import load_agent_config
 from callhome.client.agent.daemon import Agent
 from callhome.client.agent.modemlock import ModemBusy, modem_lock
@@ -151,3 +152,34 @@ def test_sd_notify_sends_one_datagram(tmp_path: Path) -> None:
     assert not sdnotify.notify("READY=1", {})
     assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "20000000"}) == 10.0
     assert sdnotify.watchdog_interval({}) is None
+
+
+async def test_a_crash_between_the_spool_and_the_state_file_reports_a_change_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check states the centre was told are committed with the events: a crash just
+    after that commit (before the state file is written) does not make a restarted
+    agent report the change a second time."""
+    from callhome.client.agent import daemon
+
+    (tmp_path / "m.txt").write_text("0s md/md0 OK clean\n")
+    check = '[[check]]\nkind = "simulated"\nscript = "m.txt"\ninterval = "10s"\n'
+    agent = make_agent(tmp_path, check, FakeCentre())
+    assert await agent.collect_once(agent.config.checks[0]) == []
+    agent.save()  # the state file knows md0 is OK
+    collector = agent.config.checks[0].collector
+    assert isinstance(collector, SimulatedCollector)
+    step = parse_line("md/md0 CRITICAL degraded", timed=False)
+    assert step is not None
+    collector.apply(step)
+    monkeypatch.setattr(daemon, "write_state", lambda *a: None)  # killed before it writes
+    [event] = await agent.collect_once(agent.config.checks[0])
+    assert event.state.name == "CRITICAL"
+    agent.spool.close()
+    monkeypatch.undo()
+    assert {c["state"] for c in read_state(agent.config.state)["checks"]} == {"OK"}  # type: ignore[index]
+    (tmp_path / "m.txt").write_text("0s md/md0 CRITICAL degraded\n")  # still degraded
+    restarted = make_agent(tmp_path, check, FakeCentre())
+    assert await restarted.collect_once(restarted.config.checks[0]) == []
+    assert [m.summary for m in restarted.spool.queued()] == ["md/md0 OK->CRITICAL"]  # once
+    restarted.spool.close()

@@ -12,15 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
 from modem_drivers.hayes import HayesModem, ModemError
 
-from ...link import modem_timings
+from ...modemtimings import modem_timings
 from ..config import ClientConfig
-from ..dialer import CallReport, Progress, _converse, _noop
 from ..spool import Spool
+
+if TYPE_CHECKING:
+    # the dialer (the protocol, pyca/cryptography) is imported once a call connects: an
+    # agent waiting for the centre to call stays small
+    from ..dialer import CallReport, Progress
 
 log = structlog.get_logger("callhome.agent")
 
@@ -57,7 +62,7 @@ async def answer_once(
     window: float,
     interrupt: asyncio.Event,
     connected: Callable[[], None] = lambda: None,
-    progress: Progress = _noop,
+    progress: Progress | None = None,
 ) -> CallReport | None:
     """Wait up to `window` seconds (or until `interrupt`) for the centre to call; answer
     it and run the session. None when nobody (allowed) called."""
@@ -93,9 +98,11 @@ async def answer_once(
         if not outcome.connected or outcome.call is None:
             return None
         log.info("agent.answered", caller=caller)
+        from ..dialer import _converse, _noop
+
         connected()  # the caller queues the line test now: the session sends the queue
         counter = spool.next_call_counter()
-        return await _converse(config, spool, private_key, outcome.call, counter, progress)
+        return await _converse(config, spool, private_key, outcome.call, counter, progress or _noop)
     finally:
         with contextlib.suppress(ModemError, OSError):
             await modem.close()

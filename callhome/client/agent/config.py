@@ -20,6 +20,7 @@ from ...backoff import Backoff
 from .checks import Direction, Rule, Thresholds
 from .collectors.base import Collector
 from .collectors.runner import build_collector
+from .inventory import DEFAULT_PACKAGES
 from .policy import PolicyConfig
 
 
@@ -40,13 +41,18 @@ class AgentConfig:
     interval: float = 60.0
     deadline: float = 10.0
     time_scale: float = 1.0
-    answer: bool = False
+    answer: bool = True
+    """Answer the centre's calls while idle (a device with no modem port cannot)."""
     answer_window: float = 60.0
     answer_rings: int = 2
     answer_numbers: list[str] = field(default_factory=list)
     answer_require_caller_id: bool = False
+    textfile: Path | None = None
+    """Where to write the check states for node_exporter's textfile collector."""
     inventory_interval: float = 7 * 86400.0
     """0: no inventory."""
+    inventory_packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
+    """Globs of the package names whose versions the inventory lists ([]: none)."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     checks: list[CheckConfig] = field(default_factory=list)
 
@@ -61,6 +67,10 @@ def parse_agent_config(data: dict[str, Any], path: Path, spool: Path) -> AgentCo
     config = AgentConfig(path=path, state=spool.with_name(spool.name + ".agent.json"))
     if agent.get("state", str) is not None:
         config.state = agent.path_value("state")
+    if agent.get("textfile", str) is not None:
+        config.textfile = agent.path_value("textfile")
+        if not config.textfile.name.endswith(".prom"):
+            raise agent.error("textfile", "node_exporter reads only files named *.prom")
     config.time_scale = agent.number("time_scale", float, 1.0, minimum=1e-6, maximum=1.0)
     config.interval = agent.duration("interval", "60s", minimum=0.001, maximum=86400.0)
     config.deadline = agent.duration("deadline", "10s", minimum=0.001, maximum=3600.0)
@@ -76,12 +86,13 @@ def parse_agent_config(data: dict[str, Any], path: Path, spool: Path) -> AgentCo
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise agent.error("test_zone", f"unknown time zone {zone!r}") from None
-    config.answer = agent.get("answer", bool, False)
+    config.answer = agent.get("answer", bool, True)
     config.answer_window = agent.duration("answer_window", "60s", minimum=1.0, maximum=3600.0)
     config.answer_rings = agent.number("answer_rings", int, 2, minimum=1, maximum=20)
     config.answer_numbers = agent.strings("answer_numbers", [])
     config.answer_require_caller_id = agent.get("answer_require_caller_id", bool, False)
     config.inventory_interval = agent.duration("inventory_interval", "7d", maximum=366 * 86400.0)
+    config.inventory_packages = agent.strings("inventory_packages", list(DEFAULT_PACKAGES))
     retry = agent.duration("retry_delay", "5m", minimum=0.001, maximum=86400.0)
     config.policy = PolicyConfig(
         warning_delay=agent.duration("warning_delay", "1h", maximum=7 * 86400.0),

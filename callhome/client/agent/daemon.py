@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -30,9 +31,8 @@ from ...wire.messages import (
     agent_throttled_content,
 )
 from ..config import ClientConfig
-from ..dialer import CallReport, call_centre, line_test_content
 from ..spool import Spool
-from . import inventory, sdnotify
+from . import inventory, sdnotify, textfile
 from .answer import answer_once
 from .checks import CheckEvent, Engine
 from .collectors.base import State
@@ -42,15 +42,28 @@ from .policy import CallPlan, CallPolicy
 from .running import collect
 from .statefile import read_state, write_state
 
+if TYPE_CHECKING:
+    # the dialer (the protocol, pyca/cryptography: about 7 MB) is imported when a call
+    # starts: an idle agent does without it (tests/agent/test_footprint.py)
+    from ..dialer import CallReport
+
 log = structlog.get_logger("callhome.agent")
+
+CHECKS_KEY = "agent.checks"
+"""The spool's state value that holds the check states reported, as JSON."""
+
+INVENTORY_KEY = "agent.inventory"
+"""The spool's state value that holds the inventory's progress (next, acked, pending)."""
 
 ANSWER_GAP = 0.5
 """Real seconds the modem stays free between two answering windows."""
 
-Caller = Callable[[ClientConfig, Spool, bytes], Awaitable[CallReport]]
+Caller = Callable[[ClientConfig, Spool, bytes], Awaitable["CallReport"]]
 
 
 async def _dial(config: ClientConfig, spool: Spool, key: bytes) -> CallReport:
+    from ..dialer import call_centre
+
     return await call_centre(config, spool, key)
 
 
@@ -93,7 +106,13 @@ class Agent:
         self.spool = Spool(client.spool)
         self.engine = Engine()
         saved = read_state(config.state) or {}
-        for item in saved.get("checks", []):
+        # the states kept with the events in the spool are the ones the centre was told;
+        # the state file (written just after) is only read when the spool has none (a
+        # spool from before they were kept there)
+        checks = saved.get("checks", [])
+        with contextlib.suppress(TypeError, ValueError):
+            checks = json.loads(self.spool.value(CHECKS_KEY) or "null") or checks
+        for item in checks:
             with contextlib.suppress(KeyError, ValueError, TypeError):
                 self.engine.restore(item["check"], State[item["state"]], float(item["since"]))
         now = self.clock.now()
@@ -111,6 +130,8 @@ class Agent:
         self.last_call: dict[str, Any] | None = saved.get("last_call")
         self.rng = rng or random.Random()
         self.inventory: dict[str, Any] = saved.get("inventory") or {}
+        with contextlib.suppress(TypeError, ValueError):
+            self.inventory = json.loads(self.spool.value(INVENTORY_KEY) or "null") or self.inventory
         self.version = inventory.agent_version()
         if config.inventory_interval and (
             self.inventory.get("version") != self.version or "next" not in self.inventory
@@ -137,16 +158,46 @@ class Agent:
         self.seen[check.name] = {r.check for r in readings}
         now = self.clock.now()
         events = self.engine.observe(now, readings, check.rule)
-        for event in events:
-            self._queue_event(event, now)
         if events:
+            self._queue_events(events, now)
             self.save()
+        else:
+            self.export()  # the values move even when the states do not
         return events
 
-    def _queue_event(self, event: CheckEvent, now: float) -> None:
-        if not self.policy.admit(event, now):
-            log.info("agent.throttled", check=event.check)
-            return
+    def _queue_events(self, events: list[CheckEvent], now: float) -> None:
+        """The events that pass the throttle enter the spool in one transaction with the
+        check states they leave behind (`CHECKS_KEY`): a crash before it commits loses
+        the events and the new states alike (the next collection finds the change
+        again), a crash after it keeps both (a restart does not report it again)."""
+        admitted = []
+        for event in events:
+            if self.policy.admit(event, now):
+                admitted.append(event)
+            else:
+                log.info("agent.throttled", check=event.check)
+        messages = [self._event_message(event) for event in admitted]
+        seqs = self.spool.enqueue_many(messages, {CHECKS_KEY: json.dumps(self._reported())})
+        for event, seq in zip(admitted, seqs, strict=True):
+            log.info(
+                "agent.event",
+                check=event.check,
+                change=event.type.value,
+                state=event.state.name,
+                seq=seq,
+            )
+        if admitted:
+            self.wake.set()
+
+    def _reported(self) -> list[dict[str, Any]]:
+        """What the centre has been told (or will be: it is queued) of each check."""
+        return [
+            {"check": s.check, "state": s.reported.name, "since": s.reported_since}
+            for s in sorted(self.engine.checks.values(), key=lambda s: s.check)
+        ]
+
+    @staticmethod
+    def _event_message(event: CheckEvent) -> tuple[Kind, dict[str, Any], str]:
         content = agent_event_content(
             check=event.check,
             event=event.type.value,
@@ -161,15 +212,7 @@ class Agent:
         summary = f"{event.check} {event.previous.name}->{event.state.name}"
         if event.type.value != "change":
             summary = f"{event.check} {event.type.value} ({event.state.name})"
-        seq = self.spool.enqueue(Kind.REPORT, content, summary)
-        log.info(
-            "agent.event",
-            check=event.check,
-            change=event.type.value,
-            state=event.state.name,
-            seq=seq,
-        )
-        self.wake.set()
+        return Kind.REPORT, content, summary
 
     async def _collect_loop(self, check: CheckConfig) -> None:
         while True:
@@ -187,13 +230,16 @@ class Agent:
             self.modem_wanted.clear()
 
     async def _call_once(self) -> CallReport:
+        packages = await self._packages(self.clock.now())  # before the modem is taken
         async with modem_lock(self.client.spool, "callhome agent", wait=None):
             now = self.clock.now()
             plan = self.policy.plan(now)
             self._queue_plan(plan, now)
-            self._queue_inventory(now)
+            self._queue_inventory(now, packages)
             queued = len(self.spool.queued())
             if not queued:
+                from ..dialer import CallReport
+
                 # what made the call due went with the previous call: no call for nothing
                 self.policy.finished(now, True, plan)
                 return CallReport(result="ok", detail="nothing to send")
@@ -230,12 +276,13 @@ class Agent:
         """One answering window: if the centre calls, answer, send what is queued and a
         line test."""
         plans: list[CallPlan] = []
+        tests: list[int] = []
 
         def connected() -> None:
             now = self.clock.now()
             plan = self.policy.plan(now)
             plan = CallPlan(line_test=True, summaries=plan.summaries)  # the centre asked
-            self._queue_plan(plan, now)
+            tests.extend(self._queue_plan(plan, now))
             plans.append(plan)
 
         # at least a real second: every window opens and sets up the modem; a call of
@@ -253,11 +300,26 @@ class Agent:
                 interrupt=self.modem_wanted,
                 connected=connected,
             )
-        if report is not None and plans:
+        if report is not None and plans and report.handshake_seconds is None:
+            # answered, but the caller never proved it holds the centre's key (the Noise
+            # handshake authenticates the centre; caller ID only filters): nothing left
+            # the spool, and the caller must not make us call out either, so the line
+            # test it asked for is taken back and no retry is scheduled
+            log.warning("agent.caller_not_centre", result=report.result, detail=report.detail)
+            for seq in tests:
+                self.spool.withdraw(seq)
+            self.policy.abandoned()
+        elif report is not None and plans:
             self._after_call(report, plans[0])
         elif plans:
             self.policy.finished(self.clock.now(), False, plans[0])
         return report
+
+    @property
+    def answering(self) -> bool:
+        """Whether the agent answers the centre: on unless the config says `answer =
+        false`, and only with a modem (a device that calls over IP only has none)."""
+        return self.config.answer and bool(self.client.ports)
 
     async def _answer_loop(self) -> None:
         while True:
@@ -273,7 +335,8 @@ class Agent:
             # or our own call gets it here
             await asyncio.sleep(ANSWER_GAP)
 
-    def _queue_plan(self, plan: CallPlan, now: float) -> None:
+    def _queue_plan(self, plan: CallPlan, now: float) -> list[int]:
+        """Queues what `plan` asks for; returns the seq of a line test it queued."""
         for item in plan.summaries:
             self.spool.enqueue(
                 Kind.REPORT,
@@ -281,22 +344,42 @@ class Agent:
                 f"{item['check']} throttled ({item['held']} held back)",
             )
         if plan.line_test and not any(m.kind is Kind.LINE_TEST for m in self.spool.queued()):
-            content = agent_line_test_content(line_test_content(self.spool), self.engine.summary())
-            self.spool.enqueue(Kind.LINE_TEST, content, "line test")
+            from ..dialer import line_test_content
 
-    def _queue_inventory(self, now: float) -> None:
-        if not self.config.inventory_interval or now < self.inventory.get("next", now + 1):
+            content = agent_line_test_content(line_test_content(self.spool), self.engine.summary())
+            return [self.spool.enqueue(Kind.LINE_TEST, content, "line test")]
+        return []
+
+    def _inventory_due(self, now: float) -> bool:
+        return bool(self.config.inventory_interval) and now >= self.inventory.get("next", now + 1)
+
+    async def _packages(self, now: float) -> dict[str, str]:
+        """The `package/` items of an inventory due now (none when none is)."""
+        if not self._inventory_due(now) or not self.config.inventory_packages:
+            return {}
+        installed = await inventory.installed_packages(timeout=self.config.deadline)
+        return inventory.select_packages(installed, self.config.inventory_packages)
+
+    def _queue_inventory(self, now: float, packages: dict[str, str]) -> None:
+        if not self._inventory_due(now):
             return
         acknowledged = self.inventory.get("acked") or {}
-        current = inventory.gather(version=self.version)
+        current = inventory.gather(version=self.version, packages=packages)
         changed, removed = inventory.difference(acknowledged, current)
         self.inventory["next"] = now + self.config.inventory_interval * self.rng.uniform(0.9, 1.1)
         self.inventory["version"] = self.version
-        if not changed and not removed:
-            return
-        content = agent_inventory_content(changed, removed, full=not acknowledged, time=now)
-        seq = self.spool.enqueue(Kind.INVENTORY, content, f"inventory ({len(changed)} changed)")
-        self.inventory["pending"] = {"seq": seq, "changed": changed, "removed": removed}
+        messages = []
+        if changed or removed:
+            content = agent_inventory_content(changed, removed, full=not acknowledged, time=now)
+            messages.append((Kind.INVENTORY, content, f"inventory ({len(changed)} changed)"))
+
+        def progress(seqs: list[int]) -> dict[str, str]:
+            if seqs:
+                self.inventory["pending"] = {"seq": seqs[0], "changed": changed, "removed": removed}
+            return {INVENTORY_KEY: json.dumps(self.inventory)}
+
+        # the message and the inventory's progress in one transaction (see `_queue_events`)
+        self.spool.enqueue_many(messages, progress)
 
     def _settle_inventory(self) -> None:
         """An inventory the centre acknowledged becomes what the next one is compared to."""
@@ -312,6 +395,7 @@ class Agent:
             acknowledged.pop(item, None)
         self.inventory["acked"] = acknowledged
         self.inventory["pending"] = None
+        self.spool.enqueue_many([], {INVENTORY_KEY: json.dumps(self.inventory)})
 
     async def _call_loop(self) -> None:
         while True:
@@ -353,10 +437,24 @@ class Agent:
         }
 
     def save(self) -> None:
+        status = self.status()
         try:
-            write_state(self.config.state, self.status())
+            write_state(self.config.state, status)
         except OSError as exc:
             log.warning("agent.state_unwritable", path=str(self.config.state), error=exc.strerror)
+        self.export(status)
+
+    def export(self, status: dict[str, Any] | None = None) -> None:
+        """The check states for node_exporter's textfile collector, when configured."""
+        if self.config.textfile is None:
+            return
+        text = textfile.render(status or self.status(), self.spool.count())
+        try:
+            textfile.write(self.config.textfile, text)
+        except OSError as exc:
+            log.warning(
+                "agent.textfile_unwritable", path=str(self.config.textfile), error=exc.strerror
+            )
 
     # -- the whole --------------------------------------------------------------------------
 
@@ -366,7 +464,7 @@ class Agent:
             asyncio.create_task(self._collect_loop(check)) for check in self.config.checks
         ]
         tasks.append(asyncio.create_task(self._call_loop()))
-        if self.config.answer:
+        if self.answering:
             tasks.append(asyncio.create_task(self._answer_loop()))
         watchdog = sdnotify.watchdog_interval()
         if watchdog is not None:

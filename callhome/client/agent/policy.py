@@ -174,6 +174,14 @@ class CallPolicy:
             self.last_test = now
             self.next_test = self._schedule(now)
 
+    def abandoned(self) -> None:
+        """The call planned was not one (an answered caller that was not the centre):
+        no retry, no test recorded; what was wanted meanwhile is still wanted."""
+        self.in_call = False
+        if self._during is not None:
+            self.call_by = self._during if self.call_by is None else min(self.call_by, self._during)
+        self._during = None
+
     def adopt_interval(self, seconds: float, now: float) -> bool:
         """The centre says how often it expects a test: True when that changed it."""
         if seconds <= 0 or seconds == self.test_interval or self.config.test_at is not None:
