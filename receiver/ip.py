@@ -37,13 +37,21 @@ import socket
 import struct
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from callhome.tcp import TcpCall, format_address, parse_endpoint, tcp_record, tcp_transfer_config
+from callhome.tcp import (
+    TcpCall,
+    format_address,
+    parse_endpoint,
+    run_tcp_session,
+    tcp_record,
+    tcp_transfer_config,
+)
 from callhome.wire.session import (
     Event,
     HandshakeDecryptionFailed,
@@ -267,6 +275,15 @@ class IpCall(PortWorker):
 
     async def _let_caller_hang_up(self, call: DataCall | TcpCall) -> None:
         """Nothing to wait for: TCP delivers what we wrote before our FIN."""
+
+    async def _run_session(
+        self,
+        call: DataCall | TcpCall,
+        session: ServerSession,
+        handle: Callable[[Event], Awaitable[None]],
+    ) -> str:
+        assert call is self.call
+        return await run_tcp_session(self.call, session, handle, stop=self.bank.hard_stop)
 
     async def _event(self, session: ServerSession, event: Event, state: CallState) -> None:
         if isinstance(event, HandshakeRequested | HandshakeRefused):
