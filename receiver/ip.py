@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -122,8 +123,10 @@ proxy's connection without a valid PROXY header in time, a handshake dropped to 
 room for a newer one."""
 
 
+@functools.lru_cache(maxsize=4096)
 def source_of(address: str) -> str:
-    """The key limits count by: the IPv4 address, or the /64 of an IPv6 one."""
+    """The key limits count by: the IPv4 address, or the /64 of an IPv6 one (cached:
+    a flood comes from few addresses, and parsing one costs more than refusing it)."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -429,7 +432,8 @@ class IpListener:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 continue
-            source = source_of(str(peer[0]))
+            # the kernel's IPv4 address is already the source: no parsing per attempt
+            source = peer[0] if listening.family == socket.AF_INET else source_of(peer[0])
             self._make_room(now)
             if self.bank.stopping.is_set() or self.admission.admit(source, now) is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
