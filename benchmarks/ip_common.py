@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callhome.keys import load_private_key, public_of
-from callhome.link import run_session
-from callhome.tcp import TcpCall, tcp_transfer_config
+from callhome.tcp import TcpCall, run_tcp_session, tcp_transfer_config
 from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from callhome.wire.noise import generate_private_key
 from callhome.wire.session import ClientSession, Event, MessageAcknowledged
@@ -149,7 +148,7 @@ async def one_call(
             acked.append(loop.time() - started)
 
     try:
-        await asyncio.wait_for(run_session(call, session, handle), 30.0)
+        await asyncio.wait_for(run_tcp_session(call, session, handle), 30.0)
     except TimeoutError:
         pass
     await call.hangup()

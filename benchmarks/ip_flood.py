@@ -8,7 +8,9 @@ Each flooder process (at nice 19: it stands for other machines) opens TCP connec
 from 127.0.0.2 (and up, `--sources` addresses), sends a forged HS1 (a well-framed
 handshake message of random bytes), and resets the connection, at `--rate` attempts a
 second in all. Meanwhile each device, from an address of its own (127.0.1.x), makes a
-line-test call (handshake, one message, acknowledgement, close) about once a second.
+line-test call (handshake, one message, acknowledgement, close) about once a second;
+each run first lets the devices call as long again without the flood, so that on a
+shared machine the flood's own effect on their latency is the difference.
 The receiver is the real `callhome-receiver run` with the default [ip] limits; figures:
 the attempts a second actually made (Python on a shared machine may fall short of
 `--rate`: it is printed), the devices' calls, TCP connect times and ack latency (p50,
@@ -66,6 +68,11 @@ def _flood(args: tuple[int, float, float, list[str]]) -> int:
         sent += min(due, batch)
 
 
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
+
+
 async def _devices(
     receiver: Receiver, seconds: float, base: int, connects: list[float]
 ) -> tuple[list[float], int]:
@@ -110,7 +117,9 @@ def main() -> None:
     options = parser.parse_args()
     assert options.devices <= 250
     sources = [f"127.0.2.{i + 1}" if i else "127.0.0.2" for i in range(options.sources)]
-    p99s, rates = [], []
+    p99s: list[float] = []
+    quiet_p99s: list[float] = []
+    rates: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
         receiver = start_receiver(Path(folder), options.devices, "")
         try:
@@ -126,6 +135,12 @@ def main() -> None:
             sampler.start()
             with multiprocessing.get_context("spawn").Pool(options.flooders) as pool:
                 for run in range(options.runs):
+                    # the same devices first without the flood, then with it: on a
+                    # shared machine, the flood's own cost is the difference
+                    quiet, _ = asyncio.run(
+                        _devices(receiver, options.seconds, (2 * run + 1) * 1_000_000, [])
+                    )
+                    quiet_p99s.append(_percentile(quiet, 0.99))
                     cpu_before, started = receiver.cpu_seconds(), time.monotonic()
                     flooding = pool.map_async(
                         _flood,
@@ -141,25 +156,25 @@ def main() -> None:
                     )
                     connects: list[float] = []
                     latencies, failed = asyncio.run(
-                        _devices(receiver, options.seconds, run * 1_000_000, connects)
+                        _devices(receiver, options.seconds, (2 * run + 2) * 1_000_000, connects)
                     )
-                    connects.sort()
                     attempts = sum(flooding.get())
                     elapsed = time.monotonic() - started
                     cpu = receiver.cpu_seconds() - cpu_before
-                    latencies.sort()
-                    p50 = latencies[len(latencies) // 2] if latencies else float("nan")
-                    p99 = latencies[int(len(latencies) * 0.99)] if latencies else float("nan")
+                    p99 = _percentile(latencies, 0.99)
+                    rss = receiver.rss_kib() // 1024
+                    connect = [_percentile(connects, q) * 1000 for q in (0.5, 0.99)]
                     p99s.append(p99)
                     rates.append(attempts / elapsed)
                     print(
-                        f"run {run + 1}: {attempts / elapsed:.0f} forged attempts/s; devices: "
-                        f"{len(latencies)} calls acknowledged, {failed} failed, ack latency "
-                        f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (TCP connect p50 "
-                        f"{connects[len(connects) // 2] * 1000:.0f} ms, p99 "
-                        f"{connects[int(len(connects) * 0.99)] * 1000:.0f} ms); receiver CPU "
-                        f"{cpu / elapsed * 100:.0f}% of a core, "
-                        f"RSS {receiver.rss_kib() // 1024} MiB"
+                        f"run {run + 1}: without the flood, {len(quiet)} calls acknowledged, "
+                        f"ack latency p50 {_percentile(quiet, 0.5) * 1000:.0f} ms, p99 "
+                        f"{quiet_p99s[-1] * 1000:.0f} ms; with {attempts / elapsed:.0f} forged "
+                        f"attempts/s: {len(latencies)} acknowledged, {failed} failed, ack "
+                        f"latency p50 {_percentile(latencies, 0.5) * 1000:.0f} ms, p99 "
+                        f"{p99 * 1000:.0f} ms (TCP connect p50 {connect[0]:.0f} ms, p99 "
+                        f"{connect[1]:.0f} ms); receiver CPU {cpu / elapsed * 100:.0f}% of a "
+                        f"core, RSS {rss} MiB"
                     )
             sampling.set()
             rss_end = receiver.rss_kib()
@@ -168,7 +183,9 @@ def main() -> None:
         status = json.loads((Path(folder) / "ip-status.json").read_text())
     print(
         f"\nmedian of {options.runs}: {statistics.median(rates):.0f} forged attempts/s, "
-        f"device ack latency p99 {statistics.median(p99s) * 1000:.0f} ms; receiver RSS "
+        f"device ack latency p99 {statistics.median(p99s) * 1000:.0f} ms (without the flood "
+        f"{statistics.median(quiet_p99s) * 1000:.0f} ms, load {os.getloadavg()[0]:.1f}); "
+        "receiver RSS "
         f"{rss_start // 1024} MiB at start, peak {max(peak) // 1024} MiB, end {rss_end // 1024} MiB"
     )
     print(

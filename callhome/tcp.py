@@ -11,15 +11,20 @@ the centre holds thousands of these, and a refused peer is dropped with no task 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from modem_drivers.hayes import CallEnded, ConnectRecord
 
 if TYPE_CHECKING:
+    from .wire.session import ClientSession, Event, ServerSession
     from .wire.transfer import TransferConfig
+
+    Session = ClientSession | ServerSession
 
 READ_LIMIT = 256 * 1024
 """Bytes buffered from the peer before we stop reading its socket (TCP pushes back)."""
@@ -103,6 +108,8 @@ class TcpCall(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._readable = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        """What `wait` awaits: woken by bytes, the end of the connection or `wake`."""
         self._paused = False
         self._writable = asyncio.Event()
         self._writable.set()
@@ -130,6 +137,7 @@ class TcpCall(asyncio.Protocol):
         self.bytes_in += len(data)
         self._buffer += data
         self._readable.set()
+        self.wake()
         if len(self._buffer) > READ_LIMIT and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
@@ -160,6 +168,46 @@ class TcpCall(asyncio.Protocol):
         self.end_reason = reason
         self.ended.set()
         self._readable.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """End a `wait` in progress (bytes came, the connection ended, or the caller's
+        reason: a stop)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, deadline: float | None) -> None:
+        """Until there are bytes to `take`, the connection has ended, `wake` is called,
+        or the loop's clock reaches `deadline` (None: no deadline). One future and
+        one timer handle: no task, unlike a `read` raced against a timeout."""
+        if self._buffer or self.ended.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if deadline is None else loop.call_at(deadline, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def take(self) -> bytes:
+        """Every byte received and not yet read (b"" when none), at once."""
+        if not self._buffer:
+            return b""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    @property
+    def writable(self) -> bool:
+        """False while the transport's buffer is over its high-water mark (`drain`)."""
+        return self._writable.is_set()
 
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Up to `max_bytes`; b"" once the connection has ended and everything was read."""
@@ -236,3 +284,74 @@ async def connect_tcp(host: str, port: int, timeout: float) -> TcpCall:
         timeout,
     )
     return call
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def run_tcp_session(
+    call: TcpCall,
+    session: Session,
+    handle: Callable[[Event], Awaitable[None]],
+    *,
+    stop: asyncio.Event | None = None,
+) -> str:
+    """`callhome.link.run_session` for a TCP connection, with the same outcomes:
+    "closed", "failed", "carrier lost" (the connection ended first) or "stopped"
+    (`stop` was set, even while waiting for the peer). The modem's loop races a read
+    task against the session's next deadline for every record; here the connection
+    wakes one future (`TcpCall.wait`) and everything received since is handed to the
+    session at once: no task, no `asyncio.wait` per record, on the path that the
+    centre runs a thousand times a second."""
+    from .wire.phases import Phase  # here, as in tcp_transfer_config: an idle agent needs none
+
+    loop = asyncio.get_running_loop()
+    stopper: asyncio.Task[bool] | None = None
+    if stop is not None:
+        stopper = loop.create_task(stop.wait())
+        stopper.add_done_callback(lambda _: call.wake())
+    try:
+        await _flush(call, session)
+        while True:
+            if session.phase is Phase.CLOSED:
+                return "closed"
+            if session.phase is Phase.FAILED:
+                return "failed"
+            if stop is not None and stop.is_set():
+                return "stopped"
+            now = loop.time()
+            data = call.take()
+            if data:
+                events = session.receive_data(data, now)
+            elif call.ended.is_set():
+                return "carrier lost"
+            else:
+                deadline = session.next_deadline()
+                if deadline is None or deadline > now:
+                    await call.wait(deadline)
+                    continue
+                events = session.handle_timer(now)
+            for event in events:
+                await handle(event)
+            if not await _flush(call, session):
+                return "carrier lost"
+    finally:
+        if stopper is not None and not stopper.done():
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopper
+
+
+async def _flush(call: TcpCall, session: Session) -> bool:
+    data = session.data_to_send()
+    if not data:
+        return call.open
+    try:
+        call.write(data)
+    except CallEnded:
+        return False
+    if not call.writable:
+        await call.drain()
+    return True

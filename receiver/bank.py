@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -462,6 +462,16 @@ class PortWorker:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(call.ended.wait(), 5.0 * self.bank.scale + 1.0)
 
+    async def _run_session(
+        self,
+        call: DataCall | TcpCall,
+        session: ServerSession,
+        handle: Callable[[Event], Awaitable[None]],
+    ) -> str:
+        """The loop that carries the session (`run_session`'s outcomes): the modem's;
+        the TCP listener's calls run `run_tcp_session`."""
+        return await run_session(call, session, handle, stop=self.bank.hard_stop)
+
     async def _serve(self, call: DataCall | TcpCall, state: CallState) -> None:
         bank = self.bank
         loop = asyncio.get_running_loop()
@@ -473,7 +483,7 @@ class PortWorker:
             await self._event(session, event, state)
 
         try:
-            ended = await run_session(call, session, handle, stop=bank.hard_stop)
+            ended = await self._run_session(call, session, handle)
         finally:
             state.stats = session.stats()
             await self._save_all_parts(state)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -37,13 +38,21 @@ import socket
 import struct
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from callhome.tcp import TcpCall, format_address, parse_endpoint, tcp_record, tcp_transfer_config
+from callhome.tcp import (
+    TcpCall,
+    format_address,
+    parse_endpoint,
+    run_tcp_session,
+    tcp_record,
+    tcp_transfer_config,
+)
 from callhome.wire.session import (
     Event,
     HandshakeDecryptionFailed,
@@ -114,8 +123,10 @@ proxy's connection without a valid PROXY header in time, a handshake dropped to 
 room for a newer one."""
 
 
+@functools.lru_cache(maxsize=4096)
 def source_of(address: str) -> str:
-    """The key limits count by: the IPv4 address, or the /64 of an IPv6 one."""
+    """The key limits count by: the IPv4 address, or the /64 of an IPv6 one (cached:
+    a flood comes from few addresses, and parsing one costs more than refusing it)."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -268,6 +279,15 @@ class IpCall(PortWorker):
     async def _let_caller_hang_up(self, call: DataCall | TcpCall) -> None:
         """Nothing to wait for: TCP delivers what we wrote before our FIN."""
 
+    async def _run_session(
+        self,
+        call: DataCall | TcpCall,
+        session: ServerSession,
+        handle: Callable[[Event], Awaitable[None]],
+    ) -> str:
+        assert call is self.call
+        return await run_tcp_session(self.call, session, handle, stop=self.bank.hard_stop)
+
     async def _event(self, session: ServerSession, event: Event, state: CallState) -> None:
         if isinstance(event, HandshakeRequested | HandshakeRefused):
             await self._record_now(state)
@@ -412,7 +432,8 @@ class IpListener:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 continue
-            source = source_of(str(peer[0]))
+            # the kernel's IPv4 address is already the source: no parsing per attempt
+            source = peer[0] if listening.family == socket.AF_INET else source_of(peer[0])
             self._make_room(now)
             if self.bank.stopping.is_set() or self.admission.admit(source, now) is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)

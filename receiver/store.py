@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -1656,7 +1657,14 @@ class AsyncStore:
     While a batch commits, the next one gathers; when the store is idle, the first write
     waits up to `window` seconds for company, if the last batch had any (a lone caller,
     which always comes back right after its commit, is not made to wait for nobody).
-    A batch holds at most `max_batch` writes or `max_bytes` of content."""
+    A batch holds at most `max_batch` writes or `max_bytes` of content.
+
+    The reads of the same path (`device_by_key`, `partials`, `has_message`) ride the
+    same trips to the store's thread: each one queued is run at the start of the next
+    batch's trip (or at once, on a trip of its own, when nothing is committing), and
+    answered as soon as it has run, before that batch's commit; a read that fails
+    fails its own caller only. A call's handshake then costs no trip of its own while
+    the store is busy."""
 
     def __init__(
         self,
@@ -1672,6 +1680,7 @@ class AsyncStore:
         self.max_batch = max_batch
         self.max_bytes = max_bytes
         self._pending: list[tuple[Operation, asyncio.Future[Any]]] = []
+        self._reads: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._pending_bytes = 0
         self._committing = False
         self._timer: asyncio.Handle | None = None
@@ -1680,6 +1689,8 @@ class AsyncStore:
         """Batches committed (each one transaction: one fsync of the WAL)."""
         self.operations = 0
         """Writes committed in them."""
+        self.reads = 0
+        """Reads run on the trips of the batches (`_read`)."""
 
     async def _submit(self, operation: Operation) -> Any:
         loop = asyncio.get_running_loop()
@@ -1697,12 +1708,41 @@ class AsyncStore:
                 self._timer = loop.call_soon(self._commit_next, loop)
         return await future
 
+    async def _read(self, function: Callable[[], T]) -> T:
+        """Run `function` (a read of the store) on the next trip to the store's thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._reads.append((function, future))
+        if not self._committing and self._timer is None:
+            self._timer = loop.call_soon(self._commit_next, loop)
+        result: T = await future
+        return result
+
+    def _trip(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reads: list[tuple[Callable[[], Any], asyncio.Future[Any]]],
+        operations: list[Operation],
+    ) -> list[Any]:
+        """On the store's thread: the reads, answered at once, then the batch."""
+        if reads:
+            answers: list[Any] = []
+            for function, _ in reads:
+                try:
+                    answers.append(function())
+                except Exception as exc:
+                    answers.append(exc)
+            loop.call_soon_threadsafe(_settle, reads, answers)
+        return self.store.apply_batch(operations) if operations else []
+
     def _commit_next(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._committing or not self._pending:
+        if self._committing or not (self._pending or self._reads):
             return
+        reads, self._reads = self._reads, []
+        self.reads += len(reads)
         count = size = 0
         for operation, _ in self._pending:
             if count and (count >= self.max_batch or size >= self.max_bytes):
@@ -1714,7 +1754,7 @@ class AsyncStore:
         self._pending_bytes -= size
         self._committing = True
         done = loop.run_in_executor(
-            self._executor, self.store.apply_batch, [operation for operation, _ in batch]
+            self._executor, self._trip, loop, reads, [operation for operation, _ in batch]
         )
         done.add_done_callback(lambda result: self._committed(loop, batch, result))
 
@@ -1725,20 +1765,15 @@ class AsyncStore:
         done: asyncio.Future[list[Any]],
     ) -> None:
         self._committing = False
-        self._last_batch = len(batch)
         error = done.exception()
         results: list[Any] = [error] * len(batch) if error is not None else done.result()
-        if error is None:
-            self.commits += 1
-            self.operations += len(batch)
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():  # its caller was cancelled (the call ended meanwhile)
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-        if self._pending:  # they waited a commit already: no window for them
+        if batch:
+            self._last_batch = len(batch)
+            if error is None:
+                self.commits += 1
+                self.operations += len(batch)
+        _settle(batch, results)
+        if self._pending or self._reads:  # they waited a commit already: no window
             self._commit_next(loop)
 
     async def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -1747,7 +1782,7 @@ class AsyncStore:
 
     # devices
     async def device_by_key(self, public_key: bytes) -> Device | None:
-        return await self._call(self.store.device_by_key, public_key)
+        return await self._read(functools.partial(self.store.device_by_key, public_key))
 
     async def advance_counter(self, device_id: int, counter: int, when: float) -> bool:
         return bool(await self._submit(AdvanceCounter(device_id, counter, when)))
@@ -1772,7 +1807,7 @@ class AsyncStore:
 
     # messages
     async def has_message(self, device_id: int, epoch: int, seq: int) -> bool:
-        return await self._call(self.store.has_message, device_id, epoch, seq)
+        return await self._read(functools.partial(self.store.has_message, device_id, epoch, seq))
 
     async def store_message(
         self,
@@ -1792,7 +1827,7 @@ class AsyncStore:
         )
 
     async def partials(self, device_id: int, epoch: int) -> dict[int, bytes]:
-        return await self._call(self.store.partials, device_id, epoch)
+        return await self._read(functools.partial(self.store.partials, device_id, epoch))
 
     async def append_partial(
         self, device_id: int, epoch: int, seq: int, offset: int, data: bytes
@@ -1884,19 +1919,34 @@ class AsyncStore:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._reads:  # asked by callers still waiting: answer them
+            reads, self._reads = self._reads, []
+            answers: list[Any] = []
+            for function, _ in reads:
+                try:
+                    answers.append(function())
+                except Exception as exc:
+                    answers.append(exc)
+            _settle(reads, answers)
         if self._pending:  # written by callers still waiting: commit before closing
             batch, self._pending = self._pending, []
             try:
                 results = self.store.apply_batch([operation for operation, _ in batch])
             except Exception as exc:
                 results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+            _settle(batch, results)
         self.store.close()
+
+
+def _settle(waiting: Sequence[tuple[Any, asyncio.Future[Any]]], results: Sequence[Any]) -> None:
+    """Each waiting caller's result, or the exception it raised."""
+    for (_, future), result in zip(waiting, results, strict=True):
+        if future.done():  # its caller was cancelled (the call ended meanwhile)
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 def _size(operation: Operation) -> int:

@@ -9,11 +9,12 @@ import os
 
 import structlog.testing
 
-from callhome.keys import write_private_key
-from callhome.tcp import connect_tcp
+from callhome.keys import public_of, write_private_key
+from callhome.tcp import connect_tcp, run_tcp_session, tcp_transfer_config
 from callhome.wire.errors import Refused
+from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from callhome.wire.records import NOTICE, NOTICE_UNDECRYPTABLE
-from callhome.wire.session import CallFailed
+from callhome.wire.session import CallFailed, ClientSession
 from callhome.wire.streamframing import encode_stream_frame
 from modem_drivers.hayes import CallEnded
 from receiver.ip import IpLimits
@@ -187,3 +188,33 @@ async def test_refusals_are_logged_as_one_summary_per_interval(tmp_path):
             c.listener._summary()  # nothing new: nothing logged
     (summary,) = [e for e in logs if e["event"] == "ip.refused"]
     assert summary["rate"] == 3 and summary["deadline"] == 1 and summary["total"] == 4
+
+
+async def test_a_call_still_up_when_the_drain_ends_is_stopped_and_recorded(tmp_path):
+    """The bank's hard stop reaches a TCP call that waits on its device (its loop is
+    `run_tcp_session`, not the modem's): it ends at once and is recorded as stopped."""
+
+    async def ignore(event) -> None:
+        return None
+
+    async with centre(tmp_path) as c:
+        c.bank.drain_timeout = 0.2
+        key = enroll(c, tmp_path, "plant")
+        device = await connect_tcp(*c.address, 5.0)
+        session = ClientSession(
+            static_private=key,
+            server_public=public_of(c.key),
+            call_counter=1,
+            epoch=7,
+            config=tcp_transfer_config(),
+        )
+        session.queue(1, encode_message(Kind.REPORT, {}, load_dictionary(CURRENT_DICTIONARY)))
+        session.start(asyncio.get_running_loop().time())  # never finishes: the call stays up
+        idle = asyncio.ensure_future(run_tcp_session(device, session, ignore))
+        await _wait(lambda: len(c.store.messages()) == 1)
+        started = asyncio.get_running_loop().time()
+    # the centre has stopped: its drain (0.2 s), then the hard stop
+    assert asyncio.get_running_loop().time() - started < 5.0
+    (call,) = c.store.calls()
+    assert (call.path, call.outcome, call.device) == ("ip", "stopped", "plant")
+    assert await asyncio.wait_for(idle, 5.0) == "carrier lost"

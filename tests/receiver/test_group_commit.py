@@ -173,3 +173,134 @@ def test_a_batch_in_one_transaction_matches_one_by_one(tmp_path):
     finally:
         for store in stores:
             store.close()
+
+
+class LoggedStore(GatedStore):
+    """A gated store that logs, in order, each read it runs and each batch it begins."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log: list[str] = []
+        self.entered = threading.Semaphore(0)
+
+    def apply_batch(self, operations):
+        self.log.append(f"batch of {len(operations)}")
+        self.entered.release()
+        return super().apply_batch(operations)
+
+    def device_by_key(self, public_key):
+        self.log.append("device_by_key")
+        return super().device_by_key(public_key)
+
+    def partials(self, device_id, epoch):
+        self.log.append("partials")
+        if device_id == 999:
+            raise StoreUnavailable("the partial copies cannot be read")
+        return super().partials(device_id, epoch)
+
+    def has_message(self, device_id, epoch, seq):
+        self.log.append("has_message")
+        return super().has_message(device_id, epoch, seq)
+
+
+async def entered(store: LoggedStore) -> None:
+    """Until the store's thread has begun a batch (and is held at its gate)."""
+    assert await asyncio.to_thread(store.entered.acquire, True, 10.0)
+
+
+def logged_store(tmp_path):
+    store = LoggedStore(tmp_path / "centre.db", create=True)
+    key = os.urandom(32)
+    device = store.enroll("plant", key, test_interval=1, grace=1, site=None)
+    store.append_partial(device.id, EPOCH, 9, 0, b"half")
+    return store, device, key
+
+
+async def test_reads_ride_the_next_batch_and_are_answered_before_it_commits(tmp_path):
+    store, device, key = logged_store(tmp_path)
+    async_store = AsyncStore(store, window=0.0)
+    try:
+        first = asyncio.ensure_future(
+            async_store.store_message(device.id, EPOCH, 1, "report", b"x", {}, None, 1.0)
+        )
+        await entered(store)  # seq 1 is committing, held at the gate
+        second = asyncio.ensure_future(
+            async_store.store_message(device.id, EPOCH, 2, "report", b"y", {}, None, 1.0)
+        )
+        reads = asyncio.gather(
+            async_store.device_by_key(key),
+            async_store.partials(device.id, EPOCH),
+            async_store.has_message(device.id, EPOCH, 1),
+        )
+        store.gate.release()
+        await first
+        await entered(store)  # the next trip: the reads, then seq 2's batch (held)
+        found, partial, has_first = await asyncio.wait_for(reads, 10.0)
+        assert not second.done()  # answered while the batch of that trip waits to commit
+        assert found == device and partial == {9: b"half"} and has_first is True
+        assert store.log == [
+            "batch of 1",
+            "device_by_key",
+            "partials",
+            "has_message",
+            "batch of 1",
+        ]
+        store.gate.release()
+        assert await second is True
+        assert async_store.reads == 3 and async_store.commits == 2
+    finally:
+        store.gate.release()
+        async_store.close()
+
+
+async def test_a_read_with_nothing_to_commit_takes_a_trip_of_its_own(tmp_path):
+    store, device, key = logged_store(tmp_path)
+    async_store = AsyncStore(store, window=0.05)
+    try:
+        assert await asyncio.wait_for(async_store.device_by_key(key), 10.0) == device
+        assert store.log == ["device_by_key"]  # no batch, no commit, no wait for company
+        assert async_store.commits == 0
+    finally:
+        async_store.close()
+
+
+async def test_a_read_that_fails_fails_its_own_caller_only(tmp_path):
+    store, device, key = logged_store(tmp_path)
+    store.gate.release()
+    async_store = AsyncStore(store, window=0.05)
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                async_store.device_by_key(key),
+                async_store.partials(999, EPOCH),  # raises in the store
+                async_store.partials(device.id, EPOCH),
+                async_store.store_message(device.id, EPOCH, 1, "report", b"x", {}, None, 1.0),
+                return_exceptions=True,
+            ),
+            10.0,
+        )
+        assert results[0] == device
+        assert isinstance(results[1], StoreUnavailable)
+        assert results[2] == {9: b"half"} and results[3] is True
+        assert store.log == ["device_by_key", "partials", "partials", "batch of 1"]
+        assert async_store.reads == 3 and async_store.commits == 1  # one trip for all
+    finally:
+        async_store.close()
+
+
+async def test_reads_still_waiting_are_answered_when_the_store_closes(tmp_path):
+    store, device, key = logged_store(tmp_path)
+    async_store = AsyncStore(store, window=0.0)
+    first = asyncio.ensure_future(
+        async_store.store_message(device.id, EPOCH, 1, "report", b"x", {}, None, 1.0)
+    )
+    await entered(store)
+    reads = asyncio.gather(
+        async_store.device_by_key(key), async_store.has_message(device.id, EPOCH, 1)
+    )
+    await asyncio.sleep(0)  # the reads are queued behind the batch that is committing
+    store.gate.release()
+    async_store.close()  # waits for that batch, then answers what is still queued
+    assert await asyncio.wait_for(reads, 10.0) == [device, True]
+    assert await asyncio.wait_for(first, 10.0) is True
+    assert store.log == ["batch of 1", "device_by_key", "has_message"]

@@ -183,3 +183,17 @@ def test_a_forged_first_message_leaves_the_responder_able_to_read_the_real_one()
         with pytest.raises(HandshakeFailed):
             responder.read_message_1(forged)
     assert responder.read_message_1(first) == b"hello"
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 64, 65, 200])
+def test_hmac_blake2s_is_rfc_2104(key_length):
+    """The written-out HMAC-BLAKE2s gives what the standard library's `hmac` gives, for
+    keys shorter than, as long as and longer than BLAKE2s's 64-byte block."""
+    import hashlib
+    import hmac
+
+    from callhome.wire.noise import _hmac
+
+    key = os.urandom(key_length)
+    for data in (b"", b"\x01", os.urandom(33), os.urandom(300)):
+        assert _hmac(key, data) == hmac.new(key, data, hashlib.blake2s).digest()
