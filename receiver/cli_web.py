@@ -24,8 +24,9 @@ from callhome import exitcodes
 from modem_drivers.configfile import ConfigError
 from modem_drivers.logs import configure_logging
 
+from .cli_store import open_store, store_location
 from .config import CentreConfig
-from .store import AlreadyExists, AsyncStore, NotFound, SQLiteStore, Store, StoreUnavailable
+from .store import AlreadyExists, AsyncStore, NotFound, Store, StoreUnavailable
 from .sun.model import routing_next_to
 from .web.auth import ROLES, BadPassword, hash_password
 from .web.config import WebConfig, parse_web
@@ -56,16 +57,24 @@ def prepare(config: CentreConfig, web: WebConfig | None = None) -> Console | Non
 
         routing = routing_next_to(config.path)
         context = tls_context(web)
-        sqlite = SQLiteStore(config.store, busy_timeout=3.0)
+        # the centre's store, whichever it is (SQLite file or PostgreSQL)
+        sync = open_store(store_location(config), timeout=3.0)
     except ConfigError as exc:
         _fail(str(exc))
     except (OSError, ssl.SSLError) as exc:
         _fail(f"{config.path}: web.tls_cert / web.tls_key: cannot be used: {exc}")
     except StoreUnavailable as exc:
         _fail(str(exc), exitcodes.STORAGE)
-    return Console(
-        store=ConsoleStore(sqlite), sqlite=sqlite, config=web, routing=routing, tls=context
+    console = Console(
+        store=ConsoleStore(sync), sqlite=sync, config=web, routing=routing, tls=context
     )
+    if config.supervision.enabled:
+        # incidents and device states as supervision keeps them in the store, whether
+        # its engine runs in this process (`run`) or in another (`web` alone)
+        from .supervision.console import StoreSupervision
+
+        console.supervision = StoreSupervision(console.store, sync, config.supervision)
+    return console
 
 
 def bank_store(console: Console | None, store: Store) -> AsyncStore:
@@ -158,8 +167,8 @@ def _password(given: str | None) -> str:
         _fail(str(exc))
 
 
-def _store(ctx: click.Context) -> SQLiteStore:
-    store: SQLiteStore = ctx.find_root().obj.store()
+def _store(ctx: click.Context) -> Store:
+    store: Store = ctx.find_root().obj.store()
     return store
 
 

@@ -477,6 +477,27 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def console_sites(self) -> list[str]: ...
 
+    @abc.abstractmethod
+    def console_supervision_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float | None]]]:
+        """Devices in supervision's states (`supervised_sql`): counts by state, and the
+        `limit` late or down devices, most overdue first, as (name, state, deadline)."""
+
+    @abc.abstractmethod
+    def console_supervised_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        """`console_devices` with supervision's states (`supervised_sql`)."""
+
 
 _SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -676,6 +697,38 @@ CONSOLE_SORTS = {
     "deadline": "deadline IS NULL, deadline, name",
 }
 """How the console's device list sorts (the SQL of each key: never user input)."""
+
+SUPERVISION_STATE_NAMES = {0: "never", 1: "ok", 2: "late", 3: "down", 4: "ok", 5: "on test"}
+"""Supervision's kept states (receiver.supervision.engine.State, by value) in the
+console's words; 6 (retired) and a revoked device read "revoked". receiver.supervision
+.console checks this against the engine's states."""
+
+
+def supervised_sql(p: str) -> str:
+    """The devices with the state the console shows (columns: the device's, `state`,
+    `deadline`), for both backends (`p`: the placeholder; the query takes `now` twice):
+    supervision's kept state where it has one; where it has none yet (a device it has
+    not judged, or a centre run without supervision), judged from the last call as
+    `console_device_states` does. The deadline of a supervised device is its last
+    message plus its interval (None for a daily schedule, a test, a revoked device)."""
+    judged_deadline = "coalesce(d.last_seen, d.enrolled_at) + d.test_interval + d.grace"
+    names = " ".join(
+        f"WHEN {value} THEN '{name}'" for value, name in SUPERVISION_STATE_NAMES.items()
+    )
+    columns = ", ".join(f"d.{c.strip()}" for c in _DEVICE_COLUMNS.split(","))
+    return (
+        f"SELECT {columns}, CASE WHEN d.revoked_at IS NOT NULL THEN 'revoked' "
+        f"WHEN s.state IS NULL THEN CASE WHEN {p} <= {judged_deadline} "
+        "THEN CASE WHEN d.last_seen IS NULL THEN 'never' ELSE 'ok' END "
+        f"WHEN {p} <= {judged_deadline} + 2 * d.test_interval THEN 'late' ELSE 'down' END "
+        f"ELSE CASE s.state {names} ELSE 'revoked' END END AS state, "
+        "CASE WHEN d.revoked_at IS NOT NULL THEN NULL "
+        f"WHEN s.state IS NULL THEN {judged_deadline} "
+        "WHEN s.state IN (0, 1, 2, 3, 4) AND s.schedule IS NULL "
+        "THEN s.last + d.test_interval END AS deadline "
+        "FROM devices d LEFT JOIN supervision s ON s.device_id = d.id"
+    )
+
 
 _STEP_5_CALL_PATH = "ALTER TABLE calls ADD COLUMN path TEXT NOT NULL DEFAULT 'modem';"
 """Which path a call took: "modem" or "ip" (a message's is its call's)."""
@@ -1388,6 +1441,56 @@ class SQLiteStore(Database, Store):
                 "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
             )
         ]
+
+    # -- the console over supervision's states --------------------------------------------
+
+    def console_supervision_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float | None]]]:
+        states = supervised_sql("?")
+        # two reads, as console_device_states: a call apart at worst
+        counts = dict(
+            self._read(f"SELECT state, count(*) FROM ({states}) GROUP BY state", (now, now))
+        )
+        rows = self._read(
+            f"SELECT name, state, deadline FROM ({states}) WHERE state IN ('late', 'down') "
+            "ORDER BY deadline IS NULL, deadline, name LIMIT ?",
+            (now, now, limit),
+        )
+        return {str(k): int(v) for k, v in counts.items()}, [
+            (str(a), str(b), None if c is None else float(c)) for a, b, c in rows
+        ]
+
+    def console_supervised_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        states = supervised_sql("?")
+        clauses: list[str] = []
+        args: list[Any] = [now, now]
+        if state:
+            clauses.append("state = ?")
+            args.append(state)
+        if site:
+            clauses.append("site = ?")
+            args.append(site)
+        if text:
+            clauses.append("instr(lower(name), lower(?)) > 0")
+            args.append(text)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = self._read(f"SELECT count(*) FROM ({states}) {where}", tuple(args))[0][0]
+        rows = self._read(
+            f"SELECT * FROM ({states}) {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total)
 
 
 # -- the writes, inside a transaction the caller holds ----------------------------------

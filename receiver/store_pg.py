@@ -67,6 +67,7 @@ from .store import (
     SupervisionRow,
     TimelineRow,
     security_counters,
+    supervised_sql,
 )
 
 ENV_DSN = "CALLHOME_STORE_DSN"
@@ -984,6 +985,56 @@ class PostgresStore(Store):
                 "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
             )
         ]
+
+    # -- the console over supervision's states --------------------------------------------
+
+    def console_supervision_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float | None]]]:
+        states = supervised_sql("%s")
+        counts = dict(
+            self._read(f"SELECT state, count(*) FROM ({states}) s GROUP BY state", (now, now))
+        )
+        rows = self._read(
+            f"SELECT name, state, deadline FROM ({states}) s WHERE state IN ('late', 'down') "
+            "ORDER BY deadline IS NULL, deadline, name LIMIT %s",
+            (now, now, limit),
+        )
+        return {str(k): int(v) for k, v in counts.items()}, [
+            (str(a), str(b), None if c is None else float(c)) for a, b, c in rows
+        ]
+
+    def console_supervised_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+        states = supervised_sql("%s")
+        clauses: list[str] = []
+        args: list[Any] = [now, now]
+        if state:
+            clauses.append("state = %s")
+            args.append(state)
+        if site:
+            clauses.append("site = %s")
+            args.append(site)
+        if text:
+            # folded as console_devices folds: ASCII only, as SQLite
+            clauses.append('strpos(lower(name), lower(%s COLLATE "C")) > 0')
+            args.append(text)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = self._read(f"SELECT count(*) FROM ({states}) s {where}", tuple(args))
+        rows = self._read(
+            f"SELECT * FROM ({states}) s {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT %s OFFSET %s",
+            (*args, limit, offset),
+        )
+        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total[0][0])
 
 
 # -- the writes of the hot path, inside a transaction the caller holds --------------------

@@ -8,10 +8,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from receiver.incident_events import Severity
-from receiver.store import Device, IncidentRow, NotFound, Store, TimelineRow
+from receiver.store import (
+    SUPERVISION_STATE_NAMES,
+    Device,
+    IncidentRow,
+    NotFound,
+    Store,
+    TimelineRow,
+)
 from receiver.web.sources import (
     DEVICE_STATES,
     DeviceState,
+    DeviceSummary,
     Incident,
     IncidentNotFound,
     NoSupervision,
@@ -35,6 +43,9 @@ STATE_NAMES: dict[State, str] = {
 }
 """Supervision's states in the console's words (`DEVICE_STATES`)."""
 assert set(STATE_NAMES.values()) <= set(DEVICE_STATES)
+assert {
+    int(state): name for state, name in STATE_NAMES.items() if state is not State.RETIRED
+} == SUPERVISION_STATE_NAMES, "the store's SQL names supervision's states as STATE_NAMES"
 
 
 def _incident(row: IncidentRow, timeline: Sequence[TimelineRow] = ()) -> Incident:
@@ -54,9 +65,10 @@ def _incident(row: IncidentRow, timeline: Sequence[TimelineRow] = ()) -> Inciden
 
 class StoreSupervision(NoSupervision):
     """Supervision as the store has it (the running engine writes every change there
-    and takes the console's through the same commands as the command line's). The
-    overview's counts and the device list stay judged in the database from the last
-    call (a hundred thousand devices); a device's own page shows supervision's state."""
+    and takes the console's through the same commands as the command line's). Device
+    states are supervision's: the overview's counts and the device list in SQL over its
+    table (a hundred thousand devices), a device's own page from its row; a device it
+    has not judged yet is judged from its last call."""
 
     supported = True
 
@@ -126,6 +138,36 @@ class StoreSupervision(NoSupervision):
                 verdict = replace(verdict, state=state, on_test_until=until)
             out[device.name] = verdict
         return out
+
+    async def summary(self, now: float, limit: int) -> DeviceSummary:
+        counts, rows = await self.store.read(self.sync.console_supervision_states, now, limit=limit)
+        full = dict.fromkeys(DEVICE_STATES, 0)
+        full.update(counts)
+        troubled = [DeviceState(name, state, deadline) for name, state, deadline in rows]
+        return DeviceSummary(full, troubled, full["late"] + full["down"])
+
+    async def device_page(
+        self, now: float, *, state: str, site: str, text: str, sort: str, offset: int, limit: int
+    ) -> tuple[list[tuple[Device, DeviceState]], int]:
+        rows, total = await self.store.read(
+            self.sync.console_supervised_devices,
+            now,
+            state=state or None,
+            site=site or None,
+            text=text or None,
+            sort=sort,
+            offset=offset,
+            limit=limit,
+        )
+        page: list[tuple[Device, DeviceState]] = []
+        for device, verdict, deadline in rows:
+            until = None
+            if verdict == "on test":  # rare: its end is in the row's JSON
+                found = await self.store.read(self.sync.supervision_rows, device.name)
+                if found and found[0].state is not None:
+                    until = persist.record_from_row(found[0]).test_until
+            page.append((device, DeviceState(device.name, verdict, deadline, on_test_until=until)))
+        return page, total
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         def apply() -> None:

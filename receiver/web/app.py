@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from ..metrics import Snapshot
-from ..store import CONSOLE_SORTS, ConsoleSession, SQLiteStore
+from ..store import CONSOLE_SORTS, ConsoleSession, Store
 from ..sun.check import check
 from ..sun.links import InvalidLink, verify_token
 from ..sun.model import Routing
@@ -59,7 +59,8 @@ class Console:
     """Everything the handlers share."""
 
     store: ConsoleStore
-    sqlite: SQLiteStore
+    sqlite: Store
+    """The centre's store (SQLite or PostgreSQL), read through `store`'s thread."""
     config: WebConfig
     live: Live = field(default_factory=Live)
     supervision: Supervision | None = None
