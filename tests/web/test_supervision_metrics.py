@@ -5,7 +5,7 @@ calls over TCP are counted with their path and timed like the modem's."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,10 @@ from receiver.web.app import Console, make_app
 from receiver.web.auth import hash_password
 from receiver.web.live import Live
 
+from ..receiver.pgtest import (  # noqa: F401 - the fixtures
+    pg_database_fixture,
+    pg_session_database_fixture,
+)
 from .conftest import PASSWORD, log_in
 
 HOUR = 3600.0
@@ -154,3 +158,31 @@ def test_a_path_label_stays_bounded() -> None:
     key = (("outcome", "completed"), ("path", "other"), ("port", "ip"))
     assert found[("callhome_calls_total", key)] == 1
     assert found[("callhome_call_duration_seconds_sum", ())] == 1.0
+
+
+async def test_the_console_of_a_postgresql_centre_reads_its_database(
+    tmp_path: Path, pg_database: Callable[[], str]
+) -> None:
+    from receiver.store_pg import PostgresStore
+
+    folder = tmp_path / "centre"
+    done = CliRunner().invoke(main, ["init", str(folder), "--store", pg_database()])
+    assert done.exit_code == 0, done.output
+    path = folder / "centre.toml"
+    with path.open("a") as file:
+        file.write('\n[web]\nlisten = "127.0.0.1:0"\n')
+    console = cli_web.prepare(load_centre_config(path))
+    assert console is not None and isinstance(console.sqlite, PostgresStore)
+    assert not (folder / "centre.db").exists()
+    console.sqlite.enroll("plant-pg", bytes(32), test_interval=HOUR, grace=600.0, site=None)
+    console.sqlite.console_add_account("otto", hash_password(PASSWORD), "operator", 0.0)
+    web = TestClient(TestServer(make_app(console)))
+    await web.start_server()
+    try:
+        assert await log_in(web, "otto") == 303
+        assert "plant-pg" in await (await web.get("/devices")).text()
+        found = scrape(await (await web.get("/metrics")).text())
+        assert found[("callhome_devices", (("state", "never"),))] == 1
+    finally:
+        await web.close()
+        console.store.close()
