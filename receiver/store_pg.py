@@ -68,6 +68,7 @@ from .store import (
     TimelineRow,
     security_counters,
     supervised_sql,
+    supervision_states,
 )
 
 ENV_DSN = "CALLHOME_STORE_DSN"
@@ -991,18 +992,7 @@ class PostgresStore(Store):
     def console_supervision_states(
         self, now: float, *, limit: int = 50
     ) -> tuple[dict[str, int], list[tuple[str, str, float | None]]]:
-        states = supervised_sql("%s")
-        counts = dict(
-            self._read(f"SELECT state, count(*) FROM ({states}) s GROUP BY state", (now, now))
-        )
-        rows = self._read(
-            f"SELECT name, state, deadline FROM ({states}) s WHERE state IN ('late', 'down') "
-            "ORDER BY deadline IS NULL, deadline, name LIMIT %s",
-            (now, now, limit),
-        )
-        return {str(k): int(v) for k, v in counts.items()}, [
-            (str(a), str(b), None if c is None else float(c)) for a, b, c in rows
-        ]
+        return supervision_states(self._read, "%s", now, limit)
 
     def console_supervised_devices(
         self,
