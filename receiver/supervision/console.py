@@ -16,8 +16,10 @@ from receiver.store import (
     Store,
     TimelineRow,
 )
+from receiver.web import render
 from receiver.web.sources import (
     DEVICE_STATES,
+    Check,
     DeviceState,
     DeviceSummary,
     Incident,
@@ -28,7 +30,7 @@ from receiver.web.sources import (
 from receiver.web.storage import ConsoleStore
 
 from . import operations, persist
-from .engine import State
+from .engine import DeviceRecord, State
 from .incidents import IncidentError
 from .settings import SupervisionSettings
 
@@ -46,6 +48,23 @@ assert set(STATE_NAMES.values()) <= set(DEVICE_STATES)
 assert {
     int(state): name for state, name in STATE_NAMES.items() if state is not State.RETIRED
 } == SUPERVISION_STATE_NAMES, "the store's SQL names supervision's states as STATE_NAMES"
+
+
+DUE = frozenset({State.NEW, State.UP, State.RESTORED, State.LATE, State.DOWN})
+"""States in which a device has a line-test deadline."""
+CHECK_REPORTS = 200
+"""A device's latest reports read for its checks (each component's newest among them)."""
+
+
+def _line_test(verdict: DeviceState, record: DeviceRecord | None, device: Device) -> Check:
+    """The line test as a check: supervision's state and what it knows of the paths."""
+    if record is None:
+        return Check("line test", verdict.state, device.last_seen, "not yet judged by supervision")
+    parts = [f"last message {render.when(record.last)}"] if record.state is not State.NEW else []
+    for path, heard in sorted(record.paths.items()):
+        failed = " (failed)" if path in record.failed_paths else ""
+        parts.append(f"{path}{failed} heard {render.when(heard)}")
+    return Check("line test", verdict.state, record.since, "; ".join(parts))
 
 
 def _incident(row: IncidentRow, timeline: Sequence[TimelineRow] = ()) -> Incident:
@@ -126,17 +145,40 @@ class StoreSupervision(NoSupervision):
         return await self._change(incident_id, "resolve", who, note or "resolved", now)
 
     async def device_states(self, devices: Sequence[Device], now: float) -> dict[str, DeviceState]:
+        """Supervision's state of each device (judged from its last call where it kept
+        none yet), with its checks: the line test (supervision's state, its paths) and
+        each component its reports named, as its latest report left it."""
         judged = await super().device_states(devices, now)
         out: dict[str, DeviceState] = {}
         for device in devices:
             rows = await self.store.read(self.sync.supervision_rows, device.name)
             verdict = judged[device.name]
+            record = None
             if rows and rows[0].state is not None:
                 record = persist.record_from_row(rows[0])
                 state = STATE_NAMES[record.state]
                 until = record.test_until if record.state is State.ON_TEST else None
-                verdict = replace(verdict, state=state, on_test_until=until)
-            out[device.name] = verdict
+                deadline = None
+                if record.state in DUE and record.schedule is None:
+                    deadline = record.last + record.interval  # as the device list shows it
+                verdict = replace(verdict, state=state, on_test_until=until, next_deadline=deadline)
+            reports = await self.store.read(
+                self.sync.messages, device=device.name, kind="report", limit=CHECK_REPORTS
+            )
+            checks = [_line_test(verdict, record, device)]
+            seen: set[str] = set()
+            for report in reports:  # newest first
+                if report.component and report.component not in seen:
+                    seen.add(report.component)
+                    checks.append(
+                        Check(
+                            report.component,
+                            report.state or report.severity or "reported",
+                            report.received_at,
+                            f"severity {report.severity}" if report.severity else "",
+                        )
+                    )
+            out[device.name] = replace(verdict, checks=tuple(checks))
         return out
 
     async def summary(self, now: float, limit: int) -> DeviceSummary:

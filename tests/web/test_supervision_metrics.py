@@ -84,6 +84,12 @@ async def test_web_alone_reads_supervision_and_its_states_fill_pages_and_metrics
     supervisor.message_stored(Stored(device, heard, "bank0", "5551234", "line-test", None))
     await supervisor.turn(heard)
     store.advance_counter(device.id, 1, heard)
+    call = store.start_call("bank0", "5551234", heard - 5)
+    for seq, state in ((1, "failed"), (2, "ok")):  # the newest report of a component counts
+        meta = {"severity": "major", "component": f"psu{seq}", "state": state}
+        store.store_message(device.id, 1, seq, "report", b"{}", meta, call, heard - seq)
+    meta = {"severity": "minor", "component": "psu1", "state": "degraded"}
+    store.store_message(device.id, 1, 3, "report", b"{}", meta, call, heard)
     # five seconds past its deadline: late for supervision; its last call alone would
     # still be within the grace ("ok")
     now = heard + HOUR + 5
@@ -94,6 +100,12 @@ async def test_web_alone_reads_supervision_and_its_states_fill_pages_and_metrics
     assert "plant-a" in listed
     assert "plant-a" not in await (await web.get("/devices?state=ok")).text()
     assert "plant-a" in await (await web.get("/")).text()
+    page = await (await web.get("/devices/plant-a")).text()
+    checks = page[page.index("<th>check</th>") :]
+    assert 'line test</td><td class="state-late">late' in checks
+    assert 'psu1</td><td class="state-degraded">degraded' in checks
+    assert 'psu2</td><td class="state-ok">ok' in checks
+    assert "bank0" not in checks and "modem heard" in checks  # the path supervision knows
     found = scrape(await (await web.get("/metrics")).text())
     assert found[("callhome_devices", (("state", "late"),))] == 1
     assert found[("callhome_devices", (("state", "ok"),))] == 0
