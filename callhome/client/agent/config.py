@@ -37,6 +37,9 @@ class CheckConfig:
 class AgentConfig:
     path: Path
     state: Path
+    textfile: Path | None = None
+    """Where to write the check states for node_exporter's textfile collector (a
+    `*.prom` file in its directory); None: not written."""
     interval: float = 60.0
     deadline: float = 10.0
     time_scale: float = 1.0
@@ -61,6 +64,10 @@ def parse_agent_config(data: dict[str, Any], path: Path, spool: Path) -> AgentCo
     config = AgentConfig(path=path, state=spool.with_name(spool.name + ".agent.json"))
     if agent.get("state", str) is not None:
         config.state = agent.path_value("state")
+    if agent.get("textfile", str) is not None:
+        config.textfile = agent.path_value("textfile")
+        if config.textfile.suffix != ".prom":
+            raise agent.error("textfile", "node_exporter reads only files named *.prom")
     config.time_scale = agent.number("time_scale", float, 1.0, minimum=1e-6, maximum=1.0)
     config.interval = agent.duration("interval", "60s", minimum=0.001, maximum=86400.0)
     config.deadline = agent.duration("deadline", "10s", minimum=0.001, maximum=3600.0)

@@ -41,6 +41,7 @@ from .modemlock import modem_lock
 from .policy import CallPlan, CallPolicy
 from .running import collect
 from .statefile import read_state, write_state
+from .textfile import write_textfile
 
 log = structlog.get_logger("callhome.agent")
 
@@ -141,6 +142,8 @@ class Agent:
             self._queue_event(event, now)
         if events:
             self.save()
+        else:
+            self.export()  # the values and times of this collection
         return events
 
     def _queue_event(self, event: CheckEvent, now: float) -> None:
@@ -353,10 +356,22 @@ class Agent:
         }
 
     def save(self) -> None:
+        status = self.status()
         try:
-            write_state(self.config.state, self.status())
+            write_state(self.config.state, status)
         except OSError as exc:
             log.warning("agent.state_unwritable", path=str(self.config.state), error=exc.strerror)
+        self.export(status)
+
+    def export(self, status: dict[str, Any] | None = None) -> None:
+        """The check states for node_exporter ([agent] textfile), when configured."""
+        path = self.config.textfile
+        if path is None:
+            return
+        try:
+            write_textfile(path, status or self.status())
+        except OSError as exc:
+            log.warning("agent.textfile_unwritable", path=str(path), error=exc.strerror)
 
     # -- the whole --------------------------------------------------------------------------
 
