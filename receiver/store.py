@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -492,11 +493,14 @@ class Store(abc.ABC):
         state: str | None = None,
         site: str | None = None,
         text: str | None = None,
+        path: str | None = None,
         sort: str = "name",
         offset: int = 0,
         limit: int = 200,
-    ) -> tuple[list[tuple[Device, str, float | None]], int]:
-        """`console_devices` with supervision's states (`supervised_sql`)."""
+    ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
+        """`console_devices` with supervision's states (`supervised_sql`), and each
+        device's `extra` JSON; `path`: only devices heard on that path (a name of
+        `PATH_NAME` form), or "failed": only those with a failed path."""
 
 
 _SCHEMA_1 = """
@@ -709,7 +713,8 @@ def supervised_sql(p: str) -> str:
     `deadline`), for both backends (`p`: the placeholder; the query takes `now` twice):
     supervision's kept state where it has one; where it has none yet (a device it has
     not judged, or a centre run without supervision), judged from the last call as
-    `console_device_states` does. The deadline of a supervised device is its last
+    `console_device_states` does; `extra`, supervision's JSON of the rare parts (the
+    paths). The deadline of a supervised device is its last
     message plus its interval (None for a daily schedule, a test, a revoked device)."""
     judged_deadline = "coalesce(d.last_seen, d.enrolled_at) + d.test_interval + d.grace"
     names = " ".join(
@@ -725,9 +730,24 @@ def supervised_sql(p: str) -> str:
         "CASE WHEN d.revoked_at IS NOT NULL THEN NULL "
         f"WHEN s.state IS NULL THEN {judged_deadline} "
         "WHEN s.state IN (0, 1, 2, 3, 4) AND s.schedule IS NULL "
-        "THEN s.last + d.test_interval END AS deadline "
+        "THEN s.last + d.test_interval END AS deadline, s.extra AS extra "
         "FROM devices d LEFT JOIN supervision s ON s.device_id = d.id"
     )
+
+
+PATH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+"""What the device list's path filter accepts as a path's name."""
+
+
+def path_pattern(path: str) -> str:
+    """The LIKE pattern of supervision's `extra` JSON (`persist.update_from_record`:
+    sorted keys, json's separators) for devices heard on `path`, or with a failed path
+    ("failed"). `path` matches PATH_NAME: no LIKE wildcards in it."""
+    if not PATH_NAME.fullmatch(path):
+        raise ValueError(f"not a path name: {path!r}")
+    if path == "failed":
+        return '%"failed_paths": [%'
+    return '%"paths": {%"' + path + '": %}%'
 
 
 def supervision_states(
@@ -1534,10 +1554,11 @@ class SQLiteStore(Database, Store):
         state: str | None = None,
         site: str | None = None,
         text: str | None = None,
+        path: str | None = None,
         sort: str = "name",
         offset: int = 0,
         limit: int = 200,
-    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+    ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
         states = supervised_sql("?")
         clauses: list[str] = []
         args: list[Any] = [now, now]
@@ -1550,13 +1571,16 @@ class SQLiteStore(Database, Store):
         if text:
             clauses.append("instr(lower(name), lower(?)) > 0")
             args.append(text)
+        if path:
+            clauses.append("extra LIKE ?")
+            args.append(path_pattern(path))
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         total = self._read(f"SELECT count(*) FROM ({states}) {where}", tuple(args))[0][0]
         rows = self._read(
             f"SELECT * FROM ({states}) {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT ? OFFSET ?",
             (*args, limit, offset),
         )
-        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total)
+        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], int(total)
 
 
 # -- the writes, inside a transaction the caller holds ----------------------------------

@@ -66,6 +66,7 @@ from .store import (
     SupervisionBatch,
     SupervisionRow,
     TimelineRow,
+    path_pattern,
     security_counters,
     supervised_sql,
     supervision_states,
@@ -1001,10 +1002,11 @@ class PostgresStore(Store):
         state: str | None = None,
         site: str | None = None,
         text: str | None = None,
+        path: str | None = None,
         sort: str = "name",
         offset: int = 0,
         limit: int = 200,
-    ) -> tuple[list[tuple[Device, str, float | None]], int]:
+    ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
         states = supervised_sql("%s")
         clauses: list[str] = []
         args: list[Any] = [now, now]
@@ -1018,13 +1020,18 @@ class PostgresStore(Store):
             # folded as console_devices folds: ASCII only, as SQLite
             clauses.append('strpos(lower(name), lower(%s COLLATE "C")) > 0')
             args.append(text)
+        if path:
+            clauses.append("extra LIKE %s")
+            args.append(path_pattern(path))
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         total = self._read(f"SELECT count(*) FROM ({states}) s {where}", tuple(args))
         rows = self._read(
             f"SELECT * FROM ({states}) s {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT %s OFFSET %s",
             (*args, limit, offset),
         )
-        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total[0][0])
+        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], int(
+            total[0][0]
+        )
 
 
 # -- the writes of the hot path, inside a transaction the caller holds --------------------

@@ -4,8 +4,10 @@ operations as the command line, device states from supervision's own, on test.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from receiver.incident_events import Severity
 from receiver.store import (
@@ -54,6 +56,11 @@ DUE = frozenset({State.NEW, State.UP, State.RESTORED, State.LATE, State.DOWN})
 """States in which a device has a line-test deadline."""
 CHECK_REPORTS = 200
 """A device's latest reports read for its checks (each component's newest among them)."""
+
+
+def _paths(extra: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
+    failed = set(extra.get("failed_paths", ()))
+    return tuple((str(path), path in failed) for path in sorted(extra.get("paths", {})))
 
 
 def _line_test(verdict: DeviceState, record: DeviceRecord | None, device: Device) -> Check:
@@ -161,7 +168,13 @@ class StoreSupervision(NoSupervision):
                 deadline = None
                 if record.state in DUE and record.schedule is None:
                     deadline = record.last + record.interval  # as the device list shows it
-                verdict = replace(verdict, state=state, on_test_until=until, next_deadline=deadline)
+                verdict = replace(
+                    verdict,
+                    state=state,
+                    on_test_until=until,
+                    next_deadline=deadline,
+                    paths=tuple((p, p in record.failed_paths) for p in sorted(record.paths)),
+                )
             reports = await self.store.read(
                 self.sync.messages, device=device.name, kind="report", limit=CHECK_REPORTS
             )
@@ -189,7 +202,16 @@ class StoreSupervision(NoSupervision):
         return DeviceSummary(full, troubled, full["late"] + full["down"])
 
     async def device_page(
-        self, now: float, *, state: str, site: str, text: str, sort: str, offset: int, limit: int
+        self,
+        now: float,
+        *,
+        state: str,
+        site: str,
+        text: str,
+        sort: str,
+        offset: int,
+        limit: int,
+        path: str = "",
     ) -> tuple[list[tuple[Device, DeviceState]], int]:
         rows, total = await self.store.read(
             self.sync.console_supervised_devices,
@@ -197,18 +219,30 @@ class StoreSupervision(NoSupervision):
             state=state or None,
             site=site or None,
             text=text or None,
+            path=path or None,
             sort=sort,
             offset=offset,
             limit=limit,
         )
         page: list[tuple[Device, DeviceState]] = []
-        for device, verdict, deadline in rows:
+        for device, verdict, deadline, extra in rows:
             until = None
             if verdict == "on test":  # rare: its end is in the row's JSON
                 found = await self.store.read(self.sync.supervision_rows, device.name)
                 if found and found[0].state is not None:
                     until = persist.record_from_row(found[0]).test_until
-            page.append((device, DeviceState(device.name, verdict, deadline, on_test_until=until)))
+            page.append(
+                (
+                    device,
+                    DeviceState(
+                        device.name,
+                        verdict,
+                        deadline,
+                        on_test_until=until,
+                        paths=_paths(json.loads(extra)) if extra else (),
+                    ),
+                )
+            )
         return page, total
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:

@@ -106,6 +106,10 @@ async def test_web_alone_reads_supervision_and_its_states_fill_pages_and_metrics
     assert 'psu1</td><td class="state-degraded">degraded' in checks
     assert 'psu2</td><td class="state-ok">ok' in checks
     assert "bank0" not in checks and "modem heard" in checks  # the path supervision knows
+    listed = await (await web.get("/devices?path=modem")).text()
+    assert "plant-a" in listed and '<span class="state-ok">modem</span>' in listed
+    assert "plant-a" not in await (await web.get("/devices?path=ip")).text()
+    assert "plant-a" not in await (await web.get("/devices?path=failed")).text()
     found = scrape(await (await web.get("/metrics")).text())
     assert found[("callhome_devices", (("state", "late"),))] == 1
     assert found[("callhome_devices", (("state", "ok"),))] == 0

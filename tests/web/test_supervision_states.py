@@ -104,14 +104,14 @@ def test_counts_and_the_troubled_come_from_supervision(store: Store) -> None:
     assert total == 1 and page[0][0].name == "test" and page[0][2] is None
     page, total = store.console_supervised_devices(now, sort="state")
     assert total == 8
-    for device, state, _deadline in page:
+    for device, state, _deadline, _extra in page:
         assert state == expected(store, device.name, now), device.name
-    assert [d.name for d, _, _ in page[:3]] == ["down", "quiet", "late"]
+    assert [row[0].name for row in page[:3]] == ["down", "quiet", "late"]
     page, total = store.console_supervised_devices(
         now, site="lyon", text="A", sort="name", limit=1, offset=1
     )
     # lyon: late, test, back, gone; with an "a": late, back
-    assert total == 2 and [d.name for d, _, _ in page] == ["late"]
+    assert total == 2 and [row[0].name for row in page] == ["late"]
 
 
 def test_a_device_supervision_has_not_judged_is_judged_from_its_last_call(store: Store) -> None:
@@ -122,7 +122,7 @@ def test_a_device_supervision_has_not_judged_is_judged_from_its_last_call(store:
     counts, troubled = store.console_supervision_states(at)
     assert counts == {"never": 1} and troubled == []
     listed, _ = store.console_supervised_devices(at)
-    assert listed[0][1:] == ("never", pytest.approx(device.enrolled_at + 1100))
+    assert listed[0][1:] == ("never", pytest.approx(device.enrolled_at + 1100), None)
 
 
 @settings(
@@ -157,7 +157,7 @@ def test_every_state_agrees_with_the_device_page(
     listed, total = store.console_supervised_devices(now, sort=sort)
     assert total == len(names)
     wanted = {name: expected(store, name, now) for name in names}
-    assert {d.name: state for d, state, _ in listed} == wanted
+    assert {row[0].name: row[1] for row in listed} == wanted
     counts, troubled = store.console_supervision_states(now)
     tally: dict[str, int] = {}
     for state in wanted.values():
@@ -166,3 +166,31 @@ def test_every_state_agrees_with_the_device_page(
     assert sorted(name for name, _, _ in troubled) == sorted(
         name for name, state in wanted.items() if state in ("late", "down")
     )
+
+
+def test_the_list_filters_by_path(store: Store) -> None:
+    for number, name in enumerate(["both", "modem", "ip-gone", "quiet"]):
+        enroll(store, name, number)
+    now = store.devices()[0].enrolled_at + 10
+    both = '{"paths": {"ip": 5.0, "modem": 6.0}}'
+    gone = '{"failed_paths": ["ip"], "paths": {"ip": 1.0, "modem_2": 2.0}, "skewed": true}'
+    keep(
+        store,
+        SupervisionUpdate("both", int(State.UP), 1.0, 6.0, extra=both),
+        SupervisionUpdate("modem", int(State.UP), 1.0, 6.0, extra='{"paths": {"modem": 6.0}}'),
+        SupervisionUpdate("ip-gone", int(State.UP), 1.0, 2.0, extra=gone),
+    )
+
+    def names(path: str) -> list[str]:
+        rows, total = store.console_supervised_devices(now, path=path)
+        assert total == len(rows)
+        return [row[0].name for row in rows]
+
+    assert names("ip") == ["both", "ip-gone"]
+    assert names("modem") == ["both", "modem"]
+    assert names("failed") == ["ip-gone"]
+    assert names("sat") == []
+    rows, _ = store.console_supervised_devices(now, text="gone")
+    assert rows[0][3] == gone
+    with pytest.raises(ValueError):
+        store.console_supervised_devices(now, path="%")
