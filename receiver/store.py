@@ -766,7 +766,9 @@ def supervision_states(
     and the index of those never heard from, as `console_device_states` does. A few
     reads, so the counts may be a call apart under a busy bank."""
     deadline = "coalesce(last_seen, enrolled_at) + test_interval + grace"  # the index's
-    unsupervised = "NOT EXISTS (SELECT 1 FROM supervision s WHERE s.device_id = devices.id)"
+    # per device, a look-up of supervision's key: not an anti-join, which PostgreSQL
+    # plans as a hash of the whole table for the few overdue devices
+    unsupervised = "(SELECT count(*) FROM supervision s WHERE s.device_id = devices.id) = 0"
     verdict = f"CASE WHEN {p} <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END"
     overdue = f"FROM devices WHERE revoked_at IS NULL AND {deadline} < {p} AND {unsupervised}"
     total, revoked = read(
@@ -792,29 +794,38 @@ def supervision_states(
     for state, n in kept.items():
         name = SUPERVISION_STATE_NAMES.get(state, "revoked")  # retired reads revoked
         counts[name] = counts.get(name, 0) + n - kept_revoked.get(state, 0)
-    judged = dict(read(f"SELECT {verdict} AS state, count(*) {overdue} GROUP BY state", (now, now)))
-    never = read(
-        f"SELECT count(*) FROM devices {never_index} WHERE last_seen IS NULL "
-        "AND revoked_at IS NULL "
-        f"AND {deadline} >= {p} AND {unsupervised}",
-        (now,),
-    )[0][0]
-    late, down = int(judged.get("late", 0)), int(judged.get("down", 0))
     rest = int(total) - int(revoked) - (sum(kept.values()) - sum(kept_revoked.values()))
+    judged: dict[str, int] = {}
+    never = 0
+    if rest:  # devices supervision has kept nothing for (none once it has heard them all)
+        judged = dict(
+            read(f"SELECT {verdict} AS state, count(*) {overdue} GROUP BY state", (now, now))
+        )
+        never = read(
+            f"SELECT count(*) FROM devices {never_index} WHERE last_seen IS NULL "
+            "AND revoked_at IS NULL "
+            f"AND {deadline} >= {p} AND {unsupervised}",
+            (now,),
+        )[0][0]
+    late, down = int(judged.get("late", 0)), int(judged.get("down", 0))
     for name, n in (("late", late), ("down", down), ("never", int(never))):
         counts[name] = counts.get(name, 0) + n
     counts["ok"] = counts.get("ok", 0) + rest - late - down - int(never)
     rows: list[Any] = []
     if limit > 0:
         rows = read(
+            # the late and down of supervision's index, each device looked up by its key
+            # (both backends would otherwise join a scan of every device)
             "SELECT name, state, deadline FROM ("
-            "SELECT d.name AS name, CASE s.state WHEN 2 THEN 'late' ELSE 'down' END AS state, "
-            "CASE WHEN s.schedule IS NULL THEN s.last + d.test_interval END AS deadline "
-            "FROM supervision s JOIN devices d ON d.id = s.device_id "
-            "WHERE s.state IN (2, 3) AND d.revoked_at IS NULL "
-            f"UNION ALL SELECT name, {verdict}, {deadline} {overdue}"
-            f") t ORDER BY deadline IS NULL, deadline, name LIMIT {p}",
-            (now, now, limit),
+            "SELECT (SELECT d.name FROM devices d WHERE d.id = s.device_id "
+            "AND d.revoked_at IS NULL) AS name, "
+            "CASE s.state WHEN 2 THEN 'late' ELSE 'down' END AS state, "
+            "CASE WHEN s.schedule IS NULL THEN s.last + (SELECT d.test_interval FROM devices d "
+            "WHERE d.id = s.device_id) END AS deadline "
+            "FROM supervision s WHERE s.state IN (2, 3) "
+            + (f"UNION ALL SELECT name, {verdict}, {deadline} {overdue}" if rest else "")
+            + f") t WHERE name IS NOT NULL ORDER BY deadline IS NULL, deadline, name LIMIT {p}",
+            (now, now, limit) if rest else (limit,),
         )
     return {k: v for k, v in counts.items() if v}, [
         (str(a), str(b), None if c is None else float(c)) for a, b, c in rows

@@ -993,7 +993,16 @@ class PostgresStore(Store):
     def console_supervision_states(
         self, now: float, *, limit: int = 50
     ) -> tuple[dict[str, int], list[tuple[str, str, float | None]]]:
-        return supervision_states(self._read, "%s", now, limit)
+        # one connection and transaction: the reads see one snapshot; without JIT,
+        # which the planner's estimate of the per-device key look-ups would start, and
+        # whose compilation costs more than these reads take
+        with self._connection() as db, db.transaction():
+            db.execute("SET LOCAL jit = off")
+
+            def read(sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+                return db.execute(sql, args).fetchall()
+
+            return supervision_states(read, "%s", now, limit)
 
     def console_supervised_devices(
         self,
