@@ -5,8 +5,10 @@
 
 Each backend gets the same `--devices` devices (one in twenty late or down, as in
 benchmarks/console_overview.py); PostgreSQL's go into a database made for the run and
-dropped after it. Printed: the median of `--runs` calls of each console read the
-overview and the device list make, per backend, in milliseconds.
+dropped after it. Every device also has a row in supervision's table (the late and
+down ones late or down there too), as under a running supervision. Printed: the median
+of `--runs` calls of each console read the overview and the device list make, without
+supervision (judged from the last call) and with it, per backend, in milliseconds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from receiver.store_pg import PostgresStore
 
 NOW = 1_780_000_000.0
 COLUMNS = "name, public_key, enrolled_at, test_interval, grace, site, last_counter, last_seen"
+SUPERVISED = (
+    "INSERT INTO supervision (device_id, state, since, last) "
+    f"SELECT id, CASE WHEN last_seen < {NOW - 86400} "
+    "THEN 2 + id - 2 * (id / 2) ELSE 1 END, "  # late (2) or down (3); else up (1)
+    f"{NOW - 3600}, last_seen FROM devices"
+)
 
 
 def rows(devices: int) -> list[tuple[Any, ...]]:
@@ -51,6 +59,7 @@ def sqlite_store(path: Path, data: list[tuple[Any, ...]]) -> SQLiteStore:
     SQLiteStore(path, create=True).close()
     with sqlite3.connect(path) as db:
         db.executemany(f"INSERT INTO devices ({COLUMNS}) VALUES ({', '.join('?' * 8)})", data)
+        db.execute(SUPERVISED)
     return SQLiteStore(path)
 
 
@@ -60,7 +69,9 @@ def postgres_store(dsn: str, data: list[tuple[Any, ...]]) -> PostgresStore:
         with cursor.copy(f"COPY devices ({COLUMNS}) FROM STDIN") as copy:
             for row in data:
                 copy.write_row(row)
+        cursor.execute(SUPERVISED)
         cursor.execute("ANALYZE devices")
+        cursor.execute("ANALYZE supervision")
     return PostgresStore(dsn)
 
 
@@ -74,6 +85,13 @@ READS: dict[str, Callable[[Store], object]] = {
         NOW, site="site-7", text="DEVICE-0001"
     ),
     "console_sites": lambda s: s.console_sites(),
+    "console_supervision_states (overview)": lambda s: s.console_supervision_states(NOW, limit=50),
+    "console_supervision_states (metrics)": lambda s: s.console_supervision_states(NOW, limit=0),
+    "console_supervised_devices name, page 1": lambda s: s.console_supervised_devices(NOW),
+    "console_supervised_devices down": lambda s: s.console_supervised_devices(
+        NOW, state="down", sort="deadline"
+    ),
+    "console_supervised_devices path ip": lambda s: s.console_supervised_devices(NOW, path="ip"),
 }
 
 
@@ -117,10 +135,10 @@ def main() -> None:
         with psycopg.connect(args.dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'.encode())
     print(f"{args.devices:,} devices, median of {args.runs} calls, ms:")
-    print(f"  {'read':<36} {'sqlite':>8} {'postgresql':>11}")
+    print(f"  {'read':<42} {'sqlite':>8} {'postgresql':>11}")
     for label in READS:
         print(
-            f"  {label:<36} {figures['sqlite'][label]:>8.1f} {figures['postgresql'][label]:>11.1f}"
+            f"  {label:<42} {figures['sqlite'][label]:>8.1f} {figures['postgresql'][label]:>11.1f}"
         )
 
 

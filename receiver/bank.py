@@ -186,6 +186,9 @@ MISSED_CALLS = 10_000
 
 
 class PortWorker:
+    path = "modem"
+    """The path its calls take (the console's metrics label them with it)."""
+
     def __init__(self, bank: Bank, url: str, index: int) -> None:
         self.bank = bank
         self.url = url
@@ -582,7 +585,14 @@ class PortWorker:
                 resume=len(state.resume),
                 confirmed_in=round(event.confirmation_time, 3),
             )
-            bank.notify("accepted", port=self.name, device=device.name, resume=state.resume)
+            bank.notify(
+                "accepted",
+                port=self.name,
+                device=device.name,
+                resume=state.resume,
+                path=self.path,
+                started=state.started,
+            )
         elif isinstance(event, SecurityAlert):
             self._log.warning(
                 f"security.{event.kind}",
@@ -771,6 +781,8 @@ class PortWorker:
             port=self.name,
             bytes_in=call.bytes_in,
             bytes_out=call.bytes_out,
+            path=self.path,
+            started=state.started,
         )
 
 

@@ -90,7 +90,10 @@ def supervisor_for(
         console.supervision = StoreSupervision(console.store, console.sqlite, config.supervision)
         notifiers.append(console.live)  # first: it never fails, so never repeats
     notifiers.append(notifier or LoggingNotifier())
-    return Supervisor(store, FanOut(*notifiers), config.supervision)
+    supervisor = Supervisor(store, FanOut(*notifiers), config.supervision)
+    if console is not None:
+        supervisor.lateness = console.live.metrics.observe_lateness
+    return supervisor
 
 
 def routing_for(config: CentreConfig) -> Routing | None:

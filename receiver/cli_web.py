@@ -24,6 +24,7 @@ from callhome import exitcodes
 from modem_drivers.configfile import ConfigError
 from modem_drivers.logs import configure_logging
 
+from .cli_store import open_store, store_location
 from .config import CentreConfig
 from .store import AlreadyExists, AsyncStore, NotFound, Store, StoreUnavailable
 from .sun.model import routing_next_to
@@ -56,18 +57,24 @@ def prepare(config: CentreConfig, web: WebConfig | None = None) -> Console | Non
 
         routing = routing_next_to(config.path)
         context = tls_context(web)
-        from .cli_store import open_store, store_location
-
-        sqlite = open_store(store_location(config), timeout=3.0)
+        # the centre's store, whichever it is (SQLite file or PostgreSQL)
+        sync = open_store(store_location(config), timeout=3.0)
     except ConfigError as exc:
         _fail(str(exc))
     except (OSError, ssl.SSLError) as exc:
         _fail(f"{config.path}: web.tls_cert / web.tls_key: cannot be used: {exc}")
     except StoreUnavailable as exc:
         _fail(str(exc), exitcodes.STORAGE)
-    return Console(
-        store=ConsoleStore(sqlite), sqlite=sqlite, config=web, routing=routing, tls=context
+    console = Console(
+        store=ConsoleStore(sync), sqlite=sync, config=web, routing=routing, tls=context
     )
+    if config.supervision.enabled:
+        # incidents and device states as supervision keeps them in the store, whether
+        # its engine runs in this process (`run`) or in another (`web` alone)
+        from .supervision.console import StoreSupervision
+
+        console.supervision = StoreSupervision(console.store, sync, config.supervision)
+    return console
 
 
 def bank_store(console: Console | None, store: Store) -> AsyncStore:

@@ -252,6 +252,8 @@ class IpCall(PortWorker):
     """One TCP connection at the centre: the bank's call handling, with TCP timers, no
     hang-up wait, and a call record only once the peer completes a handshake."""
 
+    path = PATH
+
     def __init__(self, listener: IpListener, call: TcpCall, source: str, peer: str) -> None:
         super().__init__(listener.bank, peer, 0)
         self.name = PATH

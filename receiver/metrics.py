@@ -29,6 +29,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # a call over a modem lasts seconds to minutes; a handshake a fraction of a second to tens
 CALL_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 HANDSHAKE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0)
+LATENESS_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 604800.0)
+"""Supervision's lateness: late is found at the deadline itself (seconds of delay at
+most, unless the receiver was stopped); down a grace later (minutes to days)."""
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 WRITES = frozenset(
@@ -111,8 +114,8 @@ class Metrics:
         r = self.registry
         self.calls = Counter(
             "callhome_calls",
-            "Calls answered, by port and outcome.",
-            ["port", "outcome"],
+            "Calls answered, by port, path (modem or ip) and outcome.",
+            ["port", "path", "outcome"],
             registry=r,
         )
         self.bytes_received = Counter(
@@ -160,8 +163,19 @@ class Metrics:
             buckets=COMMIT_BUCKETS,
             registry=r,
         )
+        self.supervision_lateness = Histogram(
+            "callhome_supervision_lateness_seconds",
+            "How long after its deadline supervision found a device late or down, by event.",
+            ["event"],
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
         self._snapshot = _SnapshotCollector()
         r.register(self._snapshot)
+
+    def observe_lateness(self, event: str, seconds: float) -> None:
+        """Supervision's `lateness` hook: "late" or "down" (a bounded label)."""
+        self.supervision_lateness.labels(event).observe(max(0.0, seconds))
 
     def set_snapshot(self, snapshot: Snapshot) -> None:
         self._snapshot.snapshot = snapshot

@@ -13,6 +13,7 @@ import abc
 import asyncio
 import concurrent.futures
 import functools
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -530,6 +531,30 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def console_sites(self) -> list[str]: ...
 
+    @abc.abstractmethod
+    def console_supervision_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float | None]]]:
+        """Devices in supervision's states (`supervised_sql`): counts by state, and the
+        `limit` late or down devices, most overdue first, as (name, state, deadline)."""
+
+    @abc.abstractmethod
+    def console_supervised_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        path: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
+        """`console_devices` with supervision's states (`supervised_sql`), and each
+        device's `extra` JSON; `path`: only devices heard on that path (a name of
+        `PATH_NAME` form), or "failed": only those with a failed path."""
+
 
 _SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -730,6 +755,136 @@ CONSOLE_SORTS = {
 }
 """How the console's device list sorts (the SQL of each key: never user input)."""
 
+SUPERVISION_STATE_NAMES = {0: "never", 1: "ok", 2: "late", 3: "down", 4: "ok", 5: "on test"}
+"""Supervision's kept states (receiver.supervision.engine.State, by value) in the
+console's words; 6 (retired) and a revoked device read "revoked". receiver.supervision
+.console checks this against the engine's states."""
+
+
+def supervised_sql(p: str) -> str:
+    """The devices with the state the console shows (columns: the device's, `state`,
+    `deadline`), for both backends (`p`: the placeholder; the query takes `now` twice):
+    supervision's kept state where it has one; where it has none yet (a device it has
+    not judged, or a centre run without supervision), judged from the last call as
+    `console_device_states` does; `extra`, supervision's JSON of the rare parts (the
+    paths). The deadline of a supervised device is its last
+    message plus its interval (None for a daily schedule, a test, a revoked device)."""
+    judged_deadline = "coalesce(d.last_seen, d.enrolled_at) + d.test_interval + d.grace"
+    names = " ".join(
+        f"WHEN {value} THEN '{name}'" for value, name in SUPERVISION_STATE_NAMES.items()
+    )
+    columns = ", ".join(f"d.{c.strip()}" for c in _DEVICE_COLUMNS.split(","))
+    return (
+        f"SELECT {columns}, CASE WHEN d.revoked_at IS NOT NULL THEN 'revoked' "
+        f"WHEN s.state IS NULL THEN CASE WHEN {p} <= {judged_deadline} "
+        "THEN CASE WHEN d.last_seen IS NULL THEN 'never' ELSE 'ok' END "
+        f"WHEN {p} <= {judged_deadline} + 2 * d.test_interval THEN 'late' ELSE 'down' END "
+        f"ELSE CASE s.state {names} ELSE 'revoked' END END AS state, "
+        "CASE WHEN d.revoked_at IS NOT NULL THEN NULL "
+        f"WHEN s.state IS NULL THEN {judged_deadline} "
+        "WHEN s.state IN (0, 1, 2, 3, 4) AND s.schedule IS NULL "
+        "THEN s.last + d.test_interval END AS deadline, s.extra AS extra "
+        "FROM devices d LEFT JOIN supervision s ON s.device_id = d.id"
+    )
+
+
+PATH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+"""What the device list's path filter accepts as a path's name."""
+
+
+def path_pattern(path: str) -> str:
+    """The LIKE pattern of supervision's `extra` JSON (`persist.update_from_record`:
+    sorted keys, json's separators) for devices heard on `path`, or with a failed path
+    ("failed"). `path` matches PATH_NAME: no LIKE wildcards in it."""
+    if not PATH_NAME.fullmatch(path):
+        raise ValueError(f"not a path name: {path!r}")
+    if path == "failed":
+        return '%"failed_paths": [%'
+    return '%"paths": {%"' + path + '": %}%'
+
+
+def supervision_states(
+    read: Callable[[str, tuple[Any, ...]], list[Any]],
+    p: str,
+    now: float,
+    limit: int,
+    *,
+    never_index: str = "",
+) -> tuple[dict[str, int], list[tuple[str, str, float | None]]]:
+    """`Store.console_supervision_states` for both backends (`read`: the store's,
+    `p`: its placeholder; `never_index`: how to make SQLite read the index of devices
+    never heard from), as `supervised_sql` judges, without judging every device:
+    supervision's table counted by state (one scan of a narrow table, no join); the
+    devices it has no row for judged from the deadline index's range of overdue ones
+    and the index of those never heard from, as `console_device_states` does. A few
+    reads, so the counts may be a call apart under a busy bank."""
+    deadline = "coalesce(last_seen, enrolled_at) + test_interval + grace"  # the index's
+    # per device, a look-up of supervision's key: not an anti-join, which PostgreSQL
+    # plans as a hash of the whole table for the few overdue devices
+    unsupervised = "(SELECT count(*) FROM supervision s WHERE s.device_id = devices.id) = 0"
+    verdict = f"CASE WHEN {p} <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END"
+    overdue = f"FROM devices WHERE revoked_at IS NULL AND {deadline} < {p} AND {unsupervised}"
+    total, revoked = read(
+        "SELECT (SELECT count(*) FROM devices), "
+        "(SELECT count(*) FROM devices WHERE revoked_at IS NOT NULL)",
+        (),
+    )[0]
+    kept = {
+        int(state): int(n)
+        for state, n in read("SELECT state, count(*) FROM supervision GROUP BY state", ())
+    }
+    kept_revoked = {
+        int(state): int(n)
+        for state, n in read(
+            # CROSS JOIN: SQLite then reads the few revoked devices first, whatever its
+            # statistics say (PostgreSQL plans it as any join)
+            "SELECT s.state, count(*) FROM devices d CROSS JOIN supervision s "
+            "WHERE s.device_id = d.id AND d.revoked_at IS NOT NULL GROUP BY s.state",
+            (),
+        )
+    }
+    counts: dict[str, int] = {"revoked": int(revoked)}
+    for state, n in kept.items():
+        name = SUPERVISION_STATE_NAMES.get(state, "revoked")  # retired reads revoked
+        counts[name] = counts.get(name, 0) + n - kept_revoked.get(state, 0)
+    rest = int(total) - int(revoked) - (sum(kept.values()) - sum(kept_revoked.values()))
+    judged: dict[str, int] = {}
+    never = 0
+    if rest:  # devices supervision has kept nothing for (none once it has heard them all)
+        judged = dict(
+            read(f"SELECT {verdict} AS state, count(*) {overdue} GROUP BY state", (now, now))
+        )
+        never = read(
+            f"SELECT count(*) FROM devices {never_index} WHERE last_seen IS NULL "
+            "AND revoked_at IS NULL "
+            f"AND {deadline} >= {p} AND {unsupervised}",
+            (now,),
+        )[0][0]
+    late, down = int(judged.get("late", 0)), int(judged.get("down", 0))
+    for name, n in (("late", late), ("down", down), ("never", int(never))):
+        counts[name] = counts.get(name, 0) + n
+    counts["ok"] = counts.get("ok", 0) + rest - late - down - int(never)
+    rows: list[Any] = []
+    if limit > 0:
+        rows = read(
+            # the late and down of supervision's index, each device looked up by its key
+            # (both backends would otherwise join a scan of every device)
+            "SELECT name, state, deadline FROM ("
+            "SELECT (SELECT d.name FROM devices d WHERE d.id = s.device_id "
+            "AND d.revoked_at IS NULL) AS name, "
+            "CASE s.state WHEN 2 THEN 'late' ELSE 'down' END AS state, "
+            "CASE WHEN s.schedule IS NULL THEN s.last + (SELECT d.test_interval FROM devices d "
+            "WHERE d.id = s.device_id) END AS deadline "
+            "FROM supervision s WHERE s.state IN (2, 3) "
+            + (f"UNION ALL SELECT name, {verdict}, {deadline} {overdue}" if rest else "")
+            + f") t WHERE name IS NOT NULL ORDER BY deadline IS NULL, deadline, name LIMIT {p}",
+            (now, now, limit) if rest else (limit,),
+        )
+    return {k: v for k, v in counts.items() if v}, [
+        (str(a), str(b), None if c is None else float(c)) for a, b, c in rows
+    ]
+
+
 _STEP_5_CALL_PATH = "ALTER TABLE calls ADD COLUMN path TEXT NOT NULL DEFAULT 'modem';"
 """Which path a call took: "modem" or "ip" (a message's is its call's)."""
 _STEP_6_SUPERVISION = """
@@ -796,6 +951,9 @@ CREATE TABLE receiver_leases (
 answered each call (each closes only its own open calls at start), what the receivers
 that do not run supervision hand to the one that does, and the epoch of each lease
 (the fence: a receiver whose lease was taken over cannot write as its holder)."""
+_STEP_8_SUPERVISION_STATES = "CREATE INDEX supervision_state ON supervision(state);"
+"""The console counts devices by supervision's state and lists the late and down ones
+(`supervision_states`) from this index rather than from every row of the table."""
 
 MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_1,
@@ -805,6 +963,7 @@ MIGRATIONS: tuple[str, ...] = (
     _STEP_5_CALL_PATH,
     _STEP_6_SUPERVISION,
     _STEP_7_SITES,
+    _STEP_8_SUPERVISION_STATES,
 )
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
@@ -1504,6 +1663,50 @@ class SQLiteStore(Database, Store):
                 "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
             )
         ]
+
+    # -- the console over supervision's states --------------------------------------------
+
+    def console_supervision_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float | None]]]:
+        return supervision_states(
+            self._read, "?", now, limit, never_index="INDEXED BY devices_never"
+        )
+
+    def console_supervised_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        path: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
+        states = supervised_sql("?")
+        clauses: list[str] = []
+        args: list[Any] = [now, now]
+        if state:
+            clauses.append("state = ?")
+            args.append(state)
+        if site:
+            clauses.append("site = ?")
+            args.append(site)
+        if text:
+            clauses.append("instr(lower(name), lower(?)) > 0")
+            args.append(text)
+        if path:
+            clauses.append("extra LIKE ?")
+            args.append(path_pattern(path))
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = self._read(f"SELECT count(*) FROM ({states}) {where}", tuple(args))[0][0]
+        rows = self._read(
+            f"SELECT * FROM ({states}) {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], int(total)
 
 
 # -- the writes, inside a transaction the caller holds ----------------------------------

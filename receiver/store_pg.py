@@ -68,7 +68,10 @@ from .store import (
     SupervisionBatch,
     SupervisionRow,
     TimelineRow,
+    path_pattern,
     security_counters,
+    supervised_sql,
+    supervision_states,
 )
 
 ENV_DSN = "CALLHOME_STORE_DSN"
@@ -1039,6 +1042,60 @@ class PostgresStore(Store):
                 "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
             )
         ]
+
+    # -- the console over supervision's states --------------------------------------------
+
+    def console_supervision_states(
+        self, now: float, *, limit: int = 50
+    ) -> tuple[dict[str, int], list[tuple[str, str, float | None]]]:
+        # one connection and transaction: the reads see one snapshot; without JIT,
+        # which the planner's estimate of the per-device key look-ups would start, and
+        # whose compilation costs more than these reads take
+        with self._connection() as db, db.transaction():
+            db.execute("SET LOCAL jit = off")
+
+            def read(sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+                return db.execute(sql, args).fetchall()
+
+            return supervision_states(read, "%s", now, limit)
+
+    def console_supervised_devices(
+        self,
+        now: float,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        text: str | None = None,
+        path: str | None = None,
+        sort: str = "name",
+        offset: int = 0,
+        limit: int = 200,
+    ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
+        states = supervised_sql("%s")
+        clauses: list[str] = []
+        args: list[Any] = [now, now]
+        if state:
+            clauses.append("state = %s")
+            args.append(state)
+        if site:
+            clauses.append("site = %s")
+            args.append(site)
+        if text:
+            # folded as console_devices folds: ASCII only, as SQLite
+            clauses.append('strpos(lower(name), lower(%s COLLATE "C")) > 0')
+            args.append(text)
+        if path:
+            clauses.append("extra LIKE %s")
+            args.append(path_pattern(path))
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = self._read(f"SELECT count(*) FROM ({states}) s {where}", tuple(args))
+        rows = self._read(
+            f"SELECT * FROM ({states}) s {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT %s OFFSET %s",
+            (*args, limit, offset),
+        )
+        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], int(
+            total[0][0]
+        )
 
 
 # -- the writes of the hot path, inside a transaction the caller holds --------------------

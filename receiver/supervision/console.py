@@ -4,14 +4,26 @@ operations as the command line, device states from supervision's own, on test.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from receiver.incident_events import Severity
-from receiver.store import Device, IncidentRow, NotFound, Store, TimelineRow
+from receiver.store import (
+    SUPERVISION_STATE_NAMES,
+    Device,
+    IncidentRow,
+    NotFound,
+    Store,
+    TimelineRow,
+)
+from receiver.web import render
 from receiver.web.sources import (
     DEVICE_STATES,
+    Check,
     DeviceState,
+    DeviceSummary,
     Incident,
     IncidentNotFound,
     NoSupervision,
@@ -20,7 +32,7 @@ from receiver.web.sources import (
 from receiver.web.storage import ConsoleStore
 
 from . import operations, persist
-from .engine import State
+from .engine import DeviceRecord, State
 from .incidents import IncidentError
 from .settings import SupervisionSettings
 
@@ -35,6 +47,31 @@ STATE_NAMES: dict[State, str] = {
 }
 """Supervision's states in the console's words (`DEVICE_STATES`)."""
 assert set(STATE_NAMES.values()) <= set(DEVICE_STATES)
+assert {
+    int(state): name for state, name in STATE_NAMES.items() if state is not State.RETIRED
+} == SUPERVISION_STATE_NAMES, "the store's SQL names supervision's states as STATE_NAMES"
+
+
+DUE = frozenset({State.NEW, State.UP, State.RESTORED, State.LATE, State.DOWN})
+"""States in which a device has a line-test deadline."""
+CHECK_REPORTS = 200
+"""A device's latest reports read for its checks (each component's newest among them)."""
+
+
+def _paths(extra: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
+    failed = set(extra.get("failed_paths", ()))
+    return tuple((str(path), path in failed) for path in sorted(extra.get("paths", {})))
+
+
+def _line_test(verdict: DeviceState, record: DeviceRecord | None, device: Device) -> Check:
+    """The line test as a check: supervision's state and what it knows of the paths."""
+    if record is None:
+        return Check("line test", verdict.state, device.last_seen, "not yet judged by supervision")
+    parts = [f"last message {render.when(record.last)}"] if record.state is not State.NEW else []
+    for path, heard in sorted(record.paths.items()):
+        failed = " (failed)" if path in record.failed_paths else ""
+        parts.append(f"{path}{failed} heard {render.when(heard)}")
+    return Check("line test", verdict.state, record.since, "; ".join(parts))
 
 
 def _incident(row: IncidentRow, timeline: Sequence[TimelineRow] = ()) -> Incident:
@@ -54,9 +91,10 @@ def _incident(row: IncidentRow, timeline: Sequence[TimelineRow] = ()) -> Inciden
 
 class StoreSupervision(NoSupervision):
     """Supervision as the store has it (the running engine writes every change there
-    and takes the console's through the same commands as the command line's). The
-    overview's counts and the device list stay judged in the database from the last
-    call (a hundred thousand devices); a device's own page shows supervision's state."""
+    and takes the console's through the same commands as the command line's). Device
+    states are supervision's: the overview's counts and the device list in SQL over its
+    table (a hundred thousand devices), a device's own page from its row; a device it
+    has not judged yet is judged from its last call."""
 
     supported = True
 
@@ -114,18 +152,98 @@ class StoreSupervision(NoSupervision):
         return await self._change(incident_id, "resolve", who, note or "resolved", now)
 
     async def device_states(self, devices: Sequence[Device], now: float) -> dict[str, DeviceState]:
+        """Supervision's state of each device (judged from its last call where it kept
+        none yet), with its checks: the line test (supervision's state, its paths) and
+        each component its reports named, as its latest report left it."""
         judged = await super().device_states(devices, now)
         out: dict[str, DeviceState] = {}
         for device in devices:
             rows = await self.store.read(self.sync.supervision_rows, device.name)
             verdict = judged[device.name]
+            record = None
             if rows and rows[0].state is not None:
                 record = persist.record_from_row(rows[0])
                 state = STATE_NAMES[record.state]
                 until = record.test_until if record.state is State.ON_TEST else None
-                verdict = replace(verdict, state=state, on_test_until=until)
-            out[device.name] = verdict
+                deadline = None
+                if record.state in DUE and record.schedule is None:
+                    deadline = record.last + record.interval  # as the device list shows it
+                verdict = replace(
+                    verdict,
+                    state=state,
+                    on_test_until=until,
+                    next_deadline=deadline,
+                    paths=tuple((p, p in record.failed_paths) for p in sorted(record.paths)),
+                )
+            reports = await self.store.read(
+                self.sync.messages, device=device.name, kind="report", limit=CHECK_REPORTS
+            )
+            checks = [_line_test(verdict, record, device)]
+            seen: set[str] = set()
+            for report in reports:  # newest first
+                if report.component and report.component not in seen:
+                    seen.add(report.component)
+                    checks.append(
+                        Check(
+                            report.component,
+                            report.state or report.severity or "reported",
+                            report.received_at,
+                            f"severity {report.severity}" if report.severity else "",
+                        )
+                    )
+            out[device.name] = replace(verdict, checks=tuple(checks))
         return out
+
+    async def summary(self, now: float, limit: int) -> DeviceSummary:
+        counts, rows = await self.store.read(self.sync.console_supervision_states, now, limit=limit)
+        full = dict.fromkeys(DEVICE_STATES, 0)
+        full.update(counts)
+        troubled = [DeviceState(name, state, deadline) for name, state, deadline in rows]
+        return DeviceSummary(full, troubled, full["late"] + full["down"])
+
+    async def device_page(
+        self,
+        now: float,
+        *,
+        state: str,
+        site: str,
+        text: str,
+        sort: str,
+        offset: int,
+        limit: int,
+        path: str = "",
+    ) -> tuple[list[tuple[Device, DeviceState]], int]:
+        rows, total = await self.store.read(
+            self.sync.console_supervised_devices,
+            now,
+            state=state or None,
+            site=site or None,
+            text=text or None,
+            path=path or None,
+            sort=sort,
+            offset=offset,
+            limit=limit,
+        )
+        page: list[tuple[Device, DeviceState]] = []
+        for device, verdict, deadline, extra in rows:
+            until = None
+            if verdict == "on test":  # rare: its end is in the row's JSON
+                found = await self.store.read(self.sync.supervision_rows, device.name)
+                if found and found[0].state is not None:
+                    until = persist.record_from_row(found[0]).test_until
+            page.append(
+                (
+                    device,
+                    DeviceState(
+                        device.name,
+                        verdict,
+                        deadline,
+                        on_test_until=until,
+                        paths=_paths(json.loads(extra)) if extra else (),
+                    ),
+                )
+            )
+        return page, total
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         def apply() -> None:

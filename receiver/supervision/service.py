@@ -30,7 +30,7 @@ from receiver.store import (
 
 from . import persist
 from .callback import CallbackResult, Policy
-from .engine import DeviceRecord, Engine, Event, Late, TestEnded, TestStarted
+from .engine import DeviceRecord, Down, Engine, Event, Late, TestEnded, TestStarted
 from .incidents import Entry, Incident, Incidents
 from .notify import event_from_json, event_to_json
 from .ports import PortWatch
@@ -143,6 +143,9 @@ class Supervisor:
         self._unsaved: list[SupervisionBatch] = []
         """Batches a failed commit left: written first at the next turn, in order."""
         self.started = False
+        self.lateness: Callable[[str, float], None] | None = None
+        """Told, for each device found late or down, "late" or "down" and how many
+        seconds after its deadline (the console's metrics, when it serves them)."""
         self.receiver: str | None = None
         """Set when several receivers may share the store (`receiver.supervision.leader`):
         the supervisor then reads what the others hand it from the supervision inbox."""
@@ -440,6 +443,8 @@ class Supervisor:
     def _handle(self, event: Event) -> list[IncidentEvent]:
         if not isinstance(event, TestStarted | TestEnded):
             log.info(f"supervision.{type(event).__name__.lower()}", device=event.device)
+        if self.lateness is not None and isinstance(event, Late | Down):
+            self.lateness("late" if isinstance(event, Late) else "down", event.at - event.deadline)
         if isinstance(event, Late) and self._callbacks.get(event.device, (None,))[0] is Policy.LATE:
             self.request_callback(event.device, why="late")
         return self.incidents.handle(event)

@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from ..metrics import Snapshot
-from ..store import CONSOLE_SORTS, ConsoleSession, Store
+from ..store import CONSOLE_SORTS, PATH_NAME, ConsoleSession, Store
 from ..sun.check import check
 from ..sun.links import InvalidLink, verify_token
 from ..sun.model import Routing
@@ -49,6 +49,9 @@ SESSION_COOKIE = "callhome_session"
 LOGIN_COOKIE = "callhome_login"
 """Before a session: the double-submit token of the login and signed-link forms."""
 PAGE = 200
+PATH_CHOICES = ("modem", "ip", "failed")
+"""The device list's path filter: heard on the modem, over TCP, or a path failed (a
+centre that names its paths otherwise types `?path=NAME`)."""
 OVERVIEW_ROWS = 50
 HERE = Path(__file__).parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -60,7 +63,7 @@ class Console:
 
     store: ConsoleStore
     sqlite: Store
-    """The store the console reads (named for its first backend: PostgreSQL too)."""
+    """The centre's store (SQLite or PostgreSQL), read through `store`'s thread."""
     config: WebConfig
     live: Live = field(default_factory=Live)
     supervision: Supervision | None = None
@@ -372,9 +375,18 @@ async def devices_page(request: web.Request) -> web.StreamResponse:
     sort = query.get("sort", "name")
     sort = sort if sort in CONSOLE_SORTS else "name"
     state = state if state in DEVICE_STATES else ""
+    path = query.get("path", "")
+    path = path if PATH_NAME.fullmatch(path) and console.source.supported else ""
     number = _int(query.get("page"), 0)
     shown, total = await console.source.device_page(
-        now, state=state, site=site, text=text, sort=sort, offset=number * PAGE, limit=PAGE
+        now,
+        state=state,
+        site=site,
+        text=text,
+        sort=sort,
+        offset=number * PAGE,
+        limit=PAGE,
+        path=path,
     )
     sites = await console.store.read(console.sqlite.console_sites)
     return page(
@@ -386,7 +398,8 @@ async def devices_page(request: web.Request) -> web.StreamResponse:
         pages=max(1, math.ceil(total / PAGE)),
         states=DEVICE_STATES,
         sites=sites,
-        filters={"state": state, "site": site, "q": text, "sort": sort},
+        filters={"state": state, "site": site, "q": text, "path": path, "sort": sort},
+        path_choices=PATH_CHOICES,
         sorts=list(CONSOLE_SORTS),
     )
 

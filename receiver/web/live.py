@@ -19,6 +19,9 @@ from typing import Any, Protocol
 from ..incident_events import IncidentEvent
 from ..metrics import REFUSAL_REASONS, Metrics, bounded
 
+PATHS = ("modem", "ip")
+"""The paths a call takes (a label of `callhome_calls_total`; anything else: "other")."""
+
 
 class Worker(Protocol):
     """What the console reads of a bank's port worker (receiver.bank.PortWorker)."""
@@ -128,16 +131,23 @@ class Live:
 
     def _bank_event(self, what: str, fields: dict[str, Any]) -> None:
         port = str(fields.get("port") or "unknown")
+        path = fields.get("path") or "modem"
+        if path not in PATHS:
+            path = "other"
         metrics = self.metrics
         if what == "answered":
             self._calls[port] = _Call(
                 fields.get("caller"), self._wall(), self._clock(), fields.get("call")
             )
         elif what == "accepted":
-            call = self._calls.get(port)
+            call = self._calls.get(port) if path == "modem" else None
             if call is not None:
                 call.device = fields.get("device")
                 metrics.handshake_duration.observe(self._clock() - call.started)
+            elif isinstance(fields.get("started"), float):
+                # a TCP connection (many at once on one "port"), or a call the centre
+                # made: timed from when it was taken (wall clock)
+                metrics.handshake_duration.observe(max(0.0, self._wall() - fields["started"]))
         elif what == "refused":
             metrics.refusals.labels(
                 bounded(fields.get("reason"), self._reasons, REFUSAL_REASONS)
@@ -148,10 +158,12 @@ class Live:
             else:
                 metrics.messages.labels(str(fields.get("message_kind") or "unknown")).inc()
         elif what == "call":
-            call = self._calls.pop(port, None)
-            metrics.calls.labels(port, str(fields.get("outcome") or "unknown")).inc()
+            call = self._calls.pop(port, None) if path == "modem" else None
+            metrics.calls.labels(port, path, str(fields.get("outcome") or "unknown")).inc()
             if call is not None:
                 metrics.call_duration.observe(self._clock() - call.started)
+            elif isinstance(fields.get("started"), float):
+                metrics.call_duration.observe(max(0.0, self._wall() - fields["started"]))
             if "bytes_in" in fields:
                 metrics.bytes_received.labels(port).inc(int(fields["bytes_in"]))
                 metrics.bytes_sent.labels(port).inc(int(fields["bytes_out"]))

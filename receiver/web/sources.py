@@ -82,6 +82,8 @@ class DeviceState:
     next_deadline: float | None = None
     checks: tuple[Check, ...] = ()
     on_test_until: float | None = None
+    paths: tuple[tuple[str, bool], ...] = ()
+    """The paths supervision heard the device on, each with whether it failed."""
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,20 @@ class Supervision(Protocol):
         overview with a hundred thousand devices: without loading them all)."""
 
     async def device_page(
-        self, now: float, *, state: str, site: str, text: str, sort: str, offset: int, limit: int
+        self,
+        now: float,
+        *,
+        state: str,
+        site: str,
+        text: str,
+        sort: str,
+        offset: int,
+        limit: int,
+        path: str = "",
     ) -> tuple[list[tuple[Device, DeviceState]], int]:
         """One page of the device list, filtered and sorted (`CONSOLE_SORTS` keys), and
-        how many match in all."""
+        how many match in all; `path` (heard on that path, or "failed") only where
+        `supported`."""
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         """Hold alarms of `device` until `until` (work on site). Unsupported."""
@@ -186,7 +198,16 @@ class NoSupervision:
         return DeviceSummary(full, troubled, full["late"] + full["down"])
 
     async def device_page(
-        self, now: float, *, state: str, site: str, text: str, sort: str, offset: int, limit: int
+        self,
+        now: float,
+        *,
+        state: str,
+        site: str,
+        text: str,
+        sort: str,
+        offset: int,
+        limit: int,
+        path: str = "",
     ) -> tuple[list[tuple[Device, DeviceState]], int]:
         rows, total = await self.store.read(
             self.sync.console_devices,
@@ -304,7 +325,16 @@ class MemorySupervision(NoSupervision):
         return {device.name: self._tested(judge(device, now), now) for device in devices}
 
     async def device_page(
-        self, now: float, *, state: str, site: str, text: str, sort: str, offset: int, limit: int
+        self,
+        now: float,
+        *,
+        state: str,
+        site: str,
+        text: str,
+        sort: str,
+        offset: int,
+        limit: int,
+        path: str = "",
     ) -> tuple[list[tuple[Device, DeviceState]], int]:
         rows, total = await super().device_page(
             now, state=state, site=site, text=text, sort=sort, offset=offset, limit=limit

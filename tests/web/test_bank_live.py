@@ -31,6 +31,7 @@ async def test_a_call_through_the_bank_is_counted(tmp_path: Path) -> None:
     }
     calls = {key: value for key, value in found.items() if key[0] == "callhome_calls_total"}
     assert list(calls.values()) == [1.0] and ("port", "bank0") in next(iter(calls))[1]
+    assert ("path", "modem") in next(iter(calls))[1]
     assert found[("callhome_messages_stored_total", (("kind", "line-test"),))] == 1
     assert found[("callhome_call_received_bytes_total", (("port", "bank0"),))] > 0
     assert found[("callhome_call_sent_bytes_total", (("port", "bank0"),))] > 0

@@ -102,7 +102,9 @@ async def test_metrics_parse_and_count(world: World) -> None:
     response = await world.client.get("/metrics")
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     found = samples(await response.text())
-    assert value(found, "callhome_calls_total", port="bank0", outcome="completed") == 1
+    assert (
+        value(found, "callhome_calls_total", port="bank0", path="modem", outcome="completed") == 1
+    )
     assert value(found, "callhome_call_received_bytes_total", port="bank0") == 300
     assert value(found, "callhome_call_sent_bytes_total", port="bank0") == 100
     assert value(found, "callhome_messages_stored_total", kind="report") == 1
@@ -164,7 +166,7 @@ async def test_the_grafana_dashboard_names_only_metrics_that_exist(world: World)
         for panel in json.loads(dashboard.read_text())["panels"]
         for target in panel["targets"]
     ]
-    world.console.live.metrics.calls.labels("bank0", "completed").inc()
+    world.console.live.metrics.calls.labels("bank0", "modem", "completed").inc()
     world.console.live.attach_bank([Worker("bank0")])  # as under `run`
     response = await world.client.get("/metrics")
     text = await response.text()
