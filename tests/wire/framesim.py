@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from benchmarks.linesim import Centre, Device
+from callhome.wire.framing import FrameCheck, cobs_decode, encode_frame, unstuff
+from callhome.wire.records import HANDSHAKE_TYPES
 from callhome.wire.session import (
     CallClosed,
     CallFailed,
@@ -45,9 +47,24 @@ class CallOutcome:
 
 def frame_type(frame: bytes) -> int:
     """The type byte of a wire frame (after undoing the stuffing and COBS)."""
-    from callhome.wire.framing import cobs_decode, unstuff
-
     return cobs_decode(unstuff(frame.strip(b"\x00")))[0]
+
+
+def check_of(kind: int) -> FrameCheck:
+    """The frame check a frame of this type carries between two current sessions (which
+    agree on v2): v1 for the handshake and NOTICE frames, v2 for the rest."""
+    return FrameCheck.V1 if kind in HANDSHAKE_TYPES else FrameCheck.V2
+
+
+def frame_body(frame: bytes) -> bytes:
+    """The body of a wire frame of a call between current sessions (check removed)."""
+    checked = cobs_decode(unstuff(frame.strip(b"\x00")))
+    return checked[: -check_of(checked[0]).size]
+
+
+def reframe(body: bytes) -> bytes:
+    """A body as a current session would frame it (a forgery with a valid check)."""
+    return encode_frame(body, check_of(body[0]))
 
 
 def split_frames(data: bytes) -> list[bytes]:

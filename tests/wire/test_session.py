@@ -38,7 +38,7 @@ from callhome.wire.session import (
 )
 from callhome.wire.transfer import TransferConfig
 
-from .framesim import deliver, frame_type, run_call, split_frames
+from .framesim import deliver, frame_body, frame_type, reframe, run_call, split_frames
 
 DICTIONARY = load_dictionary(CURRENT_DICTIONARY)
 
@@ -227,9 +227,9 @@ def test_forged_data_frames_are_counted_not_trusted():
         if frame_type(frame) == DATA and not forged:
             forged.append(frame)
             # a valid CRC around made-up ciphertext: an attack, not line noise
-            body = bytearray(cobs_decode(unstuff(frame.strip(b"\x00")))[:-2])
+            body = bytearray(frame_body(frame))
             body[5] ^= 0xFF
-            return [(0.0, encode_frame(bytes(body))), (0.1, frame)]
+            return [(0.0, reframe(bytes(body))), (0.1, frame)]
         return [(0.0, frame)]
 
     outcome = run_call(device, centre, up=forge)
@@ -393,9 +393,9 @@ def forgeries(draw):
         if kind == "junk":
             return noise or b"\xff"
         if kind == "copy":  # the genuine frame with its content replaced, same length
-            body = cobs_decode(unstuff(frame.strip(b"\x00")))[:-2]
+            body = frame_body(frame)
             fake = body[:2] + (noise * (len(body) // max(1, len(noise)) + 1))[: len(body) - 2]
-            return encode_frame(fake if fake != body else body[:2] + b"\x00" * 40)
+            return reframe(fake if fake != body else body[:2] + b"\x00" * 40)
         assert isinstance(kind, int)
         return encode_frame(bytes([kind]) + noise)
 
@@ -432,9 +432,9 @@ def test_a_forged_answer_before_the_genuine_one_does_not_poison_the_handshake(fl
     def forge_hs2(frame: bytes):
         if frame_type(frame) == HS2 and not seen:
             seen.append(frame)
-            body = bytearray(cobs_decode(unstuff(frame.strip(b"\x00")))[:-2])
+            body = bytearray(frame_body(frame))
             body[1 + flip] ^= 0x01  # one bit of the genuine answer, or random bytes
-            forged = encode_frame(bytes(body)) if flip else encode_frame(b"\x02" + os.urandom(56))
+            forged = reframe(bytes(body)) if flip else encode_frame(b"\x02" + os.urandom(56))
             return [(0.0, forged), (0.01, frame)]
         return [(0.0, frame)]
 
@@ -471,11 +471,11 @@ def test_a_forged_data_frame_with_a_seen_number_gets_no_answer():
     server.receive_data(first, 0.3)  # frame 0 is now seen
     server.handle_timer(1.0)  # and its delayed ACK has gone
     assert server.data_to_send() != b""
-    body = bytearray(cobs_decode(unstuff(first.strip(b"\x00")))[:-2])
+    body = bytearray(frame_body(first))
     for position in (2, len(body) // 2, len(body) - 1):
         forged = bytearray(body)
         forged[position] ^= 0x40  # frame number 0 again, made-up content
-        server.receive_data(encode_frame(bytes(forged)), 0.31)
+        server.receive_data(reframe(bytes(forged)), 0.31)
         server.handle_timer(5.0)  # even after the ACK delay
         assert server.data_to_send() == b""
     assert server.stats.auth_failures == 3 and server.stats.replays == 0
@@ -492,7 +492,7 @@ def test_what_the_transfer_sends_fits_the_frame_limit_with_room():
     device, centre = pair(big, report(3000, 1), report(20, 2))
     outcome = run_call(device, centre, config=TransferConfig(line_rate=33600))
     assert outcome.closed
-    bodies = [cobs_decode(unstuff(f.strip(b"\x00")))[:-2] for f in outcome.wire_up]
+    bodies = [frame_body(f) for f in outcome.wire_up]
     assert max(len(b) for b in bodies) <= 1024 + 2 + 16 + 9 < MAX_BODY
 
 
