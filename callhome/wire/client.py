@@ -32,6 +32,7 @@ from .records import (
     HS1,
     HS2,
     HS2_FRAME_CHECK_V2,
+    HS2_RESUME,
     NOTICE,
     NOTICE_TEXT,
     Answer,
@@ -245,13 +246,15 @@ class ClientSession(Endpoint):
             self._fail(Refused(text))
             return
         self.dictionary_accepted = bool(flags & 0x02)
+        v2 = bool(flags & HS2_FRAME_CHECK_V2 and self.capabilities & CAP_FRAME_CHECK_V2)
         clock = reader.uleb()
         resume: dict[int, int] = {}
-        for _ in range(reader.uleb(16)):
-            seq = reader.uleb()
-            resume[seq] = reader.uleb()
+        if not v2 or flags & HS2_RESUME:  # with v2 an empty resume list is left out
+            for _ in range(reader.uleb(16)):
+                seq = reader.uleb()
+                resume[seq] = reader.uleb()
         test_interval = reader.uleb() if flags & 0x04 else None
-        if flags & HS2_FRAME_CHECK_V2 and self.capabilities & CAP_FRAME_CHECK_V2:
+        if v2:
             self._agree_frame_check_v2()
         self._install_keys(self._handshake.keys())
         self._enter(Phase.ESTABLISHED)

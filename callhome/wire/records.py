@@ -36,6 +36,9 @@ CAP_FRAME_CHECK_V2 = 0x01
 """HS1 capabilities bit 0: the device reads and writes frame check v2 and compact heads."""
 HS2_FRAME_CHECK_V2 = 0x08
 """HS2 flag bit 3: the centre agrees; DATA and ACK frames use frame check v2, both ways."""
+HS2_RESUME = 0x10
+"""HS2 flag bit 4, with bit 3 only: resume entries follow (with bit 3 and without this
+one, the resume list is left out, count included: a byte less in almost every call)."""
 ACK_NONCE_BASE = 1 << 63
 SEQ_BITS = 8
 SEQ_MODULUS = 1 << SEQ_BITS

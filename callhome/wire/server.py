@@ -39,6 +39,7 @@ from .records import (
     HS1,
     HS2,
     HS2_FRAME_CHECK_V2,
+    HS2_RESUME,
     NOTICE,
     NOTICE_UNDECRYPTABLE,
     Answer,
@@ -185,11 +186,14 @@ class ServerSession(Endpoint):
         dictionary_ok = load_dictionary(self._dictionary_id) is not None
         flags = (0x02 if dictionary_ok else 0x00) | (0x04 if test_interval else 0x00)
         v2 = self.capabilities & self._device_capabilities & CAP_FRAME_CHECK_V2
+        entries = [(seq, len(data)) for seq, data in self._resume.items() if data][:16]
         if v2:
             flags |= HS2_FRAME_CHECK_V2
+            if entries:
+                flags |= HS2_RESUME
         payload = bytes([flags]) + uleb(clock_ms)
-        entries = [(seq, len(data)) for seq, data in self._resume.items() if data][:16]
-        payload += uleb(len(entries))
+        if not v2 or entries:  # agreed on v2: no resume list at all when it is empty
+            payload += uleb(len(entries))
         for seq, stored in entries:
             payload += uleb(seq) + uleb(stored)
         if test_interval:  # after everything a device of before it reads: it ignores it
