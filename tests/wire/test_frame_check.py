@@ -16,25 +16,46 @@ and every cut of a frame loses that frame and only that frame, for every body tr
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.linesim import Centre, Device
+from callhome.wire.endpoint import PROLOGUE
 from callhome.wire.framing import (
     MAX_BODY,
     FrameCheck,
     FrameDecoder,
+    cobs_decode,
     cobs_encode,
     crc16,
     crc32_with_length,
     encode_frame,
     stuff,
+    unstuff,
     wire_length,
 )
-from callhome.wire.records import DATA, HS1, HS2, NOTICE
+from callhome.wire.messages import EncodedMessage, Kind, encode_message, load_dictionary
+from callhome.wire.noise import IKHandshake
+from callhome.wire.records import (
+    ACK,
+    CAP_FRAME_CHECK_V2,
+    DATA,
+    HS1,
+    HS2,
+    HS2_FRAME_CHECK_V2,
+    HS2_RESUME,
+    NOTICE,
+    uleb,
+)
+from callhome.wire.session import HandshakeCompleted, SecurityAlert, ServerSession
+from callhome.wire.transfer import TransferConfig
 
-from .framesim import split_frames
+from .framesim import frame_type, run_call, split_frames
+
+DICTIONARY = load_dictionary(2)
 
 BEFORE = b"\x03\x07 the frame before"
 AFTER = b"\x03\x09 the frame after"
@@ -204,3 +225,156 @@ def test_handshake_frames_keep_v1_in_a_v2_decoder():
     # the same DATA frame with v1 is noise to it
     assert list(decoder.feed(encode_frame(bodies[2], FrameCheck.V1))) == []
     assert decoder.stats.crc_failures == 1
+
+
+# -- agreed per call; peers of before keep v1 --------------------------------------------
+
+V2_CAP = CAP_FRAME_CHECK_V2
+
+
+def report(size: int, seed: int = 0) -> EncodedMessage:
+    rng = random.Random(seed)
+    return encode_message(
+        Kind.REPORT, {"component": "fan2", "data": rng.randbytes(size).hex()}, DICTIONARY
+    )
+
+
+def pair(*messages: EncodedMessage) -> tuple[Device, Centre]:
+    centre, device = Centre(), Device()
+    centre.enroll(device.public, "device")
+    for seq, message in enumerate(messages, start=1):
+        device.add(seq, message)
+    return device, centre
+
+
+def checks_on_the_wire(frames: list[bytes]) -> set[tuple[int, FrameCheck]]:
+    """(frame type, check) of every frame; fails if a frame is neither v1 nor v2."""
+    seen = set()
+    for frame in frames:
+        checked = cobs_decode(unstuff(frame.strip(b"\x00")))
+        for check in FrameCheck:
+            if check.compute(checked[: -check.size]) == checked[-check.size :]:
+                seen.add((checked[0], check))
+                break
+        else:
+            raise AssertionError(f"a frame with no valid check: {frame.hex()}")
+    return seen
+
+
+AGREEMENT = [
+    pytest.param(V2_CAP, V2_CAP, FrameCheck.V2, id="current-both"),
+    pytest.param(0, V2_CAP, FrameCheck.V1, id="device-of-before"),
+    pytest.param(V2_CAP, 0, FrameCheck.V1, id="centre-of-before"),
+    pytest.param(0, 0, FrameCheck.V1, id="both-of-before"),
+]
+
+
+@pytest.mark.parametrize(("device_caps", "centre_caps", "expected"), AGREEMENT)
+def test_the_check_is_agreed_per_call_and_a_peer_of_before_keeps_v1(
+    device_caps, centre_caps, expected
+):
+    """Capabilities 0 is what an end of before sends and does: a device of before sends
+    caps 0 and reads a resume count in every HS2; a centre of before ignores the caps
+    byte, never sets HS2 flag 0x08 and refuses message heads with flag 0x20 (a call that
+    completes shows that neither was sent to it)."""
+    device, centre = pair(report(100), report(5000, 1), report(20, 2))
+    outcome = run_call(
+        device, centre, client_capabilities=device_caps, server_capabilities=centre_caps
+    )
+    assert outcome.closed and outcome.failure is None and centre.store_count == 3
+    assert outcome.client is not None and outcome.server is not None
+    assert outcome.client.frame_check is expected and outcome.server.frame_check is expected
+    seen = checks_on_the_wire(outcome.wire_up + outcome.wire_down)
+    assert {check for kind, check in seen if kind in (HS1, HS2, NOTICE)} == {FrameCheck.V1}
+    assert {check for kind, check in seen if kind in (DATA, ACK)} == {expected}
+    for session in (outcome.client, outcome.server):
+        assert session.stats.crc_failures == 0 and session.stats.auth_failures == 0
+
+
+def _hs2_flags_and_rest(device_caps: int, resume: dict[int, bytes]) -> tuple[int, bytes]:
+    device, centre = pair(report(10))
+    handshake = IKHandshake(
+        initiator=True,
+        static_private=device.static_private,
+        remote_static=centre.public,
+        prologue=PROLOGUE,
+    )
+    payload = bytes([1, device_caps, 2]) + b"\x12\x34\x56\x78" + b"\x05"
+    server = ServerSession(static_private=centre.static_private)
+    server.start(0.0)
+    server.receive_data(encode_frame(bytes([HS1]) + handshake.write_message_1(payload)), 0.1)
+    server.accept(0.1, clock_ms=300, resume=resume)
+    (answer,) = split_frames(server.data_to_send())
+    (body,) = FrameDecoder().feed(answer)  # check v1, as every device reads it
+    plain = handshake.read_message_2(body[1:])
+    return plain[0], plain[1:]
+
+
+def test_hs2_to_a_device_of_before_is_the_layout_it_reads():
+    flags, rest = _hs2_flags_and_rest(0, {})
+    assert not flags & HS2_FRAME_CHECK_V2
+    assert rest == uleb(300) + b"\x00"  # clock, resume count 0: as ever
+    flags, rest = _hs2_flags_and_rest(0, {1: b"abc"})
+    assert not flags & (HS2_FRAME_CHECK_V2 | HS2_RESUME)
+    assert rest == uleb(300) + b"\x01\x01\x03"
+
+
+def test_hs2_to_a_current_device_agrees_and_leaves_out_an_empty_resume_list():
+    flags, rest = _hs2_flags_and_rest(V2_CAP, {})
+    assert flags & HS2_FRAME_CHECK_V2 and not flags & HS2_RESUME
+    assert rest == uleb(300)
+    flags, rest = _hs2_flags_and_rest(V2_CAP, {1: b"abc"})
+    assert flags & HS2_FRAME_CHECK_V2 and flags & HS2_RESUME
+    assert rest == uleb(300) + b"\x01\x01\x03"
+
+
+@pytest.mark.parametrize(("device_caps", "centre_caps", "expected"), AGREEMENT)
+def test_a_cut_message_resumes_with_any_mix_of_peers(device_caps, centre_caps, expected):
+    device, centre = pair(report(6000, 3))
+    sent = []
+
+    def cut(frame: bytes):
+        if frame_type(frame) == DATA:
+            sent.append(frame)
+            if len(sent) > 2:
+                return []  # the line dies after two records
+        return [(0.0, frame)]
+
+    first = run_call(
+        device,
+        centre,
+        up=cut,
+        client_capabilities=device_caps,
+        server_capabilities=centre_caps,
+        config=TransferConfig(line_rate=2400, idle_timeout=60.0, initial_frame=256),
+    )
+    assert not first.closed and centre.store_count == 0 and centre.partial
+    second = run_call(
+        device, centre, client_capabilities=device_caps, server_capabilities=centre_caps
+    )
+    assert second.closed and centre.store_count == 1
+    (completed,) = [e for e in second.client_events if isinstance(e, HandshakeCompleted)]
+    assert completed.resume and second.client is not None
+    assert second.client.frame_check is expected
+
+
+@pytest.mark.parametrize(("device_caps", "alerts"), [(0, True), (V2_CAP, False)], ids=["v1", "v2"])
+def test_a_closing_delimiter_hit_by_noise_is_noise_not_an_attack(device_caps, alerts):
+    """Every DATA frame first arrives with its closing 0x00 turned into 0x01 (the genuine
+    copy right behind it). Under v1 the damaged copy passes its CRC and fails the AEAD:
+    a false attack signal per frame. Under v2 it is a line error, as noise should be."""
+    device, centre = pair(report(3000))
+
+    def hit(frame: bytes):
+        if frame_type(frame) == DATA:
+            return [(0.0, frame[:-1] + b"\x01"), (0.0, frame)]
+        return [(0.0, frame)]
+
+    outcome = run_call(device, centre, up=hit, client_capabilities=device_caps)
+    assert outcome.closed and centre.store_count == 1 and outcome.server is not None
+    stats = outcome.server.stats
+    security = [e for e in outcome.server_events if isinstance(e, SecurityAlert)]
+    if alerts:
+        assert stats.auth_failures > 0 and security
+    else:
+        assert stats.auth_failures == 0 and not security and stats.crc_failures > 0
