@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 
 from callhome.wire.framing import FrameCheck, cobs_decode, unstuff
-from callhome.wire.records import HANDSHAKE_TYPES
 from callhome.wire.messages import Kind, encode_message, load_dictionary
 from callhome.wire.noise import public_key
+from callhome.wire.records import HANDSHAKE_TYPES
 from callhome.wire.session import ClientSession, ServerSession
 from callhome.wire.transfer import TransferConfig
 
