@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -242,10 +243,15 @@ def test_forged_data_frames_are_counted_not_trusted():
 def test_garbage_oversized_and_truncated_frames_end_in_nothing_worse_than_noise():
     device, centre = pair(report(500))
     junk = [os.urandom(5000), b"\x00" * 10, b"\x01\x02\x03", os.urandom(300) + b"\x00"]
+    count = itertools.count(1)
 
     def noisy(frame: bytes):
+        # not the 5,000 bytes before the centre's answer: a device takes a far end that
+        # sends more than 1,024 bytes before its first frame for something else
+        # (NotACentre); until frame check v2 this test chose the junk by frame length
+        first = frame_type(frame) in (HS1, HS2)
         return [
-            (0.0, junk[len(frame) % len(junk)]),
+            (0.0, junk[2] if first else junk[next(count) % len(junk)]),
             (0.01, frame[: len(frame) // 2]),
             (0.02, frame),
         ]
@@ -423,7 +429,7 @@ def test_forged_frames_anywhere_never_stop_a_genuine_call(up, down, sizes):
     assert all(device.acknowledged.get(seq) for seq in range(1, len(sizes) + 1))
 
 
-@pytest.mark.parametrize("flip", [0, 7, 33, 40, 50])
+@pytest.mark.parametrize("flip", [0, 7, 33, 40, 49])
 def test_a_forged_answer_before_the_genuine_one_does_not_poison_the_handshake(flip):
     """The attack of issue 10: a type 0x02 frame with a valid CRC before the real HS2."""
     device, centre = pair(report())
