@@ -370,3 +370,30 @@ def test_a_frame_whose_crc_ends_in_zero_survives_losing_its_last_code_byte_only_
             damaged = bytearray(frame)
             damaged[index] ^= 1 << bit
             assert list(FrameDecoder(check=FrameCheck.V2).feed(bytes(damaged))) == []
+
+
+@given(
+    st.integers(0, 2**40),
+    st.sampled_from(list(Kind)),
+    st.integers(0, 3000),
+    st.binary(max_size=300),
+    st.integers(0, 50),
+)
+def test_compact_heads_leave_out_the_chunk_length_only_when_agreed(seq, kind, offset, chunk, short):
+    """Head flag 0x20 (agreed with frame check v2): the chunk is the rest of the message,
+    so its length is not sent. A centre of before refuses the flag: it is sent only to a
+    centre that agreed, and read only when agreed."""
+    head = MessageHead(seq, kind, True, offset + len(chunk), offset, None, chunk)
+    full, compact = encode_head(head), encode_head(head, compact=True)
+    assert len(compact) == len(full) - len(uleb(len(chunk)))
+    more = encode_answer(Answer(SegmentType.STORED, 3))
+    assert decode_segments(Reader(compact + more), compact=True) == [
+        head,
+        Answer(SegmentType.STORED, 3),
+    ]
+    assert decode_segments(Reader(full), compact=True) == [head]
+    with pytest.raises(PeerMisbehaved, match="reserved"):
+        decode_segments(Reader(compact))
+    # a chunk that is not the rest of its message keeps its length
+    partial = MessageHead(seq, kind, True, offset + len(chunk) + 1 + short, offset, None, chunk)
+    assert encode_head(partial, compact=True) == encode_head(partial)
