@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sys
 
-from callhome.wire.framing import cobs_decode, unstuff
+from callhome.wire.framing import FrameCheck, cobs_decode, unstuff
 from callhome.wire.messages import Kind, encode_message, load_dictionary
 from callhome.wire.noise import public_key
+from callhome.wire.records import HANDSHAKE_TYPES
 from callhome.wire.session import ClientSession, ServerSession
 from callhome.wire.transfer import TransferConfig
 
@@ -28,10 +29,12 @@ def frames(data: bytes) -> list[bytes]:
 
 
 def show(direction: str, wire: bytes) -> None:
-    body = cobs_decode(unstuff(wire.strip(b"\x00")))[:-2]
+    checked = cobs_decode(unstuff(wire.strip(b"\x00")))
+    check = FrameCheck.V1 if checked[0] in HANDSHAKE_TYPES else FrameCheck.V2
+    body = checked[: -check.size]
     print(
         f"{direction} {NAMES.get(body[0], '?')}: {len(wire)} bytes on the wire, "
-        f"body {len(body)} bytes"
+        f"body {len(body)} bytes, check v{check.value}"
     )
     for start in range(0, len(wire), 32):
         print("    " + wire[start : start + 32].hex(" "))
@@ -65,7 +68,7 @@ def main() -> int:
     for wire in frames(up):
         show("->", wire)
     print(
-        f"   (payload: version 1, caps 0, dictionary 1, epoch 1234abcd, counter 42; "
+        f"   (payload: version 1, caps 1, dictionary 1, epoch 1234abcd, counter 42; "
         f"message body {len(message.body)} bytes, compressed)"
     )
     server.receive_data(up, 0.5)

@@ -28,8 +28,11 @@ from .messages import CURRENT_DICTIONARY, MAX_MESSAGE, EncodedMessage, message_d
 from .noise import IKHandshake
 from .phases import Phase, Role
 from .records import (
+    CAP_FRAME_CHECK_V2,
     HS1,
     HS2,
+    HS2_FRAME_CHECK_V2,
+    HS2_RESUME,
     NOTICE,
     NOTICE_TEXT,
     Answer,
@@ -62,6 +65,7 @@ class ClientSession(Endpoint):
         config: TransferConfig | None = None,
         dictionary_id: int = CURRENT_DICTIONARY,
         ephemeral_private: bytes | None = None,
+        capabilities: int = CAP_FRAME_CHECK_V2,
     ) -> None:
         super().__init__(config or TransferConfig())
         if not 0 <= epoch < 1 << 32:
@@ -76,6 +80,8 @@ class ClientSession(Endpoint):
         self.call_counter = call_counter
         self.epoch = epoch
         self.dictionary_id = dictionary_id
+        self.capabilities = capabilities
+        """HS1 capabilities: CAP_FRAME_CHECK_V2, or 0 to behave as a device of before."""
         self._hs1 = b""
         self._hs1_sent_at = 0.0
         self._first_hs1_at: float | None = None
@@ -111,7 +117,7 @@ class ClientSession(Endpoint):
 
     def start(self, now: float) -> None:
         payload = (
-            bytes([PROTOCOL_VERSION, 0, self.dictionary_id])
+            bytes([PROTOCOL_VERSION, self.capabilities, self.dictionary_id])
             + self.epoch.to_bytes(4, "big")
             + uleb(self.call_counter)
         )
@@ -240,12 +246,16 @@ class ClientSession(Endpoint):
             self._fail(Refused(text))
             return
         self.dictionary_accepted = bool(flags & 0x02)
+        v2 = bool(flags & HS2_FRAME_CHECK_V2 and self.capabilities & CAP_FRAME_CHECK_V2)
         clock = reader.uleb()
         resume: dict[int, int] = {}
-        for _ in range(reader.uleb(16)):
-            seq = reader.uleb()
-            resume[seq] = reader.uleb()
+        if not v2 or flags & HS2_RESUME:  # with v2 an empty resume list is left out
+            for _ in range(reader.uleb(16)):
+                seq = reader.uleb()
+                resume[seq] = reader.uleb()
         test_interval = reader.uleb() if flags & 0x04 else None
+        if v2:
+            self._agree_frame_check_v2()
         self._install_keys(self._handshake.keys())
         self._enter(Phase.ESTABLISHED)
         if not self.dictionary_accepted:
@@ -303,7 +313,8 @@ class ClientSession(Endpoint):
                             outgoing.offset,
                             digest,
                             chunk,
-                        )
+                        ),
+                        compact=self.compact_heads,
                     )
                 )
                 outgoing.headed = True

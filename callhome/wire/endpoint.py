@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .errors import PeerMisbehaved, ProtocolError, SessionTimeout
 from .events import CallClosed, CallFailed, Event, PeerFinished, SecurityAlert
-from .framing import FrameDecoder, FrameStats, encode_frame
+from .framing import FrameCheck, FrameDecoder, FrameStats, encode_frame
 from .messages import EncodedMessage
 from .noise import TransportKeys
 from .phases import FINAL, KEYED, Phase, Role, advance
@@ -23,9 +23,7 @@ from .records import (
     ACK,
     ACK_NONCE_BASE,
     DATA,
-    HS1,
-    HS2,
-    NOTICE,
+    HANDSHAKE_TYPES,
     AckInfo,
     Reader,
     ReplayWindow,
@@ -113,9 +111,12 @@ class Endpoint:
         self.config = config
         self.phase = Phase.HANDSHAKE
         self.decoder: FrameDecoder | StreamDecoder = (
-            StreamDecoder() if config.stream else FrameDecoder()
+            StreamDecoder() if config.stream else FrameDecoder(v1_types=HANDSHAKE_TYPES)
         )
-        self._encode = encode_stream_frame if config.stream else encode_frame
+        self.frame_check = FrameCheck.V1
+        """The check of DATA and ACK frames in this call: V2 once both ends agreed
+        (HS1 capability bit 0, HS2 flag 0x08). Over TCP it is agreed the same way but
+        unused: stream frames carry no check."""
         self.stats = SessionStats(line=self.decoder.stats)
         self._out = bytearray()
         self._events: list[Event] = []
@@ -234,7 +235,7 @@ class Endpoint:
 
     def _frame(self, body: bytes, now: float) -> None:
         kind = body[0]
-        if kind in (HS1, HS2, NOTICE):
+        if kind in HANDSHAKE_TYPES:
             self._handshake_frame(kind, body, now)
             return
         if kind not in (DATA, ACK):
@@ -288,7 +289,8 @@ class Endpoint:
             # to send (for the last frame, STORED): one frame back instead of two
             self._ack_due = now + self.config.ack_delay
         for segment_bytes, finished in ready:
-            self._segments(list(decode_segments(Reader(segment_bytes))), now)
+            segments = decode_segments(Reader(segment_bytes), compact=self.compact_heads)
+            self._segments(list(segments), now)
             if finished and not self.peer_finished:
                 self.peer_finished = True
                 self._events.append(PeerFinished())
@@ -385,6 +387,25 @@ class Endpoint:
             self._encode(header + self._sealer.seal(ACK_NONCE_BASE + number, header, plaintext))
         )
         self._ack_due = None
+
+    def _encode(self, body: bytes) -> bytes:
+        if self.config.stream:
+            return encode_stream_frame(body)
+        return encode_frame(body, FrameCheck.V1 if body[0] in HANDSHAKE_TYPES else self.frame_check)
+
+    def _agree_frame_check_v2(self) -> None:
+        """Both ends speak frame check v2: DATA and ACK frames from now on, both ways
+        (the peer's come only after the handshake frame that made this agreement)."""
+        self.frame_check = FrameCheck.V2
+        if isinstance(self.decoder, FrameDecoder):
+            self.decoder.check = FrameCheck.V2
+
+    @property
+    def compact_heads(self) -> bool:
+        """A message head may leave out its chunk length when the chunk is the rest of
+        the message (flag 0x20): the two ends agreed on it with frame check v2, which it
+        pays for (docs/protocol.md §1a)."""
+        return self.frame_check is FrameCheck.V2
 
     def _install_keys(self, keys: TransportKeys) -> None:
         self._sealer = Sealer(keys.send)

@@ -30,6 +30,15 @@ from .messages import DIGEST_SIZE, Kind
 from .noise import nonce_bytes
 
 HS1, HS2, DATA, ACK, NOTICE = 0x01, 0x02, 0x03, 0x04, 0x05
+HANDSHAKE_TYPES = frozenset({HS1, HS2, NOTICE})
+"""Frames that always carry frame check v1: they come before the two ends agree on one."""
+CAP_FRAME_CHECK_V2 = 0x01
+"""HS1 capabilities bit 0: the device reads and writes frame check v2 and compact heads."""
+HS2_FRAME_CHECK_V2 = 0x08
+"""HS2 flag bit 3: the centre agrees; DATA and ACK frames use frame check v2, both ways."""
+HS2_RESUME = 0x10
+"""HS2 flag bit 4, with bit 3 only: resume entries follow (with bit 3 and without this
+one, the resume list is left out, count included: a byte less in almost every call)."""
 ACK_NONCE_BASE = 1 << 63
 SEQ_BITS = 8
 SEQ_MODULUS = 1 << SEQ_BITS
@@ -264,10 +273,13 @@ Segment = MessageHead | MessageData | Answer
 _HEAD_COMPRESSED = 0x04
 _HEAD_DIGEST = 0x08
 _HEAD_OFFSET = 0x10
+_HEAD_REST = 0x20
+"""No chunk length: the chunk is the rest of the message (only once agreed)."""
 _HEAD_KIND = 0x03
 
 
 def head_size(seq: int, total: int, offset: int, digest: bool, chunk: int) -> int:
+    """The size of a head with a chunk length (a compact one may be smaller)."""
     size = 1 + len(uleb(seq)) + 1 + len(uleb(total)) + len(uleb(chunk)) + chunk
     if offset:
         size += len(uleb(offset))
@@ -276,7 +288,10 @@ def head_size(seq: int, total: int, offset: int, digest: bool, chunk: int) -> in
     return size
 
 
-def encode_head(head: MessageHead) -> bytes:
+def encode_head(head: MessageHead, *, compact: bool = False) -> bytes:
+    """`compact`: the peer agreed to heads without a chunk length when the chunk is the
+    rest of the message (then one or two bytes shorter)."""
+    rest = compact and head.offset + len(head.chunk) == head.total
     flags = int(head.kind) & _HEAD_KIND
     if head.compressed:
         flags |= _HEAD_COMPRESSED
@@ -284,6 +299,8 @@ def encode_head(head: MessageHead) -> bytes:
         flags |= _HEAD_DIGEST
     if head.offset:
         flags |= _HEAD_OFFSET
+    if rest:
+        flags |= _HEAD_REST
     out = bytearray([SegmentType.MSG_HEAD])
     out += uleb(head.seq)
     out.append(flags)
@@ -292,7 +309,8 @@ def encode_head(head: MessageHead) -> bytes:
         out += uleb(head.offset)
     if head.digest is not None:
         out += head.digest
-    out += uleb(len(head.chunk))
+    if not rest:
+        out += uleb(len(head.chunk))
     out += head.chunk
     return bytes(out)
 
@@ -309,14 +327,19 @@ def encode_answer(answer: Answer) -> bytes:
     return out
 
 
-def decode_segments(reader: Reader) -> list[Segment]:
+def decode_segments(reader: Reader, *, compact: bool = False) -> list[Segment]:
+    """`compact`: heads without a chunk length (flag 0x20) were agreed on; otherwise
+    that flag is as reserved as it was in every version before."""
+    known = _HEAD_KIND | _HEAD_COMPRESSED | _HEAD_DIGEST | _HEAD_OFFSET
+    if compact:
+        known |= _HEAD_REST
     segments: list[Segment] = []
     while reader.left():
         code = reader.byte()
         if code == SegmentType.MSG_HEAD:
             seq = reader.uleb()
             flags = reader.byte()
-            if flags & ~(_HEAD_KIND | _HEAD_COMPRESSED | _HEAD_DIGEST | _HEAD_OFFSET):
+            if flags & ~known:
                 raise PeerMisbehaved("reserved message flags set")
             try:
                 kind = Kind(flags & _HEAD_KIND)
@@ -325,7 +348,12 @@ def decode_segments(reader: Reader) -> list[Segment]:
             total = reader.uleb()
             offset = reader.uleb() if flags & _HEAD_OFFSET else 0
             digest = reader.take(DIGEST_SIZE) if flags & _HEAD_DIGEST else None
-            chunk = reader.take(reader.uleb(31))
+            if flags & _HEAD_REST:
+                if offset > total:
+                    raise PeerMisbehaved("message chunk beyond its length")
+                chunk = reader.take(total - offset)
+            else:
+                chunk = reader.take(reader.uleb(31))
             if offset + len(chunk) > total:
                 raise PeerMisbehaved("message chunk beyond its length")
             segments.append(

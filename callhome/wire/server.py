@@ -35,8 +35,11 @@ from .messages import MAX_MESSAGE, decode_body, decode_content, load_dictionary,
 from .noise import IKHandshake
 from .phases import Phase, Role
 from .records import (
+    CAP_FRAME_CHECK_V2,
     HS1,
     HS2,
+    HS2_FRAME_CHECK_V2,
+    HS2_RESUME,
     NOTICE,
     NOTICE_UNDECRYPTABLE,
     Answer,
@@ -75,8 +78,13 @@ class ServerSession(Endpoint):
         static_private: bytes,
         config: TransferConfig | None = None,
         ephemeral_private: bytes | None = None,
+        capabilities: int = CAP_FRAME_CHECK_V2,
     ) -> None:
         super().__init__(config or TransferConfig())
+        self.capabilities = capabilities
+        """What the centre agrees to when a device asks: CAP_FRAME_CHECK_V2, or 0 to
+        behave as a centre of before (it ignored the capabilities byte)."""
+        self._device_capabilities = 0
         self._static = static_private
         self._ephemeral = ephemeral_private  # fixed only for reproducible examples
         self._handshake: IKHandshake | None = None
@@ -134,7 +142,7 @@ class ServerSession(Endpoint):
         try:
             version = reader.byte()
             if version == PROTOCOL_VERSION:
-                _caps, dictionary_id = reader.byte(), reader.byte()
+                caps, dictionary_id = reader.byte(), reader.byte()
                 epoch = int.from_bytes(reader.take(4), "big")
                 counter = reader.uleb()
         except PeerMisbehaved:
@@ -158,6 +166,7 @@ class ServerSession(Endpoint):
             handshake.remote_static, counter, epoch, dictionary_id, version
         )
         self._dictionary_id = dictionary_id
+        self._device_capabilities = caps
         self._events.append(self.request)
 
     def accept(
@@ -176,14 +185,22 @@ class ServerSession(Endpoint):
         self._resume = dict(resume or {})
         dictionary_ok = load_dictionary(self._dictionary_id) is not None
         flags = (0x02 if dictionary_ok else 0x00) | (0x04 if test_interval else 0x00)
-        payload = bytes([flags]) + uleb(clock_ms)
+        v2 = self.capabilities & self._device_capabilities & CAP_FRAME_CHECK_V2
         entries = [(seq, len(data)) for seq, data in self._resume.items() if data][:16]
-        payload += uleb(len(entries))
+        if v2:
+            flags |= HS2_FRAME_CHECK_V2
+            if entries:
+                flags |= HS2_RESUME
+        payload = bytes([flags]) + uleb(clock_ms)
+        if not v2 or entries:  # agreed on v2: no resume list at all when it is empty
+            payload += uleb(len(entries))
         for seq, stored in entries:
             payload += uleb(seq) + uleb(stored)
         if test_interval:  # after everything a device of before it reads: it ignores it
             payload += uleb(test_interval)
         self._hs2 = self._encode(bytes([HS2]) + self._handshake.write_message_2(payload))
+        if v2:  # after our HS2 (always v1) is encoded: the caller's records come after it
+            self._agree_frame_check_v2()
         self._install_keys(self._handshake.keys())
         self._enter(Phase.ACCEPTED)
         self._accepted_at = now

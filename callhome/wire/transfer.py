@@ -26,8 +26,9 @@ from .records import MAX_WINDOW, AckInfo
 P = TypeVar("P")
 
 FRAME_SIZES = (64, 128, 256, 512, 1024)
-FRAME_OVERHEAD = 25
-"""Header, tag, flags, CRC, COBS and delimiter around a DATA payload, approximately."""
+FRAME_OVERHEAD = 27
+"""Header 2, tag 16, flags 1, frame check 4 (v2; 2 with an end of before), COBS 1,
+delimiters 2, and a byte of segment header, around a DATA payload: approximately."""
 
 
 @dataclass(frozen=True)

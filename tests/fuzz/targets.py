@@ -17,7 +17,7 @@ from pathlib import Path
 from callhome.wire.client import ClientSession
 from callhome.wire.errors import ProtocolError
 from callhome.wire.events import CallFailed, HandshakeRequested
-from callhome.wire.framing import MAX_BODY, FrameDecoder
+from callhome.wire.framing import MAX_BODY, FrameCheck, FrameDecoder, encode_frame
 from callhome.wire.messages import (
     CURRENT_DICTIONARY,
     Kind,
@@ -27,7 +27,7 @@ from callhome.wire.messages import (
     load_dictionary,
 )
 from callhome.wire.noise import IKHandshake, generate_private_key, public_key
-from callhome.wire.records import Reader, decode_segments
+from callhome.wire.records import HANDSHAKE_TYPES, Reader, decode_segments
 from callhome.wire.server import ServerSession
 from callhome.wire.streamframing import StreamDecoder
 from modem_drivers.configfile import ConfigError
@@ -65,7 +65,9 @@ def _chunks(data: bytes) -> list[bytes]:
 
 
 def _framing(data: bytes) -> None:
-    decoder = FrameDecoder()
+    # the first byte picks the check (v1, or v2 with handshake types on v1, as a call has)
+    check = FrameCheck.V2 if data[:1] and data[0] & 0x80 else FrameCheck.V1
+    decoder = FrameDecoder(check=check, v1_types=HANDSHAKE_TYPES)
     for chunk in _chunks(data):
         for body in decoder.feed(chunk):
             assert len(body) <= decoder.max_wire
@@ -85,6 +87,7 @@ def _proxy_header(data: bytes) -> None:
 
 def _records(data: bytes) -> None:
     decode_segments(Reader(data))
+    decode_segments(Reader(data), compact=True)
 
 
 _DICTIONARY = load_dictionary(CURRENT_DICTIONARY)
@@ -288,7 +291,15 @@ grace = "15m"
 TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
-        Target("framing", _framing, (), (b"\x00\x05\x01\x02\x03\x00",)),
+        Target(
+            "framing",
+            _framing,
+            (),
+            (
+                b"\x00\x05\x01\x02\x03\x00",
+                b"\x83" + encode_frame(b"\x03\x00ab", FrameCheck.V2),
+            ),
+        ),
         Target("stream-framing", _stream_framing, (ProtocolError,), (b"\x03\x00\x02\x01\x02",)),
         Target(
             "proxy-header",

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from benchmarks.linesim import Centre, Device
+from callhome.wire.framing import FrameCheck, cobs_decode, encode_frame, unstuff
+from callhome.wire.records import CAP_FRAME_CHECK_V2, HANDSHAKE_TYPES
 from callhome.wire.session import (
     CallClosed,
     CallFailed,
@@ -39,15 +41,31 @@ class CallOutcome:
     client_events: list[Event] = field(default_factory=list)
     server_events: list[Event] = field(default_factory=list)
     wire_up: list[bytes] = field(default_factory=list)
+    wire_down: list[bytes] = field(default_factory=list)
     client: ClientSession | None = None
     server: ServerSession | None = None
 
 
 def frame_type(frame: bytes) -> int:
     """The type byte of a wire frame (after undoing the stuffing and COBS)."""
-    from callhome.wire.framing import cobs_decode, unstuff
-
     return cobs_decode(unstuff(frame.strip(b"\x00")))[0]
+
+
+def check_of(kind: int) -> FrameCheck:
+    """The frame check a frame of this type carries between two current sessions (which
+    agree on v2): v1 for the handshake and NOTICE frames, v2 for the rest."""
+    return FrameCheck.V1 if kind in HANDSHAKE_TYPES else FrameCheck.V2
+
+
+def frame_body(frame: bytes) -> bytes:
+    """The body of a wire frame of a call between current sessions (check removed)."""
+    checked = cobs_decode(unstuff(frame.strip(b"\x00")))
+    return checked[: -check_of(checked[0]).size]
+
+
+def reframe(body: bytes) -> bytes:
+    """A body as a current session would frame it (a forgery with a valid check)."""
+    return encode_frame(body, check_of(body[0]))
 
 
 def split_frames(data: bytes) -> list[bytes]:
@@ -66,8 +84,11 @@ def run_call(
     limit: float = 900.0,
     start: float = 0.0,
     replay: list[bytes] | None = None,
+    client_capabilities: int = CAP_FRAME_CHECK_V2,
+    server_capabilities: int = CAP_FRAME_CHECK_V2,
 ) -> CallOutcome:
-    """One call. With `replay`, the given bytes go to the centre instead of a client's."""
+    """One call. With `replay`, the given bytes go to the centre instead of a client's.
+    A side's capabilities 0 make it behave as an end of before frame check v2."""
     config = config or TransferConfig(line_rate=9600, idle_timeout=60.0)
     device.counter += 1
     client = ClientSession(
@@ -76,12 +97,15 @@ def run_call(
         call_counter=device.counter,
         epoch=device.epoch,
         config=config,
+        capabilities=client_capabilities,
     )
     for seq, message in device.queue.items():
         if not device.acknowledged.get(seq) and seq not in device.rejected:
             client.queue(seq, message)
     client.finish()
-    server = ServerSession(static_private=centre.static_private, config=config)
+    server = ServerSession(
+        static_private=centre.static_private, config=config, capabilities=server_capabilities
+    )
     outcome = CallOutcome(False, None, client=client, server=server)
     queue: list[tuple[float, int, str, bytes]] = []
     order = itertools.count()
@@ -90,8 +114,7 @@ def run_call(
     def send(side: str, data: bytes) -> None:
         fate = up if side == "server" else down
         for frame in split_frames(data):
-            if side == "server":
-                outcome.wire_up.append(frame)
+            (outcome.wire_up if side == "server" else outcome.wire_down).append(frame)
             for delay, copy in fate(frame):
                 heapq.heappush(queue, (now + latency + delay, next(order), side, copy))
 

@@ -13,6 +13,7 @@ from callhome.wire.errors import MessageError, PeerMisbehaved
 from callhome.wire.framing import (
     MAX_BODY,
     MAX_WIRE,
+    FrameCheck,
     FrameDecoder,
     cobs_decode,
     cobs_encode,
@@ -112,20 +113,29 @@ def test_garbage_is_counted_and_the_decoder_resynchronises():
 
 
 def _body_whose_crc_does_not_end_in_zero() -> bytes:
-    # see the xfail test below: a CRC ending in 0x00 is a known hole
+    # check v1 only: a CRC-16 ending in 0x00 is one of its holes (tests/wire/test_frame_check.py)
     while not crc16(body := os.urandom(200)) & 0xFF:
         pass
     return body
 
 
-def test_bit_flips_fail_the_crc():
-    body = _body_whose_crc_does_not_end_in_zero()
-    frame = encode_frame(body)
-    for bit in range(0, (len(frame) - 1) * 8, 7):
+@pytest.mark.parametrize("check", list(FrameCheck))
+def test_bit_flips_fail_the_check(check):
+    if check is FrameCheck.V1:
+        # v1 avoids its two holes: 1 body in 256, and the closing delimiter
+        body = _body_whose_crc_does_not_end_in_zero()
+        frame = encode_frame(body, check)
+        bits = range(0, (len(frame) - 1) * 8, 7)
+    else:
+        body = os.urandom(200)  # any body, every byte
+        frame = encode_frame(body, check)
+        bits = range(0, len(frame) * 8, 7)
+    after = encode_frame(b"after", check)
+    for bit in bits:
         damaged = bytearray(frame)
         damaged[bit // 8] ^= 1 << (bit % 8)
-        out = list(FrameDecoder().feed(bytes(damaged)))
-        assert out in ([], [body]) and (out == [] or bytes(damaged) == frame)
+        out = list(FrameDecoder(check=check).feed(bytes(damaged) + after))
+        assert out == [b"after"]
 
 
 def test_oversize_frames_are_bounded():
@@ -343,19 +353,47 @@ def test_the_body_limit_holds_for_any_content_and_chunking(size, pattern, data):
     assert len(decoder._buffer) <= MAX_WIRE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, found 2026-12-02: when a body's CRC-16 ends in 0x00, COBS encodes "
-    "that zero as a final code byte 0x01; one bit flip makes it a delimiter, and the "
-    "frame decodes to the body less its last byte with a CRC that checks (CRC-16/CCITT "
-    "with no final XOR: crc(m[:-1]) == m[-1] << 8 | crc_hi exactly then). 1 frame in 256 "
-    "is exposed. Sealed records (AEAD) still refuse the damaged frame, but it counts as "
-    "an authentication failure rather than a line error. The fix changes the wire "
-    "format (e.g. a final XOR, or the length in the frame) and so a protocol version.",
-)
-def test_a_frame_whose_crc_ends_in_zero_survives_losing_its_last_code_byte():
+def test_a_frame_whose_crc_ends_in_zero_survives_losing_its_last_code_byte_only_under_v1():
+    """The defect found on 2026-12-02 (stop 21): when a body's CRC-16 ends in 0x00, COBS
+    encodes that zero as a final code byte 0x01; one bit flip makes it a delimiter, and
+    the frame decodes to the body less its last byte with a CRC that checks. The damaged
+    bytes are a valid v1 frame, so v1 cannot refuse them; check v2 (CRC-32 over length
+    and body) does. Calls between current ends use v2 for every DATA and ACK frame."""
     body = next(b for i in range(100_000) if crc16(b := i.to_bytes(4, "big") * 8) & 0xFF == 0)
     frame = encode_frame(body)
     assert frame.endswith(b"\x01\x00")
     damaged = frame[:-2] + b"\x00\x00"  # the final code byte hit by a one-bit error
-    assert list(FrameDecoder().feed(damaged)) == []
+    assert list(FrameDecoder().feed(damaged)) == [body[:-1]]  # v1: the hole
+    frame = encode_frame(body, FrameCheck.V2)
+    for index in range(1, len(frame) - 1):
+        for bit in range(8):
+            damaged = bytearray(frame)
+            damaged[index] ^= 1 << bit
+            assert list(FrameDecoder(check=FrameCheck.V2).feed(bytes(damaged))) == []
+
+
+@given(
+    st.integers(0, 2**40),
+    st.sampled_from(list(Kind)),
+    st.integers(0, 3000),
+    st.binary(max_size=300),
+    st.integers(0, 50),
+)
+def test_compact_heads_leave_out_the_chunk_length_only_when_agreed(seq, kind, offset, chunk, short):
+    """Head flag 0x20 (agreed with frame check v2): the chunk is the rest of the message,
+    so its length is not sent. A centre of before refuses the flag: it is sent only to a
+    centre that agreed, and read only when agreed."""
+    head = MessageHead(seq, kind, True, offset + len(chunk), offset, None, chunk)
+    full, compact = encode_head(head), encode_head(head, compact=True)
+    assert len(compact) == len(full) - len(uleb(len(chunk)))
+    more = encode_answer(Answer(SegmentType.STORED, 3))
+    assert decode_segments(Reader(compact + more), compact=True) == [
+        head,
+        Answer(SegmentType.STORED, 3),
+    ]
+    assert decode_segments(Reader(full), compact=True) == [head]
+    with pytest.raises(PeerMisbehaved, match="reserved"):
+        decode_segments(Reader(compact))
+    # a chunk that is not the rest of its message keeps its length
+    partial = MessageHead(seq, kind, True, offset + len(chunk) + 1 + short, offset, None, chunk)
+    assert encode_head(partial, compact=True) == encode_head(partial)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from benchmarks.linesim import Centre, Device
 from callhome.wire.errors import NotACentre, SessionTimeout
-from callhome.wire.framing import cobs_decode, encode_frame, unstuff
+from callhome.wire.framing import encode_frame
 from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from callhome.wire.phases import TRANSITIONS, Phase, PhaseError, Role, advance
 from callhome.wire.records import DATA
@@ -28,7 +28,7 @@ from callhome.wire.session import (
 )
 from callhome.wire.transfer import TransferConfig
 
-from .framesim import frame_type, run_call
+from .framesim import frame_body, frame_type, reframe, run_call
 
 
 def report(size: int = 200, seed: int = 0) -> object:
@@ -156,7 +156,7 @@ def test_a_forged_record_during_the_handshake_does_not_confirm():
     server.receive_data(client.data_to_send(), 0.1)
     server.accept(0.1, clock_ms=0)
     for forged in (bytes([DATA, 0]) + os.urandom(40), bytes([0x04, 0]) + os.urandom(20)):
-        events = server.receive_data(encode_frame(forged), 0.2)
+        events = server.receive_data(reframe(forged), 0.2)
         assert [type(e) for e in events] == [SecurityAlert]
     assert server.phase is Phase.ACCEPTED and server.stats.auth_failures == 2
 
@@ -313,11 +313,11 @@ def test_forgeries_and_replays_after_the_handshake_raise_alerts_noise_does_not()
     def attack(frame: bytes):
         if frame_type(frame) == DATA and len(injected) < 2:
             injected.append(frame)
-            body = bytearray(cobs_decode(unstuff(frame.strip(b"\x00")))[:-2])
+            body = bytearray(frame_body(frame))
             body[-1] ^= 1
             noisy = bytearray(frame)
             noisy[len(noisy) // 2] ^= 0x10  # line noise: fails the CRC
-            return [(0.0, encode_frame(bytes(body))), (0.0, bytes(noisy)), (0.0, frame)]
+            return [(0.0, reframe(bytes(body))), (0.0, bytes(noisy)), (0.0, frame)]
         return [(0.0, frame)]
 
     outcome = run_call(device, centre, up=attack)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -38,7 +39,7 @@ from callhome.wire.session import (
 )
 from callhome.wire.transfer import TransferConfig
 
-from .framesim import deliver, frame_type, run_call, split_frames
+from .framesim import deliver, frame_body, frame_type, reframe, run_call, split_frames
 
 DICTIONARY = load_dictionary(CURRENT_DICTIONARY)
 
@@ -227,9 +228,9 @@ def test_forged_data_frames_are_counted_not_trusted():
         if frame_type(frame) == DATA and not forged:
             forged.append(frame)
             # a valid CRC around made-up ciphertext: an attack, not line noise
-            body = bytearray(cobs_decode(unstuff(frame.strip(b"\x00")))[:-2])
+            body = bytearray(frame_body(frame))
             body[5] ^= 0xFF
-            return [(0.0, encode_frame(bytes(body))), (0.1, frame)]
+            return [(0.0, reframe(bytes(body))), (0.1, frame)]
         return [(0.0, frame)]
 
     outcome = run_call(device, centre, up=forge)
@@ -242,10 +243,15 @@ def test_forged_data_frames_are_counted_not_trusted():
 def test_garbage_oversized_and_truncated_frames_end_in_nothing_worse_than_noise():
     device, centre = pair(report(500))
     junk = [os.urandom(5000), b"\x00" * 10, b"\x01\x02\x03", os.urandom(300) + b"\x00"]
+    count = itertools.count(1)
 
     def noisy(frame: bytes):
+        # not the 5,000 bytes before the centre's answer: a device takes a far end that
+        # sends more than 1,024 bytes before its first frame for something else
+        # (NotACentre); until frame check v2 this test chose the junk by frame length
+        first = frame_type(frame) in (HS1, HS2)
         return [
-            (0.0, junk[len(frame) % len(junk)]),
+            (0.0, junk[2] if first else junk[next(count) % len(junk)]),
             (0.01, frame[: len(frame) // 2]),
             (0.02, frame),
         ]
@@ -393,9 +399,9 @@ def forgeries(draw):
         if kind == "junk":
             return noise or b"\xff"
         if kind == "copy":  # the genuine frame with its content replaced, same length
-            body = cobs_decode(unstuff(frame.strip(b"\x00")))[:-2]
+            body = frame_body(frame)
             fake = body[:2] + (noise * (len(body) // max(1, len(noise)) + 1))[: len(body) - 2]
-            return encode_frame(fake if fake != body else body[:2] + b"\x00" * 40)
+            return reframe(fake if fake != body else body[:2] + b"\x00" * 40)
         assert isinstance(kind, int)
         return encode_frame(bytes([kind]) + noise)
 
@@ -423,7 +429,7 @@ def test_forged_frames_anywhere_never_stop_a_genuine_call(up, down, sizes):
     assert all(device.acknowledged.get(seq) for seq in range(1, len(sizes) + 1))
 
 
-@pytest.mark.parametrize("flip", [0, 7, 33, 40, 50])
+@pytest.mark.parametrize("flip", [0, 7, 33, 40, 49])
 def test_a_forged_answer_before_the_genuine_one_does_not_poison_the_handshake(flip):
     """The attack of issue 10: a type 0x02 frame with a valid CRC before the real HS2."""
     device, centre = pair(report())
@@ -432,9 +438,9 @@ def test_a_forged_answer_before_the_genuine_one_does_not_poison_the_handshake(fl
     def forge_hs2(frame: bytes):
         if frame_type(frame) == HS2 and not seen:
             seen.append(frame)
-            body = bytearray(cobs_decode(unstuff(frame.strip(b"\x00")))[:-2])
+            body = bytearray(frame_body(frame))
             body[1 + flip] ^= 0x01  # one bit of the genuine answer, or random bytes
-            forged = encode_frame(bytes(body)) if flip else encode_frame(b"\x02" + os.urandom(56))
+            forged = reframe(bytes(body)) if flip else encode_frame(b"\x02" + os.urandom(56))
             return [(0.0, forged), (0.01, frame)]
         return [(0.0, frame)]
 
@@ -471,11 +477,11 @@ def test_a_forged_data_frame_with_a_seen_number_gets_no_answer():
     server.receive_data(first, 0.3)  # frame 0 is now seen
     server.handle_timer(1.0)  # and its delayed ACK has gone
     assert server.data_to_send() != b""
-    body = bytearray(cobs_decode(unstuff(first.strip(b"\x00")))[:-2])
+    body = bytearray(frame_body(first))
     for position in (2, len(body) // 2, len(body) - 1):
         forged = bytearray(body)
         forged[position] ^= 0x40  # frame number 0 again, made-up content
-        server.receive_data(encode_frame(bytes(forged)), 0.31)
+        server.receive_data(reframe(bytes(forged)), 0.31)
         server.handle_timer(5.0)  # even after the ACK delay
         assert server.data_to_send() == b""
     assert server.stats.auth_failures == 3 and server.stats.replays == 0
@@ -492,7 +498,7 @@ def test_what_the_transfer_sends_fits_the_frame_limit_with_room():
     device, centre = pair(big, report(3000, 1), report(20, 2))
     outcome = run_call(device, centre, config=TransferConfig(line_rate=33600))
     assert outcome.closed
-    bodies = [cobs_decode(unstuff(f.strip(b"\x00")))[:-2] for f in outcome.wire_up]
+    bodies = [frame_body(f) for f in outcome.wire_up]
     assert max(len(b) for b in bodies) <= 1024 + 2 + 16 + 9 < MAX_BODY
 
 
