@@ -398,7 +398,7 @@ HEADER = (
 )
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="33,600 bit/s only")
@@ -409,7 +409,7 @@ def main() -> int:
         "--rate", type=int, action="append", choices=sorted(SCALES), help="line rate (bit/s)"
     )
     parser.add_argument("--ber", type=float, action="append", help="bit error rate, e.g. 1e-5")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if any(not 0.0 <= ber < 0.01 for ber in args.ber or ()):
         parser.error("--ber: a bit error rate from 0 to 0.01")
     names = [p.name for p in payloads(True)]
@@ -417,6 +417,11 @@ def main() -> int:
         parser.error(f"--only: one of {', '.join(names)}")
     if args.sender is not None and args.sender not in ("callhome", *PEERS):
         parser.error(f"--sender: one of callhome, {', '.join(PEERS)}")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
     if shutil.which("sz") is None or shutil.which("rz") is None:
         print("needs lrzsz: apt-get install lrzsz", file=sys.stderr)
         return 2
