@@ -1,6 +1,6 @@
 """The whole call, side by side with lrzsz, on the same virtual lines.
 
-    python -m benchmarks.peers [--runs 3] [--quick]
+    python -m benchmarks.peers [--runs 3] [--quick] [--rate 2400] [--ber 0] [--only NAME]
 
 The project (the agent's call: `call_centre` to an in-process `Bank`, not counting Python
 start-up) and lrzsz (`sz`/`rz`: ZMODEM, ZMODEM `-w 4096`, YMODEM-1K, XMODEM-1K, dialled
@@ -19,7 +19,9 @@ an incompressible 4 KiB and 64 KiB file, and a held-out report from
 The network runs faster than real time (`SCALES`); process start-up and scheduling do
 not scale, so they weigh more in line seconds than they would on a real line (for both
 sides), and so do lrzsz's own real-time timeouts (10 s waits for a lost header). Needs
-`apt-get install lrzsz`. `--quick` (33,600 bit/s only) and `--no-64k` reduce the matrix.
+`apt-get install lrzsz`. `--quick` (33,600 bit/s only), `--rate` and `--ber` (each
+may be given more than once), `--only` (one payload), `--sender` and `--no-64k` reduce
+the matrix.
 """
 
 from __future__ import annotations
@@ -298,12 +300,22 @@ def _load(path: Path) -> bytes:
 # -- the matrix -----------------------------------------------------------------------
 
 
+RATES = (2400, 33600)
+BERS = (0.0, 1e-5)
+
+
 async def measure(
-    runs: int, quick: bool, large: bool, only: str | None = None, who_only: str | None = None
+    runs: int,
+    quick: bool,
+    large: bool,
+    only: str | None = None,
+    who_only: str | None = None,
+    rates: tuple[int, ...] = (),
+    bers: tuple[float, ...] = (),
 ) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
-    rates = (33600,) if quick else (2400, 33600)
-    bers = (0.0, 1e-5)
+    rates = rates or ((33600,) if quick else RATES)
+    bers = bers or BERS
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         for rate in rates:
@@ -386,20 +398,46 @@ HEADER = (
 )
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="33,600 bit/s only")
     parser.add_argument("--no-64k", action="store_true", help="without the 64 KiB payload")
     parser.add_argument("--only", help="one payload: report, '4 KiB random', '64 KiB random'")
     parser.add_argument("--sender", help="one sender: callhome, zmodem, ...")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--rate", type=int, action="append", choices=sorted(SCALES), help="line rate (bit/s)"
+    )
+    parser.add_argument("--ber", type=float, action="append", help="bit error rate, e.g. 1e-5")
+    args = parser.parse_args(argv)
+    if any(not 0.0 <= ber < 0.01 for ber in args.ber or ()):
+        parser.error("--ber: a bit error rate from 0 to 0.01")
+    names = [p.name for p in payloads(True)]
+    if args.only is not None and args.only not in names:
+        parser.error(f"--only: one of {', '.join(names)}")
+    if args.sender is not None and args.sender not in ("callhome", *PEERS):
+        parser.error(f"--sender: one of callhome, {', '.join(PEERS)}")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
     if shutil.which("sz") is None or shutil.which("rz") is None:
         print("needs lrzsz: apt-get install lrzsz", file=sys.stderr)
         return 2
     configure_logging("warning")
     print(" | ".join(HEADER), flush=True)
-    rows = asyncio.run(measure(args.runs, args.quick, not args.no_64k, args.only, args.sender))
+    rows = asyncio.run(
+        measure(
+            args.runs,
+            args.quick,
+            not args.no_64k,
+            args.only,
+            args.sender,
+            tuple(args.rate or ()),
+            tuple(args.ber or ()),
+        )
+    )
     print("\n| " + " | ".join(HEADER) + " |")
     print("|" + "---|" * len(HEADER))
     for row in rows:

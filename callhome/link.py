@@ -60,11 +60,18 @@ async def run_session(
     loop = asyncio.get_running_loop()
     reader: asyncio.Task[bytes] | None = None
     stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    ending = False
     try:
         await _flush(call, session)
         while True:
             if session.phase is Phase.CLOSED:
                 return "closed"
+            if not ending and isinstance(session, ServerSession) and session.complete:
+                # the centre lingers for a lost last frame, but the caller's hang-up
+                # is now the expected end: the modem believes it at once
+                ending = True
+                if isinstance(call, DataCall):
+                    call.expect_end()
             if session.phase is Phase.FAILED:
                 return "failed"
             if reader is None:

@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -472,10 +473,18 @@ async def _agents(say: Narrator, clients: dict[str, _Client], expect: Any, datab
 
 
 def _agent_caller(say: Narrator, name: str) -> Any:
-    async def call(config: ClientConfig, spool: Spool, key: bytes) -> CallReport:
+    async def call(
+        config: ClientConfig, spool: Spool, key: bytes, progress: Callable[..., None]
+    ) -> CallReport:
         queued = [m.summary or m.kind.label for m in spool.queued()]
         say.say(name, "agent calls, carrying: " + "; ".join(queued))
-        report = await call_centre(config, spool, key, progress=say.client(name))
+        narrate = say.client(name)
+
+        def both(step: str, **fields: Any) -> None:
+            narrate(step, **fields)
+            progress(step, **fields)  # the agent's status shows the call too
+
+        report = await call_centre(config, spool, key, progress=both)
         acknowledged = len(report.acknowledged) + len(report.duplicates)
         say.say(name, f"agent: {report.result}, {acknowledged} message(s) acknowledged")
         return report

@@ -111,9 +111,11 @@ async def bank_world(
     test_interval: int = 86400,
     grace: int = 900,
     site: str | None = None,
+    bank_port: str = "inproc",
 ) -> AsyncIterator[BankWorld]:
     """The world, with `plant` enrolled; `store` makes the centre's store (SQLite in
-    tmp_path by default)."""
+    tmp_path by default); `bank_port="pty"` puts the bank on a pty (no DCD: calls end
+    by NO CARRIER) instead of an in-process port."""
     network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
     network.add_modem("bank0", bank_profile, number=BANK_NUMBER)
     network.add_modem("plant", "generic", number=PLANT_NUMBER)
@@ -122,7 +124,8 @@ async def bank_world(
     spool: Spool | None = None
     centre_store: Any = None
     try:
-        bank_url = (await runner.expose("bank0", "inproc")).url
+        path = str(tmp_path / "bank0") if bank_port == "pty" else None
+        bank_url = (await runner.expose("bank0", bank_port, path=path)).url
         plant_url = (await runner.expose("plant", "inproc")).url
         make_store = store or (lambda path: SQLiteStore(path / "centre.db", create=True))
         centre_store = make_store(tmp_path)

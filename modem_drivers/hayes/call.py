@@ -110,6 +110,12 @@ class DataCall:
     async def drain(self) -> None:
         await self._modem._drain()
 
+    def expect_end(self) -> None:
+        """The protocol on this call is over: the far end's hang-up (NO CARRIER, DCD
+        dropping) is now expected and believed at once (`HayesModem.expect_call_end`)."""
+        if not self.ended.is_set() and self._modem._call is self:
+            self._modem.expect_call_end()
+
     async def finish(self, patience: float | None = None) -> HangupReport:
         """The protocol is over: let the far end hang up (its NO CARRIER is believed at
         once), or hang up after `patience` seconds. Never rejects a call ringing in."""

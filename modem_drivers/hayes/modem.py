@@ -615,6 +615,16 @@ class HayesModem:
         await self._after_reset(method)
         return report
 
+    def expect_call_end(self) -> None:
+        """The protocol on the call is over (the session closed or completed cleanly):
+        from now on a `NO CARRIER` ending the data, or DCD dropping, is the far end
+        hanging up as expected, believed at once (an `AT` probe, or one low DCD
+        reading, confirms it) instead of after the quiet period and the guarded escape
+        that check a carrier loss in the middle of a call. Writes nothing; the call
+        stays up until the far end hangs up or `finish_call` does."""
+        self._core.expect_call_end(self._now())
+        self._reschedule()
+
     async def _after_reset(self, method: str | None) -> None:
         """The ATZ and reopen rungs leave the modem with its stored settings, not ours
         (&C1, S0=0, E0 ...): set it up again, or the next call runs on the wrong ones."""
@@ -663,8 +673,9 @@ class HayesModem:
             low += 1
             # one low reading is not a lost carrier: control lines reported from afar
             # (RFC 2217's NOTIFY-MODEMSTATE) can still show the state from before the
-            # CONNECT, and a lost carrier stays lost for the next poll
-            if low >= DCD_LOW_READINGS:
+            # CONNECT, and a lost carrier stays lost for the next poll; once the end is
+            # expected (`expect_call_end`), the first low reading is that end
+            if low >= (1 if self._core.call_ending else DCD_LOW_READINGS):
                 self._dispatch(self._core.carrier_dropped(self._now()))
                 self._reschedule()
                 return

@@ -486,11 +486,16 @@ class ModemCore:
         self.last_write_at = now
         return b"\rAT\r"
 
-    def expect_call_end(self) -> None:
+    def expect_call_end(self, now: float | None = None) -> None:
         """The protocol on the call is over: a `NO CARRIER` ending the data now is the
-        far end hanging up, believed at once rather than after `nocarrier_quiet`."""
-        if self.in_call:
-            self._ending = True
+        far end hanging up, believed at once rather than after `nocarrier_quiet`. One
+        that came already is suspected from `now` (the next `tick`), not after the
+        quiet period it was given when it arrived."""
+        if not self.in_call:
+            return
+        self._ending = True
+        if now is not None and self._suspect_deadline is not None and self.suspecting:
+            self._suspect_deadline = min(self._suspect_deadline, now)
 
     @property
     def call_ending(self) -> bool:

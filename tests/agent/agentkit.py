@@ -52,7 +52,7 @@ class FakeCentre:
         """So many calls fail (busy) before the centre answers."""
         self.calls: list[list[tuple[str, dict[str, Any]]]] = []
 
-    def __call__(self, config: ClientConfig, spool: Spool, key: bytes) -> Any:
+    def __call__(self, config: ClientConfig, spool: Spool, key: bytes, progress: Any = None) -> Any:
         async def call() -> CallReport:
             queued = spool.queued()
             self.calls.append([(m.kind.label, cbor2.loads(m.plain)) for m in queued])

@@ -86,7 +86,8 @@ async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_
             centre.handle(session, event, loop.time())
 
         ended = await asyncio.wait_for(run_session(call, session, handle), 60)
-        assert ended == "closed"
+        # the device hangs up once it has our answers: usually before our linger ends
+        assert ended in ("closed", "carrier lost") and session.complete, ended
         if call.open:
             await call.hangup()
         # between answering windows a person's command gets the modem

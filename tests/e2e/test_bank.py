@@ -140,7 +140,13 @@ async def test_ten_line_tests_back_to_back_on_one_bank_port(tmp_path):
         await system.wait_for("call.ended", count=10)
         outcomes = [c["outcome"] for c in await system.calls()]
         assert outcomes == ["completed"] * 10
-        hangups = [e for e in system.events() if e.get("event") == "call.hangup"]
-        assert len(hangups) == 10 and {e["method"] for e in hangups} == {"remote"}
+        events = system.events()
+        # the device hung up every call: the bank never ran its hang-up ladder. Its
+        # session expected that end (issue 18), so the NO CARRIER usually ends the call
+        # before the session returns and there is no hang-up of the bank's at all
+        hangups = [e for e in events if e.get("event") == "call.hangup"]
+        assert {e["method"] for e in hangups} <= {"remote"}
+        ends = [e["end"] for e in events if e.get("event") == "call.summary"]
+        assert len(ends) == 10 and set(ends) <= {"NO CARRIER", "far end hung up"}, ends
     finally:
         await system.stop()

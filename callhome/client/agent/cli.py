@@ -16,6 +16,7 @@ import click
 from ... import exitcodes
 from ...keys import load_private_key
 from ..config import ClientConfig, load_client_config
+from ..progress import status_line
 from ..spool import Spool
 from .checks import Engine, Rule
 from .collectors.base import State
@@ -28,6 +29,21 @@ from .statefile import read_state
 def _configs(config_path: Path) -> tuple[ClientConfig, AgentConfig]:
     client = load_client_config(config_path)
     return client, load_agent_config(config_path, client.spool)
+
+
+def _call_line(call: dict[str, Any]) -> str:
+    """The call under way, as the agent last wrote it (every change of phase, and every
+    few seconds while sending)."""
+    line = status_line(
+        str(call.get("phase", "?")),
+        float(call.get("seconds") or 0.0),
+        sent=call.get("sent"),
+        total=call.get("total"),
+        rate=call.get("rate"),
+        line_rate=call.get("line_rate"),
+    )
+    number = call.get("number")
+    return " ".join(line.split()) + (f" (to {number})" if number else "")
 
 
 def _when(moment: Any) -> str:
@@ -147,6 +163,7 @@ def status(config_path: Path, as_json: bool) -> None:
             f"{_when(last.get('time'))} {last.get('result', '-')}"
             + (" (line test)" if last.get("line_test") else ""),
         ),
+        *([("call", _call_line(state["call"]))] if state.get("call") else []),
         ("next call", _when(state.get("next_call"))),
         ("next line test", _when(state.get("next_test"))),
         ("queued", str(queued)),

@@ -31,6 +31,7 @@ from ...wire.messages import (
     agent_throttled_content,
 )
 from ..config import ClientConfig
+from ..progress import PHASES
 from ..spool import Spool
 from . import inventory, sdnotify, textfile
 from .answer import answer_once
@@ -58,13 +59,64 @@ INVENTORY_KEY = "agent.inventory"
 ANSWER_GAP = 0.5
 """Real seconds the modem stays free between two answering windows."""
 
-Caller = Callable[[ClientConfig, Spool, bytes], Awaitable["CallReport"]]
+PUBLISH_EVERY = 2.0
+"""Real seconds between two writes of a call's progress to the state file (a change of
+phase is written at once)."""
+
+Progress = Callable[..., None]
+Caller = Callable[[ClientConfig, Spool, bytes, Progress], Awaitable["CallReport"]]
 
 
-async def _dial(config: ClientConfig, spool: Spool, key: bytes) -> CallReport:
+async def _dial(config: ClientConfig, spool: Spool, key: bytes, progress: Progress) -> CallReport:
     from ..dialer import call_centre
 
-    return await call_centre(config, spool, key)
+    return await call_centre(config, spool, key, progress=progress)
+
+
+class CallWatch:
+    """The `progress` callback of the agent's own calls: what `agent status` shows of the
+    call under way (phase, seconds so far, bytes sent of the total and the rate while
+    sending). It hands a copy to `publish` at every change of phase (and when the byte
+    counts appear or go) and, while the phase lasts, at most every `every` seconds of
+    `clock`."""
+
+    def __init__(
+        self,
+        publish: Callable[[dict[str, Any]], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        every: float = PUBLISH_EVERY,
+    ) -> None:
+        self.publish = publish
+        self.clock = clock
+        self.every = every
+        self.started = clock()
+        self._published = float("-inf")
+        self._keys: set[str] = set()
+        self.state: dict[str, Any] = {"phase": "starting", "seconds": 0.0}
+
+    def __call__(self, step: str, **fields: Any) -> None:
+        now = self.clock()
+        state = self.state
+        phase = PHASES.get(step)
+        changed = phase is not None and phase != state["phase"]
+        if phase is not None:
+            state["phase"] = phase
+        if step == "dialling":
+            state["number"] = fields.get("number")
+        elif step == "connected":
+            state["line_rate"] = fields.get("rate")
+        if step == "sending":
+            for key in ("sent", "total", "rate"):
+                state[key] = fields.get(key)
+        elif step in ("transfer", "hanging up"):
+            for key in ("sent", "total", "rate"):
+                state.pop(key, None)
+        state["seconds"] = round(now - self.started, 1)
+        # a new phase, or the first byte count of one, is shown at once
+        if changed or set(state) != self._keys or now - self._published >= self.every:
+            self._published, self._keys = now, set(state)
+            self.publish(dict(state))
 
 
 @dataclass
@@ -140,6 +192,8 @@ class Agent:
             # the weekly one falls at a random moment, so a fleet spreads over the week
             self.inventory["next"] = now
         self.calls = 0
+        self.call: dict[str, Any] | None = None
+        """The call under way, as its `CallWatch` last published it."""
         self.wake = asyncio.Event()
         self.modem_wanted = asyncio.Event()
         self.seen: dict[str, set[str]] = {}
@@ -244,7 +298,13 @@ class Agent:
                 self.policy.finished(now, True, plan)
                 return CallReport(result="ok", detail="nothing to send")
             log.info("agent.calling", line_test=plan.line_test, queued=queued)
-            report = await self.caller(self.client, self.spool, self.private_key)
+            watch = CallWatch(self._publish_call)
+            try:
+                report = await self.caller(self.client, self.spool, self.private_key, watch)
+            finally:
+                if self.call is not None:
+                    self.call = None
+                    self.save()
         self._after_call(report, plan)
         return report
 
@@ -409,11 +469,16 @@ class Agent:
 
     # -- state --------------------------------------------------------------------------
 
+    def _publish_call(self, progress: dict[str, Any]) -> None:
+        self.call = progress
+        self.save()
+
     def status(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "updated": self.clock.now(),
             "started": self.started,
+            "call": self.call,
             "last_call": self.last_call,
             "next_call": self.policy.due(),
             "next_test": self.policy.next_test,
