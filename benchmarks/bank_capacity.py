@@ -62,6 +62,21 @@ def sim_config(ports: int, kind: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def profiled(out: str, module: str) -> None:
+    """Run `module` as __main__ (arguments from sys.argv) under a CPU-time profile."""
+    import cProfile
+    import runpy
+
+    sys.argv[0] = module
+    profiler = cProfile.Profile(time.process_time)
+    try:
+        profiler.runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
+    except SystemExit:
+        pass
+    finally:
+        profiler.dump_stats(out)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
@@ -86,7 +101,13 @@ def wait_for(path: Path, seconds: float, process: subprocess.Popen[bytes]) -> No
 
 
 def run_cell(
-    folder: Path, ports: int, kind: str, seconds: float, size: int, workers: int
+    folder: Path,
+    ports: int,
+    kind: str,
+    seconds: float,
+    size: int,
+    workers: int,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     from callhome.keys import public_of, write_private_key
     from receiver.store import SQLiteStore
@@ -95,9 +116,21 @@ def run_cell(
     config.write_text(sim_config(ports, kind))
     ready = folder / "ready.json"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # --profile: the simulator runs under cProfile counting CPU time, not wall time (it
+    # stops cleanly on SIGTERM, so the profile is written), and so do the client workers
+    sim_command = (
+        [
+            sys.executable,
+            "-c",
+            "from benchmarks.bank_capacity import profiled; "
+            f"profiled({str(profile / f'sim-{kind}{ports}.prof')!r}, 'modem_drivers.virtual')",
+        ]
+        if profile
+        else [str(Path(sys.executable).parent / "callhome-sim")]
+    )
     sim = subprocess.Popen(
         [
-            str(Path(sys.executable).parent / "callhome-sim"),
+            *sim_command,
             "run",
             str(config),
             "--json-logs",
@@ -186,7 +219,8 @@ def run_cell(
         for worker in range(workers):
             mine = devices[worker::workers]
             spec_file = folder / f"worker{worker}.json"
-            spec_file.write_text(json.dumps({**spec, "devices": mine}))
+            profile_file = str(profile / f"client-{kind}{ports}-{worker}.prof") if profile else None
+            spec_file.write_text(json.dumps({**spec, "devices": mine, "profile": profile_file}))
             clients.append(
                 subprocess.Popen(
                     [
@@ -300,11 +334,22 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=40000)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--profile", type=Path, help="write cProfile files of the simulator and clients here"
+    )
     parser.add_argument("--client-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_worker:
         spec = json.loads(Path(args.client_worker).read_text())
-        print(json.dumps(asyncio.run(client_worker(spec))))
+        if spec.get("profile"):
+            import cProfile
+
+            with cProfile.Profile(time.process_time) as profiler:
+                result = asyncio.run(client_worker(spec))
+            profiler.dump_stats(spec["profile"])
+        else:
+            result = asyncio.run(client_worker(spec))
+        print(json.dumps(result))
         return
     print(
         f"bank capacity at {RATE} bit/s (R/10 = {RATE // 10} B/s), {args.size} B reports, "
@@ -322,7 +367,13 @@ def main() -> None:
                     try:
                         cells.append(
                             run_cell(
-                                Path(folder), ports, kind, args.seconds, args.size, args.workers
+                                Path(folder),
+                                ports,
+                                kind,
+                                args.seconds,
+                                args.size,
+                                args.workers,
+                                args.profile,
                             )
                         )
                     except (SystemExit, subprocess.SubprocessError, OSError) as exc:
