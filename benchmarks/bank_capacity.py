@@ -13,8 +13,9 @@ bytes per call, call after call, for `--seconds`. Printed per cell:
   bytes per second): the report's bytes over the time from the end of the handshake
   to the end of the exchange;
 - the receiver's CPU (cores: CPU seconds over wall seconds while the calls ran), its CPU
-  per payload byte and its peak RSS; the simulator's and the clients' CPU beside it,
-  since they share the machine.
+  per payload byte and its peak RSS; the simulator's and the clients' CPU (cores and
+  per payload byte) beside it, since they share the machine; and the 1-minute load
+  average when the cell ended (the machine may be shared with more than this run).
 
 Figures, not pass/fail: the goal is 256 ports at >= 0.95 of R/10 with the receiver at
 <= 1 core; on a machine whose cores are shared, read the other processes' CPU too.
@@ -275,6 +276,8 @@ def run_cell(
         "rss_mib": rss,
         "sim_cores": sim_cpu / wall,
         "client_cores": client_cpu / wall,
+        "sim_us_per_byte": 1e6 * sim_cpu / payload if payload else float("nan"),
+        "client_us_per_byte": 1e6 * client_cpu / payload if payload else float("nan"),
     }
 
 
@@ -357,7 +360,8 @@ def main() -> None:
     )
     print(
         f"{'ports':>5} {'kind':>4} {'calls':>5} {'ok':>4} {'min':>5} {'median':>6} "
-        f"{'recv cores':>10} {'us/B':>5} {'RSS MiB':>7} {'sim':>5} {'clients':>7}"
+        f"{'recv cores':>10} {'us/B':>5} {'RSS MiB':>7} {'sim':>5} {'us/B':>5} "
+        f"{'clients':>7} {'us/B':>5}  loadavg"
     )
     for ports in (int(p) for p in args.ports.split(",")):
         for kind in args.kinds.split(","):
@@ -384,11 +388,13 @@ def main() -> None:
             def med(key: str, cells: list[dict[str, Any]] = cells) -> float:
                 return statistics.median(float(c[key]) for c in cells)
 
+            load = Path("/proc/loadavg").read_text().split()[0]
             print(
                 f"{ports:>5} {kind:>4} {med('calls'):>5.0f} {med('ok'):>4.0f} "
                 f"{med('min'):>5.2f} {med('median'):>6.2f} {med('receiver_cores'):>10.2f} "
                 f"{med('us_per_byte'):>5.2f} {med('rss_mib'):>7.0f} {med('sim_cores'):>5.2f} "
-                f"{med('client_cores'):>7.2f}",
+                f"{med('sim_us_per_byte'):>5.2f} {med('client_cores'):>7.2f} "
+                f"{med('client_us_per_byte'):>5.2f}  {load}",
                 flush=True,
             )
 
