@@ -15,7 +15,10 @@ bytes per call, call after call, for `--seconds`. Printed per cell:
 - the receiver's CPU (cores: CPU seconds over wall seconds while the calls ran), its CPU
   per payload byte and its peak RSS; the simulator's and the clients' CPU (cores and
   per payload byte) beside it, since they share the machine; and the 1-minute load
-  average when the cell ended (the machine may be shared with more than this run).
+  average when the cell ended (the machine may be shared with more than this run);
+- wire/B: the bytes the clients sent over the line per payload byte of the calls that
+  succeeded (framing, encryption and retransmissions: on a starved machine late ACKs
+  make the sender resend, which costs every process more CPU per payload byte).
 
 Figures, not pass/fail: the goal is 256 ports at >= 0.95 of R/10 with the receiver at
 <= 1 core; on a machine whose cores are shared, read the other processes' CPU too.
@@ -264,6 +267,7 @@ def run_cell(
     good = [c for c in results if c["result"] == "ok" and c["transfer_seconds"]]
     fractions = sorted(c["bytes"] / c["transfer_seconds"] / (RATE / 10) for c in good)
     payload = sum(c["bytes"] for c in good)
+    sent = sum(c.get("sent", 0) for c in good)
     return {
         "ports": ports,
         "kind": kind,
@@ -274,6 +278,7 @@ def run_cell(
         "receiver_cores": receiver_cpu / wall,
         "us_per_byte": 1e6 * receiver_cpu / payload if payload else float("nan"),
         "rss_mib": rss,
+        "wire_per_byte": sent / payload if payload else float("nan"),
         "sim_cores": sim_cpu / wall,
         "client_cores": client_cpu / wall,
         "sim_us_per_byte": 1e6 * sim_cpu / payload if payload else float("nan"),
@@ -319,6 +324,7 @@ async def client_worker(spec: dict[str, Any]) -> dict[str, Any]:
                         "result": report.result,
                         "transfer_seconds": report.transfer_seconds,
                         "bytes": spec["size"] * len(report.acknowledged),
+                        "sent": report.bytes_sent,
                     }
                 )
         finally:
@@ -361,7 +367,7 @@ def main() -> None:
     print(
         f"{'ports':>5} {'kind':>4} {'calls':>5} {'ok':>4} {'min':>5} {'median':>6} "
         f"{'recv cores':>10} {'us/B':>5} {'RSS MiB':>7} {'sim':>5} {'us/B':>5} "
-        f"{'clients':>7} {'us/B':>5}  loadavg"
+        f"{'clients':>7} {'us/B':>5} {'wire/B':>6}  loadavg"
     )
     for ports in (int(p) for p in args.ports.split(",")):
         for kind in args.kinds.split(","):
@@ -394,7 +400,7 @@ def main() -> None:
                 f"{med('min'):>5.2f} {med('median'):>6.2f} {med('receiver_cores'):>10.2f} "
                 f"{med('us_per_byte'):>5.2f} {med('rss_mib'):>7.0f} {med('sim_cores'):>5.2f} "
                 f"{med('sim_us_per_byte'):>5.2f} {med('client_cores'):>7.2f} "
-                f"{med('client_us_per_byte'):>5.2f}  {load}",
+                f"{med('client_us_per_byte'):>5.2f} {med('wire_per_byte'):>6.3f}  {load}",
                 flush=True,
             )
 
