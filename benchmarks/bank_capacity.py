@@ -13,8 +13,12 @@ bytes per call, call after call, for `--seconds`. Printed per cell:
   bytes per second): the report's bytes over the time from the end of the handshake
   to the end of the exchange;
 - the receiver's CPU (cores: CPU seconds over wall seconds while the calls ran), its CPU
-  per payload byte and its peak RSS; the simulator's and the clients' CPU beside it,
-  since they share the machine.
+  per payload byte and its peak RSS; the simulator's and the clients' CPU (cores and
+  per payload byte) beside it, since they share the machine; and the 1-minute load
+  average when the cell ended (the machine may be shared with more than this run);
+- wire/B: the bytes the clients sent over the line per payload byte of the calls that
+  succeeded (framing, encryption and retransmissions: on a starved machine late ACKs
+  make the sender resend, which costs every process more CPU per payload byte).
 
 Figures, not pass/fail: the goal is 256 ports at >= 0.95 of R/10 with the receiver at
 <= 1 core; on a machine whose cores are shared, read the other processes' CPU too.
@@ -62,6 +66,21 @@ def sim_config(ports: int, kind: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def profiled(out: str, module: str) -> None:
+    """Run `module` as __main__ (arguments from sys.argv) under a CPU-time profile."""
+    import cProfile
+    import runpy
+
+    sys.argv[0] = module
+    profiler = cProfile.Profile(time.process_time)
+    try:
+        profiler.runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
+    except SystemExit:
+        pass
+    finally:
+        profiler.dump_stats(out)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
@@ -86,7 +105,13 @@ def wait_for(path: Path, seconds: float, process: subprocess.Popen[bytes]) -> No
 
 
 def run_cell(
-    folder: Path, ports: int, kind: str, seconds: float, size: int, workers: int
+    folder: Path,
+    ports: int,
+    kind: str,
+    seconds: float,
+    size: int,
+    workers: int,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     from callhome.keys import public_of, write_private_key
     from receiver.store import SQLiteStore
@@ -95,9 +120,21 @@ def run_cell(
     config.write_text(sim_config(ports, kind))
     ready = folder / "ready.json"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # --profile: the simulator runs under cProfile counting CPU time, not wall time (it
+    # stops cleanly on SIGTERM, so the profile is written), and so do the client workers
+    sim_command = (
+        [
+            sys.executable,
+            "-c",
+            "from benchmarks.bank_capacity import profiled; "
+            f"profiled({str(profile / f'sim-{kind}{ports}.prof')!r}, 'modem_drivers.virtual')",
+        ]
+        if profile
+        else [str(Path(sys.executable).parent / "callhome-sim")]
+    )
     sim = subprocess.Popen(
         [
-            str(Path(sys.executable).parent / "callhome-sim"),
+            *sim_command,
             "run",
             str(config),
             "--json-logs",
@@ -186,7 +223,8 @@ def run_cell(
         for worker in range(workers):
             mine = devices[worker::workers]
             spec_file = folder / f"worker{worker}.json"
-            spec_file.write_text(json.dumps({**spec, "devices": mine}))
+            profile_file = str(profile / f"client-{kind}{ports}-{worker}.prof") if profile else None
+            spec_file.write_text(json.dumps({**spec, "devices": mine, "profile": profile_file}))
             clients.append(
                 subprocess.Popen(
                     [
@@ -229,6 +267,7 @@ def run_cell(
     good = [c for c in results if c["result"] == "ok" and c["transfer_seconds"]]
     fractions = sorted(c["bytes"] / c["transfer_seconds"] / (RATE / 10) for c in good)
     payload = sum(c["bytes"] for c in good)
+    sent = sum(c.get("sent", 0) for c in good)
     return {
         "ports": ports,
         "kind": kind,
@@ -239,8 +278,11 @@ def run_cell(
         "receiver_cores": receiver_cpu / wall,
         "us_per_byte": 1e6 * receiver_cpu / payload if payload else float("nan"),
         "rss_mib": rss,
+        "wire_per_byte": sent / payload if payload else float("nan"),
         "sim_cores": sim_cpu / wall,
         "client_cores": client_cpu / wall,
+        "sim_us_per_byte": 1e6 * sim_cpu / payload if payload else float("nan"),
+        "client_us_per_byte": 1e6 * client_cpu / payload if payload else float("nan"),
     }
 
 
@@ -282,6 +324,7 @@ async def client_worker(spec: dict[str, Any]) -> dict[str, Any]:
                         "result": report.result,
                         "transfer_seconds": report.transfer_seconds,
                         "bytes": spec["size"] * len(report.acknowledged),
+                        "sent": report.bytes_sent,
                     }
                 )
         finally:
@@ -300,11 +343,22 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=40000)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--profile", type=Path, help="write cProfile files of the simulator and clients here"
+    )
     parser.add_argument("--client-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_worker:
         spec = json.loads(Path(args.client_worker).read_text())
-        print(json.dumps(asyncio.run(client_worker(spec))))
+        if spec.get("profile"):
+            import cProfile
+
+            with cProfile.Profile(time.process_time) as profiler:
+                result = asyncio.run(client_worker(spec))
+            profiler.dump_stats(spec["profile"])
+        else:
+            result = asyncio.run(client_worker(spec))
+        print(json.dumps(result))
         return
     print(
         f"bank capacity at {RATE} bit/s (R/10 = {RATE // 10} B/s), {args.size} B reports, "
@@ -312,7 +366,8 @@ def main() -> None:
     )
     print(
         f"{'ports':>5} {'kind':>4} {'calls':>5} {'ok':>4} {'min':>5} {'median':>6} "
-        f"{'recv cores':>10} {'us/B':>5} {'RSS MiB':>7} {'sim':>5} {'clients':>7}"
+        f"{'recv cores':>10} {'us/B':>5} {'RSS MiB':>7} {'sim':>5} {'us/B':>5} "
+        f"{'clients':>7} {'us/B':>5} {'wire/B':>6}  loadavg"
     )
     for ports in (int(p) for p in args.ports.split(",")):
         for kind in args.kinds.split(","):
@@ -322,7 +377,13 @@ def main() -> None:
                     try:
                         cells.append(
                             run_cell(
-                                Path(folder), ports, kind, args.seconds, args.size, args.workers
+                                Path(folder),
+                                ports,
+                                kind,
+                                args.seconds,
+                                args.size,
+                                args.workers,
+                                args.profile,
                             )
                         )
                     except (SystemExit, subprocess.SubprocessError, OSError) as exc:
@@ -333,11 +394,13 @@ def main() -> None:
             def med(key: str, cells: list[dict[str, Any]] = cells) -> float:
                 return statistics.median(float(c[key]) for c in cells)
 
+            load = Path("/proc/loadavg").read_text().split()[0]
             print(
                 f"{ports:>5} {kind:>4} {med('calls'):>5.0f} {med('ok'):>4.0f} "
                 f"{med('min'):>5.2f} {med('median'):>6.2f} {med('receiver_cores'):>10.2f} "
                 f"{med('us_per_byte'):>5.2f} {med('rss_mib'):>7.0f} {med('sim_cores'):>5.2f} "
-                f"{med('client_cores'):>7.2f}",
+                f"{med('sim_us_per_byte'):>5.2f} {med('client_cores'):>7.2f} "
+                f"{med('client_us_per_byte'):>5.2f} {med('wire_per_byte'):>6.3f}  {load}",
                 flush=True,
             )
 

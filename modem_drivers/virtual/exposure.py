@@ -103,6 +103,7 @@ class PtyExposure(Exposure):
         self._want_reading = True
         self._pending = bytearray()
         self._writing = False
+        self._in_read = False
 
     @property
     def url(self) -> str:
@@ -187,21 +188,23 @@ class PtyExposure(Exposure):
             loop.remove_reader(self._master)
             self._reading = False
 
-    def _readable(self) -> None:
+    def _readable(self) -> bool:
+        """Reads what the modem has room for; False when the DTE had nothing to give."""
         room = self.modem.dte_room()
         if room <= 0:
             self.set_reading(False)  # CTS low: the kernel holds the rest
-            return
+            return True
         try:
             data = os.read(self._master, min(room, 4096))
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:
             self._gone()
-            return
+            return True
         self.runner.dte_input(self, data)
+        return True
 
     def _gone(self) -> None:
         self._pending.clear()
@@ -214,6 +217,18 @@ class PtyExposure(Exposure):
 
     def set_reading(self, reading: bool) -> None:
         self._want_reading = reading
+        if reading and not self._reading and not self._in_read and self.attached:
+            # CTS rose: what the DTE holds flows in now, as from a UART, and the loop
+            # watches the port only if it had nothing to give. A sending DTE keeps the
+            # modem's buffer full, so CTS rises a tick's worth at a time: watching and
+            # unwatching the port for each of those was two epoll changes and a turn of
+            # the loop per line per tick.
+            self._in_read = True
+            try:
+                if self._master >= 0 and self._readable() and not self._want_reading:
+                    return  # full again (or gone): nothing to watch
+            finally:
+                self._in_read = False
         self._update_reader()
 
     def send_to_dte(self, data: bytes) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,11 +34,32 @@ __all__ = ["EXPOSURE_KINDS", "NetworkRunner"]
 
 
 class NetworkRunner:
-    def __init__(self, network: PhoneNetwork, *, time_scale: float = 1.0) -> None:
+    """Drives `network` from the event loop.
+
+    `granularity` (network seconds, default the network's `line_tick`): the runner wakes
+    for the network's timers on a grid of this step, each wake-up running every timer
+    due by then, each at its own network time. The model's times are unchanged; only
+    the real moment its output reaches the ports is late by at most one step. With
+    hundreds of lines, each departing a chunk every tick at its own phase, a wake-up per
+    timer was most of the simulator's CPU; on the grid it is one per tick for all.
+    0 wakes for every timer at its own moment.
+    """
+
+    def __init__(
+        self,
+        network: PhoneNetwork,
+        *,
+        time_scale: float = 1.0,
+        granularity: float | None = None,
+    ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if granularity is not None and granularity < 0:
+            raise ValueError("granularity must not be negative")
         self.network = network
         self.time_scale = time_scale
+        self.granularity = network.timing.line_tick if granularity is None else granularity
+        self.wakeups = 0
         self.exposures: dict[str, Exposure] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = 0.0
@@ -197,6 +219,9 @@ class NetworkRunner:
         if self._loop is None:
             return
         deadline = self.network.next_deadline()
+        step = self.granularity
+        if deadline is not None and step > 0:
+            deadline = math.ceil(deadline / step - 1e-9) * step
         if deadline == self._timer_at:
             return
         if self._timer is not None:
@@ -208,6 +233,7 @@ class NetworkRunner:
             self._timer = self._loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
+        self.wakeups += 1
         self._timer = None
         self._timer_at = None
         self._advance()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import time
 
 import pytest
@@ -216,6 +217,27 @@ async def test_pty_flow_control_loses_nothing_at_a_slow_rate(runner):
             b.close()
 
     await in_thread(script)
+
+
+async def test_pty_is_read_the_moment_cts_rises(runner):
+    """What the DTE holds flows in when CTS rises, as from a UART, before the loop turns:
+    a DTE that keeps the modem's buffer full is not watched and unwatched each tick."""
+    url = await expose(runner, "a", "pty")
+    exposure = runner.exposures["a"]
+    port = open_port(url)
+    try:
+        while not exposure.attached:  # the probe notices the opener
+            await asyncio.sleep(0.01)
+        exposure.set_reading(False)  # CTS low
+        port.write(b"AT\r")
+        readable = await in_thread(select.select, [exposure._master], [], [], 5)
+        assert readable[0], "the pty never passed the bytes on"
+        before = runner.bytes_from_dte
+        exposure.set_reading(True)  # CTS rises
+        assert runner.bytes_from_dte == before + 3  # read at once, not on a later turn
+        assert (await in_thread(read_until, port, b"OK")).endswith(b"OK\r\n")
+    finally:
+        port.close()
 
 
 @pytest.mark.parametrize("kind", ["pty", "tcp", "rfc2217", "inproc"])

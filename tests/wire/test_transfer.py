@@ -3,7 +3,9 @@ and a dropped call resumed on the next one."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 
 import pytest
 
@@ -11,7 +13,7 @@ from benchmarks.linesim import Centre, Device, LinkSim
 from callhome.wire.messages import Kind, decode_content, encode_message
 from callhome.wire.records import RejectReason
 from callhome.wire.session import MessageReceived
-from callhome.wire.transfer import FRAME_SIZES, FrameSizer
+from callhome.wire.transfer import FRAME_SIZES, FrameSizer, _likelihood
 from modem_drivers.virtual.line import LineModel
 
 
@@ -111,3 +113,19 @@ def test_frame_size_follows_the_error_rate():
             ber,
             sizer.size,
         )
+
+
+def test_frame_sizer_likelihood_grouped_equals_one_term_per_observation():
+    """The sizer sums one term per distinct (size, outcome); the value is the plain sum
+    over observations (it was computed that way, 41 x 64 logarithms per loss)."""
+    rng = random.Random(3)
+    observations = [(10 * rng.choice((153, 281, 537)), rng.random() < 0.2) for _ in range(64)]
+    groups = tuple(Counter(observations).items())
+    assert len(groups) <= 6
+    for ber in FrameSizer.GRID:
+        log_ok = math.log1p(-ber)
+        plain = sum(
+            math.log(max(-math.expm1(bits * log_ok), 1e-300)) if lost else bits * log_ok
+            for bits, lost in observations
+        )
+        assert _likelihood(groups, ber) == pytest.approx(plain, rel=1e-12)
