@@ -8,7 +8,9 @@ in order:
 
 * a cap on connections in all (`max_connections`), authenticated ones included;
 * a cap on connections still in their handshake, in all (`max_handshakes`) and per
-  source (`max_handshakes_per_source`);
+  source (`max_handshakes_per_source`); at the cap in all, the slots are shared fairly
+  between sources: a newcomer takes the oldest handshake of the source holding the
+  most, if that one holds at least two more than the newcomer's (see `Admission`);
 * a token bucket per source (`rate` new connections a second, `burst` at once);
 * a handshake deadline (`handshake_timeout`, from accept to the caller's first
   authenticated record).
