@@ -164,7 +164,10 @@ class Admission:
     (max-min fairness: a device, which makes one call at a time, gets in as long as any
     source holds two; a source holding one is never pushed out by this rule, so a flood
     cannot push out a device's handshake by adding addresses). Otherwise the oldest
-    handshake of all is dropped if it is `evict_after` old; otherwise "handshakes".
+    handshake of all is dropped if it is `evict_after` old and its source holds more
+    than the newcomer's (or is the newcomer's): a device slow to finish its handshake
+    under load is not pushed out by a flooder that holds one itself; otherwise
+    "handshakes".
     A handshake is eligible from the moment it is admitted (before the shell has a task
     for it); the tickets dropped are queued in `dropped` for the shell to close."""
 
@@ -197,7 +200,7 @@ class Admission:
             reason = "source handshakes"
         elif bucket.tokens < 1.0:
             reason = "rate"
-        elif self.handshakes >= limits.max_handshakes and not self._make_room(bucket, now):
+        elif self.handshakes >= limits.max_handshakes and not self._make_room(source, bucket, now):
             reason = "handshakes"
         if reason is not None:
             self.refused[reason] += 1
@@ -240,14 +243,16 @@ class Admission:
         bucket = self._sources.get(source)
         return 0 if bucket is None else bucket.handshakes
 
-    def _make_room(self, bucket: _Bucket, now: float) -> bool:
+    def _make_room(self, source: str, bucket: _Bucket, now: float) -> bool:
         if self._most >= bucket.handshakes + 2:
             greediest = next(iter(self._holding[self._most]))
             victim = next(iter(self._sources[greediest].open))
         elif self._open:
-            victim, (_source, started) = next(iter(self._open.items()))
+            victim, (owner, started) = next(iter(self._open.items()))
             if now - started < self.limits.evict_after:
                 return False
+            if owner != source and self._sources[owner].handshakes <= bucket.handshakes:
+                return False  # not a fairer share: a slow device's one handshake stays
         else:
             return False
         source, _started = self._open[victim]

@@ -168,3 +168,14 @@ def test_sources():
     assert source_of("2001:db8:1:2:aaaa::1") == source_of("2001:db8:1:2:bbbb::9")
     assert source_of("2001:db8:1:2:aaaa::1") != source_of("2001:db8:1:3::1")
     assert source_of("fe80::1%eth0") == "fe80::/64"
+
+
+def test_a_slow_device_is_not_aged_out_by_a_flooder_that_holds_one_itself():
+    limits = IpLimits(max_handshakes=3, max_handshakes_per_source=8, burst=99, evict_after=1.0)
+    admission = Admission(limits)
+    assert admission.admit("device", 0.0) is None  # its handshake is slow (a loaded centre)
+    device = admission.ticket
+    assert admission.admit("f1", 0.5) is None and admission.admit("f2", 0.5) is None
+    assert admission.admit("f1", 2.0) == "handshakes"  # f1 holds as many as the device
+    assert admission.admit("other", 2.0) is None  # holds none: the oldest of all goes
+    assert admission.dropped == [device]
