@@ -111,10 +111,18 @@ async def one_call(
     *,
     source: str = "127.0.0.1",
     connects: list[float] | None = None,
+    failures: dict[str, int] | None = None,
 ) -> float | None:
     """A line-test call: handshake, one message, its acknowledgement, close. Returns
     the seconds from connecting to the acknowledgement, None if it failed; the seconds
-    the TCP connection took go to `connects`."""
+    the TCP connection took go to `connects`, and why a call failed to `failures`
+    ("connect", "reset at once": the centre sent no byte, "timeout", "after the
+    handshake")."""
+
+    def failed(reason: str) -> None:
+        if failures is not None:
+            failures[reason] = failures.get(reason, 0) + 1
+
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
@@ -128,6 +136,7 @@ async def one_call(
             10.0,
         )
     except (OSError, TimeoutError):
+        failed("connect")
         return None
     if connects is not None:
         connects.append(loop.time() - started)
@@ -150,6 +159,10 @@ async def one_call(
     try:
         await asyncio.wait_for(run_tcp_session(call, session, handle), 30.0)
     except TimeoutError:
-        pass
+        failed("timeout")
+        await call.hangup()
+        return None
     await call.hangup()
+    if not acked:
+        failed("reset at once" if call.bytes_in == 0 else "after the handshake")
     return acked[0] if acked else None

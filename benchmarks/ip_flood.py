@@ -74,7 +74,11 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 async def _devices(
-    receiver: Receiver, seconds: float, base: int, connects: list[float]
+    receiver: Receiver,
+    seconds: float,
+    base: int,
+    connects: list[float],
+    failures: dict[str, int] | None = None,
 ) -> tuple[list[float], int]:
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -95,6 +99,7 @@ async def _devices(
                 counter,
                 source=f"127.0.1.{index + 1}",
                 connects=connects,
+                failures=failures,
             )
             if result is None:
                 failed += 1
@@ -155,8 +160,15 @@ def main() -> None:
                         ],
                     )
                     connects: list[float] = []
+                    failures: dict[str, int] = {}
                     latencies, failed = asyncio.run(
-                        _devices(receiver, options.seconds, (2 * run + 2) * 1_000_000, connects)
+                        _devices(
+                            receiver,
+                            options.seconds,
+                            (2 * run + 2) * 1_000_000,
+                            connects,
+                            failures,
+                        )
                     )
                     attempts = sum(flooding.get())
                     elapsed = time.monotonic() - started
@@ -170,7 +182,8 @@ def main() -> None:
                         f"run {run + 1}: without the flood, {len(quiet)} calls acknowledged, "
                         f"ack latency p50 {_percentile(quiet, 0.5) * 1000:.0f} ms, p99 "
                         f"{quiet_p99s[-1] * 1000:.0f} ms; with {attempts / elapsed:.0f} forged "
-                        f"attempts/s: {len(latencies)} acknowledged, {failed} failed, ack "
+                        f"attempts/s: {len(latencies)} acknowledged, {failed} failed "
+                        f"{json.dumps(failures)}, ack "
                         f"latency p50 {_percentile(latencies, 0.5) * 1000:.0f} ms, p99 "
                         f"{p99 * 1000:.0f} ms (TCP connect p50 {connect[0]:.0f} ms, p99 "
                         f"{connect[1]:.0f} ms); receiver CPU {cpu / elapsed * 100:.0f}% of a "

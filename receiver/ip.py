@@ -8,7 +8,9 @@ in order:
 
 * a cap on connections in all (`max_connections`), authenticated ones included;
 * a cap on connections still in their handshake, in all (`max_handshakes`) and per
-  source (`max_handshakes_per_source`);
+  source (`max_handshakes_per_source`); at the cap in all, the slots are shared fairly
+  between sources: a newcomer takes the oldest handshake of the source holding the
+  most, if that one holds at least two more than the newcomer's (see `Admission`);
 * a token bucket per source (`rate` new connections a second, `burst` at once);
 * a handshake deadline (`handshake_timeout`, from accept to the caller's first
   authenticated record).
@@ -142,14 +144,32 @@ def source_of(address: str) -> str:
 class _Bucket:
     tokens: float
     stamp: float
-    handshakes: int = 0
+    open: dict[int, None] = field(default_factory=dict)
+    """The source's handshakes in progress (their tickets), oldest first."""
+
+    @property
+    def handshakes(self) -> int:
+        return len(self.open)
 
 
 @dataclass
 class Admission:
-    """The listener's limits, sans-IO: `admit` when a peer connects (None: let it in;
-    otherwise the reason), `authenticated` when it proved it holds a device key (or was
-    refused by the protocol), `closed` when its connection ends."""
+    """The listener's limits, sans-IO: `admit` when a peer connects (None: let it in,
+    as `ticket`; otherwise the reason), `authenticated` when it proved it holds a device
+    key (or was refused by the protocol), `closed` when its connection ends.
+
+    At `max_handshakes`, a newcomer is not simply refused: the handshakes are shared
+    fairly between sources. If some source holds at least two more handshakes than the
+    newcomer's, the oldest handshake of the source holding the most is dropped for it
+    (max-min fairness: a device, which makes one call at a time, gets in as long as any
+    source holds two; a source holding one is never pushed out by this rule, so a flood
+    cannot push out a device's handshake by adding addresses). Otherwise the oldest
+    handshake of all is dropped if it is `evict_after` old and its source holds more
+    than the newcomer's (or is the newcomer's): a device slow to finish its handshake
+    under load is not pushed out by a flooder that holds one itself; otherwise
+    "handshakes".
+    A handshake is eligible from the moment it is admitted (before the shell has a task
+    for it); the tickets dropped are queued in `dropped` for the shell to close."""
 
     limits: IpLimits = field(default_factory=IpLimits)
     connections: int = 0
@@ -157,7 +177,18 @@ class Admission:
     admitted: int = 0
     authenticated_count: int = 0
     refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    ticket: int = -1
+    """The last admitted connection's ticket."""
+    dropped: list[int] = field(default_factory=list)
+    """Tickets of handshakes dropped to make room, for the shell to close (it clears it)."""
     _sources: OrderedDict[str, _Bucket] = field(default_factory=OrderedDict)
+    _open: dict[int, tuple[str, float]] = field(default_factory=dict)
+    """Every handshake in progress: ticket -> (source, admitted at), oldest first."""
+    _holding: dict[int, dict[str, None]] = field(default_factory=dict)
+    """n -> the sources holding n handshakes (n >= 1), in the order they reached n."""
+    _most: int = 0
+    """The most handshakes any source holds."""
+    _tickets: int = 0
 
     def admit(self, source: str, now: float) -> str | None:
         limits = self.limits
@@ -165,47 +196,96 @@ class Admission:
         reason: str | None = None
         if self.connections >= limits.max_connections:
             reason = "connections"
-        elif self.handshakes >= limits.max_handshakes:
-            reason = "handshakes"
         elif bucket.handshakes >= limits.max_handshakes_per_source:
             reason = "source handshakes"
         elif bucket.tokens < 1.0:
             reason = "rate"
+        elif self.handshakes >= limits.max_handshakes and not self._make_room(source, bucket, now):
+            reason = "handshakes"
         if reason is not None:
             self.refused[reason] += 1
             return reason
         bucket.tokens -= 1.0
-        bucket.handshakes += 1
+        self._tickets += 1
+        self.ticket = ticket = self._tickets
+        self._open[ticket] = (source, now)
+        self._move(source, bucket.handshakes, +1)
+        bucket.open[ticket] = None
         self.connections += 1
         self.handshakes += 1
         self.admitted += 1
         return None
 
-    def authenticated(self, source: str) -> None:
-        """The handshake is over: its slot is free for another."""
+    def authenticated(self, source: str, ticket: int | None = None) -> None:
+        """The handshake is over: its slot is free for another (`ticket`: which one;
+        without it, the source's oldest)."""
         self.authenticated_count += 1
-        self._release(source)
+        self._release(source, ticket)
 
-    def closed(self, source: str, *, handshaking: bool, reason: str | None = None) -> None:
+    def closed(
+        self,
+        source: str,
+        *,
+        handshaking: bool,
+        reason: str | None = None,
+        ticket: int | None = None,
+    ) -> None:
         """A connection ended; `handshaking`: before `authenticated` (then `reason`,
         "deadline" or "handshake", is counted)."""
         self.connections -= 1
         if handshaking:
-            self._release(source)
+            self._release(source, ticket)
             if reason is not None:
                 self.refused[reason] += 1
 
-    def evicted(self, source: str) -> None:
-        """A connection still in its handshake was dropped to make room: its slot is
-        free now (the connection counts until `closed(handshaking=False)`)."""
-        self.refused["evicted"] += 1
-        self._release(source)
-
-    def _release(self, source: str) -> None:
-        self.handshakes -= 1
+    def holding(self, source: str) -> int:
+        """The handshakes `source` has in progress."""
         bucket = self._sources.get(source)
-        if bucket is not None and bucket.handshakes > 0:
-            bucket.handshakes -= 1
+        return 0 if bucket is None else bucket.handshakes
+
+    def _make_room(self, source: str, bucket: _Bucket, now: float) -> bool:
+        if self._most >= bucket.handshakes + 2:
+            greediest = next(iter(self._holding[self._most]))
+            victim = next(iter(self._sources[greediest].open))
+        elif self._open:
+            victim, (owner, started) = next(iter(self._open.items()))
+            if now - started < self.limits.evict_after:
+                return False
+            if owner != source and self._sources[owner].handshakes <= bucket.handshakes:
+                return False  # not a fairer share: a slow device's one handshake stays
+        else:
+            return False
+        source, _started = self._open[victim]
+        self._release(source, victim)
+        self.refused["evicted"] += 1
+        self.dropped.append(victim)
+        return True
+
+    def _release(self, source: str, ticket: int | None) -> None:
+        bucket = self._sources.get(source)
+        if bucket is None or not bucket.open:
+            return
+        if ticket is None:
+            ticket = next(iter(bucket.open))
+        elif ticket not in bucket.open:
+            return  # already dropped to make room
+        self._move(source, bucket.handshakes, -1)
+        del bucket.open[ticket]
+        self._open.pop(ticket, None)
+        self.handshakes -= 1
+
+    def _move(self, source: str, held: int, step: int) -> None:
+        """`source` goes from holding `held` handshakes to `held + step`."""
+        if held:
+            sources = self._holding[held]
+            del sources[source]
+            if not sources:
+                del self._holding[held]
+        if held + step:
+            self._holding.setdefault(held + step, {})[source] = None
+        self._most = max(self._most, held + step)
+        while self._most and self._most not in self._holding:
+            self._most -= 1
 
     def _bucket(self, source: str, now: float) -> _Bucket:
         limits = self.limits
@@ -227,7 +307,7 @@ class Admission:
         precision for a flood from very many addresses, never memory)."""
         while len(self._sources) > self.limits.sources:
             for key, bucket in self._sources.items():
-                if bucket.handshakes == 0:
+                if not bucket.open:
                     del self._sources[key]
                     break
             else:
@@ -248,19 +328,40 @@ class Admission:
         }
 
 
+@dataclass
+class _Slot:
+    """An admitted connection still in its handshake, as the shell knows it."""
+
+    ticket: int
+    handler: IpCall | None = None
+    """Once its task serves it."""
+    dropped: bool = False
+
+    def drop(self) -> None:
+        """Made room for another: close it now if it is being served, otherwise its
+        task resets it when it runs."""
+        self.dropped = True
+        if self.handler is not None:
+            self.handler.handshaking = False
+            self.handler.call.abort()
+
+
 class IpCall(PortWorker):
     """One TCP connection at the centre: the bank's call handling, with TCP timers, no
     hang-up wait, and a call record only once the peer completes a handshake."""
 
     path = PATH
 
-    def __init__(self, listener: IpListener, call: TcpCall, source: str, peer: str) -> None:
+    def __init__(
+        self, listener: IpListener, call: TcpCall, source: str, peer: str, ticket: int
+    ) -> None:
         super().__init__(listener.bank, peer, 0)
         self.name = PATH
         self.listener = listener
         self.call = call
         self.source = source
         self.peer = peer
+        self.ticket = ticket
         self.handshaking = True
         self._log = log.bind(port=PATH, peer=peer)
 
@@ -303,7 +404,7 @@ class IpCall(PortWorker):
             # proved it holds a device key (or was refused by the protocol, which tells
             # it why and closes): no longer a handshake the limits count
             self.listener.done_handshaking(self)
-            self.listener.admission.authenticated(self.source)
+            self.listener.admission.authenticated(self.source, self.ticket)
 
     async def _record(self, call: DataCall | TcpCall, state: CallState) -> None:
         if state.call_id is None:
@@ -338,8 +439,9 @@ class IpListener:
         """The addresses actually listened on (port 0 in the config: the one chosen)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._sockets: list[socket.socket] = []
-        self._pending: dict[IpCall, float] = {}
-        """Connections in their handshake, oldest first, with when they started."""
+        self._slots: dict[int, _Slot] = {}
+        """Connections in their handshake, by `Admission` ticket, from their admission
+        on (before their task runs: they can be dropped to make room at once)."""
         self.accept_errors = 0
         self._reported: dict[str, int] = dict(self.admission.refused)
         self.started = time.time()
@@ -436,32 +538,32 @@ class IpListener:
                 continue
             # the kernel's IPv4 address is already the source: no parsing per attempt
             source = peer[0] if listening.family == socket.AF_INET else source_of(peer[0])
-            self._make_room(now)
             if self.bank.stopping.is_set() or self.admission.admit(source, now) is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
                 sock.close()
                 continue
+            slot = self._admitted()
             self.in_call += 1
-            task = asyncio.ensure_future(self._take(sock, source, format_address(*peer[:2])))
+            task = asyncio.ensure_future(self._take(sock, source, format_address(*peer[:2]), slot))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _make_room(self, now: float) -> None:
-        """At `max_handshakes`, drop the oldest handshake if it is older than
-        `evict_after`: slow or silent peers cannot keep devices out for the whole
-        handshake deadline."""
-        if self.admission.handshakes < self.limits.max_handshakes or not self._pending:
-            return
-        oldest, started = next(iter(self._pending.items()))
-        if now - started < self.limits.evict_after:
-            return
-        self.done_handshaking(oldest)
-        self.admission.evicted(oldest.source)
-        oldest.call.abort()
+    def _admitted(self) -> _Slot:
+        """The connection just admitted gets its slot; the handshakes `admit` dropped to
+        make room for it are closed (those whose task has not run yet, when it does)."""
+        admission = self.admission
+        slot = self._slots[admission.ticket] = _Slot(admission.ticket)
+        if admission.dropped:
+            for ticket in admission.dropped:
+                dropped = self._slots.pop(ticket, None)
+                if dropped is not None:
+                    dropped.drop()
+            admission.dropped.clear()
+        return slot
 
     def done_handshaking(self, handler: IpCall) -> None:
         handler.handshaking = False
-        self._pending.pop(handler, None)
+        self._slots.pop(handler.ticket, None)
 
     def _from_proxy(self, address: str) -> bool:
         try:
@@ -507,15 +609,20 @@ class IpListener:
         client = header.source
         peer = format_address(*client) if client else proxy
         source = source_of(client[0] if client else proxy.rsplit(":", 1)[0].strip("[]"))
-        self._make_room(loop.time())
         if self.bank.stopping.is_set() or self.admission.admit(source, loop.time()) is not None:
             call.abort()
             return
+        slot = self._admitted()
         self.in_call += 1
         call.record = tcp_record(f"{peer} via {proxy}")
-        await self._serve(IpCall(self, call, source, peer))
+        await self._serve(IpCall(self, call, source, peer, slot.ticket), slot)
 
-    async def _take(self, sock: socket.socket, source: str, peer: str) -> None:
+    async def _take(self, sock: socket.socket, source: str, peer: str, slot: _Slot) -> None:
+        if slot.dropped:  # made room for another before it got this far: its slot is gone
+            self._reset(sock)
+            self.in_call -= 1
+            self.admission.closed(source, handshaking=False)
+            return
         loop = asyncio.get_running_loop()
         try:
             _transport, call = await loop.connect_accepted_socket(
@@ -523,13 +630,20 @@ class IpListener:
             )
         except OSError:
             sock.close()
+            self._slots.pop(slot.ticket, None)
             self.in_call -= 1
-            self.admission.closed(source, handshaking=True, reason="handshake")
+            self.admission.closed(
+                source, handshaking=not slot.dropped, reason="handshake", ticket=slot.ticket
+            )
             return
-        await self._serve(IpCall(self, call, source, peer))
+        await self._serve(IpCall(self, call, source, peer, slot.ticket), slot)
 
-    async def _serve(self, handler: IpCall) -> None:
+    async def _serve(self, handler: IpCall, slot: _Slot) -> None:
         call = handler.call
+        slot.handler = handler
+        if slot.dropped:
+            handler.handshaking = False
+            call.abort()
         loop = asyncio.get_running_loop()
         deadline_hit = False
 
@@ -540,7 +654,6 @@ class IpListener:
                 call.abort()
 
         timer = loop.call_later(self.limits.handshake_timeout, deadline)
-        self._pending[handler] = loop.time()
         state = CallState(PATH, handler.peer)
         try:
             await handler._serve_call(call, state)
@@ -560,7 +673,7 @@ class IpListener:
             try:
                 await handler._record(call, state)
             finally:
-                self._pending.pop(handler, None)
+                self._slots.pop(handler.ticket, None)
                 self.in_call -= 1
                 reason = (
                     "deadline"
@@ -570,7 +683,10 @@ class IpListener:
                     else "handshake"
                 )
                 self.admission.closed(
-                    handler.source, handshaking=handler.handshaking, reason=reason
+                    handler.source,
+                    handshaking=handler.handshaking,
+                    reason=reason,
+                    ticket=handler.ticket,
                 )
 
     def status(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 
 import structlog.testing
 
@@ -218,3 +219,36 @@ async def test_a_call_still_up_when_the_drain_ends_is_stopped_and_recorded(tmp_p
     (call,) = c.store.calls()
     assert (call.path, call.outcome, call.device) == ("ip", "stopped", "plant")
     assert await asyncio.wait_for(idle, 5.0) == "carrier lost"
+
+
+async def test_forged_handshakes_from_many_addresses_filling_the_cap_leave_room_for_a_device(
+    tmp_path,
+):
+    """Sixteen connections from eight 127.x addresses fill `max_handshakes` in the same
+    accept batch as a device's call (queued in the kernel before the listener runs), and
+    hold their slots (no deadline, no age eviction in the test's time): the device's
+    call still completes, as the oldest handshake of a source holding two is dropped for
+    it before its task has even run."""
+    limits = IpLimits(
+        max_handshakes=16, max_handshakes_per_source=2, evict_after=60.0, handshake_timeout=60.0
+    )
+    async with centre(tmp_path, limits) as c:
+        key = enroll(c, tmp_path, "plant")
+        host, port = c.address
+        forged = []
+        for index in range(16):
+            sock = socket.socket()
+            sock.bind((f"127.0.3.{index // 2 + 1}", 0))
+            sock.connect((host, port))  # completed by the kernel, not yet accepted
+            sock.send(encode_stream_frame(os.urandom(107))[:40])  # a partial HS1: it waits
+            forged.append(sock)
+        admission = c.listener.admission
+        assert admission.admitted == 0  # the listener has not run since
+        events = await send_report(c, key, 1, severity="info")
+        assert acknowledged(events) == [1]
+        assert admission.refused["evicted"] == 1 and admission.refused["handshakes"] == 0
+        assert admission.holding("127.0.3.1") == 1  # its oldest made room
+        assert admission.handshakes == 15
+        for sock in forged:
+            sock.close()
+        await _wait(lambda: admission.connections == 0 and admission.handshakes == 0)
