@@ -123,3 +123,22 @@ def test_a_store_is_usable_soon_after_a_long_outage_ends(closable):
         assert time.monotonic() - back < 3.0
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.CannotConnectNow("the database system is shutting down"),  # 57P03
+        psycopg.OperationalError(  # libpq's connection errors carry no SQLSTATE
+            'connection failed: FATAL:  database "x" is not currently accepting connections'
+        ),
+    ],
+)
+def test_a_server_starting_or_stopping_is_an_outage_the_bank_retries(error):
+    """The bank retries `StoreUnavailable` (refusing busy meanwhile): a server starting
+    up or shutting down, or a database closed to connections, is one."""
+    store = PostgresStore.__new__(PostgresStore)  # only the classification is tested
+    store.dsn, store.where = "postgresql://u:pw@127.0.0.1/db", "postgresql://u@127.0.0.1/db"
+    failure = store._failure(error)
+    assert type(failure) is StoreUnavailable
+    assert "cannot reach the database" in str(failure) and "pw" not in str(failure)
