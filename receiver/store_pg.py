@@ -269,6 +269,12 @@ class PostgresStore(Store):
             # is replaced before it is handed out, not discovered by the next write
             check=psycopg_pool.ConnectionPool.check_connection,
             timeout=timeout if wait is None else wait,
+            # the pool retries a lost connection with a backoff of its own (1, 2, 4...
+            # s, for 300 s by default) that nobody sees: after a long outage the next
+            # try came as long again after the server was back, and the bank stayed
+            # busy all that while. Bounded here, a try gives up after `timeout` and
+            # the next call starts a new one at once: the bank's backoff paces them.
+            reconnect_timeout=timeout,
             name="callhome-store",
             open=False,
         )

@@ -590,8 +590,11 @@ def hangup(core: ModemCore, timings: Timings, port: Port) -> Procedure:
         elif core.in_call:
             gone = yield Probe(timings.init_timeout)
             if gone:
+                # command mode, but not necessarily on hook: an escape whose OK came
+                # after its slack (a loaded machine, a slow link) leaves the modem in
+                # online command mode with the call up. ATH0 is harmless on hook.
                 yield Emit(tuple(core.assume_command_mode()))
-                if (yield from on_hook(core, timings, port)):
+                if (yield from _ath(core, timings, port)):
                     return "escape"
             else:
                 yield Emit(tuple(core.assume_command_mode()))

@@ -402,3 +402,16 @@ def test_a_late_bare_number_that_is_not_a_command_result_stays_a_timeout():
     line.core.receive(b"1\r", 0.1)
     events = line.core.tick(3.0)
     assert [type(e).__name__ for e in events] == ["CommandTimedOut"]
+
+
+def test_an_escape_answered_late_still_hangs_up():
+    """The modem took the `+++` but its OK came after the slack (a loaded machine, a
+    slow link): the probe's `AT` finds it in command mode, online command mode with the
+    call still up. The ladder sends ATH0 rather than take command mode for on hook."""
+    line = Line(has_dtr=False, dcd_trusted=False, escape_answer=None)
+    line.connect()
+    line.probe_answer = b"\r\nOK\r\n\r\nOK\r\n"  # the late OK to +++, then the probe's
+    method = line.run(proc.hangup(line.core, TIMINGS, line.port))
+    assert method == "escape"
+    written = line.written()
+    assert written.index(b"\rAT\r") < written.index(b"ATH0\r")

@@ -5,12 +5,14 @@ the bank reconnects by itself with backoff once the database is back."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import psycopg
 import pytest
 
 from callhome.client.dialer import call_centre, line_test_content
 from callhome.wire.messages import Kind
+from receiver.store import StoreUnavailable
 from receiver.store_pg import PostgresStore
 from tests.bankworld import bank_world
 
@@ -92,3 +94,51 @@ async def test_a_bank_that_loses_its_database_refuses_busy_and_reconnects(
             assert "store.unavailable" in logs.out + logs.err
             assert "store.reconnected" in logs.out + logs.err
             assert PASSWORD not in logs.out + logs.err + caplog.text
+
+
+def test_a_store_is_usable_soon_after_a_long_outage_ends(closable):
+    """The pool behind the store retries a lost connection with its own backoff (1, 2,
+    4, 8 s... up to its reconnect timeout, 300 s by default): left alone, a store that
+    was out for 8 s waits about as long again after the database is back, and the bank
+    stays busy all that while (its own backoff is capped, the pool's was not). The
+    store bounds the pool's hidden backoff by its `timeout`."""
+    place, database = closable
+    store = PostgresStore(place, create=True, timeout=1.0)
+    try:
+        store.version()
+        assert cut(database) >= 1
+        down = time.monotonic()
+        while time.monotonic() - down < 8.0:  # calls fail all through the outage
+            with pytest.raises(StoreUnavailable, match="not currently accepting"):
+                store.version()
+        admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        back = time.monotonic()
+        while True:
+            try:
+                store.version()
+                break
+            except StoreUnavailable:
+                assert time.monotonic() - back < 60.0, "the store never came back"
+        # unbounded, the pool's next try is 5.5-8.5 s away; bounded, at most `timeout`
+        assert time.monotonic() - back < 3.0
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.CannotConnectNow("the database system is shutting down"),  # 57P03
+        psycopg.OperationalError(  # libpq's connection errors carry no SQLSTATE
+            'connection failed: FATAL:  database "x" is not currently accepting connections'
+        ),
+    ],
+)
+def test_a_server_starting_or_stopping_is_an_outage_the_bank_retries(error):
+    """The bank retries `StoreUnavailable` (refusing busy meanwhile): a server starting
+    up or shutting down, or a database closed to connections, is one."""
+    store = PostgresStore.__new__(PostgresStore)  # only the classification is tested
+    store.dsn, store.where = "postgresql://u:pw@127.0.0.1/db", "postgresql://u@127.0.0.1/db"
+    failure = store._failure(error)
+    assert type(failure) is StoreUnavailable
+    assert "cannot reach the database" in str(failure) and "pw" not in str(failure)

@@ -8,9 +8,10 @@ is still receiving data, the `+++` is data, and the hang-up falls back to ATZ.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 
-from modem_drivers.hayes import HayesModem
+from modem_drivers.hayes import HayesModem, Timings
 from modem_drivers.virtual import PhoneNetwork
 from modem_drivers.virtual.runner import NetworkRunner
 from tests.hayes.test_virtual_integration import Site, answer_one, sim_timings
@@ -26,7 +27,9 @@ async def _call(tmp_path, rate: int, kind: str = "pty"):
     network.add_modem("client", "generic", number="5550001", line={"rate": rate})
     network.add_modem("centre", "generic", number="5550100")
     url = await site.expose("client", kind)
-    client = await HayesModem.open(url, timings=sim_timings(SCALE), name="client")
+    # the hang-up's network time is measured here: the margin before `+++` scales too
+    timings = dataclasses.replace(sim_timings(SCALE), guard_margin=Timings().guard_margin * SCALE)
+    client = await HayesModem.open(url, timings=timings, name="client")
     await client.initialize()
     site.modems.append(client)
     centre = await site.driver("centre")
