@@ -9,8 +9,11 @@ low, the UART itself. On a real serial port with RTS/CTS the port says when it i
 driver keeps its own account: the modem cannot send faster than the line rate, so the
 bytes it was given are gone from its buffer no earlier than `LineAccount.drained_at`.
 Waiting for that moment is conservative by at most the modem's own buffer (a few KiB of
-line time) and wrong only when the line stalls (V.42 retransmissions, a retrain), which
-the margin and the hang-up ladder's next rungs cover.
+line time). The line can run slower than its rate (V.42 retransmissions, a retrain, or a
+virtual modem whose process lost the CPU), so the account also heeds what the driver sees
+of back-pressure: while its own port buffer still holds bytes, the port below it is full
+(it holds as much as it took before back-pressure first showed), and all of that is still
+to pass the modem (`LineAccount.observed`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class LineAccount:
     written: int = 0
     line_time: float = 1.0
     """Seconds of the caller's clock per second of line time (see `Timings.line_time`)."""
+    port_capacity: int = 0
+    """Bytes the port below the driver's buffer (kernel tty or socket buffer, modem) took
+    before back-pressure showed, the most seen; kept across calls (it is the port's)."""
 
     def start(self, rate: int | None, now: float, line_time: float = 1.0) -> None:
         self.rate = max(0, rate or 0)
@@ -47,6 +53,18 @@ class LineAccount:
         if self.rate > 0:
             seconds = count * 10 / self.rate * self.line_time
             self.drained_at = max(self.drained_at, now) + seconds
+
+    def accepted(self, count: int) -> None:
+        """The port took `count` bytes of a write before the driver's buffer filled."""
+        self.port_capacity = max(self.port_capacity, count)
+
+    def observed(self, buffered: int, now: float) -> None:
+        """At `now` the driver's own buffer still held `buffered` bytes: the port below
+        is full, so the modem has `buffered + port_capacity` bytes still to take, however
+        slowly the line has run so far."""
+        if self.rate > 0 and buffered > 0:
+            seconds = (buffered + self.port_capacity) * 10 / self.rate * self.line_time
+            self.drained_at = max(self.drained_at, now + seconds)
 
     def remaining(self, now: float) -> float:
         """Seconds until the modem has sent what it was given, by this account."""

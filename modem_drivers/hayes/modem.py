@@ -711,7 +711,7 @@ class HayesModem:
         if core.state is State.ONLINE_DATA and not core.suspecting and not self._held_writes:
             core.note_data_written(self._now())
             self._account.wrote(len(data), self._now())
-            self._write(data)
+            self._write_accounted(data)
         elif core.in_call:
             # Carrier loss suspected, or escaped to check: a modem in command mode would
             # take these bytes for commands (`A/` redials). Hold them until we know.
@@ -724,11 +724,30 @@ class HayesModem:
             data, self._held_writes = bytes(self._held_writes), bytearray()
             core.note_data_written(self._now())
             self._account.wrote(len(data), self._now())
-            self._write(data)
+            self._write_accounted(data)
+
+    def _write_accounted(self, data: bytes) -> None:
+        """Write call data, noting for the line account how much the port took before
+        back-pressure showed and how much still waits in the driver's buffer."""
+        port = self._port
+        before = port.write_buffer_size() if port is not None else 0
+        self._write(data)
+        if port is not None:
+            after = port.write_buffer_size()
+            if before == 0 and after > 0:
+                self._account.accepted(len(data) - after)
+            self._account.observed(after, self._now())
+
+    def _observe_output(self) -> int:
+        """The driver's buffer now, told to the line account (see `drain`)."""
+        port = self._port
+        buffered = port.write_buffer_size() if port is not None else 0
+        self._account.observed(buffered, self._now())
+        return buffered
 
     async def _drain(self) -> None:
         port = self._port
-        while port is not None and port.write_buffer_size() > WRITE_BUFFER_HIGH:
+        while port is not None and self._observe_output() > WRITE_BUFFER_HIGH:
             self._writable.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._writable.wait(), 0.05)
@@ -876,6 +895,7 @@ class HayesModem:
                 return now
             if self._core.state is not State.ONLINE_DATA:
                 return now  # the call is gone: nothing more will drain
+            self._observe_output()
             output = self._port_output()
             if modem_has_taken_all(output, self._account, now):
                 if port_held:

@@ -65,6 +65,27 @@ async def test_escape_after_a_large_write_at_33600_is_recognised(tmp_path):
         await site.close()
 
 
+async def test_escape_after_the_line_ran_slower_than_its_rate_is_recognised(tmp_path):
+    """The line account alone says "drained" too early when the line ran slower than its
+    rate: a retrain here, and the same happens to a virtual modem whose process loses
+    the CPU (the flaky run of the test above on a loaded machine). The driver's own
+    buffer still holding bytes shows the port below is still full."""
+    site, client, call, far = await _call(tmp_path, 33600)
+    try:
+        sink = asyncio.ensure_future(_sink(far))
+        call.write(os.urandom(64 * 1024))
+        line = site.network.line("client").call.directions["client"]
+        site.runner.at(site.runner.now() + 2, lambda: line.stall(8.0))  # 8 s retrain
+        await call.drain()
+        report = await client.hangup()
+        assert line.stall_seconds == 8.0
+        assert report.method == "escape"  # not ATH as data, then ATZ
+        received = await asyncio.wait_for(sink, 10)
+        assert received in (64 * 1024, 64 * 1024 + 3)
+    finally:
+        await site.close()
+
+
 async def test_hangup_after_a_64k_upload_is_quick(tmp_path):
     site, client, call, far = await _call(tmp_path, 33600)
     try:
@@ -119,6 +140,30 @@ def test_the_line_account():
     assert abs(scaled.drained_at - 0.01) < 1e-12
     account.stop()  # carrier lost: nothing left to wait for
     assert account.remaining(20.5) == 0
+
+
+def test_the_account_heeds_back_pressure():
+    from modem_drivers.hayes.drain import LineAccount
+
+    account = LineAccount()
+    account.start(3360, 0.0)  # 336 B/s: 1 s a 336 bytes
+    account.wrote(3360, 0.0)  # 10 s at the line rate
+    account.accepted(672)  # the port took 2 s worth before the driver's buffer filled
+    account.observed(0, 9.0)  # an empty driver buffer says nothing
+    assert account.drained_at == 10.0
+    # the line ran slow (a retrain, a simulator short of CPU): at 12 s the driver still
+    # holds 336 bytes, and the full port below holds 672 more
+    account.observed(336, 12.0)
+    assert account.drained_at == 15.0 and account.remaining(14.0) == 1.0
+    account.observed(336, 11.0)  # never earlier than known already
+    assert account.drained_at == 15.0
+    account.accepted(100)  # the most seen counts
+    assert account.port_capacity == 672
+    account.stop()
+    account.observed(336, 20.0)  # no call: nothing to account for
+    assert account.remaining(20.0) == 0
+    account.start(3360, 30.0)
+    assert account.port_capacity == 672  # the port's, not the call's
 
 
 def test_the_port_or_the_account_decides():
