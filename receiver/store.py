@@ -803,6 +803,51 @@ def path_pattern(path: str) -> str:
     return '%"paths": {%"' + path + '": %}%'
 
 
+_SQLITE_NAME_CONTAINS = "instr(lower(name), lower(?)) > 0"
+"""SQLite's "name contains": lower() folds ASCII only."""
+
+
+def device_list_page(
+    read: Callable[[str, tuple[Any, ...]], list[Any]],
+    p: str,
+    listed: str,
+    name_contains: str,
+    now: float,
+    *,
+    state: str | None,
+    site: str | None,
+    text: str | None,
+    path: str | None = None,
+    sort: str,
+    offset: int,
+    limit: int,
+) -> tuple[list[Any], int]:
+    """One page of the console's device list, for both backends: the rows of `listed`
+    (a query taking `now` twice, with `state` and `extra` columns when `path` is used)
+    filtered and sorted (`CONSOLE_SORTS`), and how many match in all. `p` is the
+    placeholder; `name_contains` the dialect's "name contains `p`" test (both fold
+    ASCII only)."""
+    clauses: list[str] = []
+    args: list[Any] = [now, now]
+    for clause, value in (
+        (f"state = {p}", state),
+        (f"site = {p}", site),
+        (name_contains, text),
+        (f"extra LIKE {p}", path_pattern(path) if path else None),
+    ):
+        if value:
+            clauses.append(clause)
+            args.append(value)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    total = read(f"SELECT count(*) FROM ({listed}) listed {where}", tuple(args))[0][0]
+    rows = read(
+        f"SELECT * FROM ({listed}) listed {where} "
+        f"ORDER BY {CONSOLE_SORTS[sort]} LIMIT {p} OFFSET {p}",
+        (*args, limit, offset),
+    )
+    return rows, int(total)
+
+
 def supervision_states(
     read: Callable[[str, tuple[Any, ...]], list[Any]],
     p: str,
@@ -1637,24 +1682,20 @@ class SQLiteStore(Database, Store):
             f"WHEN ? <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END AS state, "
             f"CASE WHEN revoked_at IS NULL THEN {deadline} END AS deadline FROM devices"
         )
-        clauses: list[str] = []
-        args: list[Any] = [now, now]
-        if state:
-            clauses.append("state = ?")
-            args.append(state)
-        if site:
-            clauses.append("site = ?")
-            args.append(site)
-        if text:
-            clauses.append("instr(lower(name), lower(?)) > 0")
-            args.append(text)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        total = self._read(f"SELECT count(*) FROM ({judged}) {where}", tuple(args))[0][0]
-        rows = self._read(
-            f"SELECT * FROM ({judged}) {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT ? OFFSET ?",
-            (*args, limit, offset),
+        rows, total = device_list_page(
+            self._read,
+            "?",
+            judged,
+            _SQLITE_NAME_CONTAINS,
+            now,
+            state=state,
+            site=site,
+            text=text,
+            sort=sort,
+            offset=offset,
+            limit=limit,
         )
-        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total)
+        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], total
 
     def console_sites(self) -> list[str]:
         return [
@@ -1685,28 +1726,21 @@ class SQLiteStore(Database, Store):
         offset: int = 0,
         limit: int = 200,
     ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
-        states = supervised_sql("?")
-        clauses: list[str] = []
-        args: list[Any] = [now, now]
-        if state:
-            clauses.append("state = ?")
-            args.append(state)
-        if site:
-            clauses.append("site = ?")
-            args.append(site)
-        if text:
-            clauses.append("instr(lower(name), lower(?)) > 0")
-            args.append(text)
-        if path:
-            clauses.append("extra LIKE ?")
-            args.append(path_pattern(path))
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        total = self._read(f"SELECT count(*) FROM ({states}) {where}", tuple(args))[0][0]
-        rows = self._read(
-            f"SELECT * FROM ({states}) {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT ? OFFSET ?",
-            (*args, limit, offset),
+        rows, total = device_list_page(
+            self._read,
+            "?",
+            supervised_sql("?"),
+            _SQLITE_NAME_CONTAINS,
+            now,
+            state=state,
+            site=site,
+            text=text,
+            path=path,
+            sort=sort,
+            offset=offset,
+            limit=limit,
         )
-        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], int(total)
+        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], total
 
 
 # -- the writes, inside a transaction the caller holds ----------------------------------

@@ -38,7 +38,6 @@ from callhome.database import ConstraintViolation
 from .store import (
     _DEVICE_COLUMNS,
     _INCIDENT_COLUMNS,
-    CONSOLE_SORTS,
     IN_PROGRESS,
     INTERRUPTED,
     MIGRATIONS,
@@ -68,7 +67,7 @@ from .store import (
     SupervisionBatch,
     SupervisionRow,
     TimelineRow,
-    path_pattern,
+    device_list_page,
     security_counters,
     supervised_sql,
     supervision_states,
@@ -1020,26 +1019,20 @@ class PostgresStore(Store):
             f"WHEN %s <= {deadline} + 2 * test_interval THEN 'late' ELSE 'down' END AS state, "
             f"CASE WHEN revoked_at IS NULL THEN {deadline} END AS deadline FROM devices"
         )
-        clauses: list[str] = []
-        args: list[Any] = [now, now]
-        if state:
-            clauses.append("state = %s")
-            args.append(state)
-        if site:
-            clauses.append("site = %s")
-            args.append(site)
-        if text:
-            # both folded as the name's "C" collation folds: ASCII only, as SQLite
-            clauses.append('strpos(lower(name), lower(%s COLLATE "C")) > 0')
-            args.append(text)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        total = self._read(f"SELECT count(*) FROM ({judged}) judged {where}", tuple(args))
-        rows = self._read(
-            f"SELECT * FROM ({judged}) judged {where} "
-            f"ORDER BY {CONSOLE_SORTS[sort]} LIMIT %s OFFSET %s",
-            (*args, limit, offset),
+        rows, total = device_list_page(
+            self._read,
+            "%s",
+            judged,
+            _NAME_CONTAINS,
+            now,
+            state=state,
+            site=site,
+            text=text,
+            sort=sort,
+            offset=offset,
+            limit=limit,
         )
-        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], int(total[0][0])
+        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], total
 
     def console_sites(self) -> list[str]:
         return [
@@ -1077,31 +1070,21 @@ class PostgresStore(Store):
         offset: int = 0,
         limit: int = 200,
     ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
-        states = supervised_sql("%s")
-        clauses: list[str] = []
-        args: list[Any] = [now, now]
-        if state:
-            clauses.append("state = %s")
-            args.append(state)
-        if site:
-            clauses.append("site = %s")
-            args.append(site)
-        if text:
-            # folded as console_devices folds: ASCII only, as SQLite
-            clauses.append('strpos(lower(name), lower(%s COLLATE "C")) > 0')
-            args.append(text)
-        if path:
-            clauses.append("extra LIKE %s")
-            args.append(path_pattern(path))
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        total = self._read(f"SELECT count(*) FROM ({states}) s {where}", tuple(args))
-        rows = self._read(
-            f"SELECT * FROM ({states}) s {where} ORDER BY {CONSOLE_SORTS[sort]} LIMIT %s OFFSET %s",
-            (*args, limit, offset),
+        rows, total = device_list_page(
+            self._read,
+            "%s",
+            supervised_sql("%s"),
+            _NAME_CONTAINS,
+            now,
+            state=state,
+            site=site,
+            text=text,
+            path=path,
+            sort=sort,
+            offset=offset,
+            limit=limit,
         )
-        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], int(
-            total[0][0]
-        )
+        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], total
 
 
 # -- the writes of the hot path, inside a transaction the caller holds --------------------
@@ -1217,6 +1200,10 @@ _APPLY: dict[type, Callable[[psycopg.Cursor[Any], Any], Any]] = {
 
 
 # -- a batch of them, each kind in one statement over arrays of its rows (apply_batch) ----
+
+_NAME_CONTAINS = 'strpos(lower(name), lower(%s COLLATE "C")) > 0'
+"""PostgreSQL's "name contains", folded as the name's "C" collation folds: ASCII only,
+as SQLite's (whatever the database's collation)."""
 
 _INSERT_CALLS = (
     "INSERT INTO calls (port, caller_id, started, path, receiver) "

@@ -196,10 +196,7 @@ class StoreSupervision(NoSupervision):
 
     async def summary(self, now: float, limit: int) -> DeviceSummary:
         counts, rows = await self.store.read(self.sync.console_supervision_states, now, limit=limit)
-        full = dict.fromkeys(DEVICE_STATES, 0)
-        full.update(counts)
-        troubled = [DeviceState(name, state, deadline) for name, state, deadline in rows]
-        return DeviceSummary(full, troubled, full["late"] + full["down"])
+        return DeviceSummary.of(counts, rows)
 
     async def device_page(
         self,

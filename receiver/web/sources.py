@@ -95,6 +95,17 @@ class DeviceSummary:
     """Late or down, most overdue first, at most `limit` of them."""
     total_troubled: int
 
+    @classmethod
+    def of(
+        cls, counts: dict[str, int], troubled: Sequence[tuple[str, str, float | None]]
+    ) -> DeviceSummary:
+        """From a store's counts by state (states with none may be missing) and its
+        troubled rows (name, state, deadline)."""
+        full = dict.fromkeys(DEVICE_STATES, 0)
+        full.update(counts)
+        rows = [DeviceState(name, state, deadline) for name, state, deadline in troubled]
+        return cls(full, rows, full["late"] + full["down"])
+
 
 class Supervision(Protocol):
     """The console's read/act interface onto supervision."""
@@ -192,10 +203,7 @@ class NoSupervision:
 
     async def summary(self, now: float, limit: int) -> DeviceSummary:
         counts, rows = await self.store.read(self.sync.console_device_states, now, limit=limit)
-        full = dict.fromkeys(DEVICE_STATES, 0)
-        full.update(counts)
-        troubled = [DeviceState(name, state, deadline) for name, state, deadline in rows]
-        return DeviceSummary(full, troubled, full["late"] + full["down"])
+        return DeviceSummary.of(counts, rows)
 
     async def device_page(
         self,

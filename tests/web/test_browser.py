@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +64,14 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Console, MemorySupervisi
     console.store.close()
 
 
+async def log_in(page: Any, base: str, name: str) -> None:
+    """Sign `name` in at the console on `base` (password PASSWORD) in `page`."""
+    await page.goto(f"{base}/")
+    await page.fill("input[name=name]", name)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+
+
 async def test_the_console_in_a_browser(
     served: tuple[Console, MemorySupervision, str], tmp_path: Path
 ) -> None:
@@ -78,13 +87,7 @@ async def test_the_console_in_a_browser(
             operator = await browser.new_page()
             operator.set_default_timeout(10_000)
 
-            async def log_in(page: object, name: str) -> None:
-                await page.goto(f"{base}/")  # type: ignore[attr-defined]
-                await page.fill("input[name=name]", name)  # type: ignore[attr-defined]
-                await page.fill("input[name=password]", PASSWORD)  # type: ignore[attr-defined]
-                await page.click("button[type=submit]")  # type: ignore[attr-defined]
-
-            await log_in(operator, "otto")
+            await log_in(operator, base, "otto")
             await expect(operator.locator("h1")).to_have_text("Overview")
             for name, path in (
                 ("overview", "/"),
@@ -133,7 +136,7 @@ async def test_the_console_in_a_browser(
             # a viewer sees no button, and a forged post with her own token is refused
             viewer = await (await browser.new_context()).new_page()
             viewer.set_default_timeout(10_000)
-            await log_in(viewer, "vera")
+            await log_in(viewer, base, "vera")
             await viewer.goto(f"{base}/incidents/1")
             await expect(viewer.locator("#ack-form")).to_have_count(0)
             status = await viewer.evaluate(

@@ -28,7 +28,7 @@ from receiver.web.storage import ConsoleStore
 from tests.bankworld import bank_world
 
 from .conftest import PASSWORD, ROUTING
-from .test_browser import CHROMIUM, _need_chromium
+from .test_browser import CHROMIUM, _need_chromium, log_in
 
 INTERVAL, GRACE = 3600, 600
 
@@ -83,13 +83,7 @@ async def test_a_late_device_becomes_an_incident_live_and_is_acknowledged(
                     operator = await browser.new_page()
                     operator.set_default_timeout(15_000)
 
-                    async def log_in(page: object, name: str) -> None:
-                        await page.goto(f"{base}/")  # type: ignore[attr-defined]
-                        await page.fill("input[name=name]", name)  # type: ignore[attr-defined]
-                        await page.fill("input[name=password]", PASSWORD)  # type: ignore[attr-defined]
-                        await page.click("button[type=submit]")  # type: ignore[attr-defined]
-
-                    await log_in(operator, "otto")
+                    await log_in(operator, base, "otto")
                     await expect(operator.locator("h1")).to_have_text("Overview")
                     await operator.goto(f"{base}/devices?state=ok")
                     await expect(operator.locator("body")).to_contain_text("plant")
@@ -113,7 +107,7 @@ async def test_a_late_device_becomes_an_incident_live_and_is_acknowledged(
                     # a viewer sees no button
                     viewer = await (await browser.new_context()).new_page()
                     viewer.set_default_timeout(15_000)
-                    await log_in(viewer, "vera")
+                    await log_in(viewer, base, "vera")
                     await viewer.goto(f"{base}/incidents/{incident_id}")
                     await expect(viewer.locator("#ack-form")).to_have_count(0)
 
