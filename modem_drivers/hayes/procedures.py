@@ -557,7 +557,15 @@ def verify_carrier(core: ModemCore, timings: Timings, port: Port) -> Procedure:
             return False  # NO CARRIER answered the escape
     gone = yield Probe(timings.init_timeout)
     if gone:
-        if core.needs_resync:
+        if not core.call_ending:
+            # our escape found command mode: after NO CARRIER that is usually on hook,
+            # but an escape whose OK came after its slack leaves online command mode
+            # with the line still held (the hang-up ladder's case). The call is over
+            # for the caller either way, so make sure of the hook: ATH0 is harmless
+            # on hook and costs one round trip.
+            yield Emit(tuple(core.assume_command_mode()))
+            yield from _ath(core, timings, port)
+        elif core.needs_resync:
             yield from resync(core, timings)
         return False
     yield Emit(tuple(core.release_held()))

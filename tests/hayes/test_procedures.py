@@ -395,6 +395,21 @@ def test_ato_answered_no_carrier_ends_the_call():
     assert any(isinstance(e, CarrierLost) for e in line.emitted)
 
 
+def test_a_carrier_check_whose_escape_was_answered_late_hangs_up():
+    """NO CARRIER closed the data; the check's `+++` was taken but its OK came after
+    the slack, so the probe finds command mode with the line possibly still held. The
+    call is over for the caller, and ATH0 makes sure the modem is on hook."""
+    line = Line(has_dtr=False, dcd_trusted=False, escape_answer=None)
+    line.connect()
+    line.now = 5.0
+    line.probe_answer = b"\r\nOK\r\n\r\nOK\r\n"  # the late OK to +++, then the probe's
+    alive = line.run(proc.verify_carrier(line.core, TIMINGS, line.port))
+    assert alive is False
+    written = line.written()
+    assert written.index(b"\rAT\r") < written.index(b"ATH0\r")
+    assert line.core.state is State.IDLE
+
+
 def test_a_late_bare_number_that_is_not_a_command_result_stays_a_timeout():
     """A `1` (CONNECT) or `2` (RING) cannot end a command: the command times out."""
     line = Line()

@@ -99,7 +99,11 @@ async def test_hangup_after_a_64k_upload_is_quick(tmp_path):
         seconds = site.runner.now() - started
         print("hangup network seconds", seconds)
         assert report.method == "escape"
-        assert seconds < 2.5 + 20 * 0.005 / SCALE  # network seconds; slack for the loop
+        # network seconds: the escape itself takes about 2.5 s; the defect this guards
+        # against (waiting out a drain estimate for bytes already delivered) adds the
+        # 64 KiB's line time, ~19.5 s at 33,600. The slack (8 network s = 0.4 s real)
+        # absorbs a loaded machine's scheduling delays without hiding that defect.
+        assert seconds < 2.5 + 8
     finally:
         await site.close()
 
