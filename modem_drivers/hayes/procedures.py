@@ -538,7 +538,8 @@ def verify_carrier(core: ModemCore, timings: Timings, port: Port) -> Procedure:
             return False
         yield Emit(tuple(core.release_held()))
         return True
-    if not core.call_ending:
+    tried_escape = not core.call_ending
+    if tried_escape:
         escaped = yield from guarded_escape(timings)
         if escaped:
             event = yield Send(b"ATO", CommandKind.ONLINE, timings.online_timeout)
@@ -557,7 +558,7 @@ def verify_carrier(core: ModemCore, timings: Timings, port: Port) -> Procedure:
             return False  # NO CARRIER answered the escape
     gone = yield Probe(timings.init_timeout)
     if gone:
-        if not core.call_ending:
+        if tried_escape:
             # our escape found command mode: after NO CARRIER that is usually on hook,
             # but an escape whose OK came after its slack leaves online command mode
             # with the line still held (the hang-up ladder's case). The call is over
