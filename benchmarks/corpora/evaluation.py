@@ -451,7 +451,7 @@ def _agent_check(rng: random.Random) -> tuple[str, str, float | None, str | None
         used = rng.uniform(70, 100)
         return f"fs{mount}", f"{used:.3g}% used", float(f"{used:.3g}"), "%"
     if kind == 5:
-        volts = rng.uniform(10.5, 13.5)
+        volts = round(rng.uniform(10.5, 13.5), 3)  # sysfs gives millivolts
         return (
             f"hwmon/it8728/in{rng.randrange(6)}",
             f"12V: {volts:.3g} V (above 12.6 V)",
