@@ -6,8 +6,9 @@ The project (the agent's call: `call_centre` to an in-process `Bank`, not counti
 start-up) and lrzsz (`sz`/`rz`: ZMODEM, ZMODEM `-w 4096`, YMODEM-1K, XMODEM-1K, dialled
 and hung up the way a terminal program does: ATD, CONNECT, transfer, guarded `+++`,
 ATH0) send the same payloads over the same `callhome-sim` lines, each DTE on a pty:
-an incompressible 4 KiB and 64 KiB file, and a held-out report from
-`benchmarks.corpora.evaluation` (sent by lrzsz as its compact JSON). Lines at 2,400 and
+an incompressible 4 KiB and 64 KiB file, a held-out report from
+`benchmarks.corpora.evaluation` and a held-out agent event (`evaluation.agent_events`:
+what the agent sends most), each sent by lrzsz as its compact JSON. Lines at 2,400 and
 33,600 bit/s, BER 0 and 1e-5 (V.42 off, so errors reach the protocols). Medians of
 `--runs`, in line (network) seconds:
 
@@ -91,9 +92,12 @@ def payloads(large: bool) -> list[Payload]:
     rng = random.Random(18)
     reports = sorted(evaluation.corpus(24), key=lambda c: len(cbor2.dumps(c)))
     report = reports[len(reports) // 2]  # a median-sized held-out report
+    events = sorted(evaluation.agent_events(24), key=lambda c: len(cbor2.dumps(c)))
+    event = events[len(events) // 2]  # what the agent sends most: one held-out event
     blob4, blob64 = rng.randbytes(4096), rng.randbytes(65536)
     items = [
         Payload("report", json.dumps(report, separators=(",", ":")).encode(), report),
+        Payload("event", json.dumps(event, separators=(",", ":")).encode(), event),
         Payload("4 KiB random", blob4, {"component": "dump", "blob": blob4}),
     ]
     if large:
@@ -403,7 +407,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="33,600 bit/s only")
     parser.add_argument("--no-64k", action="store_true", help="without the 64 KiB payload")
-    parser.add_argument("--only", help="one payload: report, '4 KiB random', '64 KiB random'")
+    parser.add_argument("--only", help="one payload: report, event, '4 KiB random', ...")
     parser.add_argument("--sender", help="one sender: callhome, zmodem, ...")
     parser.add_argument(
         "--rate", type=int, action="append", choices=sorted(SCALES), help="line rate (bit/s)"

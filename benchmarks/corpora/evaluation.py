@@ -378,3 +378,114 @@ SHAPES = (raid, disk, thermal, bmc, service, oops, hardware, combined)
 def corpus(count: int = 160, seed: int = SEED) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     return [SHAPES[index % len(SHAPES)](rng) for index in range(count)]
+
+
+# -- what the agent sends, held out: its events on other machines ------------------------
+#
+# The agent's field names and its collectors' wording are the project's own (as a tool's
+# vocabulary is); the checks, devices, units, values and the Nagios plugins' free text
+# here are not in the training corpus.
+
+PLUGIN_TEXTS = (
+    "DISK CRITICAL - free space: /var/spool/asterisk {n} MB ({p}% inode=91%);",
+    "PROCS WARNING: {n} processes with command name 'freeswitch'",
+    "NTP CRITICAL: Offset {f} secs, stratum best:16 worst:16",
+    "LOAD WARNING - load average: {f}, {f}, {f}",
+    "SIP OK: 200 OK - {n} ms response time",
+    "PGSQL CRITICAL - no connection to 'billing' (could not connect to server)",
+)
+
+
+def _agent_check(rng: random.Random) -> tuple[str, str, float | None, str | None]:
+    kind = rng.randrange(7)
+    if kind == 0:
+        md = f"md{rng.randrange(10, 130)}"
+        total = rng.choice((3, 4, 6, 8))
+        done = rng.uniform(0, 99.9)
+        return (
+            f"md/{md}",
+            rng.choice(
+                (
+                    f"raid6: degraded, {total - 1} of {total} members; recovery {done:.1f}% "
+                    f"at {rng.uniform(5, 900):.1f} MiB/s, {rng.uniform(1, 900):.1f} min left",
+                    f"raid10: clean, {total} of {total} members, 1 spare",
+                    f"inactive raid5; mdadm says {rng.choice(('degraded', 'FAILED'))}",
+                )
+            ),
+            float(total - 1),
+            "members",
+        )
+    if kind == 1:
+        dev = rng.choice(("sdg", "sdh", "sdk", "nvme0n1", "nvme2n1"))
+        return (
+            f"smart/{dev}",
+            rng.choice(
+                (
+                    f"Runtime_Bad_Block {rng.randrange(1, 300)}; "
+                    f"End-to-End_Error {rng.randrange(5)}",
+                    f"media errors {rng.randrange(1, 99)}; "
+                    f"percentage used {rng.randrange(80, 120)}%",
+                    "healthy",
+                    f"smartctl took more than {rng.choice((20, 30))} s",
+                )
+            ),
+            None,
+            None,
+        )
+    if kind == 2:
+        label = rng.choice(("Tctl", "Tccd1", "CPU1 Temp", "Inlet Temp"))
+        temp = rng.randrange(20, 105)
+        return (
+            f"ipmi/{label.replace(' ', '_')}",
+            f"{temp} degrees C, {rng.choice(('ok', 'upper critical', 'upper non-critical'))}",
+            float(temp),
+            "C",
+        )
+    if kind == 3:
+        unit = rng.choice(("freeswitch", "opensips", "apcupsd", "multipathd", "postgresql@16-main"))
+        return f"systemd/{unit}.service", f"failed ({unit} daemon)", None, None
+    if kind == 4:
+        mount = rng.choice(("/var/spool/asterisk", "/data", "/opt/billing", "/boot/efi"))
+        if rng.random() < 0.3:
+            return f"fs{mount}", "read-only (/dev/mapper/vg0-data, xfs)", None, None
+        used = rng.uniform(70, 100)
+        return f"fs{mount}", f"{used:.3g}% used", float(f"{used:.3g}"), "%"
+    if kind == 5:
+        volts = round(rng.uniform(10.5, 13.5), 3)  # sysfs gives millivolts
+        return (
+            f"hwmon/it8728/in{rng.randrange(6)}",
+            f"12V: {volts:.3g} V (above 12.6 V)",
+            volts,
+            "V",
+        )
+    name = rng.choice(("check_disk", "check_procs", "check_ntp", "check_load", "check_sip"))
+    text = rng.choice(PLUGIN_TEXTS).format(
+        n=rng.randrange(1, 5000), p=rng.randrange(1, 10), f=f"{rng.uniform(0, 40):.2f}"
+    )
+    return f"plugin/{name}", text, None, None
+
+
+def agent_events(count: int = 120, seed: int = SEED + 1) -> list[dict[str, Any]]:
+    """Held-out agent events (built by the agent's own content function)."""
+    from callhome.wire.messages import agent_event_content
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        check, text, value, unit = _agent_check(rng)
+        now = 1_790_000_000 + rng.randrange(10**7)
+        state, previous = rng.sample(("OK", "WARNING", "CRITICAL", "UNKNOWN"), 2)
+        out.append(
+            agent_event_content(
+                check=check,
+                event=rng.choice(("change", "change", "flapping", "stable")),
+                state=state,
+                previous=previous,
+                since=now - rng.randrange(0, 86400),
+                time=now,
+                text=text,
+                value=value,
+                unit=unit,
+            )
+        )
+    return out

@@ -349,3 +349,113 @@ def corpus(count: int = 600, seed: int = SEED) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     items = [SHAPES[index % len(SHAPES)](rng) for index in range(count)]
     return items + [line_test(rng) for _ in range(count // 10)]
+
+
+# -- what the agent sends (callhome/client/agent): its own message shapes ---------------
+#
+# The field names and the collectors' wording are the project's (docs/protocol.md §10,
+# callhome/client/agent/collectors), fixed like a tool's vocabulary; the checks, values
+# and hosts here are this module's own. Built with the agent's own content functions.
+
+STATES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+
+
+def _check_and_text(rng: random.Random) -> tuple[str, str, float | None, str | None]:
+    kind = rng.randrange(8)
+    if kind == 0:
+        md = f"md{rng.randrange(4)}"
+        total = rng.choice((2, 4))
+        text = rng.choice(
+            (
+                f"raid1: degraded, {total - 1} of {total} members",
+                f"raid1: clean, {total} of {total} members",
+                f"raid1: failed member sd{'abcd'[rng.randrange(4)]}1",
+                f"raid1: degraded, {total - 1} of {total} members; recovery "
+                f"{rng.uniform(0, 99):.1f}% at {rng.uniform(20, 200):.1f} MiB/s, "
+                f"{rng.uniform(1, 300):.1f} min left",
+            )
+        )
+        return f"md/{md}", text, float(total - 1), "members"
+    if kind == 1:
+        dev = f"sd{'abcdef'[rng.randrange(6)]}"
+        text = rng.choice(
+            (
+                "healthy",
+                f"Reallocated_Sector_Ct {rng.randrange(1, 90)}",
+                f"Current_Pending_Sector {rng.randrange(1, 90)}",
+                "SMART overall-health self-assessment FAILED",
+                "SMART not available or not enabled",
+            )
+        )
+        return f"smart/{dev}", text, None, None
+    if kind == 2:
+        dev = f"sd{'abcdef'[rng.randrange(6)]}"
+        temp = rng.randrange(30, 70)
+        return f"smart/{dev}/temperature", f"{temp} °C", float(temp), "C"
+    if kind == 3:
+        core = rng.randrange(8)
+        temp = rng.randrange(40, 100)
+        why = rng.choice(("", " (high 84 °C)", " (critical 100 °C)"))
+        return f"hwmon/coretemp/temp{core + 2}", f"Core {core}: {temp} °C{why}", float(temp), "C"
+    if kind == 4:
+        fan = rng.randrange(1, 5)
+        rpm = rng.choice((0, rng.randrange(300, 3000)))
+        return f"hwmon/nct6775/fan{fan}", f"{rpm} RPM (minimum 300 RPM)", float(rpm), "RPM"
+    if kind == 5:
+        unit = rng.choice(SERVICES)
+        return (
+            f"systemd/{unit}.service",
+            rng.choice(("failed", f"failed ({unit} server)", "no longer failed")),
+            None,
+            None,
+        )
+    if kind == 6:
+        mount = rng.choice(("/", "/var", "/srv", "/home", "/var/lib/postgresql"))
+        used = rng.uniform(50, 100)
+        return f"fs{mount}", f"{used:.3g}% used", float(f"{used:.3g}"), "%"
+    entries = rng.randrange(1, 40)
+    _kind, sensor, event = rng.choice(SEL_EVENTS)
+    return (
+        "ipmi/sel",
+        f"{entries} problem events; last 2026-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+        f" {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}"
+        f" {sensor}: {event}",
+        float(entries),
+        None,
+    )
+
+
+def agent_event(rng: random.Random) -> dict[str, Any]:
+    from callhome.wire.messages import agent_event_content
+
+    check, text, value, unit = _check_and_text(rng)
+    now = 1_760_000_000 + rng.randrange(10**7)
+    state, previous = rng.sample(STATES[:3], 2)
+    return agent_event_content(
+        check=check,
+        event=rng.choice(("change", "change", "change", "flapping", "stable")),
+        state=state,
+        previous=previous,
+        since=now - rng.randrange(0, 600),
+        time=now,
+        text=text,
+        value=value,
+        unit=unit,
+    )
+
+
+def agent_line_test(rng: random.Random) -> dict[str, Any]:
+    from callhome.wire.messages import agent_line_test_content
+
+    checks = rng.randrange(3, 30)
+    bad = rng.randrange(0, 3)
+    health = f"{checks} checks: {checks - bad} OK" + (
+        f", {bad} WARNING ({', '.join(_check_and_text(rng)[0] for _ in range(bad))})" if bad else ""
+    )
+    return agent_line_test_content(line_test(rng), health)
+
+
+def agent_corpus(count: int = 600, seed: int = SEED + 1) -> list[dict[str, Any]]:
+    """The agent's own messages: events, and line tests with their health line."""
+    rng = random.Random(seed)
+    return [agent_event(rng) if i % 4 else agent_line_test(rng) for i in range(count)]

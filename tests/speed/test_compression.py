@@ -1,4 +1,5 @@
-"""Dictionary 2: trained on the training corpus, measured on the held-out one (issue 18)."""
+"""Dictionaries 2 and 3: trained on the training corpus, measured on the held-out one
+(issue 18). 3 adds the agent's own messages to 2's training."""
 
 from __future__ import annotations
 
@@ -29,17 +30,19 @@ CONTENT = st.recursive(
 )
 
 
-def test_the_current_dictionary_ships_and_the_old_one_stays():
-    assert CURRENT_DICTIONARY == 2
-    current, old = load_dictionary(2), load_dictionary(1)
+def test_the_current_dictionary_ships_and_the_old_ones_stay():
+    assert CURRENT_DICTIONARY == 3
+    current = load_dictionary(3)
     assert current is not None and len(current.data) == 32 * 1024
-    assert old is not None and old.data != current.data  # older clients still decode
+    for old_id in (1, 2):  # older clients still decode
+        old = load_dictionary(old_id)
+        assert old is not None and old.data != current.data
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), CONTENT, max_size=8))
 def test_any_content_round_trips_with_either_dictionary(content):
-    for dictionary_id in (1, 2):
+    for dictionary_id in (1, 2, 3):
         dictionary = load_dictionary(dictionary_id)
         message = encode_message(Kind.REPORT, content, dictionary)
         raw = decode_body(message.body, message.compressed, dictionary)
@@ -68,6 +71,27 @@ def test_on_held_out_reports_the_new_dictionary_beats_the_old():
     assert sizes[2] < 0.95 * sizes[1]
 
 
+def test_on_held_out_agent_events_dictionary_3_beats_2_and_costs_reports_nothing():
+    events = [cbor2.dumps(c, canonical=True) for c in evaluation.agent_events(60)]
+    reports = [cbor2.dumps(c, canonical=True) for c in evaluation.corpus(48)]
+
+    def total(corpus: list[bytes], dictionary_id: int) -> int:
+        return sum(
+            len(pack_message(Kind.REPORT, r, load_dictionary(dictionary_id)).body) for r in corpus
+        )
+
+    assert total(events, 3) < 0.7 * total(events, 2)
+    assert total(reports, 3) <= total(reports, 2)
+
+
+def test_held_out_agent_events_are_not_in_the_training_corpus():
+    train = {cbor2.dumps(c, canonical=True) for c in training.agent_corpus()}
+    held_out = evaluation.agent_events()
+    assert not train & {cbor2.dumps(c, canonical=True) for c in held_out}
+    trained_checks = {c["check"] for c in training.agent_corpus() if "check" in c}
+    assert not trained_checks & {c["check"] for c in held_out}
+
+
 def test_training_and_evaluation_corpora_share_no_report():
     train = {cbor2.dumps(c, canonical=True) for c in training.corpus(120)}
     held_out = {cbor2.dumps(c, canonical=True) for c in evaluation.corpus(48)}
@@ -82,4 +106,73 @@ def test_the_shipped_dictionary_is_what_the_builder_makes():
         pytest.skip("the dictionary was built with zstandard 0.25.0")
     from benchmarks.build_dictionary import build
 
-    assert load_dictionary(2).data == build(2)
+    for dictionary_id in (2, 3):
+        assert load_dictionary(dictionary_id).data == build(dictionary_id)
+
+
+def _one_call(device_dictionary: int, centre_has: set[int], monkeypatch) -> tuple[bytes, bool]:
+    """One message from a device compressing with `device_dictionary` to a centre that
+    has only the dictionaries in `centre_has`: (the CBOR the centre stored, whether the
+    body crossed compressed)."""
+    import callhome.wire.server as server_module
+    from benchmarks.linesim import Centre, Device
+    from callhome.wire.session import ClientSession, ServerSession
+    from callhome.wire.transfer import TransferConfig
+
+    monkeypatch.setattr(
+        server_module,
+        "load_dictionary",
+        lambda i: load_dictionary(i) if i in centre_has else None,
+    )
+    content = evaluation.agent_events(1)[0]
+    plain = encode_content(content)
+    message = pack_message(Kind.REPORT, plain, load_dictionary(device_dictionary))
+    assert message.compressed
+    centre, device = Centre(), Device()
+    centre.enroll(device.public, "device")
+    config = TransferConfig(line_rate=9600, idle_timeout=60.0)
+    client = ClientSession(
+        static_private=device.static_private,
+        server_public=centre.public,
+        call_counter=1,
+        epoch=device.epoch,
+        config=config,
+        dictionary_id=device_dictionary,
+    )
+    client.queue(1, message, pack_message(Kind.REPORT, plain, None))
+    client.finish()
+    server = ServerSession(static_private=centre.static_private, config=config)
+    now = 0.0
+    server.start(now)
+    client.start(now)
+    seen = []
+    for _ in range(20):
+        now += 0.5
+        up = client.data_to_send()
+        for event in server.receive_data(up, now):
+            centre.handle(server, event, now)
+        for event in client.receive_data(server.data_to_send(), now):
+            seen.append(type(event).__name__)
+        if client.phase.value == "closed":
+            break
+    assert "MessageAcknowledged" in seen
+    (stored,) = centre.stored.values()
+    return stored, client.dictionary_accepted
+
+
+@pytest.mark.parametrize(
+    ("device_dictionary", "centre_has", "compressed"),
+    [
+        pytest.param(3, {1, 2, 3}, True, id="current-both"),
+        pytest.param(2, {1, 2, 3}, True, id="device-of-before"),
+        pytest.param(3, {1, 2}, False, id="centre-of-before"),
+    ],
+)
+def test_dictionary_3_is_negotiated_and_a_peer_of_before_still_gets_the_message(
+    device_dictionary, centre_has, compressed, monkeypatch
+):
+    """A centre of before lacks dictionary 3: HS2 says so and the device sends the
+    message uncompressed; a device of before (dictionary 2) is decoded with 2."""
+    stored, accepted = _one_call(device_dictionary, centre_has, monkeypatch)
+    assert accepted is compressed
+    assert decode_content(stored) == evaluation.agent_events(1)[0]

@@ -37,7 +37,13 @@ from callhome.wire.framing import (
     unstuff,
     wire_length,
 )
-from callhome.wire.messages import EncodedMessage, Kind, encode_message, load_dictionary
+from callhome.wire.messages import (
+    CURRENT_DICTIONARY,
+    EncodedMessage,
+    Kind,
+    encode_message,
+    load_dictionary,
+)
 from callhome.wire.noise import IKHandshake
 from callhome.wire.records import (
     ACK,
@@ -55,7 +61,7 @@ from callhome.wire.transfer import TransferConfig
 
 from .framesim import frame_type, run_call, split_frames
 
-DICTIONARY = load_dictionary(2)
+DICTIONARY = load_dictionary(CURRENT_DICTIONARY)
 
 BEFORE = b"\x03\x07 the frame before"
 AFTER = b"\x03\x09 the frame after"
