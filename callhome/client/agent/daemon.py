@@ -36,7 +36,6 @@ from ..spool import Spool
 from . import inventory, sdnotify, textfile
 from .answer import answer_once
 from .checks import CheckEvent, Engine
-from .collectors.base import State
 from .config import AgentConfig, CheckConfig
 from .modemlock import modem_lock
 from .policy import CallPlan, CallPolicy
@@ -166,7 +165,8 @@ class Agent:
             checks = json.loads(self.spool.value(CHECKS_KEY) or "null") or checks
         for item in checks:
             with contextlib.suppress(KeyError, ValueError, TypeError):
-                self.engine.restore(item["check"], State[item["state"]], float(item["since"]))
+                self.engine.load(item)
+        self._checks_saved = json.dumps(self._reported())
         now = self.clock.now()
         last_test = saved.get("last_test")
         self.policy = CallPolicy(
@@ -216,8 +216,19 @@ class Agent:
             self._queue_events(events, now)
             self.save()
         else:
+            self._keep_checks()
             self.export()  # the values move even when the states do not
         return events
+
+    def _keep_checks(self) -> None:
+        """The engine's states and flap windows, when a collection changed them without
+        an event (a flapping check's window moves with every result; a `for` runs): a
+        restart then goes on where this run stopped. A steady check changes nothing,
+        and costs no write."""
+        checks = json.dumps(self._reported())
+        if checks != self._checks_saved:
+            self.spool.enqueue_many([], {CHECKS_KEY: checks})
+            self._checks_saved = checks
 
     def _queue_events(self, events: list[CheckEvent], now: float) -> None:
         """The events that pass the throttle enter the spool in one transaction with the
@@ -231,7 +242,9 @@ class Agent:
             else:
                 log.info("agent.throttled", check=event.check)
         messages = [self._event_message(event) for event in admitted]
-        seqs = self.spool.enqueue_many(messages, {CHECKS_KEY: json.dumps(self._reported())})
+        checks = json.dumps(self._reported())
+        seqs = self.spool.enqueue_many(messages, {CHECKS_KEY: checks})
+        self._checks_saved = checks
         for event, seq in zip(admitted, seqs, strict=True):
             log.info(
                 "agent.event",
@@ -244,11 +257,10 @@ class Agent:
             self.wake.set()
 
     def _reported(self) -> list[dict[str, Any]]:
-        """What the centre has been told (or will be: it is queued) of each check."""
-        return [
-            {"check": s.check, "state": s.reported.name, "since": s.reported_since}
-            for s in sorted(self.engine.checks.values(), key=lambda s: s.check)
-        ]
+        """What the centre has been told (or will be: it is queued) of each check, with
+        what the engine needs to go on from there (its flap window: a check flapping
+        when the agent stopped is still flapping when it starts again)."""
+        return self.engine.snapshot()
 
     @staticmethod
     def _event_message(event: CheckEvent) -> tuple[Kind, dict[str, Any], str]:
