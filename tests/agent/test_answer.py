@@ -68,6 +68,14 @@ async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_
     agent = Agent(client, config, device_key, rng=random.Random(1))
     agent.spool.enqueue(Kind.REPORT, {"severity": "warning", "component": "psu2"}, "psu2")
     agent.policy.call_by = None  # the queued report waits: the centre will call
+    published: list[dict[str, object]] = []
+    publish = agent._publish_call
+
+    def record(progress: dict[str, object]) -> None:
+        published.append(progress)
+        publish(progress)
+
+    agent._publish_call = record  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.ensure_future(agent.run(stop))
     modem = await HayesModem.open(urls["centre"], timings=modem_timings(SCALE))
@@ -108,6 +116,11 @@ async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_
     assert spool.queued() == []
     spool.close()
     assert agent.last_call is not None and agent.last_call["line_test"]
+    # `agent status` showed the answered call as it went, and shows none after it
+    phases = [p["phase"] for p in published]
+    assert phases[:3] == ["answering", "training", "handshake"] and "sending" in phases
+    assert {p["caller"] for p in published} == {"5550100"}
+    assert agent.call is None
 
 
 async def test_a_caller_that_is_not_the_centre_gets_nothing_and_makes_the_agent_call_nobody(

@@ -73,11 +73,11 @@ async def _dial(config: ClientConfig, spool: Spool, key: bytes, progress: Progre
 
 
 class CallWatch:
-    """The `progress` callback of the agent's own calls: what `agent status` shows of the
-    call under way (phase, seconds so far, bytes sent of the total and the rate while
-    sending). It hands a copy to `publish` at every change of phase (and when the byte
-    counts appear or go) and, while the phase lasts, at most every `every` seconds of
-    `clock`."""
+    """The `progress` callback of the agent's calls, placed or answered: what `agent
+    status` shows of the call under way (phase, seconds so far, the number called or the
+    caller, bytes sent of the total and the rate while sending). It hands a copy to
+    `publish` at every change of phase (and when the byte counts appear or go) and,
+    while the phase lasts, at most every `every` seconds of `clock`."""
 
     def __init__(
         self,
@@ -103,6 +103,8 @@ class CallWatch:
             state["phase"] = phase
         if step == "dialling":
             state["number"] = fields.get("number")
+        elif step == "answering":
+            state["caller"] = fields.get("caller")  # None: the line gave no caller ID
         elif step == "connected":
             state["line_rate"] = fields.get("rate")
         if step == "sending":
@@ -357,21 +359,35 @@ class Agent:
             tests.extend(self._queue_plan(plan, now))
             plans.append(plan)
 
+        watches: list[CallWatch] = []
+
+        def progress(step: str, **fields: Any) -> None:
+            # the call's time counts from the ring answered, not from the window's start
+            if not watches:
+                watches.append(CallWatch(self._publish_call))
+            watches[0](step, **fields)
+
         # at least a real second: every window opens and sets up the modem; a call of
         # ours that falls due ends the window at once (`modem_wanted`)
         window = max(self.clock.real(self.config.answer_window), 1.0)
         async with modem_lock(self.client.spool, "callhome agent (answering)", wait=None):
-            report = await answer_once(
-                self.client,
-                self.spool,
-                self.private_key,
-                numbers=self.config.answer_numbers or self.client.numbers,
-                require_caller_id=self.config.answer_require_caller_id,
-                rings=self.config.answer_rings,
-                window=window,
-                interrupt=self.modem_wanted,
-                connected=connected,
-            )
+            try:
+                report = await answer_once(
+                    self.client,
+                    self.spool,
+                    self.private_key,
+                    numbers=self.config.answer_numbers or self.client.numbers,
+                    require_caller_id=self.config.answer_require_caller_id,
+                    rings=self.config.answer_rings,
+                    window=window,
+                    interrupt=self.modem_wanted,
+                    connected=connected,
+                    progress=progress,
+                )
+            finally:
+                if self.call is not None:
+                    self.call = None
+                    self.save()
         if report is not None and plans and report.handshake_seconds is None:
             # answered, but the caller never proved it holds the centre's key (the Noise
             # handshake authenticates the centre; caller ID only filters): nothing left
