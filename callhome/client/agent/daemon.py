@@ -367,8 +367,9 @@ class Agent:
                 watches.append(CallWatch(self._publish_call))
             watches[0](step, **fields)
 
-        # at least a real second: every window opens and sets up the modem; a call of
-        # ours that falls due ends the window at once (`modem_wanted`)
+        # at least a real second: every window opens the port and checks the modem (one
+        # AT after the first window's full set-up); a call of ours that falls due ends
+        # the window at once (`modem_wanted`)
         window = max(self.clock.real(self.config.answer_window), 1.0)
         async with modem_lock(self.client.spool, "callhome agent (answering)", wait=None):
             try:
