@@ -184,6 +184,7 @@ class CheckStatus:
             "raw": self.raw.name,
             "raw_since": self.raw_since,
             "flapping": self.flapping,
+            "flap_percent": self.flap_percent,  # as of the last result judged for flapping
             # one letter a result (OWCU): the window of a flapping check changes with
             # every collection, and is written each time
             "history": "".join(state.name[0] for state in self.history),
@@ -247,7 +248,7 @@ class Engine:
             raw=State[item["raw"]],
             raw_since=float(item["raw_since"]),
             flapping=bool(item["flapping"]),
-            flap_percent=flap_percent(history),
+            flap_percent=float(item.get("flap_percent", flap_percent(history))),
             history=deque(history, maxlen=HISTORY),
         )
         self.checks[check] = status
