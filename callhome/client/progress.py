@@ -30,6 +30,7 @@ STEPS = {
     "modem failed": "modem {port} failed: {error}",
     "dialling": "dialling {number} via {port} ({profile}) ... ringing, training",
     "dial failed": "{number}: {result}",
+    "answering": "answering {caller}",
     "connected": "connected: {connect}",
     "handshake": "handshake",
     "transfer": "transfer: {messages} message(s)",
@@ -39,6 +40,7 @@ STEPS = {
 PHASES = {
     "opening": "opening",
     "dialling": "dialling",
+    "answering": "answering",
     "connected": "training",
     "handshake": "handshake",
     "transfer": "sending",

@@ -314,8 +314,10 @@ class HayesModem:
         echo shows it is awake and as we left it (closing the port in between drops
         DTR, which with &D2 hangs up and keeps the settings). Anything else, or settings
         that make a DTR drop reset the modem (&D3, &F, Z), and the set-up runs in full.
-        The agent and the bank keep their ports open, so this only spares the one-shot
-        commands (`callhome send`, `line-test`) the second set-up in a row."""
+        The bank keeps its ports open; the agent closes its port between answering
+        windows (a person's command may take the modem there), and the one-shot
+        commands (`callhome send`, `line-test`) close theirs at the end: this spares
+        them the set-up of a modem that nothing touched since."""
         async with self._operation():
             recent = self._recent_setup() if reuse else None
             if recent is not None:

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from pathlib import Path
+from typing import Any
 
 import cbor2
 
@@ -16,13 +18,15 @@ from callhome.client.agent.daemon import Agent
 from callhome.client.agent.modemlock import modem_lock
 from callhome.client.agent.statefile import write_state
 from callhome.client.config import load_client_config
+from callhome.client.dialer import call_centre
 from callhome.client.spool import Spool
 from callhome.keys import encode_key, public_of, write_private_key
 from callhome.link import modem_timings, run_session, transfer_config
 from callhome.wire.events import Event
 from callhome.wire.messages import Kind
 from callhome.wire.session import ServerSession
-from modem_drivers.hayes import HayesModem
+from modem_drivers.hayes import HayesModem, ModemError
+from modem_drivers.hayes import modem as modem_module
 from modem_drivers.virtual import PhoneNetwork
 from modem_drivers.virtual.runner import NetworkRunner
 
@@ -68,6 +72,14 @@ async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_
     agent = Agent(client, config, device_key, rng=random.Random(1))
     agent.spool.enqueue(Kind.REPORT, {"severity": "warning", "component": "psu2"}, "psu2")
     agent.policy.call_by = None  # the queued report waits: the centre will call
+    published: list[dict[str, object]] = []
+    publish = agent._publish_call
+
+    def record(progress: dict[str, object]) -> None:
+        published.append(progress)
+        publish(progress)
+
+    agent._publish_call = record  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.ensure_future(agent.run(stop))
     modem = await HayesModem.open(urls["centre"], timings=modem_timings(SCALE))
@@ -108,6 +120,11 @@ async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_
     assert spool.queued() == []
     spool.close()
     assert agent.last_call is not None and agent.last_call["line_test"]
+    # `agent status` showed the answered call as it went, and shows none after it
+    phases = [p["phase"] for p in published]
+    assert phases[:3] == ["answering", "training", "handshake"] and "sending" in phases
+    assert {p["caller"] for p in published} == {"5550100"}
+    assert agent.call is None
 
 
 async def test_a_caller_that_is_not_the_centre_gets_nothing_and_makes_the_agent_call_nobody(
@@ -188,3 +205,69 @@ async def test_a_caller_that_is_not_the_centre_gets_nothing_and_makes_the_agent_
     spool.close()
     assert agent.last_call is None  # not counted as a call
     assert agent.policy.retry_at is None and agent.policy.call_by is None
+
+
+async def test_answering_windows_in_a_row_set_the_modem_up_once(tmp_path: Path) -> None:
+    """Issue 18: a modem this process set up moments ago, with nothing gone wrong since,
+    is checked with one `AT` at the next window; a modem that lost its settings, or a
+    port that went away, is set up in full again."""
+    modem_module._RECENT_SETUPS.clear()
+    network = PhoneNetwork()
+    network.add_modem("dev", "usr", number="5550001")
+    runner = NetworkRunner(network, time_scale=SCALE)
+    await runner.start()
+    url = (await runner.expose("dev", "pty", path=str(tmp_path / "dev.pty"))).url
+    (tmp_path / "client.toml").write_text(
+        f'[device]\nname = "dev"\nkey = "device.key"\nspool = "spool.db"\n'
+        f'[centre]\npublic_key = "{encode_key(Centre().public)}"\nnumbers = ["5550100"]\n'
+        f'[modem]\nports = ["{url}"]\ntime_scale = {SCALE}\n[calls]\nattempts = 1\n'
+        '[agent]\nanswer_window = "1s"\ninventory_interval = 0\n'
+    )
+    Spool(tmp_path / "spool.db", create=True).close()
+    client = load_client_config(tmp_path / "client.toml")
+    config = load_agent_config(tmp_path / "client.toml", client.spool)
+    write_state(config.state, {"last_test": 2e9})
+    agent = Agent(client, config, write_private_key(tmp_path / "device.key"))
+
+    async def window() -> bytes:
+        """What the modem received during one answering window (nobody calls)."""
+        before = len(received)
+        assert await agent.answer_once() is None
+        return b"".join(received[before:])
+
+    received: list[bytes] = []
+    dte_input = runner.dte_input
+
+    def record(exposure: Any, data: bytes) -> None:
+        received.append(data)
+        dte_input(exposure, data)
+
+    runner.dte_input = record  # type: ignore[method-assign]
+    try:
+        first = await window()
+        assert first.count(b"AT") > 5  # ATZ, ATI, every setting
+        assert await window() == b"AT\r"  # the one check, no set-up
+        # a call of its own between two windows (nobody answers it) sets nothing up
+        before = len(received)
+        agent.spool.enqueue(Kind.REPORT, {"severity": "warning", "component": "psu2"}, "psu2")
+        report = await call_centre(client, agent.spool, agent.private_key)
+        assert report.result != "ok"
+        dialled = b"".join(received[before:])
+        # one AT, the dial (busy: no modem has that number), the hang-up: no ATZ, no ATI
+        assert dialled.startswith(b"AT\rATD5550100\r") and b"ATZ" not in dialled
+        assert await window() == b"AT\r"
+        runner.apply_fault("reset", "dev")  # power cut: its settings are gone
+        assert (await window()).count(b"AT") > 5
+        assert await window() == b"AT\r"
+        # the port goes away while the modem waits for a call: a lost port forgets it
+        vanishing = asyncio.ensure_future(window())
+        await asyncio.sleep(0.3)
+        await runner.vanish("dev")
+        with contextlib.suppress(ModemError, OSError):
+            await vanishing
+        await runner.reappear("dev")
+        assert (await window()).count(b"AT") > 5
+    finally:
+        agent.spool.close()
+        await runner.stop()
+        modem_module._RECENT_SETUPS.clear()

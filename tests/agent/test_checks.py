@@ -3,6 +3,8 @@ chain property (every problem is followed by exactly one recovery, in order)."""
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -215,3 +217,70 @@ def test_every_problem_is_followed_by_exactly_one_recovery_in_order(
                 in_problem = False
         assert len(recoveries) == runs
         assert not problems or recoveries
+
+
+def test_a_snapshot_loaded_keeps_the_flapping_and_its_window() -> None:
+    rule = Rule(Thresholds(warning=1000, direction=Direction.BELOW))
+    flapping = [value(v, "fan") for v in (500, 2000) * 8]
+    engine = Engine()
+    events = feed(engine, rule, flapping)
+    assert [e.type for e in events][-1] is EventType.FLAPPING
+    restarted = Engine()
+    for item in json.loads(json.dumps(engine.snapshot())):
+        restarted.load(item)
+    assert restarted.snapshot() == engine.snapshot()
+    assert restarted.checks["fan"].flapping and len(restarted.checks["fan"].history) == 16
+    # still flapping: no second "flapping", and one "stable" once it has settled
+    later = [
+        *restarted.observe(2000, [value(500, "fan")], rule),
+        *restarted.observe(2060, [value(2000, "fan")], rule),
+    ]
+    for index in range(HISTORY):
+        later += restarted.observe(3000 + 60 * index, [value(2000, "fan")], rule)
+    assert [e.type for e in later] == [EventType.STABLE]
+    assert later[0].state is OK
+
+
+def test_an_older_agents_item_is_restored_from_its_reported_state() -> None:
+    engine = Engine()
+    engine.load({"check": "md/md0", "state": "CRITICAL", "since": 5.0})
+    assert engine.observe(10, [verdict(CRITICAL)], Rule()) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    readings_strategy,
+    st.sets(st.integers(0, 120)),
+    st.floats(0, 300),
+    st.floats(0, 900),
+    st.booleans(),
+)
+def test_a_restart_from_the_stored_state_changes_no_event(
+    steps: list[tuple[str, State | float | None, float]],
+    restarts: set[int],
+    for_seconds: float,
+    unknown_after: float,
+    flapping: bool,
+) -> None:
+    """An engine stopped at any point and rebuilt from its snapshot (through JSON, as the
+    spool keeps it) reports exactly what one that never stopped reports: so the chain
+    above (every problem followed by exactly one recovery, in order; one "flapping",
+    one "stable", nothing between) holds across restarts too."""
+    rule = Rule(TEMP, for_seconds=for_seconds, unknown_after=unknown_after, flap_detection=flapping)
+    steady, restarted = Engine(), Engine()
+    now = 0.0
+    expected: list[CheckEvent] = []
+    got: list[CheckEvent] = []
+    for index, (check, item, gap) in enumerate(steps):
+        if index in restarts:
+            snapshot = json.loads(json.dumps(restarted.snapshot()))
+            restarted = Engine()
+            for saved in snapshot:
+                restarted.load(saved)
+        now += gap
+        reading = (
+            verdict(item, check) if isinstance(item, State) else Reading(check, None, "x", item)
+        )
+        expected += steady.observe(now, [reading], rule)
+        got += restarted.observe(now, [reading], rule)
+    assert got == expected

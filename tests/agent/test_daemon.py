@@ -183,3 +183,47 @@ async def test_a_crash_between_the_spool_and_the_state_file_reports_a_change_onc
     assert await restarted.collect_once(restarted.config.checks[0]) == []
     assert [m.summary for m in restarted.spool.queued()] == ["md/md0 OK->CRITICAL"]  # once
     restarted.spool.close()
+
+
+async def test_a_check_flapping_when_the_agent_stops_is_still_flapping_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The flap window is kept in the spool with the states: a restarted agent neither
+    says "stable again" on the strength of its first few results nor "flapping" a
+    second time, and says "stable" once, when the check has settled."""
+    (tmp_path / "m.txt").write_text("0s fan1 OK 2000 rpm\n")
+    check = '[[check]]\nkind = "simulated"\nscript = "m.txt"\ninterval = "10s"\n'
+
+    async def results(agent: Agent, states: list[str]) -> list[str]:
+        collector = agent.config.checks[0].collector
+        assert isinstance(collector, SimulatedCollector)
+        events = []
+        for state in states:
+            step = parse_line(f"fan1 {state} fan", timed=False)
+            assert step is not None
+            collector.apply(step)
+            events += await agent.collect_once(agent.config.checks[0])
+        return [e.type.value for e in events]
+
+    agent = make_agent(tmp_path, check, FakeCentre())
+    assert (await results(agent, ["OK", "CRITICAL"] * 6))[-1] == "flapping"
+    assert await results(agent, ["OK", "CRITICAL"]) == []  # the window moves, no event
+    window = list(agent.engine.checks["fan1"].history)
+    agent.spool.close()
+
+    restarted = make_agent(tmp_path, check, FakeCentre())
+    status = restarted.engine.checks["fan1"]
+    assert status.flapping and list(status.history) == window
+    assert await results(restarted, ["OK", "CRITICAL"] * 4) == []  # no second "flapping"
+    restarted.spool.close()
+
+    again = make_agent(tmp_path, check, FakeCentre())
+    assert again.engine.checks["fan1"].flapping
+    settled = await results(again, ["OK"] * 21)
+    assert settled == ["stable"]  # once, and only when settled
+    summaries = [m.summary for m in again.spool.queued()]
+    assert [s for s in summaries if "flapping" in s or "stable" in s] == [
+        "fan1 flapping (CRITICAL)",
+        "fan1 stable (OK)",
+    ]
+    again.spool.close()

@@ -226,3 +226,18 @@ async def test_a_crash_before_the_state_file_is_written_queues_no_second_invento
         inventories = [m for m in agent.spool.queued() if m.kind.label == "inventory"]
         assert len(inventories) == 1
         agent.spool.close()
+
+
+def test_the_agents_version_is_the_installed_ones_read_without_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.metadata import version
+
+    assert inventory.agent_version() == version("callhome")
+    site = tmp_path / "site"
+    (site / "callhome-9.8.7.dist-info").mkdir(parents=True)
+    (site / "callhome-9.8.7.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: callhome\nVersion: 9.8.7\n\nVersion: not a header\n"
+    )
+    monkeypatch.syspath_prepend(str(site))  # first on the path: the one Python imports
+    assert inventory.agent_version() == "9.8.7"

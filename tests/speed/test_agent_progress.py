@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from callhome.client.agent.daemon import CallWatch
@@ -94,6 +95,41 @@ async def test_the_agent_writes_the_call_under_way_to_its_state(tmp_path: Path):
     assert after is not None and after["call"] is None
 
 
+async def test_the_agent_writes_a_call_it_answers_to_its_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The centre calling back shows as the agent's own calls do (the answering itself
+    over a virtual modem: tests/agent/test_answer.py)."""
+    from callhome.client.agent import daemon
+
+    seen, go_on = asyncio.Event(), asyncio.Event()
+
+    async def answer_once(*args: Any, connected: Any, progress: Any, **kwargs: Any) -> CallReport:
+        progress("answering", caller="5550100")
+        connected()
+        progress("connected", connect="CONNECT 2400", rate=2400)
+        progress("handshake")
+        progress("transfer", messages=2)
+        progress("sending", sent=1024, total=4096, rate=230.0)
+        seen.set()
+        await go_on.wait()
+        return CallReport(result="ok", handshake_seconds=1.0)
+
+    monkeypatch.setattr(daemon, "answer_once", answer_once)
+    agent = make_agent(tmp_path, "", FakeCentre())
+    answering = asyncio.ensure_future(agent.answer_once())
+    await asyncio.wait_for(seen.wait(), 10)
+    during = read_state(agent.config.state)
+    assert during is not None
+    assert during["call"]["phase"] == "sending" and during["call"]["caller"] == "5550100"
+    assert (during["call"]["sent"], during["call"]["total"]) == (1024, 4096)
+    go_on.set()
+    report = await answering
+    assert report is not None and report.result == "ok"
+    after = read_state(agent.config.state)
+    assert after is not None and after["call"] is None
+
+
 def test_status_prints_the_call_line(tmp_path: Path):
     agent = make_agent(tmp_path, "", FakeCentre())
     agent.save()
@@ -115,6 +151,12 @@ def test_status_prints_the_call_line(tmp_path: Path):
     line = next(li for li in result.output.splitlines() if li.startswith("call "))
     assert "sending" in line and "1024 B of 4096 B" in line and "(to 5550100)" in line
     assert "0:13 left" in line  # 3,072 bytes at 230 B/s
+    del state["call"]["number"]
+    state["call"]["caller"] = "5550100"  # the centre called back
+    write_state(state_file, state)
+    result = CliRunner().invoke(main, ["-c", str(path), "agent", "status"])
+    line = next(li for li in result.output.splitlines() if li.startswith("call "))
+    assert "1024 B of 4096 B" in line and line.endswith("(from 5550100)")
     state["call"] = None
     write_state(state_file, state)
     result = CliRunner().invoke(main, ["-c", str(path), "agent", "status"])

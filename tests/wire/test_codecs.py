@@ -259,6 +259,24 @@ def test_dictionary_ships_and_compresses_a_report():
     assert load_dictionary(99) is None
 
 
+def test_dictionaries_load_through_importlib_resources_when_not_plain_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read from the file next to the module (importlib.resources stays out of an idle
+    agent); a package that is not plain files (a zip) still finds them."""
+    from callhome.wire import messages
+
+    plain = load_dictionary(2)
+    assert plain is not None
+    load_dictionary.cache_clear()
+    monkeypatch.setattr(messages, "__file__", "/nonexistent/callhome/wire/messages.py")
+    try:
+        assert load_dictionary(2) == plain
+        assert load_dictionary(99) is None
+    finally:
+        load_dictionary.cache_clear()
+
+
 def test_compression_only_when_smaller():
     dictionary = load_dictionary(1)
     message = encode_message(Kind.REPORT, {"blob": os.urandom(4000)}, dictionary)

@@ -94,6 +94,8 @@ async def answer_once(
         if not caller_allowed(caller, numbers, require=require_caller_id):
             log.warning("agent.caller_refused", caller=caller)
             return None  # let it ring: it is not the centre
+        if progress is not None:
+            progress("answering", caller=caller)
         outcome = await modem.answer()
         if not outcome.connected or outcome.call is None:
             return None

@@ -17,6 +17,10 @@ While flapping the check reports one "flapping" event and nothing else until one
 Only changes of the reported state become events, so every problem event is followed by
 exactly one recovery, in order: the events of a check form a chain (each event's
 `previous` is the state the one before left it in).
+
+`Engine.snapshot` is all of that as JSON-ready data (the history included) and
+`Engine.load` takes it back: an engine rebuilt from a snapshot gives the same events as
+one that never stopped, so a restart of the agent neither ends a flapping nor starts one.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .collectors.base import Reading, State
 
@@ -166,6 +171,28 @@ class CheckStatus:
     last_seen: float | None = None
     history: deque[State] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
+    def snapshot(self) -> dict[str, Any]:
+        """What a restart needs (`Engine.load`); the last value and text are left out:
+        they are the next reading's, and a snapshot that only changes with the states is
+        written only when they change."""
+        return {
+            "check": self.check,
+            "state": self.reported.name,
+            "since": self.reported_since,
+            "confirmed": self.confirmed.name,
+            "confirmed_since": self.confirmed_since,
+            "raw": self.raw.name,
+            "raw_since": self.raw_since,
+            "flapping": self.flapping,
+            "flap_percent": self.flap_percent,  # as of the last result judged for flapping
+            # one letter a result (OWCU): the window of a flapping check changes with
+            # every collection, and is written each time
+            "history": "".join(state.name[0] for state in self.history),
+        }
+
+
+_INITIALS = {state.name[0]: state for state in State}
+
 
 def flap_percent(history: Iterable[State]) -> float:
     """Nagios's weighted percent state change over up to 21 results, oldest first."""
@@ -198,6 +225,33 @@ class Engine:
             raw_since=since,
             history=deque([state], maxlen=HISTORY),
         )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every check's state and flap window, JSON-ready, by check name."""
+        return [self.checks[name].snapshot() for name in sorted(self.checks)]
+
+    def load(self, item: Mapping[str, Any]) -> None:
+        """One check of a `snapshot`. An item of an older agent (only `check`, `state`
+        and `since`: what it had reported) is `restore`d. Raises KeyError, ValueError or
+        TypeError on an item that is not one."""
+        check, state, since = str(item["check"]), State[item["state"]], float(item["since"])
+        if "history" not in item:
+            self.restore(check, state, since)
+            return
+        history = [_INITIALS[letter] for letter in str(item["history"])]
+        status = CheckStatus(
+            check,
+            reported=state,
+            reported_since=since,
+            confirmed=State[item["confirmed"]],
+            confirmed_since=float(item["confirmed_since"]),
+            raw=State[item["raw"]],
+            raw_since=float(item["raw_since"]),
+            flapping=bool(item["flapping"]),
+            flap_percent=float(item.get("flap_percent", flap_percent(history))),
+            history=deque(history, maxlen=HISTORY),
+        )
+        self.checks[check] = status
 
     def observe(
         self, now: float, readings: Iterable[Reading], rule: Rule | None = None

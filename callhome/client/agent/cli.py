@@ -42,8 +42,12 @@ def _call_line(call: dict[str, Any]) -> str:
         rate=call.get("rate"),
         line_rate=call.get("line_rate"),
     )
-    number = call.get("number")
-    return " ".join(line.split()) + (f" (to {number})" if number else "")
+    line = " ".join(line.split())
+    if call.get("number"):
+        return line + f" (to {call['number']})"
+    if "caller" in call:  # an answered call
+        return line + f" (from {call['caller'] or 'a caller without caller ID'})"
+    return line
 
 
 def _when(moment: Any) -> str:

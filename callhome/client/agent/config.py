@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from modem_drivers.configfile import Table, load_toml
 
@@ -82,10 +81,15 @@ def parse_agent_config(data: dict[str, Any], path: Path, spool: Path) -> AgentCo
         except ValueError:
             raise agent.error("test_at", f"expected a time of day HH:MM, not {text!r}") from None
     zone = agent.get("test_zone", str, "UTC")
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise agent.error("test_zone", f"unknown time zone {zone!r}") from None
+    if test_at is not None or "test_zone" in agent.data:
+        # only then: zoneinfo (with importlib.resources) is RSS an agent on an interval
+        # does without, and a system without a time zone database may run one
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise agent.error("test_zone", f"unknown time zone {zone!r}") from None
     config.answer = agent.get("answer", bool, True)
     config.answer_window = agent.duration("answer_window", "60s", minimum=1.0, maximum=3600.0)
     config.answer_rings = agent.number("answer_rings", int, 2, minimum=1, maximum=20)

@@ -36,7 +36,6 @@ from ..spool import Spool
 from . import inventory, sdnotify, textfile
 from .answer import answer_once
 from .checks import CheckEvent, Engine
-from .collectors.base import State
 from .config import AgentConfig, CheckConfig
 from .modemlock import modem_lock
 from .policy import CallPlan, CallPolicy
@@ -74,11 +73,11 @@ async def _dial(config: ClientConfig, spool: Spool, key: bytes, progress: Progre
 
 
 class CallWatch:
-    """The `progress` callback of the agent's own calls: what `agent status` shows of the
-    call under way (phase, seconds so far, bytes sent of the total and the rate while
-    sending). It hands a copy to `publish` at every change of phase (and when the byte
-    counts appear or go) and, while the phase lasts, at most every `every` seconds of
-    `clock`."""
+    """The `progress` callback of the agent's calls, placed or answered: what `agent
+    status` shows of the call under way (phase, seconds so far, the number called or the
+    caller, bytes sent of the total and the rate while sending). It hands a copy to
+    `publish` at every change of phase (and when the byte counts appear or go) and,
+    while the phase lasts, at most every `every` seconds of `clock`."""
 
     def __init__(
         self,
@@ -104,6 +103,8 @@ class CallWatch:
             state["phase"] = phase
         if step == "dialling":
             state["number"] = fields.get("number")
+        elif step == "answering":
+            state["caller"] = fields.get("caller")  # None: the line gave no caller ID
         elif step == "connected":
             state["line_rate"] = fields.get("rate")
         if step == "sending":
@@ -166,7 +167,8 @@ class Agent:
             checks = json.loads(self.spool.value(CHECKS_KEY) or "null") or checks
         for item in checks:
             with contextlib.suppress(KeyError, ValueError, TypeError):
-                self.engine.restore(item["check"], State[item["state"]], float(item["since"]))
+                self.engine.load(item)
+        self._checks_saved = json.dumps(self._reported())
         now = self.clock.now()
         last_test = saved.get("last_test")
         self.policy = CallPolicy(
@@ -216,8 +218,19 @@ class Agent:
             self._queue_events(events, now)
             self.save()
         else:
+            self._keep_checks()
             self.export()  # the values move even when the states do not
         return events
+
+    def _keep_checks(self) -> None:
+        """The engine's states and flap windows, when a collection changed them without
+        an event (a flapping check's window moves with every result; a `for` runs): a
+        restart then goes on where this run stopped. A steady check changes nothing,
+        and costs no write."""
+        checks = json.dumps(self._reported())
+        if checks != self._checks_saved:
+            self.spool.enqueue_many([], {CHECKS_KEY: checks})
+            self._checks_saved = checks
 
     def _queue_events(self, events: list[CheckEvent], now: float) -> None:
         """The events that pass the throttle enter the spool in one transaction with the
@@ -231,7 +244,9 @@ class Agent:
             else:
                 log.info("agent.throttled", check=event.check)
         messages = [self._event_message(event) for event in admitted]
-        seqs = self.spool.enqueue_many(messages, {CHECKS_KEY: json.dumps(self._reported())})
+        checks = json.dumps(self._reported())
+        seqs = self.spool.enqueue_many(messages, {CHECKS_KEY: checks})
+        self._checks_saved = checks
         for event, seq in zip(admitted, seqs, strict=True):
             log.info(
                 "agent.event",
@@ -244,11 +259,10 @@ class Agent:
             self.wake.set()
 
     def _reported(self) -> list[dict[str, Any]]:
-        """What the centre has been told (or will be: it is queued) of each check."""
-        return [
-            {"check": s.check, "state": s.reported.name, "since": s.reported_since}
-            for s in sorted(self.engine.checks.values(), key=lambda s: s.check)
-        ]
+        """What the centre has been told (or will be: it is queued) of each check, with
+        what the engine needs to go on from there (its flap window: a check flapping
+        when the agent stopped is still flapping when it starts again)."""
+        return self.engine.snapshot()
 
     @staticmethod
     def _event_message(event: CheckEvent) -> tuple[Kind, dict[str, Any], str]:
@@ -345,21 +359,36 @@ class Agent:
             tests.extend(self._queue_plan(plan, now))
             plans.append(plan)
 
-        # at least a real second: every window opens and sets up the modem; a call of
-        # ours that falls due ends the window at once (`modem_wanted`)
+        watches: list[CallWatch] = []
+
+        def progress(step: str, **fields: Any) -> None:
+            # the call's time counts from the ring answered, not from the window's start
+            if not watches:
+                watches.append(CallWatch(self._publish_call))
+            watches[0](step, **fields)
+
+        # at least a real second: every window opens the port and checks the modem (one
+        # AT after the first window's full set-up); a call of ours that falls due ends
+        # the window at once (`modem_wanted`)
         window = max(self.clock.real(self.config.answer_window), 1.0)
         async with modem_lock(self.client.spool, "callhome agent (answering)", wait=None):
-            report = await answer_once(
-                self.client,
-                self.spool,
-                self.private_key,
-                numbers=self.config.answer_numbers or self.client.numbers,
-                require_caller_id=self.config.answer_require_caller_id,
-                rings=self.config.answer_rings,
-                window=window,
-                interrupt=self.modem_wanted,
-                connected=connected,
-            )
+            try:
+                report = await answer_once(
+                    self.client,
+                    self.spool,
+                    self.private_key,
+                    numbers=self.config.answer_numbers or self.client.numbers,
+                    require_caller_id=self.config.answer_require_caller_id,
+                    rings=self.config.answer_rings,
+                    window=window,
+                    interrupt=self.modem_wanted,
+                    connected=connected,
+                    progress=progress,
+                )
+            finally:
+                if self.call is not None:
+                    self.call = None
+                    self.save()
         if report is not None and plans and report.handshake_seconds is None:
             # answered, but the caller never proved it holds the centre's key (the Noise
             # handshake authenticates the centre; caller ID only filters): nothing left

@@ -16,6 +16,7 @@ and an rpm that fails or hangs leaves the packages out of that inventory.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import platform
@@ -197,6 +198,19 @@ def difference(
 
 
 def agent_version() -> str:
+    """The installed version of callhome (an upgrade sends an inventory). Read from its
+    `.dist-info/METADATA` on `sys.path` when there is one: importlib.metadata (email,
+    zipfile, csv ...) costs the idle agent about 2 MB of RSS for this one line; it is
+    the fallback for any other kind of installation."""
+    for entry in sys.path:
+        with contextlib.suppress(OSError):
+            for meta in sorted(Path(entry or ".").glob("callhome-*.dist-info/METADATA")):
+                with meta.open(encoding="utf-8", errors="replace") as lines:
+                    for line in lines:
+                        if line.startswith("Version:"):
+                            return line.partition(":")[2].strip()
+                        if not line.strip():
+                            break  # the headers end at the first empty line
     from importlib.metadata import PackageNotFoundError, version
 
     try:
