@@ -422,6 +422,9 @@ async def _run(
         console.live.forward = events.publish  # the bank's notes and the incidents
     elif events is not None and bank.supervisor is not None:
         bank.supervisor.notifier = FanOut(events, bank.supervisor.notifier)
+    if events is not None and bank.supervisor is not None:  # the inbox wakes the leader
+        bank.supervisor.poke = events.poke
+        events.on_inbox = bank.supervisor.wake
     if bank.supervisor is not None:  # on the one receiver that holds the lease
         bank.leadership = Leadership(
             bank.supervisor,

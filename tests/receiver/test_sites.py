@@ -143,6 +143,60 @@ def test_inbox_rows_whose_commit_failed_are_not_taken_twice(stores):
     asyncio.run(scenario())
 
 
+def test_a_stored_message_and_its_inbox_row_commit_together(stores):
+    """In one group commit (PostgreSQL: one statement per kind of row), duplicates
+    included: a resent message proves the device alive too."""
+    first, _ = stores
+    first.receiver = "tokyo"
+    device = first.devices()[0]
+
+    async def scenario() -> list[bool]:
+        store = AsyncStore(first)
+        return list(
+            await asyncio.gather(
+                *(
+                    store.store_message(
+                        device.id, 1, seq, "report", b"x", {}, None, 10.0 + n, handover=f"e{n}"
+                    )
+                    for n, seq in enumerate((1, 2, 1))
+                )
+            )
+        )
+
+    assert asyncio.run(scenario()) == [True, True, False]
+    assert [event for _, event in first.supervision_inbox()] == ["e0", "e1", "e2"]
+    assert [
+        event for _, event in first.supervision_inbox(after=first.supervision_inbox()[0][0])
+    ] == ["e1", "e2"]
+
+
+def test_a_new_leader_takes_in_the_whole_inbox_before_any_deadline(stores):
+    """A takeover finds more rows than one read returns (the calls of every site while
+    nobody led): the device whose call is on the last page is not found late."""
+    first, second = stores
+    device = first.devices()[0]
+    called = device.enrolled_at + 3600  # within its deadline
+    clock = Clock(called + 600 + 60)  # past the deadline the call moved
+    for _ in range(1000):
+        second.supervision_inbox_put(
+            "tokyo", clock(), handed_over(PortNote("tokyo:p", clock(), None))
+        )
+    second.supervision_inbox_put("tokyo", called, handed_over(stored(second, called)))
+    notes = ListNotifier()
+
+    async def scenario() -> None:
+        leader = supervisor(first, clock, notes)
+        leader.receiver = "paris"
+        await leader.start()
+        await leader.turn(clock())
+
+        assert leader.engine.status("plant-a").last == called
+        assert first.supervision_inbox() == []
+
+    asyncio.run(scenario())
+    assert notes.events == []  # no "late" raised (and resolved) for a call it had
+
+
 async def _wait_for(condition, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
