@@ -291,3 +291,45 @@ def test_a_paused_holder_loses_an_idle_limited_lease(stores, backend):
     finally:
         mine.release()
         theirs.release()
+
+
+def test_what_another_receiver_hands_over_wakes_the_leader_at_once(stores, backend):
+    """On PostgreSQL the leader is told (NOTIFY) when another receiver has written to
+    the inbox: it takes the row in at once, not at its next poll (here a minute)."""
+    if backend.kind != "postgresql":
+        pytest.skip("SQLite's receivers are one: nobody else writes to its inbox")
+    from receiver.events import Events
+
+    first, second = stores
+    second.receiver = "tokyo"
+    clock = Clock(time.time())
+    settings = SupervisionSettings(command_poll=60.0)
+
+    async def scenario() -> float:
+        leader = Supervisor(AsyncStore(first), ListNotifier(), settings, clock=clock)
+        other = Supervisor(AsyncStore(second), ListNotifier(), settings, clock=clock)
+        leader.receiver, other.receiver, other.leading = "paris", "tokyo", False
+        paris, tokyo = Events(backend.location, "paris"), Events(backend.location, "tokyo")
+        paris.on_inbox, other.poke = leader.wake, tokyo.poke
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(e.run(stop)) for e in (paris, tokyo)]
+        await asyncio.wait_for(paris.connected.wait(), 10)
+        await asyncio.wait_for(tokyo.connected.wait(), 10)
+        tasks.append(asyncio.ensure_future(leader.run(stop)))
+        await _wait_for(lambda: leader.started)
+        await asyncio.sleep(0.2)  # its first turn done: it waits for the next poll
+        note = stored(second, clock())
+        began = time.monotonic()
+        device = note.device  # as the bank at Tokyo stores a line test
+        await other.store.store_message(
+            device.id, 1, 1, "line-test", b"x", {}, None, note.at, handover=other.handover(note)
+        )
+        other.message_stored(note, handed=True)
+        await _wait_for(lambda: leader.engine.status("plant-a").last == note.at)
+        took = time.monotonic() - began
+        stop.set()
+        await asyncio.gather(*tasks)
+        return took
+
+    took = asyncio.run(scenario())
+    assert took < 10.0  # the poll would have taken 60 s
