@@ -294,7 +294,8 @@ class Store(abc.ABC):
     def supervision_inbox(self, limit: int = 1000, after: int = 0) -> list[tuple[int, str]]:
         """Events handed to supervision, oldest first, from the id after `after` (a
         page); `save_supervision` deletes the ones a turn took
-        (`SupervisionBatch.inbox_done`) with what they changed."""
+        (`SupervisionBatch.inbox_done`) with what they changed. An event is a JSON
+        object, or a list of them (a group commit's messages, on PostgreSQL)."""
 
     @abc.abstractmethod
     def calls(

@@ -407,7 +407,9 @@ class Supervisor:
                     continue  # taken by a turn whose commit failed: in `_unsaved`
                 taken.append(inbox_id)
                 self._inbox_taken.add(inbox_id)
-                await self._take_handed(json.loads(text), devices)
+                handed = json.loads(text)  # a list: a group commit's messages, in order
+                for item in handed if isinstance(handed, list) else (handed,):
+                    await self._take_handed(item, devices)
             if len(page) < INBOX_PAGE:
                 return tuple(taken)
 

@@ -6,6 +6,7 @@ takeover neither loses nor repeats an alert, on both backends."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -156,7 +157,15 @@ def test_a_stored_message_and_its_inbox_row_commit_together(stores):
             await asyncio.gather(
                 *(
                     store.store_message(
-                        device.id, 1, seq, "report", b"x", {}, None, 10.0 + n, handover=f"e{n}"
+                        device.id,
+                        1,
+                        seq,
+                        "report",
+                        b"x",
+                        {},
+                        None,
+                        10.0 + n,
+                        handover=json.dumps({"n": n}),
                     )
                     for n, seq in enumerate((1, 2, 1))
                 )
@@ -164,10 +173,11 @@ def test_a_stored_message_and_its_inbox_row_commit_together(stores):
         )
 
     assert asyncio.run(scenario()) == [True, True, False]
-    assert [event for _, event in first.supervision_inbox()] == ["e0", "e1", "e2"]
-    assert [
-        event for _, event in first.supervision_inbox(after=first.supervision_inbox()[0][0])
-    ] == ["e1", "e2"]
+    handed = []
+    for _, text in first.supervision_inbox():
+        event = json.loads(text)  # on PostgreSQL one row for the batch: a list
+        handed += event if isinstance(event, list) else [event]
+    assert handed == [{"n": 0}, {"n": 1}, {"n": 2}]
 
 
 def test_a_new_leader_takes_in_the_whole_inbox_before_any_deadline(stores):
