@@ -343,3 +343,38 @@ def test_what_another_receiver_hands_over_wakes_the_leader_at_once(stores, backe
 
     took = asyncio.run(scenario())
     assert took < 10.0  # the poll would have taken 60 s
+
+
+def test_a_wake_up_during_a_turn_is_not_lost(stores):
+    """A NOTIFY that arrives while a turn runs, after it read the inbox, is for rows it
+    has not seen: the next turn follows at once, not at the next poll (a minute)."""
+    first, _ = stores
+    clock = Clock(time.time())
+    leader = Supervisor(
+        AsyncStore(first), ListNotifier(), SupervisionSettings(command_poll=60.0), clock=clock
+    )
+    leader.receiver = "paris"
+    read = leader.store.supervision_inbox
+    reads = 0
+
+    async def inbox(limit: int = 1000, after: int = 0) -> list[tuple[int, str]]:
+        nonlocal reads
+        rows = await read(limit, after)
+        reads += 1
+        if reads == 1:  # the first turn has read it: a row comes, and its wake-up
+            first.supervision_inbox_put("tokyo", clock(), handed_over(stored(first, clock())))
+            leader.wake()
+        return rows
+
+    leader.store.supervision_inbox = inbox  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(leader.run(stop))
+        await _wait_for(lambda: reads >= 1)
+        await _wait_for(lambda: "plant-a" in leader.engine and leader.engine.status("plant-a").last)
+        stop.set()
+        await running
+
+    asyncio.run(scenario())
+    assert first.supervision_inbox() == []
