@@ -4,7 +4,7 @@ on PostgreSQL, or both side by side in one run.
 
     python -m benchmarks.store_throughput [--backend sqlite|postgresql|both]
         [--calls 1,16,256] [--sizes 300,4096,65536] [--seconds 3] [--runs 3]
-        [--no-batching] [--dir PATH] [--dsn postgresql://root@127.0.0.1:5432/postgres]
+        [--no-batching] [--no-handover] [--dir PATH] [--dsn postgresql://root@127.0.0.1:5432/postgres]
 
 Each of `calls` concurrent "calls" does what the bank does for a call: record it,
 advance the device's counter, then store reports one after another (each awaited, as
@@ -18,7 +18,9 @@ on PostgreSQL, so that both see the same moment of a shared machine.
 Prints reports/s committed-then-acknowledged, commits per report and the p50/p99 of the
 time from a report's arrival to its acknowledgement, as medians of `--runs`, and the
 machine's load average before and after; `--no-batching` gives the old figure (one
-transaction per write).
+transaction per write). Each report also writes its supervision inbox row in its
+transaction, as `callhome-receiver run` does; `--no-handover` leaves it out (the bank
+before 2026-12, or without supervision).
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ from receiver.store import AsyncStore, CallEnd, SQLiteStore, Store
 
 BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 ADMIN_DSN = "postgresql://root@127.0.0.1:5432/postgres"
+HANDOVER = (
+    '{"at": 1796301365.3996127, "callback": false, "caller": "0146001234", "device": '
+    '"DEVICE", "device_time": null, "kind": "report", "note": "stored", "path": "modem", '
+    '"port": "paris:/dev/ttyUSB3"}'
+)
+"""A supervision inbox row as the bank writes it (`supervision.service.handed_over`)."""
 
 
 @dataclass
@@ -52,7 +60,13 @@ class Cell:
 
 
 async def run_cell(
-    store: Store, calls: int, size: int, seconds: float, reports: int, batching: bool
+    store: Store,
+    calls: int,
+    size: int,
+    seconds: float,
+    reports: int,
+    batching: bool,
+    handover: bool = True,
 ) -> Cell:
     """Drive the new, empty `store` for `seconds` (it is closed after)."""
     devices = [
@@ -64,6 +78,7 @@ async def run_cell(
     stored = 0
     deadline = time.perf_counter() + seconds
     payload = os.urandom(size)
+    store.receiver = "paris"
 
     async def caller(index: int) -> None:
         nonlocal stored
@@ -77,7 +92,15 @@ async def run_cell(
                 seq += 1
                 arrived = time.perf_counter()
                 await async_store.store_message(
-                    device.id, 1, seq, "report", payload, {"severity": "info"}, call_id, 0.0
+                    device.id,
+                    1,
+                    seq,
+                    "report",
+                    payload,
+                    {"severity": "info"},
+                    call_id,
+                    0.0,
+                    handover=HANDOVER.replace("DEVICE", device.name) if handover else None,
                 )
                 latencies.append(time.perf_counter() - arrived)
                 stored += 1
@@ -197,11 +220,13 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=4, help="reports per call")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-batching", action="store_true")
+    parser.add_argument("--no-handover", action="store_true")
     parser.add_argument("--dir", default=None, help="where SQLite stores go (a real disk)")
     parser.add_argument("--dsn", default=ADMIN_DSN, help="PostgreSQL server (admin role)")
     args = parser.parse_args()
     backends = list(BACKENDS) if args.backend == "both" else [args.backend]
     mode = "one commit per write" if args.no_batching else "group commit"
+    mode += ", without inbox rows" if args.no_handover else ", with inbox rows"
     with contextlib.ExitStack() as stack:
         factories = {
             name: stack.enter_context(
@@ -235,6 +260,7 @@ def main() -> None:
                                     args.seconds,
                                     args.reports,
                                     not args.no_batching,
+                                    not args.no_handover,
                                 )
                             )
                         )

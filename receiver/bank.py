@@ -685,6 +685,22 @@ class PortWorker:
         store = self.bank.store
         device = state.device
         assert device is not None
+        supervisor = self.bank.supervisor
+        now = time.time()
+        note = handover = None
+        if supervisor is not None:  # a resent one proves the device alive too
+            kind = event.kind.label
+            note = Stored(
+                device,
+                now,
+                self.name,
+                state.caller,
+                kind,
+                device_time(kind, event.content),
+                getattr(state, "path", None),
+                callback=state.callback,
+            )
+            handover = supervisor.handover(note)
         try:
             stored = await store.store_message(
                 device.id,
@@ -694,7 +710,8 @@ class PortWorker:
                 event.content,
                 summarise(event.content),
                 state.call_id,
-                time.time(),
+                now,
+                handover=handover,
             )
         except StoreUnavailable as exc:
             # no acknowledgement: the device keeps the message and calls again
@@ -709,20 +726,8 @@ class PortWorker:
         state.unsaved.pop(event.seq, None)  # the stored message replaced its partial copy
         session.message_stored(event.seq, loop.time(), duplicate=not stored)
         state.messages += 1
-        if self.bank.supervisor is not None:  # a resent one proves the device alive too
-            kind = event.kind.label
-            self.bank.supervisor.message_stored(
-                Stored(
-                    device,
-                    time.time(),
-                    self.name,
-                    state.caller,
-                    kind,
-                    device_time(kind, event.content),
-                    getattr(state, "path", None),
-                    callback=state.callback,
-                )
-            )
+        if supervisor is not None and note is not None:
+            supervisor.message_stored(note, handed=handover is not None)
         self._log.info(
             "message.stored" if stored else "message.duplicate",
             device=device.name,

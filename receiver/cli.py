@@ -58,7 +58,7 @@ from .config import (
 )
 from .events import Events
 from .ip import STATUS_FILE, IpListener, read_status
-from .leases import lease_for
+from .leases import lease_for, sole_receiver
 from .store import (
     INTERRUPTED,
     AlreadyExists,
@@ -351,6 +351,8 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     # must turn into a busy refusal in seconds, not after libpq's 10 s connect timeout
     store = guarded(lambda: open_store(location, wait=3.0))
     store.receiver = config.receiver
+    # before anything is written: a second receiver would close the first's open calls
+    alone = guarded(lambda: sole_receiver(store))
     structlog.get_logger("callhome.receiver").info(
         "store.opened", store=describe_store(location), receiver=config.receiver
     )
@@ -362,7 +364,10 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
         )
     console = cli_web.prepare(config)  # None unless [web] listen is set
     routing = guarded(lambda: routing_for(config))  # checked before anything starts
-    sys.exit(asyncio.run(_run(config, private, store, console, routing)))
+    code = asyncio.run(_run(config, private, store, console, routing))
+    if alone is not None:
+        alone.release()
+    sys.exit(code)
 
 
 def centre_bank(
@@ -417,6 +422,9 @@ async def _run(
         console.live.forward = events.publish  # the bank's notes and the incidents
     elif events is not None and bank.supervisor is not None:
         bank.supervisor.notifier = FanOut(events, bank.supervisor.notifier)
+    if events is not None and bank.supervisor is not None:  # the inbox wakes the leader
+        bank.supervisor.poke = events.poke
+        events.on_inbox = bank.supervisor.wake
     if bank.supervisor is not None:  # on the one receiver that holds the lease
         bank.leadership = Leadership(
             bank.supervisor,

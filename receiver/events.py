@@ -6,6 +6,10 @@ events, on the receiver that leads) on one channel; each listens on it and hands
 the *other* receivers published to its console's live feed, so that a console at any
 site shows the activity of every site as it happens.
 
+The same channel wakes the receiver that leads supervision when another has written to
+the supervision inbox (`poke`, one note however many rows were written meanwhile): it
+takes them in at once rather than at its next poll, which stays as the fallback.
+
 Best effort, as the console's own feed is: a note lost while a connection is down
 costs a page its live refresh, never a record (the store has everything). A NOTIFY is
 sent outside any transaction of the bank's, from a connection of its own, so it never
@@ -34,6 +38,9 @@ BANK_EVENTS = ("answered", "accepted", "refused", "stored", "call")
 QUEUE = 1000
 """Notes waiting to be sent at most (more: the oldest are dropped, and counted)."""
 
+INBOX = "inbox"
+"""The kind of the note that says the supervision inbox has rows (not for consoles)."""
+
 Deliver = Callable[[str, dict[str, Any]], None]
 
 
@@ -44,6 +51,11 @@ class Events:
         self.deliver = deliver
         """Where the other receivers' notes go (the console's `Live.show`)."""
         self._out: asyncio.Queue[str] = asyncio.Queue(QUEUE)
+        self.on_inbox: Callable[[], None] | None = None
+        """Told when another receiver pokes (the leader's `Supervisor.wake`)."""
+        self._poke = json.dumps({"receiver": receiver, "kind": INBOX, "data": {}})
+        self._poked = False
+        """A poke waits in the queue: another would tell nothing more."""
         self.dropped = 0
         self.received = 0
         self.connected = asyncio.Event()
@@ -53,11 +65,20 @@ class Events:
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Never blocks, never fails the caller."""
-        text = json.dumps({"receiver": self.receiver, "kind": kind, "data": data})
+        self._put(json.dumps({"receiver": self.receiver, "kind": kind, "data": data}))
+
+    def poke(self) -> None:
+        """Tell the receiver that leads that the supervision inbox has rows for it."""
+        if not self._poked:
+            self._poked = True
+            self._put(self._poke)
+
+    def _put(self, text: str) -> None:
         if self._out.full():
             self.dropped += 1
             with contextlib.suppress(asyncio.QueueEmpty):
-                self._out.get_nowait()
+                if self._out.get_nowait() == self._poke:
+                    self._poked = False
         self._out.put_nowait(text)
 
     def bank_event(self, what: str, **fields: Any) -> None:
@@ -127,6 +148,10 @@ class Events:
                 continue
             if sender == self.receiver:
                 continue  # our own: the console here had it first-hand
+            if kind == INBOX:
+                if self.on_inbox is not None:
+                    self.on_inbox()
+                continue
             self.received += 1
             if self.deliver is not None:
                 self.deliver(kind, {**data, "receiver": sender})
@@ -134,4 +159,6 @@ class Events:
     async def _send(self, db: psycopg.AsyncConnection[Any]) -> None:
         while True:
             text = await self._out.get()
+            if text == self._poke:
+                self._poked = False  # rows written from now on need a poke of their own
             await db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, text))

@@ -68,6 +68,22 @@ class FileLease:
             self._fd = None
 
 
+def sole_receiver(store: Store) -> FileLease | None:
+    """On a SQLite store, the lock that makes its receiver the only one on the file
+    (held for the life of the process; None on PostgreSQL, which several receivers
+    share). Raises `StoreUnavailable` if another receiver holds it: a SQLite store is
+    one site's, and its outbox is not claimed row by row (docs/operations.md)."""
+    if not isinstance(store, SQLiteStore):
+        return None
+    lock = FileLease(store.path.with_name(f"{store.path.name}.receiver"))
+    if not lock.acquire():
+        raise StoreUnavailable(
+            f"{store.path}: another receiver is running on this store; several receivers "
+            'need a PostgreSQL store (docs/operations.md, "Several sites on one database")'
+        )
+    return lock
+
+
 def lease_for(store: Store, name: str, idle: float | None = None) -> LeaderLease:
     """The lease `name` (e.g. "supervisor") among the receivers sharing `store`; on
     PostgreSQL, lost by a holder that has not checked it for `idle` seconds."""

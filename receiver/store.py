@@ -185,6 +185,12 @@ class StoreMessage:
     summary: dict[str, str | None]
     call_id: int | None
     received_at: float
+    handover: str | None = None
+    """What supervision is to hear of it (`supervision.service.handed_over`), written to
+    the supervision inbox in the message's own transaction, duplicate or not: once the
+    message is acknowledged, supervision cannot miss it, whoever leads or crashes."""
+    receiver: str | None = None
+    """The receiver that stored it (the inbox row's `receiver`)."""
 
 
 @dataclass(frozen=True)
@@ -285,9 +291,11 @@ class Store(abc.ABC):
         """A receiver that does not run supervision hands it an event (JSON)."""
 
     @abc.abstractmethod
-    def supervision_inbox(self, limit: int = 1000) -> list[tuple[int, str]]:
-        """Events handed to supervision, oldest first; `save_supervision` deletes the
-        ones a turn took (`SupervisionBatch.inbox_done`) with what they changed."""
+    def supervision_inbox(self, limit: int = 1000, after: int = 0) -> list[tuple[int, str]]:
+        """Events handed to supervision, oldest first, from the id after `after` (a
+        page); `save_supervision` deletes the ones a turn took
+        (`SupervisionBatch.inbox_done`) with what they changed. An event is a JSON
+        object, or a list of them (a group commit's messages, on PostgreSQL)."""
 
     @abc.abstractmethod
     def calls(
@@ -314,8 +322,10 @@ class Store(abc.ABC):
         summary: dict[str, str | None],
         call_id: int | None,
         received_at: float,
+        handover: str | None = None,
     ) -> bool:
-        """Commit a message; False (and nothing written) if it was already stored."""
+        """Commit a message; False (and the message not written again) if it was
+        already stored. `handover`: see `StoreMessage.handover`."""
 
     @abc.abstractmethod
     def partials(self, device_id: int, epoch: int) -> dict[int, bytes]: ...
@@ -363,6 +373,7 @@ class Store(abc.ABC):
                 op.summary,
                 op.call_id,
                 op.received_at,
+                op.handover,
             )
         if isinstance(op, AppendPartial):
             return self.append_partial(op.device_id, op.epoch, op.seq, op.offset, op.data)
@@ -1184,8 +1195,20 @@ class SQLiteStore(Database, Store):
         summary: dict[str, str | None],
         call_id: int | None,
         received_at: float,
+        handover: str | None = None,
     ) -> bool:
-        op = StoreMessage(device_id, epoch, seq, kind, content, summary, call_id, received_at)
+        op = StoreMessage(
+            device_id,
+            epoch,
+            seq,
+            kind,
+            content,
+            summary,
+            call_id,
+            received_at,
+            handover,
+            self.receiver,
+        )
         with self._write() as db:
             return _store_message(db, op)
 
@@ -1413,8 +1436,11 @@ class SQLiteStore(Database, Store):
                 (at, receiver, event),
             )
 
-    def supervision_inbox(self, limit: int = 1000) -> list[tuple[int, str]]:
-        rows = self._read("SELECT id, event FROM supervision_inbox ORDER BY id LIMIT ?", (limit,))
+    def supervision_inbox(self, limit: int = 1000, after: int = 0) -> list[tuple[int, str]]:
+        rows = self._read(
+            "SELECT id, event FROM supervision_inbox WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
         return [(int(i), str(e)) for i, e in rows]
 
     def save_supervision(self, batch: SupervisionBatch) -> None:
@@ -1811,6 +1837,11 @@ def _store_message(db: sqlite3.Connection, op: StoreMessage) -> bool:
         "DELETE FROM partial_chunks WHERE device_id = ? AND epoch = ? AND seq = ?",
         (op.device_id, op.epoch, op.seq),
     )
+    if op.handover is not None:
+        db.execute(
+            "INSERT INTO supervision_inbox (at, receiver, event) VALUES (?, ?, ?)",
+            (op.received_at, op.receiver or "", op.handover),
+        )
     return bool(changed)
 
 
@@ -2056,10 +2087,22 @@ class AsyncStore:
         summary: dict[str, str | None],
         call_id: int | None,
         received_at: float,
+        handover: str | None = None,
     ) -> bool:
         return bool(
             await self._submit(
-                StoreMessage(device_id, epoch, seq, kind, content, summary, call_id, received_at)
+                StoreMessage(
+                    device_id,
+                    epoch,
+                    seq,
+                    kind,
+                    content,
+                    summary,
+                    call_id,
+                    received_at,
+                    handover,
+                    self.store.receiver,
+                )
             )
         )
 
@@ -2125,8 +2168,8 @@ class AsyncStore:
     async def supervision_inbox_put(self, receiver: str, at: float, event: str) -> None:
         await self._call(self.store.supervision_inbox_put, receiver, at, event)
 
-    async def supervision_inbox(self, limit: int = 1000) -> list[tuple[int, str]]:
-        return await self._call(self.store.supervision_inbox, limit)
+    async def supervision_inbox(self, limit: int = 1000, after: int = 0) -> list[tuple[int, str]]:
+        return await self._call(self.store.supervision_inbox, limit, after)
 
     async def console_device(self, name: str) -> Device | None:
         return await self._call(self.store.console_device, name)

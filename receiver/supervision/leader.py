@@ -5,8 +5,11 @@ lock on PostgreSQL, a file lock beside a SQLite store) every `check` seconds. Th
 that gets it bumps the lease's epoch in the store (the fence: from then on, a write of
 supervision by an earlier holder raises `LeaseLost`), rebuilds supervision from the
 store (`Supervisor.reset` then `start`: every timer, open incident and escalation), and
-leads until it stops or its lease is gone. The others hand what their bank tells
-supervision to the supervision inbox, which the leader reads at every turn.
+leads until it stops or its lease is gone. Every receiver's bank writes what a stored
+message tells supervision to the supervision inbox in the message's own transaction
+(the leader's too: nothing acknowledged is only in one receiver's memory); the others
+hand over their ports' notes there too. The leader reads it all at every turn, woken
+by a NOTIFY on PostgreSQL (`receiver.events`), else at its poll.
 
 A leader that dies loses its lease with its connection to the database (at once for a
 killed process; a paused one loses it after `idle` seconds without a check): the next

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cbor2
 import structlog
@@ -37,6 +38,8 @@ from .ports import PortWatch
 from .settings import SupervisionSettings
 
 log = structlog.get_logger("callhome.supervision")
+INBOX_PAGE = 1000
+"""Inbox rows read at a time; a turn reads every page before it moves any timer."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,10 @@ class Supervisor:
         self._handing: asyncio.Task[None] | None = None
         self._inbox_taken: set[int] = set()
         """Inbox rows taken in but not yet deleted by a committed batch."""
+        self.poke: Callable[[], None] | None = None
+        """Tells the receiver that leads that the inbox has something for it (on
+        PostgreSQL: a NOTIFY, `receiver.events`); without it, the leader finds it at
+        its next poll (`command_poll`)."""
 
     def reset(self) -> None:
         """Forget everything in memory (before leading again: `start` rebuilds it all
@@ -177,10 +184,36 @@ class Supervisor:
 
     # -- what the bank calls -----------------------------------------------------------------
 
-    def message_stored(self, stored: Stored) -> None:
+    def message_stored(self, stored: Stored, *, handed: bool = False) -> None:
         """Never blocks and never fails the caller: the engine runs in its own task, so
-        a storm of one device cannot hold up another's acknowledgement."""
+        a storm of one device cannot hold up another's acknowledgement. `handed`: the
+        store wrote it to the supervision inbox with the message (`handover`)."""
+        if handed:
+            self.inbox_written()
+            return
         self._take(stored)
+
+    def handover(self, stored: Stored) -> str | None:
+        """What the store is to write to the supervision inbox in the transaction that
+        stores the message (`StoreMessage.handover`), when several receivers may share
+        the store: the leader among them included, so that a message acknowledged is
+        never only in the memory of a receiver that may die or lose the lease before
+        supervision has committed what it changed. None: a supervisor of its own
+        (tests, the demo): told in memory."""
+        return handed_over(stored) if self.receiver is not None else None
+
+    def inbox_written(self) -> None:
+        """Something was committed to the supervision inbox: the leader takes it in at
+        once if it is this receiver, else is told (`poke`)."""
+        if self.leading:
+            self._wake.set()
+        elif self.poke is not None:
+            self.poke()
+
+    def wake(self) -> None:
+        """Another receiver wrote to the inbox (the NOTIFY of `receiver.events`)."""
+        if self.leading:
+            self._wake.set()
 
     def port_state(self, port: str, up: bool, error: str = "") -> None:
         self._take(PortNote(self._port_name(port), self.clock(), up, error))
@@ -215,6 +248,8 @@ class Supervisor:
                 continue
             self._outgoing.pop(0)
             backoff.reset()
+            if not self._outgoing:
+                self.inbox_written()
 
     async def handed(self) -> None:
         """Wait until what was handed over is written (tests; a clean stop)."""
@@ -302,6 +337,9 @@ class Supervisor:
             await self.start()
         while not stop.is_set():
             failed = True
+            # cleared before the turn reads the inbox: a wake-up while it runs is for
+            # rows it may not have seen, and makes the next wait return at once
+            self._wake.clear()
             try:
                 await self.turn(self.clock())
                 failed = False
@@ -316,7 +354,6 @@ class Supervisor:
             delay = self.settings.command_poll
             if wake is not None and not failed:  # after a failure: not in a tight loop
                 delay = min(delay, max(0.0, wake - self.clock()))
-            self._wake.clear()
             if self._queue and not failed:
                 continue
             waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
@@ -355,24 +392,38 @@ class Supervisor:
         return await self._deliver()
 
     async def _take_inbox(self) -> tuple[int, ...]:
-        """What the receivers that do not lead handed over, into the queue; their ids
-        are deleted by the batch that commits what they changed."""
+        """What the receivers handed over (their stored messages, the others' port
+        notes), into the queue; their ids are deleted by the batch that commits what
+        they changed. Every page, before the turn moves a timer: a new leader may find
+        thousands waiting, and a device whose call is on a later page is not late."""
         taken: list[int] = []
-        for inbox_id, text in await self.store.supervision_inbox():
-            if inbox_id in self._inbox_taken:
-                continue  # taken by a turn whose commit failed: in `_unsaved`
-            taken.append(inbox_id)
-            self._inbox_taken.add(inbox_id)
-            item = json.loads(text)
-            if item.get("note") == "port":
-                self._queue.append(
-                    PortNote(str(item["port"]), float(item["at"]), item["up"], item["error"])
-                )
-                continue
-            name = str(item["device"])
-            device = await self.store.console_device(name)
-            if device is None:
-                continue
+        devices: dict[str, Device | None] = {}
+        after = 0
+        while True:
+            page = await self.store.supervision_inbox(INBOX_PAGE, after)
+            for inbox_id, text in page:
+                after = inbox_id
+                if inbox_id in self._inbox_taken:
+                    continue  # taken by a turn whose commit failed: in `_unsaved`
+                taken.append(inbox_id)
+                self._inbox_taken.add(inbox_id)
+                handed = json.loads(text)  # a list: a group commit's messages, in order
+                for item in handed if isinstance(handed, list) else (handed,):
+                    await self._take_handed(item, devices)
+            if len(page) < INBOX_PAGE:
+                return tuple(taken)
+
+    async def _take_handed(self, item: dict[str, Any], devices: dict[str, Device | None]) -> None:
+        if item.get("note") == "port":
+            self._queue.append(
+                PortNote(str(item["port"]), float(item["at"]), item["up"], item["error"])
+            )
+            return
+        name = str(item["device"])
+        if name not in devices:  # once a turn, however many calls it made
+            devices[name] = await self.store.console_device(name)
+        device = devices[name]
+        if device is not None:
             self._queue.append(
                 Stored(
                     device,
@@ -385,7 +436,6 @@ class Supervisor:
                     callback=bool(item["callback"]),
                 )
             )
-        return tuple(taken)
 
     def _message(self, stored: Stored) -> list[IncidentEvent]:
         device = stored.device

@@ -263,3 +263,30 @@ def test_calls_show_what_the_protocol_counted(centre):
     assert lines[1].endswith("completed  [replays=2 crc_failures=5]")
     assert lines[2].endswith("completed")
     assert lines[-1] == "2 replays"  # the summary an operator looks for after an attack
+
+
+def test_a_second_receiver_on_one_sqlite_store_is_refused(centre, monkeypatch):
+    """A SQLite store is one site's: its outbox is not claimed row by row, and a second
+    receiver would take the first's calls in progress for interrupted ones."""
+    from callhome import exitcodes
+    from receiver import cli as cli_module
+    from receiver.leases import sole_receiver
+
+    async def bank_runs(*args: object) -> int:
+        return 0  # had it got this far (it must not)
+
+    monkeypatch.setattr(cli_module, "_run", bank_runs)
+
+    store = SQLiteStore(centre.parent / "centre.db")
+    running = sole_receiver(store)  # as the receiver already running holds it
+    assert running is not None
+    try:
+        call = store.start_call("bank0", "5550001", time.time())  # its call in progress
+        result = cli(centre, "run")
+        assert result.exit_code == exitcodes.STORAGE, result.output
+        assert "another receiver is running on this store" in result.output
+        assert "PostgreSQL" in result.output and result.output.count("\n") == 1
+        assert store.calls()[0].id == call and store.calls()[0].outcome == "in progress"
+    finally:
+        running.release()
+        store.close()

@@ -69,3 +69,34 @@ def test_an_unreachable_database_is_retried_not_fatal():
         await asyncio.wait_for(task, 35)
 
     asyncio.run(scenario())
+
+
+def test_pokes_wake_the_other_receivers_once_and_never_reach_a_console(dsn):
+    async def scenario() -> None:
+        shown: list[tuple[str, dict[str, object]]] = []
+        woken: list[float] = []
+        paris = Events(dsn, "paris")
+        tokyo = Events(dsn, "tokyo", lambda kind, data: shown.append((kind, data)))
+        tokyo.on_inbox = lambda: woken.append(1.0)
+        for _ in range(3):  # rows written while one poke waits: one poke tells them all
+            paris.poke()
+        paris.publish("call", {"port": "bank0"})
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(tokyo.run(stop))]
+        await asyncio.wait_for(tokyo.connected.wait(), 10)  # listening before Paris sends
+        tasks.append(asyncio.ensure_future(paris.run(stop)))
+        for _ in range(500):
+            if shown:
+                break
+            await asyncio.sleep(0.02)
+        assert woken == [1.0] and shown == [("call", {"port": "bank0", "receiver": "paris"})]
+        paris.poke()  # sent: the next one goes too
+        for _ in range(500):
+            if len(woken) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert len(woken) == 2
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())

@@ -6,6 +6,7 @@ takeover neither loses nor repeats an alert, on both backends."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -143,6 +144,69 @@ def test_inbox_rows_whose_commit_failed_are_not_taken_twice(stores):
     asyncio.run(scenario())
 
 
+def test_a_stored_message_and_its_inbox_row_commit_together(stores):
+    """In one group commit (PostgreSQL: one statement per kind of row), duplicates
+    included: a resent message proves the device alive too."""
+    first, _ = stores
+    first.receiver = "tokyo"
+    device = first.devices()[0]
+
+    async def scenario() -> list[bool]:
+        store = AsyncStore(first)
+        return list(
+            await asyncio.gather(
+                *(
+                    store.store_message(
+                        device.id,
+                        1,
+                        seq,
+                        "report",
+                        b"x",
+                        {},
+                        None,
+                        10.0 + n,
+                        handover=json.dumps({"n": n}),
+                    )
+                    for n, seq in enumerate((1, 2, 1))
+                )
+            )
+        )
+
+    assert asyncio.run(scenario()) == [True, True, False]
+    handed = []
+    for _, text in first.supervision_inbox():
+        event = json.loads(text)  # on PostgreSQL one row for the batch: a list
+        handed += event if isinstance(event, list) else [event]
+    assert handed == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_a_new_leader_takes_in_the_whole_inbox_before_any_deadline(stores):
+    """A takeover finds more rows than one read returns (the calls of every site while
+    nobody led): the device whose call is on the last page is not found late."""
+    first, second = stores
+    device = first.devices()[0]
+    called = device.enrolled_at + 3600  # within its deadline
+    clock = Clock(called + 600 + 60)  # past the deadline the call moved
+    for _ in range(1000):
+        second.supervision_inbox_put(
+            "tokyo", clock(), handed_over(PortNote("tokyo:p", clock(), None))
+        )
+    second.supervision_inbox_put("tokyo", called, handed_over(stored(second, called)))
+    notes = ListNotifier()
+
+    async def scenario() -> None:
+        leader = supervisor(first, clock, notes)
+        leader.receiver = "paris"
+        await leader.start()
+        await leader.turn(clock())
+
+        assert leader.engine.status("plant-a").last == called
+        assert first.supervision_inbox() == []
+
+    asyncio.run(scenario())
+    assert notes.events == []  # no "late" raised (and resolved) for a call it had
+
+
 async def _wait_for(condition, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -237,3 +301,80 @@ def test_a_paused_holder_loses_an_idle_limited_lease(stores, backend):
     finally:
         mine.release()
         theirs.release()
+
+
+def test_what_another_receiver_hands_over_wakes_the_leader_at_once(stores, backend):
+    """On PostgreSQL the leader is told (NOTIFY) when another receiver has written to
+    the inbox: it takes the row in at once, not at its next poll (here a minute)."""
+    if backend.kind != "postgresql":
+        pytest.skip("SQLite's receivers are one: nobody else writes to its inbox")
+    from receiver.events import Events
+
+    first, second = stores
+    second.receiver = "tokyo"
+    clock = Clock(time.time())
+    settings = SupervisionSettings(command_poll=60.0)
+
+    async def scenario() -> float:
+        leader = Supervisor(AsyncStore(first), ListNotifier(), settings, clock=clock)
+        other = Supervisor(AsyncStore(second), ListNotifier(), settings, clock=clock)
+        leader.receiver, other.receiver, other.leading = "paris", "tokyo", False
+        paris, tokyo = Events(backend.location, "paris"), Events(backend.location, "tokyo")
+        paris.on_inbox, other.poke = leader.wake, tokyo.poke
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(e.run(stop)) for e in (paris, tokyo)]
+        await asyncio.wait_for(paris.connected.wait(), 10)
+        await asyncio.wait_for(tokyo.connected.wait(), 10)
+        tasks.append(asyncio.ensure_future(leader.run(stop)))
+        await _wait_for(lambda: leader.started)
+        await asyncio.sleep(0.2)  # its first turn done: it waits for the next poll
+        note = stored(second, clock())
+        began = time.monotonic()
+        device = note.device  # as the bank at Tokyo stores a line test
+        await other.store.store_message(
+            device.id, 1, 1, "line-test", b"x", {}, None, note.at, handover=other.handover(note)
+        )
+        other.message_stored(note, handed=True)
+        await _wait_for(lambda: leader.engine.status("plant-a").last == note.at)
+        took = time.monotonic() - began
+        stop.set()
+        await asyncio.gather(*tasks)
+        return took
+
+    took = asyncio.run(scenario())
+    assert took < 10.0  # the poll would have taken 60 s
+
+
+def test_a_wake_up_during_a_turn_is_not_lost(stores):
+    """A NOTIFY that arrives while a turn runs, after it read the inbox, is for rows it
+    has not seen: the next turn follows at once, not at the next poll (a minute)."""
+    first, _ = stores
+    clock = Clock(time.time())
+    leader = Supervisor(
+        AsyncStore(first), ListNotifier(), SupervisionSettings(command_poll=60.0), clock=clock
+    )
+    leader.receiver = "paris"
+    read = leader.store.supervision_inbox
+    reads = 0
+
+    async def inbox(limit: int = 1000, after: int = 0) -> list[tuple[int, str]]:
+        nonlocal reads
+        rows = await read(limit, after)
+        reads += 1
+        if reads == 1:  # the first turn has read it: a row comes, and its wake-up
+            first.supervision_inbox_put("tokyo", clock(), handed_over(stored(first, clock())))
+            leader.wake()
+        return rows
+
+    leader.store.supervision_inbox = inbox  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(leader.run(stop))
+        await _wait_for(lambda: reads >= 1)
+        await _wait_for(lambda: "plant-a" in leader.engine and leader.engine.status("plant-a").last)
+        stop.set()
+        await running
+
+    asyncio.run(scenario())
+    assert first.supervision_inbox() == []

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+
+import pytest
 
 from receiver.store import AsyncStore, SQLiteStore
 from receiver.supervision.engine import State
@@ -115,3 +119,48 @@ async def test_the_centre_tells_the_device_the_interval_supervision_expects(tmp_
             report = await world.line_test()
             assert report.result == "ok", report
             assert report.test_interval == 86400  # a daily schedule, not the enrolment's 1 h
+
+
+class _NotRunning:
+    """A receiver's leadership whose supervision never gets to run a turn."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+
+
+@pytest.mark.parametrize("leading", [False, True], ids=["not-leading", "leading"])
+async def test_a_message_acknowledged_is_in_the_supervision_inbox_with_it(tmp_path, leading):
+    """Among receivers sharing a store, what a stored message tells supervision is
+    committed with the message: a receiver that dies (or loses the lease) right after
+    the acknowledgement, before a hand-over (not leading) or a turn (leading) was
+    committed, costs supervision nothing; whoever leads next takes it in."""
+    from receiver.supervision.engine import State
+
+    async with bank_world(tmp_path, test_interval=3600) as world:
+        async_store = AsyncStore(world.store)
+        world.store.receiver = "tokyo"
+        here = Supervisor(async_store, ListNotifier())
+        here.receiver, here.leading = "tokyo", leading
+
+        async def dies_first(*args: object) -> None:
+            await asyncio.Event().wait()  # the process is gone before this commits
+
+        async_store.supervision_inbox_put = dies_first  # type: ignore[method-assign]
+        bank = world.bank(async_store, supervisor=here)
+        bank.leadership = _NotRunning()  # type: ignore[assignment]
+        async with world.serving(bank):
+            report = await world.line_test()
+            assert report.result == "ok", report  # acknowledged: committed
+            (row,) = world.store.supervision_inbox()  # at once, with the message
+            assert json.loads(row[1])["device"] == "plant"
+        if here._handing is not None:
+            here._handing.cancel()
+    other = SQLiteStore(tmp_path / "centre.db")
+    leader = Supervisor(AsyncStore(other), ListNotifier())
+    leader.receiver = "paris"
+    await leader.start()
+    await leader.turn(time.time())
+    status = leader.engine.status("plant")
+    assert status.state is State.UP and status.last is not None
+    assert other.supervision_inbox() == []  # taken in, once
+    other.close()
