@@ -88,6 +88,8 @@ class Device:
     site: str | None
     last_counter: int
     last_seen: float | None
+    customer: str | None = None
+    """Whose device it is (routing matches on it; schema step 9)."""
 
     @property
     def revoked(self) -> bool:
@@ -217,7 +219,14 @@ class Store(abc.ABC):
     # devices
     @abc.abstractmethod
     def enroll(
-        self, name: str, public_key: bytes, *, test_interval: float, grace: float, site: str | None
+        self,
+        name: str,
+        public_key: bytes,
+        *,
+        test_interval: float,
+        grace: float,
+        site: str | None,
+        customer: str | None = None,
     ) -> Device: ...
 
     @abc.abstractmethod
@@ -227,6 +236,10 @@ class Store(abc.ABC):
     def rekey(self, name: str, public_key: bytes, when: float) -> Device:
         """Give a device a new key (a rebuilt system): its call counter starts again,
         a revocation is lifted, its history stays."""
+
+    @abc.abstractmethod
+    def assign(self, name: str, attributes: Mapping[str, str | None]) -> Device:
+        """Set a device's `ASSIGNABLE` attributes (a None or empty value clears one)."""
 
     @abc.abstractmethod
     def devices(self) -> list[Device]: ...
@@ -519,6 +532,7 @@ class Store(abc.ABC):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         sort: str = "name",
         offset: int = 0,
@@ -530,6 +544,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def console_sites(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def console_customers(self) -> list[str]: ...
 
     @abc.abstractmethod
     def console_supervision_states(
@@ -545,6 +562,7 @@ class Store(abc.ABC):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         path: str | None = None,
         sort: str = "name",
@@ -745,11 +763,15 @@ class AuditEntry:
     detail: str | None
 
 
+ASSIGNABLE = ("site", "customer")
+"""The attributes of a device `Store.assign` sets (column names: never user input)."""
+
 CONSOLE_SORTS = {
     "name": "name",
     "state": "CASE state WHEN 'down' THEN 0 WHEN 'late' THEN 1 WHEN 'never' THEN 2 "
     "WHEN 'ok' THEN 3 ELSE 4 END, name",
     "site": "site IS NULL, site, name",
+    "customer": "customer IS NULL, customer, name",
     "last_call": "last_seen IS NULL, last_seen DESC, name",
     "deadline": "deadline IS NULL, deadline, name",
 }
@@ -818,6 +840,7 @@ def device_list_page(
     site: str | None,
     text: str | None,
     path: str | None = None,
+    customer: str | None = None,
     sort: str,
     offset: int,
     limit: int,
@@ -832,6 +855,7 @@ def device_list_page(
     for clause, value in (
         (f"state = {p}", state),
         (f"site = {p}", site),
+        (f"customer = {p}", customer),
         (name_contains, text),
         (f"extra LIKE {p}", path_pattern(path) if path else None),
     ):
@@ -1000,6 +1024,10 @@ _STEP_8_SUPERVISION_STATES = "CREATE INDEX supervision_state ON supervision(stat
 """The console counts devices by supervision's state and lists the late and down ones
 (`supervision_states`) from this index rather than from every row of the table."""
 
+_STEP_9_CUSTOMER = "ALTER TABLE devices ADD COLUMN customer TEXT;"
+"""Whose each device is: set by `enroll --customer` and `assign`, shown and filtered by
+the console, and matched by follow-the-sun's routes (an incident's `customer`)."""
+
 MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_1,
     _STEP_2_SECURITY_COUNTERS,
@@ -1009,13 +1037,14 @@ MIGRATIONS: tuple[str, ...] = (
     _STEP_6_SUPERVISION,
     _STEP_7_SITES,
     _STEP_8_SUPERVISION_STATES,
+    _STEP_9_CUSTOMER,
 )
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
 
 _DEVICE_COLUMNS = (
     "id, name, public_key, enrolled_at, revoked_at, test_interval, grace, "
-    "site, last_counter, last_seen"
+    "site, last_counter, last_seen, customer"
 )
 
 
@@ -1049,15 +1078,22 @@ class SQLiteStore(Database, Store):
     # -- devices -------------------------------------------------------------------------
 
     def enroll(
-        self, name: str, public_key: bytes, *, test_interval: float, grace: float, site: str | None
+        self,
+        name: str,
+        public_key: bytes,
+        *,
+        test_interval: float,
+        grace: float,
+        site: str | None,
+        customer: str | None = None,
     ) -> Device:
         now = time.time()
         try:
             with self._write() as db:
                 db.execute(
                     "INSERT INTO devices (name, public_key, enrolled_at, test_interval, grace, "
-                    "site) VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, public_key, now, test_interval, grace, site),
+                    "site, customer) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (name, public_key, now, test_interval, grace, site, customer),
                 )
         except ConstraintViolation:
             if self._device("name = ?", (name,)) is not None:
@@ -1098,6 +1134,20 @@ class SQLiteStore(Database, Store):
             raise NotFound(f"no device named {name!r}")
         if not changed:
             raise AlreadyExists(f"{name!r} was already revoked")
+        return device
+
+    def assign(self, name: str, attributes: Mapping[str, str | None]) -> Device:
+        unknown = set(attributes) - set(ASSIGNABLE)
+        if unknown:
+            raise ValueError(f"not a device attribute: {', '.join(sorted(unknown))}")
+        if attributes:
+            columns = ", ".join(f"{column} = ?" for column in attributes)  # ASSIGNABLE's
+            values = tuple(value or None for value in attributes.values())
+            with self._write() as db:
+                db.execute(f"UPDATE devices SET {columns} WHERE name = ?", (*values, name))
+        device = self._device("name = ?", (name,))
+        if device is None:
+            raise NotFound(f"no device named {name!r}")
         return device
 
     def devices(self) -> list[Device]:
@@ -1375,7 +1425,7 @@ class SQLiteStore(Database, Store):
         rows = self._read(
             "SELECT d.name, d.id, d.test_interval, d.grace, d.enrolled_at, d.revoked_at, "
             "d.site, s.state, s.since, s.last, coalesce(s.line_tests_only, 0), s.schedule, "
-            "s.extra, s.last_port, s.last_caller, s.attributes "
+            "s.extra, s.last_port, s.last_caller, s.attributes, d.customer "
             f"FROM devices d LEFT JOIN supervision s ON s.device_id = d.id {where} ORDER BY d.id",
             () if device is None else (device,),
         )
@@ -1670,6 +1720,7 @@ class SQLiteStore(Database, Store):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         sort: str = "name",
         offset: int = 0,
@@ -1690,18 +1741,27 @@ class SQLiteStore(Database, Store):
             now,
             state=state,
             site=site,
+            customer=customer,
             text=text,
             sort=sort,
             offset=offset,
             limit=limit,
         )
-        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], total
+        return [(Device(*row[:11]), str(row[11]), row[12]) for row in rows], total
 
     def console_sites(self) -> list[str]:
         return [
             str(row[0])
             for row in self._read(
                 "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
+            )
+        ]
+
+    def console_customers(self) -> list[str]:
+        return [
+            str(row[0])
+            for row in self._read(
+                "SELECT DISTINCT customer FROM devices WHERE customer IS NOT NULL ORDER BY customer"
             )
         ]
 
@@ -1720,6 +1780,7 @@ class SQLiteStore(Database, Store):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         path: str | None = None,
         sort: str = "name",
@@ -1734,13 +1795,14 @@ class SQLiteStore(Database, Store):
             now,
             state=state,
             site=site,
+            customer=customer,
             text=text,
             path=path,
             sort=sort,
             offset=offset,
             limit=limit,
         )
-        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], total
+        return [(Device(*row[:11]), str(row[11]), row[12], row[13]) for row in rows], total
 
 
 # -- the writes, inside a transaction the caller holds ----------------------------------
@@ -2219,6 +2281,7 @@ class SupervisionRow(NamedTuple):
     last_port: str | None
     last_caller: str | None
     attributes: str | None
+    customer: str | None = None
 
 
 @dataclass(frozen=True)
