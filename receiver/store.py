@@ -783,7 +783,10 @@ console's words; 6 (retired) and a revoked device read "revoked". receiver.super
 .console checks this against the engine's states."""
 
 
-def supervised_sql(p: str) -> str:
+_SUPERVISED_SOURCE = "devices d LEFT JOIN supervision s ON s.device_id = d.id"
+
+
+def supervised_sql(p: str, source: str = _SUPERVISED_SOURCE) -> str:
     """The devices with the state the console shows (columns: the device's, `state`,
     `deadline`), for both backends (`p`: the placeholder; the query takes `now` twice):
     supervision's kept state where it has one; where it has none yet (a device it has
@@ -806,8 +809,68 @@ def supervised_sql(p: str) -> str:
         f"WHEN s.state IS NULL THEN {judged_deadline} "
         "WHEN s.state IN (0, 1, 2, 3, 4) AND s.schedule IS NULL "
         "THEN s.last + d.test_interval END AS deadline, s.extra AS extra "
-        "FROM devices d LEFT JOIN supervision s ON s.device_id = d.id"
+        f"FROM {source}"
     )
+
+
+_UNSUPERVISED = (
+    "devices d CROSS JOIN (SELECT CAST(NULL AS INTEGER) AS state, CAST(NULL AS TEXT) AS "
+    "schedule, CAST(NULL AS DOUBLE PRECISION) AS last, CAST(NULL AS TEXT) AS extra) s"
+)
+"""Devices as `supervised_sql` reads one supervision kept nothing for, without a join."""
+
+
+def supervised_state_sql(p: str, state: str | None) -> tuple[str, int]:
+    """`supervised_sql` for a list filtered by `state`, and how many times it takes
+    `now`: only the devices that may be in that state, each found through an index
+    (supervision's by state, the deadline's for the overdue it has no row for, the
+    revoked's), rather than every device joined with its row and judged. The list's
+    own `state = ...` filter still decides; these are candidates. A state most devices
+    are in (ok), or none: `supervised_sql` itself."""
+    codes = [str(v) for v, name in SUPERVISION_STATE_NAMES.items() if name == state]
+    if state not in ("late", "down", "never", "on test", "revoked") or not (
+        codes or state == "revoked"
+    ):
+        return supervised_sql(p), 2
+    deadline = "coalesce(d.last_seen, d.enrolled_at) + d.test_interval + d.grace"
+    # per device, a look-up of supervision's key (an anti-join hashes the whole table)
+    unsupervised = "(SELECT count(*) FROM supervision x WHERE x.device_id = d.id) = 0"
+    if state == "revoked":  # revoked devices, and those supervision retired
+        known = ", ".join(str(v) for v in SUPERVISION_STATE_NAMES)
+        branches = [
+            (_SUPERVISED_SOURCE + " WHERE d.revoked_at IS NOT NULL", 0),
+            (
+                "(SELECT * FROM supervision WHERE state NOT IN "
+                f"({known})) s JOIN devices d ON d.id = s.device_id WHERE d.revoked_at IS NULL",
+                0,
+            ),
+        ]
+    else:
+        branches = [
+            (
+                f"(SELECT * FROM supervision WHERE state IN ({', '.join(codes)})) s "
+                "JOIN devices d ON d.id = s.device_id",
+                0,
+            ),
+        ]
+    if state in ("late", "down"):  # judged from the last call: overdue, so indexed
+        branches.append(
+            (
+                f"{_UNSUPERVISED} WHERE d.revoked_at IS NULL AND {deadline} < {p} "
+                f"AND {unsupervised}",
+                1,
+            )
+        )
+    elif state == "never":
+        branches.append(
+            (
+                f"{_UNSUPERVISED} WHERE d.last_seen IS NULL AND d.revoked_at IS NULL "
+                f"AND {unsupervised}",
+                0,
+            )
+        )
+    sql = " UNION ALL ".join(supervised_sql(p, source) for source, _ in branches)
+    return sql, 2 * len(branches) + sum(n for _, n in branches)
 
 
 PATH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -844,14 +907,15 @@ def device_list_page(
     sort: str,
     offset: int,
     limit: int,
+    nows: int = 2,
 ) -> tuple[list[Any], int]:
     """One page of the console's device list, for both backends: the rows of `listed`
-    (a query taking `now` twice, with `state` and `extra` columns when `path` is used)
-    filtered and sorted (`CONSOLE_SORTS`), and how many match in all. `p` is the
+    (a query taking `now` `nows` times, with `state` and `extra` columns when `path` is
+    used) filtered and sorted (`CONSOLE_SORTS`), and how many match in all. `p` is the
     placeholder; `name_contains` the dialect's "name contains `p`" test (both fold
     ASCII only)."""
     clauses: list[str] = []
-    args: list[Any] = [now, now]
+    args: list[Any] = [now] * nows
     for clause, value in (
         (f"state = {p}", state),
         (f"site = {p}", site),
@@ -863,6 +927,17 @@ def device_list_page(
             clauses.append(clause)
             args.append(value)
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    if clauses:
+        # filtered: the page and the count in one pass over the matching rows (a
+        # separate count would judge them all again)
+        counted = read(
+            f"SELECT *, count(*) OVER () FROM ({listed}) listed {where} "
+            f"ORDER BY {CONSOLE_SORTS[sort]} LIMIT {p} OFFSET {p}",
+            (*args, limit, offset),
+        )
+        if counted or not offset:
+            return [row[:-1] for row in counted], int(counted[0][-1]) if counted else 0
+    # unfiltered (the first page stops early in the sort's index), or past the end
     total = read(f"SELECT count(*) FROM ({listed}) listed {where}", tuple(args))[0][0]
     rows = read(
         f"SELECT * FROM ({listed}) listed {where} "
@@ -1787,12 +1862,14 @@ class SQLiteStore(Database, Store):
         offset: int = 0,
         limit: int = 200,
     ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
+        listed, nows = supervised_state_sql("?", state)
         rows, total = device_list_page(
             self._read,
             "?",
-            supervised_sql("?"),
+            listed,
             _SQLITE_NAME_CONTAINS,
             now,
+            nows=nows,
             state=state,
             site=site,
             customer=customer,

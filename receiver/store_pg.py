@@ -70,7 +70,7 @@ from .store import (
     TimelineRow,
     device_list_page,
     security_counters,
-    supervised_sql,
+    supervised_state_sql,
     supervision_states,
 )
 
@@ -1108,21 +1108,31 @@ class PostgresStore(Store):
         offset: int = 0,
         limit: int = 200,
     ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
-        rows, total = device_list_page(
-            self._read,
-            "%s",
-            supervised_sql("%s"),
-            _NAME_CONTAINS,
-            now,
-            state=state,
-            site=site,
-            customer=customer,
-            text=text,
-            path=path,
-            sort=sort,
-            offset=offset,
-            limit=limit,
-        )
+        listed, nows = supervised_state_sql("%s", state)
+        # without JIT, as console_supervision_states: the per-device key look-ups'
+        # estimate would start a compilation that costs more than the read
+        with self._connection() as db, db.transaction():
+            db.execute("SET LOCAL jit = off")
+
+            def read(sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+                return db.execute(sql, args).fetchall()
+
+            rows, total = device_list_page(
+                read,
+                "%s",
+                listed,
+                _NAME_CONTAINS,
+                now,
+                state=state,
+                site=site,
+                customer=customer,
+                text=text,
+                path=path,
+                sort=sort,
+                offset=offset,
+                limit=limit,
+                nows=nows,
+            )
         return [(Device(*row[:11]), str(row[11]), row[12], row[13]) for row in rows], total
 
 
