@@ -394,8 +394,10 @@ class Supervisor:
             self.engine.add(
                 name, interval=device.test_interval, grace=device.grace, enrolled=device.enrolled_at
             )
-            if device.site:
-                self.incidents.set_attributes(name, {"site": device.site})
+            if device.site or device.customer:  # what routes match on
+                self.incidents.set_attributes(
+                    name, {"site": device.site or "", "customer": device.customer or ""}
+                )
         path = stored.path or self.settings.path_of(stored.port)
         attributes = {"port": stored.port}
         exchange = persist.exchange_of(stored.caller or "", self.settings.exchange_digits)
