@@ -525,5 +525,9 @@ class Supervisor:
                     self.engine.load(
                         persist.record_from_row(row), schedule_lead=self.settings.schedule_lead
                     )
+                    # `assign` may have cleared what routes match on
+                    self.incidents.forget_attributes(
+                        name, [key for key in ("site", "customer") if not getattr(row, key)]
+                    )
                     self._take_attributes(row)
         return out

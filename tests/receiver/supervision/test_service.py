@@ -264,6 +264,7 @@ def test_a_devices_customer_reaches_its_incidents_and_routing(centre):
         "acme",
     )
     assert acme.exit_code == 0, acme.output
+    assert cli(centre, "assign", "plant-a", "--customer", "initech").exit_code == 0
     clock = Clock()
     notifier = ListNotifier()
     sup = supervisor(centre, clock, notifier)
@@ -274,8 +275,10 @@ def test_a_devices_customer_reaches_its_incidents_and_routing(centre):
             await message(sup, name, clock)
 
     run(start())
-    # while it runs: the command line's change is taken in (announce), as enrol's is
+    # while it runs: the command line's changes are taken in (announce), as enrol's is,
+    # a customer cleared included
     assert cli(centre, "assign", "plant-b", "--customer", "globex").exit_code == 0
+    assert cli(centre, "assign", "plant-a", "--customer", "").exit_code == 0
 
     async def silent():
         clock.now += 3600 + 600 + 1
