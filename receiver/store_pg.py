@@ -69,6 +69,7 @@ from .store import (
     SupervisionRow,
     TimelineRow,
     device_list_page,
+    distinct_values,
     security_counters,
     supervised_state_sql,
     supervision_states,
@@ -1064,20 +1065,10 @@ class PostgresStore(Store):
         return [(Device(*row[:11]), str(row[11]), row[12]) for row in rows], total
 
     def console_sites(self) -> list[str]:
-        return [
-            str(row[0])
-            for row in self._read(
-                "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
-            )
-        ]
+        return [str(row[0]) for row in self._read(distinct_values("site"))]
 
     def console_customers(self) -> list[str]:
-        return [
-            str(row[0])
-            for row in self._read(
-                "SELECT DISTINCT customer FROM devices WHERE customer IS NOT NULL ORDER BY customer"
-            )
-        ]
+        return [str(row[0]) for row in self._read(distinct_values("customer"))]
 
     # -- the console over supervision's states --------------------------------------------
 
