@@ -827,11 +827,9 @@ def supervised_state_sql(p: str, state: str | None) -> tuple[str, int]:
     revoked's), rather than every device joined with its row and judged. The list's
     own `state = ...` filter still decides; these are candidates. A state most devices
     are in (ok), or none: `supervised_sql` itself."""
-    codes = [str(v) for v, name in SUPERVISION_STATE_NAMES.items() if name == state]
-    if state not in ("late", "down", "never", "on test", "revoked") or not (
-        codes or state == "revoked"
-    ):
+    if state not in ("late", "down", "never", "on test", "revoked"):
         return supervised_sql(p), 2
+    codes = [str(v) for v, name in SUPERVISION_STATE_NAMES.items() if name == state]
     deadline = "coalesce(d.last_seen, d.enrolled_at) + d.test_interval + d.grace"
     # per device, a look-up of supervision's key (an anti-join hashes the whole table)
     unsupervised = "(SELECT count(*) FROM supervision x WHERE x.device_id = d.id) = 0"
