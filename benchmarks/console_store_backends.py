@@ -8,12 +8,15 @@ benchmarks/console_overview.py); PostgreSQL's go into a database made for the ru
 dropped after it. Every device also has a row in supervision's table (the late and
 down ones late or down there too), as under a running supervision. Printed: the median
 of `--runs` calls of each console read the overview and the device list make, without
-supervision (judged from the last call) and with it, per backend, in milliseconds.
+supervision (judged from the last call) and with it, per backend, in milliseconds; and
+the whole request of the device list of the down ones (`GET /devices?state=down`,
+server-side: aiohttp's in-process test server, logged in, supervision's states).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sqlite3
 import statistics
 import tempfile
@@ -25,9 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from aiohttp.test_utils import TestClient, TestServer
+from argon2 import PasswordHasher
 
 from receiver.store import SQLiteStore, Store
 from receiver.store_pg import PostgresStore
+from receiver.supervision.console import StoreSupervision
+from receiver.supervision.settings import SupervisionSettings
+from receiver.web.app import Console, make_app
+from receiver.web.config import WebConfig
+from receiver.web.storage import ConsoleStore
 
 NOW = 1_780_000_000.0
 COLUMNS = "name, public_key, enrolled_at, test_interval, grace, site, last_counter, last_seen"
@@ -95,6 +105,42 @@ READS: dict[str, Callable[[Store], object]] = {
 }
 
 
+HTTP = "GET /devices?state=down (server-side)"
+
+
+async def measure_http(store: Store, runs: int) -> float:
+    """The median of `runs` whole requests of the down devices' list, logged in."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    store.console_add_account("bench", cheap.hash("benchmark password"), "viewer", NOW)
+    console_store = ConsoleStore(store)
+    console = Console(
+        store=console_store,
+        sqlite=store,
+        config=WebConfig(port=0),
+        supervision=StoreSupervision(console_store, store, SupervisionSettings()),
+        clock=lambda: NOW,
+    )
+    client: TestClient[Any, Any] = TestClient(TestServer(make_app(console)))
+    await client.start_server()
+    try:
+        page = await client.get("/login")
+        token = (await page.text()).split('name="csrf" value="')[1].split('"')[0]
+        await client.post(
+            "/login", data={"name": "bench", "password": "benchmark password", "csrf": token}
+        )
+        samples = []
+        for _ in range(runs + 1):  # the first warms the caches
+            start = time.perf_counter()
+            response = await client.get("/devices?state=down&sort=deadline")
+            body = await response.text()
+            samples.append(time.perf_counter() - start)
+            assert response.status == 200 and "device(s)" in body
+        return statistics.median(samples[1:]) * 1000
+    finally:
+        await client.close()
+        console_store.close()
+
+
 def measure(store: Store, runs: int) -> dict[str, float]:
     result = {}
     for label, read in READS.items():
@@ -129,6 +175,7 @@ def main() -> None:
             ):
                 try:
                     figures[kind] = measure(store, args.runs)
+                    figures[kind][HTTP] = asyncio.run(measure_http(store, args.runs))
                 finally:
                     store.close()
     finally:
@@ -136,7 +183,7 @@ def main() -> None:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'.encode())
     print(f"{args.devices:,} devices, median of {args.runs} calls, ms:")
     print(f"  {'read':<42} {'sqlite':>8} {'postgresql':>11}")
-    for label in READS:
+    for label in (*READS, HTTP):
         print(
             f"  {label:<42} {figures['sqlite'][label]:>8.1f} {figures['postgresql'][label]:>11.1f}"
         )

@@ -215,6 +215,7 @@ def init(
 @click.option("--test-interval", default=None, help="How often it line-tests (e.g. 24h).")
 @click.option("--grace", default=None, help="How late a test may be (e.g. 15m).")
 @click.option("--site", default=None, help="Where the device is (for routing alerts).")
+@click.option("--customer", default=None, help="Whose device it is (for routing alerts).")
 @pass_context
 def enroll(
     ctx: Context,
@@ -223,6 +224,7 @@ def enroll(
     test_interval: str | None,
     grace: str | None,
     site: str | None,
+    customer: str | None,
 ) -> None:
     """Enrol a device by NAME and public key."""
     config = ctx.config()
@@ -239,10 +241,34 @@ def enroll(
         if not low <= value <= high:
             fail(f"{option}: must be between {format_duration(low)} and {format_duration(high)}")
     store = ctx.store()
-    device = guarded(lambda: store.enroll(name, key, test_interval=interval, grace=late, site=site))
+    device = guarded(
+        lambda: store.enroll(
+            name, key, test_interval=interval, grace=late, site=site, customer=customer
+        )
+    )
     guarded(lambda: announce(store, device.name))  # a running receiver supervises it now
     store.close()
     click.echo(f"enrolled {device.name} (tests every {interval:g} s, grace {late:g} s)")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--customer", default=None, help='Whose device it is ("" for nobody\'s).')
+@click.option("--site", default=None, help='Where the device is ("" for nowhere).')
+@pass_context
+def assign(ctx: Context, name: str, customer: str | None, site: str | None) -> None:
+    """Set an enrolled device's customer or site (what the console filters by and
+    follow-the-sun's routes match on)."""
+    changes = {
+        key: value for key, value in (("customer", customer), ("site", site)) if value is not None
+    }
+    if not changes:
+        fail("assign: give --customer or --site (or both)")
+    store = ctx.store()
+    device = guarded(lambda: store.assign(name, changes))
+    guarded(lambda: announce(store, device.name))  # a running receiver routes by it now
+    store.close()
+    click.echo(f"{device.name}: customer {device.customer or '-'}, site {device.site or '-'}")
 
 
 @main.command()
@@ -303,6 +329,7 @@ def devices(ctx: Context, as_json: bool) -> None:
             "test_interval": d.test_interval,
             "grace": d.grace,
             "site": d.site,
+            "customer": d.customer,
             "last_counter": d.last_counter,
             "last_seen": _when(d.last_seen),
             **supervision.get(d.name, {}),
@@ -314,7 +341,7 @@ def devices(ctx: Context, as_json: bool) -> None:
         return
     click.echo(
         f"{'name':<16} {'state':<8} {'supervision':<11} {'last call':<20} "
-        f"{'next deadline':<20} {'paths':<12} {'site':<10} public key"
+        f"{'next deadline':<20} {'paths':<12} {'site':<10} {'customer':<10} public key"
     )
     for item in items:
         state = "revoked" if item["revoked"] else "active"
@@ -323,7 +350,7 @@ def devices(ctx: Context, as_json: bool) -> None:
             f"{item['name']:<16} {state:<8} {item.get('supervision', '-'):<11} "
             f"{last_call or '-':<20} {item.get('next_deadline') or '-':<20} "
             f"{paths_text(item.get('paths', {})):<12} {item['site'] or '-':<10} "
-            f"{item['public_key']}"
+            f"{item['customer'] or '-':<10} {item['public_key']}"
         )
 
 

@@ -45,9 +45,12 @@ def web_config(config: CentreConfig) -> WebConfig | None:
     return parse_web(config.web, config.path)
 
 
-def prepare(config: CentreConfig, web: WebConfig | None = None) -> Console | None:
+def prepare(
+    config: CentreConfig, web: WebConfig | None = None, sync: Store | None = None
+) -> Console | None:
     """The console `config` asks for (None: `[web] listen` is not set). Opens its own
-    store connection; a bad setting, routing file or certificate is one line and exit."""
+    store connection (unless given `sync`: `callhome demo`'s store, whatever the
+    environment says); a bad setting, routing file or certificate is one line and exit."""
     try:
         web = web or web_config(config)
         if web is None:
@@ -58,7 +61,7 @@ def prepare(config: CentreConfig, web: WebConfig | None = None) -> Console | Non
         routing = routing_next_to(config.path)
         context = tls_context(web)
         # the centre's store, whichever it is (SQLite file or PostgreSQL)
-        sync = open_store(store_location(config), timeout=3.0)
+        sync = sync or open_store(store_location(config), timeout=3.0)
     except ConfigError as exc:
         _fail(str(exc))
     except (OSError, ssl.SSLError) as exc:

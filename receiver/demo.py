@@ -13,20 +13,28 @@ that degrades (an urgent call) and recovers (carried by the next call), a flappi
 system falls silent (late, down, an incident routed to the centre on duty), a callback
 tells a broken dial-out from a dead system, one system is on test, one is restored.
 Then a summary.
+
+The operator console serves the centre on a loopback address while the demo runs (a
+`demo` operator account whose password is printed; `--no-console` to leave it out,
+`--stay` to keep it up after the story): log in and watch the calls, the devices and
+supervision's incidents change live.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
+import secrets
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -40,14 +48,19 @@ from modem_drivers.virtual import PhoneNetwork
 from modem_drivers.virtual.network import NetworkTiming
 from modem_drivers.virtual.runner import NetworkRunner
 
+from . import cli_web
 from .agent_reports import describe
 from .cli import centre_bank
 from .cli_supervision import Routed, announce, routing_for
 from .config import CentreConfig
-from .store import AsyncStore, SQLiteStore
+from .store import SQLiteStore
 from .supervision import operations
 from .supervision.callback import Policy
 from .supervision.settings import SupervisionSettings
+from .web.config import WebConfig, parse_listen
+
+if TYPE_CHECKING:
+    from .web.app import Console
 
 CENTRE_NUMBER = "5550100"
 BANK = (("bank0", "usr"), ("bank1", "conexant"), ("bank2", "generic"))
@@ -131,24 +144,62 @@ class Narrator:
     show_default=True,
     help="Real seconds per network second (1.0: real modem timing).",
 )
-def demo(directory: str | None, time_scale: float) -> None:
+@click.option(
+    "--console/--no-console",
+    "with_console",
+    default=True,
+    show_default=True,
+    help="Serve the operator console while the demo runs (a demo account is printed).",
+)
+@click.option(
+    "--console-listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    help="The console's loopback HOST:PORT (port 0: a free one, printed).",
+)
+@click.option(
+    "--stay", is_flag=True, help="Keep the centre and its console up after the story, to Ctrl-C."
+)
+def demo(
+    directory: str | None,
+    time_scale: float,
+    with_console: bool,
+    console_listen: str,
+    stay: bool,
+) -> None:
     """A support centre and three client systems on the virtual phone network."""
     if time_scale <= 0:
         raise click.BadParameter("must be positive", param_hint="--time-scale")
+    listen = _loopback(console_listen) if with_console else None
     if directory:
         folder = Path(directory)
         if folder.exists() and any(folder.iterdir()):
             click.echo(f"callhome: {folder} is not empty", err=True)
             sys.exit(2)
         folder.mkdir(parents=True, exist_ok=True)
-        sys.exit(_run(folder, time_scale))
+        sys.exit(_run(folder, time_scale, listen, stay))
     with tempfile.TemporaryDirectory(prefix="callhome-demo-") as tmp:
-        sys.exit(_run(Path(tmp), time_scale))
+        sys.exit(_run(Path(tmp), time_scale, listen, stay))
 
 
-def _run(folder: Path, time_scale: float) -> int:
+def _loopback(text: str) -> tuple[str, int]:
+    """The console's address: loopback only, since its password is printed."""
     try:
-        return asyncio.run(_demo(folder, time_scale))
+        host, port = parse_listen(text)
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--console-listen") from None
+    if not loopback:
+        raise click.BadParameter(
+            f"{host} is not a loopback address (the demo prints the console's password)",
+            param_hint="--console-listen",
+        )
+    return host, port
+
+
+def _run(folder: Path, time_scale: float, listen: tuple[str, int] | None, stay: bool) -> int:
+    try:
+        return asyncio.run(_demo(folder, time_scale, listen, stay))
     except KeyboardInterrupt:
         click.echo("callhome: demo interrupted", err=True)
         return 1
@@ -198,7 +249,35 @@ class _Client:
         return public_of(self.private)
 
 
-async def _demo(folder: Path, scale: float) -> int:
+def _console(config: CentreConfig, database: Path, listen: tuple[str, int]) -> tuple[Console, str]:
+    """The console as `run` serves it, on its own connection to the demo's store, and
+    the password of its `demo` operator (made here, printed by the caller)."""
+    from .cli_web import prepare
+    from .web.auth import hash_password
+
+    sync = SQLiteStore(database)
+    console = prepare(config, WebConfig(*listen), sync)
+    assert console is not None
+    password = secrets.token_urlsafe(12)
+    sync.console_add_account("demo", hash_password(password), "operator", time.time())
+    return console, password
+
+
+async def _stay(say: Narrator) -> None:
+    """Until Ctrl-C (or SIGTERM): the centre keeps answering and the console serving."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    say.say("centre", "the story is over; the centre and its console stay up (Ctrl-C ends)")
+    await stop.wait()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+
+
+async def _demo(
+    folder: Path, scale: float, listen: tuple[str, int] | None = None, stay: bool = False
+) -> int:
     configure_logging("info", json=True, stream=(folder / "demo.log").open("a"))
     say = Narrator()
     network = PhoneNetwork(timing=NetworkTiming(ring_on=1.0, ring_off=2.0))
@@ -241,15 +320,29 @@ async def _demo(folder: Path, scale: float) -> int:
     )
     click.echo(f"  time runs {1 / scale:g}x faster than on a real line\n")
 
-    async_store = AsyncStore(store)
-    # the centre as `callhome-receiver run` wires it: supervision, follow-the-sun routing
+    console, password = (
+        _console(centre_config, centre_folder / "centre.db", listen) if listen else (None, "")
+    )
+
+    def notify(what: str, **fields: Any) -> None:
+        say.centre(what, **fields)
+        if console is not None:
+            console.live.bank_event(what, **fields)
+
+    # the centre as `callhome-receiver run` wires it: supervision, follow-the-sun routing,
+    # the console (told of the bank's calls and supervision's incidents)
+    async_store = cli_web.bank_store(console, store)
     routed = Routed(routing_for(centre_config), async_store)
-    bank = centre_bank(centre_config, centre_private, async_store, routed, notify=say.centre)
+    bank = centre_bank(centre_config, centre_private, async_store, routed, console, notify)
     stop = asyncio.Event()
     failures: list[str] = []
     observed: dict[str, dict[str, float]] = {}
     try:
-        async with routed:
+        async with cli_web.served(console, list(bank.workers)), routed:
+            if console is not None:
+                host, port = console.addresses[0][:2]
+                url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+                click.echo(f"  console: {url} (log in as demo, password {password})\n")
             bank_task = asyncio.ensure_future(bank.run(stop))
             try:
                 while not all(worker.state == "ready" for worker in bank.workers):
@@ -267,6 +360,8 @@ async def _demo(folder: Path, scale: float) -> int:
                     observed,
                     failures,
                 )
+                if stay:
+                    await _stay(say)
             finally:
                 stop.set()
                 with contextlib.suppress(Exception):

@@ -88,6 +88,8 @@ class Device:
     site: str | None
     last_counter: int
     last_seen: float | None
+    customer: str | None = None
+    """Whose device it is (routing matches on it; schema step 9)."""
 
     @property
     def revoked(self) -> bool:
@@ -223,7 +225,14 @@ class Store(abc.ABC):
     # devices
     @abc.abstractmethod
     def enroll(
-        self, name: str, public_key: bytes, *, test_interval: float, grace: float, site: str | None
+        self,
+        name: str,
+        public_key: bytes,
+        *,
+        test_interval: float,
+        grace: float,
+        site: str | None,
+        customer: str | None = None,
     ) -> Device: ...
 
     @abc.abstractmethod
@@ -233,6 +242,10 @@ class Store(abc.ABC):
     def rekey(self, name: str, public_key: bytes, when: float) -> Device:
         """Give a device a new key (a rebuilt system): its call counter starts again,
         a revocation is lifted, its history stays."""
+
+    @abc.abstractmethod
+    def assign(self, name: str, attributes: Mapping[str, str | None]) -> Device:
+        """Set a device's `ASSIGNABLE` attributes (a None or empty value clears one)."""
 
     @abc.abstractmethod
     def devices(self) -> list[Device]: ...
@@ -530,6 +543,7 @@ class Store(abc.ABC):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         sort: str = "name",
         offset: int = 0,
@@ -541,6 +555,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def console_sites(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def console_customers(self) -> list[str]: ...
 
     @abc.abstractmethod
     def console_supervision_states(
@@ -556,6 +573,7 @@ class Store(abc.ABC):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         path: str | None = None,
         sort: str = "name",
@@ -756,11 +774,15 @@ class AuditEntry:
     detail: str | None
 
 
+ASSIGNABLE = ("site", "customer")
+"""The attributes of a device `Store.assign` sets (column names: never user input)."""
+
 CONSOLE_SORTS = {
     "name": "name",
     "state": "CASE state WHEN 'down' THEN 0 WHEN 'late' THEN 1 WHEN 'never' THEN 2 "
     "WHEN 'ok' THEN 3 ELSE 4 END, name",
     "site": "site IS NULL, site, name",
+    "customer": "customer IS NULL, customer, name",
     "last_call": "last_seen IS NULL, last_seen DESC, name",
     "deadline": "deadline IS NULL, deadline, name",
 }
@@ -772,7 +794,10 @@ console's words; 6 (retired) and a revoked device read "revoked". receiver.super
 .console checks this against the engine's states."""
 
 
-def supervised_sql(p: str) -> str:
+_SUPERVISED_SOURCE = "devices d LEFT JOIN supervision s ON s.device_id = d.id"
+
+
+def supervised_sql(p: str, source: str = _SUPERVISED_SOURCE) -> str:
     """The devices with the state the console shows (columns: the device's, `state`,
     `deadline`), for both backends (`p`: the placeholder; the query takes `now` twice):
     supervision's kept state where it has one; where it has none yet (a device it has
@@ -795,8 +820,66 @@ def supervised_sql(p: str) -> str:
         f"WHEN s.state IS NULL THEN {judged_deadline} "
         "WHEN s.state IN (0, 1, 2, 3, 4) AND s.schedule IS NULL "
         "THEN s.last + d.test_interval END AS deadline, s.extra AS extra "
-        "FROM devices d LEFT JOIN supervision s ON s.device_id = d.id"
+        f"FROM {source}"
     )
+
+
+_UNSUPERVISED = (
+    "devices d CROSS JOIN (SELECT CAST(NULL AS INTEGER) AS state, CAST(NULL AS TEXT) AS "
+    "schedule, CAST(NULL AS DOUBLE PRECISION) AS last, CAST(NULL AS TEXT) AS extra) s"
+)
+"""Devices as `supervised_sql` reads one supervision kept nothing for, without a join."""
+
+
+def supervised_state_sql(p: str, state: str | None) -> tuple[str, int]:
+    """`supervised_sql` for a list filtered by `state`, and how many times it takes
+    `now`: only the devices that may be in that state, each found through an index
+    (supervision's by state, the deadline's for the overdue it has no row for, the
+    revoked's), rather than every device joined with its row and judged. The list's
+    own `state = ...` filter still decides; these are candidates. A state most devices
+    are in (ok), or none: `supervised_sql` itself."""
+    if state not in ("late", "down", "never", "on test", "revoked"):
+        return supervised_sql(p), 2
+    codes = [str(v) for v, name in SUPERVISION_STATE_NAMES.items() if name == state]
+    deadline = "coalesce(d.last_seen, d.enrolled_at) + d.test_interval + d.grace"
+    # per device, a look-up of supervision's key (an anti-join hashes the whole table)
+    unsupervised = "(SELECT count(*) FROM supervision x WHERE x.device_id = d.id) = 0"
+    if state == "revoked":  # revoked devices, and those supervision retired
+        known = ", ".join(str(v) for v in SUPERVISION_STATE_NAMES)
+        branches = [
+            (_SUPERVISED_SOURCE + " WHERE d.revoked_at IS NOT NULL", 0),
+            (
+                "(SELECT * FROM supervision WHERE state NOT IN "
+                f"({known})) s JOIN devices d ON d.id = s.device_id WHERE d.revoked_at IS NULL",
+                0,
+            ),
+        ]
+    else:
+        branches = [
+            (
+                f"(SELECT * FROM supervision WHERE state IN ({', '.join(codes)})) s "
+                "JOIN devices d ON d.id = s.device_id",
+                0,
+            ),
+        ]
+    if state in ("late", "down"):  # judged from the last call: overdue, so indexed
+        branches.append(
+            (
+                f"{_UNSUPERVISED} WHERE d.revoked_at IS NULL AND {deadline} < {p} "
+                f"AND {unsupervised}",
+                1,
+            )
+        )
+    elif state == "never":
+        branches.append(
+            (
+                f"{_UNSUPERVISED} WHERE d.last_seen IS NULL AND d.revoked_at IS NULL "
+                f"AND {unsupervised}",
+                0,
+            )
+        )
+    sql = " UNION ALL ".join(supervised_sql(p, source) for source, _ in branches)
+    return sql, 2 * len(branches) + sum(n for _, n in branches)
 
 
 PATH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -814,6 +897,19 @@ def path_pattern(path: str) -> str:
     return '%"paths": {%"' + path + '": %}%'
 
 
+def distinct_values(column: str) -> str:
+    """The distinct values of a device column with an index over it (step 9), in order,
+    for both backends: from one value to the next through the index (a look-up each),
+    not DISTINCT over every device, which neither backend does without reading them
+    all. `column`: "site" or "customer" (never user input)."""
+    return (
+        f"WITH RECURSIVE v(x) AS (SELECT min({column}) FROM devices "
+        f"WHERE {column} IS NOT NULL UNION ALL SELECT (SELECT min({column}) FROM devices "
+        f"WHERE {column} IS NOT NULL AND {column} > v.x) "
+        "FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
+    )
+
+
 _SQLITE_NAME_CONTAINS = "instr(lower(name), lower(?)) > 0"
 """SQLite's "name contains": lower() folds ASCII only."""
 
@@ -829,20 +925,23 @@ def device_list_page(
     site: str | None,
     text: str | None,
     path: str | None = None,
+    customer: str | None = None,
     sort: str,
     offset: int,
     limit: int,
+    nows: int = 2,
 ) -> tuple[list[Any], int]:
     """One page of the console's device list, for both backends: the rows of `listed`
-    (a query taking `now` twice, with `state` and `extra` columns when `path` is used)
-    filtered and sorted (`CONSOLE_SORTS`), and how many match in all. `p` is the
+    (a query taking `now` `nows` times, with `state` and `extra` columns when `path` is
+    used) filtered and sorted (`CONSOLE_SORTS`), and how many match in all. `p` is the
     placeholder; `name_contains` the dialect's "name contains `p`" test (both fold
     ASCII only)."""
     clauses: list[str] = []
-    args: list[Any] = [now, now]
+    args: list[Any] = [now] * nows
     for clause, value in (
         (f"state = {p}", state),
         (f"site = {p}", site),
+        (f"customer = {p}", customer),
         (name_contains, text),
         (f"extra LIKE {p}", path_pattern(path) if path else None),
     ):
@@ -850,6 +949,17 @@ def device_list_page(
             clauses.append(clause)
             args.append(value)
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    if clauses:
+        # filtered: the page and the count in one pass over the matching rows (a
+        # separate count would judge them all again)
+        counted = read(
+            f"SELECT *, count(*) OVER () FROM ({listed}) listed {where} "
+            f"ORDER BY {CONSOLE_SORTS[sort]} LIMIT {p} OFFSET {p}",
+            (*args, limit, offset),
+        )
+        if counted or not offset:
+            return [row[:-1] for row in counted], int(counted[0][-1]) if counted else 0
+    # unfiltered (the first page stops early in the sort's index), or past the end
     total = read(f"SELECT count(*) FROM ({listed}) listed {where}", tuple(args))[0][0]
     rows = read(
         f"SELECT * FROM ({listed}) listed {where} "
@@ -1011,6 +1121,16 @@ _STEP_8_SUPERVISION_STATES = "CREATE INDEX supervision_state ON supervision(stat
 """The console counts devices by supervision's state and lists the late and down ones
 (`supervision_states`) from this index rather than from every row of the table."""
 
+_STEP_9_CUSTOMER = """
+ALTER TABLE devices ADD COLUMN customer TEXT;
+CREATE INDEX devices_site ON devices(site) WHERE site IS NOT NULL;
+CREATE INDEX devices_customer ON devices(customer) WHERE customer IS NOT NULL;
+"""
+"""Whose each device is: set by `enroll --customer` and `assign`, shown and filtered by
+the console, and matched by follow-the-sun's routes (an incident's `customer`). The
+indexes give the console's list its sites and customers (`distinct_values`) without
+reading every device, and serve its filters."""
+
 MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_1,
     _STEP_2_SECURITY_COUNTERS,
@@ -1020,13 +1140,14 @@ MIGRATIONS: tuple[str, ...] = (
     _STEP_6_SUPERVISION,
     _STEP_7_SITES,
     _STEP_8_SUPERVISION_STATES,
+    _STEP_9_CUSTOMER,
 )
 """The store's schema, step by step (see `Database.migrations`); a PostgreSQL store
 applies the same steps."""
 
 _DEVICE_COLUMNS = (
     "id, name, public_key, enrolled_at, revoked_at, test_interval, grace, "
-    "site, last_counter, last_seen"
+    "site, last_counter, last_seen, customer"
 )
 
 
@@ -1060,15 +1181,22 @@ class SQLiteStore(Database, Store):
     # -- devices -------------------------------------------------------------------------
 
     def enroll(
-        self, name: str, public_key: bytes, *, test_interval: float, grace: float, site: str | None
+        self,
+        name: str,
+        public_key: bytes,
+        *,
+        test_interval: float,
+        grace: float,
+        site: str | None,
+        customer: str | None = None,
     ) -> Device:
         now = time.time()
         try:
             with self._write() as db:
                 db.execute(
                     "INSERT INTO devices (name, public_key, enrolled_at, test_interval, grace, "
-                    "site) VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, public_key, now, test_interval, grace, site),
+                    "site, customer) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (name, public_key, now, test_interval, grace, site, customer),
                 )
         except ConstraintViolation:
             if self._device("name = ?", (name,)) is not None:
@@ -1109,6 +1237,20 @@ class SQLiteStore(Database, Store):
             raise NotFound(f"no device named {name!r}")
         if not changed:
             raise AlreadyExists(f"{name!r} was already revoked")
+        return device
+
+    def assign(self, name: str, attributes: Mapping[str, str | None]) -> Device:
+        unknown = set(attributes) - set(ASSIGNABLE)
+        if unknown:
+            raise ValueError(f"not a device attribute: {', '.join(sorted(unknown))}")
+        if attributes:
+            columns = ", ".join(f"{column} = ?" for column in attributes)  # ASSIGNABLE's
+            values = tuple(value or None for value in attributes.values())
+            with self._write() as db:
+                db.execute(f"UPDATE devices SET {columns} WHERE name = ?", (*values, name))
+        device = self._device("name = ?", (name,))
+        if device is None:
+            raise NotFound(f"no device named {name!r}")
         return device
 
     def devices(self) -> list[Device]:
@@ -1398,7 +1540,7 @@ class SQLiteStore(Database, Store):
         rows = self._read(
             "SELECT d.name, d.id, d.test_interval, d.grace, d.enrolled_at, d.revoked_at, "
             "d.site, s.state, s.since, s.last, coalesce(s.line_tests_only, 0), s.schedule, "
-            "s.extra, s.last_port, s.last_caller, s.attributes "
+            "s.extra, s.last_port, s.last_caller, s.attributes, d.customer "
             f"FROM devices d LEFT JOIN supervision s ON s.device_id = d.id {where} ORDER BY d.id",
             () if device is None else (device,),
         )
@@ -1696,6 +1838,7 @@ class SQLiteStore(Database, Store):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         sort: str = "name",
         offset: int = 0,
@@ -1716,20 +1859,19 @@ class SQLiteStore(Database, Store):
             now,
             state=state,
             site=site,
+            customer=customer,
             text=text,
             sort=sort,
             offset=offset,
             limit=limit,
         )
-        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], total
+        return [(Device(*row[:11]), str(row[11]), row[12]) for row in rows], total
 
     def console_sites(self) -> list[str]:
-        return [
-            str(row[0])
-            for row in self._read(
-                "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
-            )
-        ]
+        return [str(row[0]) for row in self._read(distinct_values("site"))]
+
+    def console_customers(self) -> list[str]:
+        return [str(row[0]) for row in self._read(distinct_values("customer"))]
 
     # -- the console over supervision's states --------------------------------------------
 
@@ -1746,27 +1888,31 @@ class SQLiteStore(Database, Store):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         path: str | None = None,
         sort: str = "name",
         offset: int = 0,
         limit: int = 200,
     ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
+        listed, nows = supervised_state_sql("?", state)
         rows, total = device_list_page(
             self._read,
             "?",
-            supervised_sql("?"),
+            listed,
             _SQLITE_NAME_CONTAINS,
             now,
+            nows=nows,
             state=state,
             site=site,
+            customer=customer,
             text=text,
             path=path,
             sort=sort,
             offset=offset,
             limit=limit,
         )
-        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], total
+        return [(Device(*row[:11]), str(row[11]), row[12], row[13]) for row in rows], total
 
 
 # -- the writes, inside a transaction the caller holds ----------------------------------
@@ -2262,6 +2408,7 @@ class SupervisionRow(NamedTuple):
     last_port: str | None
     last_caller: str | None
     attributes: str | None
+    customer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from callhome.database import ConstraintViolation
 from .store import (
     _DEVICE_COLUMNS,
     _INCIDENT_COLUMNS,
+    ASSIGNABLE,
     IN_PROGRESS,
     INTERRUPTED,
     MIGRATIONS,
@@ -68,8 +69,9 @@ from .store import (
     SupervisionRow,
     TimelineRow,
     device_list_page,
+    distinct_values,
     security_counters,
-    supervised_sql,
+    supervised_state_sql,
     supervision_states,
 )
 
@@ -126,7 +128,11 @@ def _step_4_console() -> str:
     )
 
 
-PG_OVERRIDES: dict[int, str] = {4: _step_4_console()}
+PG_OVERRIDES: dict[int, str] = {
+    4: _step_4_console(),
+    # sorted by, as the names of `_BYTE_ORDER` are
+    9: postgres_step(MIGRATIONS[8]).replace("customer TEXT", 'customer TEXT COLLATE "C"'),
+}
 """Step number -> its PostgreSQL text, for a step `postgres_step` cannot translate."""
 
 
@@ -372,14 +378,22 @@ class PostgresStore(Store):
     # -- devices -------------------------------------------------------------------------
 
     def enroll(
-        self, name: str, public_key: bytes, *, test_interval: float, grace: float, site: str | None
+        self,
+        name: str,
+        public_key: bytes,
+        *,
+        test_interval: float,
+        grace: float,
+        site: str | None,
+        customer: str | None = None,
     ) -> Device:
         try:
             with self._write() as cursor:
                 cursor.execute(
-                    f"INSERT INTO devices (name, public_key, enrolled_at, test_interval, grace, "
-                    f"site) VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_DEVICE_COLUMNS}",
-                    (name, public_key, time.time(), test_interval, grace, site),
+                    "INSERT INTO devices (name, public_key, enrolled_at, test_interval, grace, "
+                    "site, customer) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    f"RETURNING {_DEVICE_COLUMNS}",
+                    (name, public_key, time.time(), test_interval, grace, site, customer),
                 )
                 row = cursor.fetchone()
         except ConstraintViolation:
@@ -418,6 +432,20 @@ class PostgresStore(Store):
             raise NotFound(f"no device named {name!r}")
         if not changed:
             raise AlreadyExists(f"{name!r} was already revoked")
+        return device
+
+    def assign(self, name: str, attributes: Mapping[str, str | None]) -> Device:
+        unknown = set(attributes) - set(ASSIGNABLE)
+        if unknown:
+            raise ValueError(f"not a device attribute: {', '.join(sorted(unknown))}")
+        if attributes:
+            columns = ", ".join(f"{column} = %s" for column in attributes)  # ASSIGNABLE's
+            values = tuple(value or None for value in attributes.values())
+
+            self._one(f"UPDATE devices SET {columns} WHERE name = %s", (*values, name))
+        device = self._device("name = %s", (name,))
+        if device is None:
+            raise NotFound(f"no device named {name!r}")
         return device
 
     def devices(self) -> list[Device]:
@@ -723,7 +751,7 @@ class PostgresStore(Store):
         rows = self._read(
             "SELECT d.name, d.id, d.test_interval, d.grace, d.enrolled_at, d.revoked_at, "
             "d.site, s.state, s.since, s.last, coalesce(s.line_tests_only, 0), s.schedule, "
-            "s.extra, s.last_port, s.last_caller, s.attributes "
+            "s.extra, s.last_port, s.last_caller, s.attributes, d.customer "
             f"FROM devices d LEFT JOIN supervision s ON s.device_id = d.id {where} ORDER BY d.id",
             () if device is None else (device,),
         )
@@ -1022,6 +1050,7 @@ class PostgresStore(Store):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         sort: str = "name",
         offset: int = 0,
@@ -1042,20 +1071,19 @@ class PostgresStore(Store):
             now,
             state=state,
             site=site,
+            customer=customer,
             text=text,
             sort=sort,
             offset=offset,
             limit=limit,
         )
-        return [(Device(*row[:10]), str(row[10]), row[11]) for row in rows], total
+        return [(Device(*row[:11]), str(row[11]), row[12]) for row in rows], total
 
     def console_sites(self) -> list[str]:
-        return [
-            str(row[0])
-            for row in self._read(
-                "SELECT DISTINCT site FROM devices WHERE site IS NOT NULL ORDER BY site"
-            )
-        ]
+        return [str(row[0]) for row in self._read(distinct_values("site"))]
+
+    def console_customers(self) -> list[str]:
+        return [str(row[0]) for row in self._read(distinct_values("customer"))]
 
     # -- the console over supervision's states --------------------------------------------
 
@@ -1079,27 +1107,39 @@ class PostgresStore(Store):
         *,
         state: str | None = None,
         site: str | None = None,
+        customer: str | None = None,
         text: str | None = None,
         path: str | None = None,
         sort: str = "name",
         offset: int = 0,
         limit: int = 200,
     ) -> tuple[list[tuple[Device, str, float | None, str | None]], int]:
-        rows, total = device_list_page(
-            self._read,
-            "%s",
-            supervised_sql("%s"),
-            _NAME_CONTAINS,
-            now,
-            state=state,
-            site=site,
-            text=text,
-            path=path,
-            sort=sort,
-            offset=offset,
-            limit=limit,
-        )
-        return [(Device(*row[:10]), str(row[10]), row[11], row[12]) for row in rows], total
+        listed, nows = supervised_state_sql("%s", state)
+        # without JIT, as console_supervision_states: the per-device key look-ups'
+        # estimate would start a compilation that costs more than the read
+        with self._connection() as db, db.transaction():
+            db.execute("SET LOCAL jit = off")
+
+            def read(sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+                return db.execute(sql, args).fetchall()
+
+            rows, total = device_list_page(
+                read,
+                "%s",
+                listed,
+                _NAME_CONTAINS,
+                now,
+                state=state,
+                site=site,
+                customer=customer,
+                text=text,
+                path=path,
+                sort=sort,
+                offset=offset,
+                limit=limit,
+                nows=nows,
+            )
+        return [(Device(*row[:11]), str(row[11]), row[12], row[13]) for row in rows], total
 
 
 # -- the writes of the hot path, inside a transaction the caller holds --------------------

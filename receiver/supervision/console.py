@@ -209,12 +209,14 @@ class StoreSupervision(NoSupervision):
         offset: int,
         limit: int,
         path: str = "",
+        customer: str = "",
     ) -> tuple[list[tuple[Device, DeviceState]], int]:
         rows, total = await self.store.read(
             self.sync.console_supervised_devices,
             now,
             state=state or None,
             site=site or None,
+            customer=customer or None,
             text=text or None,
             path=path or None,
             sort=sort,

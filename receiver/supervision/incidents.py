@@ -182,6 +182,19 @@ class Incidents:
                 column.frombytes(bytes(4 * (number + 1 - len(column))))  # 0: no value
             column[number] = value_id
 
+    def forget_attributes(self, device: str, keys: Iterable[str]) -> None:
+        """Drop `keys` of a device's attributes (an operator cleared its site or
+        customer): `set_attributes` takes an empty value as none given."""
+        number = self._ids.get(device)
+        if number is None:
+            for key in keys:
+                self._loose.get(device, {}).pop(key, None)
+            return
+        for key in keys:
+            column = self._columns.get(key)
+            if column is not None and number < len(column):
+                column[number] = 0  # no value
+
     def attributes(self, device: str) -> dict[str, str]:
         number = self._ids.get(device)
         if number is None:

@@ -186,6 +186,8 @@ def grouping_attributes(row: SupervisionRow, exchange_digits: int) -> dict[str, 
     attributes: dict[str, str] = json.loads(row.attributes) if row.attributes else {}
     if row.site:
         attributes["site"] = row.site
+    if row.customer:
+        attributes["customer"] = row.customer
     if row.last_port:
         attributes["port"] = row.last_port
     exchange = exchange_of(row.last_caller or "", exchange_digits)

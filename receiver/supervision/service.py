@@ -444,8 +444,10 @@ class Supervisor:
             self.engine.add(
                 name, interval=device.test_interval, grace=device.grace, enrolled=device.enrolled_at
             )
-            if device.site:
-                self.incidents.set_attributes(name, {"site": device.site})
+            if device.site or device.customer:  # what routes match on
+                self.incidents.set_attributes(
+                    name, {"site": device.site or "", "customer": device.customer or ""}
+                )
         path = stored.path or self.settings.path_of(stored.port)
         attributes = {"port": stored.port}
         exchange = persist.exchange_of(stored.caller or "", self.settings.exchange_digits)
@@ -572,6 +574,10 @@ class Supervisor:
                         continue
                     self.engine.load(
                         persist.record_from_row(row), schedule_lead=self.settings.schedule_lead
+                    )
+                    # `assign` may have cleared what routes match on
+                    self.incidents.forget_attributes(
+                        name, [key for key in ("site", "customer") if not getattr(row, key)]
                     )
                     self._take_attributes(row)
         return out

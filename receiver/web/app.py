@@ -372,6 +372,7 @@ async def devices_page(request: web.Request) -> web.StreamResponse:
     now = console.clock()
     query = request.query
     state, site, text = query.get("state", ""), query.get("site", ""), query.get("q", "")
+    customer = query.get("customer", "")
     sort = query.get("sort", "name")
     sort = sort if sort in CONSOLE_SORTS else "name"
     state = state if state in DEVICE_STATES else ""
@@ -387,8 +388,10 @@ async def devices_page(request: web.Request) -> web.StreamResponse:
         offset=number * PAGE,
         limit=PAGE,
         path=path,
+        customer=customer,
     )
     sites = await console.store.read(console.sqlite.console_sites)
+    customers = await console.store.read(console.sqlite.console_customers)
     return page(
         request,
         "devices.html",
@@ -398,7 +401,15 @@ async def devices_page(request: web.Request) -> web.StreamResponse:
         pages=max(1, math.ceil(total / PAGE)),
         states=DEVICE_STATES,
         sites=sites,
-        filters={"state": state, "site": site, "q": text, "path": path, "sort": sort},
+        customers=customers,
+        filters={
+            "state": state,
+            "site": site,
+            "customer": customer,
+            "q": text,
+            "path": path,
+            "sort": sort,
+        },
         path_choices=PATH_CHOICES,
         sorts=list(CONSOLE_SORTS),
     )

@@ -146,10 +146,11 @@ class Supervision(Protocol):
         offset: int,
         limit: int,
         path: str = "",
+        customer: str = "",
     ) -> tuple[list[tuple[Device, DeviceState]], int]:
         """One page of the device list, filtered and sorted (`CONSOLE_SORTS` keys), and
         how many match in all; `path` (heard on that path, or "failed") only where
-        `supported`."""
+        `supported`; `customer`: only that customer's devices."""
 
     async def put_on_test(self, device: str, who: str, until: float, now: float) -> None:
         """Hold alarms of `device` until `until` (work on site). Unsupported."""
@@ -216,12 +217,14 @@ class NoSupervision:
         offset: int,
         limit: int,
         path: str = "",
+        customer: str = "",
     ) -> tuple[list[tuple[Device, DeviceState]], int]:
         rows, total = await self.store.read(
             self.sync.console_devices,
             now,
             state=state or None,
             site=site or None,
+            customer=customer or None,
             text=text or None,
             sort=sort,
             offset=offset,
@@ -343,9 +346,17 @@ class MemorySupervision(NoSupervision):
         offset: int,
         limit: int,
         path: str = "",
+        customer: str = "",
     ) -> tuple[list[tuple[Device, DeviceState]], int]:
         rows, total = await super().device_page(
-            now, state=state, site=site, text=text, sort=sort, offset=offset, limit=limit
+            now,
+            state=state,
+            site=site,
+            text=text,
+            sort=sort,
+            offset=offset,
+            limit=limit,
+            customer=customer,
         )
         return [(device, self._tested(verdict, now)) for device, verdict in rows], total
 

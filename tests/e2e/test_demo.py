@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+import threading
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +21,89 @@ import pytest
 from receiver.sun.model import load_routing
 from receiver.sun.schedule import Schedule, utc
 
+CONSOLE_LINE = re.compile(r"console: (http://127\.0\.0\.1:\d+/) \(log in as demo, password (\S+)\)")
+
+
+@dataclass
+class Visit:
+    """What the console answered while the demo ran."""
+
+    login: int
+    overview: int
+    overview_text: str
+    devices_text: str
+    running: bool
+    """The demo had not finished when the pages were read."""
+
+
+def _visit(url: str, password: str, process: subprocess.Popen[str]) -> Visit:
+    """Log in to the demo's console over HTTP (no browser) and read two pages."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    form = opener.open(url + "login", timeout=30).read().decode()
+    match = re.search(r'name="csrf" value="([^"]*)"', form)
+    assert match, form
+    data = {"name": "demo", "password": password, "csrf": match.group(1), "next": "/"}
+    login = opener.open(url + "login", urllib.parse.urlencode(data).encode(), timeout=30)
+    overview = opener.open(url, timeout=30)
+    overview_text = overview.read().decode()
+    devices_text = opener.open(url + "devices", timeout=30).read().decode()
+    return Visit(
+        login.status,
+        overview.status,
+        overview_text,
+        devices_text,
+        process.poll() is None,
+    )
+
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One run of the demo for every test of it (it takes some twenty seconds)."""
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Visit]:
+    """One run of the demo for every test of it (it takes some twenty seconds), its
+    console visited while it runs."""
     folder = tmp_path_factory.mktemp("demo") / "demo"
-    result = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "callhome", "demo", "--dir", str(folder), "--time-scale", "0.05"],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
         stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return folder, result.stdout
+    lines: list[str] = []
+    console: list[re.Match[str]] = []
+    announced = threading.Event()
+
+    def read() -> None:  # all of stdout, so the demo never blocks on a full pipe
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            found = CONSOLE_LINE.search(line)
+            if found:
+                console.append(found)
+                announced.set()
+        announced.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert announced.wait(60) and console, "".join(lines)
+        visit = _visit(console[0].group(1), console[0].group(2), process)
+        process.wait(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(10)
+    assert process.stderr is not None
+    stdout, stderr = "".join(lines), process.stderr.read()
+    assert process.returncode == 0, stdout + stderr
+    return folder, stdout, visit
 
 
-def test_the_demo_runs_its_story_and_exits_zero(demo_run: tuple[Path, str]) -> None:
-    folder, stdout = demo_run
+def test_the_demo_runs_its_story_and_exits_zero(demo_run: tuple[Path, str, Visit]) -> None:
+    folder, stdout, _ = demo_run
     result = subprocess.CompletedProcess([], 0, stdout, "")
     assert "everything as expected" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
@@ -74,9 +144,9 @@ def _receiver(folder: Path, *args: str) -> Any:
 
 
 def test_the_demo_shows_supervision_callbacks_on_test_and_routing(
-    demo_run: tuple[Path, str],
+    demo_run: tuple[Path, str, Visit],
 ) -> None:
-    folder, stdout = demo_run
+    folder, stdout, _ = demo_run
     incidents = _receiver(folder, "incidents", "--all", "--json")
     by_device = {(i["device"], i["kind"]): i for i in incidents}
     # plant-d stopped calling: late (the engine goes down only from late), then down, an
@@ -127,6 +197,28 @@ def test_the_demo_shows_supervision_callbacks_on_test_and_routing(
     assert "down at" in summary and "late at" in summary
     assert "dial-out broken" in summary and "routed to the centre on duty" in summary
     assert "on test until" in summary and "restored" in summary
+
+
+def test_the_demo_serves_its_console_while_it_runs(demo_run: tuple[Path, str, Visit]) -> None:
+    _, _, visit = demo_run
+    assert visit.running  # read while the story went on, not after
+    assert (visit.login, visit.overview) == (200, 200)  # the login redirected to /
+    assert "<h2>Bank</h2>" in visit.overview_text and "Open incidents" in visit.overview_text
+    assert "port states are not known here" not in visit.overview_text  # the bank's own
+    assert "demo (operator)" in visit.overview_text  # logged in, may acknowledge
+    assert "plant-a" in visit.devices_text
+
+
+def test_the_demo_serves_its_console_on_loopback_only(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "callhome", "demo", "--console-listen", "0.0.0.0:8080"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "not a loopback address" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_the_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:

@@ -86,6 +86,25 @@ def test_enroll_list_and_revoke(centre):
     assert missing.exit_code == 2 and "no device named" in missing.output
 
 
+def test_a_devices_customer_is_set_at_enrolment_and_by_assign(centre):
+    enrolled = cli(centre, "enroll", "plant-a", "--pubkey", key(), "--customer", "acme")
+    assert enrolled.exit_code == 0, enrolled.output
+    (device,) = json.loads(cli(centre, "devices", "--json").output)
+    assert (device["customer"], device["site"]) == ("acme", None)
+    assert "acme" in cli(centre, "devices").output
+    assigned = cli(centre, "assign", "plant-a", "--customer", "globex", "--site", "lyon")
+    assert assigned.exit_code == 0 and "customer globex, site lyon" in assigned.output
+    cleared = cli(centre, "assign", "plant-a", "--site", "")
+    assert cleared.exit_code == 0 and "customer globex, site -" in cleared.output
+    (device,) = json.loads(cli(centre, "devices", "--json").output)
+    assert (device["customer"], device["site"]) == ("globex", None)
+    nothing = cli(centre, "assign", "plant-a")
+    assert nothing.exit_code == 2 and "give --customer or --site" in nothing.output
+    missing = cli(centre, "assign", "nobody", "--customer", "acme")
+    assert missing.exit_code == 2 and "no device named" in missing.output
+    assert "Traceback" not in missing.output
+
+
 def test_reports_and_calls_filters(centre):
     assert cli(centre, "enroll", "plant-a", "--pubkey", key()).exit_code == 0
     store = SQLiteStore(centre.parent / "centre.db")

@@ -103,6 +103,9 @@ def test_a_store_of_every_earlier_version_migrates(tmp_path, version):
             )
             assert [m.content for m in store.messages()] == [b"\xa0"]
             assert store.partials(device.id, 9) == {2: b"\x01\x02"}
+            assert device.customer is None  # step 9: nobody's until assigned
+            assigned = store.assign("plant-a", {"customer": "acme"})
+            assert (assigned.customer, assigned.site) == ("acme", "eu")
         other = store.enroll("plant-b", bytes(range(32)), test_interval=60, grace=0, site=None)
         call_id = store.start_call("bank1", None, 10.0)
         store.finish_call(

@@ -179,6 +179,9 @@ def test_a_store_of_every_earlier_version_migrates(pg_database, version):
             )
             assert [m.content for m in store.messages()] == [b"\xa0"]
             assert store.partials(device.id, 9) == {2: b"\x01\x02"}
+            assert device.customer is None  # step 9: nobody's until assigned
+            assigned = store.assign("plant-a", {"customer": "acme"})
+            assert (assigned.customer, assigned.site) == ("acme", "eu")
         other = store.enroll("plant-b", bytes(range(32)), test_interval=60, grace=0, site=None)
         call_id = store.start_call("bank1", None, 10.0)
         store.finish_call(
@@ -418,14 +421,22 @@ def test_lists_sort_as_sqlite_even_where_the_database_sorts_by_language():
         store = PostgresStore(dsn, create=True)
         try:
             for number, name in enumerate(names):
-                store.enroll(name, bytes([number] * 32), test_interval=60, grace=0, site=name)
+                store.enroll(
+                    name,
+                    bytes([number] * 32),
+                    test_interval=60,
+                    grace=0,
+                    site=name,
+                    customer=name,
+                )
                 store.console_add_account(name, "h", "viewer", 1.0)
                 store.sun_commit([], [(1, name, "{}")], [], 1.0)
             assert [d.name for d in store.devices()] == sorted(names)
             assert [a.name for a in store.console_accounts()] == sorted(names)
             assert store.console_sites() == sorted(names)
+            assert store.console_customers() == sorted(names)
             assert [policy for _, policy, _ in store.sun_escalations()] == sorted(names)
-            for sort in ("name", "state", "site", "last_call"):  # ties broken by name
+            for sort in ("name", "state", "site", "customer", "last_call"):  # ties: by name
                 listed, _ = store.console_devices(0.0, sort=sort)
                 assert [d.name for d, _, _ in listed] == sorted(names), sort
         finally:

@@ -40,7 +40,14 @@ class Clock:
 def fill(path: Path) -> SQLiteStore:
     store = SQLiteStore(path, create=True)
     store.enroll("plant-a", PUBLIC_KEY, test_interval=3600.0, grace=600.0, site="lyon")
-    store.enroll("<b>bold</b>", bytes(range(1, 33)), test_interval=3600.0, grace=600.0, site=None)
+    store.enroll(
+        "<b>bold</b>",
+        bytes(range(1, 33)),
+        test_interval=3600.0,
+        grace=600.0,
+        site=None,
+        customer="<i>acme</i>",
+    )
     device = store.devices()[1]
     assert device.name == "plant-a"
     store.advance_counter(device.id, 1, NOW - 100.0)

@@ -158,6 +158,16 @@ async def test_devices_filter_and_sort(world: World) -> None:
     assert "plant-a" in text and "bold" not in text
     response = await world.client.get("/devices?state=late")
     assert "plant-a" not in await response.text()
+    # by customer: its devices only, the customers offered, the column and the sort
+    response = await world.client.get("/devices?customer=%3Ci%3Eacme%3C/i%3E&sort=customer")
+    text = await response.text()
+    assert "1 device(s)" in text and "plant-a" not in text
+    assert text.count("&lt;i&gt;acme&lt;/i&gt;") == 2 and "<i>acme</i>" not in text
+    assert "<th>customer</th>" in text
+    everyone = await (await world.client.get("/devices?sort=customer")).text()
+    assert everyone.index("&lt;b&gt;bold") < everyone.index("plant-a")  # none: last
+    device = await (await world.client.get("/devices/plant-a")).text()
+    assert "<th>customer</th><td>-</td>" in device
 
 
 async def test_logout_ends_the_session(world: World) -> None:

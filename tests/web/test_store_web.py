@@ -110,6 +110,36 @@ def test_lists_sort_as_sqlite_sorts_them_on_both_backends(store: Store) -> None:
         assert [d.name for d, _, _ in listed] == sorted(NAMES), sort
 
 
+def test_devices_have_a_customer_the_list_filters_and_sorts_by(store: Store) -> None:
+    store.enroll("c", bytes(32), test_interval=60.0, grace=0.0, site="lyon", customer="globex")
+    store.enroll("b", bytes(range(32)), test_interval=60.0, grace=0.0, site=None)
+    store.enroll("a", bytes([1] * 32), test_interval=60.0, grace=0.0, site=None, customer="acme")
+    assert [(d.name, d.customer) for d in store.devices()] == [
+        ("a", "acme"),
+        ("b", None),
+        ("c", "globex"),
+    ]
+    assigned = store.assign("b", {"customer": "acme"})
+    assert (assigned.customer, assigned.site) == ("acme", None)
+    assert store.assign("c", {"site": ""}).site is None  # empty clears
+    assert store.assign("c", {}).customer == "globex"
+    with pytest.raises(NotFound):
+        store.assign("nope", {"customer": "acme"})
+    with pytest.raises(ValueError, match="not a device attribute"):
+        store.assign("a", {"name": "x"})
+    assert store.console_customers() == ["acme", "globex"]
+    for listing in (store.console_devices, store.console_supervised_devices):
+        rows, total = listing(0.0, customer="acme")  # type: ignore[operator]
+        assert ([row[0].name for row in rows], total) == (["a", "b"], 2)
+        rows, _ = listing(0.0, sort="customer")  # type: ignore[operator]
+        assert [row[0].name for row in rows] == ["a", "b", "c"]
+        assert rows[0][0].customer == "acme"
+    store.assign("a", {"customer": None})
+    rows, _ = store.console_devices(0.0, sort="customer")  # no customer: last
+    assert [d.name for d, _, _ in rows] == ["b", "c", "a"]
+    assert store.supervision_rows("b")[0].customer == "acme"
+
+
 def test_the_device_list_filters_pages_and_sorts(store: Store) -> None:
     for number in range(7):
         name = f"Plant-{number}"

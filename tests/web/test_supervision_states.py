@@ -158,6 +158,22 @@ def test_every_state_agrees_with_the_device_page(
     assert total == len(names)
     wanted = {name: expected(store, name, now) for name in names}
     assert {row[0].name: row[1] for row in listed} == wanted
+    for state in sorted(set(SUPERVISION_STATE_NAMES.values()) | {"revoked"}):
+        # each state's list reads its candidates only (supervised_state_sql): the same
+        # devices, in the same order, as the whole list filtered, and counted
+        whole = [row[0].name for row in listed if row[1] == state]
+        filtered, total = store.console_supervised_devices(now, state=state, sort=sort)
+        assert ([row[0].name for row in filtered], total) == (whole, len(whole)), state
+        assert all(row[1] == state for row in filtered)
+        if whole:  # a page past the first, and one past the end, still counted
+            second, total = store.console_supervised_devices(
+                now, state=state, sort=sort, offset=1, limit=1
+            )
+            assert ([row[0].name for row in second], total) == (whole[1:2], len(whole))
+            assert store.console_supervised_devices(now, state=state, offset=50) == (
+                [],
+                len(whole),
+            )
     counts, troubled = store.console_supervision_states(now)
     tally: dict[str, int] = {}
     for state in wanted.values():

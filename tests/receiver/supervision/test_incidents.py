@@ -418,3 +418,7 @@ def test_attributes_share_the_engines_index_and_keep_devices_it_does_not_number(
     assert book.attributes("b") == {"site": "lyon"}
     assert book.attributes("stranger") == {"site": "paris"}
     assert book.attributes("nobody") == {}
+    book.forget_attributes("a", ["site", "customer"])  # a numbered device, and one not
+    book.forget_attributes("stranger", ["site"])
+    assert book.attributes("a") == {"port": "bank2"}
+    assert book.attributes("stranger") == {}

@@ -244,6 +244,57 @@ def test_devices_enrolled_or_revoked_while_running_are_taken_in(centre):
     sup.store.close()
 
 
+def test_a_devices_customer_reaches_its_incidents_and_routing(centre):
+    from pathlib import Path
+
+    from receiver.sun.escalation import matches
+    from receiver.sun.model import load_routing
+
+    acme = cli(
+        centre,
+        "enroll",
+        "plant-c",
+        "--pubkey",
+        key(),
+        "--test-interval",
+        "1h",
+        "--grace",
+        "10m",
+        "--customer",
+        "acme",
+    )
+    assert acme.exit_code == 0, acme.output
+    assert cli(centre, "assign", "plant-a", "--customer", "initech").exit_code == 0
+    clock = Clock()
+    notifier = ListNotifier()
+    sup = supervisor(centre, clock, notifier)
+
+    async def start():
+        await sup.start()
+        for name in ("plant-a", "plant-b", "plant-c"):
+            await message(sup, name, clock)
+
+    run(start())
+    # while it runs: the command line's changes are taken in (announce), as enrol's is,
+    # a customer cleared included
+    assert cli(centre, "assign", "plant-b", "--customer", "globex").exit_code == 0
+    assert cli(centre, "assign", "plant-a", "--customer", "").exit_code == 0
+
+    async def silent():
+        clock.now += 3600 + 600 + 1
+        return await sup.turn(clock())
+
+    delivered = run(silent())
+    sup.store.close()
+    customers = {e.device: e.attributes.get("customer") for e in delivered}
+    assert customers == {"plant-a": None, "plant-b": "globex", "plant-c": "acme"}
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    routing = load_routing(docs / "follow-the-sun.toml")  # acme's route: "standard"
+    acme_route = next(r for r in routing.routes if dict(r.match).get("customer"))
+    routed = {e.device: matches(acme_route, e) for e in delivered}
+    assert routed == {"plant-a": False, "plant-b": False, "plant-c": True}
+
+
 def test_a_port_trouble_open_at_restart_resolves_when_the_port_comes_back(centre):
     clock = Clock()
     notifier = ListNotifier()
