@@ -467,7 +467,7 @@ async def _run(
             bank,
             config.ip_listen,
             config.ip_limits,
-            status_path=config.store.parent / STATUS_FILE,
+            status_path=config.state_dir / STATUS_FILE,
             proxies=config.ip_proxies,
         )
         try:
@@ -719,7 +719,7 @@ def ip_status(ctx: Context, as_json: bool) -> None:
     config = ctx.config()
     if not config.ip_listen:
         fail(f"{config.path}: ip.listen: the receiver does not listen on TCP")
-    status = read_status(config.store.parent / STATUS_FILE)
+    status = read_status(config.state_dir / STATUS_FILE)
     if status is None:
         fail("no status yet: the receiver has not run with [ip] listen", exitcodes.FAILURE)
     if as_json:

@@ -74,6 +74,13 @@ class CentreConfig:
     ip_proxies: list[str] = field(default_factory=list)
     """`[ip] proxies`: TCP proxies (addresses or networks) that send a PROXY header."""
 
+    @property
+    def state_dir(self) -> Path:
+        """Where the receiver keeps its small state files (`ip-status.json`): beside the
+        SQLite store, or beside this config file when the store is PostgreSQL (not the
+        working directory a service happened to start in)."""
+        return self.path.parent if self.store_dsn else self.store.parent
+
     def dump(self) -> str:
         return dump_toml(
             {

@@ -256,3 +256,19 @@ def test_no_form_of_the_password_survives_redaction(user, password, sslmode, in_
     original = psycopg.conninfo.conninfo_to_dict(dsn)
     assert original.pop("password") == password
     assert psycopg.conninfo.conninfo_to_dict(stripped) == original
+
+
+def test_state_files_go_beside_the_store_or_beside_the_config_for_postgresql(tmp_path):
+    """A PostgreSQL centre has no store file to sit beside: its `ip-status.json` goes
+    beside the config, never into whatever directory the service started in."""
+    from receiver.config import parse_centre_config
+
+    here = tmp_path / "etc" / "centre.toml"
+    pg = parse_centre_config(
+        {"centre": {"key": "k", "store": "postgresql://callhome@127.0.0.1/c"}}, here
+    )
+    assert pg.state_dir == tmp_path / "etc"
+    lite = parse_centre_config(
+        {"centre": {"key": "k", "store": str(tmp_path / "var" / "c.db")}}, here
+    )
+    assert lite.state_dir == tmp_path / "var"
