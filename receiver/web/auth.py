@@ -92,7 +92,10 @@ class LoginLimiter:
         times = self._recent(key, now)
         if len(times) < self.attempts:
             return 0.0
-        return times[len(times) - self.attempts] + self.window - now
+        # measured from the window's edge, as `_recent` compares: `t + window - now`
+        # rounds to 0 for a t far smaller than the window (still blocked, yet "retry
+        # now"), while t > edge gives t - edge > 0 in floating point
+        return times[len(times) - self.attempts] - (now - self.window)
 
     def failed(self, key: str, now: float) -> None:
         if key not in self._failures and len(self._failures) >= self.max_keys:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from argon2 import PasswordHasher
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from receiver.web import auth
@@ -58,6 +58,7 @@ def test_the_limiter_blocks_after_n_failures_and_forgets_after_the_window() -> N
     st.lists(st.floats(min_value=0.0, max_value=1000.0), max_size=30),
     st.floats(min_value=0.0, max_value=1100.0),
 )
+@example(times=[1.4837515464526037e-25, 1.0, 1.0, 100.0], now=100.0)  # found by a stress run
 def test_allowed_iff_fewer_than_n_failures_in_the_window(times: list[float], now: float) -> None:
     limiter = LoginLimiter(attempts=4, window=100.0)
     times = sorted(times)
