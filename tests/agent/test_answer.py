@@ -44,6 +44,33 @@ def test_caller_id_is_checked_against_the_centres_numbers() -> None:
     assert not caller_allowed(None, numbers, require=True)
 
 
+def _answering_agent(
+    tmp_path: Path,
+    centre_public: bytes,
+    url: str,
+    agent_lines: str,
+    device_key: Any,
+    *,
+    calls: str = "",
+    rng: random.Random | None = None,
+) -> Agent:
+    """An agent on the device modem at `url` whose own line test is not due, so that
+    only what the test drives happens."""
+    (tmp_path / "client.toml").write_text(
+        f'[device]\nname = "dev"\nkey = "device.key"\nspool = "spool.db"\n'
+        f'[centre]\npublic_key = "{encode_key(centre_public)}"\nnumbers = ["5550100"]\n'
+        f'[modem]\nports = ["{url}"]\ntime_scale = {SCALE}\n{calls}'
+        f"[agent]\n{agent_lines}inventory_interval = 0\n"
+    )
+    Spool(tmp_path / "spool.db", create=True).close()
+    client = load_client_config(tmp_path / "client.toml")
+    config = load_agent_config(tmp_path / "client.toml", client.spool)
+    write_state(config.state, {"last_test": 2e9})  # no test of its own falls due
+    if rng is None:
+        return Agent(client, config, device_key)
+    return Agent(client, config, device_key, rng=rng)
+
+
 async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_test(
     tmp_path: Path,
 ) -> None:
@@ -59,17 +86,14 @@ async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_
     centre = Centre()
     device_key = write_private_key(tmp_path / "device.key")
     centre.enroll(public_of(device_key), "dev")
-    (tmp_path / "client.toml").write_text(
-        f'[device]\nname = "dev"\nkey = "device.key"\nspool = "spool.db"\n'
-        f'[centre]\npublic_key = "{encode_key(centre.public)}"\nnumbers = ["5550100"]\n'
-        f'[modem]\nports = ["{urls["dev"]}"]\ntime_scale = {SCALE}\n'
-        "[agent]\nanswer = true\nanswer_require_caller_id = true\ninventory_interval = 0\n"
+    agent = _answering_agent(
+        tmp_path,
+        centre.public,
+        urls["dev"],
+        "answer = true\nanswer_require_caller_id = true\n",
+        device_key,
+        rng=random.Random(1),
     )
-    Spool(tmp_path / "spool.db", create=True).close()
-    client = load_client_config(tmp_path / "client.toml")
-    config = load_agent_config(tmp_path / "client.toml", client.spool)
-    write_state(config.state, {"last_test": 2e9})  # no test of its own falls due
-    agent = Agent(client, config, device_key, rng=random.Random(1))
     agent.spool.enqueue(Kind.REPORT, {"severity": "warning", "component": "psu2"}, "psu2")
     agent.policy.call_by = None  # the queued report waits: the centre will call
     published: list[dict[str, object]] = []
@@ -103,7 +127,7 @@ async def test_the_centre_calls_and_the_agent_answers_with_its_queue_and_a_line_
         if call.open:
             await call.hangup()
         # between answering windows a person's command gets the modem
-        async with modem_lock(client.spool, "callhome", wait=10):
+        async with modem_lock(agent.client.spool, "callhome", wait=10):
             pass
     finally:
         await modem.close()
@@ -217,17 +241,14 @@ async def test_answering_windows_in_a_row_set_the_modem_up_once(tmp_path: Path) 
     runner = NetworkRunner(network, time_scale=SCALE)
     await runner.start()
     url = (await runner.expose("dev", "pty", path=str(tmp_path / "dev.pty"))).url
-    (tmp_path / "client.toml").write_text(
-        f'[device]\nname = "dev"\nkey = "device.key"\nspool = "spool.db"\n'
-        f'[centre]\npublic_key = "{encode_key(Centre().public)}"\nnumbers = ["5550100"]\n'
-        f'[modem]\nports = ["{url}"]\ntime_scale = {SCALE}\n[calls]\nattempts = 1\n'
-        '[agent]\nanswer_window = "1s"\ninventory_interval = 0\n'
+    agent = _answering_agent(
+        tmp_path,
+        Centre().public,
+        url,
+        'answer_window = "1s"\n',
+        write_private_key(tmp_path / "device.key"),
+        calls="[calls]\nattempts = 1\n",
     )
-    Spool(tmp_path / "spool.db", create=True).close()
-    client = load_client_config(tmp_path / "client.toml")
-    config = load_agent_config(tmp_path / "client.toml", client.spool)
-    write_state(config.state, {"last_test": 2e9})
-    agent = Agent(client, config, write_private_key(tmp_path / "device.key"))
 
     async def window() -> bytes:
         """What the modem received during one answering window (nobody calls)."""
@@ -250,7 +271,7 @@ async def test_answering_windows_in_a_row_set_the_modem_up_once(tmp_path: Path) 
         # a call of its own between two windows (nobody answers it) sets nothing up
         before = len(received)
         agent.spool.enqueue(Kind.REPORT, {"severity": "warning", "component": "psu2"}, "psu2")
-        report = await call_centre(client, agent.spool, agent.private_key)
+        report = await call_centre(agent.client, agent.spool, agent.private_key)
         assert report.result != "ok"
         dialled = b"".join(received[before:])
         # one AT, the dial (busy: no modem has that number), the hang-up: no ATZ, no ATI
