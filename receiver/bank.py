@@ -594,13 +594,19 @@ class PortWorker:
                 started=state.started,
             )
         elif isinstance(event, SecurityAlert):
-            self._log.warning(
-                f"security.{event.kind}",
-                device=state.device.name if state.device else None,
-                caller=state.caller,
-                frame_type=event.frame_type,
-                count=event.counter,
-            )
+            # a line repeats a frame hundreds of times in a call when the ACKs come late
+            # (each resend is a "replay"): a few lines per port, the totals on call.ended
+            name = f"security.{event.kind}"
+            extra = bank.log_throttle.allow((name, self.name), loop.time())
+            if extra is not None:
+                self._log.warning(
+                    name,
+                    device=state.device.name if state.device else None,
+                    caller=state.caller,
+                    frame_type=event.frame_type,
+                    count=event.counter,
+                    **extra,
+                )
         elif isinstance(event, MessageStarted):
             device = state.device
             if device is not None and await store.has_message(device.id, state.epoch, event.seq):

@@ -179,6 +179,34 @@ async def test_the_device_is_recorded_as_seen_only_once_the_caller_is_live(tmp_p
     store.close()
 
 
+async def test_a_frame_resent_hundreds_of_times_is_logged_a_few_times_and_counted(tmp_path):
+    """A CI run's receiver wrote 631 `security.replay` warnings in one call (each resend
+    of a frame whose ACK came late is one); the log is throttled, the count is not."""
+    from structlog.testing import capture_logs
+
+    bank, store, centre_key, device_key = _bank(tmp_path)
+    worker = bank.workers[0]
+    client = ClientSession(
+        static_private=device_key, server_public=public_of(centre_key), call_counter=7, epoch=5
+    )
+    client.queue(1, encode_message(Kind.LINE_TEST, {"skew_ms": 1}, None))
+    client.start(0.0)
+    server = ServerSession(static_private=centre_key)
+    server.start(0.0)
+    state = await _handshake(bank, server, client.data_to_send())
+    client.receive_data(server.data_to_send(), 0.2)
+    first_record = client.data_to_send()
+    with capture_logs() as logs:
+        for at in range(301):
+            for event in server.receive_data(first_record, 0.3 + at / 1000):
+                await worker._event(server, event, state)
+    assert server.stats()["replays"] == 300
+    lines = [line for line in logs if line["event"] == "security.replay"]
+    assert len(lines) == bank.log_throttle.burst
+    assert [line["count"] for line in lines] == list(range(1, len(lines) + 1))
+    store.close()
+
+
 def test_penalties_grow_for_a_failing_caller_and_are_forgiven():
     penalties = Penalties(cap=6, forget_after=3600.0)
     assert penalties.extra_rings("5550666", 0.0) == 0
