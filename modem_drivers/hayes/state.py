@@ -141,6 +141,11 @@ for _state in State:
     if _state is not S.CLOSED:
         TRANSITIONS[(_state, T.PORT_LOST)] = S.CLOSED
 
+DATA_IN_FLIGHT = frozenset({S.PROBING, S.ESCAPING})
+"""States where we asked the modem for command mode and it may still be passing the far
+end's data: what is not a result there is that data, neither logged nor a resync sign
+(a bank that hung up on a caller still sending logged a page of ciphertext as strays)."""
+
 
 class CommandKind(enum.Enum):
     COMMAND = "command"
@@ -554,7 +559,7 @@ class ModemCore:
             if line is None:
                 return
             if line.overflow:
-                if self.state is not State.PROBING:  # data, most likely
+                if self.state not in DATA_IN_FLIGHT:  # else data, most likely
                     events.append(LineTooLong(line.text[:64]))
                 continue
             self._line(line.text, now, events)
@@ -593,11 +598,11 @@ class ModemCore:
                     pending.info.append(token.text)
             elif pending is not None:
                 pending.progress.append(token.text)
-            else:
+            elif self.state not in DATA_IN_FLIGHT:
                 events.append(StrayLine(text, None))
             return
         if isinstance(token, Stray):
-            if self.state is State.PROBING:
+            if self.state in DATA_IN_FLIGHT:
                 return  # data from a line that is still up, most likely
             # a late or doubled result, or a number from a modem that fell into V0
             numeric = self.context.numeric.lookup(text) is not None

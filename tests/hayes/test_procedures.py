@@ -385,6 +385,23 @@ def test_an_escape_answered_error_is_not_taken_for_our_modem():
     assert line.core.state is State.ONLINE_DATA
 
 
+def test_the_far_ends_data_during_our_escape_is_neither_a_stray_nor_a_resync_sign():
+    """A bank hanging up on a caller still sending logged its ciphertext as a page of
+    `modem.stray` lines (at info) and a `line_too_long` warning; it is data in flight."""
+    line = Line()
+    line.connect()
+    line.core.start_escape(line.now, TIMINGS.guard)
+    ciphertext = b"\x13\xb2j0\r\nOK then\r\n" + b"\xe6" * 2000 + b"\r\nCONNECT\r\n"
+    for cut in range(0, len(ciphertext), 97):  # in the chunks a port might give
+        events = line.core.receive(ciphertext[cut : cut + 97], line.now + 0.05)
+        assert events == [], events
+    assert not line.core.needs_resync
+    events = line.core.receive(b"\r\nOK\r\n", line.now + 0.1)
+    assert [type(e).__name__ for e in events] == ["EscapeEnded"] and events[0].ok
+    events = line.core.receive(b"\r\nRUBBISH\r\n", line.now + 0.2)
+    assert [type(e).__name__ for e in events] == ["StrayLine"]  # in command mode, it is
+
+
 def test_ato_answered_no_carrier_ends_the_call():
     line = Line(has_dtr=False, dcd_trusted=False)
     line.replies[b"ATO"] = b"\r\nNO CARRIER\r\n"
