@@ -97,6 +97,9 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = render.when
+    # one path segment: jinja's urlencode leaves "/" as it is, so a device named
+    # "rack/3" linked to /devices/rack/3, which no route serves
+    env.filters["segment"] = lambda value: quote(str(value), safe="")
     return env
 
 

@@ -151,6 +151,28 @@ async def test_everything_shown_is_escaped_and_no_key_material(world: World) -> 
         assert form not in text
 
 
+async def test_every_device_link_opens_its_page_even_with_a_slash_in_the_name(
+    world: World,
+) -> None:
+    """jinja's urlencode keeps "/": the device "<b>bold</b>" was linked to a path no route
+    served (404); each name is now one path segment."""
+    import re
+
+    await log_in(world.client, "otto")
+    listing = await (await world.client.get("/devices")).text()
+    links = re.findall(r'href="(/devices/[^"?]+)"', listing)
+    assert len(links) == 2 and "/devices/%3Cb%3Ebold%3C%2Fb%3E" in links
+    for link in links:
+        page = await world.client.get(link)
+        assert page.status == 200, link
+        text = await page.text()
+        action = re.search(r'action="(/devices/[^"]+/test)"', text)
+        assert action is not None and action.group(1) == f"{link}/test"
+    bold = "/devices/%3Cb%3Ebold%3C%2Fb%3E"
+    done = await world.client.post(f"{bold}/test", data={"csrf": csrf_of(text), "hours": "2"})
+    assert done.status == 200 and "on test" in await done.text()
+
+
 async def test_devices_filter_and_sort(world: World) -> None:
     await log_in(world.client, "vera")
     response = await world.client.get("/devices?site=lyon&sort=last_call")
