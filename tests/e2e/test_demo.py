@@ -233,3 +233,55 @@ def test_the_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "not empty" in result.stderr
     assert (tmp_path / "something").read_text() == "mine"
+
+
+def test_no_console_and_stay_keep_the_centre_up_without_a_console_until_interrupted(
+    tmp_path: Path,
+) -> None:
+    """`--no-console`: no console line, no listening console. `--stay`: after the story
+    the demo keeps running (it does not exit) until SIGINT, then sums up and exits 0."""
+    import signal
+    import time
+
+    folder = tmp_path / "demo"
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "callhome", "demo", "--dir", str(folder)),
+            *("--time-scale", "0.05", "--no-console", "--stay"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    over = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "the story is over" in line:
+                over.set()
+        over.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert over.wait(180), "".join(lines)
+        time.sleep(1.0)  # it stays: nothing to wait for but the absence of an exit
+        assert process.poll() is None, "".join(lines)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(10)
+    assert process.stderr is not None
+    stdout, stderr = "".join(lines), process.stderr.read()
+    assert process.returncode == 0, stdout + stderr
+    assert not CONSOLE_LINE.search(stdout) and "console:" not in stdout
+    assert "everything as expected" in stdout and "Traceback" not in stdout + stderr
+    assert stdout.index("the story is over") < stdout.index("everything as expected")
