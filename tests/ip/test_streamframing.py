@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.linesim import Centre, Device
+from benchmarks.linesim import Centre
 from callhome.tcp import tcp_transfer_config
 from callhome.wire.errors import PeerMisbehaved
 from callhome.wire.framing import MAX_BODY
@@ -16,12 +16,12 @@ from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, loa
 from callhome.wire.records import HS1
 from callhome.wire.session import (
     CallFailed,
-    ClientSession,
     MessageAcknowledged,
     Phase,
     ServerSession,
 )
 from callhome.wire.streamframing import StreamDecoder, encode_stream_frame
+from tests.sessionpair import exchange, session_pair
 
 bodies = st.lists(st.binary(min_size=1, max_size=MAX_BODY), max_size=6)
 
@@ -70,52 +70,18 @@ def test_encode_refuses_empty_and_oversize():
             encode_stream_frame(body)
 
 
-def _exchange(client: ClientSession, server: ServerSession, centre: Centre) -> list[object]:
-    """Pump bytes between the two ends at one virtual instant per hop."""
-    now = 0.0
-    client_events: list[object] = []
-    for _ in range(200):
-        now += 0.01
-        up = client.data_to_send()
-        if up:
-            for event in server.receive_data(up, now):
-                centre.handle(server, event, now)
-        now += 0.01
-        for event in server.handle_timer(now):
-            centre.handle(server, event, now)
-        down = server.data_to_send()
-        if down:
-            client_events += client.receive_data(down, now)
-        client_events += client.handle_timer(now)
-        if client.phase in (Phase.CLOSED, Phase.FAILED):
-            break
-    return client_events
-
-
 def test_a_whole_call_in_stream_frames():
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "device")
-    config = tcp_transfer_config()
-    client = ClientSession(
-        static_private=device.static_private,
-        server_public=centre.public,
-        call_counter=1,
-        epoch=device.epoch,
-        config=config,
-    )
+    centre, client, server = session_pair(tcp_transfer_config())
     message = encode_message(
         Kind.REPORT, {"severity": "info", "x": "y" * 3000}, load_dictionary(CURRENT_DICTIONARY)
     )
     client.queue(1, message)
     client.finish()
-    server = ServerSession(static_private=centre.static_private, config=config)
-    server.start(0.0)
-    client.start(0.0)
     hs1 = client.data_to_send()
     assert int.from_bytes(hs1[:2], "big") == len(hs1) - 2 and hs1[2] == HS1
     for event in server.receive_data(hs1, 0.0):
         centre.handle(server, event, 0.0)
-    events = _exchange(client, server, centre)
+    events = exchange(client, server, centre)
     assert [e.seq for e in events if isinstance(e, MessageAcknowledged)] == [1]
     assert not [e for e in events if isinstance(e, CallFailed)]
     assert len(centre.stored) == 1

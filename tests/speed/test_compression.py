@@ -115,9 +115,8 @@ def _one_call(device_dictionary: int, centre_has: set[int], monkeypatch) -> tupl
     has only the dictionaries in `centre_has`: (the CBOR the centre stored, whether the
     body crossed compressed)."""
     import callhome.wire.server as server_module
-    from benchmarks.linesim import Centre, Device
-    from callhome.wire.session import ClientSession, ServerSession
     from callhome.wire.transfer import TransferConfig
+    from tests.sessionpair import exchange, session_pair
 
     monkeypatch.setattr(
         server_module,
@@ -128,33 +127,11 @@ def _one_call(device_dictionary: int, centre_has: set[int], monkeypatch) -> tupl
     plain = encode_content(content)
     message = pack_message(Kind.REPORT, plain, load_dictionary(device_dictionary))
     assert message.compressed
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "device")
     config = TransferConfig(line_rate=9600, idle_timeout=60.0)
-    client = ClientSession(
-        static_private=device.static_private,
-        server_public=centre.public,
-        call_counter=1,
-        epoch=device.epoch,
-        config=config,
-        dictionary_id=device_dictionary,
-    )
+    centre, client, server = session_pair(config, dictionary_id=device_dictionary)
     client.queue(1, message, pack_message(Kind.REPORT, plain, None))
     client.finish()
-    server = ServerSession(static_private=centre.static_private, config=config)
-    now = 0.0
-    server.start(now)
-    client.start(now)
-    seen = []
-    for _ in range(20):
-        now += 0.5
-        up = client.data_to_send()
-        for event in server.receive_data(up, now):
-            centre.handle(server, event, now)
-        for event in client.receive_data(server.data_to_send(), now):
-            seen.append(type(event).__name__)
-        if client.phase.value == "closed":
-            break
+    seen = [type(event).__name__ for event in exchange(client, server, centre, step=0.25)]
     assert "MessageAcknowledged" in seen
     (stored,) = centre.stored.values()
     return stored, client.dictionary_accepted
