@@ -545,9 +545,14 @@ class PostgresStore(Store):
 
     def partials(self, device_id: int, epoch: int) -> dict[int, bytes]:
         held: dict[int, bytearray] = {}
+        # a chunk appended by one receiver while another stored the whole message can
+        # outlive it (neither transaction sees the other's row under READ COMMITTED):
+        # such a copy is never offered for resume, where it would take one of the 16
+        # places. Closing the race instead would cost a lock per message on every batch.
         for seq, offset, data in self._read(
-            'SELECT seq, "offset", data FROM partial_chunks WHERE device_id = %s AND '
-            'epoch = %s ORDER BY seq, "offset"',
+            'SELECT seq, "offset", data FROM partial_chunks p WHERE device_id = %s AND '
+            "epoch = %s AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.device_id = "
+            'p.device_id AND m.epoch = p.epoch AND m.seq = p.seq) ORDER BY seq, "offset"',
             (device_id, epoch),
         ):
             buffer = held.setdefault(seq, bytearray())

@@ -397,6 +397,7 @@ class Supervisor:
         they changed. Every page, before the turn moves a timer: a new leader may find
         thousands waiting, and a device whose call is on a later page is not late."""
         taken: list[int] = []
+        items: list[Stored | PortNote] = []
         devices: dict[str, Device | None] = {}
         after = 0
         while True:
@@ -406,16 +407,25 @@ class Supervisor:
                 if inbox_id in self._inbox_taken:
                     continue  # taken by a turn whose commit failed: in `_unsaved`
                 taken.append(inbox_id)
-                self._inbox_taken.add(inbox_id)
                 handed = json.loads(text)  # a list: a group commit's messages, in order
                 for item in handed if isinstance(handed, list) else (handed,):
-                    await self._take_handed(item, devices)
+                    await self._take_handed(item, devices, items)
             if len(page) < INBOX_PAGE:
-                return tuple(taken)
+                break
+        # all or nothing: a read that failed above left no row marked taken and nothing
+        # of them queued; the next turn reads them all again
+        self._queue.extend(items)
+        self._inbox_taken.update(taken)
+        return tuple(taken)
 
-    async def _take_handed(self, item: dict[str, Any], devices: dict[str, Device | None]) -> None:
+    async def _take_handed(
+        self,
+        item: dict[str, Any],
+        devices: dict[str, Device | None],
+        into: list[Stored | PortNote],
+    ) -> None:
         if item.get("note") == "port":
-            self._queue.append(
+            into.append(
                 PortNote(str(item["port"]), float(item["at"]), item["up"], item["error"])
             )
             return
@@ -424,7 +434,7 @@ class Supervisor:
             devices[name] = await self.store.console_device(name)
         device = devices[name]
         if device is not None:
-            self._queue.append(
+            into.append(
                 Stored(
                     device,
                     float(item["at"]),
