@@ -11,16 +11,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from callhome import exitcodes
 
-from .config import CentreConfig, is_dsn
+from .config import ENV_DSN, CentreConfig, is_dsn
 from .store import AlreadyExists, SQLiteStore, StoreUnavailable
-from .store_copy import CopyError, copy_store, describe
-from .store_pg import ENV_DSN, PostgresStore
+
+if TYPE_CHECKING:
+    from .store_pg import PostgresStore
+
+# psycopg and the copier load only for a PostgreSQL store or `store copy`: every command
+# opens its store through here, most of them a SQLite file
 
 
 def store_location(config: CentreConfig) -> str | Path:
@@ -40,6 +44,8 @@ def open_store(
     for a locked file or a silent server; `wait`, once open, for a database connection
     (PostgreSQL only: see `PostgresStore`)."""
     if is_dsn(str(location)):
+        from .store_pg import PostgresStore
+
         return PostgresStore(
             str(location), create=create, migrate=migrate, timeout=timeout, wait=wait
         )
@@ -48,6 +54,8 @@ def open_store(
 
 def migrate_store(location: str | Path) -> str:
     """Run the migrations the store lacks; what happened, in one line."""
+    from .store_copy import describe
+
     store = open_store(location, migrate=True, timeout=3.0)
     latest, before = store.latest_version(), store.migrated_from
     store.close()
@@ -77,6 +85,8 @@ def copy_command(source: str, destination: str) -> None:
     ~/.pgpass rather than on the command line). DESTINATION is created if it does not
     exist, else it must be an up-to-date, empty store. Stop the bank first; then point
     the centre's config (or CALLHOME_STORE_DSN) at DESTINATION."""
+    from .store_copy import CopyError, copy_store, describe
+
     try:
         sums = copy_store(source, destination)
     except (StoreUnavailable, CopyError) as exc:

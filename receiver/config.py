@@ -6,7 +6,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callhome.config import modem_settings, port_urls
 from callhome.tcp import parse_endpoint
@@ -19,8 +19,10 @@ from modem_drivers.configfile import (
     loads_toml,
 )
 
-from .ip import IpLimits
 from .supervision.settings import SupervisionSettings, parse_supervision
+
+if TYPE_CHECKING:
+    from .ip import IpLimits
 
 DEFAULT_PATH = Path("/etc/callhome/centre.toml")
 TEST_INTERVAL = (60.0, 366 * 86400.0)
@@ -41,6 +43,11 @@ def is_dsn(value: str) -> bool:
 
 
 """The range of how late a line test may be, in seconds."""
+
+
+ENV_DSN = "CALLHOME_STORE_DSN"
+"""The environment variable that can hold the store's DSN (so the password stays out of
+the config file); it wins over the config."""
 
 
 @dataclass
@@ -70,7 +77,7 @@ class CentreConfig:
     """The console's [web] table, read by receiver/web/config.py."""
     ip_listen: list[str] = field(default_factory=list)
     """`[ip] listen`: TCP addresses (host:port) the receiver also answers on."""
-    ip_limits: IpLimits = field(default_factory=IpLimits)
+    ip_limits: IpLimits = field(default_factory=lambda: _ip_limits())
     ip_proxies: list[str] = field(default_factory=list)
     """`[ip] proxies`: TCP proxies (addresses or networks) that send a PROXY header."""
 
@@ -173,6 +180,14 @@ def _check_dsn(table: Table, key: str, dsn: str) -> None:
         raise table.error(key, f"not a usable PostgreSQL DSN: {exc}") from None
 
 
+def _ip_limits() -> IpLimits:
+    # imported when needed: receiver.ip brings the whole bank, which `callhome-receiver
+    # calls` (and every other command but `run`) never uses
+    from .ip import IpLimits
+
+    return IpLimits()
+
+
 def _ip_settings(table: Table) -> tuple[list[str], IpLimits, list[str]]:
     """`[ip]`: where to listen for devices over TCP (none by default) and the limits
     that protect the listener before a peer has authenticated (docs/operations.md)."""
@@ -182,6 +197,8 @@ def _ip_settings(table: Table) -> tuple[list[str], IpLimits, list[str]]:
             parse_endpoint(address, listen=True)
         except ValueError as exc:
             raise table.error("listen", str(exc)) from None
+    from .ip import IpLimits
+
     default = IpLimits()
     limits = IpLimits(
         handshake_timeout=table.duration(

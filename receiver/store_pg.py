@@ -35,6 +35,7 @@ import psycopg_pool
 
 from callhome.database import ConstraintViolation
 
+from . import config
 from .store import (
     _DEVICE_COLUMNS,
     _INCIDENT_COLUMNS,
@@ -75,9 +76,7 @@ from .store import (
     supervision_states,
 )
 
-ENV_DSN = "CALLHOME_STORE_DSN"
-"""The environment variable that can hold the DSN (so the password stays out of the
-config file)."""
+ENV_DSN = config.ENV_DSN
 
 _SCHEMA_LOCK = 0x63616C6C686F6D65  # "callhome": one migrator at a time per database
 _RESERVED = ("offset", "limit", "order", "user", "window", "group")

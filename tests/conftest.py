@@ -19,3 +19,17 @@ def _isolated_process_state() -> Iterator[None]:
     # a test that failed before stopping its network leaves its in-process ports behind
     # (`inproc` refuses a second 'bank0'): forget them here, not in the next test
     inproc._endpoints.clear()
+
+
+SLOW_FIRST = ("tests/e2e/", "tests/agent/test_e2e.py", "tests/chaos/", "tests/web/test_browser")
+"""Tests that take 10-45 s each. Started first, the many short ones fill the workers
+around them; started last (alphabetical order put `web/` at the end), a worker is left
+running one alone while the others idle."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def slow(item: pytest.Item) -> bool:
+        path = item.nodeid
+        return any(path.startswith(prefix) for prefix in SLOW_FIRST)
+
+    items.sort(key=lambda item: not slow(item))  # stable: the order within each part stays

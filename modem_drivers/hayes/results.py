@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from .callerid import CallerId
 from .classify import ResultKind
-from .procedures import SettingResult
 
 if TYPE_CHECKING:
     from .call import DataCall
+    from .procedures import SettingResult  # annotations only: the state machine stays out
 
 
 class Outcome(enum.Enum):

@@ -425,9 +425,7 @@ class Supervisor:
         into: list[Stored | PortNote],
     ) -> None:
         if item.get("note") == "port":
-            into.append(
-                PortNote(str(item["port"]), float(item["at"]), item["up"], item["error"])
-            )
+            into.append(PortNote(str(item["port"]), float(item["at"]), item["up"], item["error"]))
             return
         name = str(item["device"])
         if name not in devices:  # once a turn, however many calls it made
