@@ -66,6 +66,7 @@ from callhome.wire.transfer import TransferConfig
 from modem_drivers.hayes import DataCall
 
 from .bank import Bank, CallState, PortWorker
+from .handshakequeue import HandshakeQueue
 from .proxyheader import ProxyHeader, ProxyHeaderError
 from .proxyheader import parse as parse_proxy_header
 
@@ -104,6 +105,12 @@ class IpLimits:
     """With `max_handshakes` reached, a connection that has been in its handshake this
     long is dropped to make room for a new one (a device's handshake takes a round
     trip or two; a peer that sits on a slot is holding it)."""
+    handshake_queue: int = 128
+    """HS1s waiting for their Diffie-Hellman, at most (`HandshakeQueue`): beyond it the
+    oldest of the source holding the most is dropped, its connection reset."""
+    handshakes_per_turn: int = 4
+    """HS1s processed per turn of the event loop: between two turns, authenticated
+    calls get the loop whatever the queue holds."""
 
 
 REASONS = (
@@ -116,13 +123,14 @@ REASONS = (
     "handshake",
     "proxy header",
     "evicted",
+    "queue",
 )
 """Why a connection was refused or ended unauthenticated: the connection cap, the
 handshake cap, the per-source handshake cap, the per-source rate, the handshake
 deadline, an HS1 we could not decrypt (a device with the wrong centre key, or a
 forgery), another failed handshake (not our protocol, a peer that hung up), a trusted
 proxy's connection without a valid PROXY header in time, a handshake dropped to make
-room for a newer one."""
+room for a newer one, an HS1 dropped from the full handshake queue."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -237,6 +245,12 @@ class Admission:
             self._release(source, ticket)
             if reason is not None:
                 self.refused[reason] += 1
+
+    def dequeued(self, source: str, ticket: int) -> None:
+        """The handshake's HS1 was dropped from the full handshake queue (the shell
+        resets its connection): its slot is free, and it is counted."""
+        self._release(source, ticket)
+        self.refused["queue"] += 1
 
     def holding(self, source: str) -> int:
         """The handshakes `source` has in progress."""
@@ -389,7 +403,12 @@ class IpCall(PortWorker):
         handle: Callable[[Event], Awaitable[None]],
     ) -> str:
         assert call is self.call
-        return await run_tcp_session(self.call, session, handle, stop=self.bank.hard_stop)
+        return await run_tcp_session(
+            self.call, session, handle, stop=self.bank.hard_stop, gate=self._turn
+        )
+
+    def _turn(self) -> Awaitable[bool]:
+        return self.listener.turn(self)
 
     async def _event(self, session: ServerSession, event: Event, state: CallState) -> None:
         if isinstance(event, HandshakeRequested | HandshakeRefused):
@@ -442,6 +461,12 @@ class IpListener:
         self._slots: dict[int, _Slot] = {}
         """Connections in their handshake, by `Admission` ticket, from their admission
         on (before their task runs: they can be dropped to make room at once)."""
+        self.handshake_queue: HandshakeQueue[int] = HandshakeQueue(
+            self.limits.handshake_queue, self.limits.handshakes_per_turn
+        )
+        self._queued: dict[int, tuple[asyncio.Future[bool], IpCall]] = {}
+        """Connections whose HS1 waits in `handshake_queue`, by ticket."""
+        self._pumping = False
         self.accept_errors = 0
         self._reported: dict[str, int] = dict(self.admission.refused)
         self.started = time.time()
@@ -560,6 +585,63 @@ class IpListener:
                     dropped.drop()
             admission.dropped.clear()
         return slot
+
+    async def turn(self, handler: IpCall) -> bool:
+        """Wait for the turn of `handler`'s HS1 in the handshake queue: True, process it
+        now; False, its connection ended meanwhile, or it was dropped from the full
+        queue (then its connection is reset, its slot freed and counted: "queue")."""
+        call = handler.call
+        if not call.open:
+            return False
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        ticket = handler.ticket
+        self._queued[ticket] = (waiter, handler)
+        # a peer that hangs up while queued (a flooder resets right after its HS1)
+        # leaves the queue at once: it costs no DH and holds no place
+        call.on_end = functools.partial(self._left_queue, ticket)
+        for victim in self.handshake_queue.push(handler.source, ticket):
+            self._drop_queued(victim)
+        if not self._pumping and self.handshake_queue:
+            self._pumping = True
+            loop.call_soon(self._pump)
+        try:
+            return await waiter
+        finally:
+            if self._queued.pop(ticket, None) is not None:  # cancelled (a hard stop)
+                self.handshake_queue.cancel(ticket)
+            if call.on_end is not None:
+                call.on_end = None
+
+    def _pump(self) -> None:
+        """One turn of the handshake queue: its HS1s go ahead, at most
+        `handshakes_per_turn`; their tasks run in the loop's next iteration, with
+        everything else that is ready then, and this again after them."""
+        for ticket in self.handshake_queue.turn():
+            waiter, handler = self._queued.pop(ticket)
+            handler.call.on_end = None
+            if not waiter.done():
+                waiter.set_result(True)
+        if self.handshake_queue:
+            asyncio.get_running_loop().call_soon(self._pump)
+        else:
+            self._pumping = False
+
+    def _left_queue(self, ticket: int) -> None:
+        if self.handshake_queue.cancel(ticket):
+            waiter, _handler = self._queued.pop(ticket)
+            if not waiter.done():
+                waiter.set_result(False)
+
+    def _drop_queued(self, ticket: int) -> None:
+        waiter, handler = self._queued.pop(ticket)
+        handler.handshaking = False
+        self._slots.pop(ticket, None)
+        self.admission.dequeued(handler.source, ticket)
+        handler.call.on_end = None
+        handler.call.abort()
+        if not waiter.done():
+            waiter.set_result(False)
 
     def done_handshaking(self, handler: IpCall) -> None:
         handler.handshaking = False
@@ -697,6 +779,7 @@ class IpListener:
             "limits": asdict(self.limits),
             "accept_errors": self.accept_errors,
             **self.admission.status(),
+            "queued": len(self.handshake_queue),
         }
 
     def _summary(self) -> None:
