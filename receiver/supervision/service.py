@@ -401,6 +401,7 @@ class Supervisor:
         after = 0
         while True:
             page = await self.store.supervision_inbox(INBOX_PAGE, after)
+            items: list[dict[str, Any]] = []
             for inbox_id, text in page:
                 after = inbox_id
                 if inbox_id in self._inbox_taken:
@@ -408,21 +409,24 @@ class Supervisor:
                 taken.append(inbox_id)
                 self._inbox_taken.add(inbox_id)
                 handed = json.loads(text)  # a list: a group commit's messages, in order
-                for item in handed if isinstance(handed, list) else (handed,):
-                    await self._take_handed(item, devices)
+                items += handed if isinstance(handed, list) else (handed,)
+            # the page's devices in one trip to the store, each once a turn however
+            # many calls it made
+            names = {str(i["device"]) for i in items if i.get("note") != "port"} - set(devices)
+            if names:
+                devices.update(await self.store.console_devices_named(names))
+            for item in items:
+                self._take_handed(item, devices)
             if len(page) < INBOX_PAGE:
                 return tuple(taken)
 
-    async def _take_handed(self, item: dict[str, Any], devices: dict[str, Device | None]) -> None:
+    def _take_handed(self, item: dict[str, Any], devices: dict[str, Device | None]) -> None:
         if item.get("note") == "port":
             self._queue.append(
                 PortNote(str(item["port"]), float(item["at"]), item["up"], item["error"])
             )
             return
-        name = str(item["device"])
-        if name not in devices:  # once a turn, however many calls it made
-            devices[name] = await self.store.console_device(name)
-        device = devices[name]
+        device = devices[str(item["device"])]
         if device is not None:
             self._queue.append(
                 Stored(
