@@ -332,6 +332,7 @@ async def run_tcp_session(
     *,
     stop: asyncio.Event | None = None,
     gate: Callable[[], Awaitable[bool]] | None = None,
+    watch_stop: bool = True,
 ) -> str:
     """`callhome.link.run_session` for a TCP connection, with the same outcomes:
     "closed", "failed", "carrier lost" (the connection ended first) or "stopped"
@@ -345,12 +346,15 @@ async def run_tcp_session(
     frame received is handed over alone, once `await gate()` says it is this
     connection's turn (False: it was dropped meanwhile, or the connection ended). So
     the Diffie-Hellman an HS1 costs is done when the centre's handshake queue decides,
-    one per turn at most, and never for a peer that has already gone."""
+    one per turn at most, and never for a peer that has already gone.
+
+    `watch_stop` False: the caller wakes the call (`TcpCall.wake`) when `stop` is set,
+    for all its calls at once (the centre's listener): no task per call to watch it."""
     from .wire.phases import Phase  # here, as in tcp_transfer_config: an idle agent needs none
 
     loop = asyncio.get_running_loop()
     stopper: asyncio.Task[bool] | None = None
-    if stop is not None:
+    if stop is not None and watch_stop:
         stopper = loop.create_task(stop.wait())
         stopper.add_done_callback(lambda _: call.wake())
     try:

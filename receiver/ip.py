@@ -15,6 +15,11 @@ in order:
 * a handshake deadline (`handshake_timeout`, from accept to the caller's first
   authenticated record).
 
+Once in, a peer's HS1 (the message that costs the centre a Diffie-Hellman, and a forger
+nothing) waits in the handshake queue (`handshakequeue.HandshakeQueue`): served round
+robin by source, a few per turn of the event loop, so that a flood's HS1s neither starve
+the calls already authenticated nor make a device's HS1 wait behind their backlog.
+
 A source is an IPv4 address, or an IPv6 /64 (one subscriber's allocation). A refused
 connection is reset at once: it gets no byte from us, and costs no task, no store write
 and no log line of its own. Refusals are counted by reason and logged as a summary at
@@ -369,15 +374,25 @@ class IpCall(PortWorker):
     def __init__(
         self, listener: IpListener, call: TcpCall, source: str, peer: str, ticket: int
     ) -> None:
-        super().__init__(listener.bank, peer, 0)
+        # no PortWorker.__init__: its callback queue and its logger are a modem port's,
+        # and a connection pays for every object it makes (a flood makes hundreds a
+        # second); these are the attributes the bank's call handling reads
+        self.bank = listener.bank
+        self.url = peer
         self.name = PATH
+        self.state = "ready"
+        self.in_call = True
+        self._held = None
         self.listener = listener
         self.call = call
         self.source = source
         self.peer = peer
         self.ticket = ticket
         self.handshaking = True
-        self._log = log.bind(port=PATH, peer=peer)
+        self._log = self._bind_log()
+
+    def _bind_log(self) -> Any:
+        return log.bind(port=PATH, peer=self.peer)
 
     async def _start_record(self, state: CallState) -> None:
         """Nothing yet: a stranger's connection costs no store write."""
@@ -403,8 +418,9 @@ class IpCall(PortWorker):
         handle: Callable[[Event], Awaitable[None]],
     ) -> str:
         assert call is self.call
+        # the listener wakes its calls on a hard stop (`IpListener.run`)
         return await run_tcp_session(
-            self.call, session, handle, stop=self.bank.hard_stop, gate=self._turn
+            self.call, session, handle, stop=self.bank.hard_stop, gate=self._turn, watch_stop=False
         )
 
     def _turn(self) -> Awaitable[bool]:
@@ -467,6 +483,8 @@ class IpListener:
         self._queued: dict[int, tuple[asyncio.Future[bool], IpCall]] = {}
         """Connections whose HS1 waits in `handshake_queue`, by ticket."""
         self._pumping = False
+        self._calls: set[TcpCall] = set()
+        """The connections being served, to wake when the bank's hard stop comes."""
         self.accept_errors = 0
         self._reported: dict[str, int] = dict(self.admission.refused)
         self.started = time.time()
@@ -530,9 +548,18 @@ class IpListener:
         finally:
             self._close_sockets()
             if self._tasks:  # the bank sets hard_stop when they may not finish
+                waker = asyncio.ensure_future(self._wake_on_hard_stop())
                 await asyncio.wait(set(self._tasks))
+                waker.cancel()
             self._summary()
             log.info("ip.stopped")
+
+    async def _wake_on_hard_stop(self) -> None:
+        """One task for every call (`run_tcp_session`'s `watch_stop`): at the hard stop,
+        each call waiting for its peer looks at the stop and ends."""
+        await self.bank.hard_stop.wait()
+        for call in list(self._calls):
+            call.wake()
 
     def _accept(self, listening: socket.socket) -> None:
         """Take the waiting connections; judge each on its source address before any
@@ -737,6 +764,7 @@ class IpListener:
 
         timer = loop.call_later(self.limits.handshake_timeout, deadline)
         state = CallState(PATH, handler.peer)
+        self._calls.add(call)
         try:
             await handler._serve_call(call, state)
         except OSError as exc:
@@ -744,6 +772,7 @@ class IpListener:
             state.error = state.error or str(exc)
         finally:
             timer.cancel()
+            self._calls.discard(call)
             with contextlib.suppress(OSError):
                 await call.hangup(linger=1.0)
             if deadline_hit:
