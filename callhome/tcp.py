@@ -116,6 +116,8 @@ class TcpCall(asyncio.Protocol):
         self._paused = False
         self._writable = asyncio.Event()
         self._writable.set()
+        self._closing: asyncio.Future[None] | None = None
+        """What `hangup` awaits: woken when the connection ends."""
         self.on_end: Callable[[], None] | None = None
         """Called once, when the connection ends (the centre's handshake queue: a peer
         gone while its HS1 waits for a turn costs no DH)."""
@@ -175,6 +177,8 @@ class TcpCall(asyncio.Protocol):
         self.ended.set()
         self._readable.set()
         self.wake()
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
         on_end, self.on_end = self.on_end, None
         if on_end is not None:
             on_end()
@@ -285,9 +289,17 @@ class TcpCall(asyncio.Protocol):
         if not transport.is_closing():
             transport.close()
         if not self.ended.is_set():
+            # one future and one timer handle (`_end` wakes it), not `wait_for`'s task:
+            # the centre hangs up a thousand calls a second
+            loop = asyncio.get_running_loop()
+            waiter = self._closing = loop.create_future()
+            timer = loop.call_later(linger, _wake, waiter)
             try:
-                await asyncio.wait_for(self.ended.wait(), linger)
-            except TimeoutError:
+                await waiter
+            finally:
+                timer.cancel()
+                self._closing = None
+            if not self.ended.is_set():
                 transport.abort()
         self._end("hung up")
 
