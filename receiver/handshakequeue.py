@@ -14,7 +14,9 @@ flooders hold. The queue is bounded: beyond `capacity`, the oldest item of the s
 holding the most is dropped (its connection is reset and counted).
 
 Items are opaque hashable keys (the listener's tickets); no clock, no I/O: the listener
-calls `push` when a connection has a whole HS1, `turn` once per loop turn, and
+calls `admit` when a connection has a whole HS1 (served at once while nothing waits and
+the turn's budget lasts: no queueing cost when there is no contention, which is most of
+the time), `turn` once per loop turn while work waits or the budget is spent, and
 `cancel` when a connection ends while its item waits (nothing to answer: no DH).
 """
 
@@ -36,6 +38,8 @@ class HandshakeQueue(Generic[Item]):
     dropped: int = 0
     """Items dropped to stay within `capacity` (returned by `push`)."""
     served: int = 0
+    spent: int = 0
+    """Items served since the last `turn` began (at once by `admit`, or by it)."""
     _queues: dict[str, dict[Item, None]] = field(default_factory=dict)
     """source -> its items, oldest first; the dict's order is the round's order: the
     source served next first, a source that has just been served moves to the end."""
@@ -62,6 +66,22 @@ class HandshakeQueue(Generic[Item]):
     def sources(self) -> int:
         """Sources with work queued."""
         return len(self._queues)
+
+    def admit(self, source: str, item: Item) -> tuple[bool, list[Item]]:
+        """`item` of `source` has its HS1: (True, []) serve it now, when nothing is
+        queued and the turn's budget is not spent (nobody is passed over); otherwise
+        it is queued: (False, the items dropped for it, as `push`)."""
+        if not self._source and self.spent < self.budget:
+            self.spent += 1
+            self.served += 1
+            return True, []
+        return False, self.push(source, item)
+
+    @property
+    def pending(self) -> bool:
+        """A `turn` is due: work is queued, or the budget of this turn is spent (the
+        next turn gives it back)."""
+        return bool(self._source) or self.spent > 0
 
     def push(self, source: str, item: Item) -> list[Item]:
         """Queue `item` of `source` (an item already queued stays where it is). Returns
@@ -94,8 +114,9 @@ class HandshakeQueue(Generic[Item]):
         return True
 
     def turn(self) -> list[Item]:
-        """The items to serve now: at most `budget`, one per source in the round's
-        order, a source served moving to the end of the round."""
+        """A new turn: the items to serve now, at most `budget`, one per source in the
+        round's order, a source served moving to the end of the round; `admit` serves
+        at once only what budget they leave."""
         served: list[Item] = []
         queues = self._queues
         while queues and len(served) < self.budget:
@@ -106,6 +127,7 @@ class HandshakeQueue(Generic[Item]):
                 queues[source] = queues.pop(source)
             served.append(item)
         self.served += len(served)
+        self.spent = len(served)
         return served
 
     def _remove(self, item: Item) -> None:

@@ -621,17 +621,21 @@ class IpListener:
         if not call.open:
             return False
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
+        queue = self.handshake_queue
         ticket = handler.ticket
+        now, dropped = queue.admit(handler.source, ticket)
+        if not self._pumping and queue.pending:
+            self._pumping = True
+            loop.call_soon(self._pump)
+        if now:
+            return True
+        waiter: asyncio.Future[bool] = loop.create_future()
         self._queued[ticket] = (waiter, handler)
         # a peer that hangs up while queued (a flooder resets right after its HS1)
         # leaves the queue at once: it costs no DH and holds no place
         call.on_end = functools.partial(self._left_queue, ticket)
-        for victim in self.handshake_queue.push(handler.source, ticket):
+        for victim in dropped:
             self._drop_queued(victim)
-        if not self._pumping and self.handshake_queue:
-            self._pumping = True
-            loop.call_soon(self._pump)
         try:
             return await waiter
         finally:
@@ -642,14 +646,16 @@ class IpListener:
 
     def _pump(self) -> None:
         """One turn of the handshake queue: its HS1s go ahead, at most
-        `handshakes_per_turn`; their tasks run in the loop's next iteration, with
-        everything else that is ready then, and this again after them."""
+        `handshakes_per_turn` with those let through at once since (`admit`); their
+        tasks run in the loop's next iteration, with everything else that is ready
+        then, and this again after them while a turn is due. So a loop iteration
+        runs at most twice `handshakes_per_turn` HS1s, whatever is queued."""
         for ticket in self.handshake_queue.turn():
             waiter, handler = self._queued.pop(ticket)
             handler.call.on_end = None
             if not waiter.done():
                 waiter.set_result(True)
-        if self.handshake_queue:
+        if self.handshake_queue.pending:
             asyncio.get_running_loop().call_soon(self._pump)
         else:
             self._pumping = False

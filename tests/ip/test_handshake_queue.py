@@ -73,6 +73,27 @@ def test_pushing_a_queued_item_again_changes_nothing():
     assert queue.push("b", "x") == [] and queue.holding("b") == 0 and len(queue) == 1
 
 
+def test_without_contention_an_hs1_is_served_at_once_within_the_turns_budget():
+    queue: HandshakeQueue[str] = HandshakeQueue(capacity=8, budget=2)
+    assert queue.admit("a", "a1") == (True, []) and queue.admit("b", "b1") == (True, [])
+    assert queue.admit("c", "c1") == (False, [])  # the turn's budget is spent: it waits
+    assert queue.admit("d", "d1") == (False, [])
+    assert queue.pending and queue.served == 2
+    assert queue.turn() == ["c1", "d1"]  # a new turn: the queued ones first
+    assert queue.admit("e", "e1") == (False, [])  # ... and they spent its budget
+    assert queue.turn() == ["e1"]
+    assert queue.admit("f", "f1") == (True, [])  # one left in this turn: nothing waits
+    assert queue.turn() == [] and not queue.pending
+    assert queue.served == 6
+
+
+def test_nobody_is_passed_over_by_an_hs1_served_at_once():
+    queue: HandshakeQueue[str] = HandshakeQueue(capacity=8, budget=4)
+    queue.push("a", "a1")  # queued: the next one waits behind it, budget or not
+    assert queue.admit("b", "b1") == (False, [])
+    assert queue.turn() == ["a1", "b1"]
+
+
 def test_capacity_and_budget_are_at_least_one():
     with pytest.raises(ValueError):
         HandshakeQueue(capacity=0)
@@ -82,6 +103,7 @@ def test_capacity_and_budget_are_at_least_one():
 
 _operation = st.one_of(
     st.tuples(st.just("push"), st.integers(0, 7)),  # a source pushes a new item
+    st.tuples(st.just("admit"), st.integers(0, 7)),  # ... or asks to be served at once
     st.tuples(st.just("cancel"), st.integers(0, 200)),  # the n-th item pushed is cancelled
     st.tuples(st.just("turn"), st.just(0)),
 )
@@ -115,6 +137,7 @@ def test_every_item_is_served_dropped_or_cancelled_once_and_waits_at_most_a_roun
 
     def serve(turn: list[int]) -> None:
         assert len(turn) <= budget
+        assert spent <= budget, "more served in a turn than its budget"
         for item in turn:
             end(item, "served")
             for waiting, counts in served_since.items():
@@ -127,8 +150,9 @@ def test_every_item_is_served_dropped_or_cancelled_once_and_waits_at_most_a_roun
                 )
                 assert counts[source] <= 1, f"{source} served twice while {waiting} waited"
 
+    spent = 0  # served since the last turn began
     for kind, value in operations:
-        if kind == "push":
+        if kind in ("push", "admit"):
             item = len(pushed)
             source = f"s{value}"
             pushed.append(item)
@@ -136,13 +160,25 @@ def test_every_item_is_served_dropped_or_cancelled_once_and_waits_at_most_a_roun
             if queue.holding(source) == 0:
                 watched[item] = {source_of[i] for i in pushed[:-1] if i in queue}
                 served_since[item] = {}
-            for victim in queue.push(source, item):
+            if kind == "push":
+                dropped = queue.push(source, item)
+            else:
+                waiting = len(queue)
+                now, dropped = queue.admit(source, item)
+                if now:  # only when nobody waits, and within the turn's budget
+                    assert waiting == 0 and spent < budget
+                    spent += 1
+                    serve([item])
+                    continue
+            for victim in dropped:
                 end(victim, "dropped")
         elif kind == "cancel" and value < len(pushed):
             if queue.cancel(pushed[value]):
                 end(pushed[value], "cancelled")
         else:
-            serve(queue.turn())
+            turn = queue.turn()
+            spent = len(turn)
+            serve(turn)
         assert len(queue) <= capacity
         assert len(queue) == sum(1 for i in pushed if i not in ended)
     while queue:
