@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 READ_LIMIT = 256 * 1024
 """Bytes buffered from the peer before we stop reading its socket (TCP pushes back)."""
+MAX_STREAM_BODY = 2048
+"""`callhome.wire.framing.MAX_BODY`, the longest frame body (not imported: an idle agent
+imports this module and needs none of the protocol); a test keeps them equal."""
 TCP_RATE = 100_000_000
 """The nominal "line rate" of a TCP path, bit/s: it only bounds the bytes in flight
 (`flight_seconds` of it) and makes line time negligible in the deadlines."""
@@ -113,6 +116,11 @@ class TcpCall(asyncio.Protocol):
         self._paused = False
         self._writable = asyncio.Event()
         self._writable.set()
+        self._closing: asyncio.Future[None] | None = None
+        """What `hangup` awaits: woken when the connection ends."""
+        self.on_end: Callable[[], None] | None = None
+        """Called once, when the connection ends (the centre's handshake queue: a peer
+        gone while its HS1 waits for a turn costs no DH)."""
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -169,6 +177,11 @@ class TcpCall(asyncio.Protocol):
         self.ended.set()
         self._readable.set()
         self.wake()
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
 
     def wake(self) -> None:
         """End a `wait` in progress (bytes came, the connection ended, or the caller's
@@ -177,11 +190,12 @@ class TcpCall(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def wait(self, deadline: float | None) -> None:
+    async def wait(self, deadline: float | None, *, more: bool = False) -> None:
         """Until there are bytes to `take`, the connection has ended, `wake` is called,
         or the loop's clock reaches `deadline` (None: no deadline). One future and
-        one timer handle: no task, unlike a `read` raced against a timeout."""
-        if self._buffer or self.ended.is_set():
+        one timer handle: no task, unlike a `read` raced against a timeout. `more`:
+        until more bytes than those already buffered (the rest of a frame)."""
+        if (self._buffer and not more) or self.ended.is_set():
             return
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
@@ -200,6 +214,30 @@ class TcpCall(asyncio.Protocol):
         data = bytes(self._buffer)
         self._buffer.clear()
         if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    def take_frame(self) -> bytes:
+        """The bytes up to the end of the first stream frame received (a two-byte length,
+        then the body: `callhome.wire.streamframing`), b"" while it is incomplete; what
+        follows stays for the next `take`. A length no frame has (0, over
+        `MAX_STREAM_BODY`: not our protocol) is handed over at once, with the rest: the
+        session's decoder ends such a stream without waiting for more."""
+        buffer = self._buffer
+        if len(buffer) < 2:
+            return b""
+        length = int.from_bytes(buffer[:2], "big")
+        if not 0 < length <= MAX_STREAM_BODY:
+            return self.take()
+        end = 2 + length
+        if len(buffer) < end:
+            return b""
+        if len(buffer) < end:
+            return b""
+        data = bytes(buffer[:end])
+        del buffer[:end]
+        if self._paused and len(buffer) < READ_LIMIT // 2 and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
         return data
@@ -251,9 +289,17 @@ class TcpCall(asyncio.Protocol):
         if not transport.is_closing():
             transport.close()
         if not self.ended.is_set():
+            # one future and one timer handle (`_end` wakes it), not `wait_for`'s task:
+            # the centre hangs up a thousand calls a second
+            loop = asyncio.get_running_loop()
+            waiter = self._closing = loop.create_future()
+            timer = loop.call_later(linger, _wake, waiter)
             try:
-                await asyncio.wait_for(self.ended.wait(), linger)
-            except TimeoutError:
+                await waiter
+            finally:
+                timer.cancel()
+                self._closing = None
+            if not self.ended.is_set():
                 transport.abort()
         self._end("hung up")
 
@@ -297,6 +343,8 @@ async def run_tcp_session(
     handle: Callable[[Event], Awaitable[None]],
     *,
     stop: asyncio.Event | None = None,
+    gate: Callable[[], Awaitable[bool]] | None = None,
+    watch_stop: bool = True,
 ) -> str:
     """`callhome.link.run_session` for a TCP connection, with the same outcomes:
     "closed", "failed", "carrier lost" (the connection ended first) or "stopped"
@@ -304,12 +352,21 @@ async def run_tcp_session(
     task against the session's next deadline for every record; here the connection
     wakes one future (`TcpCall.wait`) and everything received since is handed to the
     session at once: no task, no `asyncio.wait` per record, on the path that the
-    centre runs a thousand times a second."""
+    centre runs a thousand times a second.
+
+    `gate` (the centre's): while the session still waits for a readable HS1, each whole
+    frame received is handed over alone, once `await gate()` says it is this
+    connection's turn (False: it was dropped meanwhile, or the connection ended). So
+    the Diffie-Hellman an HS1 costs is done when the centre's handshake queue decides,
+    one per turn at most, and never for a peer that has already gone.
+
+    `watch_stop` False: the caller wakes the call (`TcpCall.wake`) when `stop` is set,
+    for all its calls at once (the centre's listener): no task per call to watch it."""
     from .wire.phases import Phase  # here, as in tcp_transfer_config: an idle agent needs none
 
     loop = asyncio.get_running_loop()
     stopper: asyncio.Task[bool] | None = None
-    if stop is not None:
+    if stop is not None and watch_stop:
         stopper = loop.create_task(stop.wait())
         stopper.add_done_callback(lambda _: call.wake())
     try:
@@ -321,8 +378,18 @@ async def run_tcp_session(
                 return "failed"
             if stop is not None and stop.is_set():
                 return "stopped"
+            partial = False
+            if gate is not None and session.phase is Phase.HANDSHAKE:
+                data = call.take_frame()
+                partial = not data
+                if data:
+                    if not await gate():
+                        return "carrier lost"
+                    if stop is not None and stop.is_set():
+                        return "stopped"
+            else:
+                data = call.take()
             now = loop.time()
-            data = call.take()
             if data:
                 events = session.receive_data(data, now)
             elif call.ended.is_set():
@@ -330,7 +397,7 @@ async def run_tcp_session(
             else:
                 deadline = session.next_deadline()
                 if deadline is None or deadline > now:
-                    await call.wait(deadline)
+                    await call.wait(deadline, more=partial)
                     continue
                 events = session.handle_timer(now)
             for event in events:

@@ -746,7 +746,8 @@ def ip_status(ctx: Context, as_json: bool) -> None:
     )
     click.echo(
         f"  connections now {status.get('connections', 0)}, in handshake "
-        f"{status.get('handshakes', 0)}; admitted {status.get('admitted', 0)}, "
+        f"{status.get('handshakes', 0)} (HS1s queued {status.get('queued', 0)}); "
+        f"admitted {status.get('admitted', 0)}, "
         f"authenticated {status.get('authenticated', 0)}"
     )
     click.echo(

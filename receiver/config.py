@@ -221,6 +221,12 @@ def _ip_settings(table: Table) -> tuple[list[str], IpLimits, list[str]]:
         burst=table.number("burst", int, default.burst, minimum=1, maximum=1_000_000),
         sources=table.number("sources", int, default.sources, minimum=16, maximum=10_000_000),
         evict_after=table.duration("evict_after", default.evict_after, minimum=0.1, maximum=120.0),
+        handshake_queue=table.number(
+            "handshake_queue", int, default.handshake_queue, minimum=1, maximum=1_000_000
+        ),
+        handshakes_per_turn=table.number(
+            "handshakes_per_turn", int, default.handshakes_per_turn, minimum=1, maximum=1024
+        ),
     )
     proxies = table.strings("proxies", [])
     for proxy in proxies:

@@ -15,6 +15,11 @@ in order:
 * a handshake deadline (`handshake_timeout`, from accept to the caller's first
   authenticated record).
 
+Once in, a peer's HS1 (the message that costs the centre a Diffie-Hellman, and a forger
+nothing) waits in the handshake queue (`handshakequeue.HandshakeQueue`): served round
+robin by source, a few per turn of the event loop, so that a flood's HS1s neither starve
+the calls already authenticated nor make a device's HS1 wait behind their backlog.
+
 A source is an IPv4 address, or an IPv6 /64 (one subscriber's allocation). A refused
 connection is reset at once: it gets no byte from us, and costs no task, no store write
 and no log line of its own. Refusals are counted by reason and logged as a summary at
@@ -66,6 +71,7 @@ from callhome.wire.transfer import TransferConfig
 from modem_drivers.hayes import DataCall
 
 from .bank import Bank, CallState, PortWorker
+from .handshakequeue import HandshakeQueue
 from .proxyheader import ProxyHeader, ProxyHeaderError
 from .proxyheader import parse as parse_proxy_header
 
@@ -104,6 +110,12 @@ class IpLimits:
     """With `max_handshakes` reached, a connection that has been in its handshake this
     long is dropped to make room for a new one (a device's handshake takes a round
     trip or two; a peer that sits on a slot is holding it)."""
+    handshake_queue: int = 128
+    """HS1s waiting for their Diffie-Hellman, at most (`HandshakeQueue`): beyond it the
+    oldest of the source holding the most is dropped, its connection reset."""
+    handshakes_per_turn: int = 4
+    """HS1s processed per turn of the event loop: between two turns, authenticated
+    calls get the loop whatever the queue holds."""
 
 
 REASONS = (
@@ -116,13 +128,14 @@ REASONS = (
     "handshake",
     "proxy header",
     "evicted",
+    "queue",
 )
 """Why a connection was refused or ended unauthenticated: the connection cap, the
 handshake cap, the per-source handshake cap, the per-source rate, the handshake
 deadline, an HS1 we could not decrypt (a device with the wrong centre key, or a
 forgery), another failed handshake (not our protocol, a peer that hung up), a trusted
 proxy's connection without a valid PROXY header in time, a handshake dropped to make
-room for a newer one."""
+room for a newer one, an HS1 dropped from the full handshake queue."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -237,6 +250,12 @@ class Admission:
             self._release(source, ticket)
             if reason is not None:
                 self.refused[reason] += 1
+
+    def dequeued(self, source: str, ticket: int) -> None:
+        """The handshake's HS1 was dropped from the full handshake queue (the shell
+        resets its connection): its slot is free, and it is counted."""
+        self._release(source, ticket)
+        self.refused["queue"] += 1
 
     def holding(self, source: str) -> int:
         """The handshakes `source` has in progress."""
@@ -355,15 +374,25 @@ class IpCall(PortWorker):
     def __init__(
         self, listener: IpListener, call: TcpCall, source: str, peer: str, ticket: int
     ) -> None:
-        super().__init__(listener.bank, peer, 0)
+        # no PortWorker.__init__: its callback queue and its logger are a modem port's,
+        # and a connection pays for every object it makes (a flood makes hundreds a
+        # second); these are the attributes the bank's call handling reads
+        self.bank = listener.bank
+        self.url = peer
         self.name = PATH
+        self.state = "ready"
+        self.in_call = True
+        self._held = None
         self.listener = listener
         self.call = call
         self.source = source
         self.peer = peer
         self.ticket = ticket
         self.handshaking = True
-        self._log = log.bind(port=PATH, peer=peer)
+        self._log = self._bind_log()
+
+    def _bind_log(self) -> Any:
+        return log.bind(port=PATH, peer=self.peer)
 
     async def _start_record(self, state: CallState) -> None:
         """Nothing yet: a stranger's connection costs no store write."""
@@ -389,7 +418,13 @@ class IpCall(PortWorker):
         handle: Callable[[Event], Awaitable[None]],
     ) -> str:
         assert call is self.call
-        return await run_tcp_session(self.call, session, handle, stop=self.bank.hard_stop)
+        # the listener wakes its calls on a hard stop (`IpListener.run`)
+        return await run_tcp_session(
+            self.call, session, handle, stop=self.bank.hard_stop, gate=self._turn, watch_stop=False
+        )
+
+    def _turn(self) -> Awaitable[bool]:
+        return self.listener.turn(self)
 
     async def _event(self, session: ServerSession, event: Event, state: CallState) -> None:
         if isinstance(event, HandshakeRequested | HandshakeRefused):
@@ -442,6 +477,14 @@ class IpListener:
         self._slots: dict[int, _Slot] = {}
         """Connections in their handshake, by `Admission` ticket, from their admission
         on (before their task runs: they can be dropped to make room at once)."""
+        self.handshake_queue: HandshakeQueue[int] = HandshakeQueue(
+            self.limits.handshake_queue, self.limits.handshakes_per_turn
+        )
+        self._queued: dict[int, tuple[asyncio.Future[bool], IpCall]] = {}
+        """Connections whose HS1 waits in `handshake_queue`, by ticket."""
+        self._pumping = False
+        self._calls: set[TcpCall] = set()
+        """The connections being served, to wake when the bank's hard stop comes."""
         self.accept_errors = 0
         self._reported: dict[str, int] = dict(self.admission.refused)
         self.started = time.time()
@@ -505,9 +548,18 @@ class IpListener:
         finally:
             self._close_sockets()
             if self._tasks:  # the bank sets hard_stop when they may not finish
+                waker = asyncio.ensure_future(self._wake_on_hard_stop())
                 await asyncio.wait(set(self._tasks))
+                waker.cancel()
             self._summary()
             log.info("ip.stopped")
+
+    async def _wake_on_hard_stop(self) -> None:
+        """One task for every call (`run_tcp_session`'s `watch_stop`): at the hard stop,
+        each call waiting for its peer looks at the stop and ends."""
+        await self.bank.hard_stop.wait()
+        for call in list(self._calls):
+            call.wake()
 
     def _accept(self, listening: socket.socket) -> None:
         """Take the waiting connections; judge each on its source address before any
@@ -560,6 +612,69 @@ class IpListener:
                     dropped.drop()
             admission.dropped.clear()
         return slot
+
+    async def turn(self, handler: IpCall) -> bool:
+        """Wait for the turn of `handler`'s HS1 in the handshake queue: True, process it
+        now; False, its connection ended meanwhile, or it was dropped from the full
+        queue (then its connection is reset, its slot freed and counted: "queue")."""
+        call = handler.call
+        if not call.open:
+            return False
+        loop = asyncio.get_running_loop()
+        queue = self.handshake_queue
+        ticket = handler.ticket
+        now, dropped = queue.admit(handler.source, ticket)
+        if not self._pumping and queue.pending:
+            self._pumping = True
+            loop.call_soon(self._pump)
+        if now:
+            return True
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._queued[ticket] = (waiter, handler)
+        # a peer that hangs up while queued (a flooder resets right after its HS1)
+        # leaves the queue at once: it costs no DH and holds no place
+        call.on_end = functools.partial(self._left_queue, ticket)
+        for victim in dropped:
+            self._drop_queued(victim)
+        try:
+            return await waiter
+        finally:
+            if self._queued.pop(ticket, None) is not None:  # cancelled (a hard stop)
+                self.handshake_queue.cancel(ticket)
+            if call.on_end is not None:
+                call.on_end = None
+
+    def _pump(self) -> None:
+        """One turn of the handshake queue: its HS1s go ahead, at most
+        `handshakes_per_turn` with those let through at once since (`admit`); their
+        tasks run in the loop's next iteration, with everything else that is ready
+        then, and this again after them while a turn is due. So a loop iteration
+        runs at most twice `handshakes_per_turn` HS1s, whatever is queued."""
+        for ticket in self.handshake_queue.turn():
+            waiter, handler = self._queued.pop(ticket)
+            handler.call.on_end = None
+            if not waiter.done():
+                waiter.set_result(True)
+        if self.handshake_queue.pending:
+            asyncio.get_running_loop().call_soon(self._pump)
+        else:
+            self._pumping = False
+
+    def _left_queue(self, ticket: int) -> None:
+        if self.handshake_queue.cancel(ticket):
+            waiter, _handler = self._queued.pop(ticket)
+            if not waiter.done():
+                waiter.set_result(False)
+
+    def _drop_queued(self, ticket: int) -> None:
+        waiter, handler = self._queued.pop(ticket)
+        handler.handshaking = False
+        self._slots.pop(ticket, None)
+        self.admission.dequeued(handler.source, ticket)
+        handler.call.on_end = None
+        handler.call.abort()
+        if not waiter.done():
+            waiter.set_result(False)
 
     def done_handshaking(self, handler: IpCall) -> None:
         handler.handshaking = False
@@ -655,6 +770,7 @@ class IpListener:
 
         timer = loop.call_later(self.limits.handshake_timeout, deadline)
         state = CallState(PATH, handler.peer)
+        self._calls.add(call)
         try:
             await handler._serve_call(call, state)
         except OSError as exc:
@@ -662,6 +778,7 @@ class IpListener:
             state.error = state.error or str(exc)
         finally:
             timer.cancel()
+            self._calls.discard(call)
             with contextlib.suppress(OSError):
                 await call.hangup(linger=1.0)
             if deadline_hit:
@@ -697,6 +814,7 @@ class IpListener:
             "limits": asdict(self.limits),
             "accept_errors": self.accept_errors,
             **self.admission.status(),
+            "queued": len(self.handshake_queue),
         }
 
     def _summary(self) -> None:

@@ -253,6 +253,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def device_by_key(self, public_key: bytes) -> Device | None: ...
 
+    def device_and_partials(
+        self, public_key: bytes, epoch: int
+    ) -> tuple[Device | None, dict[int, bytes]]:
+        """`device_by_key`, and the device's `partials` of `epoch` if it is enrolled:
+        what a handshake needs, in one read (one trip to the store's thread, not two)."""
+        device = self.device_by_key(public_key)
+        return device, self.partials(device.id, epoch) if device is not None else {}
+
     @abc.abstractmethod
     def advance_counter(self, device_id: int, counter: int, when: float) -> bool:
         """Record a call counter if it is greater than the last; False if not."""
@@ -523,6 +531,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def console_device(self, name: str) -> Device | None: ...
+
+    def console_devices_named(self, names: Collection[str]) -> dict[str, Device | None]:
+        """`console_device` of each name, at once (supervision takes a page of its inbox
+        at a time: one trip to the store's thread for its devices, not one each)."""
+        return {name: self.console_device(name) for name in names}
 
     @abc.abstractmethod
     def console_outbox_counts(self) -> tuple[int, int]:
@@ -2198,6 +2211,13 @@ class AsyncStore:
     async def device_by_key(self, public_key: bytes) -> Device | None:
         return await self._read(functools.partial(self.store.device_by_key, public_key))
 
+    async def device_and_partials(
+        self, public_key: bytes, epoch: int
+    ) -> tuple[Device | None, dict[int, bytes]]:
+        return await self._read(
+            functools.partial(self.store.device_and_partials, public_key, epoch)
+        )
+
     async def advance_counter(self, device_id: int, counter: int, when: float) -> bool:
         return bool(await self._submit(AdvanceCounter(device_id, counter, when)))
 
@@ -2319,6 +2339,9 @@ class AsyncStore:
 
     async def console_device(self, name: str) -> Device | None:
         return await self._call(self.store.console_device, name)
+
+    async def console_devices_named(self, names: Collection[str]) -> dict[str, Device | None]:
+        return await self._call(self.store.console_devices_named, names)
 
     async def supervision_commands(self, after: int) -> list[tuple[int, str]]:
         return await self._call(self.store.supervision_commands, after)

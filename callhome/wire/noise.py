@@ -190,12 +190,9 @@ class IKHandshake:
         self.psk = psk
         self._s = _static_key(static_private)
         self._s_pub = self._s.public_key().public_bytes_raw()
-        self._e = (
-            X25519PrivateKey.from_private_bytes(ephemeral_private)
-            if ephemeral_private
-            else X25519PrivateKey.generate()
-        )
-        self._e_pub = self._e.public_key().public_bytes_raw()
+        self._ephemeral_private = ephemeral_private
+        self._e_key: X25519PrivateKey | None = None
+        self._e_pub_key = b""
         self.remote_static = remote_static
         self._re: bytes | None = None
         self._state = SymmetricState(IK_PSK2 if psk is not None else IK)
@@ -204,6 +201,28 @@ class IKHandshake:
         assert responder_static is not None
         self._state.mix_hash(responder_static)
         self._step = 0
+
+    @property
+    def _e(self) -> X25519PrivateKey:
+        return self._e_key or self._make_ephemeral()
+
+    @property
+    def _e_pub(self) -> bytes:
+        if self._e_key is None:
+            self._make_ephemeral()
+        return self._e_pub_key
+
+    def _make_ephemeral(self) -> X25519PrivateKey:
+        """The ephemeral key, made when first needed: a responder needs it only for
+        message 2, so an HS1 that fails (a forgery: free to send) costs no key
+        generation, a scalar multiplication as dear as a DH."""
+        self._e_key = key = (
+            X25519PrivateKey.from_private_bytes(self._ephemeral_private)
+            if self._ephemeral_private
+            else X25519PrivateKey.generate()
+        )
+        self._e_pub_key = key.public_key().public_bytes_raw()
+        return key
 
     # message 1: -> e, es, s, ss
 

@@ -402,14 +402,21 @@ class Supervisor:
         after = 0
         while True:
             page = await self.store.supervision_inbox(INBOX_PAGE, after)
+            handed_items: list[dict[str, Any]] = []
             for inbox_id, text in page:
                 after = inbox_id
                 if inbox_id in self._inbox_taken:
                     continue  # taken by a turn whose commit failed: in `_unsaved`
                 taken.append(inbox_id)
                 handed = json.loads(text)  # a list: a group commit's messages, in order
-                for item in handed if isinstance(handed, list) else (handed,):
-                    await self._take_handed(item, devices, items)
+                handed_items += handed if isinstance(handed, list) else (handed,)
+            # the page's devices in one trip to the store, each once a turn however
+            # many calls it made
+            names = {str(i["device"]) for i in handed_items if i.get("note") != "port"}
+            if names - set(devices):
+                devices.update(await self.store.console_devices_named(names - set(devices)))
+            for item in handed_items:
+                self._take_handed(item, devices, items)
             if len(page) < INBOX_PAGE:
                 break
         # all or nothing: a read that failed above left no row marked taken and nothing
@@ -418,7 +425,7 @@ class Supervisor:
         self._inbox_taken.update(taken)
         return tuple(taken)
 
-    async def _take_handed(
+    def _take_handed(
         self,
         item: dict[str, Any],
         devices: dict[str, Device | None],
@@ -427,10 +434,7 @@ class Supervisor:
         if item.get("note") == "port":
             into.append(PortNote(str(item["port"]), float(item["at"]), item["up"], item["error"]))
             return
-        name = str(item["device"])
-        if name not in devices:  # once a turn, however many calls it made
-            devices[name] = await self.store.console_device(name)
-        device = devices[name]
+        device = devices[str(item["device"])]
         if device is not None:
             into.append(
                 Stored(

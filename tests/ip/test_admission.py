@@ -40,6 +40,7 @@ def test_handshakes_per_source_and_in_all_and_connections():
         "handshake": 0,
         "proxy header": 0,
         "evicted": 0,
+        "queue": 0,
     }
 
 

@@ -252,3 +252,99 @@ async def test_forged_handshakes_from_many_addresses_filling_the_cap_leave_room_
         for sock in forged:
             sock.close()
         await _wait(lambda: admission.connections == 0 and admission.handshakes == 0)
+
+
+def _slow_diffie_hellman(monkeypatch, seconds: float) -> None:
+    """Every HS1 the centre reads costs `seconds` of the event loop (a blocking sleep: a
+    slower CPU, or a busier one, without depending on this machine's load)."""
+    import time
+
+    from callhome.wire import server
+    from callhome.wire.noise import IKHandshake
+
+    class Slow(IKHandshake):
+        def read_message_1(self, message: bytes) -> bytes:
+            time.sleep(seconds)
+            return super().read_message_1(message)
+
+    monkeypatch.setattr(server, "IKHandshake", Slow)
+
+
+def _forged_hs1s(host: str, port: int, sources: int, each: int) -> list[socket.socket]:
+    """`sources` x `each` connections, each with a whole forged HS1 sent, completed by
+    the kernel but not yet accepted (the listener has not run since)."""
+    forged = []
+    for index in range(sources * each):
+        sock = socket.socket()
+        sock.bind((f"127.0.4.{index % sources + 1}", 0))
+        sock.connect((host, port))
+        sock.send(encode_stream_frame(b"\x01" + os.urandom(105)))
+        forged.append(sock)
+    return forged
+
+
+async def test_a_device_is_served_ahead_of_forged_hs1s_queued_from_many_sources(
+    tmp_path, monkeypatch
+):
+    """400 forged HS1s from 10 addresses reach the centre just before a device's call,
+    and each costs 5 ms (`_slow_diffie_hellman`: about 30 times a real one, so the
+    budget per turn is 1 rather than 4). Processed as they arrive (the code before the
+    handshake queue), they hold the device's HS1 for 2 s; the queue serves one HS1 per
+    source per round, and the device's records between two turns: its report is
+    acknowledged within 1 s, while most forged HS1s still wait."""
+    _slow_diffie_hellman(monkeypatch, 0.005)
+    limits = IpLimits(
+        max_handshakes=512,
+        max_handshakes_per_source=40,
+        burst=40,
+        handshake_queue=512,
+        handshakes_per_turn=1,
+        handshake_timeout=30.0,
+        evict_after=60.0,
+    )
+    async with centre(tmp_path, limits) as c:
+        key = enroll(c, tmp_path, "plant")
+        host, port = c.address
+        forged = _forged_hs1s(host, port, sources=10, each=40)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        # the device on a loop of its own (another machine): only the centre's waits count
+        events = await asyncio.to_thread(
+            asyncio.run,
+            send_report(c, key, 1, severity="info"),  # type: ignore[arg-type]
+        )
+        took = loop.time() - started
+        assert acknowledged(events) == [1]
+        assert took < 1.0, f"the device waited {took:.2f} s behind forged handshakes"
+        served = c.listener.handshake_queue.served
+        assert served < 200, f"{served} HS1s were served before the device's ack"
+        admission = c.listener.admission
+        await _wait(lambda: not c.listener.handshake_queue, 20.0)
+        for sock in forged:
+            sock.close()
+        await _wait(lambda: admission.connections == 0 and admission.handshakes == 0)
+        assert admission.refused["queue"] == 0 and admission.authenticated_count == 1
+
+
+async def test_a_full_handshake_queue_drops_the_flooders_oldest_not_the_device(
+    tmp_path, monkeypatch
+):
+    """A queue of 4 and 8 forged HS1s from one address: the device's HS1, from its
+    own, stays; the flooder's oldest are reset and counted as "queue"."""
+    _slow_diffie_hellman(monkeypatch, 0.005)
+    limits = IpLimits(handshake_queue=4, handshakes_per_turn=1, handshake_timeout=30.0)
+    async with centre(tmp_path, limits) as c:
+        key = enroll(c, tmp_path, "plant")
+        host, port = c.address
+        forged = _forged_hs1s(host, port, sources=1, each=8)
+        events = await send_report(c, key, 1, severity="info")
+        assert acknowledged(events) == [1]
+        admission = c.listener.admission
+        await _wait(lambda: admission.refused["queue"] >= 1)
+        for sock in forged:
+            sock.close()
+        await _wait(lambda: admission.connections == 0 and admission.handshakes == 0)
+        assert c.listener.handshake_queue.dropped == admission.refused["queue"]
+        c.listener._summary()
+    status = json.loads((tmp_path / "ip-status.json").read_text())
+    assert status["refused"]["queue"] >= 1 and status["queued"] == 0

@@ -94,3 +94,11 @@ def test_junk_ends_the_centre_session_at_once():
     events = server.receive_data(b"SSH-2.0-OpenSSH_9.6\r\n", 0.1)
     assert server.phase is Phase.FAILED and isinstance(events[0], CallFailed)
     assert server.data_to_send() == b""  # nothing at all for a stranger
+
+
+def test_the_listeners_frame_bound_is_the_protocols():
+    """`TcpCall.take_frame` knows the longest body without importing the protocol."""
+    from callhome.tcp import MAX_STREAM_BODY
+    from callhome.wire.framing import MAX_BODY
+
+    assert MAX_STREAM_BODY == MAX_BODY

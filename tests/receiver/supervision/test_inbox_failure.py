@@ -33,17 +33,20 @@ class Clock:
 
 
 class FlakyStore(AsyncStore):
-    """`console_device` fails once for one name (a database blip mid-turn)."""
+    """The inbox's device lookup fails once when it includes one name (a database blip
+    mid-turn)."""
 
     def __init__(self, store, fail_for: str) -> None:
         super().__init__(store)
         self.fail_for = fail_for
+        self.failed = False
 
-    async def console_device(self, name):
-        if name == self.fail_for:
+    async def console_devices_named(self, names):
+        if self.fail_for in names:
             self.fail_for = None
+            self.failed = True
             raise StoreUnavailable("the database went away for a moment")
-        return await super().console_device(name)
+        return await super().console_devices_named(names)
 
 
 @pytest.mark.parametrize("one_row", [True, False], ids=["pg-group-row", "row-per-message"])
@@ -66,8 +69,9 @@ def test_a_turn_failing_mid_inbox_loses_no_stored_message(backend, one_row):
             store.supervision_inbox_put("tokyo", called, text)
 
     async def scenario() -> None:
+        flaky = FlakyStore(store, fail_for="plant-b")
         leader = Supervisor(
-            FlakyStore(store, fail_for="plant-b"),
+            flaky,
             notes,
             SupervisionSettings(command_poll=0.05),
             clock=clock,
@@ -76,6 +80,7 @@ def test_a_turn_failing_mid_inbox_loses_no_stored_message(backend, one_row):
         await leader.start()
         with pytest.raises(StoreUnavailable):  # run() logs it and tries again later
             await leader.turn(clock())
+        assert flaky.failed
         clock.now = called + 600 + 60  # the next turns, past the old deadline
         await leader.turn(clock())
         await leader.turn(clock())
