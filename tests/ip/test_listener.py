@@ -289,9 +289,10 @@ async def test_a_device_is_served_ahead_of_forged_hs1s_queued_from_many_sources(
     """400 forged HS1s from 10 addresses reach the centre just before a device's call,
     and each costs 5 ms (`_slow_diffie_hellman`: about 30 times a real one, so the
     budget per turn is 1 rather than 4). Processed as they arrive (the code before the
-    handshake queue), they hold the device's HS1 for 2 s; the queue serves one HS1 per
-    source per round, and the device's records between two turns: its report is
-    acknowledged within 1 s, while most forged HS1s still wait."""
+    handshake queue), they held the device's HS1 for 2 s (400 DHs); the queue serves one
+    HS1 per source per round, so at most one of each flooding address goes before the
+    device's. Counted in HS1s served, not in seconds: a wall-clock bound failed a run
+    beside two CPU burners (1.22 s) for reasons that were not the queue's."""
     _slow_diffie_hellman(monkeypatch, 0.005)
     limits = IpLimits(
         max_handshakes=512,
@@ -305,6 +306,18 @@ async def test_a_device_is_served_ahead_of_forged_hs1s_queued_from_many_sources(
     async with centre(tmp_path, limits) as c:
         key = enroll(c, tmp_path, "plant")
         host, port = c.address
+        queue = c.listener.handshake_queue
+        waited: list[int] = []  # HS1s served while the device's waited its turn
+        turn = c.listener.turn
+
+        async def counted_turn(handler):
+            before = queue.served
+            go = await turn(handler)
+            if not handler.source.startswith("127.0.4."):
+                waited.append(queue.served - before - 1)
+            return go
+
+        monkeypatch.setattr(c.listener, "turn", counted_turn)
         forged = _forged_hs1s(host, port, sources=10, each=40)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -315,9 +328,8 @@ async def test_a_device_is_served_ahead_of_forged_hs1s_queued_from_many_sources(
         )
         took = loop.time() - started
         assert acknowledged(events) == [1]
-        assert took < 1.0, f"the device waited {took:.2f} s behind forged handshakes"
-        served = c.listener.handshake_queue.served
-        assert served < 200, f"{served} HS1s were served before the device's ack"
+        assert len(waited) == 1, waited  # the device's HS1, once
+        assert waited[0] <= 10, f"{waited[0]} forged HS1s went first ({took:.2f} s)"
         admission = c.listener.admission
         await _wait(lambda: not c.listener.handshake_queue, 20.0)
         for sock in forged:
