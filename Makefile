@@ -27,7 +27,8 @@ typecheck: $(BIN)/.installed
 
 # six workers on two cores: the end-to-end tests mostly wait on child processes and
 # scaled line time (two workers kept two cores only 45 % busy; four took 314 s on a quiet
-# machine, six 274 s with other work beside them). loadgroup: tests that
+# machine, six 274 s with other work beside them; six with the commands' lazy imports
+# and the slow tests started first, 225 s quiet). loadgroup: tests that
 # share a machine-wide resource (mgetty's compiled-in paths, apt) carry
 # @pytest.mark.xdist_group and run on one worker
 test: lint typecheck
