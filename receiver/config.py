@@ -50,6 +50,14 @@ ENV_DSN = "CALLHOME_STORE_DSN"
 the config file); it wins over the config."""
 
 
+def _ip_limits() -> IpLimits:
+    # imported when needed: receiver.ip brings the whole bank, which `callhome-receiver
+    # calls` (and every other command but `run`) never uses
+    from .ip import IpLimits
+
+    return IpLimits()
+
+
 @dataclass
 class CentreConfig:
     path: Path
@@ -77,7 +85,7 @@ class CentreConfig:
     """The console's [web] table, read by receiver/web/config.py."""
     ip_listen: list[str] = field(default_factory=list)
     """`[ip] listen`: TCP addresses (host:port) the receiver also answers on."""
-    ip_limits: IpLimits = field(default_factory=lambda: _ip_limits())
+    ip_limits: IpLimits = field(default_factory=_ip_limits)
     ip_proxies: list[str] = field(default_factory=list)
     """`[ip] proxies`: TCP proxies (addresses or networks) that send a PROXY header."""
 
@@ -178,14 +186,6 @@ def _check_dsn(table: Table, key: str, dsn: str) -> None:
     except psycopg.Error as exc:
         # libpq's sentence names the fault; the DSN itself (and its password) is not shown
         raise table.error(key, f"not a usable PostgreSQL DSN: {exc}") from None
-
-
-def _ip_limits() -> IpLimits:
-    # imported when needed: receiver.ip brings the whole bank, which `callhome-receiver
-    # calls` (and every other command but `run`) never uses
-    from .ip import IpLimits
-
-    return IpLimits()
 
 
 def _ip_settings(table: Table) -> tuple[list[str], IpLimits, list[str]]:

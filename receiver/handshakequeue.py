@@ -30,6 +30,35 @@ Item = TypeVar("Item", bound=Hashable)
 
 
 @dataclass
+class Holdings:
+    """How many items (handshakes, queued HS1s) each source holds, indexed by count so
+    that the source holding the most is found at once when a shared cap is reached:
+    of several holding as many, the first to reach that count."""
+
+    _by_count: dict[int, dict[str, None]] = field(default_factory=dict)
+    """n -> the sources holding n items (n >= 1), in the order they reached n."""
+    most: int = 0
+    """The most items any source holds."""
+
+    def move(self, source: str, held: int, step: int) -> None:
+        """`source` goes from holding `held` items to `held + step`."""
+        if held:
+            sources = self._by_count[held]
+            del sources[source]
+            if not sources:
+                del self._by_count[held]
+        if held + step:
+            self._by_count.setdefault(held + step, {})[source] = None
+        self.most = max(self.most, held + step)
+        while self.most and self.most not in self._by_count:
+            self.most -= 1
+
+    def greediest(self) -> str:
+        """The source holding `most` (there must be one)."""
+        return next(iter(self._by_count[self.most]))
+
+
+@dataclass
 class HandshakeQueue(Generic[Item]):
     capacity: int = 1024
     """Items queued in all, at most (memory and the longest wait are bounded by it)."""
@@ -44,9 +73,7 @@ class HandshakeQueue(Generic[Item]):
     """source -> its items, oldest first; the dict's order is the round's order: the
     source served next first, a source that has just been served moves to the end."""
     _source: dict[Item, str] = field(default_factory=dict)
-    _holding: dict[int, dict[str, None]] = field(default_factory=dict)
-    """n -> the sources holding n items (n >= 1), in the order they reached n."""
-    _most: int = 0
+    _holdings: Holdings = field(default_factory=Holdings)
 
     def __post_init__(self) -> None:
         if self.capacity < 1 or self.budget < 1:
@@ -93,12 +120,12 @@ class HandshakeQueue(Generic[Item]):
         queue = self._queues.get(source)
         if queue is None:
             queue = self._queues[source] = {}  # a new source joins the end of the round
-        self._move(source, len(queue), +1)
+        self._holdings.move(source, len(queue), +1)
         queue[item] = None
         self._source[item] = source
         dropped: list[Item] = []
         while len(self._source) > self.capacity:
-            greediest = next(iter(self._holding[self._most]))
+            greediest = self._holdings.greediest()
             victim = next(iter(self._queues[greediest]))
             self._remove(victim)
             dropped.append(victim)
@@ -133,20 +160,7 @@ class HandshakeQueue(Generic[Item]):
     def _remove(self, item: Item) -> None:
         source = self._source.pop(item)
         queue = self._queues[source]
-        self._move(source, len(queue), -1)
+        self._holdings.move(source, len(queue), -1)
         del queue[item]
         if not queue:
             del self._queues[source]
-
-    def _move(self, source: str, held: int, step: int) -> None:
-        """`source` goes from holding `held` items to `held + step`."""
-        if held:
-            sources = self._holding[held]
-            del sources[source]
-            if not sources:
-                del self._holding[held]
-        if held + step:
-            self._holding.setdefault(held + step, {})[source] = None
-        self._most = max(self._most, held + step)
-        while self._most and self._most not in self._holding:
-            self._most -= 1

@@ -71,7 +71,7 @@ from callhome.wire.transfer import TransferConfig
 from modem_drivers.hayes import DataCall
 
 from .bank import Bank, CallState, PortWorker
-from .handshakequeue import HandshakeQueue
+from .handshakequeue import HandshakeQueue, Holdings
 from .proxyheader import ProxyHeader, ProxyHeaderError
 from .proxyheader import parse as parse_proxy_header
 
@@ -197,10 +197,7 @@ class Admission:
     _sources: OrderedDict[str, _Bucket] = field(default_factory=OrderedDict)
     _open: dict[int, tuple[str, float]] = field(default_factory=dict)
     """Every handshake in progress: ticket -> (source, admitted at), oldest first."""
-    _holding: dict[int, dict[str, None]] = field(default_factory=dict)
-    """n -> the sources holding n handshakes (n >= 1), in the order they reached n."""
-    _most: int = 0
-    """The most handshakes any source holds."""
+    _holdings: Holdings = field(default_factory=Holdings)
     _tickets: int = 0
 
     def admit(self, source: str, now: float) -> str | None:
@@ -222,7 +219,7 @@ class Admission:
         self._tickets += 1
         self.ticket = ticket = self._tickets
         self._open[ticket] = (source, now)
-        self._move(source, bucket.handshakes, +1)
+        self._holdings.move(source, bucket.handshakes, +1)
         bucket.open[ticket] = None
         self.connections += 1
         self.handshakes += 1
@@ -263,8 +260,8 @@ class Admission:
         return 0 if bucket is None else bucket.handshakes
 
     def _make_room(self, source: str, bucket: _Bucket, now: float) -> bool:
-        if self._most >= bucket.handshakes + 2:
-            greediest = next(iter(self._holding[self._most]))
+        if self._holdings.most >= bucket.handshakes + 2:
+            greediest = self._holdings.greediest()
             victim = next(iter(self._sources[greediest].open))
         elif self._open:
             victim, (owner, started) = next(iter(self._open.items()))
@@ -288,23 +285,10 @@ class Admission:
             ticket = next(iter(bucket.open))
         elif ticket not in bucket.open:
             return  # already dropped to make room
-        self._move(source, bucket.handshakes, -1)
+        self._holdings.move(source, bucket.handshakes, -1)
         del bucket.open[ticket]
         self._open.pop(ticket, None)
         self.handshakes -= 1
-
-    def _move(self, source: str, held: int, step: int) -> None:
-        """`source` goes from holding `held` handshakes to `held + step`."""
-        if held:
-            sources = self._holding[held]
-            del sources[source]
-            if not sources:
-                del self._holding[held]
-        if held + step:
-            self._holding.setdefault(held + step, {})[source] = None
-        self._most = max(self._most, held + step)
-        while self._most and self._most not in self._holding:
-            self._most -= 1
 
     def _bucket(self, source: str, now: float) -> _Bucket:
         limits = self.limits

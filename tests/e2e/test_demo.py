@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -58,47 +59,83 @@ def _visit(url: str, password: str, process: subprocess.Popen[str]) -> Visit:
     )
 
 
+class _Demo:
+    """`callhome demo --dir FOLDER --time-scale 0.05 ARGS` running, all of its stdout read
+    by a thread (so it never blocks on a full pipe), lines waited for by pattern."""
+
+    def __init__(self, folder: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "callhome", "demo", "--dir", str(folder)),
+                *("--time-scale", "0.05", *args),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._arrived = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._arrived:
+                self.lines.append(line)
+                self._arrived.notify_all()
+        with self._arrived:
+            self.lines.append("")  # the end: nothing more will come
+            self._arrived.notify_all()
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str] | None:
+        """The first line matching `pattern`; None if the output ended or time ran out."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._arrived:
+            while True:
+                for line in self.lines[seen:]:
+                    if found := pattern.search(line):
+                        return found
+                    if line == "":
+                        return None
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._arrived.wait(left):
+                    return None
+
+    def finish(self, timeout: float) -> tuple[int, str, str]:
+        """Wait for the demo to exit (killed after `timeout`): exit code, stdout, stderr."""
+        try:
+            self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(10)
+        assert self.process.stderr is not None
+        return self.process.returncode, "".join(self.lines), self.process.stderr.read()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Visit]:
     """One run of the demo for every test of it (it takes some twenty seconds), its
     console visited while it runs."""
     folder = tmp_path_factory.mktemp("demo") / "demo"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "callhome", "demo", "--dir", str(folder), "--time-scale", "0.05"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-    console: list[re.Match[str]] = []
-    announced = threading.Event()
-
-    def read() -> None:  # all of stdout, so the demo never blocks on a full pipe
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            found = CONSOLE_LINE.search(line)
-            if found:
-                console.append(found)
-                announced.set()
-        announced.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    demo = _Demo(folder)
     try:
-        assert announced.wait(60) and console, "".join(lines)
-        visit = _visit(console[0].group(1), console[0].group(2), process)
-        process.wait(timeout=180)
+        console = demo.wait_for(CONSOLE_LINE, 60)
+        assert console, demo.output
+        visit = _visit(console.group(1), console.group(2), demo.process)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    reader.join(10)
-    assert process.stderr is not None
-    stdout, stderr = "".join(lines), process.stderr.read()
-    assert process.returncode == 0, stdout + stderr
+        code, stdout, stderr = demo.finish(180)
+    assert code == 0, stdout + stderr
     return folder, stdout, visit
 
 
@@ -241,47 +278,16 @@ def test_no_console_and_stay_keep_the_centre_up_without_a_console_until_interrup
     """`--no-console`: no console line, no listening console. `--stay`: after the story
     the demo keeps running (it does not exit) until SIGINT, then sums up and exits 0."""
     import signal
-    import time
 
-    folder = tmp_path / "demo"
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "callhome", "demo", "--dir", str(folder)),
-            *("--time-scale", "0.05", "--no-console", "--stay"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-    over = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if "the story is over" in line:
-                over.set()
-        over.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    demo = _Demo(tmp_path / "demo", "--no-console", "--stay")
     try:
-        assert over.wait(180), "".join(lines)
+        assert demo.wait_for(re.compile("the story is over"), 180), demo.output
         time.sleep(1.0)  # it stays: nothing to wait for but the absence of an exit
-        assert process.poll() is None, "".join(lines)
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        assert demo.process.poll() is None, demo.output
+        demo.process.send_signal(signal.SIGINT)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    reader.join(10)
-    assert process.stderr is not None
-    stdout, stderr = "".join(lines), process.stderr.read()
-    assert process.returncode == 0, stdout + stderr
+        code, stdout, stderr = demo.finish(60)
+    assert code == 0, stdout + stderr
     assert not CONSOLE_LINE.search(stdout) and "console:" not in stdout
     assert "everything as expected" in stdout and "Traceback" not in stdout + stderr
     assert stdout.index("the story is over") < stdout.index("everything as expected")

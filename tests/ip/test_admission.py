@@ -160,7 +160,7 @@ def test_counts_never_go_negative_or_past_the_caps(steps):
         for s, v in open_.items():
             assert admission.holding(s) == list(v.values()).count(True) <= 3
         most = max(admission.holding(s) for s in open_)
-        assert admission._most == most
+        assert admission._holdings.most == most
 
 
 def test_sources():
