@@ -95,10 +95,12 @@ def main() -> None:
                         )
                         for w in range(options.workers)
                     ]
-                    cpu_before, started = receiver.cpu_seconds(), time.monotonic()
+                    (user_before, sys_before), started = receiver.cpu_times(), time.monotonic()
                     results = pool.map(_worker, jobs)
                     elapsed = time.monotonic() - started
-                    cpu = receiver.cpu_seconds() - cpu_before
+                    user_after, sys_after = receiver.cpu_times()
+                    user, system = user_after - user_before, sys_after - sys_before
+                    cpu = user + system
                     done = sum(r[0] for r in results)
                     failed = sum(r[1] for r in results)
                     latencies = sorted(x for r in results for x in r[2])
@@ -111,7 +113,9 @@ def main() -> None:
                     )
                     print(
                         f"run {run + 1}: {done} calls in {elapsed:.1f} s = {rate:.0f} calls/s, "
-                        f"{failed} failed; receiver CPU {cpu:.2f} s = {cpus[-1]:.2f} ms/call; "
+                        f"{failed} failed; receiver CPU {cpu:.2f} s = {cpus[-1]:.2f} ms/call "
+                        f"({user / max(done, 1) * 1000:.2f} user, "
+                        f"{system / max(done, 1) * 1000:.2f} system); "
                         f"ack latency p50 {p50s[-1] * 1000:.1f} ms, p99 {p99s[-1] * 1000:.1f} ms"
                     )
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import socket
 import time
@@ -36,10 +37,13 @@ TCP_RATE = 100_000_000
 (`flight_seconds` of it) and makes line time negligible in the deadlines."""
 
 
+@functools.lru_cache(maxsize=8)
 def tcp_transfer_config(handshake_timeout: float = 5.0) -> TransferConfig:
     """Protocol timers for TCP: no line to wait for, nothing lost or damaged, so the
     handshake has `handshake_timeout` in all (the centre's deadline before a peer has
-    proved anything) and retransmission only covers a peer that stalls."""
+    proved anything) and retransmission only covers a peer that stalls. The same
+    (frozen) object for every call with the same deadline: the centre asks for it a
+    thousand times a second."""
     # imported here: the client's config reads addresses from this module, and an idle
     # agent needs none of the protocol (nor the cryptography that the records import)
     from .wire.transfer import TransferConfig

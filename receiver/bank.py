@@ -614,7 +614,13 @@ class PortWorker:
                 )
         elif isinstance(event, MessageStarted):
             device = state.device
-            if device is not None and await store.has_message(device.id, state.epoch, event.seq):
+            # a duplicate found now is answered before its bytes come, and none of them
+            # kept; one that came whole is found by storing it (a read less per call)
+            if (
+                device is not None
+                and not event.whole
+                and await store.has_message(device.id, state.epoch, event.seq)
+            ):
                 state.settled.add(event.seq)
                 session.message_stored(event.seq, loop.time(), duplicate=True)
                 self._log.info("message.duplicate", device=device.name, seq=event.seq)
@@ -982,4 +988,11 @@ class Bank:
             await asyncio.wait({supervision}, timeout=10.0)
             if supervision.done() and not supervision.cancelled() and supervision.exception():
                 log.error("bank.supervision_failed", error=repr(supervision.exception()))
-        log.info("bank.stopped")
+        store = self.store
+        log.info(
+            "bank.stopped",
+            store_trips=store.trips,
+            commits=store.commits,
+            writes=store.operations,
+            reads=store.reads,
+        )

@@ -2118,6 +2118,9 @@ class AsyncStore:
         """Writes committed in them."""
         self.reads = 0
         """Reads run on the trips of the batches (`_read`)."""
+        self.trips = 0
+        """Trips to the store's thread for reads and batches (each a thread hand-over
+        both ways: what group commit saves)."""
 
     async def _submit(self, operation: Operation) -> Any:
         loop = asyncio.get_running_loop()
@@ -2180,6 +2183,7 @@ class AsyncStore:
         del self._pending[:count]
         self._pending_bytes -= size
         self._committing = True
+        self.trips += 1
         done = loop.run_in_executor(
             self._executor, self._trip, loop, reads, [operation for operation, _ in batch]
         )

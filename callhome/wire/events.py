@@ -85,6 +85,9 @@ class MessageStarted:
     kind: Kind
     total: int
     offset: int
+    whole: bool = False
+    """Every byte came with the head: its `MessageReceived` (or `MessageFailed`) follows
+    in the same batch of events, so answering a duplicate early saves nothing."""
 
 
 @dataclass(frozen=True)

@@ -305,7 +305,8 @@ class ServerSession(Endpoint):
             self._current = _Incoming(
                 head, head.offset, prefix=self._resume.get(head.seq, b"")[: head.offset]
             )
-            self._events.append(MessageStarted(head.seq, head.kind, head.total, head.offset))
+            whole = head.offset + len(head.chunk) >= head.total
+            self._events.append(MessageStarted(head.seq, head.kind, head.total, head.offset, whole))
         self._more(head.chunk)
 
     def _more(self, chunk: bytes) -> None:

@@ -247,6 +247,44 @@ def test_run_closes_the_calls_a_crashed_receiver_left_open(centre):
         _, err = receiver.communicate(timeout=30)
     err = "".join(seen) + err
     assert '"calls.interrupted"' in err and receiver.returncode == 0, err
+    stopped = next(json.loads(line) for line in err.splitlines() if '"bank.stopped"' in line)
+    # what group commit did, for an operator to read
+    counts = [stopped[k] for k in ("store_trips", "commits", "writes", "reads")]
+    assert all(isinstance(n, int) and n >= 0 for n in counts), stopped
+
+
+def test_run_tunes_the_garbage_collector_before_it_serves(centre, monkeypatch):
+    import gc
+    import types
+
+    import receiver.cli as cli_module
+
+    tuned: list[tuple[int, ...]] = []
+    monkeypatch.setattr(cli_module, "tune_gc", lambda: tuned.append(gc.get_threshold()))
+
+    def no_loop(coroutine):
+        coroutine.close()
+        assert tuned, "the collector was not tuned before the loop started"
+        return 0
+
+    monkeypatch.setattr(cli_module, "asyncio", types.SimpleNamespace(run=no_loop))
+    result = cli(centre, "run")
+    assert result.exit_code == 0, result.output
+    assert len(tuned) == 1
+
+
+def test_tune_gc_freezes_start_up_and_collects_the_young_less_often():
+    import subprocess
+    import sys
+
+    probe = (
+        "import gc; from receiver.cli import tune_gc, GC_YOUNG_THRESHOLD; "
+        "before = gc.get_threshold(); tune_gc(); after = gc.get_threshold(); "
+        "print(before[0], after[0] == GC_YOUNG_THRESHOLD, after[1:] == before[1:], "
+        "gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["700", "True", "True", "True"]
 
 
 def test_calls_show_what_the_protocol_counted(centre):

@@ -150,3 +150,45 @@ async def test_chunks_are_saved_in_large_pieces_and_all_of_them_when_the_call_dr
 
 def message_body_prefix(seen) -> bytes:
     return b"".join(e.data for e in seen if isinstance(e, MessagePartReceived))
+
+
+class _CountingStore(AsyncStore):
+    has_message_calls = 0
+
+    async def has_message(self, device_id: int, epoch: int, seq: int) -> bool:
+        self.has_message_calls += 1
+        return await super().has_message(device_id, epoch, seq)
+
+
+async def test_a_duplicate_that_came_whole_is_found_by_storing_it_not_by_an_early_read(tmp_path):
+    """A short message (one frame) comes with its head: the early duplicate check would
+    save nothing, so it is skipped (a store read less per call), and storing it finds
+    the duplicate; a long one is still checked at its head (the test above)."""
+    path = tmp_path / "centre.db"
+    store = SQLiteStore(path, create=True)
+    centre_key = write_private_key(tmp_path / "centre.key")
+    device_key = write_private_key(tmp_path / "device.key")
+    device = store.enroll("plant", public_of(device_key), test_interval=86400, grace=900, site=None)
+    short = encode_message(Kind.LINE_TEST, {"time": 1_700_000_000}, None)
+    long = long_report()
+    assert store.store_message(device.id, EPOCH, 1, "line-test", b"held", {}, None, 1.0)
+    counting = _CountingStore(store)
+    bank = Bank(["unused"], counting, centre_key)
+    try:
+        state = CallState(bank.workers[0].name, None)
+        seen = await _call_with(bank, centre_key, device_key, short, state=state)
+        started = next(e for e in seen if isinstance(e, MessageStarted))
+        assert started.whole
+        assert counting.has_message_calls == 0
+        assert 1 in state.settled  # answered, as a duplicate: the store holds one
+        assert [m.content for m in store.messages(device="plant")] == [b"held"]
+
+        other_key = write_private_key(tmp_path / "other.key")
+        other = store.enroll("other", public_of(other_key), test_interval=60, grace=60, site=None)
+        assert store.store_message(other.id, EPOCH, 1, "report", b"held", {}, None, 1.0)
+        seen = await _call_with(bank, centre_key, other_key, long)
+        started = next(e for e in seen if isinstance(e, MessageStarted))
+        assert not started.whole
+        assert counting.has_message_calls == 1
+    finally:
+        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -550,3 +551,50 @@ def test_the_console_reads_and_acts_on_supervision(centre):
         sup.store.close()
 
     run(go())
+
+
+def test_a_burst_of_stored_messages_is_taken_in_by_a_few_turns(centre):
+    """A turn costs its trips to the store however much it takes in: under a burst of
+    calls, turns start `turn_gap` apart, each taking in what came meanwhile, and every
+    message is still taken in."""
+    clock = Clock()
+    store = AsyncStore(SQLiteStore(centre.parent / "centre.db"))
+    sup = Supervisor(store, ListNotifier(), SupervisionSettings(), clock=clock)
+    sup.turn_gap = 0.05
+    turns: list[float] = []
+    real_turn = sup.turn
+
+    async def counted_turn(now: float):
+        turns.append(asyncio.get_running_loop().time())
+        return await real_turn(now)
+
+    sup.turn = counted_turn  # type: ignore[method-assign]
+    plant_a = device(sup, "plant-a")
+
+    async def go():
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(sup.run(stop))
+        while not sup.started:
+            await asyncio.sleep(0.005)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        turns.clear()
+        for index in range(150):  # a message every 2 ms for 0.3 s
+            sup.message_stored(Stored(plant_a, clock() + index, "bank0", None, "report", None))
+            await asyncio.sleep(0.002)
+        while sup._queue:  # every message taken in by some turn
+            await asyncio.sleep(0.005)
+        elapsed = loop.time() - began
+        running = len(turns)  # the last turn, at the stop, comes at once
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        del turns[running:]
+        return elapsed
+
+    elapsed = run(go())
+    gaps = [b - a for a, b in itertools.pairwise(turns)]
+    assert min(gaps) >= 0.05 * 0.9, gaps
+    # woken by every message, it would run a turn for each one or two of them
+    assert len(turns) <= elapsed / 0.05 + 3, (len(turns), elapsed)
+    assert sup.engine.status("plant-a").state.label == "up"
+    store.close()
