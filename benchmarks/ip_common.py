@@ -61,9 +61,15 @@ class Receiver:
 
 
 def start_receiver(
-    folder: Path, devices: int, ip_settings: str, *, store_dir: Path | None = None
+    folder: Path,
+    devices: int,
+    ip_settings: str,
+    *,
+    store_dir: Path | None = None,
+    event_loop: str = "asyncio",
 ) -> Receiver:
-    """`callhome-receiver init` + [ip] settings + `devices` enrolled, then `run`."""
+    """`callhome-receiver init` + [ip] settings + `devices` enrolled, then `run` (on
+    `event_loop`: `[centre] event_loop`)."""
     subprocess.run(
         [sys.executable, "-m", "receiver", "-c", str(folder / "centre.toml"), "init", str(folder)],
         check=True,
@@ -74,6 +80,11 @@ def start_receiver(
     if store_dir is not None:  # the store elsewhere (tmpfs: the CPU bound, no fsync)
         text = text.replace('store = "centre.db"', f'store = "{store_dir / "centre.db"}"')
         SQLiteStore(store_dir / "centre.db", create=True).close()
+    if event_loop != "asyncio":
+        if "\nevent_loop = " in text:
+            text = text.replace('\nevent_loop = "asyncio"', f'\nevent_loop = "{event_loop}"', 1)
+        else:  # a receiver from before the setting (a before/after run)
+            text = text.replace("[centre]\n", f'[centre]\nevent_loop = "{event_loop}"\n', 1)
     port = free_port()
     config.write_text(text + f'\n[ip]\nlisten = ["127.0.0.1:{port}"]\n{ip_settings}\n')
     store = SQLiteStore(store_dir / "centre.db" if store_dir else folder / "centre.db")

@@ -950,7 +950,12 @@ class Bank:
                 supervision = asyncio.ensure_future(self.supervisor.run(supervising))
         runners: list[PortWorker | Service] = [*self.workers, *self.services]
         tasks = [asyncio.ensure_future(runner.run()) for runner in runners]
-        log.info("bank.started", ports=len(self.workers), services=len(self.services))
+        log.info(
+            "bank.started",
+            ports=len(self.workers),
+            services=len(self.services),
+            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+        )
         await stop.wait()
         log.info(
             "bank.stopping",

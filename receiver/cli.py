@@ -376,6 +376,7 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     config = ctx.config()
     if not config.ports and not config.ip_listen:
         fail(f"{config.path}: bank.ports: no modem ports configured (and no ip.listen)")
+    loop_factory = guarded(lambda: event_loop_factory(config))
     private = guarded(lambda: load_private_key(config.key))
     location = store_location(config)
     # a device waits for the answer to its handshake: a database that has gone away
@@ -396,7 +397,8 @@ def run(ctx: Context, log_level: str, json_logs: bool | None) -> None:
     console = cli_web.prepare(config)  # None unless [web] listen is set
     routing = guarded(lambda: routing_for(config))  # checked before anything starts
     tune_gc()
-    code = asyncio.run(_run(config, private, store, console, routing))
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        code = runner.run(_run(config, private, store, console, routing))
     if alone is not None:
         alone.release()
     sys.exit(code)
@@ -439,6 +441,22 @@ call or two, and with hundreds of calls in flight each collection walks thousand
 young objects: 60 us of CPU per TCP line-test call, 5 % of it
 (`benchmarks/ip_throughput.py`; 4 collections instead of 151 for 3,000 calls). The hot
 path makes few reference cycles, so the garbage that waits longer is little."""
+
+
+def event_loop_factory(config: CentreConfig) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """`[centre] event_loop`: None for asyncio's own loop, else uvloop's. Raises
+    SetupError when uvloop is asked for and not installed."""
+    if config.event_loop != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise SetupError(
+            f"{config.path}: centre.event_loop: uvloop is not installed "
+            "(pip install 'callhome[uvloop]')"
+        ) from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def tune_gc() -> None:

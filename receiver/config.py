@@ -58,6 +58,9 @@ def _ip_limits() -> IpLimits:
     return IpLimits()
 
 
+EVENT_LOOPS = ("asyncio", "uvloop")
+
+
 @dataclass
 class CentreConfig:
     path: Path
@@ -66,6 +69,9 @@ class CentreConfig:
     """`[centre] receiver`: this receiver's name among those sharing one store (one per
     site; recorded on its calls). Default: the host's name."""
     key: Path = Path("centre.key")
+    event_loop: str = "asyncio"
+    """`[centre] event_loop`: "asyncio" (the standard library's), or "uvloop" (libuv's,
+    `pip install 'callhome[uvloop]'`: about a tenth less CPU per TCP call)."""
     store: Path = Path("centre.db")
     store_dsn: str | None = None
     """A PostgreSQL store (`postgresql://...`) instead of the SQLite file `store`."""
@@ -103,6 +109,7 @@ class CentreConfig:
                     "name": self.name,
                     "key": str(self.key),
                     "store": self.store_dsn or str(self.store),
+                    "event_loop": self.event_loop,
                 },
                 "bank": {
                     "ports": self.ports,
@@ -148,6 +155,9 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     if not config.receiver.strip() or len(config.receiver) > 63 or ":" in config.receiver:
         raise centre.error("receiver", "give a name of 1 to 63 characters, without ':'")
     config.key = centre.path_value("key")
+    config.event_loop = centre.get("event_loop", str, "asyncio")
+    if config.event_loop not in EVENT_LOOPS:
+        raise centre.error("event_loop", f"expected one of {', '.join(EVENT_LOOPS)}")
     if is_dsn(centre.get("store", str, "")):
         config.store_dsn = centre.get("store", str)
         _check_dsn(centre, "store", config.store_dsn)

@@ -217,3 +217,30 @@ async def test_the_ip_path_down_the_modem_carries_the_report(system):
     assert "path lan:" in result.out and "dialling 5550100" in result.out
     (stored,) = await system.reports("--kind", "report")
     assert stored["path"] == "modem"
+
+
+async def test_a_receiver_on_uvloop_serves_its_modems_and_its_tcp_port(tmp_path):
+    """`[centre] event_loop = "uvloop"`: the same bank (pty modems through
+    pyserial-asyncio-fast) and listener on libuv's loop, which the TCP path chose for
+    its CPU per call; each path carries a report, and SIGTERM stops it cleanly."""
+    system = System(tmp_path)
+    await system.start(event_loop="uvloop")
+    try:
+        with system.centre_config.open("a") as config:
+            config.write('\n[ip]\nlisten = ["127.0.0.1:0"]\nhandshake_timeout = "10s"\n')
+        await system.start_receiver()
+        system.ip = await _listening(system)
+        modem = await system.add_client("plant-m", "5550001")
+        over_modem = await modem.cli("send", "--severity", "warning", "--component", "psu1")
+        assert over_modem.code == 0, over_modem
+        lan = await _ip_client(system, "plant-i", "5550002")
+        over_ip = await lan.cli("send", "--severity", "warning", "--component", "psu2")
+        assert over_ip.code == 0 and "connected: TCP 127.0.0.1:" in over_ip.out, over_ip
+        stored = {r["device"]: r["path"] for r in await system.reports("--kind", "report")}
+        assert stored == {"plant-m": "modem", "plant-i": "ip"}
+    finally:
+        await system.stop()
+    assert not [e for e in system.events() if e.get("level") in ("error", "critical")]
+    (started,) = [e for e in system.events() if e["event"] == "bank.started"]
+    assert started["event_loop"] == "uvloop"
+    assert any(e["event"] == "bank.stopped" for e in system.events())

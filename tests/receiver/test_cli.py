@@ -262,12 +262,22 @@ def test_run_tunes_the_garbage_collector_before_it_serves(centre, monkeypatch):
     tuned: list[tuple[int, ...]] = []
     monkeypatch.setattr(cli_module, "tune_gc", lambda: tuned.append(gc.get_threshold()))
 
-    def no_loop(coroutine):
-        coroutine.close()
-        assert tuned, "the collector was not tuned before the loop started"
-        return 0
+    class NoLoop:
+        def __init__(self, loop_factory=None) -> None:
+            assert loop_factory is None  # asyncio's own loop, by default
 
-    monkeypatch.setattr(cli_module, "asyncio", types.SimpleNamespace(run=no_loop))
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+        def run(self, coroutine):
+            coroutine.close()
+            assert tuned, "the collector was not tuned before the loop started"
+            return 0
+
+    monkeypatch.setattr(cli_module, "asyncio", types.SimpleNamespace(Runner=NoLoop))
     result = cli(centre, "run")
     assert result.exit_code == 0, result.output
     assert len(tuned) == 1
@@ -347,3 +357,18 @@ def test_a_second_receiver_on_one_sqlite_store_is_refused(centre, monkeypatch):
     finally:
         running.release()
         store.close()
+
+
+def test_run_names_a_bad_event_loop_and_a_missing_uvloop(centre, monkeypatch):
+    text = centre.read_text()
+    centre.write_text(text.replace('event_loop = "asyncio"', 'event_loop = "tokio"'))
+    bad = cli(centre, "run")
+    assert bad.exit_code == 2
+    assert "centre.event_loop: expected one of asyncio, uvloop" in bad.output
+
+    centre.write_text(text.replace('event_loop = "asyncio"', 'event_loop = "uvloop"'))
+    monkeypatch.setitem(__import__("sys").modules, "uvloop", None)  # not installed
+    missing = cli(centre, "run")
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    assert "centre.event_loop: uvloop is not installed" in missing.output
+    assert "pip install 'callhome[uvloop]'" in missing.output
