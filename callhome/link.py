@@ -37,11 +37,16 @@ class ByteCall(Protocol):
     async def drain(self) -> None: ...
 
 
-def transfer_config(rate: int | None, scale: float = 1.0) -> TransferConfig:
+def transfer_config(
+    rate: int | None, scale: float = 1.0, *, error_corrected: bool = False
+) -> TransferConfig:
     """Protocol timers for a call at `rate` bit/s (2,400 when the modem did not say);
-    on a scaled line the bytes fly faster too."""
+    on a scaled line the bytes fly faster too. `error_corrected`: the connect record
+    says the modems run error control (`ConnectRecord.error_corrected`)."""
     nominal = rate or 2400
-    config = TransferConfig(line_rate=max(300, int(nominal / scale)))
+    config = TransferConfig(
+        line_rate=max(300, int(nominal / scale)), error_corrected=error_corrected
+    )
     if scale == 1.0:
         return config
     scaled = config.scaled(scale)

@@ -462,7 +462,8 @@ class PortWorker:
             bank.store_failed(exc)  # the handshake is refused busy
 
     def _transfer_config(self, call: DataCall | TcpCall) -> TransferConfig:
-        return transfer_config(call.record.rate, self.bank.scale)
+        record = call.record
+        return transfer_config(record.rate, self.bank.scale, error_corrected=record.error_corrected)
 
     async def _let_caller_hang_up(self, call: DataCall | TcpCall) -> None:
         # let the refusal or the "cannot decrypt" notice leave the modem and the

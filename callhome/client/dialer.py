@@ -306,7 +306,9 @@ async def _converse(
         epoch=spool.epoch,
         config=tcp_transfer_config()  # real time: TCP does not scale with a virtual line
         if isinstance(call, TcpCall)
-        else transfer_config(call.record.rate, config.time_scale),
+        else transfer_config(
+            call.record.rate, config.time_scale, error_corrected=call.record.error_corrected
+        ),
     )
     for message in queued:
         session.queue(message.seq, message.encoded(), message.uncompressed())

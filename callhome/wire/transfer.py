@@ -68,6 +68,12 @@ class TransferConfig:
     stream: bool = False
     """Frames for a reliable byte stream (TCP, `streamframing.py`) instead of a modem
     line's COBS frames."""
+    error_corrected: bool = False
+    """The modems correct errors (V.42 LAPM, MNP: the connect record says): a frame is
+    not lost on the line, only held up while they resend or retrain. A late ACK is then
+    not taken for a loss, and a timeout resends the oldest frame alone, not every frame
+    in flight (after a stall that emptied no frame, a whole window of resends would
+    cost up to `flight_seconds` of line time for nothing)."""
 
     def line_time(self, nbytes: int) -> float:
         """Seconds `nbytes` take on the line (10 bits a byte)."""
@@ -167,6 +173,13 @@ class SentFrame:
     departs: float
     retransmitted: bool = False
     lost: bool = False
+    timer_from: float = 0.0
+    """Its retransmission timer runs from the later of this and `departs` (restarted
+    for the frames behind a resent one on an error-corrected line)."""
+
+    @property
+    def timer_start(self) -> float:
+        return max(self.departs, self.timer_from)
 
 
 class SendWindow:
@@ -231,7 +244,8 @@ class SendWindow:
             if not frame.retransmitted:
                 self.rtt.sample(now - frame.departs)  # Karn: only frames sent once
             self.sizer.record(len(frame.wire), lost=False)
-        overdue = self.rtt.overdue()
+        # an error-corrected line loses nothing: a late ACK means a stall, not a loss
+        overdue = math.inf if self.config.error_corrected else self.rtt.overdue()
         for frame in self.frames.values():
             if frame.lost:
                 continue
@@ -244,13 +258,24 @@ class SendWindow:
         return acked
 
     def due(self, now: float) -> list[SentFrame]:
-        """Frames to send again now: known lost, or past their retransmission timeout."""
+        """Frames to send again now: known lost, or past their retransmission timeout
+        (on an error-corrected line, of those timed out only the oldest: the timers of
+        the others start again, and its ACK will say whether they arrived)."""
         rto = self.rtt.rto
-        due = [frame for frame in self.frames.values() if frame.lost or now >= frame.departs + rto]
-        if any(not frame.lost for frame in due):
+        due = [
+            frame for frame in self.frames.values() if frame.lost or now >= frame.timer_start + rto
+        ]
+        timed_out = sorted((frame for frame in due if not frame.lost), key=lambda f: f.seq)
+        if timed_out and self.config.error_corrected:
+            probe = timed_out[0]
+            for frame in timed_out[1:]:
+                frame.timer_from = now
+            due = [frame for frame in due if frame.lost or frame is probe]
+            timed_out = [probe]
+        if timed_out:
             self.rtt.timed_out(now)
-            for frame in due:
-                if not frame.lost:
+            for frame in timed_out:
+                if not self.config.error_corrected:  # a stall says nothing of the error rate
                     self.sizer.record(len(frame.wire), lost=True)
         return sorted(due, key=lambda frame: frame.seq)
 
@@ -258,7 +283,7 @@ class SendWindow:
         if not self.frames:
             return None
         rto = self.rtt.rto
-        return min(frame.departs + rto for frame in self.frames.values())
+        return min(frame.timer_start + rto for frame in self.frames.values())
 
 
 class FrameSizer:

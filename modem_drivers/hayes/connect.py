@@ -90,6 +90,13 @@ class ConnectRecord:
         """The best known line rate."""
         return self.dce_rate or self.connect_rate
 
+    @property
+    def error_corrected(self) -> bool:
+        """The modems said they run error control (LAPM, MNP, or unnamed ARQ): what
+        crosses the line arrives intact or not at all, late rather than damaged. Not
+        reported is taken for none."""
+        return self.error_correction in ("LAPM", "MNP", "ARQ")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "connect": self.connect_line.decode("latin-1"),

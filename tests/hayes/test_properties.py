@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -119,3 +120,20 @@ def test_data_is_never_lost_or_altered_while_online(payload):
     out = b"".join(e.data for e in modem.receive(payload, 1.1) if isinstance(e, DataReceived))
     out += b"".join(e.data for e in modem.release_held())
     assert out == payload
+
+
+@pytest.mark.parametrize(
+    ("connect", "progress", "corrected"),
+    [
+        (b"CONNECT 33600/ARQ", (), True),
+        (b"CONNECT 33600", (), False),
+        (b"CONNECT 28800", (b"PROTOCOL: LAPM",), True),
+        (b"CONNECT 9600", (b"PROTOCOL: NONE",), False),
+        (b"CONNECT 2400/REL", (), True),
+        (b"CONNECT 14400", (b"COMPRESSION: V42BIS",), True),  # compression needs it
+    ],
+)
+def test_the_connect_record_says_whether_the_modems_correct_errors(connect, progress, corrected):
+    """The protocol's loss detection trusts a late frame on an error-corrected line
+    (`TransferConfig.error_corrected`); a record that says nothing is taken for none."""
+    assert parse_connect(connect, progress).error_corrected is corrected
