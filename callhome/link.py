@@ -97,7 +97,9 @@ async def run_session(
                     return "carrier lost"
                 events = session.receive_data(data, now)
             else:
-                events = session.handle_timer(now)
+                # the wait timed out: the deadline has come by the loop's clock, which
+                # may count coarser than the deadline (uvloop: whole milliseconds)
+                events = session.handle_timer(now if deadline is None else max(now, deadline))
             for event in events:
                 await handle(event)
             if not await _flush(call, session):

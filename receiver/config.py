@@ -174,6 +174,15 @@ def parse_centre_config(data: dict[str, Any], path: str | Path) -> CentreConfig:
     config.health_check = bank.duration("health_check", "5m", minimum=1.0, maximum=86400.0)
     config.drain = bank.duration("drain", "60s", maximum=3600.0)
     bank.finish()
+    raw_sockets = [port for port in config.ports if port.startswith("socket://")]
+    if config.event_loop == "uvloop" and raw_sockets:
+        # pyserial-asyncio-fast drives a socket:// port through asyncio's own socket
+        # transport (its flush, its socket object), which uvloop's transports lack
+        raise centre.error(
+            "event_loop",
+            f"uvloop cannot drive socket:// ports ({raw_sockets[0]}): use asyncio, "
+            "or reach the port as rfc2217://",
+        )
     devices = root.table("devices")
     config.test_interval = devices.duration(
         "test_interval", "24h", minimum=TEST_INTERVAL[0], maximum=TEST_INTERVAL[1]

@@ -246,6 +246,13 @@ class SendWindow:
             self.sizer.record(len(frame.wire), lost=False)
         # an error-corrected line loses nothing: a late ACK means a stall, not a loss
         overdue = math.inf if self.config.error_corrected else self.rtt.overdue()
+        if self.config.error_corrected and any(frame.retransmitted for frame in acked):
+            # a resent frame came back: the line carries again, so a frame still missing
+            # behind it (lost after all: a DTE buffer that overflowed) waits one timeout,
+            # not a backed-off one (a lost tail of twelve frames took 240 s). Not resent
+            # at once: after a stall the ACK is most often for its first copy, with the
+            # frames behind it still on their way (that cost 50 to 70 resends a call).
+            self.rtt.backoff = 1
         for frame in self.frames.values():
             if frame.lost:
                 continue

@@ -229,6 +229,6 @@ def _connect_fields(line: bytes, details: dict[str, Any]) -> int | None:
                 details["ec"] = "MNP"
         elif key in _EC and details.get("ec") in (None, "ARQ"):
             details["ec"] = _EC[key]
-    if "compression" in details and "ec" not in details:
-        details["ec"] = "ARQ"
+    if details.get("compression", "NONE") != "NONE" and "ec" not in details:
+        details["ec"] = "ARQ"  # V.42bis, V.44 and MNP5 run only over error control
     return connect_rate

@@ -131,6 +131,8 @@ def test_data_is_never_lost_or_altered_while_online(payload):
         (b"CONNECT 9600", (b"PROTOCOL: NONE",), False),
         (b"CONNECT 2400/REL", (), True),
         (b"CONNECT 14400", (b"COMPRESSION: V42BIS",), True),  # compression needs it
+        (b"CONNECT 9600", (b"COMPRESSION: NONE",), False),  # no compression says nothing
+        (b"CONNECT 9600", (b"+DR: NONE",), False),
     ],
 )
 def test_the_connect_record_says_whether_the_modems_correct_errors(connect, progress, corrected):

@@ -153,3 +153,90 @@ async def test_stop_set_before_it_starts_returns_stopped():
 
 async def _ignore(event: Event) -> None:
     return None
+
+
+def test_a_session_on_uvloop_waits_once_per_deadline_not_until_the_clock_reaches_it(monkeypatch):
+    """uvloop's clock counts whole milliseconds and runs a timer due within half of one
+    at once: a loop that waited again while `deadline > now` woke about 70 times per
+    deadline (the TCP ACK delay is 5 ms). Counted: the waits of a whole call on uvloop
+    against the same call on asyncio's loop."""
+    import uvloop
+
+    real_wait = TcpCall.wait
+    waits: list[int] = []
+
+    async def counted(self, deadline, *, more=False):
+        waits[-1] += 1
+        await real_wait(self, deadline, more=more)
+
+    async def plain_connect(host: str, port: int, timeout: float) -> TcpCall:
+        # uvloop's create_connection has no happy eyeballs (the client runs on asyncio)
+        loop = asyncio.get_running_loop()
+        _transport, call = await loop.create_connection(lambda: TcpCall(incoming=False), host, port)
+        return call
+
+    monkeypatch.setattr(TcpCall, "wait", counted)
+    monkeypatch.setitem(globals(), "connect_tcp", plain_connect)
+    for factory in (None, uvloop.new_event_loop):
+        waits.append(0)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(test_a_whole_call_runs_to_closed_on_both_ends())
+            # and a call whose deadlines pass with nothing coming (HS1 resent, then given up)
+            runner.run(test_a_silent_peer_makes_the_handshake_fail_on_its_deadline())
+    on_asyncio, on_uvloop = waits
+    assert on_uvloop <= on_asyncio + 2, waits  # 8 and 23 before the fix
+
+
+def test_the_modem_loop_on_uvloop_handles_a_deadline_once_when_its_wait_times_out():
+    """`callhome.link.run_session` (the modem path) waits for bytes or the deadline; on
+    uvloop the wait can time out a fraction of a millisecond before the deadline by the
+    session's clock, and the session, handed that earlier time, did nothing, so the loop
+    waited again and again until the clock reached it."""
+    import uvloop
+
+    from callhome.link import run_session
+
+    class Silent:
+        """A line on which nothing ever comes back."""
+
+        open = True
+
+        def __init__(self) -> None:
+            self.written = 0
+
+        async def read(self) -> bytes:
+            await asyncio.Event().wait()
+            return b""
+
+        def write(self, data: bytes) -> None:
+            self.written += 1
+
+        async def drain(self) -> None:
+            return None
+
+    class Counting(ClientSession):
+        timers = 0
+
+        def handle_timer(self, now: float):  # type: ignore[no-untyped-def]
+            Counting.timers += 1
+            return super().handle_timer(now)
+
+    async def silent_call() -> str:
+        session = Counting(
+            static_private=DEVICE,
+            server_public=public_of(CENTRE),
+            call_counter=1,
+            epoch=1,
+            config=tcp_transfer_config(0.2),
+        )
+        session.finish()
+        session.start(asyncio.get_running_loop().time())
+        return await asyncio.wait_for(run_session(Silent(), session, _ignore), 10.0)
+
+    counts = []
+    for factory in (None, uvloop.new_event_loop):
+        Counting.timers = 0
+        with asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(silent_call()) == "failed"
+        counts.append(Counting.timers)
+    assert counts[1] <= counts[0] + 1, counts

@@ -181,7 +181,7 @@ def test_a_stalling_v42_line_costs_a_few_resends_not_a_storm(seed):
     """V.42 turns error bursts into stalls: nothing is lost, so every resend is for
     nothing. A sender told the line corrects errors resends a few frames; one that is
     not took the stalls for losses and resent its whole flight again and again (seed 0:
-    1,168 resends and a quarter of the goodput)."""
+    1,197 resends and 2.7 times as long)."""
     from callhome.wire.transfer import TransferConfig
 
     message, _blob = incompressible(40_000, seed)
@@ -200,3 +200,50 @@ def test_a_stalling_v42_line_costs_a_few_resends_not_a_storm(seed):
     (storm, slow), (few, fast) = results[False], results[True]
     assert few <= 10 and storm >= 10 * max(few, 1), results
     assert fast < slow, results
+
+
+def _lost_tail(error_corrected: bool, frames: int = 12, rtt: float = 0.3) -> tuple[float, int]:
+    """A window of `frames` sent at once over a line with a steady round trip, every one
+    lost, the line silent for 10 s; each resend arrives. Returns the seconds from the end
+    of the silence to the last ACK, and the resends."""
+    from callhome.wire.records import AckInfo
+    from callhome.wire.transfer import SendWindow, TransferConfig
+
+    window = SendWindow(TransferConfig(line_rate=33600, error_corrected=error_corrected))
+    for _ in range(8):
+        window.rtt.sample(rtt)
+    for seq in range(frames):
+        window.sent(seq, bytes(1000), seq == frames - 1, 0.0)
+    window.next_seq = frames
+    received: set[int] = set()
+    arriving: list[tuple[float, int]] = []
+    now = silence = 10.0
+    first = True
+    while window.frames and now < 1000:
+        if not first:
+            deadline = window.next_deadline()
+            now = max(now, min([deadline or math.inf] + [when for when, _ in arriving]))
+        first = False
+        for when, seq in [a for a in arriving if a[0] <= now]:
+            arriving.remove((when, seq))
+            received.add(seq)
+            cumulative = 0
+            while cumulative in received:
+                cumulative += 1
+            sack = sum(1 << (r - cumulative - 1) for r in received if r > cumulative)
+            window.on_ack(AckInfo(cumulative, sack, 0), now)
+        for frame in window.due(now):
+            window.resent(frame, now)
+            arriving.append((frame.departs + rtt, frame.seq))
+    return now - silence, window.retransmissions
+
+
+def test_a_lost_tail_on_an_error_corrected_line_is_resent_a_timeout_apart_not_backed_off():
+    """Frames can still be lost behind an error-corrected line (a DTE buffer that
+    overflowed). Once a resend comes back, the next missing frame waits one timeout, not
+    a doubled one: twelve lost frames took 240 s (3.9 s without error correction, where
+    the first rule resends them at once)."""
+    corrected, resends = _lost_tail(True)
+    assert resends == 12 and corrected < 20.0, corrected
+    plain, _ = _lost_tail(False)
+    assert plain < 5.0
