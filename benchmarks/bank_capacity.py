@@ -1,7 +1,7 @@
 """The bank's capacity: N ports in one receiver, every line busy at 33,600 bit/s.
 
     python -m benchmarks.bank_capacity [--ports 16,64,128,256] [--kinds pty,tcp]
-        [--seconds 40] [--size 40000] [--runs 1] [--workers 4]
+        [--seconds 40] [--size 40000] [--runs 1] [--workers 4] [--event-loop uvloop]
 
 For each cell, three kinds of process: `callhome-sim run` (the virtual network in real
 time: N bank modems in one hunt group and N device modems, exposed as ptys or TCP),
@@ -112,6 +112,7 @@ def run_cell(
     size: int,
     workers: int,
     profile: Path | None = None,
+    event_loop: str = "asyncio",
 ) -> dict[str, Any]:
     from callhome.keys import public_of, write_private_key
     from receiver.store import SQLiteStore
@@ -170,6 +171,12 @@ def run_cell(
             check=True,
         )
         centre_key = init.stdout.split("centre public key: ")[1].split()[0]
+        centre_config = centre / "centre.toml"
+        centre_config.write_text(
+            centre_config.read_text().replace(
+                'event_loop = "asyncio"', f'event_loop = "{event_loop}"', 1
+            )
+        )
         devices = []
         # each real device has a disk of its own; here hundreds share one process and one
         # disk, and the spool's fsyncs block that process's loop for all of them: the
@@ -344,6 +351,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument(
+        "--event-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the receiver's ([centre] event_loop)",
+    )
+    parser.add_argument(
         "--profile", type=Path, help="write cProfile files of the simulator and clients here"
     )
     parser.add_argument("--client-worker", help=argparse.SUPPRESS)
@@ -362,7 +375,7 @@ def main() -> None:
         return
     print(
         f"bank capacity at {RATE} bit/s (R/10 = {RATE // 10} B/s), {args.size} B reports, "
-        f"{args.seconds:.0f} s per cell, medians of {args.runs}"
+        f"{args.seconds:.0f} s per cell, medians of {args.runs}, receiver on {args.event_loop}"
     )
     print(
         f"{'ports':>5} {'kind':>4} {'calls':>5} {'ok':>4} {'min':>5} {'median':>6} "
@@ -384,6 +397,7 @@ def main() -> None:
                                 args.size,
                                 args.workers,
                                 args.profile,
+                                args.event_loop,
                             )
                         )
                     except (SystemExit, subprocess.SubprocessError, OSError) as exc:
