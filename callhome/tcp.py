@@ -217,9 +217,7 @@ class TcpCall(asyncio.Protocol):
             return b""
         data = bytes(self._buffer)
         self._buffer.clear()
-        if self._paused and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
+        self._resume_if_drained()
         return data
 
     def take_frame(self) -> bytes:
@@ -237,13 +235,9 @@ class TcpCall(asyncio.Protocol):
         end = 2 + length
         if len(buffer) < end:
             return b""
-        if len(buffer) < end:
-            return b""
         data = bytes(buffer[:end])
         del buffer[:end]
-        if self._paused and len(buffer) < READ_LIMIT // 2 and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
+        self._resume_if_drained()
         return data
 
     @property
@@ -258,10 +252,14 @@ class TcpCall(asyncio.Protocol):
             await self._readable.wait()
         data = bytes(self._buffer[:max_bytes])
         del self._buffer[:max_bytes]
+        self._resume_if_drained()
+        return data
+
+    def _resume_if_drained(self) -> None:
+        """Read the socket again once what `data_received` paused for is half read."""
         if self._paused and len(self._buffer) < READ_LIMIT // 2 and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
-        return data
 
     def unread(self, data: bytes) -> None:
         """Put bytes back in front of what `read` returns next (what followed a header

@@ -438,9 +438,10 @@ GC_YOUNG_THRESHOLD = 10_000
 """Container objects allocated (net) between two collections of the youngest generation
 in `callhome-receiver run`. Python's default, 700, makes a busy receiver collect every
 call or two, and with hundreds of calls in flight each collection walks thousands of
-young objects: 60 us of CPU per TCP line-test call, 5 % of it
-(`benchmarks/ip_throughput.py`; 4 collections instead of 151 for 3,000 calls). The hot
-path makes few reference cycles, so the garbage that waits longer is little."""
+young objects: 63 us of CPU per TCP line-test call, about 5 % of it, timed with
+`gc.callbacks` under `benchmarks/ip_throughput.py` (151 collections in a 3,000-call run;
+4 with this, 5 us a call). The hot path makes few reference cycles, so the garbage that
+waits longer is little."""
 
 
 def event_loop_factory(config: CentreConfig) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -455,8 +456,7 @@ def event_loop_factory(config: CentreConfig) -> Callable[[], asyncio.AbstractEve
             f"{config.path}: centre.event_loop: uvloop is not installed "
             "(pip install 'callhome[uvloop]')"
         ) from None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+    return uvloop.new_event_loop
 
 
 def tune_gc() -> None:

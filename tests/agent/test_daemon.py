@@ -227,3 +227,35 @@ async def test_a_check_flapping_when_the_agent_stops_is_still_flapping_after_a_r
         "fan1 stable (OK)",
     ]
     again.spool.close()
+
+
+async def test_stop_ends_the_agent_even_when_a_call_swallows_its_cancellation(
+    tmp_path: Path,
+) -> None:
+    """The demo once hung at its end: one agent went on calling every few seconds after
+    the stop, its call loop's cancellation lost (Python 3.11's `wait_for` can turn one
+    into a timeout; a call's clean-up can swallow one). The loops also look at a flag."""
+    centre = FakeCentre()
+    agent = make_agent(tmp_path, 'test_interval = "1h"\ntest_spread = 0\n', centre)
+    calls = 0
+
+    async def stubborn_call() -> None:
+        nonlocal calls
+        calls += 1
+        agent.policy.last_test = agent.clock.now()  # the next one is due at once again
+        agent.policy.next_test = agent.clock.now()
+        try:
+            await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            pass  # the cancellation lost somewhere in the call
+
+    agent.call_once = stubborn_call  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    while calls < 2:
+        await asyncio.sleep(0.005)
+    stop.set()
+    await asyncio.wait_for(task, 2.0)
+    stopped_at = calls
+    await asyncio.sleep(0.1)
+    assert calls == stopped_at

@@ -243,4 +243,8 @@ async def test_a_receiver_on_uvloop_serves_its_modems_and_its_tcp_port(tmp_path)
     assert not [e for e in system.events() if e.get("level") in ("error", "critical")]
     (started,) = [e for e in system.events() if e["event"] == "bank.started"]
     assert started["event_loop"] == "uvloop"
-    assert any(e["event"] == "bank.stopped" for e in system.events())
+    (stopped,) = [e for e in system.events() if e["event"] == "bank.stopped"]
+    # the store's counters: two calls, each recorded, counter advanced, report stored,
+    # finished (4 writes), after one read at its handshake
+    assert stopped["writes"] >= 8 and stopped["reads"] >= 2, stopped
+    assert 1 <= stopped["commits"] <= stopped["store_trips"] <= stopped["writes"] + stopped["reads"]

@@ -197,6 +197,10 @@ class Agent:
         self.call: dict[str, Any] | None = None
         """The call under way, as its `CallWatch` last published it."""
         self.wake = asyncio.Event()
+        self.stopping = False
+        """Set by `run` when it stops, before it cancels its loops: a loop whose
+        cancellation was lost (Python 3.11's `wait_for` can turn one into a timeout, and
+        a call's clean-up may swallow one) still ends, at its next turn."""
         self.modem_wanted = asyncio.Event()
         self.seen: dict[str, set[str]] = {}
         """The checks each collector reported last time (UNKNOWN all if it hangs)."""
@@ -283,7 +287,7 @@ class Agent:
         return Kind.REPORT, content, summary
 
     async def _collect_loop(self, check: CheckConfig) -> None:
-        while True:
+        while not self.stopping:
             await self.collect_once(check)
             await asyncio.sleep(self.clock.real(check.interval))
 
@@ -411,7 +415,7 @@ class Agent:
         return self.config.answer and bool(self.client.ports)
 
     async def _answer_loop(self) -> None:
-        while True:
+        while not self.stopping:
             if self.modem_wanted.is_set() or self.policy.due() <= self.clock.now():
                 await asyncio.sleep(ANSWER_GAP)  # a call of ours is starting
                 continue
@@ -487,7 +491,7 @@ class Agent:
         self.spool.enqueue_many([], {INVENTORY_KEY: json.dumps(self.inventory)})
 
     async def _call_loop(self) -> None:
-        while True:
+        while not self.stopping:
             self.wake.clear()
             delay = self.policy.due() - self.clock.now()
             if delay > 0:
@@ -575,6 +579,8 @@ class Agent:
                     task.result()  # a loop that ended by an error: raise it
         finally:
             sdnotify.notify("STOPPING=1")
+            self.stopping = True
+            self.wake.set()  # the call loop's wait ends even if its cancellation is lost
             for task in [*tasks]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -587,6 +593,6 @@ class Agent:
             self.spool.close()
 
     async def _watchdog(self, every: float) -> None:
-        while True:
+        while not self.stopping:
             sdnotify.notify("WATCHDOG=1")
             await asyncio.sleep(every)
