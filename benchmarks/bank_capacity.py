@@ -11,7 +11,8 @@ bytes per call, call after call, for `--seconds`. Printed per cell:
 
 - goodput per port, min and median over the calls, as a fraction of R/10 (the line's
   bytes per second): the report's bytes over the time from the end of the handshake
-  to the end of the exchange;
+  to the end of the exchange; `min` and `median` are medians over the runs, `worst` is
+  the slowest call of any run;
 - the receiver's CPU (cores: CPU seconds over wall seconds while the calls ran), its CPU
   per payload byte and its peak RSS; the simulator's and the clients' CPU (cores and
   per payload byte) beside it, since they share the machine; and the 1-minute load
@@ -378,7 +379,7 @@ def main() -> None:
         f"{args.seconds:.0f} s per cell, medians of {args.runs}, receiver on {args.event_loop}"
     )
     print(
-        f"{'ports':>5} {'kind':>4} {'calls':>5} {'ok':>4} {'min':>5} {'median':>6} "
+        f"{'ports':>5} {'kind':>4} {'calls':>5} {'ok':>4} {'worst':>5} {'min':>5} {'median':>6} "
         f"{'recv cores':>10} {'us/B':>5} {'RSS MiB':>7} {'sim':>5} {'us/B':>5} "
         f"{'clients':>7} {'us/B':>5} {'wire/B':>6}  loadavg"
     )
@@ -411,7 +412,8 @@ def main() -> None:
             load = Path("/proc/loadavg").read_text().split()[0]
             print(
                 f"{ports:>5} {kind:>4} {med('calls'):>5.0f} {med('ok'):>4.0f} "
-                f"{med('min'):>5.2f} {med('median'):>6.2f} {med('receiver_cores'):>10.2f} "
+                f"{min(c['min'] for c in cells):>5.3f} {med('min'):>5.3f} {med('median'):>6.3f} "
+                f"{med('receiver_cores'):>10.2f} "
                 f"{med('us_per_byte'):>5.2f} {med('rss_mib'):>7.0f} {med('sim_cores'):>5.2f} "
                 f"{med('sim_us_per_byte'):>5.2f} {med('client_cores'):>7.2f} "
                 f"{med('client_us_per_byte'):>5.2f} {med('wire_per_byte'):>6.3f}  {load}",
