@@ -345,7 +345,8 @@ def test_a_v42_line_with_two_error_bursts_a_second_resends_a_handful(seed):
     """Error bursts every half second (each a V.42 retransmission and a retrain): the
     sender timed out the frames held up behind each stall one by one, and resent up to
     261 frames a call (1,571 over these seeds; calls of up to 385 s). With the timers
-    restarted on each ACK: 104 in all, at most 32 a call, calls of at most 99 s."""
+    restarted on each ACK and at each probe, and a sample from a late first copy: 17 in
+    all, at most 4 a call, calls of at most 81 s."""
     from callhome.wire.transfer import TransferConfig
 
     message, _blob = incompressible(40_000, seed)
@@ -355,8 +356,8 @@ def test_a_v42_line_with_two_error_bursts_a_second_resends_a_handful(seed):
     result = LinkSim(model, seed=seed, config=config).call(device, centre)
     assert result.closed and device.acknowledged.get(1), result.failed
     assert result.handshake_done_at is not None
-    assert result.client.stats()["retransmissions"] <= 40
-    assert result.seconds - result.handshake_done_at < 120
+    assert result.client.stats()["retransmissions"] <= 15
+    assert result.seconds - result.handshake_done_at < 110
 
 
 def test_a_frame_that_left_before_an_acknowledged_frame_s_first_copy_is_lost():
@@ -373,3 +374,55 @@ def test_a_frame_that_left_before_an_acknowledged_frame_s_first_copy_is_lost():
     window.resent(window.frames[1], 0.5)
     window.on_ack(AckInfo(0, 0b1, 1), 0.6)  # frame 1, by its selective bit
     assert [frame.seq for frame in window.due(0.6)] == [0]
+
+
+def test_a_frame_sent_after_the_line_idled_is_not_timed_as_if_behind_the_gap():
+    """Frame 0 goes at 0 s and the line stalls; frame 1 goes at 15 s and is lost. When
+    frame 0's ACK comes at 20 s, frame 1's timer restarts a frame's line time later, not
+    15 s later (the gap between the two sends: it was resent at 36 s)."""
+    from callhome.wire.records import AckInfo
+    from callhome.wire.transfer import SendWindow, TransferConfig
+
+    window = SendWindow(TransferConfig(line_rate=33600, error_corrected=True))
+    for _ in range(8):
+        window.rtt.sample(0.3)
+    window.sent(0, bytes(100), False, 0.0)
+    window.next_seq = 1
+    resent: list[tuple[float, int]] = []
+    now = 0.0
+    while now < 60 and window.frames:
+        deadline = window.next_deadline() or math.inf
+        events = [deadline, 15.0 if window.next_seq == 1 else math.inf]
+        events.append(20.0 if 0 in window.frames else math.inf)
+        now = min(events)
+        if now == 15.0 and window.next_seq == 1:
+            window.sent(1, bytes(100), True, now)
+            window.next_seq = 2
+        elif now == 20.0 and 0 in window.frames:
+            window.on_ack(AckInfo(1, 0, 0), now)  # frame 0's first copy, after the stall
+        for frame in window.due(now):
+            window.resent(frame, now)
+            resent.append((now, frame.seq))
+        if any(seq == 1 for _, seq in resent):
+            break
+    (when,) = [when for when, seq in resent if seq == 1]
+    assert 20.0 < when < 22.0, resent
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_9600_bit_s_v42_line_with_error_bursts_is_not_resent_into_a_crawl(seed):
+    """At 9,600 bit/s a 40 kB report with two error bursts a second took 1,053 s (median
+    of 20 seeds) and 192 resends: every frame was probed before its late ACK came, so
+    the timer never took a sample and stayed at its 1 s floor. An ACK back before the
+    resend can have left is the first copy's, and gives the sample: 193 s, 1 resend."""
+    from callhome.wire.transfer import TransferConfig
+
+    message, _blob = incompressible(40_000, seed)
+    device, centre = setup(message)
+    model = LineModel(rate=9600, latency=0.05, training_time=1.0, v42=True, burst_rate=2.0)
+    config = TransferConfig(line_rate=9600, error_corrected=True)
+    result = LinkSim(model, seed=seed, config=config).call(device, centre)
+    assert result.closed and device.acknowledged.get(1), result.failed
+    assert result.client.stats()["retransmissions"] <= 15
+    assert result.handshake_done_at is not None
+    assert result.seconds - result.handshake_done_at < 400
