@@ -274,11 +274,8 @@ class SendWindow:
         # lost. Not before the resend (Karn again): the ACK for a resent frame may be
         # for its first copy, and frames queued before the resend may still be coming.
         latest = max((frame.first_transmission for frame in acked), default=0)
-        overdue_before = self.rtt.overdue()
         for frame in acked:
             if not frame.retransmitted:
-                if self.config.error_corrected and now - frame.departs > overdue_before:
-                    self.sizer.no_large_frames()  # a stall, seen before any timeout
                 self.rtt.sample(now - frame.departs)  # Karn: only frames sent once
             elif self.config.error_corrected and now < frame.departs:
                 # Back before its resend can have left: the first copy's ACK, late by a
@@ -299,14 +296,12 @@ class SendWindow:
             self.rtt.backoff = 1
         if self.config.error_corrected and acked:
             # The line carries: the frames behind the newest one acknowledged are queued
-            # in the modems, not lost, and leave one after the other from now, so their
-            # timers run from then, each its own line time after that one (the timer
-            # restarted on every ACK, as RFC 6298 §5.3 does). Estimated departures
-            # are wrong by the length of any stall; timed from them, the frames behind
-            # a stall timed out one by one and were resent for nothing, a spiral on a
-            # line with error bursts.
-            # The offset is the line time of the frames queued up to this one, no more:
-            # a frame sent after the line had idled is not behind the gap.
+            # in the modems, not lost, and leave one after the other from now, so each
+            # one's timer restarts (as RFC 6298 §5.3 restarts TCP's) from now plus the
+            # line time queued ahead of it, never more than the gap between their sends
+            # (a frame sent after the line idled is behind nothing). Timed from their
+            # estimated departures, which a stall makes wrong, the frames behind a stall
+            # timed out one by one and were resent for nothing.
             origin = max(frame.first_departs for frame in acked)
             queued = 0.0
             for frame in sorted(self.frames.values(), key=lambda f: f.first_departs):
@@ -345,12 +340,8 @@ class SendWindow:
             timed_out = [probe]
         if timed_out:
             self.rtt.timed_out(now)
-            if self.config.error_corrected:
-                # a stall says nothing of the error rate, but that the line stalls: a
-                # timeout's resend of a large frame would cost twice the line time
-                self.sizer.no_large_frames()
-            for frame in timed_out:
-                if not self.config.error_corrected:
+            if not self.config.error_corrected:  # a stall says nothing of the error rate
+                for frame in timed_out:
                     self.sizer.record(len(frame.wire), lost=True)
         return sorted(due, key=lambda frame: frame.seq)
 
@@ -378,13 +369,6 @@ class FrameSizer:
         self._observations: list[tuple[int, bool]] = []
         self._count = 0
         self.ber_estimate = 0.0
-
-    def no_large_frames(self) -> None:
-        """From now on 1,024 bytes at most (an error-corrected line that stalled: on the
-        line model with error bursts, 2 KiB frames took 10-20 % longer than 1 KiB)."""
-        if self.sizes[-1] > FRAME_SIZES[-1]:
-            self.sizes = FRAME_SIZES
-            self.size = min(self.size, FRAME_SIZES[-1])
 
     def record(self, wire_bytes: int, *, lost: bool) -> None:
         self._observations.append((10 * wire_bytes, lost))
