@@ -23,7 +23,7 @@ from callhome.wire.messages import Kind, encode_message
 from callhome.wire.transfer import FRAME_SIZES, TransferConfig
 from modem_drivers.virtual.line import LineModel
 
-from .linesim import Centre, Device, LinkSim
+from .linesim import LinkSim, enrolled_pair
 
 
 class SmallFrames(TransferConfig):
@@ -36,9 +36,7 @@ class SmallFrames(TransferConfig):
 
 def one_call(rate: int, bursts: float, seed: int, size: int, config: type[TransferConfig]):
     blob = random.Random(seed).randbytes(size)
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "device")
-    device.add(1, encode_message(Kind.REPORT, {"blob": blob}, None))
+    device, centre = enrolled_pair(encode_message(Kind.REPORT, {"blob": blob}, None), seed=seed)
     model = LineModel(rate=rate, latency=0.05, training_time=1.0, v42=True, burst_rate=bursts)
     sim = LinkSim(model, seed=seed, config=config(line_rate=rate, error_corrected=True))
     result = sim.call(device, centre)

@@ -30,13 +30,11 @@ from callhome.wire.messages import (
 from modem_drivers.virtual.line import LineModel
 
 from . import reference_reports as ref
-from .linesim import Centre, Device, LinkSim
+from .linesim import LinkSim, enrolled_pair
 
 
 def one_call(message: EncodedMessage, rate: int, ber: float, seed: int):
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "bench")
-    device.add(1, message)
+    device, centre = enrolled_pair(message, seed=seed)
     sim = LinkSim(LineModel(rate=rate, latency=0.05, ber=ber, v42=False), seed=seed)
     result = sim.call(device, centre)
     if not result.closed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.linesim import Centre, Device
+from benchmarks.linesim import Centre, enrolled_pair
 from callhome.wire.phases import Phase
 from callhome.wire.session import ClientSession, Event, ServerSession
 from callhome.wire.transfer import TransferConfig
@@ -15,8 +15,7 @@ def session_pair(
     config: TransferConfig, **client_options: Any
 ) -> tuple[Centre, ClientSession, ServerSession]:
     """A centre with one enrolled device, and both ends' sessions started at time 0."""
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "device")
+    device, centre = enrolled_pair()
     client = ClientSession(
         static_private=device.static_private,
         server_public=centre.public,

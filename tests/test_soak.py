@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from benchmarks.linesim import Centre, Device, LinkSim
+from benchmarks.linesim import Centre, Device, LinkSim, enrolled_pair
 from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from modem_drivers.virtual.line import LineModel
 
@@ -23,8 +23,7 @@ DICTIONARY = load_dictionary(CURRENT_DICTIONARY)
 def soak(line_seconds: float, seed: int) -> tuple[int, float]:
     """Returns (calls, simulated seconds on the line)."""
     rng = random.Random(seed)
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "device")
+    device, centre = enrolled_pair(seed=seed)
     seq = 0
     calls = 0
     broken = 0

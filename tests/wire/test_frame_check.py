@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.linesim import Centre, Device
+from benchmarks.linesim import enrolled_pair as pair
 from callhome.wire.endpoint import PROLOGUE
 from callhome.wire.framing import (
     MAX_BODY,
@@ -243,14 +243,6 @@ def report(size: int, seed: int = 0) -> EncodedMessage:
     return encode_message(
         Kind.REPORT, {"component": "fan2", "data": rng.randbytes(size).hex()}, DICTIONARY
     )
-
-
-def pair(*messages: EncodedMessage) -> tuple[Device, Centre]:
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "device")
-    for seq, message in enumerate(messages, start=1):
-        device.add(seq, message)
-    return device, centre
 
 
 def checks_on_the_wire(frames: list[bytes]) -> set[tuple[int, FrameCheck]]:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.linesim import Centre, Device
+from benchmarks.linesim import enrolled_pair as pair
 from callhome.wire.errors import NotACentre, SessionTimeout
 from callhome.wire.framing import encode_frame
 from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
@@ -38,14 +39,6 @@ def report(size: int = 200, seed: int = 0) -> object:
         {"component": "fan2", "data": rng.randbytes(size).hex()},
         load_dictionary(CURRENT_DICTIONARY),
     )
-
-
-def pair(*messages) -> tuple[Device, Centre]:
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "device")
-    for seq, message in enumerate(messages, start=1):
-        device.add(seq, message)
-    return device, centre
 
 
 def client_for(device: Device, centre: Centre, rate: int = 2400) -> ClientSession:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.linesim import Centre, Device
+from benchmarks.linesim import enrolled_pair as pair
 from callhome.wire.errors import HandshakeFailed, Refused, SessionTimeout
 from callhome.wire.framing import MAX_BODY, cobs_decode, encode_frame, unstuff
 from callhome.wire.messages import (
@@ -51,14 +52,6 @@ def report(size: int = 300, seed: int = 0) -> object:
         {"severity": "warning", "component": "fan2", "data": rng.randbytes(size).hex()},
         DICTIONARY,
     )
-
-
-def pair(*messages) -> tuple[Device, Centre]:
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "device")
-    for seq, message in enumerate(messages, start=1):
-        device.add(seq, message)
-    return device, centre
 
 
 # -- handshake ---------------------------------------------------------------------------

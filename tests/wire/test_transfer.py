@@ -9,7 +9,8 @@ from collections import Counter
 
 import pytest
 
-from benchmarks.linesim import Centre, Device, LinkSim
+from benchmarks.linesim import LinkSim
+from benchmarks.linesim import enrolled_pair as setup
 from callhome.wire.messages import Kind, decode_content, encode_message
 from callhome.wire.records import RejectReason
 from callhome.wire.session import MessageReceived
@@ -21,14 +22,6 @@ def incompressible(size: int, seed: int = 0):
     blob = random.Random(seed).randbytes(max(0, size - 8))
     message = encode_message(Kind.REPORT, {"blob": blob}, None)
     return message, blob
-
-
-def setup(*messages):
-    centre, device = Centre(), Device()
-    centre.enroll(device.public, "device")
-    for seq, message in enumerate(messages, start=1):
-        device.add(seq, message)
-    return device, centre
 
 
 @pytest.mark.parametrize("size", [200, 4096, 65536], ids=["200B", "4KiB", "64KiB"])
