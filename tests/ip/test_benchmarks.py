@@ -46,14 +46,14 @@ def test_ip_flood_counts_the_attempts_the_receiver_refused() -> None:
         *("--rate", "2000", "--seconds", "1", "--runs", "1"),
         *("--flooders", "1", "--devices", "2"),
     )
-    rate = float(re.search(r"with (\d+) forged attempts/s", out)[1])  # type: ignore[index]
+    run = re.search(r"with (\d+) forged attempts/s \((\d+) in all\)", out)
+    assert run, out
+    rate, attempts = float(run[1]), int(run[2])
     refused = re.search(r"refused (\{.*?\})", out)
     assert refused, out
     seen = sum(json.loads(refused[1]).values())  # nearly all refused at accept (rate)
-    # beside other work the flooder (at nice 19) falls short of the rate asked (1,217/s
-    # with two CPU burners beside the suite), and a connect that timed out under that
-    # load is not counted though the receiver may still have refused it: the counts
-    # agree within a quarter (the old count was half the receiver's)
-    assert 200 <= rate <= 2100, out
-    assert 0.75 * rate <= seen <= 1.25 * rate, out  # one second of flood
+    # beside other work the flooder (at nice 19) falls short of the rate asked, and may
+    # overrun its second: its count, not its rate, is what the receiver's must match
+    assert 0 < rate <= 2100, out
+    assert 0.95 * attempts <= seen <= 1.05 * attempts + 5, out  # 1,996 against 1,997
     assert re.search(r"2 acknowledged, 0 failed", out), out
