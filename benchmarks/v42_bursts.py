@@ -9,8 +9,8 @@ nothing is lost. Printed per cell: the calls that completed (a call can fail at 
 handshake when a burst holds up the HS2 past the centre's deadline), the resends in all
 and in the worst call, and the median and longest time from the handshake's end to the
 end of the call. `--max-frame 1024` keeps the sender to frames of 1 KiB at most (no
-LARGE_FRAME), for the comparison. The keys are random, so the figures move a little
-from one invocation to the next.
+LARGE_FRAME), for the comparison. The keys come from the seeds too, so the figures
+repeat from one invocation to the next.
 """
 
 from __future__ import annotations
