@@ -310,6 +310,14 @@ def test_a_paused_supervisor_loses_the_lead_and_writes_nothing_when_it_wakes(tmp
         for site in sites:
             site.start()
         wait_until(lambda: sent_lines(sent), 60, "the page for late-1")
+        # paused between its command's success and the row marked sent, a sender's claim
+        # runs out and another sends the page again (at least once, operations.md): pause
+        # only once the page is on record as sent
+        wait_until(
+            lambda: (rows := store.outbox()) and all(row.sent_at is not None for row in rows),
+            30,
+            "the page for late-1 to be marked sent",
+        )
         (leader,) = [s for s in sites if s.events("supervision.leading")]
         (other,) = [s for s in sites if s is not leader]
         assert leader.process is not None
