@@ -100,10 +100,20 @@ class Dispatcher:
         else:
             raise DeliveryError(f"unknown channel {item.channel!r}")
 
-    async def run_once(self) -> int:
-        """Send every row that is due (each once); returns how many were tried."""
-        rows = await self.store.outbox_due(self.clock(), claim=self.routing.delivery.claim)
-        for row in rows:
+    async def run_once(self, limit: int = 50) -> int:
+        """Send the rows that are due (each once, at most `limit`); returns how many were
+        tried. Each row is claimed just before its own send: rows claimed together and
+        sent one after another would see their claims run out behind a slow send, and
+        another receiver would send them as well."""
+        tried = 0
+        while tried < limit:
+            rows = await self.store.outbox_due(
+                self.clock(), limit=1, claim=self.routing.delivery.claim
+            )
+            if not rows:
+                break
+            (row,) = rows
+            tried += 1
             try:
                 await self.send(row)
             except DeliveryError as exc:
@@ -132,7 +142,7 @@ class Dispatcher:
                     recipient=row.item.recipient,
                     key=row.item.idempotency_key,
                 )
-        return len(rows)
+        return tried
 
     def _trouble(self, row: OutboxRow, error: str) -> None:
         log.error(

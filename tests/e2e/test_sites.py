@@ -198,6 +198,17 @@ def sent_lines(sent: Path) -> list[str]:
     return sent.read_text().splitlines() if sent.exists() else []
 
 
+def wait_until_marked_sent(store: PostgresStore, what: str) -> None:
+    """Stopped between its command's success and the row marked sent, a sender's claim
+    runs out and another site sends the page again (at least once, operations.md): a
+    test that stops a site while pages are out waits for this first."""
+    wait_until(
+        lambda: (rows := store.outbox()) and all(row.sent_at is not None for row in rows),
+        30,
+        f"{what} to be marked sent",
+    )
+
+
 def test_three_sites_one_supervisor_a_takeover_and_each_notification_once(tmp_path, database):
     sent = tmp_path / "sent.txt"
     sites, centre_key = make_sites(tmp_path, database, sent)
@@ -235,6 +246,7 @@ def test_three_sites_one_supervisor_a_takeover_and_each_notification_once(tmp_pa
         wait_until(lambda: sent_lines(sent), 60, "the page for late-1")
         first_page = sent_lines(sent)
         assert len(first_page) == 1, first_page
+        wait_until_marked_sent(store, "the page for late-1")
         assert leader.process is not None
         leader.process.send_signal(signal.SIGKILL)
         killed = time.monotonic()
@@ -310,14 +322,7 @@ def test_a_paused_supervisor_loses_the_lead_and_writes_nothing_when_it_wakes(tmp
         for site in sites:
             site.start()
         wait_until(lambda: sent_lines(sent), 60, "the page for late-1")
-        # paused between its command's success and the row marked sent, a sender's claim
-        # runs out and another sends the page again (at least once, operations.md): pause
-        # only once the page is on record as sent
-        wait_until(
-            lambda: (rows := store.outbox()) and all(row.sent_at is not None for row in rows),
-            30,
-            "the page for late-1 to be marked sent",
-        )
+        wait_until_marked_sent(store, "the page for late-1")
         (leader,) = [s for s in sites if s.events("supervision.leading")]
         (other,) = [s for s in sites if s is not leader]
         assert leader.process is not None

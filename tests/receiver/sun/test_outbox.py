@@ -23,9 +23,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from receiver.incident_events import Change, IncidentEvent, Severity
 from receiver.store import AsyncStore, OutboxItem, OutboxRow, SQLiteStore
+from receiver.store_pg import PostgresStore
 from receiver.sun.model import Command, Contact, Delivery, Routing, Smtp, Webhook
 from receiver.sun.notifiers import DeliveryError, send_email, send_webhook, verify
 from receiver.sun.outbox import Dispatcher, SunRouter
+
+from ..pgtest import pg_database_fixture, pg_session_database_fixture  # noqa: F401 - fixtures
 
 SECRET = b"a-webhook-secret-long-enough"
 START = datetime(2026, 6, 2, 8, tzinfo=UTC).timestamp()  # Tuesday 10:00 in Paris
@@ -502,3 +505,40 @@ async def test_an_smtp_server_that_times_out_is_retried_then_a_trouble(tmp_path:
         db.close()
     finally:
         listener.close()
+
+
+async def test_a_send_that_outlasts_its_claim_hands_no_later_row_to_another_receiver(
+    tmp_path: Path, pg_database
+) -> None:
+    """Two receivers on one PostgreSQL outbox. The first's send of row 1 outlasts the
+    claim, and the second runs meanwhile: row 1 goes out again (its claim ran out: at least
+    once), row 2 goes out once, by the second; the first had not claimed it yet."""
+    dsn = pg_database()
+    stores = [AsyncStore(PostgresStore(dsn, create=True)), AsyncStore(PostgresStore(dsn))]
+    clock = Clock()
+    plan = routing(tmp_path)
+    plan = dataclasses.replace(plan, delivery=dataclasses.replace(plan.delivery, claim=3.0))
+    first, second = (Dispatcher(plan, db, clock=clock) for db in stores)
+    sent: list[tuple[str, str]] = []
+
+    async def first_send(row: OutboxRow) -> None:
+        sent.append(("first", row.item.idempotency_key))
+        if len(sent) == 1:
+            clock.now += 10.0  # slower than the claim, while the second sender runs
+            assert await second.run_once() == 2
+
+    async def second_send(row: OutboxRow) -> None:
+        sent.append(("second", row.item.idempotency_key))
+
+    first.send = first_send  # type: ignore[method-assign]
+    second.send = second_send  # type: ignore[method-assign]
+    try:
+        rows = [item("page-1"), item("page-2")]
+        assert await stores[0].sun_commit(rows, [], [], clock()) == 2
+        assert await first.run_once() == 1
+        assert sent[0] == ("first", "page-1")
+        assert sorted(sent[1:]) == [("second", "page-1"), ("second", "page-2")]
+        assert all(row.sent_at is not None for row in stores[0].store.outbox())
+    finally:
+        for db in stores:
+            db.close()
