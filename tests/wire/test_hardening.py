@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.linesim import Centre, Device
+from benchmarks.linesim import Centre, Device, LinkSim
 from benchmarks.linesim import enrolled_pair as pair
 from callhome.wire.errors import NotACentre, SessionTimeout
 from callhome.wire.framing import encode_frame
@@ -28,6 +28,7 @@ from callhome.wire.session import (
     ServerSession,
 )
 from callhome.wire.transfer import TransferConfig
+from modem_drivers.virtual.line import LineModel
 
 from .framesim import frame_body, frame_type, reframe, run_call
 
@@ -410,6 +411,70 @@ def test_a_noisy_caller_gets_more_time_to_prove_it_is_live_but_never_past_idle()
         server.receive_data(encode_frame(b"\x03\x00" + os.urandom(30))[:-3] + b"\x00", now)
     assert server.phase is Phase.FAILED
     assert now <= 0.5 + TransferConfig().idle_timeout + 5.0
+
+
+@pytest.mark.parametrize("error_corrected", [True, False])
+def test_a_first_record_held_up_by_retrains_is_confirmed_where_the_modems_correct_errors(
+    error_corrected,
+):
+    """On a V.42 line a burst is a resend and a retrain by the modems: the caller's first
+    record arrives late, in pieces, not damaged. There each piece moves the liveness
+    deadline on (up to the idle timeout after our answer); elsewhere bytes that are not
+    a frame never do."""
+    config = TransferConfig(line_rate=33600, error_corrected=error_corrected)
+    device, centre = pair(report())
+    client = client_for(device, centre, 33600)
+    client.start(0.0)
+    server = ServerSession(static_private=centre.static_private, config=config)
+    server.start(0.0)
+    server.receive_data(client.data_to_send(), 0.1)
+    server.accept(0.1, clock_ms=0)
+    client.receive_data(server.data_to_send(), 0.2)
+    first = client.data_to_send()
+    pieces = [first[i : i + 67] for i in range(0, len(first), 67)]  # the modems' frames
+    now, events = 0.2, []
+    for piece in pieces:  # one piece every 2.5 s, past the plain 6.1 s after a few
+        now += 2.5
+        events += run_timers(server, now)
+        if server.phase is Phase.FAILED:
+            break
+        events += server.receive_data(piece, now)
+    assert now > 0.1 + config.confirm_deadline()
+    confirmed = any(isinstance(e, HandshakeConfirmed) for e in events)
+    assert confirmed is error_corrected
+    if not error_corrected:
+        assert isinstance(events[-1], CallFailed)
+    # bytes alone hold a port no longer than the idle timeout after our answer
+    server = ServerSession(static_private=centre.static_private, config=config)
+    server.start(0.0)
+    server.receive_data(_replayed_hs1(device, centre), 0.1)
+    server.accept(0.1, clock_ms=0)
+    now = 0.1
+    while server.phase is Phase.ACCEPTED:
+        now += 2.0
+        run_timers(server, now)
+        server.receive_data(os.urandom(8).replace(b"\x00", b"\x01"), now)
+    assert server.phase is Phase.FAILED
+    assert now <= 0.1 + (config.idle_timeout if error_corrected else 8.0) + 2.0
+
+
+@pytest.mark.parametrize(("rate", "seed"), [(33600, 14), (9600, 4), (9600, 12), (9600, 13)])
+def test_calls_over_v42_lines_with_two_bursts_a_second_get_through(rate, seed):
+    """The calls of `benchmarks.v42_bursts` that failed at the handshake (the centre gave
+    up on a first record still arriving) now deliver their report."""
+    message = encode_message(Kind.REPORT, {"blob": random.Random(seed).randbytes(40_000)}, None)
+    device, centre = pair(message, seed=seed)
+    model = LineModel(rate=rate, latency=0.05, training_time=1.0, v42=True, burst_rate=2.0)
+    config = TransferConfig(line_rate=rate, error_corrected=True)
+    result = LinkSim(model, seed=seed, config=config).call(device, centre)
+    assert result.server_failed is None and result.failed is None
+    assert result.handshake_done_at is not None and device.acknowledged.get(1)
+
+
+def _replayed_hs1(device: Device, centre: Centre) -> bytes:
+    client = client_for(device, centre)
+    client.start(0.0)
+    return client.data_to_send()
 
 
 def _answer_to(client: ClientSession, centre: Centre) -> bytes:
