@@ -11,7 +11,7 @@ order, reach the application.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import PeerMisbehaved, ProtocolError, SessionTimeout
 from .events import CallClosed, CallFailed, Event, PeerFinished, SecurityAlert
@@ -24,6 +24,7 @@ from .records import (
     ACK_NONCE_BASE,
     DATA,
     HANDSHAKE_TYPES,
+    SEQ_MODULUS,
     AckInfo,
     Reader,
     ReplayWindow,
@@ -278,7 +279,7 @@ class Endpoint:
         reader = Reader(plaintext)
         ack, fin = decode_flags_and_ack(reader, self._send.next_seq)
         if ack is not None:
-            self._apply_ack(ack, now)
+            self._apply_riding_ack(ack, now)
         new, ready = self._receive.accept(seq, (plaintext[reader.pos :], fin))
         if not new:
             return
@@ -317,8 +318,34 @@ class Endpoint:
         self._check_done(now)
 
     def _apply_ack(self, ack: AckInfo, now: float) -> None:
+        """An ACK frame's: sent fresh, never resent, and a line keeps the order, so it
+        never acknowledges less than an earlier one."""
         if ack.cumulative > self._send.next_seq:
             raise PeerMisbehaved("acknowledges frames never sent")
+        if ack.cumulative < self._send.acknowledged_below:
+            # only after an ACK riding on a resent DATA frame was misread (below)
+            raise ProtocolError(
+                f"the peer is missing frame {ack.cumulative}, taken for acknowledged "
+                "from an acknowledgement too old to read"
+            )
+        self._send.on_ack(ack, now)
+
+    def _apply_riding_ack(self, ack: AckInfo, now: float) -> None:
+        """The ACK riding on a DATA frame is as old as the frame's first copy: a resend
+        carries it unchanged (the same bytes under the same nonce), and after a few lost
+        copies it can lag the peer's state by more than its 8-bit number can tell. It is
+        read as the latest number at or below our next frame's; under what is already
+        acknowledged it is stale and says nothing new. (Read as the nearest number, one
+        over 127 frames old came out above our next frame's, and a noisy call at 33,600
+        bit/s ended with "acknowledges frames never sent".) Only one 200 frames old or
+        more can be misread as fresh; the peer's next ACK frame then shows it."""
+        cumulative = ack.cumulative
+        if cumulative > self._send.next_seq:
+            cumulative -= SEQ_MODULUS
+        if cumulative < self._send.acknowledged_below:
+            return
+        if cumulative != ack.cumulative:
+            ack = replace(ack, cumulative=cumulative)
         self._send.on_ack(ack, now)
 
     def _heard(self, now: float) -> None:
