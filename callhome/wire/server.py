@@ -102,7 +102,8 @@ class ServerSession(Endpoint):
         self._started_at = 0.0
         self._accepted_at: float | None = None
         self._progress_at: float | None = None
-        """When a frame last arrived damaged (line noise)."""
+        """When a frame last arrived damaged (line noise) or, on an error-corrected
+        line, when bytes last arrived: the caller's first record may be on its way."""
         self.confirmed = False
         """The caller proved it is live: its first record after the handshake
         authenticated (`HandshakeConfirmed`)."""

@@ -105,15 +105,15 @@ class Dispatcher:
         tried. Each row is claimed just before its own send: rows claimed together and
         sent one after another would see their claims run out behind a slow send, and
         another receiver would send them as well."""
-        tried = 0
-        while tried < limit:
+        tried: set[int] = set()
+        while len(tried) < limit:
             rows = await self.store.outbox_due(
                 self.clock(), limit=1, claim=self.routing.delivery.claim
             )
-            if not rows:
-                break
+            if not rows or rows[0].id in tried:
+                break  # a row retried with no wait (full jitter drew ~0) waits a pass
             (row,) = rows
-            tried += 1
+            tried.add(row.id)
             try:
                 await self.send(row)
             except DeliveryError as exc:
@@ -142,7 +142,7 @@ class Dispatcher:
                     recipient=row.item.recipient,
                     key=row.item.idempotency_key,
                 )
-        return tried
+        return len(tried)
 
     def _trouble(self, row: OutboxRow, error: str) -> None:
         log.error(

@@ -475,10 +475,12 @@ def test_acknowledgements_below_what_is_acknowledged_are_stale_or_a_misreading()
     )
     send = session._send
     send.next_seq, send.acknowledged_below = 300, 290
-    # riding on a DATA frame: 8 bits that read as 301..427 are 45..171 (stale): ignored
-    session._apply_riding_ack(AckInfo(301, 0, 0), 1.0)
-    session._apply_riding_ack(AckInfo(280, 0, 0), 1.0)
-    assert send.acknowledged_below == 290
+    send.sent(291, b"frame 291", False, 0.5)
+    # riding on a DATA frame and stale (301 reads as 45, 280 is below 290): ignored, SACK
+    # bits and all (each marks frame 291 as arrived)
+    session._apply_riding_ack(AckInfo(301, 1 << (291 - 301 + 256 - 1), 32), 1.0)
+    session._apply_riding_ack(AckInfo(280, 1 << (291 - 280 - 1), 2), 1.0)
+    assert send.acknowledged_below == 290 and 291 in send.frames
     session._apply_riding_ack(AckInfo(295, 0, 0), 1.0)
     assert send.acknowledged_below == 295
     # in an ACK frame (never resent): less than before is a misreading shown up
