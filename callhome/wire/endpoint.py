@@ -337,8 +337,9 @@ class Endpoint:
         read as the latest number at or below our next frame's; under what is already
         acknowledged it is stale and says nothing new. (Read as the nearest number, one
         over 127 frames old came out above our next frame's, and a noisy call at 33,600
-        bit/s ended with "acknowledges frames never sent".) Only one 200 frames old or
-        more can be misread as fresh; the peer's next ACK frame then shows it."""
+        bit/s ended with "acknowledges frames never sent".) Only one 256 of our frames
+        old or more can be misread as fresh (when its reading lands among the frames in
+        flight); the peer's next ACK frame then shows it (`_apply_ack`)."""
         cumulative = ack.cumulative
         if cumulative > self._send.next_seq:
             cumulative -= SEQ_MODULUS
