@@ -21,12 +21,14 @@ from callhome.wire.messages import Kind, encode_message
 from callhome.wire.transfer import TransferConfig
 from modem_drivers.virtual.line import LineModel
 
-from .linesim import LinkSim, enrolled_pair
+from .linesim import CallResult, LinkSim, enrolled_pair
 
 
 def one_call(
-    rate: int, ber: float, seed: int, reports: int, size: int, first: int | None
-) -> tuple[int, float, str]:
+    rate: int, ber: float, seed: int, reports: int = 40, size: int = 1500, first: int | None = None
+) -> tuple[CallResult, int]:
+    """One call of `reports` reports of `size` bytes; the result and how many of the
+    reports were acknowledged."""
     rng = random.Random(seed)
     messages = [
         encode_message(Kind.REPORT, {"blob": rng.randbytes(size)}, None) for _ in range(reports)
@@ -35,9 +37,7 @@ def one_call(
     model = LineModel(rate=rate, latency=0.05, ber=ber, v42=False)
     config = TransferConfig(line_rate=rate, initial_frame=first)
     result = LinkSim(model, seed=seed, config=config).call(device, centre)
-    acknowledged = sum(1 for seq in range(1, reports + 1) if device.acknowledged.get(seq))
-    error = type(result.failed).__name__ if result.failed else ""
-    return acknowledged, result.seconds, error
+    return result, sum(1 for seq in range(1, reports + 1) if device.acknowledged.get(seq))
 
 
 def main() -> None:
@@ -60,12 +60,11 @@ def main() -> None:
                 size = TransferConfig(line_rate=rate, initial_frame=first).first_frame
                 ok, failures = [], []
                 for seed in range(options.seeds):
-                    done, seconds, error = one_call(
-                        rate, ber, seed, options.reports, options.size, first
-                    )
+                    result, done = one_call(rate, ber, seed, options.reports, options.size, first)
                     if done == options.reports:
-                        ok.append(seconds)
+                        ok.append(result.seconds)
                     else:
+                        error = type(result.failed).__name__ if result.failed else ""
                         failures.append((seed, done, error))
                 label = f"{size}{'' if first else ' (default)'}"
                 median = statistics.median(ok) if ok else float("nan")

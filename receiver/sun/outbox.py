@@ -101,19 +101,20 @@ class Dispatcher:
             raise DeliveryError(f"unknown channel {item.channel!r}")
 
     async def run_once(self, limit: int = 50) -> int:
-        """Send the rows that are due (each once, at most `limit`); returns how many were
-        tried. Each row is claimed just before its own send: rows claimed together and
-        sent one after another would see their claims run out behind a slow send, and
-        another receiver would send them as well."""
-        tried: set[int] = set()
-        while len(tried) < limit:
+        """Send the rows that are due, at most `limit`; returns how many were tried.
+        Each row is claimed just before its own send: rows claimed together and sent one
+        after another would see their claims run out behind a slow send, and another
+        receiver would send them as well. A row taken is claimed, so it is sent, never
+        skipped (it would wait out its claim)."""
+        tried = 0
+        while tried < limit:
             rows = await self.store.outbox_due(
                 self.clock(), limit=1, claim=self.routing.delivery.claim
             )
-            if not rows or rows[0].id in tried:
-                break  # a row retried with no wait (full jitter drew ~0) waits a pass
+            if not rows:
+                break
             (row,) = rows
-            tried.add(row.id)
+            tried += 1
             try:
                 await self.send(row)
             except DeliveryError as exc:
@@ -142,7 +143,7 @@ class Dispatcher:
                     recipient=row.item.recipient,
                     key=row.item.idempotency_key,
                 )
-        return len(tried)
+        return tried
 
     def _trouble(self, row: OutboxRow, error: str) -> None:
         log.error(

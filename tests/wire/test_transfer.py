@@ -9,14 +9,16 @@ from collections import Counter
 
 import pytest
 
+from benchmarks import noisy_lines
 from benchmarks.linesim import LinkSim
 from benchmarks.linesim import enrolled_pair as setup
 from callhome.wire.errors import PeerMisbehaved, ProtocolError, SessionTimeout
 from callhome.wire.messages import Kind, decode_content, encode_message
 from callhome.wire.records import AckInfo, RejectReason
-from callhome.wire.session import ClientSession, MessageReceived
+from callhome.wire.session import MessageReceived
 from callhome.wire.transfer import FRAME_SIZES, FrameSizer, TransferConfig, _likelihood
 from modem_drivers.virtual.line import LineModel
+from tests.sessionpair import session_pair
 
 
 def incompressible(size: int, seed: int = 0):
@@ -435,24 +437,12 @@ def test_first_frames_are_small_where_the_line_can_lose_them():
     assert TransferConfig(line_rate=2400, initial_frame=64).first_frame == 64
 
 
-def noisy_call(rate: int, ber: float, seed: int, initial_frame: int | None = None):
-    """A call of 40 reports of 1.5 kB over a line without error correction (the calls of
-    `benchmarks.noisy_lines`)."""
-    rng = random.Random(seed)
-    messages = [encode_message(Kind.REPORT, {"blob": rng.randbytes(1500)}, None) for _ in range(40)]
-    device, centre = setup(*messages, seed=seed)
-    model = LineModel(rate=rate, latency=0.05, ber=ber, v42=False)
-    config = TransferConfig(line_rate=rate, initial_frame=initial_frame)
-    result = LinkSim(model, seed=seed, config=config).call(device, centre)
-    return result, sum(1 for seq in range(1, 41) if device.acknowledged.get(seq))
-
-
 def test_a_noisy_slow_line_gets_its_first_frames_through():
     """At 2,400 bit/s and a BER of 2e-4 a 1 KiB frame arrives 1 time in 9 and can only
     be resent whole: with 1 KiB first frames this call timed out with nothing delivered."""
-    before, delivered = noisy_call(2400, 2e-4, seed=1, initial_frame=1024)
+    before, delivered = noisy_lines.one_call(2400, 2e-4, seed=1, first=1024)
     assert isinstance(before.failed, SessionTimeout) and delivered == 0
-    result, delivered = noisy_call(2400, 2e-4, seed=1)
+    result, delivered = noisy_lines.one_call(2400, 2e-4, seed=1)
     assert result.closed and delivered == 40
 
 
@@ -461,24 +451,18 @@ def test_an_acknowledgement_riding_on_a_much_resent_data_frame_is_read_as_old():
     again and again while the device sent on: its 8-bit ACK number lagged by over 127
     frames and was read as one ahead of the device, which ended the call ("acknowledges
     frames never sent"); it is stale, and ignored."""
-    result, delivered = noisy_call(33600, 2e-4, seed=3, initial_frame=512)
+    result, delivered = noisy_lines.one_call(33600, 2e-4, seed=3, first=512)
     assert result.failed is None and result.closed and delivered == 40
 
 
 def test_acknowledgements_below_what_is_acknowledged_are_stale_or_a_misreading():
-    device, centre = setup()
-    session = ClientSession(
-        static_private=device.static_private,
-        server_public=centre.public,
-        call_counter=1,
-        epoch=device.epoch,
-    )
+    _, session, _ = session_pair(TransferConfig())
     send = session._send
     send.next_seq, send.acknowledged_below = 300, 290
     send.sent(291, b"frame 291", False, 0.5)
-    # riding on a DATA frame and stale (301 reads as 45, 280 is below 290): ignored, SACK
-    # bits and all (each marks frame 291 as arrived)
-    session._apply_riding_ack(AckInfo(301, 1 << (291 - 301 + 256 - 1), 32), 1.0)
+    # riding on a DATA frame and stale: 301 reads as 45 (read as 301, it would take frame
+    # 291 with it); 280 is below 290, SACK bit and all (it marks frame 291 as arrived)
+    session._apply_riding_ack(AckInfo(301, 0, 0), 1.0)
     session._apply_riding_ack(AckInfo(280, 1 << (291 - 280 - 1), 2), 1.0)
     assert send.acknowledged_below == 290 and 291 in send.frames
     session._apply_riding_ack(AckInfo(295, 0, 0), 1.0)
@@ -488,3 +472,16 @@ def test_acknowledgements_below_what_is_acknowledged_are_stale_or_a_misreading()
         session._apply_ack(AckInfo(292, 0, 0), 1.0)
     with pytest.raises(PeerMisbehaved):
         session._apply_ack(AckInfo(301, 0, 0), 1.0)
+
+
+def test_the_noisy_lines_benchmark_runs_its_calls(capsys, monkeypatch):
+    """`benchmarks/noisy_lines.py`, whose figures docs/protocol.md §4 quotes, still runs:
+    a row for the default first frames and one for the comparison."""
+    import sys
+
+    argv = ["noisy_lines", "--rates", "33600", "--bers", "0", "--seeds", "1", "--reports", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    noisy_lines.main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[-2:]]
+    assert rows[0][:5] == ["33600", "0", "512", "(default)", "1/1"], rows
+    assert rows[1][:4] == ["33600", "0", "1024", "1/1"], rows

@@ -542,30 +542,3 @@ async def test_a_send_that_outlasts_its_claim_hands_no_later_row_to_another_rece
     finally:
         for db in stores:
             db.close()
-
-
-async def test_a_row_retried_with_no_wait_is_tried_once_a_pass(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Full jitter can draw a wait of ~0: the row is due again at once, and waits for the
-    next pass rather than being sent again and again in this one."""
-    import receiver.sun.outbox as outbox
-
-    monkeypatch.setattr(outbox, "retry_delay", lambda routing, attempts, rng: 0.0)
-    db = store(tmp_path)
-    dispatcher = Dispatcher(routing(tmp_path, attempts=5), db, clock=Clock())
-    tries: list[str] = []
-
-    async def failing(row: OutboxRow) -> None:
-        tries.append(row.item.idempotency_key)
-        raise DeliveryError("refused")
-
-    dispatcher.send = failing  # type: ignore[method-assign]
-    try:
-        assert await db.sun_commit([item("page-1")], [], [], START) == 1
-        assert await dispatcher.run_once() == 1
-        assert tries == ["page-1"]
-        assert await dispatcher.run_once() == 1
-        assert tries == ["page-1", "page-1"]
-    finally:
-        db.close()
