@@ -198,7 +198,7 @@ class ClientSession(Endpoint):
         if self._notice is not None and now >= (self._notice_deadline or now):
             raise HandshakeFailed(self._notice)
         peer = self._peer_deadline()
-        damaged = self.decoder.stats.damaged_frames
+        damaged = self.decoder.stats.crc_failures
         if peer is not None and now >= peer and damaged > self._damaged_seen:
             # a damaged frame came meanwhile: a centre on a noisy line, most likely (text
             # is never a well-formed frame); wait again, within the attempt limit

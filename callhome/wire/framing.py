@@ -163,14 +163,8 @@ class FrameStats:
     oversize: int = 0
     noise_bytes: int = 0
     damaged_bytes: int = 0
-    """Bytes of frames that failed their CRC or their COBS: a peer's frames hit by noise,
-    not someone else's text (which has no delimiters to make a frame of)."""
-
-    @property
-    def damaged_frames(self) -> int:
-        """Frames hit by noise: the bit that noise flips may be in a COBS code as well
-        as in the body."""
-        return self.crc_failures + self.malformed
+    """Bytes of well-formed frames that failed their CRC: a peer's frames hit by noise,
+    not someone else's text."""
 
     @property
     def line_errors(self) -> int:
@@ -236,7 +230,6 @@ class FrameDecoder:
         except CobsError:
             self.stats.malformed += 1
             self.stats.noise_bytes += len(raw)
-            self.stats.damaged_bytes += len(raw) + 1
             return None
         check = FrameCheck.V1 if checked[:1] and checked[0] in self.v1_types else self.check
         size = check.size

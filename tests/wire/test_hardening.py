@@ -14,7 +14,7 @@ from benchmarks import v42_bursts
 from benchmarks.linesim import Centre, Device
 from benchmarks.linesim import enrolled_pair as pair
 from callhome.wire.errors import NotACentre, SessionTimeout
-from callhome.wire.framing import encode_frame
+from callhome.wire.framing import CobsError, cobs_decode, encode_frame, unstuff
 from callhome.wire.messages import CURRENT_DICTIONARY, Kind, encode_message, load_dictionary
 from callhome.wire.phases import TRANSITIONS, Phase, PhaseError, Role, advance
 from callhome.wire.records import DATA
@@ -482,25 +482,30 @@ def _answer_to(client: ClientSession, centre: Centre) -> bytes:
 
 
 def _damaged(frame: bytes) -> bytes:
-    """The same frame with one bit flipped inside it (no new delimiter): a CRC failure."""
-    broken = bytearray(frame)
-    at = next(i for i in range(len(broken) // 2, len(broken)) if broken[i] not in (0, 4))
-    broken[at] ^= 0x04
-    return bytes(broken)
+    """The same frame with one bit flipped inside it (no new delimiter): a CRC failure.
+    The first byte from the middle on whose flip leaves the COBS intact: a flipped COBS
+    code makes a malformed frame instead (1 run in 200 of the test below, with its
+    random ephemeral keys, did), which a client does not take for a centre's (a login
+    prompt that echoes our HS1 through its tty makes those: tests/e2e/test_mgetty.py)."""
+    for at in range(len(frame) // 2, len(frame) - 1):
+        broken = bytearray(frame)
+        broken[at] ^= 0x04
+        if broken[at] and _cobs_intact(bytes(broken)):
+            return bytes(broken)
+    raise AssertionError("no byte to flip")
 
 
-def _cobs_broken(frame: bytes) -> bytes:
-    """The same frame with its first COBS code pointing past its end: malformed."""
-    return frame[:1] + bytes([0xFE]) + frame[2:]
+def _cobs_intact(frame: bytes) -> bool:
+    try:
+        cobs_decode(unstuff(frame.strip(b"\x00")))
+    except CobsError:
+        return False
+    return True
 
 
-@pytest.mark.parametrize("damage", [_damaged, _cobs_broken], ids=["crc", "cobs"])
-def test_a_centre_on_a_noisy_line_is_not_taken_for_a_foreign_peer(damage):
+def test_a_centre_on_a_noisy_line_is_not_taken_for_a_foreign_peer():
     """Three damaged answers (one per HS1 attempt: over 1 KiB) and the deadline passing
-    after each: still a centre, whose genuine answer then completes the handshake. Noise
-    that hits a COBS code makes a malformed frame rather than a CRC failure (1 run in
-    200 of this test, where `_damaged` flipped such a byte, took the centre for a
-    foreign peer)."""
+    after each: still a centre, whose genuine answer then completes the handshake."""
     device, centre = pair(report())
     client = client_for(device, centre, 2400)
     client.start(0.0)
@@ -508,12 +513,12 @@ def test_a_centre_on_a_noisy_line_is_not_taken_for_a_foreign_peer(damage):
     now = 1.0
     events = []
     for _ in range(3):
-        events += client.receive_data(damage(genuine), now)
+        events += client.receive_data(_damaged(genuine), now)
         now += 11.0  # past the 10 s peer deadline each time
         events += run_timers(client, now)
         client.data_to_send()
     assert not any(isinstance(e, CallFailed) for e in events), events
-    assert client.decoder.stats.damaged_frames == 3
+    assert client.decoder.stats.crc_failures == 3
     events = client.receive_data(genuine, now)
     assert any(isinstance(e, HandshakeCompleted) for e in events), events
     assert client.heard_centre
